@@ -1,0 +1,340 @@
+"""The one module that talks to Keycloak's admin REST API.
+
+Each function is one remote operation; its docstring names the endpoint. python-keycloak
+provides the authenticated connection (token fetch and renewal, timeouts); the requests go
+through `_request`, which turns every failure into one of the domain exceptions below, so
+callers never see python-keycloak or requests.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+from keycloak.exceptions import KeycloakError
+
+Representation = dict[str, Any]
+
+
+class KeycloakUnavailable(Exception):
+    """Keycloak did not answer in time, or answered with a server error."""
+
+
+class KeycloakRejected(Exception):
+    """Keycloak refused the request (4xx); the message says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"Keycloak answered {status}: {message}")
+        self.status = status
+
+
+class AlreadyExists(KeycloakRejected):
+    """A create request met an object with the same unique name (409)."""
+
+
+class NotFound(KeycloakRejected):
+    """The object is not there (404)."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    """An authenticated admin connection, and the realm it works on."""
+
+    admin: KeycloakAdmin
+    realm: str
+
+
+def connect(
+    *,
+    realm: str,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    user_realm: str | None = None,
+) -> Connection:
+    """A connection as a service account (client credentials) or, to bootstrap, an admin user."""
+    openid = KeycloakOpenIDConnection(
+        server_url=settings.KEYCLOAK_URL,
+        realm_name=realm,
+        user_realm_name=user_realm or realm,
+        client_id=client_id or "admin-cli",
+        client_secret_key=client_secret,
+        username=username,
+        password=password,
+        timeout=settings.KEYCLOAK_TIMEOUT,
+        max_retries=0,
+    )
+    return Connection(KeycloakAdmin(connection=openid), realm)
+
+
+_portal_lock = threading.Lock()
+
+
+@cache
+def _portal_connection() -> Connection:
+    return connect(
+        realm=settings.KEYCLOAK_REALM,
+        client_id=settings.KEYCLOAK_SERVICE_CLIENT_ID,
+        client_secret=settings.KEYCLOAK_SERVICE_CLIENT_SECRET,
+    )
+
+
+def portal_connection() -> Connection:
+    """The portal's run-time identity: its own service account in the portal realm."""
+    with _portal_lock:
+        return _portal_connection()
+
+
+def _request(
+    conn: Connection,
+    method: str,
+    path: str,
+    body: Any = None,  # noqa: ANN401 - any JSON value
+    *,
+    params: dict[str, Any] | None = None,
+) -> Any:  # noqa: ANN401 - the decoded JSON body, or the Location header for a 201
+    """Send one admin request; `path` is relative to /admin/realms/{realm}."""
+    url = f"admin/realms/{conn.realm}{path}" if not path.startswith("/admin") else path[1:]
+    connection = conn.admin.connection
+    try:
+        if method == "GET":
+            response = connection.raw_get(url, **(params or {}))
+        elif method == "POST":
+            response = connection.raw_post(url, data=json.dumps(body))
+        elif method == "PUT":
+            response = connection.raw_put(url, data=json.dumps(body))
+        else:
+            response = connection.raw_delete(url, data=json.dumps(body) if body else None)
+    except KeycloakError as error:
+        raise KeycloakUnavailable(f"Keycloak is unreachable: {error.__cause__ or error}") from error
+    status = response.status_code
+    if status >= 500:
+        raise KeycloakUnavailable(f"Keycloak answered {status} to {method} {path}")
+    if status >= 400:
+        message = _error_message(response.text) or response.reason
+        if status == 404:
+            raise NotFound(status, message)
+        if status == 409:
+            raise AlreadyExists(status, message)
+        raise KeycloakRejected(status, message)
+    if status == 201:
+        return response.headers.get("Location", "")
+    if not response.content:
+        return None
+    return response.json()
+
+
+def _error_message(text: str) -> str:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:200]
+    if isinstance(data, dict):
+        return str(data.get("errorMessage") or data.get("error_description") or data.get("error"))
+    return text[:200]
+
+
+def _created_id(location: str) -> str:
+    return location.rstrip("/").rsplit("/", 1)[-1]
+
+
+# Realm
+
+
+def get_realm(conn: Connection) -> Representation | None:
+    """GET /admin/realms/{realm}; None if the realm does not exist."""
+    try:
+        return _request(conn, "GET", "")  # type: ignore[no-any-return]
+    except NotFound:
+        return None
+
+
+def create_realm(conn: Connection, rep: Representation) -> None:
+    """POST /admin/realms."""
+    _request(conn, "POST", "/admin/realms", rep)
+
+
+def update_realm(conn: Connection, rep: Representation) -> None:
+    """PUT /admin/realms/{realm} (fields not sent are left as they are)."""
+    _request(conn, "PUT", "", rep)
+
+
+def get_events_config(conn: Connection) -> Representation:
+    """GET /admin/realms/{realm}/events/config."""
+    return _request(conn, "GET", "/events/config")  # type: ignore[no-any-return]
+
+
+def set_events_config(conn: Connection, rep: Representation) -> None:
+    """PUT /admin/realms/{realm}/events/config."""
+    _request(conn, "PUT", "/events/config", rep)
+
+
+# Roles
+
+
+def get_realm_role(conn: Connection, name: str) -> Representation | None:
+    """GET /admin/realms/{realm}/roles/{name}; None if missing."""
+    try:
+        return _request(conn, "GET", f"/roles/{name}")  # type: ignore[no-any-return]
+    except NotFound:
+        return None
+
+
+def create_realm_role(conn: Connection, rep: Representation) -> None:
+    """POST /admin/realms/{realm}/roles."""
+    _request(conn, "POST", "/roles", rep)
+
+
+def update_realm_role(conn: Connection, name: str, rep: Representation) -> None:
+    """PUT /admin/realms/{realm}/roles/{name}."""
+    _request(conn, "PUT", f"/roles/{name}", rep)
+
+
+def get_client_roles(conn: Connection, client_uuid: str) -> list[Representation]:
+    """GET /admin/realms/{realm}/clients/{uuid}/roles."""
+    return _request(conn, "GET", f"/clients/{client_uuid}/roles")  # type: ignore[no-any-return]
+
+
+# Clients
+
+
+def find_client(conn: Connection, client_id: str) -> Representation | None:
+    """GET /admin/realms/{realm}/clients?clientId=…&search=false: the exact match, or None."""
+    found = _request(conn, "GET", "/clients", params={"clientId": client_id, "search": "false"})
+    matches = [c for c in found if c.get("clientId") == client_id]
+    return matches[0] if matches else None
+
+
+def create_client(conn: Connection, rep: Representation) -> str:
+    """POST /admin/realms/{realm}/clients; returns the new client's UUID."""
+    return _created_id(_request(conn, "POST", "/clients", rep))
+
+
+def update_client(conn: Connection, client_uuid: str, rep: Representation) -> None:
+    """PUT /admin/realms/{realm}/clients/{uuid}."""
+    _request(conn, "PUT", f"/clients/{client_uuid}", rep)
+
+
+def get_client_scopes_of_client(conn: Connection, client_uuid: str, kind: str) -> set[str]:
+    """GET /admin/realms/{realm}/clients/{uuid}/{kind}-client-scopes: the scope names."""
+    scopes = _request(conn, "GET", f"/clients/{client_uuid}/{kind}-client-scopes")
+    return {s["name"] for s in scopes}
+
+
+def set_client_scope_of_client(
+    conn: Connection, client_uuid: str, kind: str, scope_id: str, *, attached: bool
+) -> None:
+    """PUT or DELETE /admin/realms/{realm}/clients/{uuid}/{kind}-client-scopes/{scopeId}."""
+    method = "PUT" if attached else "DELETE"
+    _request(conn, method, f"/clients/{client_uuid}/{kind}-client-scopes/{scope_id}")
+
+
+def get_service_account_user(conn: Connection, client_uuid: str) -> Representation:
+    """GET /admin/realms/{realm}/clients/{uuid}/service-account-user."""
+    path = f"/clients/{client_uuid}/service-account-user"
+    return _request(conn, "GET", path)  # type: ignore[no-any-return]
+
+
+def get_realm_scope_mappings(conn: Connection, client_uuid: str) -> set[str]:
+    """GET /admin/realms/{realm}/clients/{uuid}/scope-mappings/realm: the role names."""
+    roles = _request(conn, "GET", f"/clients/{client_uuid}/scope-mappings/realm")
+    return {r["name"] for r in roles}
+
+
+def add_realm_scope_mappings(
+    conn: Connection, client_uuid: str, roles: Iterable[Representation]
+) -> None:
+    """POST /admin/realms/{realm}/clients/{uuid}/scope-mappings/realm."""
+    _request(conn, "POST", f"/clients/{client_uuid}/scope-mappings/realm", list(roles))
+
+
+def get_client_scope_mappings(conn: Connection, client_uuid: str, owner_uuid: str) -> set[str]:
+    """GET …/clients/{uuid}/scope-mappings/clients/{owner}: role names of `owner` in scope."""
+    path = f"/clients/{client_uuid}/scope-mappings/clients/{owner_uuid}"
+    return {r["name"] for r in _request(conn, "GET", path)}
+
+
+def set_client_scope_mappings(
+    conn: Connection,
+    client_uuid: str,
+    owner_uuid: str,
+    roles: Iterable[Representation],
+    *,
+    granted: bool,
+) -> None:
+    """POST or DELETE …/clients/{uuid}/scope-mappings/clients/{owner}."""
+    path = f"/clients/{client_uuid}/scope-mappings/clients/{owner_uuid}"
+    _request(conn, "POST" if granted else "DELETE", path, list(roles))
+
+
+# Users' role mappings
+
+
+def get_user_client_roles(conn: Connection, user_id: str, owner_uuid: str) -> set[str]:
+    """GET /admin/realms/{realm}/users/{id}/role-mappings/clients/{owner}: role names."""
+    path = f"/users/{user_id}/role-mappings/clients/{owner_uuid}"
+    return {r["name"] for r in _request(conn, "GET", path)}
+
+
+def set_user_client_roles(
+    conn: Connection,
+    user_id: str,
+    owner_uuid: str,
+    roles: Iterable[Representation],
+    *,
+    granted: bool,
+) -> None:
+    """POST or DELETE /admin/realms/{realm}/users/{id}/role-mappings/clients/{owner}."""
+    path = f"/users/{user_id}/role-mappings/clients/{owner_uuid}"
+    _request(conn, "POST" if granted else "DELETE", path, list(roles))
+
+
+# Client scopes
+
+
+def find_client_scope(conn: Connection, name: str) -> Representation | None:
+    """GET /admin/realms/{realm}/client-scopes, filtered by name (there is no name query)."""
+    scopes = _request(conn, "GET", "/client-scopes")
+    return next((s for s in scopes if s.get("name") == name), None)
+
+
+def create_client_scope(conn: Connection, rep: Representation) -> str:
+    """POST /admin/realms/{realm}/client-scopes; returns the new scope's id."""
+    return _created_id(_request(conn, "POST", "/client-scopes", rep))
+
+
+def update_client_scope(conn: Connection, scope_id: str, rep: Representation) -> None:
+    """PUT /admin/realms/{realm}/client-scopes/{id} (protocol mappers are not updated here)."""
+    _request(conn, "PUT", f"/client-scopes/{scope_id}", rep)
+
+
+def update_client_scope_mapper(
+    conn: Connection, scope_id: str, mapper_id: str, rep: Representation
+) -> None:
+    """PUT /admin/realms/{realm}/client-scopes/{id}/protocol-mappers/models/{mapperId}."""
+    path = f"/client-scopes/{scope_id}/protocol-mappers/models/{mapper_id}"
+    _request(conn, "PUT", path, rep)
+
+
+def add_client_scope_mapper(conn: Connection, scope_id: str, rep: Representation) -> None:
+    """POST /admin/realms/{realm}/client-scopes/{id}/protocol-mappers/models."""
+    _request(conn, "POST", f"/client-scopes/{scope_id}/protocol-mappers/models", rep)
+
+
+def update_client_mapper(
+    conn: Connection, client_uuid: str, mapper_id: str, rep: Representation
+) -> None:
+    """PUT /admin/realms/{realm}/clients/{uuid}/protocol-mappers/models/{mapperId}."""
+    _request(conn, "PUT", f"/clients/{client_uuid}/protocol-mappers/models/{mapper_id}", rep)
+
+
+def add_client_mapper(conn: Connection, client_uuid: str, rep: Representation) -> None:
+    """POST /admin/realms/{realm}/clients/{uuid}/protocol-mappers/models."""
+    _request(conn, "POST", f"/clients/{client_uuid}/protocol-mappers/models", rep)

@@ -1,0 +1,226 @@
+"""Obtain the pinned Keycloak from Maven Central and run it in dev mode on loopback.
+
+    python -m devstack.keycloak fetch
+    python -m devstack.keycloak start [--instance dev] [--port 8080]
+    python -m devstack.keycloak stop [--instance dev]
+    python -m devstack.keycloak status [--instance dev]
+
+Each instance (dev, test) has its own unpacked server and H2 database under the cache
+directory, so the test suite never touches the data of the run command's Keycloak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.process import cache_dir, http_ok, running_pid, spawn, stop, wait_until
+
+# The newest 26.x on Maven Central (checked 2026-11-23) and the first with every 2026
+# manage-clients escalation fix of the 26.7 line (CVE-2026-16105 in 26.7.3); see README.
+VERSION = "26.7.3"
+ARTIFACT = f"org.keycloak:keycloak-quarkus-dist:{VERSION}:tar.gz"
+SHA256 = "77657f30b7e90d70f727712ce1c967f430fd6a5e9f458d32d8c6df0635345f47"
+# JDKs Keycloak 26.7 supports, best first (17 still works but is deprecated).
+SUPPORTED_JDKS = (25, 21, 17)
+JVM_ROOTS = (Path("/usr/lib/jvm"), Path("/opt/java"), Path("/usr/local/lib/jvm"))
+
+DEV_ADMIN_USERNAME = "admin"
+DEV_ADMIN_PASSWORD = "admin"  # noqa: S105 - loopback dev server only, printed by bin/run
+
+
+@dataclass(frozen=True)
+class Instance:
+    name: str
+    port: int
+
+    @property
+    def management_port(self) -> int:
+        return self.port + 920  # 8080 -> 9000, as Keycloak's own default pairing
+
+    @property
+    def root(self) -> Path:
+        return cache_dir() / "keycloak" / self.name
+
+    @property
+    def home(self) -> Path:
+        return self.root / f"keycloak-{VERSION}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "keycloak.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "keycloak.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ready_url(self) -> str:
+        return f"http://127.0.0.1:{self.management_port}/health/ready"
+
+
+def archive_path() -> Path:
+    return cache_dir() / "keycloak" / f"keycloak-quarkus-dist-{VERSION}.tar.gz"
+
+
+def fetch() -> Path:
+    """Copy the distribution from Maven Central with Maven and check its SHA-256."""
+    archive = archive_path()
+    if archive.exists() and _sha256(archive) == SHA256:
+        return archive
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    print(f"Fetching {ARTIFACT} with Maven ...", flush=True)
+    subprocess.run(  # noqa: S603
+        [
+            "mvn", "-q", "-B", "dependency:copy",
+            f"-Dartifact={ARTIFACT}",
+            f"-DoutputDirectory={archive.parent}",
+            "-Dmdep.overWriteReleases=true",
+        ],
+        check=True,
+        cwd=tempfile.gettempdir(),  # keep Maven away from any pom.xml in the working tree
+    )  # fmt: skip
+    digest = _sha256(archive)
+    if digest != SHA256:
+        archive.unlink()
+        raise RuntimeError(f"{archive.name}: SHA-256 {digest} does not match the pinned {SHA256}")
+    return archive
+
+
+def install(instance: Instance) -> Path:
+    """Unpack the checked archive for `instance` unless it already is."""
+    if (instance.home / "bin" / "kc.sh").exists():
+        return instance.home
+    archive = fetch()
+    instance.root.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(instance.root, filter="tar")
+    return instance.home
+
+
+def find_java_home() -> Path:
+    """The newest supported JDK on this machine (JAVA_HOME wins if it is supported)."""
+    candidates: list[Path] = []
+    if os.environ.get("JAVA_HOME"):
+        candidates.append(Path(os.environ["JAVA_HOME"]))
+    for root in JVM_ROOTS:
+        if root.is_dir():
+            candidates.extend(sorted(p for p in root.iterdir() if not p.is_symlink()))
+    found: dict[int, Path] = {}
+    for home in candidates:
+        major = _java_major(home)
+        if major in SUPPORTED_JDKS and major not in found:
+            found[major] = home
+    for major in SUPPORTED_JDKS:
+        if major in found:
+            return found[major]
+    raise RuntimeError(f"No JDK {'/'.join(map(str, SUPPORTED_JDKS))} found in {JVM_ROOTS}")
+
+
+def is_ready(instance: Instance) -> bool:
+    return http_ok(instance.ready_url)
+
+
+def start(instance: Instance, *, timeout: float = 240) -> float:
+    """Start `instance` in dev mode and wait until ready; return the seconds it took."""
+    if running_pid(instance.pid_file) and is_ready(instance):
+        return 0.0
+    if is_ready(instance):
+        raise RuntimeError(f"Another Keycloak already answers on port {instance.port}")
+    began = time.monotonic()
+    home = install(instance)
+    java_home = find_java_home()
+    env = dict(os.environ)
+    env.update(
+        JAVA_HOME=str(java_home),
+        PATH=f"{java_home / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+        KC_BOOTSTRAP_ADMIN_USERNAME=DEV_ADMIN_USERNAME,
+        KC_BOOTSTRAP_ADMIN_PASSWORD=DEV_ADMIN_PASSWORD,
+    )
+    spawn(
+        [
+            str(home / "bin" / "kc.sh"), "start-dev",
+            "--http-host=127.0.0.1", f"--http-port={instance.port}",
+            f"--http-management-port={instance.management_port}",
+            "--health-enabled=true",
+        ],
+        pid_file=instance.pid_file,
+        log_file=instance.log_file,
+        env=env,
+    )  # fmt: skip
+    wait_until(
+        lambda: is_ready(instance) or running_pid(instance.pid_file) is None,
+        timeout=timeout,
+        what=f"Keycloak ({instance.name})",
+        log_file=instance.log_file,
+    )
+    if not is_ready(instance):
+        tail = instance.log_file.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"Keycloak ({instance.name}) exited while starting:\n{tail}")
+    return time.monotonic() - began
+
+
+def stop_instance(instance: Instance) -> bool:
+    return stop(instance.pid_file, timeout=60)
+
+
+def _java_major(home: Path) -> int | None:
+    release = home / "release"
+    if not (home / "bin" / "java").exists() or not release.exists():
+        return None
+    match = re.search(r'^JAVA_VERSION="(\d+)', release.read_text(), re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.keycloak")
+    parser.add_argument("action", choices=["fetch", "start", "stop", "status", "java", "reset"])
+    parser.add_argument("--instance", default="dev")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    instance = Instance(args.instance, args.port)
+    if args.action == "fetch":
+        print(fetch())
+    elif args.action == "java":
+        print(find_java_home())
+    elif args.action == "start":
+        took = start(instance)
+        how = "already running" if took == 0 else f"ready in {took:.1f}s"
+        print(f"Keycloak {VERSION} ({instance.name}) on {instance.url}: {how}")
+    elif args.action == "stop":
+        print("stopped" if stop_instance(instance) else "not running")
+    elif args.action == "reset":
+        stop_instance(instance)
+        shutil.rmtree(instance.root, ignore_errors=True)
+        print(f"removed {instance.root}")
+    else:
+        up = is_ready(instance)
+        print(f"Keycloak ({instance.name}) on {instance.url}: {'ready' if up else 'down'}")
+        return 0 if up else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

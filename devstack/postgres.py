@@ -1,0 +1,100 @@
+"""A private PostgreSQL cluster on loopback for the test suite.
+
+    python -m devstack.postgres start [--port 54329]    # prints the DATABASE_URL
+    python -m devstack.postgres stop
+
+It uses the machine's PostgreSQL binaries (Debian's postgresql package) and its own data
+directory, so it neither needs nor touches the system's cluster. As root, the server runs
+as the `postgres` user, which PostgreSQL requires.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from devstack.process import cache_dir
+
+DEFAULT_PORT = 54329
+
+
+def bin_dir() -> Path:
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parent.parent.name)
+    )
+    if versions:
+        return versions[-1].parent
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).parent
+    raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
+
+
+def data_dir() -> Path:
+    # The postgres user must reach it, so as root it lives outside root's home.
+    if os.geteuid() == 0:
+        return Path("/var/tmp/apikey-portal-postgres")
+    return cache_dir() / "postgres"
+
+
+def database_url(port: int) -> str:
+    return f"postgres://postgres@127.0.0.1:{port}/portal"
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(_as_postgres(args), check=True, text=True, capture_output=True)
+
+
+def start(port: int = DEFAULT_PORT) -> str:
+    binaries = bin_dir()
+    data = data_dir()
+    if not (data / "PG_VERSION").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(data, "postgres", "postgres")
+        _run([str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+              "-E", "UTF8", "--no-sync"])  # fmt: skip
+    status = subprocess.run(
+        _as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "status"]),
+        capture_output=True, check=False,
+    )  # fmt: skip
+    if status.returncode != 0:
+        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off"
+        _run([str(binaries / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"),
+              "-o", options, "-w", "-t", "60", "start"])  # fmt: skip
+    exists = _run([str(binaries / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                   "-tAc", "SELECT 1 FROM pg_database WHERE datname = 'portal'"])  # fmt: skip
+    if exists.stdout.strip() != "1":
+        _run([str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+              "portal"])  # fmt: skip
+    return database_url(port)
+
+
+def stop() -> None:
+    data = data_dir()
+    if (data / "postmaster.pid").exists():
+        _run([str(bin_dir() / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"])
+
+
+def _as_postgres(args: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.postgres")
+    parser.add_argument("action", choices=["start", "stop"])
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    args = parser.parse_args(argv)
+    if args.action == "start":
+        print(start(args.port))
+    else:
+        stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

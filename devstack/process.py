@@ -1,0 +1,109 @@
+"""Start, find and stop a background server through a pid file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """Where downloads and server state live: outside git, shared by clones."""
+    root = os.environ.get("PORTAL_CACHE_DIR") or Path.home() / ".cache" / "apikey-portal"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def running_pid(pid_file: Path) -> int | None:
+    """The pid recorded in `pid_file` if that process is still alive."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def spawn(
+    args: Sequence[str], *, pid_file: Path, log_file: Path, env: Mapping[str, str] | None = None
+) -> int:
+    """Start `args` in its own session, detached, logging to `log_file`."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        proc = subprocess.Popen(  # noqa: S603 - arguments are built by this package
+            list(args),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+        )
+    pid_file.write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop(pid_file: Path, *, timeout: float = 30) -> bool:
+    """Stop the process group recorded in `pid_file`: TERM, then KILL after `timeout`."""
+    pid = running_pid(pid_file)
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    if _alive(pid):
+        _signal_group(pid, signal.SIGKILL)
+        while _alive(pid):
+            time.sleep(0.1)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float, what: str, log_file: Path) -> float:
+    """Poll `check` until true; return the seconds waited, or fail with the log's tail."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.5)
+    tail = log_file.read_text(errors="replace")[-3000:] if log_file.exists() else ""
+    raise RuntimeError(f"{what} was not ready after {timeout:.0f}s. Log tail:\n{tail}")
+
+
+def http_ok(url: str) -> bool:
+    """True if `url` answers 2xx."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        finished, _ = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass

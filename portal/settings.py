@@ -1,0 +1,204 @@
+"""Settings for the API key portal: one module, driven by environment variables.
+
+`PORTAL_PROFILE` picks the profile: `production` (the default, failing closed: every secret
+must be given), `dev` (what `bin/run` uses: loopback defaults, no configuration) or `test`
+(dev defaults, used by the test suite). Every setting `NAME` may instead be read from the
+file named by `NAME_FILE`, for mounted secrets. See `.env.example` for the full list.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+PROFILE = os.environ.get("PORTAL_PROFILE", "production")
+if PROFILE not in {"production", "dev", "test"}:
+    raise ImproperlyConfigured(f"PORTAL_PROFILE must be production, dev or test, not {PROFILE!r}")
+LOCAL = PROFILE != "production"
+
+
+def env(name: str, default: str | None = None, *, local: str | None = None) -> str:
+    """`name` from the environment or `name_FILE`; else `local` (dev/test only), else `default`."""
+    if name in os.environ:
+        return os.environ[name]
+    if f"{name}_FILE" in os.environ:
+        return Path(os.environ[f"{name}_FILE"]).read_text().strip()
+    if LOCAL and local is not None:
+        return local
+    if default is not None:
+        return default
+    raise ImproperlyConfigured(f"Set {name} (or {name}_FILE); it has no default in production.")
+
+
+def env_list(name: str, default: str | None = None, *, local: str | None = None) -> list[str]:
+    return [item.strip() for item in env(name, default, local=local).split(",") if item.strip()]
+
+
+DEBUG = PROFILE == "dev" and env("DJANGO_DEBUG", "true") == "true"
+SECRET_KEY = env("DJANGO_SECRET_KEY", local="dev-only-insecure-secret-key-not-for-production")
+
+# The portal's public address: exact redirect URIs registered in Keycloak derive from it.
+PORTAL_URL = env("PORTAL_URL", local="http://127.0.0.1:8000").rstrip("/")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", urlsplit(PORTAL_URL).hostname, local="127.0.0.1,localhost")
+CSRF_TRUSTED_ORIGINS = [PORTAL_URL]
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "mozilla_django_oidc",
+    "django_htmx",
+    "template_partials",
+    "apikeys",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite is the embedded default of the run command; DATABASE_URL selects PostgreSQL.
+DATABASES = {
+    "default": dj_database_url.parse(
+        env("DATABASE_URL", local=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"), conn_max_age=60
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "apikeys.User"
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if LOCAL
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# Keycloak. KEYCLOAK_URL is how the portal reaches Keycloak; KEYCLOAK_PUBLIC_URL is how
+# browsers do (they differ behind Docker's network).
+KEYCLOAK_URL = env("KEYCLOAK_URL", local="http://127.0.0.1:8080").rstrip("/")
+KEYCLOAK_PUBLIC_URL = env("KEYCLOAK_PUBLIC_URL", KEYCLOAK_URL).rstrip("/")
+KEYCLOAK_REALM = env("KEYCLOAK_REALM", "portal")
+KEYCLOAK_TIMEOUT = int(env("KEYCLOAK_TIMEOUT", "5"))
+# The portal's own run-time identity: a service account with least privilege.
+KEYCLOAK_SERVICE_CLIENT_ID = env("KEYCLOAK_SERVICE_CLIENT_ID", "portal-service")
+KEYCLOAK_SERVICE_CLIENT_SECRET = env(
+    "KEYCLOAK_SERVICE_CLIENT_SECRET", local="dev-only-portal-service-secret"
+)
+
+_realm_public = f"{KEYCLOAK_PUBLIC_URL}/realms/{KEYCLOAK_REALM}/protocol/openid-connect"
+_realm_back = f"{KEYCLOAK_URL}/realms/{KEYCLOAK_REALM}/protocol/openid-connect"
+
+# Sign-in with mozilla-django-oidc: authorization code + PKCE (S256), users matched on `sub`.
+AUTHENTICATION_BACKENDS = ["apikeys.auth.KeycloakBackend"]
+OIDC_RP_CLIENT_ID = env("OIDC_CLIENT_ID", "portal")
+OIDC_RP_CLIENT_SECRET = env("OIDC_CLIENT_SECRET", local="dev-only-portal-login-secret")
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_RP_SCOPES = "openid email profile"
+OIDC_USE_PKCE = True
+OIDC_PKCE_CODE_CHALLENGE_METHOD = "S256"
+OIDC_STORE_ID_TOKEN = True  # the id_token_hint for Keycloak's logout
+OIDC_OP_AUTHORIZATION_ENDPOINT = f"{_realm_public}/auth"
+OIDC_OP_REGISTRATION_ENDPOINT = f"{_realm_public}/registrations"
+OIDC_OP_LOGOUT_ENDPOINT = f"{_realm_public}/logout"
+OIDC_OP_TOKEN_ENDPOINT = f"{_realm_back}/token"
+OIDC_OP_USER_ENDPOINT = f"{_realm_back}/userinfo"
+OIDC_OP_JWKS_ENDPOINT = f"{_realm_back}/certs"
+OIDC_OP_LOGOUT_URL_METHOD = "apikeys.auth.keycloak_logout_url"
+OIDC_TIMEOUT = KEYCLOAK_TIMEOUT
+OIDC_ADMIN_ROLE = "portal-admin"
+OIDC_ROLES_CLAIM = "portal_roles"
+LOGIN_URL = "oidc_authentication_init"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "landing"
+
+# Email: the portal's own mail, and the SMTP server Keycloak is configured with.
+EMAIL_HOST = env("EMAIL_HOST", local="127.0.0.1")
+EMAIL_PORT = int(env("EMAIL_PORT", local="1025"))
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env("EMAIL_USE_TLS", "false" if LOCAL else "true") == "true"
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", local="API key portal <portal@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+KEYCLOAK_SMTP_HOST = env("KEYCLOAK_SMTP_HOST", EMAIL_HOST)
+KEYCLOAK_SMTP_PORT = int(env("KEYCLOAK_SMTP_PORT", str(EMAIL_PORT)))
+KEYCLOAK_SMTP_FROM = env("KEYCLOAK_SMTP_FROM", local="portal@localhost")
+
+# Security: secure by default, relaxed only for the plain-HTTP loopback profiles.
+SESSION_COOKIE_SECURE = not LOCAL
+CSRF_COOKIE_SECURE = not LOCAL
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = 8 * 3600
+SECURE_SSL_REDIRECT = not LOCAL and env("SECURE_SSL_REDIRECT", "true") == "true"
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = 0 if LOCAL else int(env("SECURE_HSTS_SECONDS", "31536000"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not LOCAL
+SECURE_HSTS_PRELOAD = not LOCAL
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF, KEYCLOAK_PUBLIC_URL],
+    }
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,98 @@
+"""Fixtures: the real Keycloak (bootstrapped once per session), users, and role fixtures.
+
+The services come from `bin/test`: Keycloak's test instance, PostgreSQL and the mail sink.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from django.conf import settings
+from keycloak import KeycloakAdmin
+
+from apikeys import keycloak, realm_setup
+from apikeys.keycloak import Connection
+from apikeys.models import Api, User
+
+PASSWORD = "correct horse battery staple"  # satisfies the realm's password policy
+
+
+def pytest_configure() -> None:
+    if os.environ.get("PORTAL_PROFILE") != "test":
+        raise pytest.UsageError("Run the tests with bin/test (PORTAL_PROFILE=test and services).")
+
+
+def sample_api() -> Api:
+    return Api(name="Sample API", slug="sample", audience="sample-api")
+
+
+@pytest.fixture(scope="session")
+def keycloak_admin() -> Connection:
+    """The master admin, working on the portal realm: for set-up and inspection in tests."""
+    return keycloak.connect(
+        realm=settings.KEYCLOAK_REALM,
+        username=os.environ["KEYCLOAK_BOOTSTRAP_ADMIN_USERNAME"],
+        password=os.environ["KEYCLOAK_BOOTSTRAP_ADMIN_PASSWORD"],
+        user_realm="master",
+    )
+
+
+@pytest.fixture(scope="session")
+def bootstrapped(keycloak_admin: Connection) -> Connection:
+    realm_setup.bootstrap(keycloak_admin, [sample_api()])
+    return keycloak_admin
+
+
+@dataclass
+class KeycloakUser:
+    id: str
+    email: str
+    password: str
+
+
+@pytest.fixture
+def make_keycloak_user(bootstrapped: Connection) -> Iterator[KeycloakUser]:
+    """Factory for verified Keycloak users with a password; deleted after the test."""
+    admin: KeycloakAdmin = bootstrapped.admin
+    made: list[str] = []
+
+    def make(*, roles: tuple[str, ...] = ()) -> KeycloakUser:
+        email = f"user-{uuid.uuid4().hex[:10]}@example.com"
+        user_id = admin.create_user(
+            {
+                "username": email,
+                "email": email,
+                "emailVerified": True,
+                "enabled": True,
+                "firstName": "Test",
+                "lastName": "User",
+                "credentials": [{"type": "password", "value": PASSWORD, "temporary": False}],
+            }
+        )
+        made.append(user_id)
+        if roles:
+            admin.assign_realm_roles(user_id, [admin.get_realm_role(r) for r in roles])
+        return KeycloakUser(user_id, email, PASSWORD)
+
+    yield make  # type: ignore[misc]
+    for user_id in made:
+        admin.delete_user(user_id)
+
+
+@pytest.fixture
+def owner(db: None) -> User:
+    return User.objects.create(username=str(uuid.uuid4()), email="owner@example.com")
+
+
+@pytest.fixture
+def other_user(db: None) -> User:
+    return User.objects.create(username=str(uuid.uuid4()), email="other@example.com")
+
+
+@pytest.fixture
+def admin_user(db: None) -> User:
+    return User.objects.create(username=str(uuid.uuid4()), email="admin@example.com", is_staff=True)

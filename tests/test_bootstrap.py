@@ -1,0 +1,149 @@
+"""bootstrap_keycloak against the real Keycloak: settings read back, idempotence, repair."""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+from apikeys import keycloak, realm_setup
+from apikeys.keycloak import Connection
+from tests.conftest import sample_api
+
+
+def snapshot(conn: Connection) -> dict[str, Any]:
+    """Everything bootstrap owns, as Keycloak represents it."""
+    admin = conn.admin
+    realm = keycloak.get_realm(conn)
+    clients = {}
+    for client_id in (settings.OIDC_RP_CLIENT_ID, settings.KEYCLOAK_SERVICE_CLIENT_ID):
+        client = keycloak.find_client(conn, client_id)
+        assert client is not None
+        clients[client_id] = {
+            "client": client,
+            "default": sorted(keycloak.get_client_scopes_of_client(conn, client["id"], "default")),
+            "optional": sorted(keycloak.get_client_scopes_of_client(conn, client["id"], "optional")),
+            "scope_mappings": admin.connection.raw_get(
+                f"admin/realms/{conn.realm}/clients/{client['id']}/scope-mappings"
+            ).json(),
+        }
+    service = clients[settings.KEYCLOAK_SERVICE_CLIENT_ID]["client"]
+    sa_user = keycloak.get_service_account_user(conn, service["id"])
+    return {
+        "realm": realm,
+        "events": admin.connection.raw_get(f"admin/realms/{conn.realm}/events/config").json(),
+        "role": keycloak.get_realm_role(conn, realm_setup.ADMIN_ROLE),
+        "clients": clients,
+        "service_account_roles": admin.connection.raw_get(
+            f"admin/realms/{conn.realm}/users/{sa_user['id']}/role-mappings"
+        ).json(),
+        "scope": keycloak.find_client_scope(conn, sample_api().scope_name),
+    }
+
+
+def test_a_second_run_changes_nothing(bootstrapped: Connection) -> None:
+    before = snapshot(bootstrapped)
+
+    changes = realm_setup.bootstrap(bootstrapped, [sample_api()])
+
+    assert changes == []
+    assert snapshot(bootstrapped) == before
+
+
+@pytest.mark.django_db
+def test_the_command_reports_a_realm_in_shape(bootstrapped: Connection) -> None:
+    out = StringIO()
+    call_command("bootstrap_keycloak", stdout=out)
+    assert "already in shape, nothing changed" in out.getvalue()
+
+
+def test_the_realm_has_self_registration_and_its_protections(bootstrapped: Connection) -> None:
+    realm = keycloak.get_realm(bootstrapped)
+    assert realm is not None
+    assert realm["registrationAllowed"] is True
+    assert realm["registrationEmailAsUsername"] is True
+    assert realm["verifyEmail"] is True
+    assert realm["duplicateEmailsAllowed"] is False
+    assert "length(12)" in realm["passwordPolicy"]
+    assert realm["bruteForceProtected"] is True
+    assert realm["smtpServer"]["port"] == str(settings.KEYCLOAK_SMTP_PORT)
+    events = bootstrapped.admin.connection.raw_get(
+        f"admin/realms/{bootstrapped.realm}/events/config"
+    ).json()
+    assert events["eventsEnabled"] is True
+    assert "CLIENT_LOGIN" in events["enabledEventTypes"]
+    assert events["eventsExpiration"] == realm_setup.EVENTS_EXPIRATION_SECONDS
+    assert events["adminEventsEnabled"] is True
+
+
+def test_the_login_client_allows_only_code_with_pkce(bootstrapped: Connection) -> None:
+    client = keycloak.find_client(bootstrapped, settings.OIDC_RP_CLIENT_ID)
+    assert client is not None
+    assert client["publicClient"] is False
+    assert client["standardFlowEnabled"] is True
+    assert client["implicitFlowEnabled"] is False
+    assert client["directAccessGrantsEnabled"] is False
+    assert client["serviceAccountsEnabled"] is False
+    assert client["fullScopeAllowed"] is False
+    assert client["attributes"]["pkce.code.challenge.method"] == "S256"
+    assert client["attributes"]["oauth2.device.authorization.grant.enabled"] == "false"
+    assert client["redirectUris"] == [f"{settings.PORTAL_URL}/oidc/callback/"]
+    assert client["attributes"]["post.logout.redirect.uris"] == f"{settings.PORTAL_URL}/"
+
+
+def test_the_service_account_holds_only_its_least_roles(bootstrapped: Connection) -> None:
+    conn = keycloak.portal_connection()
+    # It can read clients and events ...
+    assert keycloak.find_client(conn, settings.OIDC_RP_CLIENT_ID) is not None
+    assert isinstance(keycloak._request(conn, "GET", "/events", params={"max": 1}), list)
+    # ... but not users, roles of the realm's admins, or other realms.
+    with pytest.raises(keycloak.KeycloakRejected) as users:
+        keycloak._request(conn, "GET", "/users", params={"max": 1})
+    assert users.value.status == 403
+    with pytest.raises(keycloak.KeycloakRejected) as realms:
+        keycloak._request(conn, "POST", "/admin/realms", {"realm": "escalated", "enabled": True})
+    assert realms.value.status == 403
+    service = keycloak.find_client(bootstrapped, settings.KEYCLOAK_SERVICE_CLIENT_ID)
+    assert service is not None
+    user = keycloak.get_service_account_user(bootstrapped, service["id"])
+    management = keycloak.find_client(bootstrapped, "realm-management")
+    assert management is not None
+    held = keycloak.get_user_client_roles(bootstrapped, user["id"], management["id"])
+    assert held == {"manage-clients", "view-events"}
+
+
+def test_each_catalog_api_has_an_audience_scope(bootstrapped: Connection) -> None:
+    scope = keycloak.find_client_scope(bootstrapped, "api-sample")
+    assert scope is not None
+    (mapper,) = scope["protocolMappers"]
+    assert mapper["protocolMapper"] == "oidc-audience-mapper"
+    assert mapper["config"]["included.custom.audience"] == "sample-api"
+    assert mapper["config"]["access.token.claim"] == "true"
+
+
+def test_it_repairs_settings_changed_behind_its_back(bootstrapped: Connection) -> None:
+    client = keycloak.find_client(bootstrapped, settings.OIDC_RP_CLIENT_ID)
+    assert client is not None
+    keycloak.update_client(bootstrapped, client["id"], {**client, "directAccessGrantsEnabled": True})
+    service = keycloak.find_client(bootstrapped, settings.KEYCLOAK_SERVICE_CLIENT_ID)
+    assert service is not None
+    user = keycloak.get_service_account_user(bootstrapped, service["id"])
+    management = keycloak.find_client(bootstrapped, "realm-management")
+    assert management is not None
+    realm_admin = bootstrapped.admin.get_client_role(management["id"], "realm-admin")
+    keycloak.set_user_client_roles(
+        bootstrapped, user["id"], management["id"], [realm_admin], granted=True
+    )
+
+    changes = realm_setup.bootstrap(bootstrapped, [sample_api()])
+
+    assert f"updated client {settings.OIDC_RP_CLIENT_ID}" in changes
+    assert any("removed ['realm-admin']" in line for line in changes)
+    repaired = keycloak.find_client(bootstrapped, settings.OIDC_RP_CLIENT_ID)
+    assert repaired is not None
+    assert repaired["directAccessGrantsEnabled"] is False
+    held = keycloak.get_user_client_roles(bootstrapped, user["id"], management["id"])
+    assert held == {"manage-clients", "view-events"}
