@@ -22,7 +22,7 @@ class KeycloakBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
         # Keycloak enforces email verification before sign-in completes; check it anyway.
         return bool(claims.get("sub")) and claims.get("email_verified") is True
 
-    def filter_users_by_claims(self, claims: Claims) -> Any:  # noqa: ANN401 - a QuerySet
+    def filter_users_by_claims(self, claims: Claims) -> Any:
         return User.objects.filter(username=claims["sub"])
 
     def create_user(self, claims: Claims) -> User:
@@ -43,7 +43,7 @@ class KeycloakBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
 class RegistrationRequestView(OIDCAuthenticationRequestView):  # type: ignore[misc]
     """Like sign-in, with the same state, nonce and PKCE, but to Keycloak's registration page."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.OIDC_OP_AUTH_ENDPOINT = settings.OIDC_OP_REGISTRATION_ENDPOINT
 

@@ -96,10 +96,10 @@ def _request(
     conn: Connection,
     method: str,
     path: str,
-    body: Any = None,  # noqa: ANN401 - any JSON value
+    body: Any = None,
     *,
     params: dict[str, Any] | None = None,
-) -> Any:  # noqa: ANN401 - the decoded JSON body, or the Location header for a 201
+) -> Any:
     """Send one admin request; `path` is relative to /admin/realms/{realm}."""
     url = f"admin/realms/{conn.realm}{path}" if not path.startswith("/admin") else path[1:]
     connection = conn.admin.connection

@@ -84,7 +84,7 @@ def fetch() -> Path:
         return archive
     archive.parent.mkdir(parents=True, exist_ok=True)
     print(f"Fetching {ARTIFACT} with Maven ...", flush=True)
-    subprocess.run(  # noqa: S603
+    subprocess.run(
         [
             "mvn", "-q", "-B", "dependency:copy",
             f"-Dartifact={ARTIFACT}",

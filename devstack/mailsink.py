@@ -10,6 +10,7 @@ Keycloak's verification mails and the portal's own mails land here; tests read t
 from __future__ import annotations
 
 import argparse
+import mailbox
 import socket
 import sys
 from pathlib import Path
@@ -39,7 +40,8 @@ def start(instance: str, port: int) -> None:
         return
     if is_listening(port):
         raise RuntimeError(f"Something else already listens on port {port}")
-    maildir(instance).mkdir(parents=True, exist_ok=True)
+    root(instance).mkdir(parents=True, exist_ok=True)
+    mailbox.Maildir(maildir(instance), create=True)  # with its tmp/new/cur folders
     log_file = root(instance) / "mailsink.log"
     spawn(
         [

@@ -37,7 +37,7 @@ def bin_dir() -> Path:
 def data_dir() -> Path:
     # The postgres user must reach it, so as root it lives outside root's home.
     if os.geteuid() == 0:
-        return Path("/var/tmp/apikey-portal-postgres")
+        return Path("/var/tmp/apikey-portal-postgres")  # noqa: S108 - fixed, owned by postgres
     return cache_dir() / "postgres"
 
 

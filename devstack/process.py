@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -38,7 +39,7 @@ def spawn(
     """Start `args` in its own session, detached, logging to `log_file`."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
-        proc = subprocess.Popen(  # noqa: S603 - arguments are built by this package
+        proc = subprocess.Popen(
             list(args),
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -83,7 +84,7 @@ def http_ok(url: str) -> bool:
     """True if `url` answers 2xx."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL
-            return 200 <= response.status < 300
+            return bool(200 <= response.status < 300)
     except (urllib.error.URLError, OSError):
         return False
 
@@ -103,7 +104,5 @@ def _alive(pid: int) -> bool:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass

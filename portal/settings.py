@@ -26,9 +26,9 @@ LOCAL = PROFILE != "production"
 
 def env(name: str, default: str | None = None, *, local: str | None = None) -> str:
     """`name` from the environment or `name_FILE`; else `local` (dev/test only), else `default`."""
-    if name in os.environ:
+    if os.environ.get(name):  # set but empty counts as unset, as in .env.example
         return os.environ[name]
-    if f"{name}_FILE" in os.environ:
+    if os.environ.get(f"{name}_FILE"):
         return Path(os.environ[f"{name}_FILE"]).read_text().strip()
     if LOCAL and local is not None:
         return local
@@ -46,7 +46,9 @@ SECRET_KEY = env("DJANGO_SECRET_KEY", local="dev-only-insecure-secret-key-not-fo
 
 # The portal's public address: exact redirect URIs registered in Keycloak derive from it.
 PORTAL_URL = env("PORTAL_URL", local="http://127.0.0.1:8000").rstrip("/")
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", urlsplit(PORTAL_URL).hostname, local="127.0.0.1,localhost")
+ALLOWED_HOSTS = env_list(
+    "DJANGO_ALLOWED_HOSTS", urlsplit(PORTAL_URL).hostname, local="127.0.0.1,localhost"
+)
 CSRF_TRUSTED_ORIGINS = [PORTAL_URL]
 
 INSTALLED_APPS = [
@@ -110,6 +112,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Locally whitenoise serves straight from the source folders, with no collectstatic step.
+WHITENOISE_USE_FINDERS = LOCAL
+WHITENOISE_AUTOREFRESH = LOCAL
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

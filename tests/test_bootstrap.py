@@ -25,7 +25,9 @@ def snapshot(conn: Connection) -> dict[str, Any]:
         clients[client_id] = {
             "client": client,
             "default": sorted(keycloak.get_client_scopes_of_client(conn, client["id"], "default")),
-            "optional": sorted(keycloak.get_client_scopes_of_client(conn, client["id"], "optional")),
+            "optional": sorted(
+                keycloak.get_client_scopes_of_client(conn, client["id"], "optional")
+            ),
             "scope_mappings": admin.connection.raw_get(
                 f"admin/realms/{conn.realm}/clients/{client['id']}/scope-mappings"
             ).json(),
@@ -127,7 +129,9 @@ def test_each_catalog_api_has_an_audience_scope(bootstrapped: Connection) -> Non
 def test_it_repairs_settings_changed_behind_its_back(bootstrapped: Connection) -> None:
     client = keycloak.find_client(bootstrapped, settings.OIDC_RP_CLIENT_ID)
     assert client is not None
-    keycloak.update_client(bootstrapped, client["id"], {**client, "directAccessGrantsEnabled": True})
+    keycloak.update_client(
+        bootstrapped, client["id"], {**client, "directAccessGrantsEnabled": True}
+    )
     service = keycloak.find_client(bootstrapped, settings.KEYCLOAK_SERVICE_CLIENT_ID)
     assert service is not None
     user = keycloak.get_service_account_user(bootstrapped, service["id"])

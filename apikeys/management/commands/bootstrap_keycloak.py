@@ -31,7 +31,7 @@ class Command(BaseCommand):
             help="name of the variable holding the admin's password, so it stays off argv",
         )
 
-    def handle(self, *args: Any, **options: Any) -> None:  # noqa: ANN401
+    def handle(self, *args: Any, **options: Any) -> None:
         username = options["admin_username"]
         password = os.environ.get(options["admin_password_env"])
         if not username or not password:

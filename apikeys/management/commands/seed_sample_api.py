@@ -10,7 +10,7 @@ from apikeys.models import Api
 class Command(BaseCommand):
     help = 'Add the "Sample API" to the catalog (idempotent).'
 
-    def handle(self, *args: Any, **options: Any) -> None:  # noqa: ANN401
+    def handle(self, *args: Any, **options: Any) -> None:
         api, created = Api.objects.get_or_create(
             slug="sample",
             defaults={

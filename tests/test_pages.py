@@ -1,0 +1,70 @@
+"""Public and private pages: deny by default, a few public views."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from apikeys.models import User
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_landing_page_is_public_and_offers_sign_in_and_registration(client: Client) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    assert reverse("oidc_authentication_init").encode() in response.content
+    assert reverse("register").encode() in response.content
+
+
+def test_it_sends_anonymous_visitors_of_private_pages_to_sign_in(client: Client) -> None:
+    response = client.get("/keys/")
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("oidc_authentication_init"))
+    assert "next=/keys/" in response["Location"]
+
+
+def test_it_sends_signed_in_visitors_of_the_landing_page_home(client: Client, owner: User) -> None:
+    client.force_login(owner)
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("home")
+
+
+def test_the_home_page_greets_the_signed_in_user(client: Client, owner: User) -> None:
+    client.force_login(owner)
+    response = client.get("/keys/")
+    assert response.status_code == 200
+    assert owner.email.encode() in response.content
+
+
+def test_health_is_public_and_checks_the_database(client: Client) -> None:
+    response = client.get("/health/")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_sign_in_starts_code_flow_with_pkce(client: Client) -> None:
+    response = client.get(reverse("oidc_authentication_init"))
+    assert response.status_code == 302
+    location = response["Location"]
+    assert "/protocol/openid-connect/auth?" in location
+    assert "response_type=code" in location
+    assert "code_challenge_method=S256" in location
+
+
+def test_create_account_goes_to_keycloak_registration(client: Client) -> None:
+    response = client.get(reverse("register"))
+    assert response.status_code == 302
+    assert "/protocol/openid-connect/registrations?" in response["Location"]
+
+
+def test_sign_out_refuses_get(client: Client, owner: User) -> None:
+    client.force_login(owner)
+    assert client.get(reverse("oidc_logout")).status_code == 405
+
+
+def test_pages_carry_a_content_security_policy(client: Client) -> None:
+    response = client.get("/")
+    assert "default-src 'self'" in response["Content-Security-Policy"]
