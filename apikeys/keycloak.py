@@ -299,10 +299,14 @@ def set_user_client_roles(
 # Client scopes
 
 
+def list_client_scopes(conn: Connection) -> list[Representation]:
+    """GET /admin/realms/{realm}/client-scopes."""
+    return _request(conn, "GET", "/client-scopes")  # type: ignore[no-any-return]
+
+
 def find_client_scope(conn: Connection, name: str) -> Representation | None:
-    """GET /admin/realms/{realm}/client-scopes, filtered by name (there is no name query)."""
-    scopes = _request(conn, "GET", "/client-scopes")
-    return next((s for s in scopes if s.get("name") == name), None)
+    """The client scope called `name` (the endpoint has no name query)."""
+    return next((s for s in list_client_scopes(conn) if s.get("name") == name), None)
 
 
 def create_client_scope(conn: Connection, rep: Representation) -> str:

@@ -323,12 +323,12 @@ def _ensure_client_scopes(
     current = keycloak.get_client_scopes_of_client(conn, client_uuid, kind)
     if current == wanted:
         return []
+    scope_ids = {s["name"]: s["id"] for s in keycloak.list_client_scopes(conn)}
     for name in sorted(current ^ wanted):
-        scope = keycloak.find_client_scope(conn, name)
-        if scope is None:
+        if name not in scope_ids:
             raise keycloak.NotFound(404, f"client scope {name} does not exist")
         keycloak.set_client_scope_of_client(
-            conn, client_uuid, kind, scope["id"], attached=name in wanted
+            conn, client_uuid, kind, scope_ids[name], attached=name in wanted
         )
     return [f"set {kind} client scopes of {client_id} to {sorted(wanted)}"]
 
