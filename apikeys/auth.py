@@ -6,7 +6,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.http import HttpRequest
+from django.contrib.auth.middleware import (
+    LoginRequiredMiddleware as DjangoLoginRequiredMiddleware,
+)
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import resolve_url
+from django_htmx.http import HttpResponseClientRedirect
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationRequestView
 
@@ -58,3 +63,22 @@ def keycloak_logout_url(request: HttpRequest) -> str:
     if id_token:
         params["id_token_hint"] = id_token
     return f"{settings.OIDC_OP_LOGOUT_ENDPOINT}?{urlencode(params)}"
+
+
+class LoginRequiredMiddleware(DjangoLoginRequiredMiddleware):
+    """Django's deny-by-default middleware, with a full-page redirect for htmx requests.
+
+    A 302 to Keycloak inside an htmx request would be followed by the XHR and its login
+    page swapped into the panel; `HX-Redirect` makes the browser itself go there.
+    """
+
+    def handle_no_permission(  # type: ignore[override]
+        self, request: HttpRequest, view_func: Any
+    ) -> HttpResponse:
+        htmx = getattr(request, "htmx", None)
+        if htmx:
+            current = htmx.current_url_abs_path or resolve_url(settings.LOGIN_REDIRECT_URL)
+            return HttpResponseClientRedirect(
+                f"{resolve_url(settings.LOGIN_URL)}?{urlencode({'next': current})}"
+            )
+        return super().handle_no_permission(request, view_func)

@@ -12,9 +12,10 @@ import json
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
+import requests
+import urllib3
 from django.conf import settings
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from keycloak.exceptions import KeycloakError
@@ -23,7 +24,15 @@ Representation = dict[str, Any]
 
 
 class KeycloakUnavailable(Exception):
-    """Keycloak did not answer in time, or answered with a server error."""
+    """Keycloak did not answer in time, or answered with a server error.
+
+    `reached` is False when the request certainly never got to Keycloak (no connection, or
+    no token to send it with), so it cannot have changed anything there.
+    """
+
+    def __init__(self, message: str, *, reached: bool = True) -> None:
+        super().__init__(message)
+        self.reached = reached
 
 
 class KeycloakRejected(Exception):
@@ -74,22 +83,24 @@ def connect(
     return Connection(KeycloakAdmin(connection=openid), realm)
 
 
-_portal_lock = threading.Lock()
-
-
-@cache
-def _portal_connection() -> Connection:
-    return connect(
-        realm=settings.KEYCLOAK_REALM,
-        client_id=settings.KEYCLOAK_SERVICE_CLIENT_ID,
-        client_secret=settings.KEYCLOAK_SERVICE_CLIENT_SECRET,
-    )
+_local = threading.local()
 
 
 def portal_connection() -> Connection:
-    """The portal's run-time identity: its own service account in the portal realm."""
-    with _portal_lock:
-        return _portal_connection()
+    """The portal's run-time identity: its own service account in the portal realm.
+
+    One connection per thread: python-keycloak renews tokens without a lock (its issue #708).
+    The settings are part of the key, so a test that points the portal elsewhere gets a new one.
+    """
+    key = (settings.KEYCLOAK_URL, settings.KEYCLOAK_TIMEOUT, settings.KEYCLOAK_SERVICE_CLIENT_ID)
+    connections: dict[tuple[str, int, str], Connection] = _local.__dict__.setdefault("by_key", {})
+    if key not in connections:
+        connections[key] = connect(
+            realm=settings.KEYCLOAK_REALM,
+            client_id=settings.KEYCLOAK_SERVICE_CLIENT_ID,
+            client_secret=settings.KEYCLOAK_SERVICE_CLIENT_SECRET,
+        )
+    return connections[key]
 
 
 def _request(
@@ -103,6 +114,15 @@ def _request(
     """Send one admin request; `path` is relative to /admin/realms/{realm}."""
     url = f"admin/realms/{conn.realm}{path}" if not path.startswith("/admin") else path[1:]
     connection = conn.admin.connection
+    if connection.token is None:
+        # Without this, python-keycloak sends the first request unauthenticated and fetches
+        # a token only after the 401.
+        try:
+            connection.get_token()
+        except KeycloakError as error:
+            raise KeycloakUnavailable(
+                f"Keycloak gave the portal no token: {_cause(error)}", reached=False
+            ) from error
     try:
         if method == "GET":
             response = connection.raw_get(url, **(params or {}))
@@ -113,7 +133,9 @@ def _request(
         else:
             response = connection.raw_delete(url, data=json.dumps(body) if body else None)
     except KeycloakError as error:
-        raise KeycloakUnavailable(f"Keycloak is unreachable: {error.__cause__ or error}") from error
+        raise KeycloakUnavailable(
+            f"Keycloak is unreachable: {_cause(error)}", reached=not _never_connected(error)
+        ) from error
     status = response.status_code
     if status >= 500:
         raise KeycloakUnavailable(f"Keycloak answered {status} to {method} {path}")
@@ -129,6 +151,21 @@ def _request(
     if not response.content:
         return None
     return response.json()
+
+
+def _cause(error: KeycloakError) -> str:
+    return str(error.__cause__ or error)
+
+
+def _never_connected(error: KeycloakError) -> bool:
+    """True if the request failed before a connection to Keycloak was made."""
+    cause = error.__cause__
+    if isinstance(cause, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(cause, requests.exceptions.ConnectionError) and cause.args:
+        reason = getattr(cause.args[0], "reason", None)
+        return isinstance(reason, urllib3.exceptions.NewConnectionError)
+    return False
 
 
 def _error_message(text: str) -> str:
@@ -218,8 +255,31 @@ def create_client(conn: Connection, rep: Representation) -> str:
 
 
 def update_client(conn: Connection, client_uuid: str, rep: Representation) -> None:
-    """PUT /admin/realms/{realm}/clients/{uuid}."""
+    """PUT /admin/realms/{realm}/clients/{uuid}; fields left out keep their values."""
     _request(conn, "PUT", f"/clients/{client_uuid}", rep)
+
+
+def get_client(conn: Connection, client_uuid: str) -> Representation:
+    """GET /admin/realms/{realm}/clients/{uuid}."""
+    return _request(conn, "GET", f"/clients/{client_uuid}")  # type: ignore[no-any-return]
+
+
+def delete_client(conn: Connection, client_uuid: str) -> None:
+    """DELETE /admin/realms/{realm}/clients/{uuid}; its service-account user goes with it."""
+    _request(conn, "DELETE", f"/clients/{client_uuid}")
+
+
+def list_clients(
+    conn: Connection, client_id_prefix: str, first: int, page: int
+) -> list[Representation]:
+    """GET /admin/realms/{realm}/clients?clientId=…&search=true&first=…&max=…: one page.
+
+    Keycloak refuses searches on custom attributes (`q=`), so portal clients are found by the
+    prefix of their clientId and told apart by their attributes.
+    """
+    params = {"clientId": client_id_prefix, "search": "true", "first": first, "max": page}
+    found = _request(conn, "GET", "/clients", params=params)
+    return [c for c in found if str(c.get("clientId", "")).startswith(client_id_prefix)]
 
 
 def get_client_scopes_of_client(conn: Connection, client_uuid: str, kind: str) -> set[str]:

@@ -1,10 +1,16 @@
-"""The portal's records: its users and the catalog of APIs that keys are issued for."""
+"""The portal's records: users, the catalog of APIs, the keys issued for them, the audit trail."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.utils import timezone
 
 
 class User(AbstractUser):
@@ -50,3 +56,174 @@ class Api(models.Model):
     def scope_name(self) -> str:
         """The Keycloak client scope that carries this API's audience."""
         return f"api-{self.slug}"
+
+
+def printable_validator(value: str) -> None:
+    if not value.isprintable():
+        raise ValidationError("Use printable characters only (no tabs, line breaks or controls).")
+
+
+# Keys in these states exist in Keycloak (or are on their way there) and count against the quota.
+LIVE_STATUS_VALUES = ("provisioning", "pending", "active", "suspended")
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def live(self) -> ApiKeyQuerySet:
+        return self.filter(status__in=ApiKey.LIVE_STATUSES)
+
+    def ended(self) -> ApiKeyQuerySet:
+        return self.exclude(status__in=ApiKey.LIVE_STATUSES)
+
+    def due_to_expire(self, now: datetime) -> ApiKeyQuerySet:
+        return self.filter(status__in=ApiKey.EXPIRABLE_STATUSES, expires_at__lte=now)
+
+
+class ApiKey(models.Model):
+    """An API key: the portal's record of one Keycloak client with a service account.
+
+    The client secret is never stored here; Keycloak holds it and the customer saw it once.
+    """
+
+    class Status(models.TextChoices):
+        PROVISIONING = "provisioning", "Being set up"
+        PENDING = "pending", "Awaiting approval"
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+        REVOKED = "revoked", "Revoked"
+        EXPIRED = "expired", "Expired"
+        REJECTED = "rejected", "Rejected"
+
+    LIVE_STATUSES = LIVE_STATUS_VALUES
+    EXPIRABLE_STATUSES = (Status.PENDING, Status.ACTIVE, Status.SUSPENDED)
+    # Every key's client in Keycloak has a clientId with this prefix, so it can be listed.
+    CLIENT_ID_PREFIX = "apikey-"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(User, on_delete=models.PROTECT, related_name="api_keys")
+    api = models.ForeignKey(Api, on_delete=models.PROTECT, related_name="keys")
+    name = models.CharField(max_length=64, validators=[printable_validator])
+    description = models.CharField(max_length=500, blank=True)
+    client_id = models.CharField(max_length=64, unique=True, editable=False)
+    # The client's UUID in Keycloak, known once the client exists.
+    keycloak_id = models.CharField(max_length=36, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROVISIONING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    secret_rotated_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-created_at",)
+        constraints = (
+            models.UniqueConstraint(
+                fields=["owner", "name"],
+                condition=models.Q(status__in=LIVE_STATUS_VALUES),
+                name="unique_live_key_name_per_owner",
+            ),
+        )
+        indexes = (models.Index(fields=["status", "expires_at"]),)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.client_id})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.client_id:
+            # Fixed before Keycloak hears of the key, so a retried create meets the same
+            # clientId (and a 409) instead of making a second client.
+            self.client_id = f"{self.CLIENT_ID_PREFIX}{self.id.hex}"
+        super().save(*args, **kwargs)
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in self.LIVE_STATUSES
+
+    @property
+    def can_rotate(self) -> bool:
+        return self.status in (self.Status.ACTIVE, self.Status.PENDING, self.Status.SUSPENDED)
+
+    @property
+    def can_revoke(self) -> bool:
+        return self.status in (self.Status.ACTIVE, self.Status.PENDING, self.Status.SUSPENDED)
+
+    @property
+    def is_unfinished(self) -> bool:
+        return self.status == self.Status.PROVISIONING
+
+    @property
+    def expires_soon(self) -> bool:
+        return self.is_live and self.expires_at - timezone.now() < timedelta(days=7)
+
+    @property
+    def expires_in(self) -> str:
+        """How long the key has left, in the largest whole unit: "in 89 days"."""
+        left = self.expires_at - timezone.now()
+        if left <= timedelta(0):
+            return "expired, being disabled"
+        if left >= timedelta(days=2):
+            return f"in {left.days} days"
+        hours = int(left.total_seconds() // 3600)
+        if hours >= 2:
+            return f"in {hours} hours"
+        return f"in {max(int(left.total_seconds() // 60), 1)} minutes"
+
+
+class AuditEntry(models.Model):
+    """One state change of a key, or one admin action: append-only."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", "Created"
+        ROTATED = "rotated", "Secret rotated"
+        REVOKED = "revoked", "Revoked"
+        EXPIRED = "expired", "Expired"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        SUSPENDED = "suspended", "Suspended"
+        REINSTATED = "reinstated", "Reinstated"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    # None when the portal acted by itself (expiry from cron, reconcile).
+    actor = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    actor_email = models.CharField(max_length=254, blank=True)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="audit_entries")
+    client_id = models.CharField(max_length=64)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("-at", "-id")
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        who = self.actor_email or "the portal"
+        return f"{self.at:%Y-%m-%d %H:%M} {who} {self.action} {self.client_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise ValueError("Audit entries are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise ValueError("Audit entries are append-only.")
+
+    @classmethod
+    def record(
+        cls,
+        key: ApiKey,
+        action: str,
+        *,
+        actor: User | None,
+        ip_address: str | None = None,
+        reason: str = "",
+    ) -> AuditEntry:
+        return cls.objects.create(
+            key=key,
+            client_id=key.client_id,
+            action=action,
+            actor=actor,
+            actor_email=actor.email if actor else "",
+            ip_address=ip_address,
+            reason=reason,
+        )

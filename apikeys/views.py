@@ -1,15 +1,37 @@
-"""Pages of the portal. Everything requires sign-in unless marked `login_not_required`."""
+"""Pages of the portal. Everything requires sign-in unless marked `login_not_required`.
+
+Each page works without JavaScript: forms post and redirect, or render the next page. With
+htmx, the same URLs answer with partials: the panel above the key list gets the form, the
+confirmation or the revealed secret, and the key list is refreshed out of band.
+"""
 
 from __future__ import annotations
 
+import uuid
+from typing import Any, cast
+
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.middleware import HtmxDetails
 
-from apikeys.models import Api
+from apikeys import lifecycle
+from apikeys.forms import KeyForm
+from apikeys.keycloak import KeycloakRejected, KeycloakUnavailable
+from apikeys.lifecycle import KeyNotIssued, Revealed, WrongState
+from apikeys.models import Api, ApiKey, User
+
+KEYCLOAK_ERRORS = (KeycloakUnavailable, KeycloakRejected)
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
 
 
 @login_not_required
@@ -21,8 +43,96 @@ def landing(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "apikeys/home.html", {"apis": Api.objects.all()})
+def home(request: HtmxHttpRequest) -> HttpResponse:
+    return render(request, "apikeys/home.html", _key_list_context(_user(request)))
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def new_key(request: HtmxHttpRequest) -> HttpResponse:
+    owner = _user(request)
+    form = KeyForm(request.POST or None, owner=owner)
+    if request.method == "POST" and form.is_valid():
+        try:
+            revealed = lifecycle.issue_key(
+                owner,
+                form.cleaned_data["api"],
+                name=form.cleaned_data["name"],
+                description=form.cleaned_data["description"],
+                lifetime_days=form.cleaned_data["lifetime_days"],
+                ip_address=_client_ip(request),
+            )
+        except KeyNotIssued as error:
+            form.add_error(None, str(error))
+        else:
+            return _reveal(request, revealed, "created")
+    return _page(request, "apikeys/key_form.html", {"form": form})
+
+
+@require_GET
+def key_detail(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
+    key = get_key_for_user(request, key_id)
+    return render(
+        request,
+        "apikeys/key_detail.html",
+        {"key": key, "history": key.audit_entries.all(), "token_endpoint": settings.TOKEN_ENDPOINT},
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def rotate_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
+    key = get_key_for_user(request, key_id)
+    error = None
+    if request.method == "POST":
+        try:
+            revealed = lifecycle.rotate_secret(key, actor=key.owner, ip_address=_client_ip(request))
+        except KEYCLOAK_ERRORS as failure:
+            error = f"{lifecycle.failure_message(failure)} The old secret still works."
+        except WrongState as failure:
+            error = str(failure)
+        else:
+            return _reveal(request, revealed, "rotated")
+    return _page(request, "apikeys/confirm_rotate.html", {"key": key, "error": error})
+
+
+@require_http_methods(["GET", "POST"])
+def revoke_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
+    key = get_key_for_user(request, key_id)
+    error = None
+    if request.method == "POST":
+        try:
+            lifecycle.revoke_key(key, actor=key.owner, ip_address=_client_ip(request))
+        except KEYCLOAK_ERRORS as failure:
+            error = f"{lifecycle.failure_message(failure)} The key still works."
+        except WrongState as failure:
+            error = str(failure)
+        else:
+            return _done(request, f"“{key.name}” is revoked. It can no longer get tokens.")
+    return _page(request, "apikeys/confirm_revoke.html", {"key": key, "error": error})
+
+
+@never_cache
+@require_POST
+def finish_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
+    key = get_key_for_user(request, key_id)
+    try:
+        revealed = lifecycle.finish_provisioning(
+            key, actor=key.owner, ip_address=_client_ip(request)
+        )
+    except (*KEYCLOAK_ERRORS, WrongState) as failure:
+        return _done(request, _unfinished_failure(failure), error=True)
+    return _reveal(request, revealed, "created")
+
+
+@require_POST
+def discard_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
+    key = get_key_for_user(request, key_id)
+    try:
+        lifecycle.discard_unfinished(key)
+    except (*KEYCLOAK_ERRORS, WrongState) as failure:
+        return _done(request, _unfinished_failure(failure), error=True)
+    return _done(request, f"The unfinished key “{key.name}” is discarded.")
 
 
 @login_not_required
@@ -33,3 +143,64 @@ def health(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+def get_key_for_user(request: HtmxHttpRequest, key_id: uuid.UUID) -> ApiKey:
+    """The signed-in user's key, or 404: other people's keys do not exist for them."""
+    return get_object_or_404(_user(request).api_keys.select_related("api", "owner"), pk=key_id)
+
+
+def _user(request: HtmxHttpRequest) -> User:
+    return cast(User, request.user)  # LoginRequiredMiddleware let only signed-in users through
+
+
+def _client_ip(request: HtmxHttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR")
+
+
+def _key_list_context(owner: User) -> dict[str, Any]:
+    keys = owner.api_keys.select_related("api")
+    live = list(keys.live())
+    return {
+        "live_keys": live,
+        "ended_keys": keys.ended()[:50],
+        "quota": settings.MAX_LIVE_KEYS_PER_USER,
+        "quota_left": max(settings.MAX_LIVE_KEYS_PER_USER - len(live), 0),
+        "now": timezone.now(),
+    }
+
+
+def _page(request: HtmxHttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+    """A full page, or for htmx only its panel."""
+    name = f"{template}#panel" if request.htmx else template
+    return render(request, name, context)
+
+
+def _reveal(request: HtmxHttpRequest, revealed: Revealed, event: str) -> HttpResponse:
+    """The one response that shows a secret: never cached, never put in a message."""
+    context = {
+        "key": revealed.key,
+        "secret": revealed.secret,
+        "event": event,
+        "token_endpoint": settings.TOKEN_ENDPOINT,
+    }
+    if request.htmx:
+        context |= _key_list_context(revealed.key.owner)
+        context["panel_template"] = "apikeys/reveal.html#panel"
+        return render(request, "apikeys/htmx_update.html", context)
+    return render(request, "apikeys/reveal.html", context)
+
+
+def _done(request: HtmxHttpRequest, notice: str, *, error: bool = False) -> HttpResponse:
+    """After an action without a secret: back to the list with a notice."""
+    if request.htmx:
+        context = _key_list_context(_user(request)) | {"notice": notice, "notice_error": error}
+        return render(request, "apikeys/htmx_update.html", context)
+    (messages.error if error else messages.success)(request, notice)
+    return redirect("home")
+
+
+def _unfinished_failure(failure: Exception) -> str:
+    if isinstance(failure, WrongState):
+        return str(failure)
+    return f"{lifecycle.failure_message(failure)} The key is still unfinished."

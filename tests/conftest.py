@@ -8,17 +8,18 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from django.conf import settings
 from keycloak import KeycloakAdmin
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from apikeys import keycloak, realm_setup
-from apikeys.keycloak import Connection
-from apikeys.models import Api, User
-
-PASSWORD = "correct horse battery staple"  # satisfies the realm's password policy
+from apikeys.keycloak import Connection, Representation
+from apikeys.models import Api, ApiKey, User
+from tests.accounts import PASSWORD, KeycloakUser
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
 
 def pytest_configure() -> None:
@@ -28,6 +29,50 @@ def pytest_configure() -> None:
 
 def sample_api() -> Api:
     return Api(name="Sample API", slug="sample", audience="sample-api")
+
+
+@pytest.fixture
+def sample(db: None, bootstrapped: Connection) -> Api:
+    """The catalog's Sample API; its audience scope exists in Keycloak."""
+    api = sample_api()
+    api.save()
+    return api
+
+
+@pytest.fixture
+def key_clients(bootstrapped: Connection) -> Iterator[Connection]:
+    """Deletes every key client from Keycloak after the test; yields the admin connection."""
+    yield bootstrapped
+    for client in key_clients_in_keycloak(bootstrapped):
+        keycloak.delete_client(bootstrapped, client["id"])
+
+
+def key_clients_in_keycloak(conn: Connection) -> list[Representation]:
+    found, first = [], 0
+    while page := keycloak.list_clients(conn, ApiKey.CLIENT_ID_PREFIX, first, 100):
+        found += page
+        first += 100
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # Playwright's sync API runs an event loop in this thread; Django's ORM, used by the test
+    # code between browser steps, refuses to run beside one unless told it is safe here.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield chromium
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser, live_server: Any, bootstrapped: Connection) -> Iterator[Page]:
+    context = browser.new_context(base_url=live_server.url)
+    context.set_default_timeout(20_000)
+    yield context.new_page()
+    context.close()
 
 
 @pytest.fixture(scope="session")
@@ -45,13 +90,6 @@ def keycloak_admin() -> Connection:
 def bootstrapped(keycloak_admin: Connection) -> Connection:
     realm_setup.bootstrap(keycloak_admin, [sample_api()])
     return keycloak_admin
-
-
-@dataclass
-class KeycloakUser:
-    id: str
-    email: str
-    password: str
 
 
 @pytest.fixture

@@ -4,53 +4,18 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
-import pytest
 from django.conf import settings
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from apikeys.keycloak import Connection
 from apikeys.models import User
-from tests.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.conftest import PASSWORD, KeycloakUser
+from tests.accounts import PASSWORD, KeycloakUser
+from tests.browser import sign_in, sign_out
 from tests.mail import plain_text, wait_for_message
 
 MakeUser = Callable[..., KeycloakUser]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # Playwright's sync API runs an event loop in this thread; Django's ORM, used by the test
-    # code between browser steps, refuses to run beside one unless told it is safe here.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            yield chromium
-            chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser, live_server: Any, bootstrapped: Connection) -> Iterator[Page]:
-    context = browser.new_context(base_url=live_server.url)
-    context.set_default_timeout(20_000)
-    yield context.new_page()
-    context.close()
-
-
-def sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
-    page.goto("/keys/")
-    page.fill("#username", email)
-    page.fill("#password", password)
-    page.click("#kc-login")
-    page.wait_for_url("**/keys/")
-
-
-def sign_out(page: Page) -> None:
-    page.get_by_role("button", name="Sign out").click()
-    page.wait_for_url(f"{settings.PORTAL_URL}/")
 
 
 def test_signing_in_goes_through_keycloak_with_pkce_and_back(
