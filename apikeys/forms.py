@@ -28,7 +28,7 @@ class KeyForm(forms.Form):
         max_length=500,
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="Optional: what uses this key, who to ask about it.",
+        help_text="What uses this key, and who to ask about it.",
     )
 
     def __init__(self, *args: Any, owner: User, **kwargs: Any) -> None:
