@@ -1,0 +1,45 @@
+"""What the benchmarks share: Django set-up, timing, and counting requests on the wire."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    import django
+
+    django.setup()
+
+
+def timed(operation: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    operation()
+    return time.perf_counter() - started
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+@contextmanager
+def wire_counter(session: Any) -> Iterator[Counter[str]]:
+    """Count the HTTP requests a `requests` session sends, by method and path."""
+    counts: Counter[str] = Counter()
+
+    def count(response: Any, *args: Any, **kwargs: Any) -> None:
+        request = response.request
+        path = request.path_url.split("?")[0]
+        counts[f"{request.method} {path}"] += 1
+
+    session.hooks["response"].append(count)
+    try:
+        yield counts
+    finally:
+        session.hooks["response"].remove(count)

@@ -1,0 +1,127 @@
+"""Issuing a key: the portal's operation against one raw POST and the naive sequence.
+
+Three ways to make the same credential, interleaved round by round on the same Keycloak:
+- the portal's `issue_key` (database record, one POST with the whole representation,
+  record marked live, audit entry);
+- (a) one raw `POST /clients` with the same representation, and nothing else: the floor;
+- (b) the naive python-keycloak sequence: create, look up the id, get the service account,
+  add the audience scope, read the secret Keycloak generated.
+It prints the admin requests each makes (counted on the wire), the median time of each,
+and the ratios.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import Counter
+
+from bench.common import median_ms, setup_django, timed, wire_counter
+
+setup_django()
+
+from django.conf import settings  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from apikeys import keycloak, lifecycle  # noqa: E402
+from apikeys.models import Api, ApiKey, AuditEntry, User  # noqa: E402
+from apikeys.secret_format import new_secret  # noqa: E402
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "30"))
+
+
+def main() -> None:
+    settings.MAX_LIVE_KEYS_PER_USER = 10**6
+    api = Api.objects.get(slug="sample")
+    owner, _ = User.objects.get_or_create(
+        username="bench-owner", defaults={"email": "bench@example.com"}
+    )
+    conn = keycloak.portal_connection()
+    admin = conn.admin
+    session = admin.connection._s
+    scope = keycloak.find_client_scope(conn, api.scope_name)  # also fetches a token
+    if scope is None:
+        raise SystemExit(f"No client scope {api.scope_name}: run bootstrap_keycloak first.")
+    scope_id = scope["id"]
+    made: list[str] = []
+    times: dict[str, list[float]] = {"portal": [], "raw": [], "naive": []}
+    wire: dict[str, Counter[str]] = {}
+    queries = 0
+
+    def portal(n: int) -> None:
+        nonlocal queries
+        with wire_counter(session) as counts, CaptureQueriesContext(connection) as sql:
+            elapsed = timed(
+                lambda: made.append(
+                    lifecycle.issue_key(
+                        owner, api, name=f"bench {n}", lifetime_days=30
+                    ).key.keycloak_id
+                )
+            )
+        times["portal"].append(elapsed)
+        wire["portal"] = counts
+        queries = len(sql)
+
+    def raw(n: int) -> None:
+        key = ApiKey(owner=owner, api=api, name="raw", expires_at=timezone.now())
+        key.client_id = f"{ApiKey.CLIENT_ID_PREFIX}{key.pk.hex}"
+        rep = lifecycle.key_client_representation(key, new_secret())
+        with wire_counter(session) as counts:
+            elapsed = timed(lambda: made.append(keycloak.create_client(conn, rep)))
+        times["raw"].append(elapsed)
+        wire["raw"] = counts
+
+    def naive(n: int) -> None:
+        client_id = f"{ApiKey.CLIENT_ID_PREFIX}naive-{uuid.uuid4().hex}"
+
+        def sequence() -> None:
+            admin.create_client(
+                {
+                    "clientId": client_id,
+                    "publicClient": False,
+                    "serviceAccountsEnabled": True,
+                    "standardFlowEnabled": False,
+                    "directAccessGrantsEnabled": False,
+                }
+            )
+            client_uuid = admin.get_client_id(client_id)
+            if client_uuid is None:
+                raise SystemExit(f"{client_id} vanished")
+            admin.get_client_service_account_user(client_uuid)
+            admin.add_client_default_client_scope(client_uuid, scope_id, {})
+            admin.get_client_secrets(client_uuid)
+            made.append(client_uuid)
+
+        with wire_counter(session) as counts:
+            elapsed = timed(sequence)
+        times["naive"].append(elapsed)
+        wire["naive"] = counts
+
+    ways = [portal, raw, naive]
+    try:
+        for n in range(ROUNDS):
+            for way in ways[n % 3 :] + ways[: n % 3]:  # rotate the order against drift
+                way(n)
+    finally:
+        for client_uuid in made:
+            keycloak.delete_client(conn, client_uuid)
+        AuditEntry.objects.filter(key__owner=owner).delete()
+        owner.api_keys.all().delete()
+
+    medians = {name: median_ms(samples) for name, samples in times.items()}
+    print(f"rounds: {ROUNDS} of each, interleaved; Keycloak {settings.KEYCLOAK_URL}")
+    for name, label in (("portal", "portal issue_key"), ("raw", "(a) raw POST"),
+                        ("naive", "(b) naive sequence")):  # fmt: skip
+        requests = sum(wire[name].values())
+        print(f"{label:20} admin requests per key: {requests}  median {medians[name]:7.1f} ms")
+        for call, count in sorted(wire[name].items()):
+            print(f"{'':22}{count} x {call}")
+    print(f"portal SQL queries per key: {queries}")
+    print(f"ratio portal / raw POST: {medians['portal'] / medians['raw']:.2f}")
+    print(f"ratio naive / portal:    {medians['naive'] / medians['portal']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
