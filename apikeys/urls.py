@@ -11,5 +11,7 @@ urlpatterns = [
     path("keys/<uuid:key_id>/revoke/", views.revoke_key, name="revoke_key"),
     path("keys/<uuid:key_id>/finish/", views.finish_key, name="finish_key"),
     path("keys/<uuid:key_id>/discard/", views.discard_key, name="discard_key"),
+    path("docs/", views.partner_docs, name="partner_docs"),
+    path("api/v1/whoami/", views.whoami, name="whoami"),
     path("health/", views.health, name="health"),
 ]

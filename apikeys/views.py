@@ -8,6 +8,7 @@ confirmation or the revealed secret, and the key list is refreshed out of band.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from django.conf import settings
@@ -16,12 +17,14 @@ from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
 from apikeys import lifecycle
+from apikeys.bearer_tokens import bearer_token_required
 from apikeys.forms import KeyForm
 from apikeys.keycloak import KeycloakRejected, KeycloakUnavailable
 from apikeys.lifecycle import KeyNotIssued, Revealed, WrongState
@@ -75,7 +78,7 @@ def key_detail(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
     return render(
         request,
         "apikeys/key_detail.html",
-        {"key": key, "history": key.audit_entries.all(), "token_endpoint": settings.TOKEN_ENDPOINT},
+        {"key": key, "history": key.audit_entries.all()} | _endpoints(),
     )
 
 
@@ -136,6 +139,31 @@ def discard_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
 
 
 @login_not_required
+@require_GET
+def partner_docs(request: HttpRequest) -> HttpResponse:
+    """How partner applications use a key: public, filled in with this portal's endpoints."""
+    return render(request, "apikeys/partner_docs.html", _endpoints() | {"apis": Api.objects.all()})
+
+
+@never_cache
+@require_GET
+@bearer_token_required(audience=settings.WHOAMI_AUDIENCE, strict=True)
+def whoami(request: HttpRequest) -> JsonResponse:
+    """The sample API: who the calling key is, as the token and the portal know it."""
+    key: ApiKey = request.api_key  # type: ignore[attr-defined]
+    expires = datetime.fromtimestamp(request.token["exp"], tz=UTC)  # type: ignore[attr-defined]
+    return JsonResponse(
+        {
+            "client_id": key.client_id,
+            "key_name": key.name,
+            "owner": key.owner.display_name,
+            "api": key.api.name,
+            "token_expires_at": expires.isoformat(),
+        }
+    )
+
+
+@login_not_required
 @never_cache
 @require_GET
 def health(request: HttpRequest) -> JsonResponse:
@@ -158,6 +186,14 @@ def _client_ip(request: HtmxHttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR")
 
 
+def _endpoints() -> dict[str, str]:
+    return {
+        "token_endpoint": settings.TOKEN_ENDPOINT,
+        "whoami_url": f"{settings.PORTAL_URL}{reverse('whoami')}",
+        "whoami_audience": settings.WHOAMI_AUDIENCE,
+    }
+
+
 def _key_list_context(owner: User) -> dict[str, Any]:
     keys = owner.api_keys.select_related("api")
     live = list(keys.live())
@@ -178,12 +214,7 @@ def _page(request: HtmxHttpRequest, template: str, context: dict[str, Any]) -> H
 
 def _reveal(request: HtmxHttpRequest, revealed: Revealed, event: str) -> HttpResponse:
     """The one response that shows a secret: never cached, never put in a message."""
-    context = {
-        "key": revealed.key,
-        "secret": revealed.secret,
-        "event": event,
-        "token_endpoint": settings.TOKEN_ENDPOINT,
-    }
+    context = {"key": revealed.key, "secret": revealed.secret, "event": event} | _endpoints()
     if request.htmx:
         context |= _key_list_context(revealed.key.owner)
         context["panel_template"] = "apikeys/reveal.html#panel"

@@ -141,6 +141,14 @@ _realm_back = f"{KEYCLOAK_URL}/realms/{KEYCLOAK_REALM}/protocol/openid-connect"
 # Where partner applications exchange a key's client id and secret for an access token.
 TOKEN_ENDPOINT = f"{_realm_public}/token"
 
+# Access tokens that APIs accept (apikeys/bearer_tokens.py): tokens are issued on the public
+# URL, so that is their `iss`; the keys to check them come from the back-channel JWKS.
+TOKEN_ISSUER = env("TOKEN_ISSUER", f"{KEYCLOAK_PUBLIC_URL}/realms/{KEYCLOAK_REALM}")
+TOKEN_LEEWAY_SECONDS = int(env("TOKEN_LEEWAY_SECONDS", "10"))
+JWKS_REFETCH_SECONDS = int(env("JWKS_REFETCH_SECONDS", "10"))
+# The audience of the sample API the portal serves itself (GET /api/v1/whoami/).
+WHOAMI_AUDIENCE = env("WHOAMI_AUDIENCE", "sample-api")
+
 # API keys.
 MAX_LIVE_KEYS_PER_USER = int(env("MAX_LIVE_KEYS_PER_USER", "10"))
 DEFAULT_KEY_LIFETIME_DAYS = int(env("DEFAULT_KEY_LIFETIME_DAYS", "90"))

@@ -243,3 +243,24 @@ def test_the_revealed_snippets_run_as_pasted(signed_in: Client) -> None:
         check=True,
     )
     assert int(python.stdout) > 100
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("sample", "live_server")
+def test_the_revealed_call_snippet_gets_a_token_and_calls_whoami(signed_in: Client) -> None:
+    html = create(signed_in, name="pasted").content.decode()
+    snippet = re.search(r'<pre id="snippet-call-[^"]+">(.*?)</pre>', html, re.S)
+    assert snippet is not None
+    assert "partner guide" in html.lower()
+
+    run = subprocess.run(
+        ["bash", "-c", unescape(re.sub(r"<[^>]+>", "", snippet.group(1)))],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+
+    answer = json.loads(run.stdout)
+    assert answer["key_name"] == "pasted"
+    assert answer["client_id"] == ApiKey.objects.get().client_id
