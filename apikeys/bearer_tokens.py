@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import binascii
 import contextlib
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache, wraps
-from typing import Any
+from typing import Any, NamedTuple
 
+import orjson
 import requests
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from django.conf import settings
@@ -45,14 +44,14 @@ from jwt import PyJWKSet
 from jwt.algorithms import get_default_algorithms
 from jwt.exceptions import PyJWKSetError
 
-from apikeys.models import ApiKey
+from apikeys.models import ApiKey, KeyStanding
 
 log = logging.getLogger(__name__)
 
 Claims = dict[str, Any]
 ALGORITHM = "RS256"
 _RS256 = get_default_algorithms()[ALGORITHM]
-_URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
+_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _MAX_TOKEN_LENGTH = 16_384
 _MAX_HEADERS_REMEMBERED = 64
 
@@ -78,8 +77,7 @@ class MalformedRequest(TokenError):
     error = "invalid_request"
 
 
-@dataclass(frozen=True)
-class _Verified:
+class _Verified(NamedTuple):  # a tuple: the cheapest record to build on the hot path
     claims: Claims
     audiences: frozenset[str]
     expires: float
@@ -109,7 +107,7 @@ class TokenValidator:
         self.clock = clock
         self.jwks_fetches = 0
         self._keys: dict[str, RSAPublicKey] = {}
-        self._keys_by_header: dict[str, RSAPublicKey] = {}
+        self._keys_by_header: dict[bytes, RSAPublicKey] = {}
         self._last_refetch = float("-inf")
         self._fetch_lock = threading.Lock()
         self._verified: dict[str, _Verified] = {}
@@ -134,14 +132,17 @@ class TokenValidator:
         if len(token) > _MAX_TOKEN_LENGTH:
             raise TokenError("The token is too long.")
         try:
-            header_part, payload_part, signature_part = token.split(".")
-        except ValueError:
-            raise TokenError("The token is not a signed JWT (three dot-separated parts).") from None
-        key = self._key_for(header_part)
-        signing_input = f"{header_part}.{payload_part}".encode("ascii", "replace")
-        if not _RS256.verify(signing_input, key, _b64decode(signature_part)):
+            raw = token.encode("ascii")
+        except UnicodeEncodeError:
+            raise TokenError("The token is not valid base64url.") from None
+        first, last = raw.find(b"."), raw.rfind(b".")
+        if first < 1 or raw.count(b".") != 2:
+            raise TokenError("The token is not a signed JWT (three dot-separated parts).")
+        key = self._key_for(raw[:first])
+        # The signature covers the header and payload exactly as they were sent.
+        if not _RS256.verify(raw[:last], key, _b64decode(raw[last + 1 :])):
             raise TokenError("The token's signature is not valid.")
-        claims = _json_object(_b64decode(payload_part), "payload")
+        claims = _json_object(_b64decode(raw[first + 1 : last]), "payload")
         if claims.get("iss") != self.issuer:
             raise TokenError("The token comes from another issuer.")
         if claims.get("typ", "Bearer") != "Bearer":
@@ -153,7 +154,7 @@ class TokenValidator:
         audiences = frozenset([audience] if isinstance(audience, str) else audience)
         return _Verified(claims, audiences, float(expires), float(not_before))
 
-    def _key_for(self, header_part: str) -> RSAPublicKey:
+    def _key_for(self, header_part: bytes) -> RSAPublicKey:
         """The signing key a header names; headers repeat, so each is parsed once."""
         key = self._keys_by_header.get(header_part)
         if key is not None:
@@ -220,19 +221,19 @@ class TokenValidator:
         self._verified.clear()
 
 
-def _b64decode(part: str) -> bytes:
+def _b64decode(part: bytes) -> bytes:
+    """Strict base64url: any character outside the alphabet makes the token invalid."""
     try:
-        return binascii.a2b_base64(
-            part.translate(_URLSAFE_TO_STANDARD) + "=" * (-len(part) % 4), strict_mode=True
-        )
-    except (binascii.Error, ValueError):
+        standard = part.translate(_URLSAFE_TO_STANDARD) + b"=" * (-len(part) % 4)
+        return binascii.a2b_base64(standard, strict_mode=True)
+    except binascii.Error:
         raise TokenError("The token is not valid base64url.") from None
 
 
 def _json_object(raw: bytes, part: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        value = orjson.loads(raw)  # a fifth of json.loads' time, on the hot path
+    except orjson.JSONDecodeError:
         raise TokenError(f"The token's {part} is not JSON.") from None
     if not isinstance(value, dict):
         raise TokenError(f"The token's {part} is not a JSON object.")
@@ -263,20 +264,14 @@ def bearer_token(request: HttpRequest) -> str:
     return token
 
 
-def key_in_good_standing(claims: Claims) -> ApiKey:
+def key_in_good_standing(claims: Claims) -> KeyStanding:
     """Strict mode: the portal's key behind the token, if it may still be used."""
-    key = (
-        ApiKey.objects.select_related("owner", "api")
-        .filter(client_id=claims.get("azp", ""))
-        .first()
-    )
-    if key is None:
+    standing = ApiKey.objects.standing(str(claims.get("azp", "")))
+    if standing is None:
         raise TokenError("The token was not issued to a key of this portal.")
-    if key.status != ApiKey.Status.ACTIVE:
-        raise TokenError(f"The key {key.client_id} is {key.get_status_display().lower()}.")
-    if key.expires_at <= timezone.now():
-        raise TokenError(f"The key {key.client_id} has expired.")
-    return key
+    if refusal := standing.refusal(timezone.now()):
+        raise TokenError(refusal)
+    return standing
 
 
 def error_response(error: TokenError, audience: str) -> JsonResponse:
@@ -297,8 +292,8 @@ def bearer_token_required(
 ) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """Guard an API view: only requests with a valid access token for `audience` reach it.
 
-    The view finds the claims in `request.token`, and in strict mode the key in
-    `request.api_key`. Such views need no session or CSRF token: the bearer token is the
+    The view finds the claims in `request.token`, and in strict mode what the portal knows
+    of the key (`KeyStanding`) in `request.api_key`. Such views need no session or CSRF token: the bearer token is the
     credential.
     """
 

@@ -28,7 +28,7 @@ from apikeys.bearer_tokens import bearer_token_required
 from apikeys.forms import KeyForm
 from apikeys.keycloak import KeycloakRejected, KeycloakUnavailable
 from apikeys.lifecycle import KeyNotIssued, Revealed, WrongState
-from apikeys.models import Api, ApiKey, User
+from apikeys.models import Api, ApiKey, KeyStanding, User
 
 KEYCLOAK_ERRORS = (KeycloakUnavailable, KeycloakRejected)
 
@@ -150,14 +150,14 @@ def partner_docs(request: HttpRequest) -> HttpResponse:
 @bearer_token_required(audience=settings.WHOAMI_AUDIENCE, strict=True)
 def whoami(request: HttpRequest) -> JsonResponse:
     """The sample API: who the calling key is, as the token and the portal know it."""
-    key: ApiKey = request.api_key  # type: ignore[attr-defined]
+    key: KeyStanding = request.api_key  # type: ignore[attr-defined]
     expires = datetime.fromtimestamp(request.token["exp"], tz=UTC)  # type: ignore[attr-defined]
     return JsonResponse(
         {
             "client_id": key.client_id,
             "key_name": key.name,
-            "owner": key.owner.display_name,
-            "api": key.api.name,
+            "owner": key.owner_name,
+            "api": key.api_name,
             "token_expires_at": expires.isoformat(),
         }
     )
