@@ -293,8 +293,8 @@ def bearer_token_required(
     """Guard an API view: only requests with a valid access token for `audience` reach it.
 
     The view finds the claims in `request.token`, and in strict mode what the portal knows
-    of the key (`KeyStanding`) in `request.api_key`. Such views need no session or CSRF token: the bearer token is the
-    credential.
+    of the key (`KeyStanding`) in `request.api_key`. Such views need no session or CSRF
+    token: the bearer token is the credential.
     """
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
