@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django import forms
 from django.conf import settings
 
-from apikeys.models import Api, User, printable_validator
+from apikeys.models import Api, ApiKey, AuditEntry, User, printable_validator
 
 
 class KeyForm(forms.Form):
@@ -17,7 +17,7 @@ class KeyForm(forms.Form):
         help_text="To tell your keys apart, e.g. “billing service, production”.",
     )
     api = forms.ModelChoiceField(
-        queryset=Api.objects.all(), empty_label=None, label="API", to_field_name="slug"
+        queryset=Api.objects.open(), empty_label=None, label="API", to_field_name="slug"
     )
     lifetime_days = forms.IntegerField(
         min_value=1,
@@ -29,6 +29,13 @@ class KeyForm(forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="What uses this key, and who to ask about it.",
+    )
+    justification = forms.CharField(
+        max_length=2000,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Why you need it",
+        help_text="Required for APIs marked “needs approval”: an administrator reads it.",
     )
 
     def __init__(self, *args: Any, owner: User, **kwargs: Any) -> None:
@@ -50,4 +57,79 @@ class KeyForm(forms.Form):
                 "lifetime_days",
                 f"Keys for {api.name} can be valid for at most {api.max_key_lifetime_days} days.",
             )
+        if api is not None and api.requires_approval and not cleaned.get("justification"):
+            self.add_error(
+                "justification",
+                f"{api.name} needs an administrator's approval: say what you will use it for.",
+            )
         return cleaned
+
+
+class ApiForm(forms.ModelForm):  # type: ignore[type-arg]
+    """An API in the catalog; the slug names its Keycloak scope and cannot change later."""
+
+    class Meta:
+        model = Api
+        fields = ("name", "slug", "audience", "description", "requires_approval",
+                  "max_key_lifetime_days", "access_token_lifespan")  # fmt: skip
+        widgets: ClassVar = {"description": forms.Textarea(attrs={"rows": 3})}
+        help_texts: ClassVar = {
+            "slug": "Names the Keycloak client scope api-<slug>. It cannot be changed later.",
+            "audience": "The `aud` value the API checks, e.g. https://api.example.com/orders.",
+            "max_key_lifetime_days": "Customers choose a lifetime up to this.",
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["slug"].disabled = True
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="The owner reads this in the email and on the key's page.",
+    )
+
+
+class OptionalReasonForm(forms.Form):
+    reason = forms.CharField(
+        max_length=1000, required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+
+class KeySearchForm(forms.Form):
+    """The admin key list's filters; every field is optional."""
+
+    q = forms.CharField(
+        required=False,
+        label="Search",
+        help_text="Owner email (start of it), client id (apikey-…) or key name.",
+    )
+    api = forms.ModelChoiceField(
+        queryset=Api.objects.all(), required=False, to_field_name="slug", empty_label="Any API"
+    )
+    status = forms.ChoiceField(choices=[("", "Any status"), *ApiKey.Status.choices], required=False)
+    created_after = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    created_before = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    expires_before = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    unused_days = forms.IntegerField(
+        required=False, min_value=1, label="Unused for (days)",
+        help_text="Not used (or never used) for at least this many days.",
+    )  # fmt: skip
+    sort = forms.ChoiceField(
+        required=False,
+        choices=[("-created_at", "Newest first"), ("created_at", "Oldest first"),
+                 ("expires_at", "Expiring first"), ("last_used_at", "Least recently used")],
+    )  # fmt: skip
+
+
+class AuditFilterForm(forms.Form):
+    actor = forms.CharField(required=False, label="Actor email")
+    action = forms.ChoiceField(
+        choices=[("", "Any action"), *AuditEntry.Action.choices], required=False
+    )
+    key = forms.CharField(required=False, label="Client id")
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))

@@ -213,6 +213,18 @@ def set_events_config(conn: Connection, rep: Representation) -> None:
     _request(conn, "PUT", "/events/config", rep)
 
 
+def get_events(
+    conn: Connection, event_type: str, *, since_ms: int, first: int, page: int
+) -> list[Representation]:
+    """GET /admin/realms/{realm}/events?type=…&dateFrom=<ms>&direction=asc: one page, oldest first.
+
+    `dateFrom` in epoch milliseconds and `direction` are honoured by Keycloak 26.x.
+    """
+    params = {"type": event_type, "dateFrom": since_ms, "direction": "asc",
+              "first": first, "max": page}  # fmt: skip
+    return _request(conn, "GET", "/events", params=params)  # type: ignore[no-any-return]
+
+
 # Roles
 
 
@@ -372,6 +384,11 @@ def find_client_scope(conn: Connection, name: str) -> Representation | None:
 def create_client_scope(conn: Connection, rep: Representation) -> str:
     """POST /admin/realms/{realm}/client-scopes; returns the new scope's id."""
     return _created_id(_request(conn, "POST", "/client-scopes", rep))
+
+
+def delete_client_scope(conn: Connection, scope_id: str) -> None:
+    """DELETE /admin/realms/{realm}/client-scopes/{id}."""
+    _request(conn, "DELETE", f"/client-scopes/{scope_id}")
 
 
 def update_client_scope(conn: Connection, scope_id: str, rep: Representation) -> None:

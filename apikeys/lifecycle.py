@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apikeys import keycloak
+from apikeys import keycloak, notifications
 from apikeys.keycloak import KeycloakRejected, KeycloakUnavailable, Representation
 from apikeys.models import Api, ApiKey, AuditEntry, User
 from apikeys.realm_setup import EXTRA_GRANTS_OFF, FLOWS_OFF
@@ -113,6 +113,7 @@ def issue_key(
     *,
     name: str,
     description: str = "",
+    justification: str = "",
     lifetime_days: int,
     ip_address: str | None = None,
 ) -> Revealed:
@@ -123,7 +124,12 @@ def issue_key(
     have made the client and cannot be asked does the record stay `provisioning`; the key
     list shows it as unfinished, and the customer can finish or discard it.
     """
-    key = _reserve(owner, api, name, description, lifetime_days)
+    api = Api.objects.get(pk=api.pk)  # as it is now: an admin may have just retired it
+    if api.retired_at is not None:
+        raise KeyNotIssued(f"{api.name} is retired and takes no new keys.")
+    if api.requires_approval and not justification.strip():
+        raise KeyNotIssued(f"{api.name} needs an administrator's approval: say why you need it.")
+    key = _reserve(owner, api, name, description, justification, lifetime_days)
     try:
         return finish_provisioning(key, actor=owner, ip_address=ip_address)
     except (KeycloakUnavailable, KeycloakRejected) as error:
@@ -146,7 +152,9 @@ def issue_key(
         ) from error
 
 
-def _reserve(owner: User, api: Api, name: str, description: str, lifetime_days: int) -> ApiKey:
+def _reserve(
+    owner: User, api: Api, name: str, description: str, justification: str, lifetime_days: int
+) -> ApiKey:
     """Step 1: the record, with its clientId fixed, within the owner's quota."""
     with transaction.atomic():
         # Lock the owner's row, so concurrent requests of one owner count their keys in turn.
@@ -165,6 +173,7 @@ def _reserve(owner: User, api: Api, name: str, description: str, lifetime_days: 
                 api=api,
                 name=name,
                 description=description,
+                justification=justification,
                 expires_at=timezone.now() + timedelta(days=lifetime_days),
             )
         except IntegrityError as error:  # the unique constraint, if a check above was raced
@@ -197,6 +206,8 @@ def finish_provisioning(key: ApiKey, *, actor: User, ip_address: str | None = No
         key.status = ApiKey.Status.PENDING if key.api.requires_approval else ApiKey.Status.ACTIVE
         key.save(update_fields=["keycloak_id", "status"])
         AuditEntry.record(key, AuditEntry.Action.CREATED, actor=actor, ip_address=ip_address)
+    if key.status == ApiKey.Status.PENDING:
+        notifications.request_arrived(key)
     return Revealed(key, secret)
 
 
@@ -250,10 +261,93 @@ def revoke_key(
             keycloak.delete_client(keycloak.portal_connection(), key.keycloak_id)
         except keycloak.NotFound:
             log.info("%s had no client left to delete", key.client_id)
+        key.status_reason = reason
         _end(key, ApiKey.Status.REVOKED)
         AuditEntry.record(
             key, AuditEntry.Action.REVOKED, actor=actor, ip_address=ip_address, reason=reason
         )
+    if actor != key.owner:
+        notifications.decision(key, "revoked", reason)
+    return key
+
+
+def approve_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> ApiKey:
+    """Enable a pending key's client, then mark it active.
+
+    The time spent waiting is added to the expiry, so the customer gets the lifetime they
+    asked for. If the process dies between the steps, the client works while the record
+    still says pending; approving again finds it enabled already and finishes.
+    """
+    with transaction.atomic():
+        key = _locked(key)
+        if key.status != ApiKey.Status.PENDING:
+            raise WrongState(f"{key.client_id} is {key.get_status_display().lower()}.")
+        keycloak.update_client(keycloak.portal_connection(), key.keycloak_id, {"enabled": True})
+        now = timezone.now()
+        key.expires_at += now - key.created_at
+        key.status = ApiKey.Status.ACTIVE
+        key.status_reason = ""
+        key.save(update_fields=["expires_at", "status", "status_reason"])
+        AuditEntry.record(key, AuditEntry.Action.APPROVED, actor=actor, ip_address=ip_address)
+    notifications.decision(key, "approved")
+    return key
+
+
+def reject_key(key: ApiKey, *, actor: User, ip_address: str | None = None, reason: str) -> ApiKey:
+    """Delete a pending key's client, then mark the record rejected, with the reason."""
+    with transaction.atomic():
+        key = _locked(key)
+        if key.status != ApiKey.Status.PENDING:
+            raise WrongState(f"{key.client_id} is {key.get_status_display().lower()}.")
+        try:
+            keycloak.delete_client(keycloak.portal_connection(), key.keycloak_id)
+        except keycloak.NotFound:
+            log.info("%s had no client left to delete", key.client_id)
+        key.status_reason = reason
+        _end(key, ApiKey.Status.REJECTED)
+        AuditEntry.record(
+            key, AuditEntry.Action.REJECTED, actor=actor, ip_address=ip_address, reason=reason
+        )
+    notifications.decision(key, "rejected", reason)
+    return key
+
+
+def suspend_key(key: ApiKey, *, actor: User, ip_address: str | None = None, reason: str) -> ApiKey:
+    """Disable an active key's client (Keycloak first: it stops working at once), then record."""
+    return _set_enabled(key, False, ApiKey.Status.ACTIVE, ApiKey.Status.SUSPENDED,
+                        AuditEntry.Action.SUSPENDED, actor, ip_address, reason)  # fmt: skip
+
+
+def reinstate_key(
+    key: ApiKey, *, actor: User, ip_address: str | None = None, reason: str = ""
+) -> ApiKey:
+    """Enable a suspended key's client again, unless the key has expired meanwhile."""
+    if key.expires_at <= timezone.now():
+        raise WrongState(f"{key.client_id} has expired; it cannot be reinstated.")
+    return _set_enabled(key, True, ApiKey.Status.SUSPENDED, ApiKey.Status.ACTIVE,
+                        AuditEntry.Action.REINSTATED, actor, ip_address, reason)  # fmt: skip
+
+
+def _set_enabled(
+    key: ApiKey,
+    enabled: bool,
+    from_status: str,
+    to_status: ApiKey.Status,
+    action: str,
+    actor: User,
+    ip_address: str | None,
+    reason: str,
+) -> ApiKey:
+    with transaction.atomic():
+        key = _locked(key)
+        if key.status != from_status:
+            raise WrongState(f"{key.client_id} is {key.get_status_display().lower()}.")
+        keycloak.update_client(keycloak.portal_connection(), key.keycloak_id, {"enabled": enabled})
+        key.status = to_status
+        key.status_reason = reason
+        key.save(update_fields=["status", "status_reason"])
+        AuditEntry.record(key, action, actor=actor, ip_address=ip_address, reason=reason)
+    notifications.decision(key, action, reason)
     return key
 
 
@@ -312,7 +406,7 @@ def _locked(key: ApiKey) -> ApiKey:
 def _end(key: ApiKey, status: ApiKey.Status, when: datetime | None = None) -> None:
     key.status = status
     key.ended_at = when or timezone.now()
-    key.save(update_fields=["status", "ended_at"])
+    key.save(update_fields=["status", "ended_at", "status_reason"])
 
 
 def _own_client(conn: keycloak.Connection, key: ApiKey) -> Representation | None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -29,6 +30,12 @@ audience_validator = RegexValidator(
 )
 
 
+class ApiQuerySet(models.QuerySet["Api"]):
+    def open(self) -> ApiQuerySet:
+        """APIs that take new keys."""
+        return self.filter(retired_at__isnull=True)
+
+
 class Api(models.Model):
     """An API in the catalog; keys are issued for one API and carry its audience."""
 
@@ -46,6 +53,10 @@ class Api(models.Model):
     )
     requires_approval = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A retired API takes no new keys; its live keys keep working until they end.
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiQuerySet.as_manager()
 
     class Meta:
         ordering = ("name",)
@@ -146,6 +157,12 @@ class ApiKey(models.Model):
     expires_at = models.DateTimeField()
     secret_rotated_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # Why the customer needs the key; required for APIs that need approval.
+    justification = models.TextField(blank=True)
+    # The last decision about the key (rejection, suspension, revocation), shown to the owner.
+    status_reason = models.TextField(blank=True)
+    # The last successful client-credentials grant, from Keycloak's CLIENT_LOGIN events.
+    last_used_at = models.DateTimeField(null=True, blank=True)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -158,7 +175,13 @@ class ApiKey(models.Model):
                 name="unique_live_key_name_per_owner",
             ),
         )
-        indexes = (models.Index(fields=["status", "expires_at"]),)
+        indexes = (
+            models.Index(fields=["status", "expires_at"]),
+            models.Index(fields=["-created_at"], name="apikey_created_idx"),
+            models.Index(fields=["expires_at"], name="apikey_expires_idx"),
+            models.Index(fields=["last_used_at"], name="apikey_last_used_idx"),
+            models.Index(fields=["name"], name="apikey_name_idx"),
+        )
 
     def __str__(self) -> str:
         return f"{self.name} ({self.client_id})"
@@ -185,6 +208,18 @@ class ApiKey(models.Model):
     @property
     def is_unfinished(self) -> bool:
         return self.status == self.Status.PROVISIONING
+
+    def unused_for_days(self, now: datetime) -> int | None:
+        """Days since the key was last used (or made, if never), once past DORMANT_KEY_DAYS."""
+        if self.status != self.Status.ACTIVE:
+            return None
+        since = self.last_used_at or self.created_at
+        days = (now - since).days
+        return days if days >= settings.DORMANT_KEY_DAYS else None
+
+    @property
+    def dormant_days(self) -> int | None:
+        return self.unused_for_days(timezone.now())
 
     @property
     def expires_soon(self) -> bool:
@@ -225,24 +260,31 @@ class AuditEntry(models.Model):
         REJECTED = "rejected", "Rejected"
         SUSPENDED = "suspended", "Suspended"
         REINSTATED = "reinstated", "Reinstated"
+        API_CREATED = "api_created", "API added"
+        API_CHANGED = "api_changed", "API changed"
+        API_RETIRED = "api_retired", "API retired"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # None when the portal acted by itself (expiry from cron, reconcile).
-    actor = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(User, null=True, on_delete=models.PROTECT, related_name="+")
     actor_email = models.CharField(max_length=254, blank=True)
     action = models.CharField(max_length=16, choices=Action.choices)
-    key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="audit_entries")
-    client_id = models.CharField(max_length=64)
+    key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_entries"
+    )
+    client_id = models.CharField(max_length=64, blank=True)
+    api = models.ForeignKey(Api, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ("-at", "-id")
         verbose_name_plural = "audit entries"
+        indexes = (models.Index(fields=["action", "-at"], name="audit_action_idx"),)
 
     def __str__(self) -> str:
         who = self.actor_email or "the portal"
-        return f"{self.at:%Y-%m-%d %H:%M} {who} {self.action} {self.client_id}"
+        return f"{self.at:%Y-%m-%d %H:%M} {who} {self.action} {self.client_id or self.api_id}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
@@ -251,6 +293,26 @@ class AuditEntry(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise ValueError("Audit entries are append-only.")
+
+    @classmethod
+    def record_api(
+        cls,
+        api: Api,
+        action: str,
+        *,
+        actor: User | None,
+        ip_address: str | None = None,
+        reason: str = "",
+    ) -> AuditEntry:
+        """An admin action on the catalog (no key involved)."""
+        return cls.objects.create(
+            api=api,
+            action=action,
+            actor=actor,
+            actor_email=actor.email if actor else "",
+            ip_address=ip_address,
+            reason=reason,
+        )
 
     @classmethod
     def record(
@@ -265,9 +327,37 @@ class AuditEntry(models.Model):
         return cls.objects.create(
             key=key,
             client_id=key.client_id,
+            api_id=key.api_id,
             action=action,
             actor=actor,
             actor_email=actor.email if actor else "",
             ip_address=ip_address,
             reason=reason,
         )
+
+
+class ExpiryReminder(models.Model):
+    """That the owner was told a key expires within `days`: sent once per key and threshold."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="reminders")
+    days = models.PositiveIntegerField()
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(fields=["key", "days"], name="one_reminder_per_threshold"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.key.client_id}: {self.days} days"
+
+
+class JobState(models.Model):
+    """A periodic job's progress (a watermark) and its lock: one row per job."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    watermark = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.watermark}"

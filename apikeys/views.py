@@ -7,6 +7,8 @@ confirmation or the revealed secret, and the key list is refreshed out of band.
 
 from __future__ import annotations
 
+import csv
+import itertools
 import uuid
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -14,8 +16,11 @@ from typing import Any, cast
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
+from django.core.paginator import Paginator
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -28,7 +33,7 @@ from apikeys.bearer_tokens import bearer_token_required
 from apikeys.forms import KeyForm
 from apikeys.keycloak import KeycloakRejected, KeycloakUnavailable
 from apikeys.lifecycle import KeyNotIssued, Revealed, WrongState
-from apikeys.models import Api, ApiKey, KeyStanding, User
+from apikeys.models import Api, ApiKey, AuditEntry, KeyStanding, User
 
 KEYCLOAK_ERRORS = (KeycloakUnavailable, KeycloakRejected)
 
@@ -42,7 +47,7 @@ class HtmxHttpRequest(HttpRequest):
 def landing(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("home")
-    return render(request, "apikeys/landing.html", {"apis": Api.objects.all()})
+    return render(request, "apikeys/landing.html", {"apis": Api.objects.open()})
 
 
 @require_GET
@@ -62,6 +67,7 @@ def new_key(request: HtmxHttpRequest) -> HttpResponse:
                 form.cleaned_data["api"],
                 name=form.cleaned_data["name"],
                 description=form.cleaned_data["description"],
+                justification=form.cleaned_data["justification"],
                 lifetime_days=form.cleaned_data["lifetime_days"],
                 ip_address=_client_ip(request),
             )
@@ -80,6 +86,16 @@ def key_detail(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
         "apikeys/key_detail.html",
         {"key": key, "history": key.audit_entries.all()} | _endpoints(),
     )
+
+
+@require_GET
+def activity(request: HtmxHttpRequest) -> HttpResponseBase:
+    """The audit trail of the customer's own keys."""
+    entries = AuditEntry.objects.filter(key__owner=_user(request)).select_related("key")
+    if request.GET.get("format") == "csv":
+        return audit_csv(entries, "my-key-activity.csv")
+    page = Paginator(entries, 50).get_page(request.GET.get("page"))
+    return render(request, "apikeys/activity.html", {"page": page})
 
 
 @never_cache
@@ -171,6 +187,40 @@ def health(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+def audit_csv(entries: QuerySet[AuditEntry], filename: str) -> StreamingHttpResponse:
+    """Audit entries as CSV, streamed, for spreadsheets and archives."""
+
+    class Echo:
+        def write(self, value: str) -> str:
+            return value
+
+    writer = csv.writer(Echo())
+    header = ["time (UTC)", "actor", "action", "client id", "api", "ip address", "reason"]
+    rows = (
+        [
+            entry.at.isoformat(),
+            entry.actor_email or "the portal",
+            entry.action,
+            entry.client_id,
+            entry.api.slug if entry.api else "",
+            entry.ip_address or "",
+            _csv_safe(entry.reason),
+        ]
+        for entry in entries.select_related("api").iterator(chunk_size=2000)
+    )
+    response = StreamingHttpResponse(
+        (writer.writerow(row) for row in itertools.chain([header], rows)),
+        content_type="text/csv; charset=utf-8",
+    )
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def _csv_safe(text: str) -> str:
+    """Defuse spreadsheet formulas (CSV injection) in free text that people typed."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def get_key_for_user(request: HtmxHttpRequest, key_id: uuid.UUID) -> ApiKey:

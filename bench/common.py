@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,3 +44,14 @@ def wire_counter(session: Any) -> Iterator[Counter[str]]:
         yield counts
     finally:
         session.hooks["response"].remove(count)
+
+
+def bench_owner() -> Any:
+    """A new portal user for this run, so runs never meet each other's keys."""
+    from django.conf import settings
+
+    from apikeys.models import User
+
+    settings.MAX_LIVE_KEYS_PER_USER = 10**6
+    name = f"bench-{uuid.uuid4().hex[:12]}"
+    return User.objects.create(username=name, email=f"{name}@example.com")

@@ -152,6 +152,14 @@ WHOAMI_AUDIENCE = env("WHOAMI_AUDIENCE", "sample-api")
 # API keys.
 MAX_LIVE_KEYS_PER_USER = int(env("MAX_LIVE_KEYS_PER_USER", "10"))
 DEFAULT_KEY_LIFETIME_DAYS = int(env("DEFAULT_KEY_LIFETIME_DAYS", "90"))
+# Active keys unused (no token requested) for this many days are flagged to owners and admins.
+DORMANT_KEY_DAYS = int(env("DORMANT_KEY_DAYS", "30"))
+# Owners are emailed when a key has this many days (or fewer) left, once per threshold.
+EXPIRY_REMINDER_DAYS = sorted(
+    (int(d) for d in env_list("EXPIRY_REMINDER_DAYS", "30,7,1")), reverse=True
+)
+# Who hears of new approval requests and gets the daily digest, besides portal admins.
+APPROVAL_NOTIFY_EMAILS = env_list("APPROVAL_NOTIFY_EMAILS", "")
 
 # Sign-in with mozilla-django-oidc: authorization code + PKCE (S256), users matched on `sub`.
 AUTHENTICATION_BACKENDS = ["apikeys.auth.KeycloakBackend"]

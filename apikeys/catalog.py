@@ -1,0 +1,85 @@
+"""Changes to the API catalog, carried to Keycloak: each API's audience scope, and the
+token lifespan of its keys' clients."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+
+from apikeys import keycloak, realm_setup
+from apikeys.keycloak import KeycloakRejected, KeycloakUnavailable
+from apikeys.models import Api, AuditEntry, User
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CatalogChange:
+    api: Api
+    # Keys whose client could not be given the new token lifespan; reconcile repairs them.
+    keys_not_updated: list[str] = field(default_factory=list)
+
+
+def save_api(api: Api, *, actor: User, ip_address: str | None = None) -> CatalogChange:
+    """Create or change an API: its record and its Keycloak client scope, together.
+
+    The scope is written inside the database transaction, so if Keycloak refuses or is
+    down, the record change is rolled back and the two never disagree about the audience.
+    A changed token lifespan is then carried to the API's live keys, one client each.
+    """
+    creating = api.pk is None
+    with transaction.atomic():
+        before = None if creating else Api.objects.select_for_update().get(pk=api.pk)
+        api.save()
+        realm_setup.ensure_api_scope(keycloak.portal_connection(), api)
+        action = AuditEntry.Action.API_CREATED if creating else AuditEntry.Action.API_CHANGED
+        AuditEntry.record_api(api, action, actor=actor, ip_address=ip_address,
+                              reason=_summary(before, api))  # fmt: skip
+    change = CatalogChange(api)
+    if before is not None and before.access_token_lifespan != api.access_token_lifespan:
+        change.keys_not_updated = _carry_lifespan(api)
+    return change
+
+
+def retire_api(api: Api, *, actor: User, ip_address: str | None = None) -> Api:
+    """Take no new keys for the API. Its live keys keep working until they end."""
+    with transaction.atomic():
+        api = Api.objects.select_for_update().get(pk=api.pk)
+        if api.retired_at is None:
+            api.retired_at = timezone.now()
+            api.save(update_fields=["retired_at"])
+            AuditEntry.record_api(
+                api, AuditEntry.Action.API_RETIRED, actor=actor, ip_address=ip_address
+            )
+    return api
+
+
+def _carry_lifespan(api: Api) -> list[str]:
+    conn = keycloak.portal_connection()
+    failed = []
+    attributes = {"attributes": {"access.token.lifespan": str(api.access_token_lifespan)}}
+    for client_id, client_uuid in (
+        api.keys.live().exclude(keycloak_id="").values_list("client_id", "keycloak_id")
+    ):
+        try:
+            keycloak.update_client(conn, client_uuid, attributes)
+        except (KeycloakUnavailable, KeycloakRejected) as error:
+            log.warning("Token lifespan of %s not updated: %s", client_id, error)
+            failed.append(client_id)
+    return failed
+
+
+def _summary(before: Api | None, after: Api) -> str:
+    fields = ["name", "audience", "description", "requires_approval",
+              "max_key_lifetime_days", "access_token_lifespan"]  # fmt: skip
+    if before is None:
+        return ", ".join(f"{name}={getattr(after, name)!r}" for name in fields)
+    changed = [
+        f"{name}: {getattr(before, name)!r} → {getattr(after, name)!r}"
+        for name in fields
+        if getattr(before, name) != getattr(after, name)
+    ]
+    return "; ".join(changed) or "no change"

@@ -1,0 +1,85 @@
+"""The portal's emails: requests to admins, decisions and reminders to owners.
+
+Mail is sent after the change it reports has been committed. A failure to send is logged and
+does not undo the change: the audit trail and the pages remain the record.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from apikeys.models import ApiKey, User
+
+log = logging.getLogger(__name__)
+
+
+def admin_recipients() -> list[str]:
+    """Portal admins (as of their last sign-in) and APPROVAL_NOTIFY_EMAILS."""
+    admins = User.objects.filter(is_staff=True, is_active=True).exclude(email="")
+    emails = [*admins.values_list("email", flat=True), *settings.APPROVAL_NOTIFY_EMAILS]
+    return sorted(set(emails))
+
+
+def request_arrived(key: ApiKey) -> None:
+    _send(
+        f"Key request for {key.api.name}: “{key.name}” from {key.owner.email}",
+        "emails/request_arrived.txt",
+        {"key": key, "queue_url": _url(reverse("manage_approvals"))},
+        admin_recipients(),
+    )
+
+
+def decision(key: ApiKey, action: str, reason: str = "") -> None:
+    """Tell the owner what an administrator decided about their key, and why."""
+    _send(
+        f"Your API key “{key.name}” was {action}",
+        "emails/decision.txt",
+        {"key": key, "action": action, "reason": reason, "key_url": key_url(key)},
+        [key.owner.email],
+    )
+
+
+def expiry_reminder(key: ApiKey, days: int) -> bool:
+    return _send(
+        f"Your API key “{key.name}” expires in {days} day{'s' if days != 1 else ''}",
+        "emails/expiry_reminder.txt",
+        {"key": key, "days": days, "key_url": key_url(key)},
+        [key.owner.email],
+    )
+
+
+def approval_digest(pending: Sequence[ApiKey]) -> bool:
+    return _send(
+        f"{len(pending)} key request{'s' if len(pending) != 1 else ''} waiting for approval",
+        "emails/approval_digest.txt",
+        {"pending": pending, "queue_url": _url(reverse("manage_approvals"))},
+        admin_recipients(),
+    )
+
+
+def key_url(key: ApiKey) -> str:
+    return _url(reverse("key_detail", args=[key.pk]))
+
+
+def _url(path: str) -> str:
+    return f"{settings.PORTAL_URL}{path}"
+
+
+def _send(subject: str, template: str, context: dict[str, object], to: Iterable[str]) -> bool:
+    recipients = [address for address in to if address]
+    if not recipients:
+        log.warning("No recipients for %r", subject)
+        return False
+    body = render_to_string(template, context)
+    try:
+        send_mail(subject, body, None, recipients)
+    except OSError as error:  # SMTP errors are OSErrors too
+        log.error("Could not send %r to %s: %s", subject, recipients, error)
+        return False
+    return True
