@@ -95,10 +95,16 @@ def search_keys(filters: dict[str, Any]) -> QuerySet[ApiKey]:
     if q := (filters.get("q") or "").strip():
         if q.startswith(ApiKey.CLIENT_ID_PREFIX):
             keys = keys.filter(client_id__startswith=q)
-        elif "@" in q:
-            keys = keys.filter(owner__email__istartswith=q)
         else:
-            keys = keys.filter(Q(name__icontains=q) | Q(owner__email__istartswith=q))
+            # Owners are looked up first, and their keys found through the owner index. A
+            # join or subquery here makes PostgreSQL walk the whole key table in page order.
+            owners = list(
+                User.objects.filter(email__istartswith=q).values_list("pk", flat=True)[:1000]
+            )
+            if "@" in q:
+                keys = keys.filter(owner__in=owners)
+            else:  # names through a trigram index on PostgreSQL (migration 0004)
+                keys = keys.filter(Q(name__icontains=q) | Q(owner__in=owners))
     if api := filters.get("api"):
         keys = keys.filter(api=api)
     if status := filters.get("status"):

@@ -1,0 +1,120 @@
+"""The admin key list with 1,000 and with 100,000 keys: server time and SQL queries.
+
+The same filters are requested at both sizes, through Django's full request cycle (test
+client, signed in as an admin), against PostgreSQL. Keys are bulk-inserted rows without
+Keycloak clients: the list reads only the database. The rows are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import time
+import uuid
+from datetime import timedelta
+
+from bench.common import setup_django
+
+setup_django()
+
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from apikeys.models import Api, ApiKey, User  # noqa: E402
+
+SIZES = (1_000, 100_000)
+REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
+OWNERS = 2_000
+STATUSES = ["active"] * 14 + ["revoked", "revoked", "expired", "expired", "pending", "suspended"]
+FILTERS = {
+    "no filter, page 1": {},
+    "status + API, page 2": {"status": "active", "api": "sample", "page": "2"},
+    "owner email prefix": {"q": "bench-owner-0001"},
+    "key name contains": {"q": "nightly"},
+    "unused 30 days, least used first": {"unused_days": "30", "sort": "last_used_at"},
+    "expires before, oldest first": {"expires_before": "2027-01-31", "sort": "created_at"},
+}
+
+
+def make_keys(start: int, count: int, owners: list[User], api: Api, rng: random.Random) -> None:
+    now = timezone.now()
+    words = ["billing", "nightly", "export", "sync", "reporting", "mobile", "partner", "etl"]
+    batch = []
+    for n in range(start, start + count):
+        pk = uuid.uuid4()
+        created = now - timedelta(days=rng.uniform(0, 700))
+        used = created + timedelta(days=rng.uniform(0, 60)) if rng.random() < 0.7 else None
+        batch.append(
+            ApiKey(
+                id=pk,
+                client_id=f"{ApiKey.CLIENT_ID_PREFIX}{pk.hex}",
+                owner=owners[n % len(owners)],
+                api=api,
+                name=f"{rng.choice(words)} {rng.choice(words)} {n}",
+                status=rng.choice(STATUSES),
+                created_at=created,
+                expires_at=created + timedelta(days=rng.choice([30, 90, 180, 365])),
+                last_used_at=used,
+            )
+        )
+        if len(batch) == 5_000:
+            ApiKey.objects.bulk_create(batch)
+            batch = []
+    ApiKey.objects.bulk_create(batch)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE apikeys_apikey")
+        cursor.execute("ANALYZE apikeys_user")
+
+
+def measure(client: Client) -> dict[str, tuple[float, int]]:
+    results = {}
+    for label, query in FILTERS.items():
+        times = []
+        for _ in range(REPEATS):
+            with CaptureQueriesContext(connection) as queries:
+                started = time.perf_counter()
+                response = client.get("/manage/keys/", query)
+                times.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                raise SystemExit(f"{label}: {response.status_code}")
+        results[label] = (statistics.median(times) * 1000, len(queries))
+    return results
+
+
+def main() -> None:
+    rng = random.Random(7)
+    run = uuid.uuid4().hex[:6]
+    api = Api.objects.get(slug="sample")
+    admin = User.objects.create(username=f"bench-admin-{run}", email=f"admin-{run}@example.com",
+                                is_staff=True)  # fmt: skip
+    owners = User.objects.bulk_create(
+        User(username=f"bench-owner-{run}-{n}", email=f"bench-owner-{n:04d}-{run}@example.com")
+        for n in range(OWNERS)
+    )
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(admin)
+    results = {}
+    try:
+        made = 0
+        for size in SIZES:
+            make_keys(made, size - made, owners, api, rng)
+            made = size
+            client.get("/manage/keys/")  # warm up
+            results[size] = measure(client)
+    finally:
+        ApiKey.objects.filter(owner__in=owners).delete()
+        User.objects.filter(pk__in=[o.pk for o in owners] + [admin.pk]).delete()
+
+    small, large = SIZES
+    print(f"median of {REPEATS} requests each; PostgreSQL; {OWNERS} owners")
+    print(f"{'filter':36} {small:>8,} keys    {large:>8,} keys    ratio")
+    for label in FILTERS:
+        (t1, q1), (t2, q2) = results[small][label], results[large][label]
+        print(f"{label:36} {t1:7.1f} ms ({q1}q) {t2:7.1f} ms ({q2}q)  {t2 / t1:5.2f}")
+
+
+if __name__ == "__main__":
+    main()
