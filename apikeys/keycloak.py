@@ -282,16 +282,16 @@ def delete_client(conn: Connection, client_uuid: str) -> None:
 
 
 def list_clients(
-    conn: Connection, client_id_prefix: str, first: int, page: int
+    conn: Connection, client_id_part: str, first: int, page: int
 ) -> list[Representation]:
     """GET /admin/realms/{realm}/clients?clientId=…&search=true&first=…&max=…: one page.
 
-    Keycloak refuses searches on custom attributes (`q=`), so portal clients are found by the
-    prefix of their clientId and told apart by their attributes.
+    The search matches `client_id_part` anywhere in the clientId; callers keep the ones
+    that start with it. Keycloak refuses searches on custom attributes (`q=`), so portal
+    clients are found by their clientId prefix and told apart by their attributes.
     """
-    params = {"clientId": client_id_prefix, "search": "true", "first": first, "max": page}
-    found = _request(conn, "GET", "/clients", params=params)
-    return [c for c in found if str(c.get("clientId", "")).startswith(client_id_prefix)]
+    params = {"clientId": client_id_part, "search": "true", "first": first, "max": page}
+    return _request(conn, "GET", "/clients", params=params)  # type: ignore[no-any-return]
 
 
 def get_client_scopes_of_client(conn: Connection, client_uuid: str, kind: str) -> set[str]:

@@ -19,6 +19,7 @@ longer than that.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -39,6 +40,42 @@ MANAGED_ATTRIBUTE = "portal.managed"
 KEY_ATTRIBUTE = "portal.key"
 OWNER_ATTRIBUTE = "portal.owner"
 API_ATTRIBUTE = "portal.api"
+
+
+class SimulatedCrash(BaseException):
+    """Raised at an armed fault point. A BaseException, so no `except Exception` stops it."""
+
+
+# Step boundaries where a process may die: after a Keycloak change, before the database
+# records it. Tests arm them (`armed_faults`) to prove that a retry or reconcile converges.
+FAULT_POINTS = (
+    "issue:reserved",
+    "issue:client-created",
+    "discard:client-deleted",
+    "rotate:secret-set",
+    "revoke:client-deleted",
+    "approve:client-enabled",
+    "reject:client-deleted",
+    "suspend:client-disabled",
+    "reinstate:client-enabled",
+    "expire:client-disabled",
+)
+# Fault point -> "raise" or "exit". Subprocesses of the tests arm them with PORTAL_FAULTS,
+# e.g. "issue:client-created=exit"; only ever in the test profile.
+armed_faults: dict[str, str] = (
+    dict(item.split("=", 1) for item in os.environ.get("PORTAL_FAULTS", "").split(",") if item)
+    if os.environ.get("PORTAL_PROFILE") == "test"
+    else {}
+)
+
+
+def step(point: str) -> None:
+    """Mark a step boundary; when a test armed it, crash here (raise, or end the process)."""
+    action = armed_faults.get(point)
+    if action == "exit":
+        os._exit(137)  # as if killed: no cleanup, the open transaction is lost
+    if action == "raise":
+        raise SimulatedCrash(point)
 
 
 class KeyNotIssued(Exception):
@@ -130,6 +167,7 @@ def issue_key(
     if api.requires_approval and not justification.strip():
         raise KeyNotIssued(f"{api.name} needs an administrator's approval: say why you need it.")
     key = _reserve(owner, api, name, description, justification, lifetime_days)
+    step("issue:reserved")
     try:
         return finish_provisioning(key, actor=owner, ip_address=ip_address)
     except (KeycloakUnavailable, KeycloakRejected) as error:
@@ -202,6 +240,7 @@ def finish_provisioning(key: ApiKey, *, actor: User, ip_address: str | None = No
                 raise
             client_uuid = client["id"]
             keycloak.update_client(conn, client_uuid, rep)
+        step("issue:client-created")
         key.keycloak_id = client_uuid
         key.status = ApiKey.Status.PENDING if key.api.requires_approval else ApiKey.Status.ACTIVE
         key.save(update_fields=["keycloak_id", "status"])
@@ -224,6 +263,7 @@ def discard_unfinished(key: ApiKey) -> None:
         conn = keycloak.portal_connection()
         if (client := _own_client(conn, key)) is not None:
             keycloak.delete_client(conn, client["id"])
+            step("discard:client-deleted")
         key.delete()
 
 
@@ -231,17 +271,31 @@ def rotate_secret(key: ApiKey, *, actor: User | None, ip_address: str | None = N
     """Replace the key's secret in Keycloak; the old one stops working at once.
 
     One remote step, then the record. If the process dies in between, the customer never
-    saw the new secret and rotates again.
+    saw the new secret and rotates again. If the key's client has vanished from Keycloak,
+    it is made again here, with the new secret: the one case where recreating is safe,
+    since the customer sees the secret it carries.
     """
     with transaction.atomic():
         key = _locked(key)
         if not key.can_rotate:
             raise WrongState(f"{key.client_id} is {key.get_status_display().lower()}.")
         secret = new_secret()
-        keycloak.update_client(keycloak.portal_connection(), key.keycloak_id, {"secret": secret})
+        conn = keycloak.portal_connection()
+        reason = ""
+        try:
+            keycloak.update_client(conn, key.keycloak_id, {"secret": secret})
+        except keycloak.NotFound:
+            rep = key_client_representation(key, secret)
+            rep["enabled"] = key.status == ApiKey.Status.ACTIVE
+            key.keycloak_id = keycloak.create_client(conn, rep)
+            reason = "Its Keycloak client had vanished and was made again."
+        step("rotate:secret-set")
         key.secret_rotated_at = timezone.now()
-        key.save(update_fields=["secret_rotated_at"])
-        AuditEntry.record(key, AuditEntry.Action.ROTATED, actor=actor, ip_address=ip_address)
+        key.client_missing_since = None
+        key.save(update_fields=["secret_rotated_at", "keycloak_id", "client_missing_since"])
+        AuditEntry.record(
+            key, AuditEntry.Action.ROTATED, actor=actor, ip_address=ip_address, reason=reason
+        )
     return Revealed(key, secret)
 
 
@@ -261,6 +315,7 @@ def revoke_key(
             keycloak.delete_client(keycloak.portal_connection(), key.keycloak_id)
         except keycloak.NotFound:
             log.info("%s had no client left to delete", key.client_id)
+        step("revoke:client-deleted")
         key.status_reason = reason
         _end(key, ApiKey.Status.REVOKED)
         AuditEntry.record(
@@ -283,6 +338,7 @@ def approve_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> A
         if key.status != ApiKey.Status.PENDING:
             raise WrongState(f"{key.client_id} is {key.get_status_display().lower()}.")
         keycloak.update_client(keycloak.portal_connection(), key.keycloak_id, {"enabled": True})
+        step("approve:client-enabled")
         now = timezone.now()
         key.expires_at += now - key.created_at
         key.status = ApiKey.Status.ACTIVE
@@ -303,6 +359,7 @@ def reject_key(key: ApiKey, *, actor: User, ip_address: str | None = None, reaso
             keycloak.delete_client(keycloak.portal_connection(), key.keycloak_id)
         except keycloak.NotFound:
             log.info("%s had no client left to delete", key.client_id)
+        step("reject:client-deleted")
         key.status_reason = reason
         _end(key, ApiKey.Status.REJECTED)
         AuditEntry.record(
@@ -343,6 +400,7 @@ def _set_enabled(
         if key.status != from_status:
             raise WrongState(f"{key.client_id} is {key.get_status_display().lower()}.")
         keycloak.update_client(keycloak.portal_connection(), key.keycloak_id, {"enabled": enabled})
+        step("reinstate:client-enabled" if enabled else "suspend:client-disabled")
         key.status = to_status
         key.status_reason = reason
         key.save(update_fields=["status", "status_reason"])
@@ -381,6 +439,7 @@ def expire_due_keys(now: datetime | None = None) -> ExpiryRun:
                     keycloak.update_client(conn, key.keycloak_id, {"enabled": False})
                 except keycloak.NotFound:
                     log.info("%s had no client left to disable", key.client_id)
+                step("expire:client-disabled")
                 _end(key, ApiKey.Status.EXPIRED, now)
                 AuditEntry.record(
                     key, AuditEntry.Action.EXPIRED, actor=None,

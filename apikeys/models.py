@@ -163,6 +163,10 @@ class ApiKey(models.Model):
     status_reason = models.TextField(blank=True)
     # The last successful client-credentials grant, from Keycloak's CLIENT_LOGIN events.
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # The create form's one-time token: a form submitted twice makes one key.
+    request_id = models.UUIDField(null=True, blank=True, editable=False)
+    # Set by reconcile when the key's client has vanished from Keycloak (not by the portal).
+    client_missing_since = models.DateTimeField(null=True, blank=True)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -173,6 +177,9 @@ class ApiKey(models.Model):
                 fields=["owner", "name"],
                 condition=models.Q(status__in=LIVE_STATUS_VALUES),
                 name="unique_live_key_name_per_owner",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "request_id"], name="one_key_per_create_request"
             ),
         )
         indexes = (

@@ -50,7 +50,7 @@ def key_clients(bootstrapped: Connection) -> Iterator[Connection]:
 def key_clients_in_keycloak(conn: Connection) -> list[Representation]:
     found, first = [], 0
     while page := keycloak.list_clients(conn, ApiKey.CLIENT_ID_PREFIX, first, 100):
-        found += page
+        found += [c for c in page if c["clientId"].startswith(ApiKey.CLIENT_ID_PREFIX)]
         first += 100
     return found
 

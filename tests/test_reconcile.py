@@ -1,0 +1,345 @@
+"""Reconciliation with Keycloak: drift made behind the portal's back, and crashes between steps.
+
+The crash tests arm each fault point of `apikeys.lifecycle` in turn (the step boundaries
+where a process may die after changing Keycloak and before recording it), then run
+reconcile and the retry a person would make, and check that nothing is orphaned or lost.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from apikeys import keycloak, lifecycle
+from apikeys.keycloak import Connection
+from apikeys.lifecycle import FAULT_POINTS, SimulatedCrash
+from apikeys.models import Api, ApiKey, User
+from apikeys.reconcile import reconcile
+from tests.conftest import key_clients_in_keycloak
+from tests.tokens import request_token
+
+pytestmark = pytest.mark.usefixtures("key_clients")
+NOW_GRACE = timedelta(0)
+
+
+def run_reconcile() -> list[str]:
+    report = reconcile(grace=NOW_GRACE)
+    assert all(f.done for f in report.findings), report.findings
+    return [f.problem for f in report.findings]
+
+
+def assert_in_agreement(conn: Connection) -> None:
+    """No orphaned client, no live key without its client, enabled state as recorded."""
+    now = timezone.now()
+    clients = {c["clientId"]: c for c in key_clients_in_keycloak(conn)}
+    records = {k.client_id: k for k in ApiKey.objects.all()}
+    for client_id, client in clients.items():
+        assert client_id in records, f"orphaned client {client_id}"
+        key = records[client_id]
+        assert key.status not in ("revoked", "rejected"), f"{client_id} ended but has a client"
+        wanted = key.status == "active" and key.expires_at > now
+        assert client["enabled"] is wanted or key.status == "provisioning", client_id
+    for client_id, key in records.items():
+        if key.status in ("active", "pending", "suspended"):
+            assert client_id in clients or key.client_missing_since, f"lost client {client_id}"
+
+
+def issue(owner: User, api: Api, name: str = "key") -> lifecycle.Revealed:
+    return lifecycle.issue_key(owner, api, name=name, lifetime_days=30, justification="why")
+
+
+@pytest.fixture
+def armed() -> Iterator[Callable[[str], None]]:
+    def arm(point: str) -> None:
+        lifecycle.armed_faults[point] = "raise"
+
+    yield arm
+    lifecycle.armed_faults.clear()
+
+
+# Drift made directly in Keycloak
+
+
+def test_a_client_enabled_behind_the_portals_back_is_disabled_again(
+    owner: User, sample: Api, admin_user: User, key_clients: Connection
+) -> None:
+    revealed = issue(owner, sample)
+    lifecycle.suspend_key(revealed.key, actor=admin_user, reason="test")
+    keycloak.update_client(key_clients, revealed.key.keycloak_id, {"enabled": True})
+    assert request_token(revealed.key.client_id, revealed.secret).status_code == 200
+
+    dry = reconcile(dry_run=True)
+    assert [f.problem for f in dry.findings] == ["drift in enabled"]
+    assert request_token(revealed.key.client_id, revealed.secret).status_code == 200
+    call_command("reconcile_keycloak")
+
+    assert request_token(revealed.key.client_id, revealed.secret).status_code == 401
+    assert_in_agreement(key_clients)
+
+
+def test_a_removed_scope_and_changed_settings_are_restored(
+    owner: User, sample: Api, key_clients: Connection
+) -> None:
+    revealed = issue(owner, sample)
+    uuid_ = revealed.key.keycloak_id
+    scope = keycloak.find_client_scope(key_clients, "api-sample")
+    assert scope is not None
+    keycloak.set_client_scope_of_client(key_clients, uuid_, "default", scope["id"], attached=False)
+    keycloak.update_client(key_clients, uuid_, {
+        "directAccessGrantsEnabled": True,
+        "attributes": {"access.token.lifespan": "86400"},
+    })  # fmt: skip
+    assert "aud" not in request_token(revealed.key.client_id, revealed.secret).text
+
+    problems = run_reconcile()
+
+    assert problems == ["drift in flags, attributes, default scopes"]
+    client = keycloak.get_client(key_clients, uuid_)
+    assert client["directAccessGrantsEnabled"] is False
+    assert client["attributes"]["access.token.lifespan"] == "300"
+    assert "api-sample" in client["defaultClientScopes"]
+    token = request_token(revealed.key.client_id, revealed.secret).json()
+    assert token["expires_in"] == 300
+    assert run_reconcile() == []
+
+
+def test_a_deleted_client_is_marked_and_rotating_makes_it_again(
+    client: Any, owner: User, sample: Api, key_clients: Connection
+) -> None:
+    revealed = issue(owner, sample)
+    keycloak.delete_client(key_clients, revealed.key.keycloak_id)
+
+    assert run_reconcile() == ["active key has no client in Keycloak"]
+    key = ApiKey.objects.get()
+    assert key.client_missing_since is not None
+    client.force_login(owner)
+    assert "client is missing" in client.get(f"/keys/{key.pk}/").content.decode()
+    assert run_reconcile() == []  # reported once
+
+    rotated = lifecycle.rotate_secret(key, actor=owner)
+
+    assert request_token(key.client_id, rotated.secret).status_code == 200
+    assert ApiKey.objects.get().client_missing_since is None
+    assert_in_agreement(key_clients)
+
+
+def test_a_stray_client_with_the_marker_is_deleted_and_a_foreign_one_left_alone(
+    owner: User, sample: Api, key_clients: Connection
+) -> None:
+    stray = ApiKey(owner=owner, api=sample, name="ghost", expires_at=timezone.now())
+    stray.client_id = f"apikey-{stray.pk.hex}"
+    keycloak.create_client(key_clients, lifecycle.key_client_representation(stray, "kcak_x"))
+    keycloak.create_client(key_clients, {"clientId": "apikey-made-by-hand", "publicClient": True})
+
+    dry = reconcile(dry_run=True, grace=NOW_GRACE)
+    assert {f.client_id for f in dry.findings} == {stray.client_id, "apikey-made-by-hand"}
+    run_reconcile()
+
+    remaining = [c["clientId"] for c in key_clients_in_keycloak(key_clients)]
+    assert remaining == ["apikey-made-by-hand"]
+
+
+def test_reconcile_pages_through_more_clients_than_one_page(
+    owner: User, sample: Api, key_clients: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apikeys import reconcile as module
+
+    monkeypatch.setattr(module, "PAGE", 2)
+    keys = [issue(owner, sample, f"k{n}").key for n in range(5)]
+    keycloak.update_client(key_clients, keys[4].keycloak_id, {"enabled": False})
+
+    report = reconcile(grace=NOW_GRACE)
+
+    assert report.clients_seen == 5
+    assert [f.client_id for f in report.findings] == [keys[4].client_id]
+
+
+# Crashes between steps
+
+
+def _issue_crash(owner: User, sample: Api, point: str, arm: Callable[[str], None]) -> Any:
+    arm(point)
+    with pytest.raises(SimulatedCrash):
+        issue(owner, sample)
+    lifecycle.armed_faults.clear()
+    return None
+
+
+def scenario_issue_reserved(ctx: dict[str, Any]) -> None:
+    _issue_crash(ctx["owner"], ctx["api"], "issue:reserved", ctx["arm"])
+    run_reconcile()
+    assert not ApiKey.objects.exists()
+
+
+def scenario_issue_client_created(ctx: dict[str, Any]) -> None:
+    _issue_crash(ctx["owner"], ctx["api"], "issue:client-created", ctx["arm"])
+    run_reconcile()  # adopts the client: the key stays unfinished for its owner
+    key = ApiKey.objects.get()
+    assert key.status == "provisioning"
+    assert key.keycloak_id
+    revealed = lifecycle.finish_provisioning(key, actor=ctx["owner"])  # the owner's retry
+    assert request_token(key.client_id, revealed.secret).status_code == 200
+
+
+def scenario_discard_client_deleted(ctx: dict[str, Any]) -> None:
+    key = ApiKey.objects.create(owner=ctx["owner"], api=ctx["api"], name="half",
+                                expires_at=timezone.now() + timedelta(days=1))  # fmt: skip
+    keycloak.create_client(ctx["conn"], lifecycle.key_client_representation(key, "kcak_z"))
+    ctx["arm"]("discard:client-deleted")
+    with pytest.raises(SimulatedCrash):
+        lifecycle.discard_unfinished(key)
+    lifecycle.armed_faults.clear()
+    run_reconcile()
+    assert not ApiKey.objects.exists()
+
+
+def scenario_rotate_secret_set(ctx: dict[str, Any]) -> None:
+    revealed = issue(ctx["owner"], ctx["api"])
+    ctx["arm"]("rotate:secret-set")
+    with pytest.raises(SimulatedCrash):
+        lifecycle.rotate_secret(revealed.key, actor=ctx["owner"])
+    lifecycle.armed_faults.clear()
+    run_reconcile()
+    again = lifecycle.rotate_secret(revealed.key, actor=ctx["owner"])  # the owner's retry
+    assert request_token(revealed.key.client_id, again.secret).status_code == 200
+
+
+def _ended_by(
+    ctx: dict[str, Any], point: str, setup: Callable[[lifecycle.Revealed], None] | None,
+    action: Callable[[ApiKey], object], final: str, works: bool,
+) -> None:  # fmt: skip
+    revealed = issue(ctx["owner"], ctx["api"])
+    if setup:
+        setup(revealed)
+    ctx["arm"](point)
+    with pytest.raises(SimulatedCrash):
+        action(revealed.key)
+    lifecycle.armed_faults.clear()
+    run_reconcile()
+    action(ApiKey.objects.get(pk=revealed.key.pk))  # the retry
+    assert ApiKey.objects.get(pk=revealed.key.pk).status == final
+    code = request_token(revealed.key.client_id, revealed.secret).status_code
+    assert code == (200 if works else 401)
+
+
+def scenario_revoke_client_deleted(ctx: dict[str, Any]) -> None:
+    _ended_by(ctx, "revoke:client-deleted", None,
+              lambda k: lifecycle.revoke_key(k, actor=ctx["owner"]), "revoked", False)  # fmt: skip
+
+
+def scenario_approve_client_enabled(ctx: dict[str, Any]) -> None:
+    ctx["api"].requires_approval = True
+    ctx["api"].save()
+    _ended_by(ctx, "approve:client-enabled", None,
+              lambda k: lifecycle.approve_key(k, actor=ctx["admin"]), "active", True)  # fmt: skip
+
+
+def scenario_reject_client_deleted(ctx: dict[str, Any]) -> None:
+    ctx["api"].requires_approval = True
+    ctx["api"].save()
+    _ended_by(ctx, "reject:client-deleted", None,
+              lambda k: lifecycle.reject_key(k, actor=ctx["admin"], reason="no"),
+              "rejected", False)  # fmt: skip
+
+
+def scenario_suspend_client_disabled(ctx: dict[str, Any]) -> None:
+    _ended_by(ctx, "suspend:client-disabled", None,
+              lambda k: lifecycle.suspend_key(k, actor=ctx["admin"], reason="r"),
+              "suspended", False)  # fmt: skip
+
+
+def scenario_reinstate_client_enabled(ctx: dict[str, Any]) -> None:
+    def suspend(revealed: lifecycle.Revealed) -> None:
+        lifecycle.suspend_key(revealed.key, actor=ctx["admin"], reason="r")
+
+    _ended_by(ctx, "reinstate:client-enabled", suspend,
+              lambda k: lifecycle.reinstate_key(k, actor=ctx["admin"]), "active", True)  # fmt: skip
+
+
+def scenario_expire_client_disabled(ctx: dict[str, Any]) -> None:
+    def past_expiry(revealed: lifecycle.Revealed) -> None:
+        ApiKey.objects.filter(pk=revealed.key.pk).update(
+            expires_at=timezone.now() - timedelta(minutes=1)
+        )
+
+    _ended_by(ctx, "expire:client-disabled", past_expiry,
+              lambda k: lifecycle.expire_due_keys(), "expired", False)  # fmt: skip
+
+
+SCENARIOS = {
+    "issue:reserved": scenario_issue_reserved,
+    "issue:client-created": scenario_issue_client_created,
+    "discard:client-deleted": scenario_discard_client_deleted,
+    "rotate:secret-set": scenario_rotate_secret_set,
+    "revoke:client-deleted": scenario_revoke_client_deleted,
+    "approve:client-enabled": scenario_approve_client_enabled,
+    "reject:client-deleted": scenario_reject_client_deleted,
+    "suspend:client-disabled": scenario_suspend_client_disabled,
+    "reinstate:client-enabled": scenario_reinstate_client_enabled,
+    "expire:client-disabled": scenario_expire_client_disabled,
+}
+
+
+def test_every_fault_point_has_a_crash_scenario() -> None:
+    assert set(SCENARIOS) == set(FAULT_POINTS)
+    assert len(FAULT_POINTS) == 10
+
+
+@pytest.mark.parametrize("point", FAULT_POINTS)
+def test_a_crash_at_each_step_boundary_converges_after_reconcile_and_retry(
+    point: str,
+    owner: User,
+    admin_user: User,
+    sample: Api,
+    key_clients: Connection,
+    armed: Callable[[str], None],
+) -> None:
+    ctx = {"owner": owner, "admin": admin_user, "api": sample, "conn": key_clients, "arm": armed}
+
+    SCENARIOS[point](ctx)
+
+    assert_in_agreement(key_clients)
+    assert run_reconcile() == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("point", ["issue:reserved", "issue:client-created"])
+def test_a_process_killed_while_issuing_leaves_nothing_behind_after_reconcile(
+    point: str, sample: Api, key_clients: Connection
+) -> None:
+    owner = User.objects.create(username=f"killed-{point}", email="killed@example.com")
+    script = (
+        "import django; django.setup()\n"
+        "from apikeys import lifecycle\n"
+        "from apikeys.models import Api, User\n"
+        f"lifecycle.issue_key(User.objects.get(pk={owner.pk}), Api.objects.get(slug='sample'),"
+        " name='doomed', lifetime_days=9)\n"
+    )
+    env = {**os.environ, "PORTAL_FAULTS": f"{point}=exit", "DATABASE_URL": _database_url(),
+           "DJANGO_SETTINGS_MODULE": "portal.settings"}  # fmt: skip
+    died = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert died.returncode == 137, died.stderr.decode()[-2000:]
+
+    run_reconcile()
+
+    if point == "issue:client-created":  # the record was committed before; the client adopted
+        key = ApiKey.objects.get()
+        assert key.status == "provisioning"
+        lifecycle.discard_unfinished(key)  # or finish it; either way nothing is left over
+    assert not ApiKey.objects.exists()
+    assert key_clients_in_keycloak(key_clients) == []
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
