@@ -27,6 +27,11 @@ class KeycloakBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
         # Keycloak enforces email verification before sign-in completes; check it anyway.
         return bool(claims.get("sub")) and claims.get("email_verified") is True
 
+    def get_user(self, user_id: Any) -> User | None:
+        """The session's user, unless deactivated since (disabled or deleted in Keycloak)."""
+        user = User.objects.filter(pk=user_id, is_active=True).first()
+        return user
+
     def filter_users_by_claims(self, claims: Claims) -> Any:
         return User.objects.filter(username=claims["sub"])
 

@@ -7,19 +7,21 @@ nothing and says so.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apikeys import keycloak, notifications
-from apikeys.models import ApiKey, ExpiryReminder, JobState
+from apikeys import keycloak, lifecycle, notifications
+from apikeys.models import ApiKey, ExpiryReminder, JobState, User
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,111 @@ def sync_last_used(page: int = EVENTS_PAGE) -> LastUsedRun:
         state.watermark = run.watermark
         state.save(update_fields=["watermark", "updated_at"])
         return run
+
+
+# Keys suspended because their owner was disabled in Keycloak carry this reason, so that
+# enabling the owner again reinstates exactly those (not ones an admin suspended).
+OWNER_DISABLED = "The owner's account was disabled in Keycloak."
+OWNER_DELETED = "The owner's account was deleted in Keycloak."
+OWNER_ENABLED = "The owner's account is enabled again."
+
+
+@dataclass
+class UserSyncRun:
+    skipped: bool = False
+    events: int = 0
+    users: dict[str, str] = field(default_factory=dict)  # sub -> deleted / disabled / enabled
+    keys_changed: int = 0
+
+
+def sync_users(page: int = EVENTS_PAGE) -> UserSyncRun:
+    """Follow users deleted, disabled or enabled in Keycloak since the watermark.
+
+    Keycloak does not touch a user's key clients when the user goes, so the portal must:
+    - deleted (admin API or console, or the user's own "delete account"): the portal user is
+      deactivated and every live key revoked; that is final.
+    - disabled: the portal user is deactivated (their portal session ends) and active keys
+      suspended with OWNER_DISABLED.
+    - enabled again: the portal user is reactivated, and the keys suspended with
+      OWNER_DISABLED are reinstated, unless they expired meanwhile. Keys an admin
+      suspended stay suspended.
+    Only the last change of each user in the window counts.
+    """
+    with job_lock("user_sync") as state:
+        if state is None:
+            return UserSyncRun(skipped=True)
+        conn = keycloak.portal_connection()
+        run = UserSyncRun()
+        changes: list[tuple[int, str, str]] = []
+        for event in _all_pages(lambda first: keycloak.get_admin_events(
+            conn, "USER", ["UPDATE", "DELETE"], since_ms=state.watermark, first=first, page=page
+        ), page):  # fmt: skip
+            sub = str(event.get("resourcePath", "")).removeprefix("users/")
+            if event["operationType"] == "DELETE":
+                changes.append((int(event["time"]), sub, "deleted"))
+            elif (enabled := _sent_enabled(event)) is not None:
+                changes.append((int(event["time"]), sub, "enabled" if enabled else "disabled"))
+            run.events += 1
+        for event in _all_pages(lambda first: keycloak.get_events(
+            conn, "DELETE_ACCOUNT", since_ms=state.watermark, first=first, page=page
+        ), page):  # fmt: skip
+            changes.append((int(event["time"]), str(event.get("userId", "")), "deleted"))
+            run.events += 1
+        for _, sub, change in sorted(changes):
+            if run.users.get(sub) != "deleted":
+                run.users[sub] = change
+        for sub, change in run.users.items():
+            run.keys_changed += _apply_user_change(sub, change)
+        state.watermark = max([state.watermark, *(t for t, _, _ in changes)])
+        state.save(update_fields=["watermark", "updated_at"])
+        return run
+
+
+def _all_pages(fetch: Callable[[int], list[dict[str, Any]]], page: int) -> Iterator[dict[str, Any]]:
+    first = 0
+    while True:
+        found = fetch(first)
+        yield from found
+        if len(found) < page:
+            return
+        first += page
+
+
+def _sent_enabled(event: dict[str, Any]) -> bool | None:
+    try:
+        sent = json.loads(event.get("representation") or "{}")
+    except ValueError:
+        return None
+    enabled = sent.get("enabled") if isinstance(sent, dict) else None
+    return enabled if isinstance(enabled, bool) else None
+
+
+def _apply_user_change(sub: str, change: str) -> int:
+    user = User.objects.filter(username=sub).first()
+    if user is None:
+        return 0  # never signed in to the portal: no keys
+    user.is_active = change == "enabled"
+    user.save(update_fields=["is_active"])
+    changed = 0
+    keys = user.api_keys.all()
+    if change == "deleted":
+        for key in keys.filter(status__in=lifecycle.REVOCABLE_STATUSES):
+            lifecycle.revoke_key(key, actor=None, reason=OWNER_DELETED)
+            changed += 1
+    elif change == "disabled":
+        for key in keys.filter(status=ApiKey.Status.ACTIVE):
+            lifecycle.suspend_key(key, actor=None, reason=OWNER_DISABLED)
+            changed += 1
+    else:
+        for key in keys.filter(status=ApiKey.Status.SUSPENDED, status_reason=OWNER_DISABLED):
+            try:
+                lifecycle.reinstate_key(
+                    key, actor=None, reason="The owner's account is enabled again."
+                )
+            except lifecycle.WrongState:
+                continue  # expired meanwhile
+            changed += 1
+    return changed
 
 
 @dataclass

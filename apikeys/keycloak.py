@@ -112,7 +112,7 @@ def _request(
     params: dict[str, Any] | None = None,
 ) -> Any:
     """Send one admin request; `path` is relative to /admin/realms/{realm}."""
-    url = f"admin/realms/{conn.realm}{path}" if not path.startswith("/admin") else path[1:]
+    url = f"admin/realms/{conn.realm}{path}" if not path.startswith("/admin/") else path[1:]
     connection = conn.admin.connection
     if connection.token is None:
         # Without this, python-keycloak sends the first request unauthenticated and fetches
@@ -223,6 +223,19 @@ def get_events(
     params = {"type": event_type, "dateFrom": since_ms, "direction": "asc",
               "first": first, "max": page}  # fmt: skip
     return _request(conn, "GET", "/events", params=params)  # type: ignore[no-any-return]
+
+
+def get_admin_events(
+    conn: Connection, resource_type: str, operations: list[str], *, since_ms: int, first: int,
+    page: int,
+) -> list[Representation]:  # fmt: skip
+    """GET /admin/realms/{realm}/admin-events?resourceTypes=…&operationTypes=…, oldest first.
+
+    `representation` holds the JSON that was sent (admin events are stored with details).
+    """
+    params = {"resourceTypes": resource_type, "operationTypes": operations,
+              "dateFrom": since_ms, "direction": "asc", "first": first, "max": page}  # fmt: skip
+    return _request(conn, "GET", "/admin-events", params=params)  # type: ignore[no-any-return]
 
 
 # Roles

@@ -90,6 +90,9 @@ class NameTaken(KeyNotIssued):
     pass
 
 
+REVOCABLE_STATUSES = (ApiKey.Status.PENDING, ApiKey.Status.ACTIVE, ApiKey.Status.SUSPENDED)
+
+
 class WrongState(Exception):
     """The key is not in a state that allows this action (someone else acted first)."""
 
@@ -337,6 +340,8 @@ def approve_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> A
         key = _locked(key)
         if key.status != ApiKey.Status.PENDING:
             raise WrongState(f"{key.client_id} is {key.get_status_display().lower()}.")
+        if not key.owner.is_active:
+            raise WrongState(f"The owner of {key.client_id} is disabled in Keycloak.")
         keycloak.update_client(keycloak.portal_connection(), key.keycloak_id, {"enabled": True})
         step("approve:client-enabled")
         now = timezone.now()
@@ -369,14 +374,16 @@ def reject_key(key: ApiKey, *, actor: User, ip_address: str | None = None, reaso
     return key
 
 
-def suspend_key(key: ApiKey, *, actor: User, ip_address: str | None = None, reason: str) -> ApiKey:
+def suspend_key(
+    key: ApiKey, *, actor: User | None, ip_address: str | None = None, reason: str
+) -> ApiKey:
     """Disable an active key's client (Keycloak first: it stops working at once), then record."""
     return _set_enabled(key, False, ApiKey.Status.ACTIVE, ApiKey.Status.SUSPENDED,
                         AuditEntry.Action.SUSPENDED, actor, ip_address, reason)  # fmt: skip
 
 
 def reinstate_key(
-    key: ApiKey, *, actor: User, ip_address: str | None = None, reason: str = ""
+    key: ApiKey, *, actor: User | None, ip_address: str | None = None, reason: str = ""
 ) -> ApiKey:
     """Enable a suspended key's client again, unless the key has expired meanwhile."""
     if key.expires_at <= timezone.now():
@@ -391,7 +398,7 @@ def _set_enabled(
     from_status: str,
     to_status: ApiKey.Status,
     action: str,
-    actor: User,
+    actor: User | None,
     ip_address: str | None,
     reason: str,
 ) -> ApiKey:

@@ -36,7 +36,9 @@ def request_arrived(key: ApiKey) -> None:
 
 
 def decision(key: ApiKey, action: str, reason: str = "") -> None:
-    """Tell the owner what an administrator decided about their key, and why."""
+    """Tell the owner what was decided about their key, and why (not if they are gone)."""
+    if not key.owner.is_active:
+        return
     _send(
         f"Your API key “{key.name}” was {action}",
         "emails/decision.txt",

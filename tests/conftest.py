@@ -5,6 +5,7 @@ The services come from `bin/test`: Keycloak's test instance, PostgreSQL and the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from keycloak import KeycloakAdmin
+from keycloak.exceptions import KeycloakDeleteError
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from apikeys import keycloak, realm_setup
@@ -118,7 +120,8 @@ def make_keycloak_user(bootstrapped: Connection) -> Iterator[KeycloakUser]:
 
     yield make  # type: ignore[misc]
     for user_id in made:
-        admin.delete_user(user_id)
+        with contextlib.suppress(KeycloakDeleteError):  # the test may have deleted it
+            admin.delete_user(user_id)
 
 
 @pytest.fixture

@@ -1,0 +1,82 @@
+"""Users deleted or disabled in Keycloak: after one sync run their keys cannot get tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+
+from apikeys import lifecycle
+from apikeys.jobs import OWNER_DISABLED
+from apikeys.keycloak import Connection
+from apikeys.models import Api, ApiKey, User
+from tests.accounts import KeycloakUser
+from tests.tokens import request_token
+
+pytestmark = pytest.mark.usefixtures("key_clients")
+
+
+def portal_user(account: KeycloakUser) -> User:
+    return User.objects.create(username=account.id, email=account.email, first_name="Test")
+
+
+def test_deleted_and_disabled_users_keys_stop_after_one_sync_and_come_back_when_enabled(
+    make_keycloak_user: Callable[..., KeycloakUser],
+    bootstrapped: Connection,
+    sample: Api,
+    client: Client,
+) -> None:
+    gone, paused, bystander = (portal_user(make_keycloak_user()) for _ in range(3))
+    keys = {
+        user.email: lifecycle.issue_key(user, sample, name="app", lifetime_days=30)
+        for user in (gone, paused, bystander)
+    }
+    call_command("sync_users")  # start from now: older events are not this test's
+    client.force_login(paused)
+    admin = bootstrapped.admin
+
+    admin.delete_user(gone.username)
+    admin.update_user(paused.username, {"enabled": False})
+    call_command("sync_users")
+
+    def works(user: User) -> bool:
+        revealed = keys[user.email]
+        return request_token(revealed.key.client_id, revealed.secret).status_code == 200
+
+    assert not works(gone)
+    assert not works(paused)
+    assert works(bystander)
+    assert ApiKey.objects.get(owner=gone).status == ApiKey.Status.REVOKED
+    suspended = ApiKey.objects.get(owner=paused)
+    assert (suspended.status, suspended.status_reason) == ("suspended", OWNER_DISABLED)
+    assert not User.objects.get(pk=paused.pk).is_active
+    # The disabled user's portal session ends too.
+    assert client.get("/keys/").status_code == 302
+
+    admin.update_user(paused.username, {"enabled": True})
+    call_command("sync_users")
+
+    assert works(paused)
+    assert not works(gone)
+    assert User.objects.get(pk=paused.pk).is_active
+
+
+def test_an_admin_suspension_survives_the_owner_being_enabled_again(
+    make_keycloak_user: Callable[..., KeycloakUser],
+    bootstrapped: Connection,
+    sample: Api,
+    admin_user: User,
+) -> None:
+    owner = portal_user(make_keycloak_user())
+    revealed = lifecycle.issue_key(owner, sample, name="app", lifetime_days=30)
+    lifecycle.suspend_key(revealed.key, actor=admin_user, reason="Abuse")
+    call_command("sync_users")
+
+    bootstrapped.admin.update_user(owner.username, {"enabled": False})
+    bootstrapped.admin.update_user(owner.username, {"enabled": True})
+    call_command("sync_users")
+
+    key = ApiKey.objects.get()
+    assert (key.status, key.status_reason) == ("suspended", "Abuse")
