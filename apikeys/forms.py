@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from typing import Any, ClassVar
 
 from django import forms
@@ -38,8 +39,14 @@ class KeyForm(forms.Form):
         help_text="Required for APIs marked “needs approval”: an administrator reads it.",
     )
 
+    # A new one with each blank form: submitting the same form twice makes one key.
+    request_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
+
     def __init__(self, *args: Any, owner: User, **kwargs: Any) -> None:
-        kwargs.setdefault("initial", {"lifetime_days": settings.DEFAULT_KEY_LIFETIME_DAYS})
+        kwargs.setdefault(
+            "initial",
+            {"lifetime_days": settings.DEFAULT_KEY_LIFETIME_DAYS, "request_id": uuid.uuid4()},
+        )
         super().__init__(*args, **kwargs)
         self.owner = owner
 

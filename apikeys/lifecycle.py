@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -90,6 +91,14 @@ class NameTaken(KeyNotIssued):
     pass
 
 
+class AlreadySubmitted(Exception):
+    """The same create form was submitted before: this is the key it made."""
+
+    def __init__(self, key: ApiKey) -> None:
+        super().__init__(f"{key.client_id} was already made from this form")
+        self.key = key
+
+
 REVOCABLE_STATUSES = (ApiKey.Status.PENDING, ApiKey.Status.ACTIVE, ApiKey.Status.SUSPENDED)
 
 
@@ -156,6 +165,7 @@ def issue_key(
     justification: str = "",
     lifetime_days: int,
     ip_address: str | None = None,
+    request_id: uuid.UUID | None = None,
 ) -> Revealed:
     """Make a key in three steps: reserve the record, create the client, mark it live.
 
@@ -169,7 +179,7 @@ def issue_key(
         raise KeyNotIssued(f"{api.name} is retired and takes no new keys.")
     if api.requires_approval and not justification.strip():
         raise KeyNotIssued(f"{api.name} needs an administrator's approval: say why you need it.")
-    key = _reserve(owner, api, name, description, justification, lifetime_days)
+    key = _reserve(owner, api, name, description, justification, lifetime_days, request_id)
     step("issue:reserved")
     try:
         return finish_provisioning(key, actor=owner, ip_address=ip_address)
@@ -194,12 +204,20 @@ def issue_key(
 
 
 def _reserve(
-    owner: User, api: Api, name: str, description: str, justification: str, lifetime_days: int
+    owner: User,
+    api: Api,
+    name: str,
+    description: str,
+    justification: str,
+    lifetime_days: int,
+    request_id: uuid.UUID | None,
 ) -> ApiKey:
     """Step 1: the record, with its clientId fixed, within the owner's quota."""
     with transaction.atomic():
         # Lock the owner's row, so concurrent requests of one owner count their keys in turn.
         User.objects.select_for_update().get(pk=owner.pk)
+        if request_id and (made := owner.api_keys.filter(request_id=request_id).first()):
+            raise AlreadySubmitted(made)
         live = owner.api_keys.live()
         if live.count() >= settings.MAX_LIVE_KEYS_PER_USER:
             raise QuotaExceeded(
@@ -216,6 +234,7 @@ def _reserve(
                 description=description,
                 justification=justification,
                 expires_at=timezone.now() + timedelta(days=lifetime_days),
+                request_id=request_id,
             )
         except IntegrityError as error:  # the unique constraint, if a check above was raced
             raise NameTaken(f"You already have a key called “{name}”.") from error

@@ -19,7 +19,13 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    QueryDict,
+    StreamingHttpResponse,
+)
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -32,7 +38,7 @@ from apikeys import lifecycle
 from apikeys.bearer_tokens import bearer_token_required
 from apikeys.forms import KeyForm
 from apikeys.keycloak import KeycloakRejected, KeycloakUnavailable
-from apikeys.lifecycle import KeyNotIssued, Revealed, WrongState
+from apikeys.lifecycle import AlreadySubmitted, KeyNotIssued, Revealed, WrongState
 from apikeys.models import Api, ApiKey, AuditEntry, KeyStanding, User
 
 KEYCLOAK_ERRORS = (KeycloakUnavailable, KeycloakRejected)
@@ -60,6 +66,8 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
 def new_key(request: HtmxHttpRequest) -> HttpResponse:
     owner = _user(request)
     form = KeyForm(request.POST or None, owner=owner)
+    if request.method == "POST" and (repeat := _made_by_this_form(owner, request.POST)):
+        return _page(request, "apikeys/already_submitted.html", {"key": repeat})
     if request.method == "POST" and form.is_valid():
         try:
             revealed = lifecycle.issue_key(
@@ -70,9 +78,12 @@ def new_key(request: HtmxHttpRequest) -> HttpResponse:
                 justification=form.cleaned_data["justification"],
                 lifetime_days=form.cleaned_data["lifetime_days"],
                 ip_address=_client_ip(request),
+                request_id=form.cleaned_data["request_id"],
             )
         except KeyNotIssued as error:
             form.add_error(None, str(error))
+        except AlreadySubmitted as repeat:
+            return _page(request, "apikeys/already_submitted.html", {"key": repeat.key})
         else:
             return _reveal(request, revealed, "created")
     return _page(request, "apikeys/key_form.html", {"form": form})
@@ -226,6 +237,15 @@ def _csv_safe(text: str) -> str:
 def get_key_for_user(request: HtmxHttpRequest, key_id: uuid.UUID) -> ApiKey:
     """The signed-in user's key, or 404: other people's keys do not exist for them."""
     return get_object_or_404(_user(request).api_keys.select_related("api", "owner"), pk=key_id)
+
+
+def _made_by_this_form(owner: User, data: QueryDict) -> ApiKey | None:
+    """The key an earlier submission of the same create form made, if any."""
+    try:
+        request_id = uuid.UUID(data.get("request_id", ""))
+    except ValueError:
+        return None
+    return owner.api_keys.filter(request_id=request_id).first()
 
 
 def _user(request: HtmxHttpRequest) -> User:

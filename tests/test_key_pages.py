@@ -7,6 +7,7 @@ import logging
 import re
 import subprocess
 import sys
+import uuid
 from html import unescape
 from typing import Any
 
@@ -264,3 +265,44 @@ def test_the_revealed_call_snippet_gets_a_token_and_calls_whoami(signed_in: Clie
     answer = json.loads(run.stdout)
     assert answer["key_name"] == "pasted"
     assert answer["client_id"] == ApiKey.objects.get().client_id
+
+
+@pytest.mark.usefixtures("sample")
+def test_a_form_sent_twice_makes_one_key_and_says_so(signed_in: Client) -> None:
+    form = signed_in.get(reverse("new_key")).content.decode()
+    request_id = re.search(r'name="request_id" value="([^"]+)"', form)
+    assert request_id is not None
+
+    first = create(signed_in, request_id=request_id.group(1))
+    second = create(signed_in, request_id=request_id.group(1), htmx=True)
+
+    assert PATTERN.search(first.content.decode())
+    html = second.content.decode()
+    assert 'data-testid="already-submitted"' in html
+    assert PATTERN.search(html) is None
+    assert ApiKey.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("sample")
+def test_a_double_click_racing_itself_makes_one_key() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    owner = User.objects.create(username="double-click", email="dc@example.com")
+    request_id = str(uuid.uuid4())
+
+    def submit(_: int) -> int:
+        client = Client()
+        client.force_login(owner)
+        try:
+            return create(client, request_id=request_id).status_code  # type: ignore[no-any-return]
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        codes = list(pool.map(submit, range(2)))
+
+    assert codes == [200, 200]
+    assert ApiKey.objects.filter(owner=owner).count() == 1
