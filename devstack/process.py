@@ -33,6 +33,9 @@ def running_pid(pid_file: Path) -> int | None:
     return pid
 
 
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def spawn(
     args: Sequence[str], *, pid_file: Path, log_file: Path, env: Mapping[str, str] | None = None
 ) -> int:
@@ -48,6 +51,7 @@ def spawn(
             start_new_session=True,
         )
     pid_file.write_text(str(proc.pid))
+    _children[proc.pid] = proc  # kept, so that stopping it here can reap it (no zombie)
     return proc.pid
 
 
@@ -69,6 +73,28 @@ def stop(pid_file: Path, *, timeout: float = 30) -> bool:
     return True
 
 
+def _alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:  # our own child: reap it, or it lingers as a zombie
+        if child.poll() is None:
+            return True
+        del _children[pid]
+        return False
+    try:  # a child of another process (e.g. bin/test's shell), or reaped by it
+        finished, _ = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def wait_until(check: Callable[[], bool], *, timeout: float, what: str, log_file: Path) -> float:
     """Poll `check` until true; return the seconds waited, or fail with the log's tail."""
     start = time.monotonic()
@@ -87,20 +113,6 @@ def http_ok(url: str) -> bool:
             return bool(200 <= response.status < 300)
     except (urllib.error.URLError, OSError):
         return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        finished, _ = os.waitpid(pid, os.WNOHANG)
-        if finished:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
