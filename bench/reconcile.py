@@ -41,7 +41,7 @@ def add_keys(admin: keycloak.Connection, owner: User, api: Api, count: int) -> N
                 name=f"bulk {time.monotonic_ns()}-{n}",
                 status=ApiKey.Status.ACTIVE,
                 expires_at=timezone.now() + timedelta(days=30),
-            )  # fmt: skip
+            )
             for n in range(min(BATCH, count - start))
         ]
         for key in keys:
