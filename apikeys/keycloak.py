@@ -67,6 +67,7 @@ def connect(
     username: str | None = None,
     password: str | None = None,
     user_realm: str | None = None,
+    timeout: int | None = None,
 ) -> Connection:
     """A connection as a service account (client credentials) or, to bootstrap, an admin user."""
     openid = KeycloakOpenIDConnection(
@@ -77,7 +78,7 @@ def connect(
         client_secret_key=client_secret,
         username=username,
         password=password,
-        timeout=settings.KEYCLOAK_TIMEOUT,
+        timeout=timeout or settings.KEYCLOAK_TIMEOUT,
         max_retries=0,
     )
     return Connection(KeycloakAdmin(connection=openid), realm)

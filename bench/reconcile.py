@@ -1,6 +1,6 @@
 """Reconcile with 1,000 and with 10,000 managed clients: time, and the ratio between them.
 
-The clients are made directly in Keycloak for the benchmark (partial import, 500 a request,
+The clients are made directly in Keycloak for the benchmark (partial import, 250 a request,
 with the portal's own representation), each with its portal record, so reconcile finds them
 all in agreement and the time is the scan itself: pages of clients read and compared with
 the records. Afterwards the realm is deleted and bootstrapped again: deleting 11,000
@@ -28,7 +28,7 @@ from apikeys.reconcile import reconcile  # noqa: E402
 from apikeys.secret_format import new_secret  # noqa: E402
 
 SIZES = (1_000, 10_000)
-BATCH = 500
+BATCH = 250
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 
 
@@ -62,6 +62,7 @@ def main() -> None:
         username=os.environ["KEYCLOAK_BOOTSTRAP_ADMIN_USERNAME"],
         password=os.environ["KEYCLOAK_BOOTSTRAP_ADMIN_PASSWORD"],
         user_realm="master",
+        timeout=300,  # a partial import of hundreds of clients takes a while
     )
     api = Api.objects.get(slug="sample")
     owner = bench_owner()

@@ -157,6 +157,9 @@ def start(instance: Instance, *, timeout: float = 240) -> float:
             "--http-host=127.0.0.1", f"--http-port={instance.port}",
             f"--http-management-port={instance.management_port}",
             "--health-enabled=true",
+            # One client per key: past Keycloak's default of 10,000 cached realm entries,
+            # reading all clients thrashes the cache (bench/reconcile.py measured it).
+            "--cache-embedded-realms-max-count=100000",
         ],
         pid_file=instance.pid_file,
         log_file=instance.log_file,
