@@ -115,8 +115,9 @@ class KeySearchForm(forms.Form):
         help_text="Owner email (start of it), client id (apikey-…) or key name.",
     )
     api = forms.ModelChoiceField(
-        queryset=Api.objects.all(), required=False, to_field_name="slug", empty_label="Any API"
-    )
+        queryset=Api.objects.all(), required=False, to_field_name="slug", empty_label="Any API",
+        label="API",
+    )  # fmt: skip
     status = forms.ChoiceField(choices=[("", "Any status"), *ApiKey.Status.choices], required=False)
     created_after = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     created_before = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
