@@ -34,7 +34,7 @@ from apikeys.models import Api, ApiKey  # noqa: E402
 from apikeys.secret_format import new_secret  # noqa: E402
 
 TOKENS = int(os.environ.get("BENCH_TOKENS", "300"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))
 INTROSPECTIONS = int(os.environ.get("BENCH_INTROSPECTIONS", "50"))
 
 
@@ -124,6 +124,7 @@ def run(revealed: lifecycle.Revealed) -> None:
         keycloak.delete_client(conn, server_uuid)
 
     median = {name: statistics.median(values) for name, values in samples.items()}
+    best = {name: min(values) for name, values in samples.items()}
     print(f"{TOKENS} real tokens, {ROUNDS} rounds (median of per-round means per token)")
     print(f"raw cryptography RS256 verify   {median['raw']:9.1f} us")
     print(f"PyJWT jwt.decode                {median['pyjwt']:9.1f} us")
@@ -131,7 +132,8 @@ def run(revealed: lifecycle.Revealed) -> None:
     print(f"validator, token seen before    {median['seen']:9.2f} us")
     print(f"Keycloak introspection          {introspection:9.1f} us  ({INTROSPECTIONS} tokens)")
     print(f"JWKS fetches during timed runs: {fetches_during}")
-    print(f"ratio first-seen / raw:        {median['first'] / median['raw']:.2f}  (goal <= 1.5)")
+    print(f"ratio first-seen / raw:        {median['first'] / median['raw']:.2f}  (goal <= 1.5); "
+          f"best rounds: {best['first'] / best['raw']:.2f}")  # fmt: skip
     print(f"ratio PyJWT / seen-before:     {median['pyjwt'] / median['seen']:.0f}  (goal >= 10)")
     print(f"ratio introspection / first:   {introspection / median['first']:.0f}")
 
