@@ -28,7 +28,7 @@ from apikeys.forms import ApiForm, AuditFilterForm, KeySearchForm, OptionalReaso
 from apikeys.keycloak import KeycloakRejected, KeycloakUnavailable
 from apikeys.lifecycle import WrongState
 from apikeys.models import Api, ApiKey, AuditEntry, User
-from apikeys.views import audit_csv
+from apikeys.views import audit_csv, client_ip
 
 View = Callable[..., HttpResponseBase]
 PAGE_SIZE = 50
@@ -236,7 +236,7 @@ def _start_of(day: Any) -> datetime:
 
 
 def _who(request: HttpRequest) -> dict[str, Any]:
-    return {"actor": cast(User, request.user), "ip_address": request.META.get("REMOTE_ADDR")}
+    return {"actor": cast(User, request.user), "ip_address": client_ip(request)}
 
 
 def _with_reason(

@@ -77,7 +77,7 @@ def new_key(request: HtmxHttpRequest) -> HttpResponse:
                 description=form.cleaned_data["description"],
                 justification=form.cleaned_data["justification"],
                 lifetime_days=form.cleaned_data["lifetime_days"],
-                ip_address=_client_ip(request),
+                ip_address=client_ip(request),
                 request_id=form.cleaned_data["request_id"],
             )
         except KeyNotIssued as error:
@@ -116,7 +116,7 @@ def rotate_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
     error = None
     if request.method == "POST":
         try:
-            revealed = lifecycle.rotate_secret(key, actor=key.owner, ip_address=_client_ip(request))
+            revealed = lifecycle.rotate_secret(key, actor=key.owner, ip_address=client_ip(request))
         except KEYCLOAK_ERRORS as failure:
             error = f"{lifecycle.failure_message(failure)} The old secret still works."
         except WrongState as failure:
@@ -132,7 +132,7 @@ def revoke_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
     error = None
     if request.method == "POST":
         try:
-            lifecycle.revoke_key(key, actor=key.owner, ip_address=_client_ip(request))
+            lifecycle.revoke_key(key, actor=key.owner, ip_address=client_ip(request))
         except KEYCLOAK_ERRORS as failure:
             error = f"{lifecycle.failure_message(failure)} The key still works."
         except WrongState as failure:
@@ -148,7 +148,7 @@ def finish_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
     key = get_key_for_user(request, key_id)
     try:
         revealed = lifecycle.finish_provisioning(
-            key, actor=key.owner, ip_address=_client_ip(request)
+            key, actor=key.owner, ip_address=client_ip(request)
         )
     except (*KEYCLOAK_ERRORS, WrongState) as failure:
         return _done(request, _unfinished_failure(failure), error=True)
@@ -252,7 +252,17 @@ def _user(request: HtmxHttpRequest) -> User:
     return cast(User, request.user)  # LoginRequiredMiddleware let only signed-in users through
 
 
-def _client_ip(request: HtmxHttpRequest) -> str | None:
+def client_ip(request: HttpRequest) -> str | None:
+    """The address the request came from, for the audit trail.
+
+    Behind TRUSTED_PROXIES reverse proxies, each proxy appends the address it saw to
+    X-Forwarded-For; the entry the nearest trusted proxy added is the client's. Entries to
+    its left can be forged by the client, so they are never used.
+    """
+    if settings.TRUSTED_PROXIES:
+        forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",")]
+        if len(forwarded) >= settings.TRUSTED_PROXIES and forwarded[-settings.TRUSTED_PROXIES]:
+            return forwarded[-settings.TRUSTED_PROXIES]
     return request.META.get("REMOTE_ADDR")
 
 

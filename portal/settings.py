@@ -204,6 +204,9 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = 8 * 3600
 SECURE_SSL_REDIRECT = not LOCAL and env("SECURE_SSL_REDIRECT", "true") == "true"
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# How many reverse proxies in front of the portal append to X-Forwarded-For (0: none; the
+# audit trail then records the connecting address).
+TRUSTED_PROXIES = int(env("TRUSTED_PROXIES", "0"))
 SECURE_HSTS_SECONDS = 0 if LOCAL else int(env("SECURE_HSTS_SECONDS", "31536000"))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not LOCAL
 SECURE_HSTS_PRELOAD = not LOCAL

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -68,3 +70,22 @@ def test_sign_out_refuses_get(client: Client, owner: User) -> None:
 def test_pages_carry_a_content_security_policy(client: Client) -> None:
     response = client.get("/")
     assert "default-src 'self'" in response["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded", "expected"),
+    [
+        (0, "203.0.113.9", "127.0.0.1"),  # no proxy trusted: the header is the client's word
+        (1, "198.51.100.1, 203.0.113.9", "203.0.113.9"),  # the one our proxy added
+        (2, "198.51.100.1, 203.0.113.9", "198.51.100.1"),
+        (2, "203.0.113.9", "127.0.0.1"),  # fewer entries than proxies: not trusted
+    ],
+)
+def test_the_audit_address_trusts_only_the_configured_proxies(
+    rf: Any, settings: Any, proxies: int, forwarded: str, expected: str
+) -> None:
+    from apikeys.views import client_ip
+
+    settings.TRUSTED_PROXIES = proxies
+    request = rf.get("/", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="127.0.0.1")
+    assert client_ip(request) == expected
