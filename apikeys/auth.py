@@ -29,8 +29,7 @@ class KeycloakBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
 
     def get_user(self, user_id: Any) -> User | None:
         """The session's user, unless deactivated since (disabled or deleted in Keycloak)."""
-        user = User.objects.filter(pk=user_id, is_active=True).first()
-        return user
+        return User.objects.filter(pk=user_id, is_active=True).first()
 
     def filter_users_by_claims(self, claims: Claims) -> Any:
         return User.objects.filter(username=claims["sub"])

@@ -36,7 +36,7 @@ def save_api(api: Api, *, actor: User, ip_address: str | None = None) -> Catalog
         api.save()
         realm_setup.ensure_api_scope(keycloak.portal_connection(), api)
         action = AuditEntry.Action.API_CREATED if creating else AuditEntry.Action.API_CHANGED
-        AuditEntry.record_api(api, action, actor=actor, ip_address=ip_address,
+        AuditEntry.record(api, action, actor=actor, ip_address=ip_address,
                               reason=_summary(before, api))  # fmt: skip
     change = CatalogChange(api)
     if before is not None and before.access_token_lifespan != api.access_token_lifespan:
@@ -51,7 +51,7 @@ def retire_api(api: Api, *, actor: User, ip_address: str | None = None) -> Api:
         if api.retired_at is None:
             api.retired_at = timezone.now()
             api.save(update_fields=["retired_at"])
-            AuditEntry.record_api(
+            AuditEntry.record(
                 api, AuditEntry.Action.API_RETIRED, actor=actor, ip_address=ip_address
             )
     return api

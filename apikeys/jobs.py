@@ -63,20 +63,14 @@ def sync_last_used(page: int = EVENTS_PAGE) -> LastUsedRun:
         conn = keycloak.portal_connection()
         run = LastUsedRun(watermark=state.watermark)
         latest: dict[str, int] = {}
-        first = 0
-        while True:
-            events = keycloak.get_events(
-                conn, "CLIENT_LOGIN", since_ms=state.watermark, first=first, page=page
-            )
-            for event in events:
-                client_id = str(event.get("clientId", ""))
-                if client_id.startswith(ApiKey.CLIENT_ID_PREFIX):
-                    latest[client_id] = max(latest.get(client_id, 0), int(event["time"]))
-                run.watermark = max(run.watermark, int(event["time"]))
-            run.events += len(events)
-            if len(events) < page:
-                break
-            first += page
+        for event in _all_pages(lambda first: keycloak.get_events(
+            conn, "CLIENT_LOGIN", since_ms=state.watermark, first=first, page=page
+        ), page):  # fmt: skip
+            client_id = str(event.get("clientId", ""))
+            if client_id.startswith(ApiKey.CLIENT_ID_PREFIX):
+                latest[client_id] = max(latest.get(client_id, 0), int(event["time"]))
+            run.watermark = max(run.watermark, int(event["time"]))
+            run.events += 1
         for client_id, millis in latest.items():
             used = datetime.fromtimestamp(millis / 1000, tz=UTC)
             run.keys_updated += ApiKey.objects.filter(
@@ -173,7 +167,7 @@ def _apply_user_change(sub: str, change: str) -> int:
     changed = 0
     keys = user.api_keys.all()
     if change == "deleted":
-        for key in keys.filter(status__in=lifecycle.REVOCABLE_STATUSES):
+        for key in keys.filter(status__in=ApiKey.ISSUED_STATUSES):
             lifecycle.revoke_key(key, actor=None, reason=OWNER_DELETED)
             changed += 1
     elif change == "disabled":

@@ -99,9 +99,6 @@ class AlreadySubmitted(Exception):
         self.key = key
 
 
-REVOCABLE_STATUSES = (ApiKey.Status.PENDING, ApiKey.Status.ACTIVE, ApiKey.Status.SUSPENDED)
-
-
 class WrongState(Exception):
     """The key is not in a state that allows this action (someone else acted first)."""
 
@@ -299,8 +296,7 @@ def rotate_secret(key: ApiKey, *, actor: User | None, ip_address: str | None = N
     """
     with transaction.atomic():
         key = _locked(key)
-        if not key.can_rotate:
-            raise WrongState(f"{key.client_id} is {key.get_status_display().lower()}.")
+        _require(key, ApiKey.ISSUED_STATUSES)
         secret = new_secret()
         conn = keycloak.portal_connection()
         reason = ""
@@ -329,20 +325,9 @@ def revoke_key(
     The record stays, for history. A client that is already gone counts as deleted, since
     an earlier attempt may have died between the two steps.
     """
-    with transaction.atomic():
-        key = _locked(key)
-        if not key.can_revoke:
-            raise WrongState(f"{key.client_id} is {key.get_status_display().lower()}.")
-        try:
-            keycloak.delete_client(keycloak.portal_connection(), key.keycloak_id)
-        except keycloak.NotFound:
-            log.info("%s had no client left to delete", key.client_id)
-        step("revoke:client-deleted")
-        key.status_reason = reason
-        _end(key, ApiKey.Status.REVOKED)
-        AuditEntry.record(
-            key, AuditEntry.Action.REVOKED, actor=actor, ip_address=ip_address, reason=reason
-        )
+    key = _delete_client_and_end(key, ApiKey.ISSUED_STATUSES, ApiKey.Status.REVOKED,
+                                 AuditEntry.Action.REVOKED, "revoke:client-deleted",
+                                 actor, ip_address, reason)  # fmt: skip
     if actor != key.owner:
         notifications.decision(key, "revoked", reason)
     return key
@@ -357,8 +342,7 @@ def approve_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> A
     """
     with transaction.atomic():
         key = _locked(key)
-        if key.status != ApiKey.Status.PENDING:
-            raise WrongState(f"{key.client_id} is {key.get_status_display().lower()}.")
+        _require(key, (ApiKey.Status.PENDING,))
         if not key.owner.is_active:
             raise WrongState(f"The owner of {key.client_id} is disabled in Keycloak.")
         keycloak.update_client(keycloak.portal_connection(), key.keycloak_id, {"enabled": True})
@@ -375,21 +359,35 @@ def approve_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> A
 
 def reject_key(key: ApiKey, *, actor: User, ip_address: str | None = None, reason: str) -> ApiKey:
     """Delete a pending key's client, then mark the record rejected, with the reason."""
+    key = _delete_client_and_end(key, (ApiKey.Status.PENDING,), ApiKey.Status.REJECTED,
+                                 AuditEntry.Action.REJECTED, "reject:client-deleted",
+                                 actor, ip_address, reason)  # fmt: skip
+    notifications.decision(key, "rejected", reason)
+    return key
+
+
+def _delete_client_and_end(
+    key: ApiKey,
+    allowed: tuple[str, ...],
+    status: ApiKey.Status,
+    action: str,
+    point: str,
+    actor: User | None,
+    ip_address: str | None,
+    reason: str,
+) -> ApiKey:
+    """Keycloak first (the key stops at once), then the record; a client gone counts as done."""
     with transaction.atomic():
         key = _locked(key)
-        if key.status != ApiKey.Status.PENDING:
-            raise WrongState(f"{key.client_id} is {key.get_status_display().lower()}.")
+        _require(key, allowed)
         try:
             keycloak.delete_client(keycloak.portal_connection(), key.keycloak_id)
         except keycloak.NotFound:
             log.info("%s had no client left to delete", key.client_id)
-        step("reject:client-deleted")
+        step(point)
         key.status_reason = reason
-        _end(key, ApiKey.Status.REJECTED)
-        AuditEntry.record(
-            key, AuditEntry.Action.REJECTED, actor=actor, ip_address=ip_address, reason=reason
-        )
-    notifications.decision(key, "rejected", reason)
+        _end(key, status)
+        AuditEntry.record(key, action, actor=actor, ip_address=ip_address, reason=reason)
     return key
 
 
@@ -423,8 +421,7 @@ def _set_enabled(
 ) -> ApiKey:
     with transaction.atomic():
         key = _locked(key)
-        if key.status != from_status:
-            raise WrongState(f"{key.client_id} is {key.get_status_display().lower()}.")
+        _require(key, (from_status,))
         keycloak.update_client(keycloak.portal_connection(), key.keycloak_id, {"enabled": enabled})
         step("reinstate:client-enabled" if enabled else "suspend:client-disabled")
         key.status = to_status
@@ -482,6 +479,11 @@ def failure_message(error: Exception) -> str:
     if isinstance(error, KeycloakUnavailable):
         return "Keycloak, which issues the keys, is not answering right now."
     return "Keycloak, which issues the keys, refused the request."
+
+
+def _require(key: ApiKey, allowed: tuple[str, ...]) -> None:
+    if key.status not in allowed:
+        raise WrongState(f"{key.client_id} is {key.get_status_display().lower()}.")
 
 
 def _locked(key: ApiKey) -> ApiKey:

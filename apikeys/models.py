@@ -87,7 +87,7 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
         return self.exclude(status__in=ApiKey.LIVE_STATUSES)
 
     def due_to_expire(self, now: datetime) -> ApiKeyQuerySet:
-        return self.filter(status__in=ApiKey.EXPIRABLE_STATUSES, expires_at__lte=now)
+        return self.filter(status__in=ApiKey.ISSUED_STATUSES, expires_at__lte=now)
 
     def standing(self, client_id: str) -> KeyStanding | None:
         """What an API needs to know about the key behind a token, in one indexed query.
@@ -140,7 +140,8 @@ class ApiKey(models.Model):
         REJECTED = "rejected", "Rejected"
 
     LIVE_STATUSES = LIVE_STATUS_VALUES
-    EXPIRABLE_STATUSES = (Status.PENDING, Status.ACTIVE, Status.SUSPENDED)
+    # Keys whose client Keycloak holds and that have not ended: rotatable, revocable, expirable.
+    ISSUED_STATUSES = (Status.PENDING, Status.ACTIVE, Status.SUSPENDED)
     # Every key's client in Keycloak has a clientId with this prefix, so it can be listed.
     CLIENT_ID_PREFIX = "apikey-"
 
@@ -206,11 +207,11 @@ class ApiKey(models.Model):
 
     @property
     def can_rotate(self) -> bool:
-        return self.status in (self.Status.ACTIVE, self.Status.PENDING, self.Status.SUSPENDED)
+        return self.status in self.ISSUED_STATUSES
 
     @property
     def can_revoke(self) -> bool:
-        return self.status in (self.Status.ACTIVE, self.Status.PENDING, self.Status.SUSPENDED)
+        return self.status in self.ISSUED_STATUSES
 
     @property
     def is_unfinished(self) -> bool:
@@ -302,39 +303,22 @@ class AuditEntry(models.Model):
         raise ValueError("Audit entries are append-only.")
 
     @classmethod
-    def record_api(
-        cls,
-        api: Api,
-        action: str,
-        *,
-        actor: User | None,
-        ip_address: str | None = None,
-        reason: str = "",
-    ) -> AuditEntry:
-        """An admin action on the catalog (no key involved)."""
-        return cls.objects.create(
-            api=api,
-            action=action,
-            actor=actor,
-            actor_email=actor.email if actor else "",
-            ip_address=ip_address,
-            reason=reason,
-        )
-
-    @classmethod
     def record(
         cls,
-        key: ApiKey,
+        subject: ApiKey | Api,
         action: str,
         *,
         actor: User | None,
         ip_address: str | None = None,
         reason: str = "",
     ) -> AuditEntry:
+        """Append what `actor` did to a key, or to a catalog API (no key involved)."""
+        if isinstance(subject, ApiKey):
+            about = {"key": subject, "client_id": subject.client_id, "api_id": subject.api_id}
+        else:
+            about = {"api": subject}
         return cls.objects.create(
-            key=key,
-            client_id=key.client_id,
-            api_id=key.api_id,
+            **about,
             action=action,
             actor=actor,
             actor_email=actor.email if actor else "",

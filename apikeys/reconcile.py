@@ -100,7 +100,7 @@ def reconcile(
             if plan:
                 plans.append(plan)
     for key in _records_without_clients(seen, now, grace):
-        plans.append(_missing_client(key, now, grace))
+        plans.append(_missing_client(key, now))
     report.records_checked = ApiKey.objects.count()
     for plan in plans:
         report.findings.append(plan.finding)
@@ -170,7 +170,7 @@ def _check_client(
     if status in (ApiKey.Status.REVOKED, ApiKey.Status.REJECTED):
         return _Plan(Finding(client_id, f"{status} key still has a client", "delete the client"),
                      lambda: _delete_if_still(conn, client, key))  # fmt: skip
-    changes = _drift(client, key, now, scope_ids)
+    changes = _drift(client, key, now)
     if key.client_missing_since or key.keycloak_id != client["id"]:
         changes.append("record")
     if not changes:
@@ -188,9 +188,7 @@ def _wanted(key: ApiKey, now: datetime) -> Representation:
     return wanted
 
 
-def _drift(
-    client: Representation, key: ApiKey, now: datetime, scope_ids: dict[str, str]
-) -> list[str]:
+def _drift(client: Representation, key: ApiKey, now: datetime) -> list[str]:
     wanted = _wanted(key, now)
     changes = []
     if client.get("enabled") != wanted["enabled"]:
@@ -284,7 +282,7 @@ def _records_without_clients(seen: set[str], now: datetime, grace: timedelta) ->
         yield key
 
 
-def _missing_client(key: ApiKey, now: datetime, grace: timedelta) -> _Plan:
+def _missing_client(key: ApiKey, now: datetime) -> _Plan:
     if key.status == ApiKey.Status.PROVISIONING:
         return _Plan(Finding(key.client_id, "unfinished key with no client", "delete the record"),
                      lambda: _discard_record(key))  # fmt: skip

@@ -63,15 +63,7 @@ def approve(request: HttpRequest, key_id: uuid.UUID) -> HttpResponse:
 @staff_required
 @require_POST
 def reject(request: HttpRequest, key_id: uuid.UUID) -> HttpResponse:
-    key = get_object_or_404(ApiKey, pk=key_id)
-    form = ReasonForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "A rejection needs a reason: the requester reads it.")
-        return _back(request, key)
-    reason = form.cleaned_data["reason"]
-    return _act(
-        request, key, lambda: lifecycle.reject_key(key, reason=reason, **_who(request)), "rejected"
-    )
+    return _with_reason(request, key_id, lifecycle.reject_key, "rejected")
 
 
 @staff_required
@@ -79,14 +71,7 @@ def reject(request: HttpRequest, key_id: uuid.UUID) -> HttpResponse:
 def key_list(request: HttpRequest) -> HttpResponse:
     form = KeySearchForm(request.GET or None)
     keys = search_keys(form.cleaned_data if form.is_valid() else {})
-    page = Paginator(keys, PAGE_SIZE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    return render(
-        request,
-        "manage/keys.html",
-        {"form": form, "page": page, "query": query.urlencode(), "now": timezone.now()},
-    )
+    return render(request, "manage/keys.html", {"form": form, **_paginate(request, keys)})
 
 
 def search_keys(filters: dict[str, Any]) -> QuerySet[ApiKey]:
@@ -208,12 +193,7 @@ def audit(request: HttpRequest) -> HttpResponseBase:
     entries = filter_audit(form.cleaned_data if form.is_valid() else {})
     if request.GET.get("format") == "csv":
         return audit_csv(entries, "audit.csv")
-    page = Paginator(entries, PAGE_SIZE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    return render(
-        request, "manage/audit.html", {"form": form, "page": page, "query": query.urlencode()}
-    )
+    return render(request, "manage/audit.html", {"form": form, **_paginate(request, entries)})
 
 
 def filter_audit(filters: dict[str, Any]) -> QuerySet[AuditEntry]:
@@ -231,6 +211,14 @@ def filter_audit(filters: dict[str, Any]) -> QuerySet[AuditEntry]:
     return entries
 
 
+def _paginate(request: HttpRequest, items: QuerySet[Any]) -> dict[str, Any]:
+    """The requested page, and the filters to carry to the other pages' links."""
+    query = request.GET.copy()
+    query.pop("page", None)
+    page = Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
+    return {"page": page, "query": query.urlencode()}
+
+
 def _start_of(day: Any) -> datetime:
     return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
 
@@ -246,7 +234,7 @@ def _with_reason(
     form = ReasonForm(request.POST)
     if not form.is_valid():
         messages.error(request, f"Say why the key is {done}: the owner reads it.")
-        return redirect("manage_key", key_id=key.pk)
+        return _back(request, key)
     reason = form.cleaned_data["reason"]
     return _act(request, key, lambda: action(key, reason=reason, **_who(request)), done)
 

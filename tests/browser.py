@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from playwright.sync_api import Page
 
 from tests.accounts import PASSWORD
+from tests.mail import plain_text, wait_for_message
 
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps dialling Google's hosts, which this
@@ -32,3 +35,21 @@ def sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
 def sign_out(page: Page) -> None:
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(f"{settings.PORTAL_URL}/")
+
+
+def start_registration(page: Page, email: str, first_name: str, last_name: str) -> None:
+    """Fill Keycloak's registration form; it mails a verification link before any password."""
+    page.goto("/")
+    page.get_by_role("link", name="Create account").first.click()
+    page.fill("#email", email)
+    page.fill("#firstName", first_name)
+    page.fill("#lastName", last_name)
+    page.locator("[type=submit]").click()
+
+
+def verification_link(email: str) -> str:
+    """The action link in Keycloak's verification mail to `email`, from the mail sink."""
+    text = plain_text(wait_for_message(email))
+    link = re.search(r"https?://\S+/login-actions/action-token\?\S+", text)
+    assert link is not None, text
+    return link.group(0)

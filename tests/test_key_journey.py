@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,25 +13,15 @@ from apikeys.keycloak import Connection
 from apikeys.models import Api
 from apikeys.secret_format import is_well_formed
 from tests.accounts import PASSWORD, KeycloakUser
-from tests.browser import sign_in
-from tests.mail import plain_text, wait_for_message
+from tests.browser import sign_in, start_registration, verification_link
 from tests.tokens import request_token
 
 pytestmark = pytest.mark.usefixtures("key_clients", "sample")
 
 
 def register(page: Page, email: str) -> None:
-    page.goto("/")
-    page.get_by_role("link", name="Create account").first.click()
-    page.fill("#email", email)
-    page.fill("#firstName", "Grace")
-    page.fill("#lastName", "Hopper")
-    page.locator("[type=submit]").click()
-    link = re.search(
-        r"https?://\S+/login-actions/action-token\?\S+", plain_text(wait_for_message(email))
-    )
-    assert link is not None
-    page.goto(link.group(0))
+    start_registration(page, email, "Grace", "Hopper")
+    page.goto(verification_link(email))
     page.fill("#password-new", PASSWORD)
     page.fill("#password-confirm", PASSWORD)
     page.locator("[type=submit]").first.click()
