@@ -1,13 +1,17 @@
 """Keycloak down, slow or failing at a step: clear messages, no orphaned client, no half key.
 
 The server is the real one. Where a fault cannot be had from it on demand (an answer lost
-after Keycloak acted, a 500 in the middle), the gateway function is wrapped to raise it.
+after Keycloak acted, a 500 in the middle), the gateway function is wrapped to raise it. Each
+behaviour the portal relies on is also shown by the real server: a refusal (a service account
+without rights gets 403), a 409 for a clientId taken (adopted only with the key's marker),
+a 404 for a client already deleted, and a stopped Keycloak (tests/test_outage.py).
 """
 
 from __future__ import annotations
 
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -238,4 +242,35 @@ def test_a_revoke_that_died_after_deleting_the_client_completes_on_retry(
 
     assert ApiKey.objects.get().status == ApiKey.Status.REVOKED
     assert request_token(revealed.key.client_id, revealed.secret).status_code == 401
+    assert portal_clients(key_clients) == []
+
+
+@pytest.fixture
+def portal_without_rights(key_clients: Connection, settings: Any) -> Iterator[None]:
+    """The portal running as a real service account that holds no realm-management role."""
+    client_id = f"weak-{uuid.uuid4().hex[:8]}"
+    client_uuid = keycloak.create_client(
+        key_clients,
+        {"clientId": client_id, "secret": "weak-secret", "publicClient": False,
+         "serviceAccountsEnabled": True, "standardFlowEnabled": False},
+    )  # fmt: skip
+    settings.KEYCLOAK_SERVICE_CLIENT_ID = client_id
+    settings.KEYCLOAK_SERVICE_CLIENT_SECRET = "weak-secret"
+    yield
+    keycloak.delete_client(key_clients, client_uuid)
+
+
+@pytest.mark.usefixtures("portal_without_rights")
+def test_a_real_refusal_from_keycloak_is_reported_and_leaves_nothing(
+    client: Client, owner: User, sample: Api, key_clients: Connection
+) -> None:
+    client.force_login(owner)
+
+    response = client.post(
+        reverse("new_key"), {"name": "refused", "api": "sample", "lifetime_days": "30"}
+    )
+
+    assert "Keycloak, which issues the keys, refused the request." in response.content.decode()
+    assert "No key was created" in response.content.decode()
+    assert not ApiKey.objects.exists()
     assert portal_clients(key_clients) == []
