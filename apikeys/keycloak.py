@@ -17,6 +17,7 @@ from typing import Any
 import requests
 import urllib3
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from keycloak.exceptions import KeycloakError
 
@@ -104,6 +105,7 @@ def portal_connection() -> Connection:
     return connections[key]
 
 
+@sensitive_variables()  # bodies carry client secrets; frames below it (requests') too
 def _request(
     conn: Connection,
     method: str,
@@ -275,11 +277,13 @@ def find_client(conn: Connection, client_id: str) -> Representation | None:
     return matches[0] if matches else None
 
 
+@sensitive_variables()
 def create_client(conn: Connection, rep: Representation) -> str:
     """POST /admin/realms/{realm}/clients; returns the new client's UUID."""
     return _created_id(_request(conn, "POST", "/clients", rep))
 
 
+@sensitive_variables()
 def update_client(conn: Connection, client_uuid: str, rep: Representation) -> None:
     """PUT /admin/realms/{realm}/clients/{uuid}; fields left out keep their values."""
     _request(conn, "PUT", f"/clients/{client_uuid}", rep)

@@ -21,12 +21,13 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from apikeys import keycloak, notifications
 from apikeys.keycloak import KeycloakRejected, KeycloakUnavailable, Representation
@@ -47,6 +48,10 @@ class SimulatedCrash(BaseException):
     """Raised at an armed fault point. A BaseException, so no `except Exception` stops it."""
 
 
+class InjectedError(Exception):
+    """An unexpected error raised at an armed fault point, as a bug would raise one."""
+
+
 # Step boundaries where a process may die: after a Keycloak change, before the database
 # records it. Tests arm them (`armed_faults`) to prove that a retry or reconcile converges.
 FAULT_POINTS = (
@@ -61,7 +66,7 @@ FAULT_POINTS = (
     "reinstate:client-enabled",
     "expire:client-disabled",
 )
-# Fault point -> "raise" or "exit". Subprocesses of the tests arm them with PORTAL_FAULTS,
+# Fault point -> "raise", "error" or "exit". Subprocesses of the tests arm them with PORTAL_FAULTS,
 # e.g. "issue:client-created=exit"; only ever in the test profile.
 armed_faults: dict[str, str] = (
     dict(item.split("=", 1) for item in os.environ.get("PORTAL_FAULTS", "").split(",") if item)
@@ -77,6 +82,8 @@ def step(point: str) -> None:
         os._exit(137)  # as if killed: no cleanup, the open transaction is lost
     if action == "raise":
         raise SimulatedCrash(point)
+    if action == "error":
+        raise InjectedError(point)
 
 
 class KeyNotIssued(Exception):
@@ -108,9 +115,10 @@ class Revealed:
     """A key together with the secret that is shown once and then forgotten."""
 
     key: ApiKey
-    secret: str
+    secret: str = field(repr=False)
 
 
+@sensitive_variables()  # every local may hold the secret: none goes in an error report
 def key_client_representation(key: ApiKey, secret: str) -> Representation:
     """The whole Keycloak client of a key, sent in one POST.
 
@@ -153,6 +161,7 @@ def key_client_representation(key: ApiKey, secret: str) -> Representation:
     }
 
 
+@sensitive_variables()  # every local may hold the secret: none goes in an error report
 def issue_key(
     owner: User,
     api: Api,
@@ -237,6 +246,7 @@ def _reserve(
             raise NameTaken(f"You already have a key called “{name}”.") from error
 
 
+@sensitive_variables()  # every local may hold the secret: none goes in an error report
 def finish_provisioning(key: ApiKey, *, actor: User, ip_address: str | None = None) -> Revealed:
     """Steps 2 and 3: create the client with a new secret, then mark the key live.
 
@@ -286,6 +296,7 @@ def discard_unfinished(key: ApiKey) -> None:
         key.delete()
 
 
+@sensitive_variables()  # every local may hold the secret: none goes in an error report
 def rotate_secret(key: ApiKey, *, actor: User | None, ip_address: str | None = None) -> Revealed:
     """Replace the key's secret in Keycloak; the old one stops working at once.
 

@@ -14,6 +14,8 @@ import secrets
 import string
 import zlib
 
+from django.views.decorators.debug import sensitive_variables
+
 PREFIX = "kcak_"
 ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 BODY_LENGTH = 32
@@ -21,11 +23,13 @@ CHECKSUM_LENGTH = 6  # 62**6 > 2**32, so any CRC32 fits
 PATTERN = re.compile(rf"\b{PREFIX}[0-9A-Za-z]{{{BODY_LENGTH + CHECKSUM_LENGTH}}}\b")
 
 
+@sensitive_variables()
 def new_secret() -> str:
     body = "".join(secrets.choice(ALPHABET) for _ in range(BODY_LENGTH))
     return f"{PREFIX}{body}{_checksum(body)}"
 
 
+@sensitive_variables()
 def is_well_formed(candidate: str) -> bool:
     """True if `candidate` has the portal's prefix, length, alphabet and a correct checksum."""
     if not PATTERN.fullmatch(candidate):

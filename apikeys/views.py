@@ -31,6 +31,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
@@ -61,6 +62,7 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "apikeys/home.html", _key_list_context(_user(request)))
 
 
+@sensitive_variables()  # holds the new secret: never in an error page or report
 @never_cache
 @require_http_methods(["GET", "POST"])
 def new_key(request: HtmxHttpRequest) -> HttpResponse:
@@ -109,6 +111,7 @@ def activity(request: HtmxHttpRequest) -> HttpResponseBase:
     return render(request, "apikeys/activity.html", {"page": page})
 
 
+@sensitive_variables()  # holds the new secret: never in an error page or report
 @never_cache
 @require_http_methods(["GET", "POST"])
 def rotate_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
@@ -142,6 +145,7 @@ def revoke_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
     return _page(request, "apikeys/confirm_revoke.html", {"key": key, "error": error})
 
 
+@sensitive_variables()  # holds the new secret: never in an error page or report
 @never_cache
 @require_POST
 def finish_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
@@ -292,6 +296,7 @@ def _page(request: HtmxHttpRequest, template: str, context: dict[str, Any]) -> H
     return render(request, name, context)
 
 
+@sensitive_variables()  # holds the new secret: never in an error page or report
 def _reveal(request: HtmxHttpRequest, revealed: Revealed, event: str) -> HttpResponse:
     """The one response that shows a secret: never cached, never put in a message."""
     context = {"key": revealed.key, "secret": revealed.secret, "event": event} | _endpoints()

@@ -225,6 +225,10 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
+# Variables and POST fields marked sensitive (new secrets) are starred in every error page and
+# report, the dev profile's debug page included.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "portal.error_reports.AlwaysSafeExceptionReporterFilter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

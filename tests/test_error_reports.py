@@ -1,0 +1,102 @@
+"""A failure after a secret exists shows it nowhere: not the debug page, error mails or logs.
+
+The failure is injected at the step boundary right after Keycloak took the new secret (a
+real one, read back from Keycloak to search for), where an unexpected error is the worst
+case: every frame below the view holds the secret or the representation carrying it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core import mail
+from django.test import Client
+from django.urls import reverse
+from django.utils.log import AdminEmailHandler
+
+from apikeys import keycloak, lifecycle
+from apikeys.keycloak import Connection
+from apikeys.models import Api, ApiKey, User
+
+pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
+
+
+@pytest.fixture
+def error_reports(settings: Any) -> Iterator[None]:
+    """Debug pages on, and Django's own mail handler reporting server errors to ADMINS."""
+    settings.DEBUG = True
+    settings.ADMINS = [("Operations", "ops@example.com")]
+    handler = AdminEmailHandler(include_html=True)
+    logger = logging.getLogger("django.request")
+    logger.addHandler(handler)
+    yield
+    logger.removeHandler(handler)
+    lifecycle.armed_faults.clear()
+
+
+def reports_sent() -> str:
+    """Every error mail's text and HTML report."""
+    parts = []
+    for message in mail.outbox:
+        parts.append(str(message.body))
+        parts += [str(content) for content, _ in getattr(message, "alternatives", [])]
+    return "\n".join(parts)
+
+
+def secret_in_keycloak(conn: Connection, key: ApiKey) -> str:
+    client = keycloak.find_client(conn, key.client_id)
+    assert client is not None
+    return str(client["secret"])
+
+
+def assert_nowhere(secret: str, page: str, caplog: pytest.LogCaptureFixture) -> None:
+    assert "Traceback" in page or "traceback" in page  # the debug page, with its frames
+    assert "********************" in page  # sensitive frames are shown, starred
+    reports = reports_sent()
+    assert "Traceback" in reports
+    assert secret not in page
+    assert secret not in reports
+    assert secret not in caplog.text
+
+
+@pytest.mark.usefixtures("error_reports")
+def test_a_failure_while_creating_shows_the_new_secret_nowhere(
+    client: Client,
+    owner: User,
+    sample: Api,
+    key_clients: Connection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client.force_login(owner)
+    client.raise_request_exception = False
+    lifecycle.armed_faults["issue:client-created"] = "error"
+
+    response = client.post(
+        reverse("new_key"), {"name": "doomed", "api": "sample", "lifetime_days": "30"}
+    )
+
+    assert response.status_code == 500
+    secret = secret_in_keycloak(key_clients, ApiKey.objects.get())
+    assert_nowhere(secret, response.content.decode(), caplog)
+
+
+@pytest.mark.usefixtures("error_reports")
+def test_a_failure_while_rotating_shows_the_new_secret_nowhere(
+    client: Client,
+    owner: User,
+    sample: Api,
+    key_clients: Connection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    key = lifecycle.issue_key(owner, sample, name="rotating", lifetime_days=30).key
+    client.force_login(owner)
+    client.raise_request_exception = False
+    lifecycle.armed_faults["rotate:secret-set"] = "error"
+
+    response = client.post(reverse("rotate_key", args=[key.pk]))
+
+    assert response.status_code == 500
+    assert_nowhere(secret_in_keycloak(key_clients, key), response.content.decode(), caplog)
