@@ -1,14 +1,14 @@
 """Periodic jobs: last-used times from Keycloak's events, expiry reminders, the approval digest.
 
-Each is safe to run from cron and safe when two copies run at once: a job takes its row in
-JobState with `SELECT … FOR UPDATE NOWAIT`, and a second copy that finds it taken does
-nothing and says so.
+Each is safe to run from cron and safe when two copies run at once: a job claims its row in
+JobState (`job_lock`), and a second copy that finds it claimed does nothing and says so.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -28,18 +28,40 @@ log = logging.getLogger(__name__)
 EVENTS_PAGE = 500
 
 
+# How long a job's claim lasts without renewal; a job killed outright blocks the next runs
+# for at most this long. Long jobs renew it as they go.
+LEASE = timedelta(minutes=10)
+
+
 @contextmanager
 def job_lock(name: str) -> Iterator[JobState | None]:
-    """The job's state row, locked for the run; None if another run holds it."""
+    """Claim the job for this run: its state row, or None if another run holds it.
+
+    The claim is one conditional UPDATE, committed at once; two runs cannot both win it on
+    either database. It is released when the run ends, however it ends.
+    """
     JobState.objects.get_or_create(name=name)
-    with transaction.atomic():
-        try:
-            with transaction.atomic():  # a savepoint, so a refused lock leaves no broken txn
-                state = JobState.objects.select_for_update(nowait=True).get(name=name)
-        except DatabaseError:
-            yield None
-            return
-        yield state
+    holder = uuid.uuid4().hex
+    now = timezone.now()
+    claimed = (
+        JobState.objects.filter(name=name)
+        .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+        .update(locked_until=now + LEASE, holder=holder)
+    )
+    if not claimed:
+        yield None
+        return
+    try:
+        yield JobState.objects.get(name=name)
+    finally:
+        JobState.objects.filter(name=name, holder=holder).update(locked_until=None, holder="")
+
+
+def renew_lease(state: JobState) -> None:
+    """Extend a held claim: long jobs call this as they go."""
+    JobState.objects.filter(name=state.name, holder=state.holder).update(
+        locked_until=timezone.now() + LEASE
+    )
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -52,6 +52,9 @@ class Api(models.Model):
         default=365, validators=[MinValueValidator(1), MaxValueValidator(3650)]
     )
     requires_approval = models.BooleanField(default=False)
+    # Whether the API's servers ask the portal about each token's key (the token validator's
+    # strict mode), so that revoking or suspending a key ends its tokens already issued too.
+    checks_revocation = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     # A retired API takes no new keys; its live keys keep working until they end.
     retired_at = models.DateTimeField(null=True, blank=True)
@@ -103,7 +106,14 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
             return None
         status, expires_at, name, api_name, first, last, email, username = row
         owner = User(first_name=first, last_name=last, email=email, username=username)
-        return KeyStanding(client_id, status, expires_at, name, api_name, owner.display_name)
+        return KeyStanding(
+            client_id, status, _aware(expires_at), name, api_name, owner.display_name
+        )
+
+
+def _aware(value: datetime) -> datetime:
+    """A datetime from raw SQL: psycopg gives it aware, SQLite naive (stored as UTC)."""
+    return value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -344,11 +354,18 @@ class ExpiryReminder(models.Model):
 
 
 class JobState(models.Model):
-    """A periodic job's progress (a watermark) and its lock: one row per job."""
+    """A periodic job's progress (a watermark) and its lease: one row per job.
+
+    The lease is a committed claim (`locked_until`, `holder`), not a held row lock, so a job
+    never keeps a transaction open while it works: on SQLite an open write transaction would
+    stop every other writer, and on PostgreSQL it would make a job all-or-nothing.
+    """
 
     name = models.CharField(max_length=50, primary_key=True)
     watermark = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    holder = models.CharField(max_length=32, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name} at {self.watermark}"

@@ -101,6 +101,19 @@ DATABASES = {
         env("DATABASE_URL", local=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"), conn_max_age=60
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several users at once on the embedded default: a write transaction takes SQLite's one
+    # write lock when it begins (IMMEDIATE), so two never deadlock upgrading a read lock
+    # ("database is locked" at once); a writer waits for the lock up to SQLITE_BUSY_TIMEOUT,
+    # well above KEYCLOAK_TIMEOUT, since a key's lock is held across one Keycloak call; and
+    # WAL lets pages read while a key is being written.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": int(env("SQLITE_BUSY_TIMEOUT", str(6 * int(env("KEYCLOAK_TIMEOUT", "5"))))),
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    }
+    # Tests use a file too (not Django's in-memory default), so they meet the same locking.
+    DATABASES["default"]["TEST"] = {"NAME": f"{DATABASES['default']['NAME']}.test"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "apikeys.User"
 

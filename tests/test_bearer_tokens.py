@@ -28,7 +28,7 @@ from apikeys.keycloak import Connection
 from apikeys.models import Api, ApiKey, User
 from tests.tokens import claims, request_token
 
-pytestmark = pytest.mark.usefixtures("key_clients")
+pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
 
 
 class Clock:

@@ -25,7 +25,7 @@ from apikeys.models import Api, ApiKey, AuditEntry, User
 from tests.conftest import key_clients_in_keycloak
 from tests.tokens import request_token
 
-pytestmark = pytest.mark.usefixtures("key_clients")
+pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from apikeys.secret_format import PATTERN
 from tests.conftest import key_clients_in_keycloak
 from tests.tokens import request_token
 
-pytestmark = pytest.mark.usefixtures("key_clients")
+pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
 
 HTMX = {"HX-Request": "true", "HX-Current-URL": "http://testserver/keys/"}
 

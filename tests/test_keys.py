@@ -18,7 +18,7 @@ from apikeys.secret_format import is_well_formed
 from tests.conftest import key_clients_in_keycloak
 from tests.tokens import claims, request_token
 
-pytestmark = pytest.mark.usefixtures("key_clients")
+pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
 
 
 def issue(owner: User, api: Api, name: str = "billing service") -> lifecycle.Revealed:

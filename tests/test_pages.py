@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from apikeys.models import User
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.embedded, pytest.mark.django_db]
 
 
 def test_the_landing_page_is_public_and_offers_sign_in_and_registration(client: Client) -> None:

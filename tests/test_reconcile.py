@@ -27,7 +27,7 @@ from apikeys.reconcile import reconcile
 from tests.conftest import key_clients_in_keycloak
 from tests.tokens import request_token
 
-pytestmark = pytest.mark.usefixtures("key_clients")
+pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
 NOW_GRACE = timedelta(0)
 
 
@@ -342,4 +342,6 @@ def test_a_process_killed_while_issuing_leaves_nothing_behind_after_reconcile(
 
 def _database_url() -> str:
     db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"

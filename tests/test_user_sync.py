@@ -15,7 +15,7 @@ from apikeys.models import Api, ApiKey, User
 from tests.accounts import KeycloakUser
 from tests.tokens import request_token
 
-pytestmark = pytest.mark.usefixtures("key_clients")
+pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
 
 
 def portal_user(account: KeycloakUser) -> User:

@@ -19,6 +19,7 @@ class Command(BaseCommand):
                 "description": "A sample API served by the portal itself, for trying keys out.",
                 "access_token_lifespan": 300,
                 "max_key_lifetime_days": 365,
+                "checks_revocation": True,  # whoami runs the token validator in strict mode
             },
         )
         self.stdout.write(f"{api.name}: {'added' if created else 'already in the catalog'}")
