@@ -75,15 +75,46 @@ class KeyForm(forms.Form):
 class ApiForm(forms.ModelForm):  # type: ignore[type-arg]
     """An API in the catalog; the slug names its Keycloak scope and cannot change later."""
 
+    # Declared here for their bounds in the form itself (0 is refused as you type it).
+    max_key_lifetime_days = forms.IntegerField(
+        min_value=1,
+        max_value=3650,
+        label="Longest key lifetime (days)",
+        help_text="Customers choose a lifetime from 1 day up to this.",
+    )
+    access_token_lifespan = forms.IntegerField(
+        min_value=60,
+        max_value=3600,
+        label="Access token lifetime (seconds)",
+        help_text="How long each access token of the API's keys stays valid: 60 to 3600.",
+    )
+
     class Meta:
         model = Api
-        fields = ("name", "slug", "audience", "description", "requires_approval",
-                  "max_key_lifetime_days", "access_token_lifespan")  # fmt: skip
+        fields = (
+            "name",
+            "slug",
+            "audience",
+            "description",
+            "requires_approval",
+            "checks_revocation",
+            "max_key_lifetime_days",
+            "access_token_lifespan",
+        )
         widgets: ClassVar = {"description": forms.Textarea(attrs={"rows": 3})}
+        labels: ClassVar = {
+            "requires_approval": "Needs an administrator's approval",
+            "checks_revocation": "Checks every token with the portal",
+        }
         help_texts: ClassVar = {
             "slug": "Names the Keycloak client scope api-<slug>. It cannot be changed later.",
-            "audience": "The `aud` value the API checks, e.g. https://api.example.com/orders.",
-            "max_key_lifetime_days": "Customers choose a lifetime up to this.",
+            "audience": "The aud value the API checks, e.g. https://api.example.com/orders.",
+            "requires_approval": "Keys are made disabled and work once an administrator approves.",
+            "checks_revocation": (
+                "Tick if the API's servers use the portal's token validator in strict mode: "
+                "revoking or suspending a key then also ends its tokens already issued, and "
+                "owners are told so."
+            ),
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -15,7 +15,7 @@ import pytest
 from django.conf import settings
 from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakDeleteError
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playwright
 
 from apikeys import keycloak, realm_setup
 from apikeys.keycloak import Connection, Representation
@@ -30,7 +30,7 @@ def pytest_configure() -> None:
 
 
 def sample_api() -> Api:
-    return Api(name="Sample API", slug="sample", audience="sample-api")
+    return Api(name="Sample API", slug="sample", audience="sample-api", checks_revocation=True)
 
 
 @pytest.fixture
@@ -71,10 +71,29 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser, live_server: Any, bootstrapped: Connection) -> Iterator[Page]:
+    """A browser tab on the live portal; the console of the portal's pages must stay clean.
+
+    A CSP violation, an htmx target that does not exist or a script error each log an
+    error there, so every browser test also checks that none was logged by the portal.
+    """
     context = browser.new_context(base_url=live_server.url)
     context.set_default_timeout(20_000)
-    yield context.new_page()
+    tab = context.new_page()
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error" and message.location["url"].startswith(live_server.url):
+            problems.append(f"{message.location['url']}: {message.text}")
+
+    def on_page_error(error: Error) -> None:
+        if tab.url.startswith(live_server.url):  # Keycloak's pages have errors of their own
+            problems.append(f"{tab.url}: {error}")
+
+    tab.on("console", on_console)
+    tab.on("pageerror", on_page_error)
+    yield tab
     context.close()
+    assert problems == [], problems
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import io
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from html import unescape
 from typing import Any
@@ -17,14 +18,17 @@ from django.db import connections
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from playwright.sync_api import Page, expect
 
 from apikeys import jobs, keycloak, lifecycle
 from apikeys.keycloak import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, ExpiryReminder, User
+from tests.accounts import KeycloakUser
+from tests.browser import sign_in
 from tests.mail import messages_to, plain_text, wait_for_message
 from tests.tokens import request_token
 
-pytestmark = pytest.mark.usefixtures("key_clients", "real_smtp")
+pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients", "real_smtp")]
 
 
 @pytest.fixture
@@ -253,6 +257,7 @@ def test_the_csv_export_defuses_spreadsheet_formulas(
     assert exported["Content-Disposition"] == 'attachment; filename="audit.csv"'
 
 
+@pytest.mark.postgresql_only  # the database's own refusal is a PostgreSQL trigger
 def test_audit_entries_cannot_be_changed_or_deleted(customer: User, sample: Api) -> None:
     from django.db import DatabaseError, transaction
 
@@ -422,3 +427,41 @@ def test_a_retired_api_takes_no_new_keys_and_its_live_keys_keep_working(
     form = customer_client.get(reverse("new_key")).content.decode()
     assert 'value="sample"' not in form
     assert AuditEntry.objects.filter(action="api_retired").count() == 1
+
+
+def test_every_admin_button_works_in_the_browser(
+    page: Page, make_keycloak_user: Callable[..., KeycloakUser], customer: User, guarded: Api
+) -> None:
+    revealed = request_key(customer, guarded, "clicked through")
+    key = revealed.key
+    sign_in(page, make_keycloak_user(roles=("portal-admin",)).email)
+
+    page.get_by_role("link", name="Admin").click()
+    page.locator(f"[data-client-id='{key.client_id}']").get_by_role(
+        "button", name="Approve"
+    ).click()
+    expect(page.locator(".messages")).to_contain_text("is approved")
+    assert request_token(key.client_id, revealed.secret).status_code == 200
+
+    page.goto(reverse("manage_key", args=[key.pk]))
+    page.get_by_label("Reason for suspending").fill("Unusual traffic.")
+    page.get_by_role("button", name="Suspend").click()
+    expect(page.locator(".messages")).to_contain_text("is suspended")
+    assert request_token(key.client_id, revealed.secret).status_code == 401
+    page.get_by_role("button", name="Reinstate").click()
+    expect(page.locator(".messages")).to_contain_text("is reinstated")
+    assert request_token(key.client_id, revealed.secret).status_code == 200
+    page.get_by_label("Reason for revoking (cannot be undone)").fill("Contract ended.")
+    page.get_by_role("button", name="Revoke").click()
+    expect(page.locator(".messages")).to_contain_text("is revoked")
+    assert request_token(key.client_id, revealed.secret).status_code == 401
+
+    page.get_by_role("link", name="API catalog").click()
+    page.get_by_role("link", name="Add an API").click()
+    page.get_by_label("Name").fill("Orders")
+    page.get_by_label("Slug").fill("orders")
+    page.get_by_label("Audience").fill("orders-api")
+    page.get_by_label("Longest key lifetime (days)").fill("0")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".field-error")).to_contain_text("greater than or equal to 1")
+    assert not Api.objects.filter(slug="orders").exists()

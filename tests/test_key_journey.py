@@ -16,7 +16,7 @@ from tests.accounts import PASSWORD, KeycloakUser
 from tests.browser import sign_in, start_registration, verification_link
 from tests.tokens import request_token
 
-pytestmark = pytest.mark.usefixtures("key_clients", "sample")
+pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients", "sample")]
 
 
 def register(page: Page, email: str) -> None:
@@ -95,4 +95,35 @@ def test_everything_works_without_javascript(
     page.get_by_role("button", name="Revoke the key").click()
     page.wait_for_url("**/keys/")
     expect(page.get_by_role("status")).to_contain_text("is revoked")
+    assert request_token(client_id, second).status_code == 401
+
+
+def test_rotate_and_revoke_work_from_the_keys_own_page_with_javascript(
+    page: Page, make_keycloak_user: Callable[..., KeycloakUser]
+) -> None:
+    sign_in(page, make_keycloak_user().email)
+    page.get_by_role("link", name="Create your first key").click()  # a page of its own
+    page.get_by_label("Name", exact=True).fill("from its page")
+    page.get_by_role("button", name="Create key").click()
+    client_id, first = read_credentials(page)
+    page.get_by_role("link", name="I have saved the secret").click()
+
+    page.get_by_role("link", name="from its page").click()
+    page.get_by_role("link", name="Rotate secret…").click()
+    page.get_by_role("button", name="Rotate the secret").click()
+    expect(page.get_by_test_id("reveal")).to_contain_text("The old secret has stopped working")
+    _, second = read_credentials(page)
+    assert request_token(client_id, first).status_code == 401
+    assert request_token(client_id, second).status_code == 200
+
+    page.get_by_role("link", name="I have saved the secret").click()
+    page.get_by_role("link", name="from its page").click()
+    page.get_by_role("link", name="Revoke…").click()
+    expect(page.get_by_role("main")).to_contain_text("refuses the key's tokens already issued")
+    page.get_by_role("button", name="Revoke the key").click()
+    expect(page.get_by_role("status")).to_contain_text("is revoked")
+    expect(page.get_by_test_id("no-live-keys")).to_be_visible()
+    expect(
+        page.get_by_test_id("ended-keys").locator(f"tr[data-client-id='{client_id}']")
+    ).to_be_visible()
     assert request_token(client_id, second).status_code == 401
