@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.utils import timezone
 
-from apikeys import keycloak, realm_setup
-from apikeys.keycloak import KeycloakRejected, KeycloakUnavailable
+from apikeys import bootstrap, keycloak
+from apikeys.keycloak import KeycloakFailure
 from apikeys.models import Api, AuditEntry, User
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,10 @@ def save_api(api: Api, *, actor: User, ip_address: str | None = None) -> Catalog
     with transaction.atomic():
         before = None if creating else Api.objects.select_for_update().get(pk=api.pk)
         api.save()
-        realm_setup.ensure_api_scope(keycloak.portal_connection(), api)
+        bootstrap.ensure_api_scope(keycloak.portal_connection(), api)
         action = AuditEntry.Action.API_CREATED if creating else AuditEntry.Action.API_CHANGED
-        AuditEntry.record(api, action, actor=actor, ip_address=ip_address,
-                              reason=_summary(before, api))  # fmt: skip
+        summary = _summary(before, api)
+        AuditEntry.record(api, action, actor=actor, ip_address=ip_address, reason=summary)
     change = CatalogChange(api)
     if before is not None and before.access_token_lifespan != api.access_token_lifespan:
         change.keys_not_updated = _carry_lifespan(api)
@@ -66,15 +66,14 @@ def _carry_lifespan(api: Api) -> list[str]:
     ):
         try:
             keycloak.update_client(conn, client_uuid, attributes)
-        except (KeycloakUnavailable, KeycloakRejected) as error:
+        except KeycloakFailure as error:
             log.warning("Token lifespan of %s not updated: %s", client_id, error)
             failed.append(client_id)
     return failed
 
 
 def _summary(before: Api | None, after: Api) -> str:
-    fields = ["name", "audience", "description", "requires_approval",
-              "max_key_lifetime_days", "access_token_lifespan"]  # fmt: skip
+    fields = [name for name in Api.EDITABLE_FIELDS if name != "slug"]
     if before is None:
         return ", ".join(f"{name}={getattr(after, name)!r}" for name in fields)
     changed = [

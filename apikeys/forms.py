@@ -91,16 +91,7 @@ class ApiForm(forms.ModelForm):  # type: ignore[type-arg]
 
     class Meta:
         model = Api
-        fields = (
-            "name",
-            "slug",
-            "audience",
-            "description",
-            "requires_approval",
-            "checks_revocation",
-            "max_key_lifetime_days",
-            "access_token_lifespan",
-        )
+        fields = Api.EDITABLE_FIELDS
         widgets: ClassVar = {"description": forms.Textarea(attrs={"rows": 3})}
         labels: ClassVar = {
             "requires_approval": "Needs an administrator's approval",
@@ -146,22 +137,31 @@ class KeySearchForm(forms.Form):
         help_text="Owner email (start of it), client id (apikey-…) or key name.",
     )
     api = forms.ModelChoiceField(
-        queryset=Api.objects.all(), required=False, to_field_name="slug", empty_label="Any API",
+        queryset=Api.objects.all(),
+        required=False,
+        to_field_name="slug",
+        empty_label="Any API",
         label="API",
-    )  # fmt: skip
+    )
     status = forms.ChoiceField(choices=[("", "Any status"), *ApiKey.Status.choices], required=False)
     created_after = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     created_before = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     expires_before = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     unused_days = forms.IntegerField(
-        required=False, min_value=1, label="Unused for (days)",
+        required=False,
+        min_value=1,
+        label="Unused for (days)",
         help_text="Not used (or never used) for at least this many days.",
-    )  # fmt: skip
+    )
     sort = forms.ChoiceField(
         required=False,
-        choices=[("-created_at", "Newest first"), ("created_at", "Oldest first"),
-                 ("expires_at", "Expiring first"), ("last_used_at", "Least recently used")],
-    )  # fmt: skip
+        choices=[
+            ("-created_at", "Newest first"),
+            ("created_at", "Oldest first"),
+            ("expires_at", "Expiring first"),
+            ("last_used_at", "Least recently used"),
+        ],
+    )
 
 
 class AuditFilterForm(forms.Form):

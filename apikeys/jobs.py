@@ -6,10 +6,11 @@ JobState (`job_lock`), and a second copy that finds it claimed does nothing and 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apikeys import keycloak, lifecycle, notifications
-from apikeys.models import ApiKey, ExpiryReminder, JobState, User
+from apikeys.models import ApiKey, ExpiryReminder, JobState, User, WrongState
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +86,7 @@ def sync_last_used(page: int = EVENTS_PAGE) -> LastUsedRun:
         conn = keycloak.portal_connection()
         run = LastUsedRun(watermark=state.watermark)
         latest: dict[str, int] = {}
-        for event in _all_pages(lambda first: keycloak.get_events(
-            conn, "CLIENT_LOGIN", since_ms=state.watermark, first=first, page=page
-        ), page):  # fmt: skip
+        for event in _events(conn, "CLIENT_LOGIN", since_ms=state.watermark, page=page):
             client_id = str(event.get("clientId", ""))
             if client_id.startswith(ApiKey.CLIENT_ID_PREFIX):
                 latest[client_id] = max(latest.get(client_id, 0), int(event["time"]))
@@ -137,18 +136,20 @@ def sync_users(page: int = EVENTS_PAGE) -> UserSyncRun:
         conn = keycloak.portal_connection()
         run = UserSyncRun()
         changes: list[tuple[int, str, str]] = []
-        for event in _all_pages(lambda first: keycloak.get_admin_events(
-            conn, "USER", ["UPDATE", "DELETE"], since_ms=state.watermark, first=first, page=page
-        ), page):  # fmt: skip
+        user_events = keycloak.all_pages(
+            lambda first, size: keycloak.get_admin_events(
+                conn, "USER", ["UPDATE", "DELETE"], since_ms=state.watermark, first=first, page=size
+            ),
+            page,
+        )
+        for event in itertools.chain.from_iterable(user_events):
             sub = str(event.get("resourcePath", "")).removeprefix("users/")
             if event["operationType"] == "DELETE":
                 changes.append((int(event["time"]), sub, "deleted"))
             elif (enabled := _sent_enabled(event)) is not None:
                 changes.append((int(event["time"]), sub, "enabled" if enabled else "disabled"))
             run.events += 1
-        for event in _all_pages(lambda first: keycloak.get_events(
-            conn, "DELETE_ACCOUNT", since_ms=state.watermark, first=first, page=page
-        ), page):  # fmt: skip
+        for event in _events(conn, "DELETE_ACCOUNT", since_ms=state.watermark, page=page):
             changes.append((int(event["time"]), str(event.get("userId", "")), "deleted"))
             run.events += 1
         for _, sub, change in sorted(changes):
@@ -161,14 +162,17 @@ def sync_users(page: int = EVENTS_PAGE) -> UserSyncRun:
         return run
 
 
-def _all_pages(fetch: Callable[[int], list[dict[str, Any]]], page: int) -> Iterator[dict[str, Any]]:
-    first = 0
-    while True:
-        found = fetch(first)
-        yield from found
-        if len(found) < page:
-            return
-        first += page
+def _events(
+    conn: keycloak.Connection, event_type: str, *, since_ms: int, page: int
+) -> Iterator[dict[str, Any]]:
+    """Keycloak's stored user events of one type since `since_ms`, oldest first."""
+    pages = keycloak.all_pages(
+        lambda first, size: keycloak.get_events(
+            conn, event_type, since_ms=since_ms, first=first, page=size
+        ),
+        page,
+    )
+    return itertools.chain.from_iterable(pages)
 
 
 def _sent_enabled(event: dict[str, Any]) -> bool | None:
@@ -189,20 +193,18 @@ def _apply_user_change(sub: str, change: str) -> int:
     changed = 0
     keys = user.api_keys.all()
     if change == "deleted":
-        for key in keys.filter(status__in=ApiKey.ISSUED_STATUSES):
+        for key in keys.allowing("revoke"):
             lifecycle.revoke_key(key, actor=None, reason=OWNER_DELETED)
             changed += 1
     elif change == "disabled":
-        for key in keys.filter(status=ApiKey.Status.ACTIVE):
+        for key in keys.allowing("suspend"):
             lifecycle.suspend_key(key, actor=None, reason=OWNER_DISABLED)
             changed += 1
     else:
-        for key in keys.filter(status=ApiKey.Status.SUSPENDED, status_reason=OWNER_DISABLED):
+        for key in keys.allowing("reinstate").filter(status_reason=OWNER_DISABLED):
             try:
-                lifecycle.reinstate_key(
-                    key, actor=None, reason="The owner's account is enabled again."
-                )
-            except lifecycle.WrongState:
+                lifecycle.reinstate_key(key, actor=None, reason=OWNER_ENABLED)
+            except WrongState:
                 continue  # expired meanwhile
             changed += 1
     return changed

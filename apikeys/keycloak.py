@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,20 +24,30 @@ from keycloak.exceptions import KeycloakError
 Representation = dict[str, Any]
 
 
-class KeycloakUnavailable(Exception):
+class KeycloakFailure(Exception):
+    """A call to Keycloak failed. `for_people` says so in words fit for any page."""
+
+    for_people = "Keycloak, which issues the keys, failed."
+
+
+class KeycloakUnavailable(KeycloakFailure):
     """Keycloak did not answer in time, or answered with a server error.
 
     `reached` is False when the request certainly never got to Keycloak (no connection, or
     no token to send it with), so it cannot have changed anything there.
     """
 
+    for_people = "Keycloak, which issues the keys, is not answering right now."
+
     def __init__(self, message: str, *, reached: bool = True) -> None:
         super().__init__(message)
         self.reached = reached
 
 
-class KeycloakRejected(Exception):
+class KeycloakRejected(KeycloakFailure):
     """Keycloak refused the request (4xx); the message says why."""
+
+    for_people = "Keycloak, which issues the keys, refused the request."
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"Keycloak answered {status}: {message}")
@@ -185,6 +195,20 @@ def _created_id(location: str) -> str:
     return location.rstrip("/").rsplit("/", 1)[-1]
 
 
+Fetch = Callable[[int, int], list[Representation]]
+
+
+def all_pages(fetch: Fetch, page: int = 200) -> Iterator[list[Representation]]:
+    """Every page of a Keycloak list: `fetch(first, max)` until a page comes back short."""
+    first = 0
+    while True:
+        found = fetch(first, page)
+        yield found
+        if len(found) < page:
+            return
+        first += page
+
+
 # Realm
 
 
@@ -223,21 +247,37 @@ def get_events(
 
     `dateFrom` in epoch milliseconds and `direction` are honoured by Keycloak 26.x.
     """
-    params = {"type": event_type, "dateFrom": since_ms, "direction": "asc",
-              "first": first, "max": page}  # fmt: skip
+    params = {
+        "type": event_type,
+        "dateFrom": since_ms,
+        "direction": "asc",
+        "first": first,
+        "max": page,
+    }
     return _request(conn, "GET", "/events", params=params)  # type: ignore[no-any-return]
 
 
 def get_admin_events(
-    conn: Connection, resource_type: str, operations: list[str], *, since_ms: int, first: int,
+    conn: Connection,
+    resource_type: str,
+    operations: list[str],
+    *,
+    since_ms: int,
+    first: int,
     page: int,
-) -> list[Representation]:  # fmt: skip
+) -> list[Representation]:
     """GET /admin/realms/{realm}/admin-events?resourceTypes=…&operationTypes=…, oldest first.
 
     `representation` holds the JSON that was sent (admin events are stored with details).
     """
-    params = {"resourceTypes": resource_type, "operationTypes": operations,
-              "dateFrom": since_ms, "direction": "asc", "first": first, "max": page}  # fmt: skip
+    params = {
+        "resourceTypes": resource_type,
+        "operationTypes": operations,
+        "dateFrom": since_ms,
+        "direction": "asc",
+        "first": first,
+        "max": page,
+    }
     return _request(conn, "GET", "/admin-events", params=params)  # type: ignore[no-any-return]
 
 
@@ -312,6 +352,14 @@ def list_clients(
     return _request(conn, "GET", "/clients", params=params)  # type: ignore[no-any-return]
 
 
+def clients_with_prefix(
+    conn: Connection, prefix: str, page: int = 200
+) -> Iterator[list[Representation]]:
+    """Every client whose clientId starts with `prefix`, a page at a time."""
+    for found in all_pages(lambda first, size: list_clients(conn, prefix, first, size), page):
+        yield [c for c in found if str(c.get("clientId", "")).startswith(prefix)]
+
+
 def get_client_scopes_of_client(conn: Connection, client_uuid: str, kind: str) -> set[str]:
     """GET /admin/realms/{realm}/clients/{uuid}/{kind}-client-scopes: the scope names."""
     scopes = _request(conn, "GET", f"/clients/{client_uuid}/{kind}-client-scopes")
@@ -332,57 +380,29 @@ def get_service_account_user(conn: Connection, client_uuid: str) -> Representati
     return _request(conn, "GET", path)  # type: ignore[no-any-return]
 
 
-def get_realm_scope_mappings(conn: Connection, client_uuid: str) -> set[str]:
-    """GET /admin/realms/{realm}/clients/{uuid}/scope-mappings/realm: the role names."""
-    roles = _request(conn, "GET", f"/clients/{client_uuid}/scope-mappings/realm")
-    return {r["name"] for r in roles}
+# Role mappings: of a user, or in a client's scope (`*_roles_path` name the place)
 
 
-def add_realm_scope_mappings(
-    conn: Connection, client_uuid: str, roles: Iterable[Representation]
-) -> None:
-    """POST /admin/realms/{realm}/clients/{uuid}/scope-mappings/realm."""
-    _request(conn, "POST", f"/clients/{client_uuid}/scope-mappings/realm", list(roles))
+def user_roles_path(user_id: str, owner_uuid: str) -> str:
+    """The roles of client `owner` that a user holds."""
+    return f"/users/{user_id}/role-mappings/clients/{owner_uuid}"
 
 
-def get_client_scope_mappings(conn: Connection, client_uuid: str, owner_uuid: str) -> set[str]:
-    """GET …/clients/{uuid}/scope-mappings/clients/{owner}: role names of `owner` in scope."""
-    path = f"/clients/{client_uuid}/scope-mappings/clients/{owner_uuid}"
+def scope_roles_path(client_uuid: str, owner_uuid: str | None = None) -> str:
+    """The roles in a client's scope: of client `owner`, or realm roles if no owner."""
+    of = f"clients/{owner_uuid}" if owner_uuid else "realm"
+    return f"/clients/{client_uuid}/scope-mappings/{of}"
+
+
+def get_roles(conn: Connection, path: str) -> set[str]:
+    """GET /admin/realms/{realm}{path}: the names of the roles mapped there."""
     return {r["name"] for r in _request(conn, "GET", path)}
 
 
-def set_client_scope_mappings(
-    conn: Connection,
-    client_uuid: str,
-    owner_uuid: str,
-    roles: Iterable[Representation],
-    *,
-    granted: bool,
+def set_roles(
+    conn: Connection, path: str, roles: Iterable[Representation], *, granted: bool
 ) -> None:
-    """POST or DELETE …/clients/{uuid}/scope-mappings/clients/{owner}."""
-    path = f"/clients/{client_uuid}/scope-mappings/clients/{owner_uuid}"
-    _request(conn, "POST" if granted else "DELETE", path, list(roles))
-
-
-# Users' role mappings
-
-
-def get_user_client_roles(conn: Connection, user_id: str, owner_uuid: str) -> set[str]:
-    """GET /admin/realms/{realm}/users/{id}/role-mappings/clients/{owner}: role names."""
-    path = f"/users/{user_id}/role-mappings/clients/{owner_uuid}"
-    return {r["name"] for r in _request(conn, "GET", path)}
-
-
-def set_user_client_roles(
-    conn: Connection,
-    user_id: str,
-    owner_uuid: str,
-    roles: Iterable[Representation],
-    *,
-    granted: bool,
-) -> None:
-    """POST or DELETE /admin/realms/{realm}/users/{id}/role-mappings/clients/{owner}."""
-    path = f"/users/{user_id}/role-mappings/clients/{owner_uuid}"
+    """POST (grant) or DELETE (take away) /admin/realms/{realm}{path}."""
     _request(conn, "POST" if granted else "DELETE", path, list(roles))
 
 
@@ -414,26 +434,19 @@ def update_client_scope(conn: Connection, scope_id: str, rep: Representation) ->
     _request(conn, "PUT", f"/client-scopes/{scope_id}", rep)
 
 
-def update_client_scope_mapper(
-    conn: Connection, scope_id: str, mapper_id: str, rep: Representation
-) -> None:
-    """PUT /admin/realms/{realm}/client-scopes/{id}/protocol-mappers/models/{mapperId}."""
-    path = f"/client-scopes/{scope_id}/protocol-mappers/models/{mapper_id}"
-    _request(conn, "PUT", path, rep)
+# Protocol mappers, of a client (`/clients/{uuid}`) or a client scope (`/client-scopes/{id}`)
 
 
-def add_client_scope_mapper(conn: Connection, scope_id: str, rep: Representation) -> None:
-    """POST /admin/realms/{realm}/client-scopes/{id}/protocol-mappers/models."""
-    _request(conn, "POST", f"/client-scopes/{scope_id}/protocol-mappers/models", rep)
+def add_mapper(conn: Connection, owner_path: str, rep: Representation) -> None:
+    """POST /admin/realms/{realm}{owner_path}/protocol-mappers/models."""
+    _request(conn, "POST", f"{owner_path}/protocol-mappers/models", rep)
 
 
-def update_client_mapper(
-    conn: Connection, client_uuid: str, mapper_id: str, rep: Representation
-) -> None:
-    """PUT /admin/realms/{realm}/clients/{uuid}/protocol-mappers/models/{mapperId}."""
-    _request(conn, "PUT", f"/clients/{client_uuid}/protocol-mappers/models/{mapper_id}", rep)
+def update_mapper(conn: Connection, owner_path: str, mapper_id: str, rep: Representation) -> None:
+    """PUT /admin/realms/{realm}{owner_path}/protocol-mappers/models/{mapperId}."""
+    _request(conn, "PUT", f"{owner_path}/protocol-mappers/models/{mapper_id}", rep)
 
 
-def add_client_mapper(conn: Connection, client_uuid: str, rep: Representation) -> None:
-    """POST /admin/realms/{realm}/clients/{uuid}/protocol-mappers/models."""
-    _request(conn, "POST", f"/clients/{client_uuid}/protocol-mappers/models", rep)
+def delete_mapper(conn: Connection, owner_path: str, mapper_id: str) -> None:
+    """DELETE /admin/realms/{realm}{owner_path}/protocol-mappers/models/{mapperId}."""
+    _request(conn, "DELETE", f"{owner_path}/protocol-mappers/models/{mapper_id}")

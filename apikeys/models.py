@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +12,7 @@ from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import connection, models
+from django.db.models import Q
 from django.utils import timezone
 
 
@@ -61,6 +62,18 @@ class Api(models.Model):
 
     objects = ApiQuerySet.as_manager()
 
+    # What an admin edits in the catalog (the form, and the audit entry of a change).
+    EDITABLE_FIELDS = (
+        "name",
+        "slug",
+        "audience",
+        "description",
+        "requires_approval",
+        "checks_revocation",
+        "max_key_lifetime_days",
+        "access_token_lifespan",
+    )
+
     class Meta:
         ordering = ("name",)
 
@@ -78,19 +91,90 @@ def printable_validator(value: str) -> None:
         raise ValidationError("Use printable characters only (no tabs, line breaks or controls).")
 
 
+class KeyStatus(models.TextChoices):
+    # Stored as "provisioning" (its first name), so existing records keep their meaning.
+    UNFINISHED = "provisioning", "Unfinished"
+    PENDING = "pending", "Awaiting approval"
+    ACTIVE = "active", "Active"
+    SUSPENDED = "suspended", "Suspended"
+    REVOKED = "revoked", "Revoked"
+    EXPIRED = "expired", "Expired"
+    REJECTED = "rejected", "Rejected"
+
+
 # Keys in these states exist in Keycloak (or are on their way there) and count against the quota.
-LIVE_STATUS_VALUES = ("provisioning", "pending", "active", "suspended")
+LIVE_STATUSES = (KeyStatus.UNFINISHED, KeyStatus.PENDING, KeyStatus.ACTIVE, KeyStatus.SUSPENDED)
+# Keys whose client Keycloak holds and that have not ended.
+_ISSUED = (KeyStatus.PENDING, KeyStatus.ACTIVE, KeyStatus.SUSPENDED)
+# Which status allows which action on a key: the one place this is written. The operations
+# (apikeys/lifecycle.py), the jobs, reconcile and the templates (`key.can_rotate`) ask it.
+ACTIONS_ALLOWED: dict[str, tuple[KeyStatus, ...]] = {
+    "finish": (KeyStatus.UNFINISHED,),
+    "discard": (KeyStatus.UNFINISHED,),
+    "approve": (KeyStatus.PENDING,),
+    "reject": (KeyStatus.PENDING,),
+    "suspend": (KeyStatus.ACTIVE,),
+    "reinstate": (KeyStatus.SUSPENDED,),
+    "rotate": _ISSUED,
+    "revoke": _ISSUED,
+    "expire": _ISSUED,
+}
+
+
+class WrongState(Exception):
+    """The key is not in a state that allows this action (someone else acted first)."""
 
 
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
     def live(self) -> ApiKeyQuerySet:
-        return self.filter(status__in=ApiKey.LIVE_STATUSES)
+        return self.filter(status__in=LIVE_STATUSES)
 
     def ended(self) -> ApiKeyQuerySet:
-        return self.exclude(status__in=ApiKey.LIVE_STATUSES)
+        return self.exclude(status__in=LIVE_STATUSES)
+
+    def allowing(self, action: str) -> ApiKeyQuerySet:
+        """Keys whose status allows `action` (see ACTIONS_ALLOWED)."""
+        return self.filter(status__in=ACTIONS_ALLOWED[action])
 
     def due_to_expire(self, now: datetime) -> ApiKeyQuerySet:
-        return self.filter(status__in=ApiKey.ISSUED_STATUSES, expires_at__lte=now)
+        return self.allowing("expire").filter(expires_at__lte=now)
+
+    def locked(self, pk: uuid.UUID) -> ApiKey:
+        """The key as it is now, its row locked until the transaction ends."""
+        return self.select_for_update().select_related("api", "owner").get(pk=pk)
+
+    def search(self, filters: dict[str, Any]) -> ApiKeyQuerySet:
+        """Every key matching the admin key list's filters; each uses an index where it can."""
+        keys = self.select_related("owner", "api")
+        if q := (filters.get("q") or "").strip():
+            if q.startswith(ApiKey.CLIENT_ID_PREFIX):
+                keys = keys.filter(client_id__startswith=q)
+            else:
+                # Owners are looked up first, and their keys found through the owner index. A
+                # join or subquery here makes PostgreSQL walk the whole key table in page order.
+                owners = list(
+                    User.objects.filter(email__istartswith=q).values_list("pk", flat=True)[:1000]
+                )
+                if "@" in q:
+                    keys = keys.filter(owner__in=owners)
+                else:  # names through a trigram index on PostgreSQL (migration 0004)
+                    keys = keys.filter(Q(name__icontains=q) | Q(owner__in=owners))
+        if api := filters.get("api"):
+            keys = keys.filter(api=api)
+        if status := filters.get("status"):
+            keys = keys.filter(status=status)
+        if day := filters.get("created_after"):
+            keys = keys.filter(created_at__gte=start_of(day))
+        if day := filters.get("created_before"):
+            keys = keys.filter(created_at__lt=start_of(day) + timedelta(days=1))
+        if day := filters.get("expires_before"):
+            keys = keys.filter(expires_at__lt=start_of(day) + timedelta(days=1))
+        if days := filters.get("unused_days"):
+            since = timezone.now() - timedelta(days=days)
+            keys = keys.filter(
+                Q(last_used_at__lt=since) | Q(last_used_at__isnull=True, created_at__lt=since)
+            )
+        return keys.order_by(filters.get("sort") or "-created_at", "pk")
 
     def standing(self, client_id: str) -> KeyStanding | None:
         """What an API needs to know about the key behind a token, in one indexed query.
@@ -134,24 +218,23 @@ class KeyStanding:
         return None
 
 
+class _Allows:
+    """`key.can_<action>`: whether the key's status allows the action (ACTIONS_ALLOWED)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.action = name.removeprefix("can_")
+
+    def __get__(self, key: ApiKey, owner: type | None = None) -> bool:
+        return key.allows(self.action)
+
+
 class ApiKey(models.Model):
     """An API key: the portal's record of one Keycloak client with a service account.
 
     The client secret is never stored here; Keycloak holds it and the customer saw it once.
     """
 
-    class Status(models.TextChoices):
-        PROVISIONING = "provisioning", "Being set up"
-        PENDING = "pending", "Awaiting approval"
-        ACTIVE = "active", "Active"
-        SUSPENDED = "suspended", "Suspended"
-        REVOKED = "revoked", "Revoked"
-        EXPIRED = "expired", "Expired"
-        REJECTED = "rejected", "Rejected"
-
-    LIVE_STATUSES = LIVE_STATUS_VALUES
-    # Keys whose client Keycloak holds and that have not ended: rotatable, revocable, expirable.
-    ISSUED_STATUSES = (Status.PENDING, Status.ACTIVE, Status.SUSPENDED)
+    Status = KeyStatus
     # Every key's client in Keycloak has a clientId with this prefix, so it can be listed.
     CLIENT_ID_PREFIX = "apikey-"
 
@@ -163,7 +246,7 @@ class ApiKey(models.Model):
     client_id = models.CharField(max_length=64, unique=True, editable=False)
     # The client's UUID in Keycloak, known once the client exists.
     keycloak_id = models.CharField(max_length=36, blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROVISIONING)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.UNFINISHED)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     secret_rotated_at = models.DateTimeField(null=True, blank=True)
@@ -186,7 +269,7 @@ class ApiKey(models.Model):
         constraints = (
             models.UniqueConstraint(
                 fields=["owner", "name"],
-                condition=models.Q(status__in=LIVE_STATUS_VALUES),
+                condition=models.Q(status__in=LIVE_STATUSES),
                 name="unique_live_key_name_per_owner",
             ),
             models.UniqueConstraint(
@@ -211,21 +294,31 @@ class ApiKey(models.Model):
             self.client_id = f"{self.CLIENT_ID_PREFIX}{self.id.hex}"
         super().save(*args, **kwargs)
 
+    def allows(self, action: str) -> bool:
+        return self.status in ACTIONS_ALLOWED[action]
+
+    def require(self, action: str) -> None:
+        """Raise WrongState unless the key's status allows `action`."""
+        if not self.allows(action):
+            raise WrongState(f"{self.client_id} is {self.get_status_display().lower()}.")
+
+    # For templates: {% if key.can_rotate %}
+    can_finish = _Allows()
+    can_discard = _Allows()
+    can_approve = _Allows()
+    can_reject = _Allows()
+    can_suspend = _Allows()
+    can_reinstate = _Allows()
+    can_rotate = _Allows()
+    can_revoke = _Allows()
+
     @property
     def is_live(self) -> bool:
-        return self.status in self.LIVE_STATUSES
-
-    @property
-    def can_rotate(self) -> bool:
-        return self.status in self.ISSUED_STATUSES
-
-    @property
-    def can_revoke(self) -> bool:
-        return self.status in self.ISSUED_STATUSES
+        return self.status in LIVE_STATUSES
 
     @property
     def is_unfinished(self) -> bool:
-        return self.status == self.Status.PROVISIONING
+        return self.status == self.Status.UNFINISHED
 
     def unused_for_days(self, now: datetime) -> int | None:
         """Days since the key was last used (or made, if never), once past DORMANT_KEY_DAYS."""
@@ -266,6 +359,28 @@ _STANDING_SQL = """
 """
 
 
+class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):
+    def matching(self, filters: dict[str, Any]) -> AuditEntryQuerySet:
+        """The entries matching the audit trail's filters."""
+        entries = self.select_related("key", "api")
+        if actor := filters.get("actor"):
+            entries = entries.filter(actor_email__istartswith=actor)
+        if action := filters.get("action"):
+            entries = entries.filter(action=action)
+        if client_id := filters.get("key"):
+            entries = entries.filter(client_id__startswith=client_id)
+        if day := filters.get("since"):
+            entries = entries.filter(at__gte=start_of(day))
+        if day := filters.get("until"):
+            entries = entries.filter(at__lt=start_of(day) + timedelta(days=1))
+        return entries
+
+
+def start_of(day: date) -> datetime:
+    """Midnight at the start of `day`, in the portal's time zone (UTC)."""
+    return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+
 class AuditEntry(models.Model):
     """One state change of a key, or one admin action: append-only."""
 
@@ -295,6 +410,8 @@ class AuditEntry(models.Model):
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     reason = models.TextField(blank=True)
 
+    objects = AuditEntryQuerySet.as_manager()
+
     class Meta:
         ordering = ("-at", "-id")
         verbose_name_plural = "audit entries"
@@ -305,7 +422,7 @@ class AuditEntry(models.Model):
         return f"{self.at:%Y-%m-%d %H:%M} {who} {self.action} {self.client_id or self.api_id}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None:
+        if not self._state.adding:
             raise ValueError("Audit entries are append-only.")
         super().save(*args, **kwargs)
 

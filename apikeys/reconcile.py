@@ -10,13 +10,13 @@ What it does, case by case (Keycloak / the portal's record: action):
 
 - a client with the portal's marker / no record: delete it (a stray: nobody has its secret).
 - a client without the marker / no record: report only; not the portal's to touch.
-- a client / "being set up" for longer than the grace period: adopt it (record its id). The
+- a client / unfinished for longer than the grace period: adopt it (record its id). The
   key stays unfinished; the customer finishes it (a new secret, shown once) or discards it.
-- a client / "being set up" for more than a day: discard both; nobody came back for it.
-- no client / "being set up" for longer than the grace period: delete the record.
-- a client / active, pending or suspended: restore drift. That covers the enabled state
-  (enabled only if active and not past expiry), flows, full scope, token lifespan,
-  attributes, default and optional scopes, and protocol mappers.
+- a client / unfinished for more than a day: discard both; nobody came back for it.
+- no client / unfinished for longer than the grace period: delete the record.
+- a client / active, pending or suspended: converge it to `desired.key_client` (enabled
+  only if active and not past expiry, flows, full scope, token lifespan, attributes,
+  default and optional scopes, protocol mappers).
 - a client / revoked or rejected: delete the client.
 - a client / expired: keep it, disabled.
 - no client / active, pending or suspended: mark the record "client missing" and report it.
@@ -35,21 +35,15 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from apikeys import keycloak
-from apikeys.keycloak import Connection, Representation
-from apikeys.lifecycle import KEY_ATTRIBUTE, MANAGED_ATTRIBUTE, key_client_representation
+from apikeys import convergence, desired, keycloak
+from apikeys.keycloak import Connection, KeycloakFailure, Representation
 from apikeys.models import ApiKey
-from apikeys.realm_setup import differs
 
 log = logging.getLogger(__name__)
 
 PAGE = 200
 GRACE = timedelta(minutes=10)  # an issue in flight is not a leftover
 ABANDONED = timedelta(days=1)
-ENABLED_STATUSES = (ApiKey.Status.ACTIVE,)
-CLIENT_FLAGS = ("publicClient", "bearerOnly", "standardFlowEnabled", "implicitFlowEnabled",
-                "directAccessGrantsEnabled", "serviceAccountsEnabled", "fullScopeAllowed",
-                "consentRequired", "clientAuthenticatorType", "name", "description")  # fmt: skip
 
 
 @dataclass
@@ -87,20 +81,18 @@ def reconcile(
     report = Report(dry_run)
     plans: list[_Plan] = []
     seen: set[str] = set()
-    scope_ids = _scope_ids(conn)
-    for clients in _pages(conn):
+    scope_ids = convergence.scope_ids_by_name(conn)
+    for clients in keycloak.clients_with_prefix(conn, ApiKey.CLIENT_ID_PREFIX, PAGE):
         records = ApiKey.objects.select_related("api", "owner").in_bulk(
             [c["clientId"] for c in clients], field_name="client_id"
         )
         for client in clients:
             seen.add(client["clientId"])
             report.clients_seen += 1
-            plan = _check_client(conn, client, records.get(client["clientId"]), now, grace,
-                                 scope_ids)  # fmt: skip
-            if plan:
+            key = records.get(client["clientId"])
+            if plan := _check_client(conn, client, key, now=now, grace=grace, scope_ids=scope_ids):
                 plans.append(plan)
-    for key in _records_without_clients(seen, now, grace):
-        plans.append(_missing_client(key, now))
+    plans += [_missing_client(key, now) for key in _records_without_clients(seen, now, grace)]
     report.records_checked = ApiKey.objects.count()
     for plan in plans:
         report.findings.append(plan.finding)
@@ -109,129 +101,98 @@ def reconcile(
         try:
             plan.act()
             plan.finding.done = True
-        except (keycloak.KeycloakUnavailable, keycloak.KeycloakRejected) as error:
+        except KeycloakFailure as error:
             plan.finding.action += f" (failed: {error})"
             log.warning("reconcile: %s: %s", plan.finding.client_id, error)
     return report
-
-
-def _pages(conn: Connection) -> Iterator[list[Representation]]:
-    first = 0
-    while True:
-        page = keycloak.list_clients(conn, ApiKey.CLIENT_ID_PREFIX, first, PAGE)
-        yield [c for c in page if str(c.get("clientId", "")).startswith(ApiKey.CLIENT_ID_PREFIX)]
-        if len(page) < PAGE:
-            return
-        first += PAGE
-
-
-def _scope_ids(conn: Connection) -> dict[str, str]:
-    return {s["name"]: s["id"] for s in keycloak.list_client_scopes(conn)}
 
 
 def _check_client(
     conn: Connection,
     client: Representation,
     key: ApiKey | None,
+    *,
     now: datetime,
     grace: timedelta,
     scope_ids: dict[str, str],
 ) -> _Plan | None:
     client_id = client["clientId"]
-    attributes = client.get("attributes") or {}
     if key is None:
-        if attributes.get(MANAGED_ATTRIBUTE) != "true":
-            finding = Finding(client_id, "client without a portal record or marker",
-                              "left alone (not made by the portal)", done=True)  # fmt: skip
+        if not desired.is_managed(client):
+            finding = Finding(
+                client_id,
+                "client without a portal record or marker",
+                "left alone (not made by the portal)",
+                done=True,
+            )
             return _Plan(finding, lambda: None)
         return _Plan(
             Finding(client_id, "stray client: marked as the portal's, but no record", "delete"),
             lambda: _delete_if_still(conn, client, None),
         )
-    if attributes.get(KEY_ATTRIBUTE) != str(key.pk):
-        return _Plan(Finding(client_id, "client does not carry its record's key id",
-                             "left alone: check it by hand", done=True), lambda: None)  # fmt: skip
-    status = key.status
-    if status == ApiKey.Status.PROVISIONING:
-        age = now - key.created_at
-        if age < grace:
-            return None
-        if age > ABANDONED:
-            return _Plan(
-                Finding(client_id, "unfinished for over a day", "discard client and record"),
-                lambda: _discard(conn, key, client),
-            )
-        if key.keycloak_id == client["id"]:
-            return None  # adopted already; waiting for the customer
-        return _Plan(
-            Finding(client_id, "unfinished key whose client was made", "adopt the client"),
-            lambda: _adopt(key, client),
+    if not desired.is_key_client(client, key):
+        finding = Finding(
+            client_id,
+            "client does not carry its record's key id",
+            "left alone: check it by hand",
+            done=True,
         )
-    if status in (ApiKey.Status.REVOKED, ApiKey.Status.REJECTED):
-        return _Plan(Finding(client_id, f"{status} key still has a client", "delete the client"),
-                     lambda: _delete_if_still(conn, client, key))  # fmt: skip
-    changes = _drift(client, key, now)
+        return _Plan(finding, lambda: None)
+    if key.status == ApiKey.Status.UNFINISHED:
+        return _check_unfinished(conn, client, key, now=now, grace=grace)
+    if not key.is_live and key.status != ApiKey.Status.EXPIRED:  # revoked or rejected
+        return _Plan(
+            Finding(client_id, f"{key.status} key still has a client", "delete the client"),
+            lambda: _delete_if_still(conn, client, key),
+        )
+    changes = convergence.plan(client, _wanted(key, now)).parts
     if key.client_missing_since or key.keycloak_id != client["id"]:
         changes.append("record")
     if not changes:
         return None
     return _Plan(
         Finding(client_id, f"drift in {', '.join(changes)}", "restore the portal's settings"),
-        lambda: _repair(conn, client, key, now, scope_ids),
+        lambda: _repair(conn, client, key, now=now, scope_ids=scope_ids),
+    )
+
+
+def _check_unfinished(
+    conn: Connection, client: Representation, key: ApiKey, *, now: datetime, grace: timedelta
+) -> _Plan | None:
+    age = now - key.created_at
+    if age < grace:
+        return None
+    if age > ABANDONED:
+        return _Plan(
+            Finding(key.client_id, "unfinished for over a day", "discard client and record"),
+            lambda: _discard(conn, key, client),
+        )
+    if key.keycloak_id == client["id"]:
+        return None  # adopted already; waiting for the customer
+    return _Plan(
+        Finding(key.client_id, "unfinished key whose client was made", "adopt the client"),
+        lambda: _adopt(key, client),
     )
 
 
 def _wanted(key: ApiKey, now: datetime) -> Representation:
-    wanted = key_client_representation(key, secret="")
-    del wanted["secret"]
-    wanted["enabled"] = key.status in ENABLED_STATUSES and key.expires_at > now
-    return wanted
-
-
-def _drift(client: Representation, key: ApiKey, now: datetime) -> list[str]:
-    wanted = _wanted(key, now)
-    changes = []
-    if client.get("enabled") != wanted["enabled"]:
-        changes.append("enabled")
-    if any(client.get(flag) != wanted[flag] for flag in CLIENT_FLAGS):
-        changes.append("flags")
-    if differs(client.get("attributes") or {}, wanted["attributes"]):
-        changes.append("attributes")
-    for kind in ("default", "optional"):
-        if set(client.get(f"{kind}ClientScopes") or []) != set(wanted[f"{kind}ClientScopes"]):
-            changes.append(f"{kind} scopes")
-    if client.get("protocolMappers"):
-        changes.append("protocol mappers")
-    return changes
+    return desired.key_client(key, now=now)
 
 
 def _repair(
     conn: Connection,
     client: Representation,
     key: ApiKey,
+    *,
     now: datetime,
     scope_ids: dict[str, str],
 ) -> None:
     with transaction.atomic():
-        key = ApiKey.objects.select_for_update().select_related("api", "owner").get(pk=key.pk)
-        if key.status not in ApiKey.LIVE_STATUSES and key.status != ApiKey.Status.EXPIRED:
+        key = ApiKey.objects.locked(key.pk)
+        if not key.is_live and key.status != ApiKey.Status.EXPIRED:
             return  # ended since the scan; the next run looks again
         current = keycloak.get_client(conn, client["id"])
-        wanted = _wanted(key, now)
-        settings_part = {k: wanted[k] for k in ("enabled", *CLIENT_FLAGS)}
-        attributes = {**(current.get("attributes") or {}), **wanted["attributes"]}
-        # protocolMappers in a PUT are synced: an empty list removes any added behind our back.
-        keycloak.update_client(
-            conn, client["id"], {**settings_part, "attributes": attributes, "protocolMappers": []}
-        )
-        for kind in ("default", "optional"):
-            have = set(current.get(f"{kind}ClientScopes") or [])
-            want = set(wanted[f"{kind}ClientScopes"])
-            for name in sorted(have ^ want):
-                if name in scope_ids:
-                    keycloak.set_client_scope_of_client(
-                        conn, client["id"], kind, scope_ids[name], attached=name in want
-                    )
+        convergence.apply(conn, convergence.plan(current, _wanted(key, now)), scope_ids)
         key.keycloak_id = client["id"]
         key.client_missing_since = None
         key.save(update_fields=["keycloak_id", "client_missing_since"])
@@ -240,7 +201,7 @@ def _repair(
 def _delete_if_still(conn: Connection, client: Representation, key: ApiKey | None) -> None:
     with transaction.atomic():
         if key is not None:
-            key = ApiKey.objects.select_for_update().get(pk=key.pk)
+            key = ApiKey.objects.locked(key.pk)
             if key.status not in (ApiKey.Status.REVOKED, ApiKey.Status.REJECTED):
                 return
         elif ApiKey.objects.filter(client_id=client["clientId"]).exists():
@@ -251,16 +212,16 @@ def _delete_if_still(conn: Connection, client: Representation, key: ApiKey | Non
 
 def _adopt(key: ApiKey, client: Representation) -> None:
     with transaction.atomic():
-        key = ApiKey.objects.select_for_update().get(pk=key.pk)
-        if key.status == ApiKey.Status.PROVISIONING:
+        key = ApiKey.objects.locked(key.pk)
+        if key.is_unfinished:
             key.keycloak_id = client["id"]
             key.save(update_fields=["keycloak_id"])
 
 
 def _discard(conn: Connection, key: ApiKey, client: Representation | None) -> None:
     with transaction.atomic():
-        key = ApiKey.objects.select_for_update().get(pk=key.pk)
-        if key.status != ApiKey.Status.PROVISIONING:
+        key = ApiKey.objects.locked(key.pk)
+        if not key.is_unfinished:
             return
         if client is not None:
             with contextlib.suppress(keycloak.NotFound):
@@ -270,12 +231,10 @@ def _discard(conn: Connection, key: ApiKey, client: Representation | None) -> No
 
 def _records_without_clients(seen: set[str], now: datetime, grace: timedelta) -> Iterator[ApiKey]:
     """Records that should have a client (or be finished) but whose client was not listed."""
-    wanted = (*ApiKey.LIVE_STATUSES,)
-    records = ApiKey.objects.filter(status__in=wanted).select_related("api", "owner")
-    for key in records.iterator(chunk_size=2000):
+    for key in ApiKey.objects.live().select_related("api", "owner").iterator(chunk_size=2000):
         if key.client_id in seen:
             continue
-        if key.status == ApiKey.Status.PROVISIONING and now - key.created_at < grace:
+        if key.is_unfinished and now - key.created_at < grace:
             continue
         if key.client_missing_since is not None:
             continue  # reported before
@@ -283,18 +242,23 @@ def _records_without_clients(seen: set[str], now: datetime, grace: timedelta) ->
 
 
 def _missing_client(key: ApiKey, now: datetime) -> _Plan:
-    if key.status == ApiKey.Status.PROVISIONING:
-        return _Plan(Finding(key.client_id, "unfinished key with no client", "delete the record"),
-                     lambda: _discard_record(key))  # fmt: skip
+    if key.is_unfinished:
+        return _Plan(
+            Finding(key.client_id, "unfinished key with no client", "delete the record"),
+            lambda: _discard_record(key),
+        )
     return _Plan(
-        Finding(key.client_id, f"{key.status} key has no client in Keycloak",
-                "mark it; the owner can rotate to recreate it, or revoke it"),
+        Finding(
+            key.client_id,
+            f"{key.status} key has no client in Keycloak",
+            "mark it; the owner can rotate to recreate it, or revoke it",
+        ),
         lambda: _mark_missing(key, now),
-    )  # fmt: skip
+    )
 
 
 def _discard_record(key: ApiKey) -> None:
-    ApiKey.objects.filter(pk=key.pk, status=ApiKey.Status.PROVISIONING).delete()
+    ApiKey.objects.filter(pk=key.pk, status=ApiKey.Status.UNFINISHED).delete()
 
 
 def _mark_missing(key: ApiKey, now: datetime) -> None:
@@ -306,8 +270,10 @@ def _mark_missing(key: ApiKey, now: datetime) -> None:
 def describe(report: Report) -> Iterator[str]:
     """The report as lines for a person."""
     verb = "would" if report.dry_run else "did"
-    yield (f"{report.clients_seen} portal clients in Keycloak, {report.records_checked} records; "
-           f"{report.problems} problems")  # fmt: skip
+    yield (
+        f"{report.clients_seen} portal clients in Keycloak, {report.records_checked} records; "
+        f"{report.problems} problems"
+    )
     for finding in report.findings:
         state = "" if report.dry_run else (" [done]" if finding.done else " [NOT done]")
         yield f"{finding.client_id}: {finding.problem}; {verb}: {finding.action}{state}"

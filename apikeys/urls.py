@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apikeys import staff_views, views
+from apikeys import manage_views, views
 
 urlpatterns = [
     path("", views.landing, name="landing"),
@@ -16,17 +16,17 @@ urlpatterns = [
     path("api/v1/whoami/", views.whoami, name="whoami"),
     path("health/", views.health, name="health"),
     # The admin area: portal admins only; 404 for everyone else.
-    path("manage/", staff_views.approvals, name="manage_approvals"),
-    path("manage/keys/", staff_views.key_list, name="manage_keys"),
-    path("manage/keys/<uuid:key_id>/", staff_views.key_detail, name="manage_key"),
-    path("manage/keys/<uuid:key_id>/approve/", staff_views.approve, name="manage_approve"),
-    path("manage/keys/<uuid:key_id>/reject/", staff_views.reject, name="manage_reject"),
-    path("manage/keys/<uuid:key_id>/suspend/", staff_views.suspend, name="manage_suspend"),
-    path("manage/keys/<uuid:key_id>/reinstate/", staff_views.reinstate, name="manage_reinstate"),
-    path("manage/keys/<uuid:key_id>/revoke/", staff_views.revoke, name="manage_revoke"),
-    path("manage/apis/", staff_views.api_list, name="manage_apis"),
-    path("manage/apis/new/", staff_views.api_edit, name="manage_api_new"),
-    path("manage/apis/<slug:slug>/", staff_views.api_edit, name="manage_api_edit"),
-    path("manage/apis/<slug:slug>/retire/", staff_views.api_retire, name="manage_api_retire"),
-    path("manage/audit/", staff_views.audit, name="manage_audit"),
+    path("manage/", manage_views.approvals, name="manage_approvals"),
+    path("manage/keys/", manage_views.key_list, name="manage_keys"),
+    path("manage/keys/<uuid:key_id>/", manage_views.key_detail, name="manage_key"),
+    path("manage/keys/<uuid:key_id>/approve/", manage_views.approve, name="manage_approve"),
+    path("manage/keys/<uuid:key_id>/reject/", manage_views.reject, name="manage_reject"),
+    path("manage/keys/<uuid:key_id>/suspend/", manage_views.suspend, name="manage_suspend"),
+    path("manage/keys/<uuid:key_id>/reinstate/", manage_views.reinstate, name="manage_reinstate"),
+    path("manage/keys/<uuid:key_id>/revoke/", manage_views.revoke, name="manage_revoke"),
+    path("manage/apis/", manage_views.api_list, name="manage_apis"),
+    path("manage/apis/new/", manage_views.api_edit, name="manage_api_new"),
+    path("manage/apis/<slug:slug>/", manage_views.api_edit, name="manage_api_edit"),
+    path("manage/apis/<slug:slug>/retire/", manage_views.api_retire, name="manage_api_retire"),
+    path("manage/audit/", manage_views.audit, name="manage_audit"),
 ]

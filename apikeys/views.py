@@ -7,8 +7,6 @@ confirmation or the revealed secret, and the key list is refreshed out of band.
 
 from __future__ import annotations
 
-import csv
-import itertools
 import uuid
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -18,13 +16,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import QuerySet
 from django.http import (
     HttpRequest,
     HttpResponse,
     JsonResponse,
     QueryDict,
-    StreamingHttpResponse,
 )
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
@@ -37,12 +33,12 @@ from django_htmx.middleware import HtmxDetails
 
 from apikeys import lifecycle
 from apikeys.bearer_tokens import bearer_token_required
+from apikeys.client_address import client_ip
+from apikeys.exports import audit_csv
 from apikeys.forms import KeyForm
-from apikeys.keycloak import KeycloakRejected, KeycloakUnavailable
-from apikeys.lifecycle import AlreadySubmitted, KeyNotIssued, Revealed, WrongState
-from apikeys.models import Api, ApiKey, AuditEntry, KeyStanding, User
-
-KEYCLOAK_ERRORS = (KeycloakUnavailable, KeycloakRejected)
+from apikeys.keycloak import KeycloakFailure
+from apikeys.lifecycle import AlreadySubmitted, KeyNotIssued, Revealed
+from apikeys.models import Api, ApiKey, AuditEntry, KeyStanding, User, WrongState
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -120,8 +116,8 @@ def rotate_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
     if request.method == "POST":
         try:
             revealed = lifecycle.rotate_secret(key, actor=key.owner, ip_address=client_ip(request))
-        except KEYCLOAK_ERRORS as failure:
-            error = f"{lifecycle.failure_message(failure)} The old secret still works."
+        except KeycloakFailure as failure:
+            error = f"{failure.for_people} The old secret still works."
         except WrongState as failure:
             error = str(failure)
         else:
@@ -136,8 +132,8 @@ def revoke_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
     if request.method == "POST":
         try:
             lifecycle.revoke_key(key, actor=key.owner, ip_address=client_ip(request))
-        except KEYCLOAK_ERRORS as failure:
-            error = f"{lifecycle.failure_message(failure)} The key still works."
+        except KeycloakFailure as failure:
+            error = f"{failure.for_people} The key still works."
         except WrongState as failure:
             error = str(failure)
         else:
@@ -151,10 +147,8 @@ def revoke_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
 def finish_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
     key = get_key_for_user(request, key_id)
     try:
-        revealed = lifecycle.finish_provisioning(
-            key, actor=key.owner, ip_address=client_ip(request)
-        )
-    except (*KEYCLOAK_ERRORS, WrongState) as failure:
+        revealed = lifecycle.finish_key(key, actor=key.owner, ip_address=client_ip(request))
+    except (KeycloakFailure, WrongState) as failure:
         return _done(request, _unfinished_failure(failure), error=True)
     return _reveal(request, revealed, "created")
 
@@ -163,8 +157,8 @@ def finish_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
 def discard_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
     key = get_key_for_user(request, key_id)
     try:
-        lifecycle.discard_unfinished(key)
-    except (*KEYCLOAK_ERRORS, WrongState) as failure:
+        lifecycle.discard_key(key)
+    except (KeycloakFailure, WrongState) as failure:
         return _done(request, _unfinished_failure(failure), error=True)
     return _done(request, f"The unfinished key “{key.name}” is discarded.")
 
@@ -204,40 +198,6 @@ def health(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-def audit_csv(entries: QuerySet[AuditEntry], filename: str) -> StreamingHttpResponse:
-    """Audit entries as CSV, streamed, for spreadsheets and archives."""
-
-    class Echo:
-        def write(self, value: str) -> str:
-            return value
-
-    writer = csv.writer(Echo())
-    header = ["time (UTC)", "actor", "action", "client id", "api", "ip address", "reason"]
-    rows = (
-        [
-            entry.at.isoformat(),
-            entry.actor_email or "the portal",
-            entry.action,
-            entry.client_id,
-            entry.api.slug if entry.api else "",
-            entry.ip_address or "",
-            _csv_safe(entry.reason),
-        ]
-        for entry in entries.select_related("api").iterator(chunk_size=2000)
-    )
-    response = StreamingHttpResponse(
-        (writer.writerow(row) for row in itertools.chain([header], rows)),
-        content_type="text/csv; charset=utf-8",
-    )
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
-
-
-def _csv_safe(text: str) -> str:
-    """Defuse spreadsheet formulas (CSV injection) in free text that people typed."""
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def get_key_for_user(request: HtmxHttpRequest, key_id: uuid.UUID) -> ApiKey:
     """The signed-in user's key, or 404: other people's keys do not exist for them."""
     return get_object_or_404(_user(request).api_keys.select_related("api", "owner"), pk=key_id)
@@ -254,20 +214,6 @@ def _made_by_this_form(owner: User, data: QueryDict) -> ApiKey | None:
 
 def _user(request: HtmxHttpRequest) -> User:
     return cast(User, request.user)  # LoginRequiredMiddleware let only signed-in users through
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    """The address the request came from, for the audit trail.
-
-    Behind TRUSTED_PROXIES reverse proxies, each proxy appends the address it saw to
-    X-Forwarded-For; the entry the nearest trusted proxy added is the client's. Entries to
-    its left can be forged by the client, so they are never used.
-    """
-    if settings.TRUSTED_PROXIES:
-        forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",")]
-        if len(forwarded) >= settings.TRUSTED_PROXIES and forwarded[-settings.TRUSTED_PROXIES]:
-            return forwarded[-settings.TRUSTED_PROXIES]
-    return request.META.get("REMOTE_ADDR")
 
 
 def _endpoints() -> dict[str, str]:
@@ -316,7 +262,7 @@ def _done(request: HtmxHttpRequest, notice: str, *, error: bool = False) -> Http
     return redirect("home")
 
 
-def _unfinished_failure(failure: Exception) -> str:
+def _unfinished_failure(failure: KeycloakFailure | WrongState) -> str:
     if isinstance(failure, WrongState):
         return str(failure)
-    return f"{lifecycle.failure_message(failure)} The key is still unfinished."
+    return f"{failure.for_people} The key is still unfinished."

@@ -88,8 +88,9 @@ def main() -> None:
     rng = random.Random(7)
     run = uuid.uuid4().hex[:6]
     api = Api.objects.get(slug="sample")
-    admin = User.objects.create(username=f"bench-admin-{run}", email=f"admin-{run}@example.com",
-                                is_staff=True)  # fmt: skip
+    admin = User.objects.create(
+        username=f"bench-admin-{run}", email=f"admin-{run}@example.com", is_staff=True
+    )
     owners = User.objects.bulk_create(
         User(username=f"bench-owner-{run}-{n}", email=f"bench-owner-{n:04d}-{run}@example.com")
         for n in range(OWNERS)

@@ -25,7 +25,7 @@ from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from apikeys import keycloak, lifecycle  # noqa: E402
+from apikeys import desired, keycloak, lifecycle  # noqa: E402
 from apikeys.models import Api, ApiKey  # noqa: E402
 from apikeys.secret_format import new_secret  # noqa: E402
 
@@ -64,7 +64,7 @@ def main() -> None:
     def raw(n: int) -> None:
         key = ApiKey(owner=owner, api=api, name="raw", expires_at=timezone.now())
         key.client_id = f"{ApiKey.CLIENT_ID_PREFIX}{key.pk.hex}"
-        rep = lifecycle.key_client_representation(key, new_secret())
+        rep = desired.key_client(key, now=timezone.now(), secret=new_secret())
         with wire_counter(session) as counts:
             elapsed = timed(lambda: made.append(keycloak.create_client(conn, rep)))
         times["raw"].append(elapsed)
@@ -108,8 +108,11 @@ def main() -> None:
 
     medians = {name: median_ms(samples) for name, samples in times.items()}
     print(f"rounds: {ROUNDS} of each, interleaved; Keycloak {settings.KEYCLOAK_URL}")
-    for name, label in (("portal", "portal issue_key"), ("raw", "(a) raw POST"),
-                        ("naive", "(b) naive sequence")):  # fmt: skip
+    for name, label in (
+        ("portal", "portal issue_key"),
+        ("raw", "(a) raw POST"),
+        ("naive", "(b) naive sequence"),
+    ):
         requests = sum(wire[name].values())
         print(f"{label:20} admin requests per key: {requests}  median {medians[name]:7.1f} ms")
         for call, count in sorted(wire[name].items()):

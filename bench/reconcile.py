@@ -21,8 +21,7 @@ setup_django()
 from django.conf import settings  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from apikeys import keycloak, realm_setup  # noqa: E402
-from apikeys.lifecycle import key_client_representation  # noqa: E402
+from apikeys import bootstrap, desired, keycloak  # noqa: E402
 from apikeys.models import Api, ApiKey, User  # noqa: E402
 from apikeys.reconcile import reconcile  # noqa: E402
 from apikeys.secret_format import new_secret  # noqa: E402
@@ -46,7 +45,7 @@ def add_keys(admin: keycloak.Connection, owner: User, api: Api, count: int) -> N
         ]
         for key in keys:
             key.client_id = f"{ApiKey.CLIENT_ID_PREFIX}{key.pk.hex}"
-        reps = [key_client_representation(key, new_secret()) for key in keys]
+        reps = [desired.key_client(key, now=timezone.now(), secret=new_secret()) for key in keys]
         result = keycloak._request(
             admin, "POST", "/partialImport", {"ifResourceExists": "FAIL", "clients": reps}
         )
@@ -83,15 +82,19 @@ def main() -> None:
     finally:
         ApiKey.objects.filter(owner=owner).update(status=ApiKey.Status.REVOKED)
         keycloak._request(admin, "DELETE", "")
-        realm_setup.bootstrap(admin, Api.objects.all())
+        bootstrap.run(admin, Api.objects.all())
 
     print(f"reconcile, median of {RUNS} runs, pages of 200 clients")
     for size, (seconds, seen, problems) in results.items():
-        print(f"{size:>7,} clients: {seconds:6.2f} s  ({seen} seen, {problems} problems)  "
-              f"{seconds / seen * 1000:.2f} ms per client")  # fmt: skip
+        print(
+            f"{size:>7,} clients: {seconds:6.2f} s  ({seen} seen, {problems} problems)  "
+            f"{seconds / seen * 1000:.2f} ms per client"
+        )
     small, large = SIZES
-    print(f"ratio {large:,} / {small:,}: {results[large][0] / results[small][0]:.1f} "
-          f"(clients x{large // small})")  # fmt: skip
+    print(
+        f"ratio {large:,} / {small:,}: {results[large][0] / results[small][0]:.1f} "
+        f"(clients x{large // small})"
+    )
 
 
 if __name__ == "__main__":

@@ -84,9 +84,13 @@ def run(revealed: lifecycle.Revealed) -> None:
 
     def pyjwt(token: str) -> None:
         jwt.decode(
-            token, public_key, algorithms=["RS256"], audience=settings.WHOAMI_AUDIENCE,
-            issuer=settings.TOKEN_ISSUER, leeway=10,
-        )  # fmt: skip
+            token,
+            public_key,
+            algorithms=["RS256"],
+            audience=settings.WHOAMI_AUDIENCE,
+            issuer=settings.TOKEN_ISSUER,
+            leeway=10,
+        )
 
     def validate(token: str) -> None:
         validator.validate(token, settings.WHOAMI_AUDIENCE)
@@ -106,9 +110,14 @@ def run(revealed: lifecycle.Revealed) -> None:
     server_secret = new_secret()
     server_uuid = keycloak.create_client(
         conn,
-        {"clientId": settings.WHOAMI_AUDIENCE, "publicClient": False, "secret": server_secret,
-         "standardFlowEnabled": False, "directAccessGrantsEnabled": False},
-    )  # fmt: skip
+        {
+            "clientId": settings.WHOAMI_AUDIENCE,
+            "publicClient": False,
+            "secret": server_secret,
+            "standardFlowEnabled": False,
+            "directAccessGrantsEnabled": False,
+        },
+    )
     introspect_url = f"{settings.TOKEN_ENDPOINT}/introspect"
     server_auth = (settings.WHOAMI_AUDIENCE, server_secret)
     try:
@@ -132,8 +141,10 @@ def run(revealed: lifecycle.Revealed) -> None:
     print(f"validator, token seen before    {median['seen']:9.2f} us")
     print(f"Keycloak introspection          {introspection:9.1f} us  ({INTROSPECTIONS} tokens)")
     print(f"JWKS fetches during timed runs: {fetches_during}")
-    print(f"ratio first-seen / raw:        {median['first'] / median['raw']:.2f}  (goal <= 1.5); "
-          f"best rounds: {best['first'] / best['raw']:.2f}")  # fmt: skip
+    print(
+        f"ratio first-seen / raw:        {median['first'] / median['raw']:.2f}  (goal <= 1.5); "
+        f"best rounds: {best['first'] / best['raw']:.2f}"
+    )
     print(f"ratio PyJWT / seen-before:     {median['pyjwt'] / median['seen']:.0f}  (goal >= 10)")
     print(f"ratio introspection / first:   {introspection / median['first']:.0f}")
 

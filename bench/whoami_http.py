@@ -51,10 +51,24 @@ def main() -> None:
     owner = bench_owner()
     revealed = lifecycle.issue_key(owner, api, name=f"wrk {time.time()}", lifetime_days=1)
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "portal.wsgi", "-b", ADDRESS, "-w", "2",
-         "--access-logfile", "/dev/null", "--error-logfile", "-", "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "portal.wsgi",
+            "-b",
+            ADDRESS,
+            "-w",
+            "2",
+            "--access-logfile",
+            "/dev/null",
+            "--error-logfile",
+            "-",
+            "--log-level",
+            "warning",
+        ],
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings"},
-    )  # fmt: skip
+    )
     try:
         base = f"http://{ADDRESS}"
         wait_until(

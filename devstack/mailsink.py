@@ -45,12 +45,19 @@ def start(instance: str, port: int) -> None:
     log_file = root(instance) / "mailsink.log"
     spawn(
         [
-            sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
-            "-c", "aiosmtpd.handlers.Mailbox", str(maildir(instance)),
+            sys.executable,
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            f"127.0.0.1:{port}",
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+            str(maildir(instance)),
         ],
         pid_file=pid_file,
         log_file=log_file,
-    )  # fmt: skip
+    )
     wait_until(lambda: is_listening(port), timeout=20, what="mail sink", log_file=log_file)
 
 

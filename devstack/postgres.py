@@ -56,21 +56,47 @@ def start(port: int = DEFAULT_PORT) -> str:
         data.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(data, "postgres", "postgres")
-        _run([str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-              "-E", "UTF8", "--no-sync"])  # fmt: skip
+        _run(
+            [
+                str(binaries / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
+        )
     status = subprocess.run(
         _as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "status"]),
-        capture_output=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        check=False,
+    )
     if status.returncode != 0:
         options = f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off"
-        _run([str(binaries / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"),
-              "-o", options, "-w", "-t", "60", "start"])  # fmt: skip
-    exists = _run([str(binaries / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-                   "-tAc", "SELECT 1 FROM pg_database WHERE datname = 'portal'"])  # fmt: skip
+        _run(
+            [
+                str(binaries / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(data / "server.log"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        )
+    client = ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
+    query = "SELECT 1 FROM pg_database WHERE datname = 'portal'"
+    exists = _run([str(binaries / "psql"), *client, "-tAc", query])
     if exists.stdout.strip() != "1":
-        _run([str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-              "portal"])  # fmt: skip
+        _run([str(binaries / "createdb"), *client, "portal"])
     return database_url(port)
 
 

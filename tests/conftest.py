@@ -17,7 +17,7 @@ from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakDeleteError
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playwright
 
-from apikeys import keycloak, realm_setup
+from apikeys import bootstrap, keycloak
 from apikeys.keycloak import Connection, Representation
 from apikeys.models import Api, ApiKey, User
 from tests.accounts import PASSWORD, KeycloakUser
@@ -50,11 +50,7 @@ def key_clients(bootstrapped: Connection) -> Iterator[Connection]:
 
 
 def key_clients_in_keycloak(conn: Connection) -> list[Representation]:
-    found, first = [], 0
-    while page := keycloak.list_clients(conn, ApiKey.CLIENT_ID_PREFIX, first, 100):
-        found += [c for c in page if c["clientId"].startswith(ApiKey.CLIENT_ID_PREFIX)]
-        first += 100
-    return found
+    return [c for page in keycloak.clients_with_prefix(conn, ApiKey.CLIENT_ID_PREFIX) for c in page]
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +105,7 @@ def keycloak_admin() -> Connection:
 
 @pytest.fixture(scope="session")
 def bootstrapped(keycloak_admin: Connection) -> Connection:
-    realm_setup.bootstrap(keycloak_admin, [sample_api()])
+    bootstrap.run(keycloak_admin, [sample_api()])
     return keycloak_admin
 
 

@@ -40,9 +40,12 @@ def real_smtp(settings: Any) -> None:
 def unique_user(db: None, *, staff: bool = False) -> User:
     name = uuid.uuid4().hex[:10]
     return User.objects.create(
-        username=str(uuid.uuid4()), email=f"{name}@example.com", first_name="Pat",
-        last_name=name, is_staff=staff,
-    )  # fmt: skip
+        username=str(uuid.uuid4()),
+        email=f"{name}@example.com",
+        first_name="Pat",
+        last_name=name,
+        is_staff=staff,
+    )
 
 
 @pytest.fixture
@@ -90,9 +93,16 @@ def test_every_admin_url_is_404_for_customers_and_sends_anonymous_visitors_to_si
         )
     ]
     gets += [reverse("manage_key", args=[key.pk]), reverse("manage_api_edit", args=["sample"])]
-    posts = [reverse(name, args=[key.pk]) for name in
-             ("manage_approve", "manage_reject", "manage_suspend", "manage_reinstate",
-              "manage_revoke")] + [reverse("manage_api_retire", args=["sample"])]  # fmt: skip
+    posts = [
+        reverse(name, args=[key.pk])
+        for name in (
+            "manage_approve",
+            "manage_reject",
+            "manage_suspend",
+            "manage_reinstate",
+            "manage_revoke",
+        )
+    ] + [reverse("manage_api_retire", args=["sample"])]
 
     for url in gets + posts:
         response = client.get(url) if url in gets else client.post(url, {"reason": "x"})
@@ -172,8 +182,10 @@ def test_suspending_and_reinstating_change_what_keycloak_allows_next(
     assert request_token(key.client_id, revealed.secret).status_code == 200
     assert ApiKey.objects.get().status == ApiKey.Status.ACTIVE
     assert [e.action for e in AuditEntry.objects.order_by("at", "id")] == [
-        "created", "suspended", "reinstated",
-    ]  # fmt: skip
+        "created",
+        "suspended",
+        "reinstated",
+    ]
     time.sleep(0.5)
     assert any("was reinstated" in plain_text(m) for m in messages_to(customer.email))
 
@@ -369,9 +381,14 @@ def test_a_new_api_gets_its_scope_in_keycloak_and_lifespan_changes_reach_live_ke
     request: pytest.FixtureRequest,
 ) -> None:
     slug = f"orders{uuid.uuid4().hex[:6]}"
-    form = {"name": f"Orders {slug}", "slug": slug, "audience": f"https://api.example.com/{slug}",
-            "description": "Orders", "max_key_lifetime_days": "180",
-            "access_token_lifespan": "300"}  # fmt: skip
+    form = {
+        "name": f"Orders {slug}",
+        "slug": slug,
+        "audience": f"https://api.example.com/{slug}",
+        "description": "Orders",
+        "max_key_lifetime_days": "180",
+        "access_token_lifespan": "300",
+    }
     admin_client.post(reverse("manage_api_new"), form)
     api = Api.objects.get(slug=slug)
     scope = keycloak.find_client_scope(key_clients, f"api-{slug}")
@@ -398,16 +415,26 @@ def test_bad_catalog_input_is_refused_and_keycloak_down_changes_nothing(
 ) -> None:
     bad = admin_client.post(
         reverse("manage_api_new"),
-        {"name": "Evil", "slug": "evil", "audience": "x\"}, {\"evil", "max_key_lifetime_days": "9",
-         "access_token_lifespan": "300"},
-    )  # fmt: skip
+        {
+            "name": "Evil",
+            "slug": "evil",
+            "audience": 'x"}, {"evil',
+            "max_key_lifetime_days": "9",
+            "access_token_lifespan": "300",
+        },
+    )
     assert "Use letters, digits" in bad.content.decode()
     settings.KEYCLOAK_URL = "http://127.0.0.1:9"
     down = admin_client.post(
         reverse("manage_api_new"),
-        {"name": "Later", "slug": "later", "audience": "later-api", "max_key_lifetime_days": "9",
-         "access_token_lifespan": "300"},
-    )  # fmt: skip
+        {
+            "name": "Later",
+            "slug": "later",
+            "audience": "later-api",
+            "max_key_lifetime_days": "9",
+            "access_token_lifespan": "300",
+        },
+    )
     assert "Nothing was changed." in down.content.decode()
     assert not Api.objects.filter(slug__in=["evil", "later"]).exists()
 

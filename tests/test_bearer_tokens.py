@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from jwt import PyJWKSet
 
-from apikeys import bearer_tokens, lifecycle, realm_setup
+from apikeys import bearer_tokens, bootstrap, lifecycle
 from apikeys.bearer_tokens import TokenError, TokenValidator
 from apikeys.keycloak import Connection
 from apikeys.models import Api, ApiKey, User
@@ -140,7 +140,7 @@ def test_a_token_for_another_api_is_refused(
     owner: User, key_clients: Connection, revealed: lifecycle.Revealed
 ) -> None:
     other = Api.objects.create(name="Other API", slug="other", audience="other-api")
-    realm_setup.ensure_api_scope(key_clients, other)
+    bootstrap.ensure_api_scope(key_clients, other)
     other_token = new_token(lifecycle.issue_key(owner, other, name="other", lifetime_days=9))
 
     validator = make_validator()
@@ -183,12 +183,14 @@ def other_realm(keycloak_admin: Connection) -> Iterator[tuple[str, str, str]]:
                     "name": "aud",
                     "protocol": "openid-connect",
                     "protocolMapper": "oidc-audience-mapper",
-                    "config": {"included.custom.audience": "sample-api",
-                               "access.token.claim": "true"},
+                    "config": {
+                        "included.custom.audience": "sample-api",
+                        "access.token.claim": "true",
+                    },
                 }
             ],
         }
-    )  # fmt: skip
+    )
     admin.change_current_realm(settings.KEYCLOAK_REALM)
     yield name, "intruder", "intruder-secret"
     admin.delete_realm(name)
@@ -264,10 +266,15 @@ def rotated_realm_key(keycloak_admin: Connection) -> Iterator[None]:
             "providerId": "rsa-generated",
             "providerType": "org.keycloak.keys.KeyProvider",
             "parentId": realm_id,
-            "config": {"priority": ["1000"], "keySize": ["2048"], "algorithm": ["RS256"],
-                       "active": ["true"], "enabled": ["true"]},
+            "config": {
+                "priority": ["1000"],
+                "keySize": ["2048"],
+                "algorithm": ["RS256"],
+                "active": ["true"],
+                "enabled": ["true"],
+            },
         }
-    )  # fmt: skip
+    )
     try:
         yield
     finally:

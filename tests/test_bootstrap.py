@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from apikeys import keycloak, realm_setup
+from apikeys import bootstrap, desired, keycloak
 from apikeys.keycloak import Connection
 from tests.conftest import sample_api
 
@@ -37,7 +37,7 @@ def snapshot(conn: Connection) -> dict[str, Any]:
     return {
         "realm": realm,
         "events": admin.connection.raw_get(f"admin/realms/{conn.realm}/events/config").json(),
-        "role": keycloak.get_realm_role(conn, realm_setup.ADMIN_ROLE),
+        "role": keycloak.get_realm_role(conn, settings.OIDC_ADMIN_ROLE),
         "clients": clients,
         "service_account_roles": admin.connection.raw_get(
             f"admin/realms/{conn.realm}/users/{sa_user['id']}/role-mappings"
@@ -49,7 +49,7 @@ def snapshot(conn: Connection) -> dict[str, Any]:
 def test_a_second_run_changes_nothing(bootstrapped: Connection) -> None:
     before = snapshot(bootstrapped)
 
-    changes = realm_setup.bootstrap(bootstrapped, [sample_api()])
+    changes = bootstrap.run(bootstrapped, [sample_api()])
 
     assert changes == []
     assert snapshot(bootstrapped) == before
@@ -77,7 +77,7 @@ def test_the_realm_has_self_registration_and_its_protections(bootstrapped: Conne
     ).json()
     assert events["eventsEnabled"] is True
     assert "CLIENT_LOGIN" in events["enabledEventTypes"]
-    assert events["eventsExpiration"] == realm_setup.EVENTS_EXPIRATION_SECONDS
+    assert events["eventsExpiration"] == desired.EVENTS_EXPIRATION_SECONDS
     assert events["adminEventsEnabled"] is True
 
 
@@ -113,7 +113,7 @@ def test_the_service_account_holds_only_its_least_roles(bootstrapped: Connection
     user = keycloak.get_service_account_user(bootstrapped, service["id"])
     management = keycloak.find_client(bootstrapped, "realm-management")
     assert management is not None
-    held = keycloak.get_user_client_roles(bootstrapped, user["id"], management["id"])
+    held = keycloak.get_roles(bootstrapped, keycloak.user_roles_path(user["id"], management["id"]))
     assert held == {"manage-clients", "view-events"}
 
 
@@ -138,16 +138,19 @@ def test_it_repairs_settings_changed_behind_its_back(bootstrapped: Connection) -
     management = keycloak.find_client(bootstrapped, "realm-management")
     assert management is not None
     realm_admin = bootstrapped.admin.get_client_role(management["id"], "realm-admin")
-    keycloak.set_user_client_roles(
-        bootstrapped, user["id"], management["id"], [realm_admin], granted=True
+    keycloak.set_roles(
+        bootstrapped,
+        keycloak.user_roles_path(user["id"], management["id"]),
+        [realm_admin],
+        granted=True,
     )
 
-    changes = realm_setup.bootstrap(bootstrapped, [sample_api()])
+    changes = bootstrap.run(bootstrapped, [sample_api()])
 
     assert f"updated client {settings.OIDC_RP_CLIENT_ID}" in changes
     assert any("removed ['realm-admin']" in line for line in changes)
     repaired = keycloak.find_client(bootstrapped, settings.OIDC_RP_CLIENT_ID)
     assert repaired is not None
     assert repaired["directAccessGrantsEnabled"] is False
-    held = keycloak.get_user_client_roles(bootstrapped, user["id"], management["id"])
+    held = keycloak.get_roles(bootstrapped, keycloak.user_roles_path(user["id"], management["id"]))
     assert held == {"manage-clients", "view-events"}

@@ -17,7 +17,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils.log import AdminEmailHandler
 
-from apikeys import keycloak, lifecycle
+from apikeys import crash_points, keycloak, lifecycle
 from apikeys.keycloak import Connection
 from apikeys.models import Api, ApiKey, User
 
@@ -34,7 +34,14 @@ def error_reports(settings: Any) -> Iterator[None]:
     logger.addHandler(handler)
     yield
     logger.removeHandler(handler)
-    lifecycle.armed_faults.clear()
+    crash_points.armed.clear()
+
+
+def failing_after_the_secret(client: Client, owner: User, point: str) -> None:
+    """Sign in as `owner`, and make the request fail just after Keycloak took the secret."""
+    client.force_login(owner)
+    client.raise_request_exception = False
+    crash_points.armed[point] = "error"
 
 
 def reports_sent() -> str:
@@ -63,16 +70,11 @@ def assert_nowhere(secret: str, page: str, caplog: pytest.LogCaptureFixture) -> 
 
 
 @pytest.mark.usefixtures("error_reports")
+@pytest.mark.usefixtures("sample")
 def test_a_failure_while_creating_shows_the_new_secret_nowhere(
-    client: Client,
-    owner: User,
-    sample: Api,
-    key_clients: Connection,
-    caplog: pytest.LogCaptureFixture,
+    client: Client, owner: User, key_clients: Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client.force_login(owner)
-    client.raise_request_exception = False
-    lifecycle.armed_faults["issue:client-created"] = "error"
+    failing_after_the_secret(client, owner, "issue:client-created")
 
     response = client.post(
         reverse("new_key"), {"name": "doomed", "api": "sample", "lifetime_days": "30"}
@@ -92,9 +94,7 @@ def test_a_failure_while_rotating_shows_the_new_secret_nowhere(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     key = lifecycle.issue_key(owner, sample, name="rotating", lifetime_days=30).key
-    client.force_login(owner)
-    client.raise_request_exception = False
-    lifecycle.armed_faults["rotate:secret-set"] = "error"
+    failing_after_the_secret(client, owner, "rotate:secret-set")
 
     response = client.post(reverse("rotate_key", args=[key.pk]))
 

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
-from apikeys import keycloak, lifecycle
+from apikeys import desired, keycloak, lifecycle
 from apikeys.keycloak import Connection, KeycloakRejected, KeycloakUnavailable
 from apikeys.models import Api, ApiKey, AuditEntry, User
 from tests.conftest import key_clients_in_keycloak
@@ -157,12 +158,12 @@ def test_a_key_left_unfinished_is_finished_later_with_one_client(
     with pytest.raises(lifecycle.KeyNotIssued, match="listed as unfinished"):
         issue(owner, sample)
     key = ApiKey.objects.get()
-    assert key.status == ApiKey.Status.PROVISIONING
+    assert key.status == ApiKey.Status.UNFINISHED
     assert portal_clients(key_clients) == [key.client_id]
 
     monkeypatch.undo()
     settings.KEYCLOAK_URL = real_url
-    revealed = lifecycle.finish_provisioning(key, actor=owner)
+    revealed = lifecycle.finish_key(key, actor=owner)
 
     assert revealed.key.status == ApiKey.Status.ACTIVE
     assert portal_clients(key_clients) == [key.client_id]
@@ -175,7 +176,7 @@ def test_discarding_an_unfinished_key_removes_its_client_and_record(
 ) -> None:
     key = ApiKey.objects.create(owner=owner, api=sample, name="half", expires_at=sample.created_at)
     keycloak.create_client(
-        key_clients, lifecycle.key_client_representation(key, "kcak_never_shown")
+        key_clients, desired.key_client(key, now=timezone.now(), secret="kcak_never_shown")
     )
     client.force_login(owner)
 
@@ -193,10 +194,10 @@ def test_a_client_with_the_keys_id_but_not_its_marker_is_left_alone(
     keycloak.create_client(key_clients, {"clientId": key.client_id, "publicClient": True})
 
     with pytest.raises(KeycloakRejected, match="not this key's"):
-        lifecycle.finish_provisioning(key, actor=owner)
+        lifecycle.finish_key(key, actor=owner)
 
     assert portal_clients(key_clients) == [key.client_id]
-    assert ApiKey.objects.get().status == ApiKey.Status.PROVISIONING
+    assert ApiKey.objects.get().status == ApiKey.Status.UNFINISHED
 
 
 def test_with_keycloak_down_rotating_fails_and_the_old_secret_still_works(
@@ -251,9 +252,14 @@ def portal_without_rights(key_clients: Connection, settings: Any) -> Iterator[No
     client_id = f"weak-{uuid.uuid4().hex[:8]}"
     client_uuid = keycloak.create_client(
         key_clients,
-        {"clientId": client_id, "secret": "weak-secret", "publicClient": False,
-         "serviceAccountsEnabled": True, "standardFlowEnabled": False},
-    )  # fmt: skip
+        {
+            "clientId": client_id,
+            "secret": "weak-secret",
+            "publicClient": False,
+            "serviceAccountsEnabled": True,
+            "standardFlowEnabled": False,
+        },
+    )
     settings.KEYCLOAK_SERVICE_CLIENT_ID = client_id
     settings.KEYCLOAK_SERVICE_CLIENT_SECRET = "weak-secret"
     yield

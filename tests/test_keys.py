@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from apikeys import keycloak, lifecycle
 from apikeys.keycloak import Connection
-from apikeys.models import Api, ApiKey, AuditEntry, User
+from apikeys.models import Api, ApiKey, AuditEntry, User, WrongState
 from apikeys.secret_format import is_well_formed
 from tests.conftest import key_clients_in_keycloak
 from tests.tokens import claims, request_token
@@ -108,7 +108,7 @@ def test_revoking_twice_is_refused_without_touching_keycloak(owner: User, sample
     key = issue(owner, sample).key
     lifecycle.revoke_key(key, actor=owner)
 
-    with pytest.raises(lifecycle.WrongState):
+    with pytest.raises(WrongState):
         lifecycle.revoke_key(key, actor=owner)
 
 

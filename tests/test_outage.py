@@ -18,7 +18,7 @@ from django.urls import reverse
 
 from apikeys import lifecycle
 from apikeys.models import Api, ApiKey, User
-from devstack import keycloak as devstack_keycloak
+from devstack import keycloak_server as devstack_keycloak
 from tests.tokens import request_token
 
 pytestmark = pytest.mark.usefixtures("key_clients")
@@ -54,18 +54,25 @@ def test_with_keycloak_stopped_reads_work_actions_fail_fast_and_all_recovers(
 
     devstack_keycloak.stop_instance(stop_keycloak)
 
-    for url in (reverse("home"), reverse("key_detail", args=[revealed.key.pk]),
-                reverse("activity"), reverse("partner_docs")):  # fmt: skip
+    for url in (
+        reverse("home"),
+        reverse("key_detail", args=[revealed.key.pk]),
+        reverse("activity"),
+        reverse("partner_docs"),
+    ):
         assert client.get(url).status_code == 200, url
     # Tokens already issued still validate: the JWKS is cached, no call on the hot path.
     assert client.get(reverse("whoami"), headers=whoami).status_code == 200
     responses: dict[str, Any] = {}
-    elapsed = timed(lambda: responses.update(
-        create=client.post(reverse("new_key"),
-                           {"name": "during", "api": "sample", "lifetime_days": "9"}),
-        rotate=client.post(reverse("rotate_key", args=[revealed.key.pk])),
-        revoke=client.post(reverse("revoke_key", args=[revealed.key.pk])),
-    ))  # fmt: skip
+    elapsed = timed(
+        lambda: responses.update(
+            create=client.post(
+                reverse("new_key"), {"name": "during", "api": "sample", "lifetime_days": "9"}
+            ),
+            rotate=client.post(reverse("rotate_key", args=[revealed.key.pk])),
+            revoke=client.post(reverse("revoke_key", args=[revealed.key.pk])),
+        )
+    )
     assert elapsed < 10
     assert "No key was created" in responses["create"].content.decode()
     assert "The old secret still works" in responses["rotate"].content.decode()
@@ -78,8 +85,9 @@ def test_with_keycloak_stopped_reads_work_actions_fail_fast_and_all_recovers(
 
     devstack_keycloak.start(stop_keycloak)
 
-    created = client.post(reverse("new_key"), {"name": "after", "api": "sample",
-                                               "lifetime_days": "9"})  # fmt: skip
+    created = client.post(
+        reverse("new_key"), {"name": "after", "api": "sample", "lifetime_days": "9"}
+    )
     assert 'data-testid="reveal"' in created.content.decode()
     rotated = lifecycle.rotate_secret(revealed.key, actor=owner)
     assert request_token(revealed.key.client_id, rotated.secret).status_code == 200

@@ -84,7 +84,7 @@ def test_pages_carry_a_content_security_policy(client: Client) -> None:
 def test_the_audit_address_trusts_only_the_configured_proxies(
     rf: Any, settings: Any, proxies: int, forwarded: str, expected: str
 ) -> None:
-    from apikeys.views import client_ip
+    from apikeys.client_address import client_ip
 
     settings.TRUSTED_PROXIES = proxies
     request = rf.get("/", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="127.0.0.1")

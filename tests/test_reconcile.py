@@ -19,9 +19,10 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from apikeys import keycloak, lifecycle
+from apikeys import crash_points, desired, keycloak, lifecycle
+from apikeys.crash_points import POINTS as FAULT_POINTS
+from apikeys.crash_points import SimulatedCrash
 from apikeys.keycloak import Connection
-from apikeys.lifecycle import FAULT_POINTS, SimulatedCrash
 from apikeys.models import Api, ApiKey, User
 from apikeys.reconcile import reconcile
 from tests.conftest import key_clients_in_keycloak
@@ -60,10 +61,10 @@ def issue(owner: User, api: Api, name: str = "key") -> lifecycle.Revealed:
 @pytest.fixture
 def armed() -> Iterator[Callable[[str], None]]:
     def arm(point: str) -> None:
-        lifecycle.armed_faults[point] = "raise"
+        crash_points.armed[point] = "raise"
 
     yield arm
-    lifecycle.armed_faults.clear()
+    crash_points.armed.clear()
 
 
 # Drift made directly in Keycloak
@@ -94,10 +95,14 @@ def test_a_removed_scope_and_changed_settings_are_restored(
     scope = keycloak.find_client_scope(key_clients, "api-sample")
     assert scope is not None
     keycloak.set_client_scope_of_client(key_clients, uuid_, "default", scope["id"], attached=False)
-    keycloak.update_client(key_clients, uuid_, {
-        "directAccessGrantsEnabled": True,
-        "attributes": {"access.token.lifespan": "86400"},
-    })  # fmt: skip
+    keycloak.update_client(
+        key_clients,
+        uuid_,
+        {
+            "directAccessGrantsEnabled": True,
+            "attributes": {"access.token.lifespan": "86400"},
+        },
+    )
     assert "aud" not in request_token(revealed.key.client_id, revealed.secret).text
 
     problems = run_reconcile()
@@ -137,7 +142,9 @@ def test_a_stray_client_with_the_marker_is_deleted_and_a_foreign_one_left_alone(
 ) -> None:
     stray = ApiKey(owner=owner, api=sample, name="ghost", expires_at=timezone.now())
     stray.client_id = f"apikey-{stray.pk.hex}"
-    keycloak.create_client(key_clients, lifecycle.key_client_representation(stray, "kcak_x"))
+    keycloak.create_client(
+        key_clients, desired.key_client(stray, now=timezone.now(), secret="kcak_x")
+    )
     keycloak.create_client(key_clients, {"clientId": "apikey-made-by-hand", "publicClient": True})
 
     dry = reconcile(dry_run=True, grace=NOW_GRACE)
@@ -170,7 +177,7 @@ def _issue_crash(owner: User, sample: Api, point: str, arm: Callable[[str], None
     arm(point)
     with pytest.raises(SimulatedCrash):
         issue(owner, sample)
-    lifecycle.armed_faults.clear()
+    crash_points.armed.clear()
     return None
 
 
@@ -186,18 +193,24 @@ def scenario_issue_client_created(ctx: dict[str, Any]) -> None:
     key = ApiKey.objects.get()
     assert key.status == "provisioning"
     assert key.keycloak_id
-    revealed = lifecycle.finish_provisioning(key, actor=ctx["owner"])  # the owner's retry
+    revealed = lifecycle.finish_key(key, actor=ctx["owner"])  # the owner's retry
     assert request_token(key.client_id, revealed.secret).status_code == 200
 
 
 def scenario_discard_client_deleted(ctx: dict[str, Any]) -> None:
-    key = ApiKey.objects.create(owner=ctx["owner"], api=ctx["api"], name="half",
-                                expires_at=timezone.now() + timedelta(days=1))  # fmt: skip
-    keycloak.create_client(ctx["conn"], lifecycle.key_client_representation(key, "kcak_z"))
+    key = ApiKey.objects.create(
+        owner=ctx["owner"],
+        api=ctx["api"],
+        name="half",
+        expires_at=timezone.now() + timedelta(days=1),
+    )
+    keycloak.create_client(
+        ctx["conn"], desired.key_client(key, now=timezone.now(), secret="kcak_z")
+    )
     ctx["arm"]("discard:client-deleted")
     with pytest.raises(SimulatedCrash):
-        lifecycle.discard_unfinished(key)
-    lifecycle.armed_faults.clear()
+        lifecycle.discard_key(key)
+    crash_points.armed.clear()
     run_reconcile()
     assert not ApiKey.objects.exists()
 
@@ -207,23 +220,27 @@ def scenario_rotate_secret_set(ctx: dict[str, Any]) -> None:
     ctx["arm"]("rotate:secret-set")
     with pytest.raises(SimulatedCrash):
         lifecycle.rotate_secret(revealed.key, actor=ctx["owner"])
-    lifecycle.armed_faults.clear()
+    crash_points.armed.clear()
     run_reconcile()
     again = lifecycle.rotate_secret(revealed.key, actor=ctx["owner"])  # the owner's retry
     assert request_token(revealed.key.client_id, again.secret).status_code == 200
 
 
 def _ended_by(
-    ctx: dict[str, Any], point: str, setup: Callable[[lifecycle.Revealed], None] | None,
-    action: Callable[[ApiKey], object], final: str, works: bool,
-) -> None:  # fmt: skip
+    ctx: dict[str, Any],
+    point: str,
+    setup: Callable[[lifecycle.Revealed], None] | None,
+    action: Callable[[ApiKey], object],
+    final: str,
+    works: bool,
+) -> None:
     revealed = issue(ctx["owner"], ctx["api"])
     if setup:
         setup(revealed)
     ctx["arm"](point)
     with pytest.raises(SimulatedCrash):
         action(revealed.key)
-    lifecycle.armed_faults.clear()
+    crash_points.armed.clear()
     run_reconcile()
     action(ApiKey.objects.get(pk=revealed.key.pk))  # the retry
     assert ApiKey.objects.get(pk=revealed.key.pk).status == final
@@ -232,37 +249,65 @@ def _ended_by(
 
 
 def scenario_revoke_client_deleted(ctx: dict[str, Any]) -> None:
-    _ended_by(ctx, "revoke:client-deleted", None,
-              lambda k: lifecycle.revoke_key(k, actor=ctx["owner"]), "revoked", False)  # fmt: skip
+    _ended_by(
+        ctx,
+        "revoke:client-deleted",
+        None,
+        lambda k: lifecycle.revoke_key(k, actor=ctx["owner"]),
+        "revoked",
+        False,
+    )
 
 
 def scenario_approve_client_enabled(ctx: dict[str, Any]) -> None:
     ctx["api"].requires_approval = True
     ctx["api"].save()
-    _ended_by(ctx, "approve:client-enabled", None,
-              lambda k: lifecycle.approve_key(k, actor=ctx["admin"]), "active", True)  # fmt: skip
+    _ended_by(
+        ctx,
+        "approve:client-enabled",
+        None,
+        lambda k: lifecycle.approve_key(k, actor=ctx["admin"]),
+        "active",
+        True,
+    )
 
 
 def scenario_reject_client_deleted(ctx: dict[str, Any]) -> None:
     ctx["api"].requires_approval = True
     ctx["api"].save()
-    _ended_by(ctx, "reject:client-deleted", None,
-              lambda k: lifecycle.reject_key(k, actor=ctx["admin"], reason="no"),
-              "rejected", False)  # fmt: skip
+    _ended_by(
+        ctx,
+        "reject:client-deleted",
+        None,
+        lambda k: lifecycle.reject_key(k, actor=ctx["admin"], reason="no"),
+        "rejected",
+        False,
+    )
 
 
 def scenario_suspend_client_disabled(ctx: dict[str, Any]) -> None:
-    _ended_by(ctx, "suspend:client-disabled", None,
-              lambda k: lifecycle.suspend_key(k, actor=ctx["admin"], reason="r"),
-              "suspended", False)  # fmt: skip
+    _ended_by(
+        ctx,
+        "suspend:client-disabled",
+        None,
+        lambda k: lifecycle.suspend_key(k, actor=ctx["admin"], reason="r"),
+        "suspended",
+        False,
+    )
 
 
 def scenario_reinstate_client_enabled(ctx: dict[str, Any]) -> None:
     def suspend(revealed: lifecycle.Revealed) -> None:
         lifecycle.suspend_key(revealed.key, actor=ctx["admin"], reason="r")
 
-    _ended_by(ctx, "reinstate:client-enabled", suspend,
-              lambda k: lifecycle.reinstate_key(k, actor=ctx["admin"]), "active", True)  # fmt: skip
+    _ended_by(
+        ctx,
+        "reinstate:client-enabled",
+        suspend,
+        lambda k: lifecycle.reinstate_key(k, actor=ctx["admin"]),
+        "active",
+        True,
+    )
 
 
 def scenario_expire_client_disabled(ctx: dict[str, Any]) -> None:
@@ -271,8 +316,14 @@ def scenario_expire_client_disabled(ctx: dict[str, Any]) -> None:
             expires_at=timezone.now() - timedelta(minutes=1)
         )
 
-    _ended_by(ctx, "expire:client-disabled", past_expiry,
-              lambda k: lifecycle.expire_due_keys(), "expired", False)  # fmt: skip
+    _ended_by(
+        ctx,
+        "expire:client-disabled",
+        past_expiry,
+        lambda k: lifecycle.expire_due_keys(),
+        "expired",
+        False,
+    )
 
 
 SCENARIOS = {
@@ -324,10 +375,15 @@ def test_a_process_killed_while_issuing_leaves_nothing_behind_after_reconcile(
         f"lifecycle.issue_key(User.objects.get(pk={owner.pk}), Api.objects.get(slug='sample'),"
         " name='doomed', lifetime_days=9)\n"
     )
-    env = {**os.environ, "PORTAL_FAULTS": f"{point}=exit", "DATABASE_URL": _database_url(),
-           "DJANGO_SETTINGS_MODULE": "portal.settings"}  # fmt: skip
-    died = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          timeout=60, check=False)  # fmt: skip
+    env = {
+        **os.environ,
+        "PORTAL_FAULTS": f"{point}=exit",
+        "DATABASE_URL": _database_url(),
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+    }
+    died = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, timeout=60, check=False
+    )
     assert died.returncode == 137, died.stderr.decode()[-2000:]
 
     run_reconcile()
@@ -335,7 +391,7 @@ def test_a_process_killed_while_issuing_leaves_nothing_behind_after_reconcile(
     if point == "issue:client-created":  # the record was committed before; the client adopted
         key = ApiKey.objects.get()
         assert key.status == "provisioning"
-        lifecycle.discard_unfinished(key)  # or finish it; either way nothing is left over
+        lifecycle.discard_key(key)  # or finish it; either way nothing is left over
     assert not ApiKey.objects.exists()
     assert key_clients_in_keycloak(key_clients) == []
 

@@ -62,18 +62,24 @@ def run_command(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     }
     with (tmp_path / "run.log").open("wb") as log:
         process = subprocess.Popen(
-            ["bin/run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            ["bin/run"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
         yield process
         if process.poll() is None:  # the test failed before stopping it: leave nothing running
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    for service in ("devstack.keycloak", "devstack.mailsink"):
+    for service in ("devstack.keycloak_server", "devstack.mailsink"):
         subprocess.run(
             [str(ROOT / ".venv/bin/python"), "-m", service, "stop", "--instance", "runcheck"],
-            cwd=ROOT, check=False, capture_output=True,
-        )  # fmt: skip
+            cwd=ROOT,
+            check=False,
+            capture_output=True,
+        )
 
 
 def test_sigterm_stops_the_portal_keycloak_and_the_mail_sink(

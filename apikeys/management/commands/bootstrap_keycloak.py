@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apikeys import keycloak, realm_setup
+from apikeys import bootstrap, keycloak
 from apikeys.models import Api
 
 
@@ -41,12 +41,14 @@ class Command(BaseCommand):
                 f"${options['admin_password_env']}."
             )
         conn = keycloak.connect(
-            realm=settings.KEYCLOAK_REALM, username=username, password=password,
+            realm=settings.KEYCLOAK_REALM,
+            username=username,
+            password=password,
             user_realm="master",
-        )  # fmt: skip
+        )
         try:
-            changes = realm_setup.bootstrap(conn, Api.objects.all())
-        except (keycloak.KeycloakUnavailable, keycloak.KeycloakRejected) as error:
+            changes = bootstrap.run(conn, Api.objects.all())
+        except keycloak.KeycloakFailure as error:
             raise CommandError(str(error)) from error
         for line in changes:
             self.stdout.write(f"  {line}")

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apikeys.jobs import job_lock
-from apikeys.keycloak import KeycloakRejected, KeycloakUnavailable
+from apikeys.keycloak import KeycloakFailure
 from apikeys.reconcile import describe, reconcile
 
 
@@ -29,7 +29,7 @@ class Command(BaseCommand):
                         self.stdout.write("another run is in progress; nothing done")
                         return
                     report = reconcile()
-        except (KeycloakUnavailable, KeycloakRejected) as error:
+        except KeycloakFailure as error:
             raise CommandError(f"Keycloak failed; nothing more was done: {error}") from error
         for line in describe(report):
             self.stdout.write(line)

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from apikeys.jobs import sync_last_used
-from apikeys.keycloak import KeycloakRejected, KeycloakUnavailable
+from apikeys.keycloak import KeycloakFailure
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             run = sync_last_used()
-        except (KeycloakUnavailable, KeycloakRejected) as error:
+        except KeycloakFailure as error:
             raise CommandError(
                 f"Keycloak failed; the next run starts from here: {error}"
             ) from error

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from apikeys.jobs import sync_users
-from apikeys.keycloak import KeycloakRejected, KeycloakUnavailable
+from apikeys.keycloak import KeycloakFailure
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             run = sync_users()
-        except (KeycloakUnavailable, KeycloakRejected) as error:
+        except KeycloakFailure as error:
             message = f"Keycloak failed; the next run starts from the same point: {error}"
             raise CommandError(message) from error
         if run.skipped:

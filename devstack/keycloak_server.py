@@ -1,9 +1,9 @@
 """Obtain the pinned Keycloak from Maven Central and run it in dev mode on loopback.
 
-    python -m devstack.keycloak fetch
-    python -m devstack.keycloak start [--instance dev] [--port 8080]
-    python -m devstack.keycloak stop [--instance dev]
-    python -m devstack.keycloak status [--instance dev]
+    python -m devstack.keycloak_server fetch
+    python -m devstack.keycloak_server start [--instance dev] [--port 8080]
+    python -m devstack.keycloak_server stop [--instance dev]
+    python -m devstack.keycloak_server status [--instance dev]
 
 Each instance (dev, test) has its own unpacked server and H2 database under the cache
 directory, so the test suite never touches the data of the run command's Keycloak.
@@ -86,14 +86,17 @@ def fetch() -> Path:
     print(f"Fetching {ARTIFACT} with Maven ...", flush=True)
     subprocess.run(
         [
-            "mvn", "-q", "-B", "dependency:copy",
+            "mvn",
+            "-q",
+            "-B",
+            "dependency:copy",
             f"-Dartifact={ARTIFACT}",
             f"-DoutputDirectory={archive.parent}",
             "-Dmdep.overWriteReleases=true",
         ],
         check=True,
         cwd=tempfile.gettempdir(),  # keep Maven away from any pom.xml in the working tree
-    )  # fmt: skip
+    )
     digest = _sha256(archive)
     if digest != SHA256:
         archive.unlink()
@@ -153,8 +156,10 @@ def start(instance: Instance, *, timeout: float = 240) -> float:
     )
     spawn(
         [
-            str(home / "bin" / "kc.sh"), "start-dev",
-            "--http-host=127.0.0.1", f"--http-port={instance.port}",
+            str(home / "bin" / "kc.sh"),
+            "start-dev",
+            "--http-host=127.0.0.1",
+            f"--http-port={instance.port}",
             f"--http-management-port={instance.management_port}",
             "--health-enabled=true",
             # One client per key: past Keycloak's default of 10,000 cached realm entries,
@@ -164,7 +169,7 @@ def start(instance: Instance, *, timeout: float = 240) -> float:
         pid_file=instance.pid_file,
         log_file=instance.log_file,
         env=env,
-    )  # fmt: skip
+    )
     wait_until(
         lambda: is_ready(instance) or running_pid(instance.pid_file) is None,
         timeout=timeout,
@@ -198,7 +203,7 @@ def _sha256(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devstack.keycloak")
+    parser = argparse.ArgumentParser(prog="python -m devstack.keycloak_server")
     parser.add_argument("action", choices=["fetch", "start", "stop", "status", "java", "reset"])
     parser.add_argument("--instance", default="dev")
     parser.add_argument("--port", type=int, default=8080)

@@ -1,0 +1,138 @@
+"""`bootstrap_keycloak`: make the realm and every object the portal owns in it what it wants.
+
+The order matters only where one object needs another: the admin role before the login
+client's scope holds it, the clients before their roles, the API scopes whenever. Each
+`ensure_*` reads the object, compares it with `apikeys/desired.py` and writes only what
+differs (`apikeys/convergence.py`), so a second run changes nothing. Each returns a line per
+change it made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.conf import settings
+
+from apikeys import convergence, desired, keycloak
+from apikeys.keycloak import Connection, Representation
+from apikeys.models import Api
+
+
+def run(conn: Connection, apis: Iterable[Api]) -> list[str]:
+    """Bring the realm and everything the portal owns in it to the wanted state."""
+    changes = ensure_realm(conn)
+    changes += ensure_realm_role(conn, desired.admin_role())
+    changes += ensure_client(conn, desired.login_client())
+    changes += ensure_client_realm_scope(
+        conn, settings.OIDC_RP_CLIENT_ID, {settings.OIDC_ADMIN_ROLE}
+    )
+    changes += ensure_client(conn, desired.service_client())
+    changes += ensure_service_account_roles(conn, settings.KEYCLOAK_SERVICE_CLIENT_ID)
+    for api in apis:
+        changes += ensure_api_scope(conn, api)
+    return changes
+
+
+def ensure_realm(conn: Connection) -> list[str]:
+    wanted = desired.realm()
+    current = keycloak.get_realm(conn)
+    if current is None:
+        keycloak.create_realm(conn, wanted)
+        return [f"created realm {conn.realm}"]
+    if convergence.differs(current, wanted):
+        keycloak.update_realm(conn, wanted)
+        return [f"updated realm {conn.realm}"]
+    return []
+
+
+def ensure_realm_role(conn: Connection, wanted: Representation) -> list[str]:
+    name = wanted["name"]
+    current = keycloak.get_realm_role(conn, name)
+    if current is None:
+        keycloak.create_realm_role(conn, wanted)
+        return [f"created realm role {name}"]
+    if convergence.differs(current, wanted):
+        keycloak.update_realm_role(conn, name, {**current, **wanted})
+        return [f"updated realm role {name}"]
+    return []
+
+
+def ensure_client(conn: Connection, wanted: Representation) -> list[str]:
+    """Create the client in one request, or bring its settings, scopes and mappers in line."""
+    current = keycloak.find_client(conn, wanted["clientId"])
+    if current is None:
+        keycloak.create_client(conn, wanted)
+        return [f"created client {wanted['clientId']}"]
+    plan = convergence.plan(current, wanted)
+    convergence.apply(conn, plan)
+    return plan.describe()
+
+
+def ensure_api_scope(conn: Connection, api: Api) -> list[str]:
+    """Create or repair the client scope that carries `api`'s audience."""
+    wanted = desired.api_scope(api)
+    current = keycloak.find_client_scope(conn, wanted["name"])
+    if current is None:
+        keycloak.create_client_scope(conn, wanted)
+        return [f"created client scope {wanted['name']}"]
+    plan = convergence.plan(current, wanted, kind="client scope")
+    convergence.apply(conn, plan)
+    return plan.describe()
+
+
+def ensure_client_realm_scope(conn: Connection, client_id: str, roles: set[str]) -> list[str]:
+    """Put exactly `roles` (realm roles) in the client's scope (fullScopeAllowed is off)."""
+    path = keycloak.scope_roles_path(_require_client(conn, client_id)["id"])
+    missing = roles - keycloak.get_roles(conn, path)
+    if not missing:
+        return []
+    keycloak.set_roles(
+        conn, path, [_require_role(conn, name) for name in sorted(missing)], granted=True
+    )
+    return [f"added realm roles {sorted(missing)} to the scope of {client_id}"]
+
+
+def ensure_service_account_roles(conn: Connection, client_id: str) -> list[str]:
+    """Grant the service account exactly SERVICE_ROLES of realm-management, no more.
+
+    The roles are both held by the service-account user and put in the client's scope,
+    since fullScopeAllowed is off.
+    """
+    client = _require_client(conn, client_id)
+    user = keycloak.get_service_account_user(conn, client["id"])
+    management = _require_client(conn, "realm-management")
+    roles = {r["name"]: r for r in keycloak.get_client_roles(conn, management["id"])}
+    held = keycloak.user_roles_path(user["id"], management["id"])
+    scoped = keycloak.scope_roles_path(client["id"], management["id"])
+    return _converge_roles(conn, held, roles, f"roles of {client_id}") + _converge_roles(
+        conn, scoped, roles, f"scope of {client_id}"
+    )
+
+
+def _converge_roles(
+    conn: Connection, path: str, roles: dict[str, Representation], what: str
+) -> list[str]:
+    """Make the roles mapped at `path` exactly SERVICE_ROLES."""
+    have = keycloak.get_roles(conn, path)
+    changes = []
+    if extra := have - desired.SERVICE_ROLES:
+        keycloak.set_roles(conn, path, [roles[n] for n in sorted(extra)], granted=False)
+        changes.append(f"removed {sorted(extra)} from the {what}")
+    if missing := desired.SERVICE_ROLES - have:
+        keycloak.set_roles(conn, path, [roles[n] for n in sorted(missing)], granted=True)
+        changes.append(f"added {sorted(missing)} to the {what}")
+    return changes
+
+
+def _require_client(conn: Connection, client_id: str) -> Representation:
+    client = keycloak.find_client(conn, client_id)
+    if client is None:
+        raise keycloak.NotFound(404, f"client {client_id} does not exist")
+    return client
+
+
+def _require_role(conn: Connection, name: str) -> Representation:
+    role = keycloak.get_realm_role(conn, name)
+    if role is None:
+        raise keycloak.NotFound(404, f"realm role {name} does not exist")
+    return role

@@ -1,0 +1,20 @@
+"""The address a request came from, for the audit trail."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's address, as the nearest trusted reverse proxy saw it.
+
+    Behind TRUSTED_PROXIES reverse proxies, each proxy appends the address it saw to
+    X-Forwarded-For; the entry the nearest trusted proxy added is the client's. Entries to
+    its left can be forged by the client, so they are never used.
+    """
+    if settings.TRUSTED_PROXIES:
+        forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",")]
+        if len(forwarded) >= settings.TRUSTED_PROXIES and forwarded[-settings.TRUSTED_PROXIES]:
+            return forwarded[-settings.TRUSTED_PROXIES]
+    return request.META.get("REMOTE_ADDR")

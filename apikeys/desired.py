@@ -1,0 +1,253 @@
+"""What the portal wants Keycloak to hold: the realm, its clients and scopes, and each key's client.
+
+Pure data, no I/O. The gateway (`apikeys/keycloak.py`) says how to talk to Keycloak; the
+operations (`bootstrap`, `lifecycle`, `reconcile`, `catalog`) say when and in what order, and
+`apikeys/convergence.py` turns "what is there" and "what is wanted" into the calls between.
+A new kind of key changes this module and adds an operation.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
+
+from apikeys.models import Api, ApiKey
+
+Representation = dict[str, Any]
+
+# Client attributes that tie a Keycloak client to its portal record.
+MANAGED_ATTRIBUTE = "portal.managed"
+KEY_ATTRIBUTE = "portal.key"
+OWNER_ATTRIBUTE = "portal.owner"
+API_ATTRIBUTE = "portal.api"
+
+# The least realm-management roles the portal's run-time identity needs: create, update and
+# delete key clients and client scopes (manage-clients), read CLIENT_LOGIN events (view-events).
+SERVICE_ROLES = frozenset({"manage-clients", "view-events"})
+# Which user events Keycloak stores, and for how long.
+STORED_EVENTS = ["CLIENT_LOGIN", "CLIENT_LOGIN_ERROR", "DELETE_ACCOUNT"]
+EVENTS_EXPIRATION_SECONDS = 90 * 24 * 3600
+PASSWORD_POLICY = " and ".join(  # a policy, not a password
+    [
+        "length(12)",
+        "maxLength(128)",
+        "notUsername(undefined)",
+        "notEmail(undefined)",
+        "passwordHistory(3)",
+    ]
+)
+# Grants that no portal-owned client may use unless it says so.
+FLOWS_OFF = {
+    "standardFlowEnabled": False,
+    "implicitFlowEnabled": False,
+    "directAccessGrantsEnabled": False,
+    "serviceAccountsEnabled": False,
+}
+EXTRA_GRANTS_OFF = {
+    "oauth2.device.authorization.grant.enabled": "false",
+    "oidc.ciba.grant.enabled": "false",
+    "standard.token.exchange.enabled": "false",
+}
+# Every client the portal makes is a confidential OpenID Connect client with a secret.
+CONFIDENTIAL = {
+    "protocol": "openid-connect",
+    "enabled": True,
+    "publicClient": False,
+    "bearerOnly": False,
+    "consentRequired": False,
+    "clientAuthenticatorType": "client-secret",
+}
+
+
+def realm() -> Representation:
+    return {
+        "realm": settings.KEYCLOAK_REALM,
+        "displayName": "API key portal",
+        "enabled": True,
+        "sslRequired": "external",
+        "registrationAllowed": True,
+        "registrationEmailAsUsername": True,
+        "loginWithEmailAllowed": True,
+        "duplicateEmailsAllowed": False,
+        "verifyEmail": True,
+        "resetPasswordAllowed": True,
+        "editUsernameAllowed": False,
+        "rememberMe": False,
+        "passwordPolicy": PASSWORD_POLICY,
+        "bruteForceProtected": True,
+        "permanentLockout": False,
+        "failureFactor": 10,
+        "waitIncrementSeconds": 60,
+        "maxFailureWaitSeconds": 900,
+        "maxDeltaTimeSeconds": 12 * 3600,
+        "smtpServer": {
+            "host": settings.KEYCLOAK_SMTP_HOST,
+            "port": str(settings.KEYCLOAK_SMTP_PORT),
+            "from": settings.KEYCLOAK_SMTP_FROM,
+            "fromDisplayName": "API key portal",
+        },
+        "eventsEnabled": True,
+        "eventsExpiration": EVENTS_EXPIRATION_SECONDS,
+        "enabledEventTypes": STORED_EVENTS,
+        "adminEventsEnabled": True,
+        "adminEventsDetailsEnabled": True,
+    }
+
+
+def admin_role() -> Representation:
+    return {"name": settings.OIDC_ADMIN_ROLE, "description": "Administrators of the API key portal"}
+
+
+def login_client() -> Representation:
+    """The portal's sign-in client: confidential, code + PKCE S256, exact URIs, nothing else."""
+    portal = settings.PORTAL_URL
+    return {
+        "clientId": settings.OIDC_RP_CLIENT_ID,
+        "name": "API key portal",
+        **CONFIDENTIAL,
+        "secret": settings.OIDC_RP_CLIENT_SECRET,
+        **FLOWS_OFF,
+        "standardFlowEnabled": True,
+        "fullScopeAllowed": False,
+        "baseUrl": f"{portal}/",
+        "redirectUris": [f"{portal}/oidc/callback/"],
+        "webOrigins": [],
+        "attributes": {
+            **EXTRA_GRANTS_OFF,
+            "pkce.code.challenge.method": "S256",
+            "post.logout.redirect.uris": f"{portal}/",
+        },
+        "defaultClientScopes": ["basic", "profile", "email"],
+        "optionalClientScopes": [],
+        "protocolMappers": [
+            {
+                # With fullScopeAllowed off, only roles in the client's scope (portal-admin)
+                # reach this claim, whatever other roles the user holds.
+                "name": "portal roles",
+                "protocol": "openid-connect",
+                "protocolMapper": "oidc-usermodel-realm-role-mapper",
+                "consentRequired": False,
+                "config": {
+                    "multivalued": "true",
+                    "claim.name": settings.OIDC_ROLES_CLAIM,
+                    "jsonType.label": "String",
+                    "id.token.claim": "true",
+                    "userinfo.token.claim": "true",
+                    "access.token.claim": "false",
+                    "introspection.token.claim": "false",
+                },
+            }
+        ],
+    }
+
+
+def service_client() -> Representation:
+    """The portal's own admin identity: a service account and nothing else."""
+    return {
+        "clientId": settings.KEYCLOAK_SERVICE_CLIENT_ID,
+        "name": "API key portal (admin API identity)",
+        **CONFIDENTIAL,
+        "secret": settings.KEYCLOAK_SERVICE_CLIENT_SECRET,
+        **FLOWS_OFF,
+        "serviceAccountsEnabled": True,
+        "fullScopeAllowed": False,
+        "redirectUris": [],
+        "webOrigins": [],
+        "attributes": {**EXTRA_GRANTS_OFF, "access.token.lifespan": "300"},
+        # Keycloak attaches `service_account` to every service-account client on creation.
+        "defaultClientScopes": ["basic", "service_account"],
+        "optionalClientScopes": [],
+        "protocolMappers": [],
+    }
+
+
+def api_scope(api: Api) -> Representation:
+    """The client scope of one catalog API: it puts the API's audience into `aud`."""
+    return {
+        "name": api.scope_name,
+        "description": f"Audience of {api.name}",
+        "protocol": "openid-connect",
+        "attributes": {"include.in.token.scope": "true", "display.on.consent.screen": "false"},
+        "protocolMappers": [
+            {
+                "name": "audience",
+                "protocol": "openid-connect",
+                "protocolMapper": "oidc-audience-mapper",
+                "consentRequired": False,
+                "config": {
+                    "included.custom.audience": api.audience,
+                    "access.token.claim": "true",
+                    "id.token.claim": "false",
+                    "introspection.token.claim": "true",
+                },
+            }
+        ],
+    }
+
+
+def key_client_enabled(key: ApiKey, now: datetime, *, status: str | None = None) -> bool:
+    """Whether a key's client may give tokens: the one place this is decided.
+
+    `status` is the key's status once the operation asking has recorded it (approve asks
+    about "active" before the record says so). An unfinished key's client is made as the
+    key will be: disabled while it waits for approval.
+    """
+    status = status or key.status
+    if status == ApiKey.Status.UNFINISHED:
+        status = ApiKey.Status.PENDING if key.api.requires_approval else ApiKey.Status.ACTIVE
+    return status == ApiKey.Status.ACTIVE and key.expires_at > now
+
+
+@sensitive_variables()  # the new secret
+def key_client(key: ApiKey, *, now: datetime, secret: str | None = None) -> Representation:
+    """The whole Keycloak client of a key: sent in one POST with the new `secret`.
+
+    Without a secret it is what reconcile compares a client with. Only client-credentials is
+    on. `fullScopeAllowed` is off and no role is in scope, so tokens carry no roles. Default
+    scopes are the API's audience scope, `basic` (for `sub`) and `service_account`, which
+    Keycloak attaches to every service-account client anyway. No customer input goes in:
+    names and descriptions stay in the portal.
+    """
+    api = key.api
+    client: Representation = {
+        "clientId": key.client_id,
+        "name": f"API key for {api.name}",
+        "description": "Managed by the API key portal; change it there, not here.",
+        **CONFIDENTIAL,
+        "enabled": key_client_enabled(key, now),
+        **FLOWS_OFF,
+        "serviceAccountsEnabled": True,
+        "fullScopeAllowed": False,
+        "frontchannelLogout": False,
+        "redirectUris": [],
+        "webOrigins": [],
+        "attributes": {
+            **EXTRA_GRANTS_OFF,
+            "access.token.lifespan": str(api.access_token_lifespan),
+            "use.refresh.tokens": "false",
+            "client_credentials.use_refresh_token": "false",
+            MANAGED_ATTRIBUTE: "true",
+            KEY_ATTRIBUTE: str(key.pk),
+            OWNER_ATTRIBUTE: key.owner.username,
+            API_ATTRIBUTE: api.slug,
+        },
+        "defaultClientScopes": [api.scope_name, "basic", "service_account"],
+        "optionalClientScopes": [],
+        "protocolMappers": [],
+    }
+    if secret is not None:
+        client["secret"] = secret
+    return client
+
+
+def is_managed(client: Representation) -> bool:
+    """True if the client carries the portal's marker (made by the portal for a key)."""
+    return (client.get("attributes") or {}).get(MANAGED_ATTRIBUTE) == "true"
+
+
+def is_key_client(client: Representation, key: ApiKey) -> bool:
+    """True if the client is the one made for `key` (not one made by hand with its clientId)."""
+    return (client.get("attributes") or {}).get(KEY_ATTRIBUTE) == str(key.pk)
