@@ -12,13 +12,18 @@ cryptography. This module splits the token and checks the claims itself: PyJWT's
 `decode` costs about five signature checks per token, since it vets base64 one character
 at a time in Python.
 
-No network call is made on the hot path. The JWKS is fetched once, and again only when a
-token names an unknown `kid` (the realm rotated its keys), at most once per
-`JWKS_REFETCH_SECONDS`. Verified tokens are remembered, within a bounded cache, until they
+No network call is made on the hot path but one every `JWKS_MAX_AGE_SECONDS`. The JWKS is
+fetched on first use; again when a token names an unknown `kid` (the realm rotated its
+keys), at most once per `JWKS_REFETCH_SECONDS`; and again once it is older than
+`JWKS_MAX_AGE_SECONDS`, when keys the realm no longer publishes are dropped, with the
+tokens they signed. Verified tokens are remembered, within a bounded cache, until they
 expire. A token seen before costs a dictionary lookup and a clock reading.
 
-Strict mode also refuses tokens of keys that the portal has revoked, suspended or expired
-before the token's own expiry. It costs one indexed query per request.
+Strict mode, the default, also asks the portal about the key behind the token: it refuses
+tokens of keys that are revoked, suspended, expired or being ended, of owners disabled in
+Keycloak, and of keys issued for another API, whatever audiences the token carries (an
+audience added to a key's scope in Keycloak by hand gives it no access to another API). It
+costs one indexed query per request.
 """
 
 from __future__ import annotations
@@ -82,6 +87,7 @@ class _Verified(NamedTuple):  # a tuple: the cheapest record to build on the hot
     audiences: str | list[str]
     expires: float
     not_before: float
+    kid: str
 
 
 class TokenValidator:
@@ -94,6 +100,7 @@ class TokenValidator:
         jwks_url: str,
         leeway: float = 10,
         refetch_seconds: float = 30,
+        max_age: float = 300,
         remember: int = 4096,
         fetch_timeout: float = 5,
         clock: Callable[[], float] = time.time,
@@ -102,19 +109,23 @@ class TokenValidator:
         self.jwks_url = jwks_url
         self.leeway = leeway
         self.refetch_seconds = refetch_seconds
+        self.max_age = max_age
         self.remember = remember
         self.fetch_timeout = fetch_timeout
         self.clock = clock
         self.jwks_fetches = 0
         self._keys: dict[str, RSAPublicKey] = {}
-        self._keys_by_header: dict[bytes, RSAPublicKey] = {}
+        self._keys_by_header: dict[bytes, tuple[str, RSAPublicKey]] = {}
         self._last_refetch = float("-inf")
+        self._fetched_at = float("inf")  # until the first fetch, no refresh is due
         self._fetch_lock = threading.Lock()
         self._verified: dict[str, _Verified] = {}
 
     def validate(self, token: str, audience: str) -> Claims:
         """The token's claims if it is valid for `audience`; otherwise TokenError says why."""
         now = self.clock()
+        if now - self._fetched_at > self.max_age:
+            self._refresh(now)
         known = self._verified.get(token)
         if known is None:
             known = self._verify(token, now)
@@ -139,7 +150,7 @@ class TokenValidator:
         first, last = raw.find(b"."), raw.rfind(b".")
         if first < 1 or raw.count(b".") != 2:
             raise TokenError("The token is not a signed JWT (three dot-separated parts).")
-        key = self._key_for(raw[:first])
+        kid, key = self._key_for(raw[:first])
         # The signature covers the header and payload exactly as they were sent.
         if not _RS256.verify(raw[:last], key, _b64decode(raw[last + 1 :])):
             raise TokenError("The token's signature is not valid.")
@@ -147,7 +158,7 @@ class TokenValidator:
         claims = _json_object(_b64decode(raw[first + 1 : last], strict=False), "payload")
         if claims.get("iss") != self.issuer:
             raise TokenError("The token comes from another issuer.")
-        if claims.get("typ", "Bearer") != "Bearer":
+        if claims.get("typ") != "Bearer":  # an ID or refresh token, or none said
             raise TokenError("The token is not an access token.")
         expires, not_before = claims.get("exp"), claims.get("nbf", 0)
         if not isinstance(expires, int | float) or not isinstance(not_before, int | float):
@@ -155,13 +166,13 @@ class TokenValidator:
         audience = claims.get("aud", [])
         if not isinstance(audience, str | list):
             raise TokenError("The token's audience is malformed.")
-        return _Verified(claims, audience, float(expires), float(not_before))
+        return _Verified(claims, audience, float(expires), float(not_before), kid)
 
-    def _key_for(self, header_part: bytes) -> RSAPublicKey:
-        """The signing key a header names; headers repeat, so each is parsed once."""
-        key = self._keys_by_header.get(header_part)
-        if key is not None:
-            return key
+    def _key_for(self, header_part: bytes) -> tuple[str, RSAPublicKey]:
+        """The signing key a header names, and its id; headers repeat, so each is parsed once."""
+        known = self._keys_by_header.get(header_part)
+        if known is not None:
+            return known
         header = _json_object(_b64decode(header_part), "header")
         if header.get("alg") != ALGORITHM:
             raise TokenError(f"The token must be signed with {ALGORITHM}.")
@@ -172,8 +183,8 @@ class TokenValidator:
             raise TokenError("The token does not name its signing key.")
         key = self._keys.get(kid) or self._refetch_for(kid)
         if len(self._keys_by_header) < _MAX_HEADERS_REMEMBERED:
-            self._keys_by_header[header_part] = key
-        return key
+            self._keys_by_header[header_part] = (kid, key)
+        return kid, key
 
     def _refetch_for(self, kid: str) -> RSAPublicKey:
         """Fetch the JWKS for an unknown key id: the first time, then at most once per interval.
@@ -187,14 +198,36 @@ class TokenValidator:
                 if not self.jwks_fetches or now - self._last_refetch >= self.refetch_seconds:
                     if self.jwks_fetches:
                         self._last_refetch = now
-                    self._keys = self._fetch_keys()
-                    self._keys_by_header = {}
+                    self._replace_keys(self._fetch_keys(), now)
         key = self._keys.get(kid)
         if key is None:
             raise TokenError("The token is signed with a key this issuer does not publish.")
         return key
 
-    def _fetch_keys(self) -> dict[str, RSAPublicKey]:
+    def _refresh(self, now: float) -> None:
+        """The timed refresh: one thread fetches, the others go on with the keys they have."""
+        if not self._fetch_lock.acquire(blocking=False):
+            return
+        try:
+            if now - self._fetched_at > self.max_age:
+                self._replace_keys(self._fetch_keys(), now)
+        finally:
+            self._fetch_lock.release()
+
+    def _replace_keys(self, keys: dict[str, RSAPublicKey] | None, now: float) -> None:
+        """Take the realm's keys as published now; forget tokens signed by keys it dropped."""
+        self._fetched_at = now
+        if keys is None:
+            return  # the fetch failed: keep what we had; the next refresh may work
+        dropped = self._keys.keys() - keys.keys()
+        self._keys = keys
+        self._keys_by_header = {}
+        if dropped:
+            for token, verified in list(self._verified.items()):
+                if verified.kid in dropped:
+                    self._verified.pop(token, None)
+
+    def _fetch_keys(self) -> dict[str, RSAPublicKey] | None:
         self.jwks_fetches += 1
         try:
             response = requests.get(self.jwks_url, timeout=self.fetch_timeout)
@@ -202,7 +235,7 @@ class TokenValidator:
             jwks = PyJWKSet.from_dict(response.json())
         except (requests.RequestException, ValueError, PyJWKSetError) as error:
             log.warning("Could not fetch the JWKS from %s: %s", self.jwks_url, error)
-            return self._keys  # keep what we had; the next refetch may work
+            return None
         return {
             key.key_id: key.key
             for key in jwks.keys
@@ -251,6 +284,7 @@ def realm_validator() -> TokenValidator:
         jwks_url=settings.OIDC_OP_JWKS_ENDPOINT,
         leeway=settings.TOKEN_LEEWAY_SECONDS,
         refetch_seconds=settings.JWKS_REFETCH_SECONDS,
+        max_age=settings.JWKS_MAX_AGE_SECONDS,
         fetch_timeout=settings.KEYCLOAK_TIMEOUT,
     )
 
@@ -267,12 +301,12 @@ def bearer_token(request: HttpRequest) -> str:
     return token
 
 
-def key_in_good_standing(claims: Claims) -> KeyStanding:
-    """Strict mode: the portal's key behind the token, if it may still be used."""
+def key_in_good_standing(claims: Claims, audience: str) -> KeyStanding:
+    """Strict mode: the portal's key behind the token, if it may still be used at this API."""
     standing = ApiKey.objects.standing(str(claims.get("azp", "")))
     if standing is None:
         raise TokenError("The token was not issued to a key of this portal.")
-    if refusal := standing.refusal(timezone.now()):
+    if refusal := standing.refusal(timezone.now(), audience):
         raise TokenError(refusal)
     return standing
 
@@ -291,13 +325,14 @@ def error_response(error: TokenError, audience: str) -> JsonResponse:
 
 
 def bearer_token_required(
-    audience: str, *, strict: bool = False
+    audience: str, *, strict: bool = True
 ) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """Guard an API view: only requests with a valid access token for `audience` reach it.
 
-    The view finds the claims in `request.token`, and in strict mode what the portal knows
-    of the key (`KeyStanding`) in `request.api_key`. Such views need no session or CSRF
-    token: the bearer token is the credential.
+    The view finds the claims in `request.token`, and in strict mode (the default) what the
+    portal knows of the key (`KeyStanding`) in `request.api_key`. `strict=False` trusts a
+    token until its `exp` (no query, but a revoked key's tokens keep working until then).
+    Such views need no session or CSRF token: the bearer token is the credential.
     """
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -306,7 +341,7 @@ def bearer_token_required(
             try:
                 claims = realm_validator().validate(bearer_token(request), audience)
                 if strict:
-                    request.api_key = key_in_good_standing(claims)  # type: ignore[attr-defined]
+                    request.api_key = key_in_good_standing(claims, audience)  # type: ignore[attr-defined]
             except TokenError as error:
                 return error_response(error, audience)
             request.token = claims  # type: ignore[attr-defined]

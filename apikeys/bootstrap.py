@@ -28,18 +28,32 @@ def run(conn: Connection, apis: Iterable[Api]) -> list[str]:
     )
     changes += ensure_client(conn, desired.service_client())
     changes += ensure_service_account_roles(conn, settings.KEYCLOAK_SERVICE_CLIENT_ID)
+    changes += ensure_client_policy(conn, "profiles", desired.key_secrets_profile())
+    changes += ensure_client_policy(conn, "policies", desired.key_secrets_policy())
     for api in apis:
         changes += ensure_api_scope(conn, api)
     return changes
 
 
 def ensure_realm(conn: Connection) -> list[str]:
+    """Create the realm, or bring what the portal sets in it in line.
+
+    What an operator added stays: SMTP settings the portal does not set (TLS, a login),
+    more stored event types, other realm attributes. Keycloak never shows the SMTP password
+    (it answers with a mask), so it is set whenever the realm is updated, and not compared.
+    """
     wanted = desired.realm()
     current = keycloak.get_realm(conn)
     if current is None:
         keycloak.create_realm(conn, wanted)
         return [f"created realm {conn.realm}"]
-    if convergence.differs(current, wanted):
+    wanted["smtpServer"] = {**(current.get("smtpServer") or {}), **wanted["smtpServer"]}
+    events = set(current.get("enabledEventTypes") or []) | set(wanted["enabledEventTypes"])
+    wanted["enabledEventTypes"] = sorted(events)
+    wanted["attributes"] = {**(current.get("attributes") or {}), **wanted["attributes"]}
+    compared = {**wanted, "smtpServer": {**wanted["smtpServer"]}}
+    compared["smtpServer"].pop("password", None)
+    if convergence.differs(current, compared):
         keycloak.update_realm(conn, wanted)
         return [f"updated realm {conn.realm}"]
     return []
@@ -57,6 +71,18 @@ def ensure_realm_role(conn: Connection, wanted: Representation) -> list[str]:
     return []
 
 
+def ensure_client_policy(conn: Connection, kind: str, wanted: Representation) -> list[str]:
+    """Put the portal's client policy (or profile) in the realm's list, leaving the others."""
+    current = keycloak.get_client_policies(conn, kind)
+    have = next((item for item in current if item.get("name") == wanted["name"]), None)
+    if have is not None and not convergence.differs(have, wanted):
+        return []
+    others = [item for item in current if item.get("name") != wanted["name"]]
+    keycloak.set_client_policies(conn, kind, [*others, wanted])
+    what = {"profiles": "client profile", "policies": "client policy"}[kind]
+    return [f"{'created' if have is None else 'updated'} {what} {wanted['name']}"]
+
+
 def ensure_client(conn: Connection, wanted: Representation) -> list[str]:
     """Create the client in one request, or bring its settings, scopes and mappers in line."""
     current = keycloak.find_client(conn, wanted["clientId"])
@@ -68,16 +94,35 @@ def ensure_client(conn: Connection, wanted: Representation) -> list[str]:
     return plan.describe()
 
 
-def ensure_api_scope(conn: Connection, api: Api) -> list[str]:
-    """Create or repair the client scope that carries `api`'s audience."""
+class ScopeTaken(keycloak.KeycloakRejected):
+    """A client scope with the API's scope name exists, and the portal did not make it."""
+
+    for_people = (
+        "Keycloak already has a client scope of that name that the portal did not make: choose "
+        "another slug, or remove that scope in Keycloak first."
+    )
+
+
+def ensure_api_scope(conn: Connection, api: Api, *, adopt: bool = True) -> list[str]:
+    """Create or repair the client scope that carries `api`'s audience; exactly, mappers too.
+
+    A scope of that name without the portal's marker is someone else's: a new API refuses it
+    (`adopt=False`, ScopeTaken). For an API already in the catalog it is the portal's own,
+    made before scopes were marked, and is marked (and said so).
+    """
     wanted = desired.api_scope(api)
     current = keycloak.find_client_scope(conn, wanted["name"])
     if current is None:
         keycloak.create_client_scope(conn, wanted)
         return [f"created client scope {wanted['name']}"]
+    changes = []
+    if not desired.is_managed(current):
+        if not adopt:
+            raise ScopeTaken(409, f"client scope {wanted['name']} exists and is not the portal's")
+        changes.append(f"adopted client scope {wanted['name']} (made before scopes were marked)")
     plan = convergence.plan(current, wanted, kind="client scope")
     convergence.apply(conn, plan)
-    return plan.describe()
+    return changes + plan.describe()
 
 
 def ensure_client_realm_scope(conn: Connection, client_id: str, roles: set[str]) -> list[str]:

@@ -34,7 +34,7 @@ def save_api(api: Api, *, actor: User, ip_address: str | None = None) -> Catalog
     with transaction.atomic():
         before = None if creating else Api.objects.select_for_update().get(pk=api.pk)
         api.save()
-        bootstrap.ensure_api_scope(keycloak.portal_connection(), api)
+        bootstrap.ensure_api_scope(keycloak.portal_connection(), api, adopt=not creating)
         action = AuditEntry.Action.API_CREATED if creating else AuditEntry.Action.API_CHANGED
         summary = _summary(before, api)
         AuditEntry.record(api, action, actor=actor, ip_address=ip_address, reason=summary)

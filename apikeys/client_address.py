@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from django.conf import settings
 from django.http import HttpRequest
 
@@ -15,6 +17,20 @@ def client_ip(request: HttpRequest) -> str | None:
     """
     if settings.TRUSTED_PROXIES:
         forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",")]
-        if len(forwarded) >= settings.TRUSTED_PROXIES and forwarded[-settings.TRUSTED_PROXIES]:
-            return forwarded[-settings.TRUSTED_PROXIES]
-    return request.META.get("REMOTE_ADDR")
+        nearest = (
+            forwarded[-settings.TRUSTED_PROXIES]
+            if len(forwarded) >= settings.TRUSTED_PROXIES
+            else ""
+        )
+        if address := _valid(nearest):
+            return address
+    return _valid(request.META.get("REMOTE_ADDR", ""))
+
+
+def _valid(candidate: str) -> str | None:
+    """The address in its canonical form, or None if it is not one (it goes into an audit
+    entry's address column, which refuses anything else, after the Keycloak change)."""
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return None

@@ -8,6 +8,7 @@ A new kind of key changes this module and adds an operation.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,8 @@ MANAGED_ATTRIBUTE = "portal.managed"
 KEY_ATTRIBUTE = "portal.key"
 OWNER_ATTRIBUTE = "portal.owner"
 API_ATTRIBUTE = "portal.api"
+# Keycloak's own: epoch seconds after which ClientIdAndSecretAuthenticator refuses the secret.
+SECRET_EXPIRY_ATTRIBUTE = "client.secret.expiration.time"  # noqa: S105 - a name, no secret
 
 # The least realm-management roles the portal's run-time identity needs: create, update and
 # delete key clients and client scopes (manage-clients), read CLIENT_LOGIN events (view-events).
@@ -83,18 +86,32 @@ def realm() -> Representation:
         "waitIncrementSeconds": 60,
         "maxFailureWaitSeconds": 900,
         "maxDeltaTimeSeconds": 12 * 3600,
-        "smtpServer": {
-            "host": settings.KEYCLOAK_SMTP_HOST,
-            "port": str(settings.KEYCLOAK_SMTP_PORT),
-            "from": settings.KEYCLOAK_SMTP_FROM,
-            "fromDisplayName": "API key portal",
-        },
+        "smtpServer": smtp_server(),
         "eventsEnabled": True,
         "eventsExpiration": EVENTS_EXPIRATION_SECONDS,
         "enabledEventTypes": STORED_EVENTS,
         "adminEventsEnabled": True,
         "adminEventsDetailsEnabled": True,
+        # Admin events record each key client made and deleted: kept as long as user events.
+        "attributes": {"adminEventsExpiration": str(EVENTS_EXPIRATION_SECONDS)},
     }
+
+
+def smtp_server() -> dict[str, str]:
+    """The SMTP settings the portal sets in the realm; others an operator set stay."""
+    server = {
+        "host": settings.KEYCLOAK_SMTP_HOST,
+        "port": str(settings.KEYCLOAK_SMTP_PORT),
+        "from": settings.KEYCLOAK_SMTP_FROM,
+        "fromDisplayName": "API key portal",
+    }
+    if settings.KEYCLOAK_SMTP_SECURITY:  # starttls or ssl
+        server["starttls"] = str(settings.KEYCLOAK_SMTP_SECURITY == "starttls").lower()
+        server["ssl"] = str(settings.KEYCLOAK_SMTP_SECURITY == "ssl").lower()
+    if settings.KEYCLOAK_SMTP_USER:
+        server |= {"auth": "true", "user": settings.KEYCLOAK_SMTP_USER}
+        server["password"] = settings.KEYCLOAK_SMTP_PASSWORD
+    return server
 
 
 def admin_role() -> Representation:
@@ -170,7 +187,11 @@ def api_scope(api: Api) -> Representation:
         "name": api.scope_name,
         "description": f"Audience of {api.name}",
         "protocol": "openid-connect",
-        "attributes": {"include.in.token.scope": "true", "display.on.consent.screen": "false"},
+        "attributes": {
+            "include.in.token.scope": "true",
+            "display.on.consent.screen": "false",
+            MANAGED_ATTRIBUTE: "true",
+        },
         "protocolMappers": [
             {
                 "name": "audience",
@@ -191,14 +212,21 @@ def api_scope(api: Api) -> Representation:
 def key_client_enabled(key: ApiKey, now: datetime, *, status: str | None = None) -> bool:
     """Whether a key's client may give tokens: the one place this is decided.
 
-    `status` is the key's status once the operation asking has recorded it (approve asks
-    about "active" before the record says so). An unfinished key's client is made as the
-    key will be: disabled while it waits for approval.
+    Only an active key, before its expiry, of an owner who is active in Keycloak. `status`
+    is the key's status once the operation asking has recorded it (approve asks about
+    "active" before the record says so). An unfinished key's client is made as the key will
+    be: disabled while it waits for approval.
     """
     status = status or key.status
     if status == ApiKey.Status.UNFINISHED:
         status = ApiKey.Status.PENDING if key.api.requires_approval else ApiKey.Status.ACTIVE
-    return status == ApiKey.Status.ACTIVE and key.expires_at > now
+    return status == ApiKey.Status.ACTIVE and key.expires_at > now and key.owner.is_active
+
+
+def expiry_attributes(key: ApiKey) -> dict[str, str]:
+    """Keycloak itself refuses the key's secret from its expiry on (checked on 26.7.3),
+    whether or not the expiry job has run yet."""
+    return {SECRET_EXPIRY_ATTRIBUTE: str(int(key.expires_at.timestamp()))}
 
 
 @sensitive_variables()  # the new secret
@@ -233,6 +261,9 @@ def key_client(key: ApiKey, *, now: datetime, secret: str | None = None) -> Repr
             KEY_ATTRIBUTE: str(key.pk),
             OWNER_ATTRIBUTE: key.owner.username,
             API_ATTRIBUTE: api.slug,
+            # Until the expiry Keycloak refuses the secret by itself; after it, the client
+            # is disabled, and Keycloak's secret-rotation executor owns the attribute.
+            **(expiry_attributes(key) if key.expires_at > now else {}),
         },
         "defaultClientScopes": [api.scope_name, "basic", "service_account"],
         "optionalClientScopes": [],
@@ -241,6 +272,48 @@ def key_client(key: ApiKey, *, now: datetime, secret: str | None = None) -> Repr
     if secret is not None:
         client["secret"] = secret
     return client
+
+
+# Keycloak drops a client's secret expiry on any admin update, unless a client policy with
+# the secret-rotation executor applies to the client (preview feature client-secret-rotation
+# in 26.7): this one applies to every client carrying the portal's marker. Its expiration
+# period only matters for a client without an expiry of its own (it sets one that far
+# ahead); reconcile then gives it the key's.
+KEY_SECRETS_POLICY = "portal-key-secrets"
+
+
+def key_secrets_profile() -> Representation:
+    return {
+        "name": KEY_SECRETS_POLICY,
+        "description": "API key portal: keep each key's secret expiry across admin updates",
+        "executors": [
+            {
+                "executor": "secret-rotation",
+                "configuration": {
+                    "expiration-period": str(10 * 365 * 24 * 3600),
+                    "rotated-expiration-period": "0",
+                    "remaining-rotation-period": "0",
+                },
+            }
+        ],
+    }
+
+
+def key_secrets_policy() -> Representation:
+    return {
+        "name": KEY_SECRETS_POLICY,
+        "description": "API key portal: the clients of API keys",
+        "enabled": True,
+        "conditions": [
+            {
+                "condition": "client-attributes",
+                "configuration": {
+                    "attributes": json.dumps([{"key": MANAGED_ATTRIBUTE, "value": "true"}])
+                },
+            }
+        ],
+        "profiles": [KEY_SECRETS_POLICY],
+    }
 
 
 def is_managed(client: Representation) -> bool:

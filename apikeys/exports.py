@@ -8,7 +8,7 @@ import itertools
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 
-from apikeys.models import AuditEntry
+from apikeys.models import AuditEntry, User
 
 
 class _Echo:
@@ -18,19 +18,30 @@ class _Echo:
         return value
 
 
-def audit_csv(entries: QuerySet[AuditEntry], filename: str) -> StreamingHttpResponse:
-    """Audit entries as CSV, streamed."""
+def audit_csv(
+    entries: QuerySet[AuditEntry], filename: str, *, viewer: User | None = None
+) -> StreamingHttpResponse:
+    """Audit entries as CSV, streamed; as `viewer` (a key's owner) may see them, if given.
+
+    Every text cell is defused: an actor's email is chosen by its owner, and Keycloak accepts
+    addresses that start with "=".
+    """
     writer = csv.writer(_Echo())
     header = ["time (UTC)", "actor", "action", "client id", "api", "ip address", "reason"]
     rows = (
         [
             entry.at.isoformat(),
-            entry.actor_email or "the portal",
-            entry.action,
-            entry.client_id,
-            entry.api.slug if entry.api else "",
-            entry.ip_address or "",
-            csv_safe(entry.reason),
+            *map(
+                csv_safe,
+                [
+                    entry.actor_as_seen_by(viewer),
+                    entry.action,
+                    entry.client_id,
+                    entry.api.slug if entry.api else "",
+                    entry.address_as_seen_by(viewer),
+                    entry.reason,
+                ],
+            ),
         ]
         for entry in entries.select_related("api").iterator(chunk_size=2000)
     )

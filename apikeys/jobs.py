@@ -21,8 +21,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apikeys import keycloak, lifecycle, notifications
-from apikeys.models import ApiKey, ExpiryReminder, JobState, User, WrongState
+from apikeys import accounts, keycloak, notifications
+from apikeys.models import ApiKey, ExpiryReminder, JobState
 
 log = logging.getLogger(__name__)
 
@@ -102,64 +102,95 @@ def sync_last_used(page: int = EVENTS_PAGE) -> LastUsedRun:
         return run
 
 
-# Keys suspended because their owner was disabled in Keycloak carry this reason, so that
-# enabling the owner again reinstates exactly those (not ones an admin suspended).
-OWNER_DISABLED = "The owner's account was disabled in Keycloak."
-OWNER_DELETED = "The owner's account was deleted in Keycloak."
-OWNER_ENABLED = "The owner's account is enabled again."
-
-
 @dataclass
 class UserSyncRun:
     skipped: bool = False
     events: int = 0
-    users: dict[str, str] = field(default_factory=dict)  # sub -> deleted / disabled / enabled
+    users: dict[str, list[str]] = field(default_factory=dict)  # sub -> its changes, in order
     keys_changed: int = 0
+    failures: list[str] = field(default_factory=list)
 
 
 def sync_users(page: int = EVENTS_PAGE) -> UserSyncRun:
-    """Follow users deleted, disabled or enabled in Keycloak since the watermark.
+    """Follow users deleted, disabled, enabled, made or unmade admins in Keycloak.
 
-    Keycloak does not touch a user's key clients when the user goes, so the portal must:
-    - deleted (admin API or console, or the user's own "delete account"): the portal user is
-      deactivated and every live key revoked; that is final.
-    - disabled: the portal user is deactivated (their portal session ends) and active keys
-      suspended with OWNER_DISABLED.
-    - enabled again: the portal user is reactivated, and the keys suspended with
-      OWNER_DISABLED are reinstated, unless they expired meanwhile. Keys an admin
-      suspended stay suspended.
-    Only the last change of each user in the window counts.
+    Reads the USER and REALM_ROLE_MAPPING admin events and the DELETE_ACCOUNT user events
+    since the watermark, and applies each user's changes (`accounts.apply_change`) as a
+    unit of work of its own. A user whose change fails is reported and the others go on; the
+    watermark moves past everything applied and no further than the first failure, so the
+    next run tries that user again (re-applying a change is harmless).
     """
     with job_lock("user_sync") as state:
         if state is None:
             return UserSyncRun(skipped=True)
-        conn = keycloak.portal_connection()
         run = UserSyncRun()
-        changes: list[tuple[int, str, str]] = []
-        user_events = keycloak.all_pages(
-            lambda first, size: keycloak.get_admin_events(
-                conn, "USER", ["UPDATE", "DELETE"], since_ms=state.watermark, first=first, page=size
-            ),
-            page,
-        )
-        for event in itertools.chain.from_iterable(user_events):
-            sub = str(event.get("resourcePath", "")).removeprefix("users/")
-            if event["operationType"] == "DELETE":
-                changes.append((int(event["time"]), sub, "deleted"))
-            elif (enabled := _sent_enabled(event)) is not None:
-                changes.append((int(event["time"]), sub, "enabled" if enabled else "disabled"))
-            run.events += 1
-        for event in _events(conn, "DELETE_ACCOUNT", since_ms=state.watermark, page=page):
-            changes.append((int(event["time"]), str(event.get("userId", "")), "deleted"))
-            run.events += 1
-        for _, sub, change in sorted(changes):
-            if run.users.get(sub) != "deleted":
-                run.users[sub] = change
-        for sub, change in run.users.items():
-            run.keys_changed += _apply_user_change(sub, change)
-        state.watermark = max([state.watermark, *(t for t, _, _ in changes)])
+        changes = sorted(_account_changes(keycloak.portal_connection(), state.watermark, page))
+        run.events = len(changes)
+        first_seen: dict[str, int] = {}
+        for when, sub, change in changes:
+            first_seen.setdefault(sub, when)
+            run.users.setdefault(sub, []).append(change)
+        failed_at: list[int] = []
+        for sub, user_changes in run.users.items():
+            for change in _what_counts(user_changes):
+                outcome = accounts.apply_change(sub, change)
+                run.keys_changed += outcome.keys_changed
+                run.failures += [f"user {sub}: {failure}" for failure in outcome.failures]
+                if outcome.failures:
+                    failed_at.append(first_seen[sub])
+        times = [when for when, _, _ in changes]
+        state.watermark = min(failed_at) if failed_at else max([state.watermark, *times])
         state.save(update_fields=["watermark", "updated_at"])
         return run
+
+
+def _account_changes(
+    conn: keycloak.Connection, since_ms: int, page: int
+) -> Iterator[tuple[int, str, str]]:
+    """(time, user id, change) for every account change Keycloak recorded since `since_ms`."""
+    for event in _admin_events(conn, "USER", ["UPDATE", "DELETE"], since_ms=since_ms, page=page):
+        sub = str(event.get("resourcePath", "")).removeprefix("users/")
+        if event["operationType"] == "DELETE":
+            yield int(event["time"]), sub, "deleted"
+            continue
+        sent = _sent(event)
+        enabled = sent.get("enabled") if isinstance(sent, dict) else None
+        if isinstance(enabled, bool):
+            yield int(event["time"]), sub, "enabled" if enabled else "disabled"
+    for event in _events(conn, "DELETE_ACCOUNT", since_ms=since_ms, page=page):
+        yield int(event["time"]), str(event.get("userId", "")), "deleted"
+    role_events = _admin_events(
+        conn, "REALM_ROLE_MAPPING", ["CREATE", "DELETE"], since_ms=since_ms, page=page
+    )
+    for event in role_events:
+        path = str(event.get("resourcePath", ""))
+        roles = _sent(event)
+        named = [r.get("name") for r in roles] if isinstance(roles, list) else []
+        if path.startswith("users/") and settings.OIDC_ADMIN_ROLE in named:
+            granted = event["operationType"] == "CREATE"
+            sub = path.removeprefix("users/").split("/", 1)[0]
+            yield int(event["time"]), sub, "admin granted" if granted else "admin removed"
+
+
+def _what_counts(changes: list[str]) -> list[str]:
+    """Of one user's changes in order: the last account change (deletion is final) and the
+    last change of the admin role."""
+    account = [c for c in changes if c in accounts.ACCOUNT_CHANGES]
+    roles = [c for c in changes if c in accounts.ROLE_CHANGES]
+    counted = ["deleted"] if "deleted" in account else account[-1:]
+    return counted + roles[-1:]
+
+
+def _admin_events(
+    conn: keycloak.Connection, resource: str, operations: list[str], *, since_ms: int, page: int
+) -> Iterator[dict[str, Any]]:
+    pages = keycloak.all_pages(
+        lambda first, size: keycloak.get_admin_events(
+            conn, resource, operations, since_ms=since_ms, first=first, page=size
+        ),
+        page,
+    )
+    return itertools.chain.from_iterable(pages)
 
 
 def _events(
@@ -175,39 +206,12 @@ def _events(
     return itertools.chain.from_iterable(pages)
 
 
-def _sent_enabled(event: dict[str, Any]) -> bool | None:
+def _sent(event: dict[str, Any]) -> Any:
+    """The representation an admin event carries (what was sent), or {}."""
     try:
-        sent = json.loads(event.get("representation") or "{}")
+        return json.loads(event.get("representation") or "{}")
     except ValueError:
-        return None
-    enabled = sent.get("enabled") if isinstance(sent, dict) else None
-    return enabled if isinstance(enabled, bool) else None
-
-
-def _apply_user_change(sub: str, change: str) -> int:
-    user = User.objects.filter(username=sub).first()
-    if user is None:
-        return 0  # never signed in to the portal: no keys
-    user.is_active = change == "enabled"
-    user.save(update_fields=["is_active"])
-    changed = 0
-    keys = user.api_keys.all()
-    if change == "deleted":
-        for key in keys.allowing("revoke"):
-            lifecycle.revoke_key(key, actor=None, reason=OWNER_DELETED)
-            changed += 1
-    elif change == "disabled":
-        for key in keys.allowing("suspend"):
-            lifecycle.suspend_key(key, actor=None, reason=OWNER_DISABLED)
-            changed += 1
-    else:
-        for key in keys.allowing("reinstate").filter(status_reason=OWNER_DISABLED):
-            try:
-                lifecycle.reinstate_key(key, actor=None, reason=OWNER_ENABLED)
-            except WrongState:
-                continue  # expired meanwhile
-            changed += 1
-    return changed
+        return {}
 
 
 @dataclass

@@ -281,6 +281,19 @@ def get_admin_events(
     return _request(conn, "GET", "/admin-events", params=params)  # type: ignore[no-any-return]
 
 
+# Client policies
+
+
+def get_client_policies(conn: Connection, kind: str) -> list[Representation]:
+    """GET /admin/realms/{realm}/client-policies/{kind}: kind is "profiles" or "policies"."""
+    return _request(conn, "GET", f"/client-policies/{kind}").get(kind) or []
+
+
+def set_client_policies(conn: Connection, kind: str, items: list[Representation]) -> None:
+    """PUT /admin/realms/{realm}/client-policies/{kind}: the realm's whole list of them."""
+    _request(conn, "PUT", f"/client-policies/{kind}", {kind: items})
+
+
 # Roles
 
 

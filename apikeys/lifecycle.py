@@ -39,7 +39,7 @@ from apikeys.keycloak import (
     KeycloakUnavailable,
     Representation,
 )
-from apikeys.models import Api, ApiKey, AuditEntry, KeyStatus, User, WrongState
+from apikeys.models import INTENTS, Api, ApiKey, AuditEntry, KeyStatus, User, WrongState
 from apikeys.secret_format import new_secret
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def issue_key(
         else:
             # The request got to Keycloak, so the client may exist: look, and remove it.
             try:
-                discard_key(key)
+                discard_key(key, actor=None)
             except KeycloakFailure as cleanup_error:
                 log.warning("%s stays unfinished: %s", key.client_id, cleanup_error)
                 raise KeyNotIssued(
@@ -153,6 +153,12 @@ def _reserve(
             )
         if live.filter(name=name).exists():
             raise NameTaken(f"You already have a key called “{name}”. Choose another name.")
+        day_ago = timezone.now() - timedelta(days=1)
+        if owner.api_keys.filter(created_at__gt=day_ago).count() >= settings.MAX_KEYS_MADE_PER_DAY:
+            raise QuotaExceeded(
+                f"You have made {settings.MAX_KEYS_MADE_PER_DAY} keys in the last 24 hours, the "
+                "most allowed in a day (revoked ones count too). Try again tomorrow."
+            )
         try:
             return ApiKey.objects.create(
                 owner=owner,
@@ -178,6 +184,8 @@ def finish_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> Re
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
         key.require("finish")
+        if key.api.retired_at is not None:
+            raise WrongState(f"{key.api.name} is retired and takes no new keys: discard this one.")
         secret = new_secret()
         client = desired.key_client(key, now=timezone.now(), secret=secret)
         conn = keycloak.portal_connection()
@@ -199,7 +207,7 @@ def finish_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> Re
     return Revealed(key, secret)
 
 
-def discard_key(key: ApiKey) -> None:
+def discard_key(key: ApiKey, *, actor: User | None = None, ip_address: str | None = None) -> None:
     """Take an unfinished key apart: its client if Keycloak has one, then the record.
 
     The client goes first, so a crash in between leaves a record pointing at nothing, and
@@ -212,6 +220,9 @@ def discard_key(key: ApiKey) -> None:
         if (client := _own_client(conn, key)) is not None:
             keycloak.delete_client(conn, client["id"])
             crash_point("discard:client-deleted")
+        AuditEntry.record(
+            key, AuditEntry.Action.DISCARDED, actor=actor, ip_address=ip_address, key_going=True
+        )
         key.delete()
 
 
@@ -249,70 +260,129 @@ def rotate_secret(key: ApiKey, *, actor: User | None, ip_address: str | None = N
 def revoke_key(
     key: ApiKey, *, actor: User | None, ip_address: str | None = None, reason: str = ""
 ) -> ApiKey:
-    """Delete the key's client (and its service account), then mark the record revoked.
+    """Record the revocation, delete the key's client (and its service account), then end it.
 
     The record stays, for history. A client that is already gone counts as deleted, since
-    an earlier attempt may have died between the two steps.
+    an earlier attempt may have died between the steps.
     """
-    key = _delete_client_and_end(
-        key, action="revoke", actor=actor, ip_address=ip_address, reason=reason
-    )
+    key = _decide(key, action="revoke", actor=actor, ip_address=ip_address, reason=reason)
+    key = carry_out(key)
     if actor != key.owner:
         notifications.decision(key, "revoked", reason)
     return key
 
 
 def reject_key(key: ApiKey, *, actor: User, ip_address: str | None = None, reason: str) -> ApiKey:
-    """Delete a pending key's client, then mark the record rejected, with the reason."""
-    key = _delete_client_and_end(
-        key, action="reject", actor=actor, ip_address=ip_address, reason=reason
-    )
+    """Record the rejection, delete the pending key's client, then end it, with the reason."""
+    key = _decide(key, action="reject", actor=actor, ip_address=ip_address, reason=reason)
+    key = carry_out(key)
     notifications.decision(key, "rejected", reason)
     return key
 
 
-# The status and audit entry each ending action leaves.
-_ENDINGS = {
-    "revoke": (ApiKey.Status.REVOKED, AuditEntry.Action.REVOKED),
-    "reject": (ApiKey.Status.REJECTED, AuditEntry.Action.REJECTED),
+def suspend_key(
+    key: ApiKey, *, actor: User | None, ip_address: str | None = None, reason: str
+) -> ApiKey:
+    """Record the suspension, disable the key's client (it stops at once), then end the step."""
+    key = _decide(key, action="suspend", actor=actor, ip_address=ip_address, reason=reason)
+    key = carry_out(key)
+    notifications.decision(key, "suspended", reason)
+    return key
+
+
+# For each restrictive action: the status that records the decision, the audit entry that
+# records who took it and why, and the status it ends in.
+_DECISIONS = {
+    "revoke": (ApiKey.Status.REVOKING, AuditEntry.Action.REVOKED, ApiKey.Status.REVOKED),
+    "reject": (ApiKey.Status.REJECTING, AuditEntry.Action.REJECTED, ApiKey.Status.REJECTED),
+    "suspend": (ApiKey.Status.SUSPENDING, AuditEntry.Action.SUSPENDED, ApiKey.Status.SUSPENDED),
 }
 
 
-def _delete_client_and_end(
+def _decide(
     key: ApiKey, *, action: str, actor: User | None, ip_address: str | None, reason: str
 ) -> ApiKey:
-    """Keycloak first (the key stops at once), then the record; a client gone counts as done."""
-    status, audit_action = _ENDINGS[action]
+    """Step 1 of a restrictive action: record the decision (and who took it) before Keycloak.
+
+    From here on the key is refused by strict APIs and can be neither rotated nor
+    reinstated; whatever fails next, the retry or reconcile (`carry_out`) completes it. A
+    decision already recorded (a retry) is not recorded twice.
+    """
+    deciding, audit_action, _ = _DECISIONS[action]
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
         key.require(action)
-        try:
-            keycloak.delete_client(keycloak.portal_connection(), key.keycloak_id)
-        except keycloak.NotFound:
-            log.info("%s had no client left to delete", key.client_id)
-        crash_point(f"{action}:client-deleted")
+        if key.status in INTENTS:
+            return key  # decided before; only Keycloak's step and the end are left
+        key.status = deciding
         key.status_reason = reason
-        _end(key, status)
+        key.save(update_fields=["status", "status_reason"])
         AuditEntry.record(key, audit_action, actor=actor, ip_address=ip_address, reason=reason)
     return key
+
+
+def carry_out(key: ApiKey) -> ApiKey:
+    """Steps 2 and 3 of a recorded decision: tell Keycloak, then record the end.
+
+    A client already gone counts as done: it cannot give tokens either way. Also what
+    reconcile calls for decisions a crash or an outage left half done.
+    """
+    action = INTENTS[ApiKey.Status(key.status)]
+    deciding, _, final = _DECISIONS[action]
+    conn = keycloak.portal_connection()
+    try:
+        if action == "suspend":
+            keycloak.update_client(conn, key.keycloak_id, {"enabled": False})
+        else:
+            keycloak.delete_client(conn, key.keycloak_id)
+    except keycloak.NotFound:
+        log.info("%s had no client left to change", key.client_id)
+    crash_point("suspend:client-disabled" if action == "suspend" else f"{action}:client-deleted")
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        if key.status == deciding:
+            if final == ApiKey.Status.SUSPENDED:
+                key.status = final
+                key.save(update_fields=["status"])
+            else:
+                _end(key, final)
+    return key
+
+
+def decision_pending(key: ApiKey, done: str) -> str:
+    """What to tell a person whose restrictive action Keycloak failed to carry out."""
+    key = ApiKey.objects.get(pk=key.pk)
+    if key.status not in INTENTS:
+        return "Nothing was changed."
+    return (
+        f"The decision is recorded: “{key.name}” is {key.get_status_display().lower()}. APIs "
+        f"that check every token refuse it now, and it is {done} in Keycloak as soon as "
+        "Keycloak answers (the reconcile job finishes it)."
+    )
 
 
 def approve_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> ApiKey:
     """Enable a pending key's client, then mark it active.
 
     The time spent waiting is added to the expiry, so the customer gets the lifetime they
-    asked for. If the process dies between the steps, the client works while the record
-    still says pending; approving again finds it enabled already and finishes.
+    asked for, and Keycloak is told the new expiry with the enabling. If the process dies
+    between the steps, the client works while the record still says pending; reconcile
+    disables it again (the record wins), and approving again finishes.
     """
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
         key.require("approve")
+        if actor == key.owner:
+            raise WrongState("You cannot approve your own request: another administrator must.")
         if not key.owner.is_active:
             raise WrongState(f"The owner of {key.client_id} is disabled in Keycloak.")
         now = timezone.now()
         key.expires_at += now - key.created_at
-        enabled = desired.key_client_enabled(key, now, status=ApiKey.Status.ACTIVE)
-        keycloak.update_client(keycloak.portal_connection(), key.keycloak_id, {"enabled": enabled})
+        keycloak.update_client(
+            keycloak.portal_connection(),
+            key.keycloak_id,
+            _standing(key, now=now, status=ApiKey.Status.ACTIVE),
+        )
         crash_point("approve:client-enabled")
         key.status = ApiKey.Status.ACTIVE
         key.status_reason = ""
@@ -322,50 +392,45 @@ def approve_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> A
     return key
 
 
-def suspend_key(
-    key: ApiKey, *, actor: User | None, ip_address: str | None = None, reason: str
-) -> ApiKey:
-    """Disable an active key's client (Keycloak first: it stops working at once), then record."""
-    return _change_standing(
-        key, action="suspend", actor=actor, ip_address=ip_address, reason=reason
-    )
-
-
 def reinstate_key(
     key: ApiKey, *, actor: User | None, ip_address: str | None = None, reason: str = ""
 ) -> ApiKey:
-    """Enable a suspended key's client again, unless the key has expired meanwhile."""
-    if key.expires_at <= timezone.now():
-        raise WrongState(f"{key.client_id} has expired; it cannot be reinstated.")
-    return _change_standing(
-        key, action="reinstate", actor=actor, ip_address=ip_address, reason=reason
-    )
+    """Enable a suspended key's client again, then mark it active.
 
-
-# The status, audit entry and crash point of suspending and reinstating.
-_STANDINGS = {
-    "suspend": (ApiKey.Status.SUSPENDED, AuditEntry.Action.SUSPENDED, "suspend:client-disabled"),
-    "reinstate": (ApiKey.Status.ACTIVE, AuditEntry.Action.REINSTATED, "reinstate:client-enabled"),
-}
-
-
-def _change_standing(
-    key: ApiKey, *, action: str, actor: User | None, ip_address: str | None, reason: str
-) -> ApiKey:
-    """Set the client's enabled state as the new status wants it, then record the status."""
-    status, audit_action, point = _STANDINGS[action]
+    Refused if the key expired meanwhile or its owner is disabled: the client would be
+    enabled for nobody who may use it. If the process dies between the steps, reconcile
+    disables the client again (the record says suspended) and reinstating again finishes.
+    """
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
-        key.require(action)
-        enabled = desired.key_client_enabled(key, timezone.now(), status=status)
-        keycloak.update_client(keycloak.portal_connection(), key.keycloak_id, {"enabled": enabled})
-        crash_point(point)
-        key.status = status
+        key.require("reinstate")
+        now = timezone.now()
+        if key.expires_at <= now:
+            raise WrongState(f"{key.client_id} has expired; it cannot be reinstated.")
+        if not key.owner.is_active:
+            raise WrongState(f"The owner of {key.client_id} is disabled; it cannot be reinstated.")
+        keycloak.update_client(
+            keycloak.portal_connection(),
+            key.keycloak_id,
+            _standing(key, now=now, status=ApiKey.Status.ACTIVE),
+        )
+        crash_point("reinstate:client-enabled")
+        key.status = ApiKey.Status.ACTIVE
         key.status_reason = reason
         key.save(update_fields=["status", "status_reason"])
-        AuditEntry.record(key, audit_action, actor=actor, ip_address=ip_address, reason=reason)
-    notifications.decision(key, audit_action, reason)
+        AuditEntry.record(
+            key, AuditEntry.Action.REINSTATED, actor=actor, ip_address=ip_address, reason=reason
+        )
+    notifications.decision(key, "reinstated", reason)
     return key
+
+
+def _standing(key: ApiKey, *, now: datetime, status: str) -> Representation:
+    """The part of the key's client that says whether, and until when, it may get tokens."""
+    return {
+        "enabled": desired.key_client_enabled(key, now, status=status),
+        "attributes": desired.expiry_attributes(key),
+    }
 
 
 @dataclass

@@ -76,11 +76,9 @@ def key_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def key_detail(request: HttpRequest, key_id: uuid.UUID) -> HttpResponse:
     key = get_object_or_404(ApiKey.objects.select_related("owner", "api"), pk=key_id)
-    return render(
-        request,
-        "manage/key_detail.html",
-        {"key": key, "history": key.audit_entries.all(), "reason_form": ReasonForm()},
-    )
+    history = key.audit_entries.select_related("api")
+    context = {"key": key, "history": history, "reason_form": ReasonForm()}
+    return render(request, "manage/key_detail.html", context)
 
 
 @admin_required
@@ -100,7 +98,10 @@ def revoke(request: HttpRequest, key_id: uuid.UUID) -> HttpResponse:
 def reinstate(request: HttpRequest, key_id: uuid.UUID) -> HttpResponse:
     key = get_object_or_404(ApiKey, pk=key_id)
     form = OptionalReasonForm(request.POST)
-    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    if not form.is_valid():
+        messages.error(request, f"The note was not accepted: {form.errors['reason'][0]}")
+        return _back(request, key)
+    reason = form.cleaned_data["reason"]
     return _act(
         request,
         key,
@@ -189,7 +190,7 @@ def _act(
     try:
         action()
     except KeycloakFailure as error:
-        messages.error(request, f"{error.for_people} Nothing was changed.")
+        messages.error(request, f"{error.for_people} {lifecycle.decision_pending(key, done)}")
     except WrongState as error:
         messages.error(request, str(error))
     else:

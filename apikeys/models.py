@@ -100,23 +100,43 @@ class KeyStatus(models.TextChoices):
     REVOKED = "revoked", "Revoked"
     EXPIRED = "expired", "Expired"
     REJECTED = "rejected", "Rejected"
+    # A restrictive decision recorded before Keycloak is told, so that whatever fails next
+    # converges to it (the operation's retry, or reconcile), never back to a working key.
+    REVOKING = "revoking", "Being revoked"
+    SUSPENDING = "suspending", "Being suspended"
+    REJECTING = "rejecting", "Being rejected"
 
 
 # Keys in these states exist in Keycloak (or are on their way there) and count against the quota.
-LIVE_STATUSES = (KeyStatus.UNFINISHED, KeyStatus.PENDING, KeyStatus.ACTIVE, KeyStatus.SUSPENDED)
+LIVE_STATUSES = (
+    KeyStatus.UNFINISHED,
+    KeyStatus.PENDING,
+    KeyStatus.ACTIVE,
+    KeyStatus.SUSPENDED,
+    KeyStatus.REVOKING,
+    KeyStatus.SUSPENDING,
+    KeyStatus.REJECTING,
+)
 # Keys whose client Keycloak holds and that have not ended.
 _ISSUED = (KeyStatus.PENDING, KeyStatus.ACTIVE, KeyStatus.SUSPENDED)
+# The restrictive decision each in-between status carries out.
+INTENTS = {
+    KeyStatus.REVOKING: "revoke",
+    KeyStatus.SUSPENDING: "suspend",
+    KeyStatus.REJECTING: "reject",
+}
 # Which status allows which action on a key: the one place this is written. The operations
 # (apikeys/lifecycle.py), the jobs, reconcile and the templates (`key.can_rotate`) ask it.
+# A recorded decision may always be carried out again (its retry); nothing else may start.
 ACTIONS_ALLOWED: dict[str, tuple[KeyStatus, ...]] = {
     "finish": (KeyStatus.UNFINISHED,),
     "discard": (KeyStatus.UNFINISHED,),
     "approve": (KeyStatus.PENDING,),
-    "reject": (KeyStatus.PENDING,),
-    "suspend": (KeyStatus.ACTIVE,),
+    "reject": (KeyStatus.PENDING, KeyStatus.REJECTING),
+    "suspend": (KeyStatus.ACTIVE, KeyStatus.SUSPENDING),
     "reinstate": (KeyStatus.SUSPENDED,),
     "rotate": _ISSUED,
-    "revoke": _ISSUED,
+    "revoke": (*_ISSUED, KeyStatus.REVOKING, KeyStatus.SUSPENDING),
     "expire": _ISSUED,
 }
 
@@ -188,10 +208,17 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
             row = cursor.fetchone()
         if row is None:
             return None
-        status, expires_at, name, api_name, first, last, email, username = row
+        status, expires_at, name, api_name, audience, first, last, email, username, active = row
         owner = User(first_name=first, last_name=last, email=email, username=username)
         return KeyStanding(
-            client_id, status, _aware(expires_at), name, api_name, owner.display_name
+            client_id=client_id,
+            status=status,
+            expires_at=_aware(expires_at),
+            name=name,
+            api_name=api_name,
+            api_audience=audience,
+            owner_name=owner.display_name,
+            owner_active=bool(active),
         )
 
 
@@ -207,14 +234,21 @@ class KeyStanding:
     expires_at: datetime
     name: str
     api_name: str
+    api_audience: str
     owner_name: str
+    owner_active: bool
 
-    def refusal(self, now: datetime) -> str | None:
-        """Why a token of this key must be refused now, or None if it may be used."""
+    def refusal(self, now: datetime, audience: str) -> str | None:
+        """Why a token of this key must be refused by the API of `audience`, or None."""
         if self.status != ApiKey.Status.ACTIVE:
             return f"The key {self.client_id} is {ApiKey.Status(self.status).label.lower()}."
         if self.expires_at <= now:
             return f"The key {self.client_id} has expired."
+        if not self.owner_active:
+            return f"The owner of the key {self.client_id} is disabled."
+        if self.api_audience != audience:
+            # Whatever audiences the token carries: the key was issued for another API.
+            return f"The key {self.client_id} was issued for {self.api_name}, not this API."
         return None
 
 
@@ -351,7 +385,8 @@ class ApiKey(models.Model):
 
 
 _STANDING_SQL = """
-    SELECT k.status, k.expires_at, k.name, a.name, u.first_name, u.last_name, u.email, u.username
+    SELECT k.status, k.expires_at, k.name, a.name, a.audience,
+           u.first_name, u.last_name, u.email, u.username, u.is_active
     FROM apikeys_apikey k
     JOIN apikeys_api a ON a.id = k.api_id
     JOIN apikeys_user u ON u.id = k.owner_id
@@ -360,6 +395,10 @@ _STANDING_SQL = """
 
 
 class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):
+    def of_owner(self, owner: User) -> AuditEntryQuerySet:
+        """What a customer may read: the entries of their keys and of their account."""
+        return self.filter(Q(key__owner=owner) | Q(about_user=owner))
+
     def matching(self, filters: dict[str, Any]) -> AuditEntryQuerySet:
         """The entries matching the audit trail's filters."""
         entries = self.select_related("key", "api")
@@ -393,9 +432,15 @@ class AuditEntry(models.Model):
         REJECTED = "rejected", "Rejected"
         SUSPENDED = "suspended", "Suspended"
         REINSTATED = "reinstated", "Reinstated"
+        DISCARDED = "discarded", "Discarded unfinished"
+        REPAIRED = "repaired", "Repaired in Keycloak"
         API_CREATED = "api_created", "API added"
         API_CHANGED = "api_changed", "API changed"
         API_RETIRED = "api_retired", "API retired"
+        USER_DEACTIVATED = "user_off", "Account deactivated"
+        USER_REACTIVATED = "user_on", "Account reactivated"
+        ADMIN_GRANTED = "admin_on", "Admin role granted"
+        ADMIN_REMOVED = "admin_off", "Admin role removed"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # None when the portal acted by itself (expiry from cron, reconcile).
@@ -409,6 +454,11 @@ class AuditEntry(models.Model):
     api = models.ForeignKey(Api, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     reason = models.TextField(blank=True)
+    # The user an entry is about when no key links it: their account, or their key that is
+    # gone (a discarded unfinished key). Owners see these entries among their activity.
+    about_user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     objects = AuditEntryQuerySet.as_manager()
 
@@ -429,21 +479,46 @@ class AuditEntry(models.Model):
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise ValueError("Audit entries are append-only.")
 
+    def actor_as_seen_by(self, owner: User | None) -> str:
+        """Who acted. To a key's owner (`owner`), anyone else is "an administrator"."""
+        if self.actor_id is None:
+            return "the portal"
+        if owner is None or self.actor_id == owner.pk:
+            return self.actor_email
+        return "an administrator"
+
+    def address_as_seen_by(self, owner: User | None) -> str:
+        """Where from. An owner sees their own addresses only, never an administrator's."""
+        if owner is None or self.actor_id == owner.pk:
+            return self.ip_address or ""
+        return ""
+
     @classmethod
     def record(
         cls,
-        subject: ApiKey | Api,
+        subject: ApiKey | Api | User,
         action: str,
         *,
         actor: User | None,
         ip_address: str | None = None,
         reason: str = "",
+        key_going: bool = False,
     ) -> AuditEntry:
-        """Append what `actor` did to a key, or to a catalog API (no key involved)."""
-        if isinstance(subject, ApiKey):
+        """Append what `actor` did to a key, a catalog API or a user's account.
+
+        `key_going`: the key's record is about to be deleted (a discard), so the entry keeps
+        its client id and owner instead of a link to it.
+        """
+        about: dict[str, Any]
+        if isinstance(subject, ApiKey) and key_going:
+            about = {"client_id": subject.client_id, "api_id": subject.api_id}
+            about["about_user"] = subject.owner
+        elif isinstance(subject, ApiKey):
             about = {"key": subject, "client_id": subject.client_id, "api_id": subject.api_id}
-        else:
+        elif isinstance(subject, Api):
             about = {"api": subject}
+        else:
+            about = {"about_user": subject}
         return cls.objects.create(
             **about,
             action=action,

@@ -14,14 +14,22 @@ What it does, case by case (Keycloak / the portal's record: action):
   key stays unfinished; the customer finishes it (a new secret, shown once) or discards it.
 - a client / unfinished for more than a day: discard both; nobody came back for it.
 - no client / unfinished for longer than the grace period: delete the record.
+- any / being revoked, rejected or suspended (a decision recorded, then a crash or an
+  outage): carry it out (`lifecycle.carry_out`).
+- a disabled client / active (an operator disabled it in Keycloak, e.g. in an incident):
+  the restrictive action wins; the key is suspended, audited, and its owner told.
 - a client / active, pending or suspended: converge it to `desired.key_client` (enabled
-  only if active and not past expiry, flows, full scope, token lifespan, attributes,
-  default and optional scopes, protocol mappers).
+  only if active, not past expiry and of an active owner; flows, full scope, token
+  lifespan, attributes, default and optional scopes, protocol mappers); audited.
 - a client / revoked or rejected: delete the client.
 - a client / expired: keep it, disabled.
-- no client / active, pending or suspended: mark the record "client missing" and report it.
-  It is never recreated here, since its secret would be one nobody knows. The owner's
-  rotate makes the client again and shows the new secret once.
+- no client / active: the client was deleted outside the portal. The key is suspended
+  (audited, its owner told) and marked "client missing": the owner's rotate makes a new,
+  disabled client, and an administrator decides whether to reinstate it.
+- no client / pending or suspended: mark the record "client missing" and report it.
+  A client is never recreated here, since its secret would be one nobody knows.
+
+Each catalog API's client scope is converged too (its audience mapper and nothing else).
 """
 
 from __future__ import annotations
@@ -35,9 +43,9 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from apikeys import convergence, desired, keycloak
+from apikeys import bootstrap, convergence, desired, keycloak, lifecycle
 from apikeys.keycloak import Connection, KeycloakFailure, Representation
-from apikeys.models import ApiKey
+from apikeys.models import INTENTS, Api, ApiKey, AuditEntry, WrongState
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +101,7 @@ def reconcile(
             if plan := _check_client(conn, client, key, now=now, grace=grace, scope_ids=scope_ids):
                 plans.append(plan)
     plans += [_missing_client(key, now) for key in _records_without_clients(seen, now, grace)]
+    plans += _check_api_scopes(conn)
     report.records_checked = ApiKey.objects.count()
     for plan in plans:
         report.findings.append(plan.finding)
@@ -140,12 +149,20 @@ def _check_client(
         return _Plan(finding, lambda: None)
     if key.status == ApiKey.Status.UNFINISHED:
         return _check_unfinished(conn, client, key, now=now, grace=grace)
+    if key.status in INTENTS:
+        return _carry_out_decision(key)
+    wanted = _wanted(key, now)
+    if key.status == ApiKey.Status.ACTIVE and wanted["enabled"] and not client.get("enabled"):
+        return _Plan(
+            Finding(client_id, "active key whose client was disabled in Keycloak", "suspend"),
+            lambda: _suspend(key, DISABLED_IN_KEYCLOAK),
+        )
     if not key.is_live and key.status != ApiKey.Status.EXPIRED:  # revoked or rejected
         return _Plan(
             Finding(client_id, f"{key.status} key still has a client", "delete the client"),
             lambda: _delete_if_still(conn, client, key),
         )
-    changes = convergence.plan(client, _wanted(key, now)).parts
+    changes = convergence.plan(client, wanted).parts
     if key.client_missing_since or key.keycloak_id != client["id"]:
         changes.append("record")
     if not changes:
@@ -192,10 +209,14 @@ def _repair(
         if not key.is_live and key.status != ApiKey.Status.EXPIRED:
             return  # ended since the scan; the next run looks again
         current = keycloak.get_client(conn, client["id"])
-        convergence.apply(conn, convergence.plan(current, _wanted(key, now)), scope_ids)
+        plan = convergence.plan(current, _wanted(key, now))
+        convergence.apply(conn, plan, scope_ids)
         key.keycloak_id = client["id"]
         key.client_missing_since = None
         key.save(update_fields=["keycloak_id", "client_missing_since"])
+        if plan:
+            reason = f"Reconcile restored {', '.join(plan.parts)} of its client in Keycloak."
+            AuditEntry.record(key, AuditEntry.Action.REPAIRED, actor=None, reason=reason)
 
 
 def _delete_if_still(conn: Connection, client: Representation, key: ApiKey | None) -> None:
@@ -236,7 +257,7 @@ def _records_without_clients(seen: set[str], now: datetime, grace: timedelta) ->
             continue
         if key.is_unfinished and now - key.created_at < grace:
             continue
-        if key.client_missing_since is not None:
+        if key.client_missing_since is not None and key.status not in INTENTS:
             continue  # reported before
         yield key
 
@@ -247,6 +268,13 @@ def _missing_client(key: ApiKey, now: datetime) -> _Plan:
             Finding(key.client_id, "unfinished key with no client", "delete the record"),
             lambda: _discard_record(key),
         )
+    if key.status in INTENTS:
+        return _carry_out_decision(key)
+    if key.status == ApiKey.Status.ACTIVE:
+        return _Plan(
+            Finding(key.client_id, "active key has no client in Keycloak", "suspend and mark it"),
+            lambda: _suspend_missing(key, now),
+        )
     return _Plan(
         Finding(
             key.client_id,
@@ -255,6 +283,67 @@ def _missing_client(key: ApiKey, now: datetime) -> _Plan:
         ),
         lambda: _mark_missing(key, now),
     )
+
+
+# Why reconcile suspended a key: the reasons its owner and the administrators read.
+DISABLED_IN_KEYCLOAK = (
+    "Its client was disabled in Keycloak, outside the portal. An administrator can reinstate it."
+)
+DELETED_IN_KEYCLOAK = (
+    "Its client was deleted in Keycloak, outside the portal. Rotate its secret to make a new "
+    "client; an administrator then decides whether to reinstate it."
+)
+
+
+def _suspend(key: ApiKey, reason: str) -> None:
+    with contextlib.suppress(WrongState):  # someone acted on the key since the scan
+        lifecycle.suspend_key(ApiKey.objects.get(pk=key.pk), actor=None, reason=reason)
+
+
+def _suspend_missing(key: ApiKey, now: datetime) -> None:
+    _mark_missing(key, now)
+    _suspend(key, DELETED_IN_KEYCLOAK)
+
+
+def _carry_out_decision(key: ApiKey) -> _Plan:
+    action = INTENTS[ApiKey.Status(key.status)]
+    return _Plan(
+        Finding(key.client_id, f"a decision to {action} it was not carried out", f"{action} it"),
+        lambda: _carry_out(key),
+    )
+
+
+def _carry_out(key: ApiKey) -> None:
+    lifecycle.carry_out(ApiKey.objects.get(pk=key.pk))
+
+
+def _check_api_scopes(conn: Connection) -> list[_Plan]:
+    """Each catalog API's client scope, converged like bootstrap does (or made, if missing)."""
+    scopes = {s["name"]: s for s in keycloak.list_client_scopes(conn)}
+    plans = []
+    for api in Api.objects.all():
+        current = scopes.get(api.scope_name)
+        if current is None:
+            problem = "the API's client scope is missing"
+        elif not desired.is_managed(current):
+            problem = "the API's client scope is not marked as the portal's"
+        elif plan := convergence.plan(current, desired.api_scope(api), kind="client scope"):
+            problem = f"drift in {', '.join(plan.parts)}"
+        else:
+            continue
+        plans.append(
+            _Plan(
+                Finding(api.scope_name, problem, "restore it"),
+                lambda api=api: _restore_scope(conn, api),  # type: ignore[misc]
+            )
+        )
+    return plans
+
+
+def _restore_scope(conn: Connection, api: Api) -> None:
+    if changes := bootstrap.ensure_api_scope(conn, api):
+        reason = "Reconcile restored its client scope: " + "; ".join(changes)
+        AuditEntry.record(api, AuditEntry.Action.REPAIRED, actor=None, reason=reason)
 
 
 def _discard_record(key: ApiKey) -> None:

@@ -38,6 +38,7 @@ from apikeys.exports import audit_csv
 from apikeys.forms import KeyForm
 from apikeys.keycloak import KeycloakFailure
 from apikeys.lifecycle import AlreadySubmitted, KeyNotIssued, Revealed
+from apikeys.limits import rate_limited
 from apikeys.models import Api, ApiKey, AuditEntry, KeyStanding, User, WrongState
 
 
@@ -59,6 +60,7 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @sensitive_variables()  # holds the new secret: never in an error page or report
+@rate_limited("keys")
 @never_cache
 @require_http_methods(["GET", "POST"])
 def new_key(request: HtmxHttpRequest) -> HttpResponse:
@@ -90,24 +92,25 @@ def new_key(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 def key_detail(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
     key = get_key_for_user(request, key_id)
+    history = key.audit_entries.select_related("api")
     return render(
-        request,
-        "apikeys/key_detail.html",
-        {"key": key, "history": key.audit_entries.all()} | _endpoints(),
+        request, "apikeys/key_detail.html", {"key": key, "history": history} | _endpoints()
     )
 
 
 @require_GET
 def activity(request: HtmxHttpRequest) -> HttpResponseBase:
-    """The audit trail of the customer's own keys."""
-    entries = AuditEntry.objects.filter(key__owner=_user(request)).select_related("key")
+    """The audit trail of the customer's own keys and account."""
+    owner = _user(request)
+    entries = AuditEntry.objects.of_owner(owner).select_related("key", "api")
     if request.GET.get("format") == "csv":
-        return audit_csv(entries, "my-key-activity.csv")
+        return audit_csv(entries, "my-key-activity.csv", viewer=owner)
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
     return render(request, "apikeys/activity.html", {"page": page})
 
 
 @sensitive_variables()  # holds the new secret: never in an error page or report
+@rate_limited("keys")
 @never_cache
 @require_http_methods(["GET", "POST"])
 def rotate_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
@@ -125,6 +128,7 @@ def rotate_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
     return _page(request, "apikeys/confirm_rotate.html", {"key": key, "error": error})
 
 
+@rate_limited("keys")
 @require_http_methods(["GET", "POST"])
 def revoke_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
     key = get_key_for_user(request, key_id)
@@ -133,7 +137,8 @@ def revoke_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
         try:
             lifecycle.revoke_key(key, actor=key.owner, ip_address=client_ip(request))
         except KeycloakFailure as failure:
-            error = f"{failure.for_people} The key still works."
+            notice = f"{failure.for_people} {lifecycle.decision_pending(key, 'revoked')}"
+            return _done(request, notice, error=True)
         except WrongState as failure:
             error = str(failure)
         else:
@@ -142,6 +147,7 @@ def revoke_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
 
 
 @sensitive_variables()  # holds the new secret: never in an error page or report
+@rate_limited("keys")
 @never_cache
 @require_POST
 def finish_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
@@ -157,7 +163,7 @@ def finish_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
 def discard_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
     key = get_key_for_user(request, key_id)
     try:
-        lifecycle.discard_key(key)
+        lifecycle.discard_key(key, actor=key.owner, ip_address=client_ip(request))
     except (KeycloakFailure, WrongState) as failure:
         return _done(request, _unfinished_failure(failure), error=True)
     return _done(request, f"The unfinished key “{key.name}” is discarded.")

@@ -35,6 +35,9 @@ SHA256 = "77657f30b7e90d70f727712ce1c967f430fd6a5e9f458d32d8c6df0635345f47"
 SUPPORTED_JDKS = (25, 21, 17)
 JVM_ROOTS = (Path("/usr/lib/jvm"), Path("/opt/java"), Path("/usr/local/lib/jvm"))
 
+# Keycloak features the portal relies on beyond the defaults.
+FEATURES = ("client-secret-rotation",)
+
 DEV_ADMIN_USERNAME = "admin"
 DEV_ADMIN_PASSWORD = "admin"  # noqa: S105 - loopback dev server only, printed by bin/run
 
@@ -162,6 +165,10 @@ def start(instance: Instance, *, timeout: float = 240) -> float:
             f"--http-port={instance.port}",
             f"--http-management-port={instance.management_port}",
             "--health-enabled=true",
+            # Preview in 26.7 (on by default from 26.8): a client policy's secret-rotation
+            # executor keeps a key's secret expiry (and, later, a rotated secret) across
+            # admin updates, which otherwise drop them. docker-compose.yml enables it too.
+            f"--features={','.join(FEATURES)}",
             # One client per key: past Keycloak's default of 10,000 cached realm entries,
             # reading all clients thrashes the cache (bench/reconcile.py measured it).
             "--cache-embedded-realms-max-count=100000",

@@ -16,6 +16,9 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from portal.loopback import is_loopback
+from portal.secret_policy import HOW, weakness
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 PROFILE = os.environ.get("PORTAL_PROFILE", "production")
@@ -41,8 +44,18 @@ def env_list(name: str, default: str | None = None, *, local: str | None = None)
     return [item.strip() for item in env(name, default, local=local).split(",") if item.strip()]
 
 
+def secret(name: str, *, local: str, min_length: int = 32) -> str:
+    """A secret setting; production refuses placeholders and short values, naming `name`."""
+    value = env(name, local=local)
+    if not LOCAL and (problem := weakness(name, value, min_length=min_length)):
+        raise ImproperlyConfigured(f"{problem} {HOW}")
+    return value
+
+
 DEBUG = PROFILE == "dev" and env("DJANGO_DEBUG", "true") == "true"
-SECRET_KEY = env("DJANGO_SECRET_KEY", local="dev-only-insecure-secret-key-not-for-production")
+SECRET_KEY = secret(
+    "DJANGO_SECRET_KEY", local="dev-only-insecure-secret-key-not-for-production", min_length=50
+)
 
 # The portal's public address: exact redirect URIs registered in Keycloak derive from it.
 PORTAL_URL = env("PORTAL_URL", local="http://127.0.0.1:8000").rstrip("/")
@@ -50,6 +63,14 @@ ALLOWED_HOSTS = env_list(
     "DJANGO_ALLOWED_HOSTS", urlsplit(PORTAL_URL).hostname, local="127.0.0.1,localhost"
 )
 CSRF_TRUSTED_ORIGINS = [PORTAL_URL]
+if LOCAL and not (
+    is_loopback(urlsplit(PORTAL_URL).hostname) and all(map(is_loopback, ALLOWED_HOSTS))
+):
+    # Their secrets are published defaults: the dev and test profiles serve loopback only.
+    raise ImproperlyConfigured(
+        f"The {PROFILE} profile serves loopback only; PORTAL_URL and DJANGO_ALLOWED_HOSTS must "
+        "name 127.0.0.1, ::1 or localhost. Use PORTAL_PROFILE=production anywhere else."
+    )
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -60,6 +81,7 @@ INSTALLED_APPS = [
     "mozilla_django_oidc",
     "django_htmx",
     "template_partials",
+    "django_ratelimit",
     "apikeys",
 ]
 
@@ -69,7 +91,9 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
+    *(["portal.loopback.LoopbackOnlyMiddleware"] if LOCAL else []),
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "apikeys.auth.KeycloakSessionMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "apikeys.auth.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -96,6 +120,11 @@ TEMPLATES = [
 ]
 
 # SQLite is the embedded default of the run command; DATABASE_URL selects PostgreSQL.
+_database_password = None if LOCAL else urlsplit(env("DATABASE_URL")).password
+if _database_password and (
+    problem := weakness("The password in DATABASE_URL", _database_password, min_length=16)
+):
+    raise ImproperlyConfigured(f"{problem} {HOW}")
 DATABASES = {
     "default": dj_database_url.parse(
         env("DATABASE_URL", local=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"), conn_max_age=60
@@ -145,7 +174,7 @@ KEYCLOAK_REALM = env("KEYCLOAK_REALM", "portal")
 KEYCLOAK_TIMEOUT = int(env("KEYCLOAK_TIMEOUT", "5"))
 # The portal's own run-time identity: a service account with least privilege.
 KEYCLOAK_SERVICE_CLIENT_ID = env("KEYCLOAK_SERVICE_CLIENT_ID", "portal-service")
-KEYCLOAK_SERVICE_CLIENT_SECRET = env(
+KEYCLOAK_SERVICE_CLIENT_SECRET = secret(
     "KEYCLOAK_SERVICE_CLIENT_SECRET", local="dev-only-portal-service-secret"
 )
 
@@ -159,11 +188,46 @@ TOKEN_ENDPOINT = f"{_realm_public}/token"
 TOKEN_ISSUER = env("TOKEN_ISSUER", f"{KEYCLOAK_PUBLIC_URL}/realms/{KEYCLOAK_REALM}")
 TOKEN_LEEWAY_SECONDS = int(env("TOKEN_LEEWAY_SECONDS", "10"))
 JWKS_REFETCH_SECONDS = int(env("JWKS_REFETCH_SECONDS", "10"))
+# The realm's keys are fetched again this often, and keys it no longer publishes dropped.
+JWKS_MAX_AGE_SECONDS = int(env("JWKS_MAX_AGE_SECONDS", "300"))
 # The audience of the sample API the portal serves itself (GET /api/v1/whoami/).
 WHOAMI_AUDIENCE = env("WHOAMI_AUDIENCE", "sample-api")
 
 # API keys.
 MAX_LIVE_KEYS_PER_USER = int(env("MAX_LIVE_KEYS_PER_USER", "10"))
+# Keys one customer may make in 24 hours, revoked ones included (create-revoke loops).
+MAX_KEYS_MADE_PER_DAY = int(env("MAX_KEYS_MADE_PER_DAY", "50"))
+# Requests per user and per client address on the key actions (apikeys/limits.py), and on
+# the registration page (per address), as django-ratelimit rates: count/period.
+RATE_LIMITS = {
+    "keys": {
+        "user": env("RATE_LIMIT_KEYS_PER_USER", "30/m"),
+        "address": env("RATE_LIMIT_KEYS_PER_ADDRESS", "60/m"),
+    },
+    "register": {"user": "1000/m", "address": env("RATE_LIMIT_REGISTER_PER_ADDRESS", "10/h")},
+}
+# The counters live in a cache shared by every process: Redis in production. The dev and test
+# profiles serve from one process, so its memory will do there.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "ratelimit": (
+        {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "ratelimit"}
+        if LOCAL and not os.environ.get("RATELIMIT_CACHE_URL")
+        else {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env("RATELIMIT_CACHE_URL"),
+        }
+    ),
+}
+RATELIMIT_USE_CACHE = "ratelimit"
+RATELIMIT_IP_META_KEY = "REMOTE_ADDR"  # unused: the portal's own keys read TRUSTED_PROXIES
+SILENCED_SYSTEM_CHECKS = [
+    # django-ratelimit lists only django-redis; Django's own RedisCache increments
+    # atomically too (INCRBY). Memory is refused as unshared: it is, but the dev and test
+    # profiles serve from one process, and production may not use it.
+    "django_ratelimit.W001",
+    *(["django_ratelimit.E003"] if LOCAL else []),
+]
 DEFAULT_KEY_LIFETIME_DAYS = int(env("DEFAULT_KEY_LIFETIME_DAYS", "90"))
 # Active keys unused (no token requested) for this many days are flagged to owners and admins.
 DORMANT_KEY_DAYS = int(env("DORMANT_KEY_DAYS", "30"))
@@ -177,7 +241,7 @@ APPROVAL_NOTIFY_EMAILS = env_list("APPROVAL_NOTIFY_EMAILS", "")
 # Sign-in with mozilla-django-oidc: authorization code + PKCE (S256), users matched on `sub`.
 AUTHENTICATION_BACKENDS = ["apikeys.auth.KeycloakBackend"]
 OIDC_RP_CLIENT_ID = env("OIDC_CLIENT_ID", "portal")
-OIDC_RP_CLIENT_SECRET = env("OIDC_CLIENT_SECRET", local="dev-only-portal-login-secret")
+OIDC_RP_CLIENT_SECRET = secret("OIDC_CLIENT_SECRET", local="dev-only-portal-login-secret")
 OIDC_RP_SIGN_ALGO = "RS256"
 OIDC_RP_SCOPES = "openid email profile"
 OIDC_USE_PKCE = True
@@ -192,6 +256,8 @@ OIDC_OP_JWKS_ENDPOINT = f"{_realm_back}/certs"
 OIDC_OP_LOGOUT_URL_METHOD = "apikeys.auth.keycloak_logout_url"
 OIDC_TIMEOUT = KEYCLOAK_TIMEOUT
 OIDC_ADMIN_ROLE = "portal-admin"
+# How often a signed-in session is confirmed with Keycloak (apikeys/auth.py).
+KEYCLOAK_SESSION_CHECK_SECONDS = int(env("KEYCLOAK_SESSION_CHECK_SECONDS", "60"))
 OIDC_ROLES_CLAIM = "portal_roles"
 LOGIN_URL = "oidc_authentication_init"
 LOGIN_REDIRECT_URL = "home"
@@ -209,6 +275,14 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 KEYCLOAK_SMTP_HOST = env("KEYCLOAK_SMTP_HOST", EMAIL_HOST)
 KEYCLOAK_SMTP_PORT = int(env("KEYCLOAK_SMTP_PORT", str(EMAIL_PORT)))
 KEYCLOAK_SMTP_FROM = env("KEYCLOAK_SMTP_FROM", local="portal@localhost")
+# "starttls", "ssl" or "none"; a login if the server wants one (bootstrap sets them in the
+# realm; settings an operator made in Keycloak and these do not name stay as they are).
+KEYCLOAK_SMTP_SECURITY = env("KEYCLOAK_SMTP_SECURITY", "starttls" if EMAIL_USE_TLS else "none")
+if KEYCLOAK_SMTP_SECURITY not in {"starttls", "ssl", "none"}:
+    raise ImproperlyConfigured("KEYCLOAK_SMTP_SECURITY must be starttls, ssl or none.")
+KEYCLOAK_SMTP_SECURITY = "" if KEYCLOAK_SMTP_SECURITY == "none" else KEYCLOAK_SMTP_SECURITY
+KEYCLOAK_SMTP_USER = env("KEYCLOAK_SMTP_USER", EMAIL_HOST_USER)
+KEYCLOAK_SMTP_PASSWORD = env("KEYCLOAK_SMTP_PASSWORD", EMAIL_HOST_PASSWORD)
 
 # Security: secure by default, relaxed only for the plain-HTTP loopback profiles.
 SESSION_COOKIE_SECURE = not LOCAL

@@ -5,24 +5,30 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import inspect
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
+import jwt
 import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from jwt import PyJWKSet
+from jwt.algorithms import RSAAlgorithm
 
-from apikeys import bearer_tokens, bootstrap, lifecycle
+from apikeys import bearer_tokens, bootstrap, keycloak, lifecycle
 from apikeys.bearer_tokens import TokenError, TokenValidator
 from apikeys.keycloak import Connection
 from apikeys.models import Api, ApiKey, User
@@ -405,3 +411,123 @@ def test_the_partner_guide_is_public_and_names_the_real_endpoints(client: Client
     assert settings.TOKEN_ENDPOINT in html
     assert f"{settings.PORTAL_URL}/api/v1/whoami/" in html
     assert "300 seconds" in html
+
+
+# What strict mode and the validator refuse (fail closed)
+
+
+def test_a_key_for_one_api_is_refused_by_another_even_with_its_audience(
+    owner: User, key_clients: Connection, client: Client
+) -> None:
+    other = Api.objects.create(name="Other API", slug="other", audience="other-api")
+    bootstrap.ensure_api_scope(key_clients, other)
+    revealed = lifecycle.issue_key(owner, other, name="other", lifetime_days=9)
+    scope = keycloak.find_client_scope(key_clients, "api-other")
+    assert scope is not None
+    keycloak.add_mapper(  # someone adds the sample API's audience to it, in Keycloak
+        key_clients,
+        f"/client-scopes/{scope['id']}",
+        {
+            "name": "smuggled",
+            "protocol": "openid-connect",
+            "protocolMapper": "oidc-audience-mapper",
+            "config": {"included.custom.audience": "sample-api", "access.token.claim": "true"},
+        },
+    )
+    token = new_token(revealed)
+    assert "sample-api" in claims(token)["aud"]
+
+    response = whoami(client, token)
+
+    assert response.status_code == 401
+    assert "issued for Other API" in response.json()["error_description"]
+    assert bootstrap.ensure_api_scope(key_clients, other) == [
+        "removed mapper 'smuggled' from api-other"
+    ]
+
+
+def test_strict_is_the_default_and_refuses_the_key_of_a_disabled_owner(
+    client: Client, token: str, owner: User
+) -> None:
+    assert inspect.signature(bearer_tokens.bearer_token_required).parameters["strict"].default
+    User.objects.filter(pk=owner.pk).update(is_active=False)
+
+    response = whoami(client, token)
+
+    assert response.status_code == 401
+    assert "owner" in response.json()["error_description"]
+
+
+class OwnIssuer:
+    """A token issuer of the test's own: its keys, published as a JWKS on loopback."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, rsa.RSAPrivateKey] = {}
+        self.published: list[str] = []
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = json.dumps({"keys": [issuer.jwk(kid) for kid in issuer.published]})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/certs"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def publish(self, kid: str) -> None:
+        self.keys.setdefault(kid, rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        self.published = [kid]
+
+    def jwk(self, kid: str) -> dict[str, Any]:
+        jwk = json.loads(RSAAlgorithm.to_jwk(self.keys[kid].public_key()))
+        return {**jwk, "kid": kid, "use": "sig", "alg": "RS256"}
+
+    def token(self, kid: str, **claims: Any) -> str:
+        now = int(time.time())
+        payload = {"iss": "https://issuer.test", "aud": "sample-api", "exp": now + 300} | claims
+        return jwt.encode(payload, self.keys[kid], algorithm="RS256", headers={"kid": kid})
+
+
+@pytest.fixture
+def own_issuer() -> Iterator[OwnIssuer]:
+    issuer = OwnIssuer()
+    yield issuer
+    issuer.server.shutdown()
+    issuer.server.server_close()
+
+
+def test_a_token_without_typ_bearer_is_refused(own_issuer: OwnIssuer) -> None:
+    own_issuer.publish("k1")
+    validator = make_validator(issuer="https://issuer.test", jwks_url=own_issuer.url)
+
+    assert validator.validate(own_issuer.token("k1", typ="Bearer"), "sample-api")
+    for token in (own_issuer.token("k1"), own_issuer.token("k1", typ="ID")):
+        with pytest.raises(TokenError, match="not an access token"):
+            validator.validate(token, "sample-api")
+
+
+def test_keys_no_longer_published_are_dropped_with_their_tokens(own_issuer: OwnIssuer) -> None:
+    own_issuer.publish("old")
+    clock = Clock()
+    validator = make_validator(
+        issuer="https://issuer.test", jwks_url=own_issuer.url, clock=clock, max_age=60
+    )
+    token = own_issuer.token("old", typ="Bearer")
+    validator.validate(token, "sample-api")  # verified, and remembered
+    own_issuer.publish("new")  # the issuer rotated and dropped its old key
+
+    clock.offset = 30
+    validator.validate(token, "sample-api")  # the JWKS is not due for a refresh yet
+    clock.offset = 61
+    with pytest.raises(TokenError, match="does not publish"):
+        validator.validate(token, "sample-api")
+    assert validator.jwks_fetches == 3  # the timed refresh, then one refetch for its kid
+    assert validator.validate(own_issuer.token("new", typ="Bearer"), "sample-api")
+    assert validator.jwks_fetches == 3

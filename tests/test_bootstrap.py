@@ -11,6 +11,7 @@ from django.core.management import call_command
 
 from apikeys import bootstrap, desired, keycloak
 from apikeys.keycloak import Connection
+from apikeys.models import Api
 from tests.conftest import sample_api
 
 
@@ -154,3 +155,76 @@ def test_it_repairs_settings_changed_behind_its_back(bootstrapped: Connection) -
     assert repaired["directAccessGrantsEnabled"] is False
     held = keycloak.get_roles(bootstrapped, keycloak.user_roles_path(user["id"], management["id"]))
     assert held == {"manage-clients", "view-events"}
+
+
+def test_it_keeps_an_operators_smtp_and_event_settings(bootstrapped: Connection) -> None:
+    realm = keycloak.get_realm(bootstrapped)
+    assert realm is not None
+    smtp = {**realm["smtpServer"], "starttls": "true", "auth": "true", "user": "relay-user"}
+    keycloak.update_realm(
+        bootstrapped,
+        {"smtpServer": smtp, "enabledEventTypes": [*realm["enabledEventTypes"], "LOGIN_ERROR"]},
+    )
+    try:
+        bootstrap.run(bootstrapped, [sample_api()])
+
+        kept = keycloak.get_realm(bootstrapped)
+        assert kept is not None
+        assert kept["smtpServer"]["starttls"] == "true"
+        assert kept["smtpServer"]["user"] == "relay-user"
+        assert {"LOGIN_ERROR", "CLIENT_LOGIN"} <= set(kept["enabledEventTypes"])
+        assert bootstrap.run(bootstrapped, [sample_api()]) == []
+    finally:
+        keycloak.update_realm(bootstrapped, {"smtpServer": realm["smtpServer"]})
+
+
+def test_admin_events_expire_like_user_events(bootstrapped: Connection) -> None:
+    realm = keycloak.get_realm(bootstrapped)
+    assert realm is not None
+    expiry = realm["attributes"]["adminEventsExpiration"]
+    assert expiry == str(desired.EVENTS_EXPIRATION_SECONDS)
+
+
+def test_it_owns_the_api_scopes_and_takes_over_none_it_did_not_make(
+    bootstrapped: Connection,
+) -> None:
+    scope = keycloak.find_client_scope(bootstrapped, "api-sample")
+    assert scope is not None
+    owner_path = f"/client-scopes/{scope['id']}"
+    keycloak.add_mapper(
+        bootstrapped,
+        owner_path,
+        {
+            "name": "extra",
+            "protocol": "openid-connect",
+            "protocolMapper": "oidc-hardcoded-claim-mapper",
+            "config": {"claim.name": "tier", "claim.value": "gold", "access.token.claim": "true"},
+        },
+    )
+    assert bootstrap.run(bootstrapped, [sample_api()]) == ["removed mapper 'extra' from api-sample"]
+
+    foreign_id = keycloak.create_client_scope(
+        bootstrapped, {"name": "api-foreign", "protocol": "openid-connect"}
+    )
+    try:
+        foreign = Api(name="Foreign", slug="foreign", audience="foreign-api")
+        with pytest.raises(bootstrap.ScopeTaken):
+            bootstrap.ensure_api_scope(bootstrapped, foreign, adopt=False)
+        untouched = keycloak.find_client_scope(bootstrapped, "api-foreign")
+        assert untouched is not None
+        assert untouched.get("protocolMappers", []) == []
+        assert "portal.managed" not in untouched.get("attributes", {})
+    finally:
+        keycloak.delete_client_scope(bootstrapped, foreign_id)
+
+
+def test_the_key_secrets_client_policy_is_in_place_beside_others(
+    bootstrapped: Connection,
+) -> None:
+    policies = keycloak.get_client_policies(bootstrapped, "policies")
+    mine = [p for p in policies if p["name"] == desired.KEY_SECRETS_POLICY]
+    assert len(mine) == 1
+    assert mine[0]["enabled"] is True
+    profiles = keycloak.get_client_policies(bootstrapped, "profiles")
+    (profile,) = [p for p in profiles if p["name"] == desired.KEY_SECRETS_POLICY]
+    assert profile["executors"][0]["executor"] == "secret-rotation"

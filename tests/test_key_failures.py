@@ -13,6 +13,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +23,8 @@ from django.utils import timezone
 
 from apikeys import desired, keycloak, lifecycle
 from apikeys.keycloak import Connection, KeycloakRejected, KeycloakUnavailable
-from apikeys.models import Api, ApiKey, AuditEntry, User
+from apikeys.models import Api, ApiKey, AuditEntry, User, WrongState
+from apikeys.reconcile import reconcile
 from tests.conftest import key_clients_in_keycloak
 from tests.tokens import request_token
 
@@ -216,17 +218,24 @@ def test_with_keycloak_down_rotating_fails_and_the_old_secret_still_works(
     assert not AuditEntry.objects.filter(action="rotated").exists()
 
 
-def test_with_keycloak_down_revoking_fails_and_says_the_key_still_works(
+def test_with_keycloak_down_a_revocation_is_recorded_and_completed_when_it_is_back(
     client: Client, owner: User, sample: Api, settings: Any
 ) -> None:
     revealed = issue(owner, sample)
+    real_url = settings.KEYCLOAK_URL
     settings.KEYCLOAK_URL = "http://127.0.0.1:9"
     client.force_login(owner)
 
-    response = client.post(reverse("revoke_key", args=[revealed.key.pk]))
+    response = client.post(reverse("revoke_key", args=[revealed.key.pk]), follow=True)
 
-    assert "The key still works" in response.content.decode()
-    assert ApiKey.objects.get().status == ApiKey.Status.ACTIVE
+    assert "The decision is recorded" in response.content.decode()
+    assert ApiKey.objects.get().status == ApiKey.Status.REVOKING
+    with pytest.raises(WrongState):  # no rotating a working key back out of it
+        lifecycle.rotate_secret(ApiKey.objects.get(), actor=owner)
+    settings.KEYCLOAK_URL = real_url
+    reconcile(grace=timedelta(0))
+    assert ApiKey.objects.get().status == ApiKey.Status.REVOKED
+    assert request_token(revealed.key.client_id, revealed.secret).status_code == 401
 
 
 def test_a_revoke_that_died_after_deleting_the_client_completes_on_retry(
@@ -236,7 +245,7 @@ def test_a_revoke_that_died_after_deleting_the_client_completes_on_retry(
     monkeypatch.setattr(keycloak, "delete_client", lose_the_answer_after(keycloak.delete_client))
     with pytest.raises(KeycloakUnavailable):
         lifecycle.revoke_key(revealed.key, actor=owner)
-    assert ApiKey.objects.get().status == ApiKey.Status.ACTIVE
+    assert ApiKey.objects.get().status == ApiKey.Status.REVOKING
     monkeypatch.undo()
 
     lifecycle.revoke_key(revealed.key, actor=owner)

@@ -6,16 +6,20 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION = {
     "PORTAL_PROFILE": "production",
     "DJANGO_SECRET_KEY": "x" * 20 + "-production-like-secret-key-with-enough-entropy-0123456789",
     "PORTAL_URL": "https://portal.example.com",
-    "DATABASE_URL": "postgres://portal@db.example.com/portal",
+    "DATABASE_URL": "postgres://portal:Gq7cR2vT9kLmN4pX@db.example.com/portal",
     "KEYCLOAK_URL": "https://id.example.com",
-    "KEYCLOAK_SERVICE_CLIENT_SECRET": "service-secret",
-    "OIDC_CLIENT_SECRET": "login-secret",
+    "KEYCLOAK_SERVICE_CLIENT_SECRET": "Vh3kT9qZ2mR7wP4xN8cL6bJ5fD1sG0aY",
+    "OIDC_CLIENT_SECRET": "Lk8dF3hS9pQ2wE7rT5yU1iO4aZ6xC0vB",
+    "RATELIMIT_CACHE_URL": "redis://cache.example.com:6379/0",
     "EMAIL_HOST": "smtp.example.com",
     "EMAIL_PORT": "587",
     "DEFAULT_FROM_EMAIL": "portal@example.com",
@@ -24,7 +28,11 @@ PRODUCTION = {
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k not in PRODUCTION and k != "EMAIL_HOST"}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in PRODUCTION and k not in {"EMAIL_HOST", "KEYCLOAK_BOOTSTRAP_ADMIN_PASSWORD"}
+    }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -65,3 +73,51 @@ def test_secrets_can_come_from_mounted_files(tmp_path: Path) -> None:
 def test_an_unknown_profile_is_refused() -> None:
     result = manage("check", PORTAL_PROFILE="staging")
     assert "PORTAL_PROFILE must be production, dev or test" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DJANGO_SECRET_KEY", "change-me"),
+        ("KEYCLOAK_SERVICE_CLIENT_SECRET", "change-me"),
+        ("OIDC_CLIENT_SECRET", "change-me"),
+        ("KEYCLOAK_SERVICE_CLIENT_SECRET", "too-short-1234"),
+        ("DATABASE_URL", "postgres://portal:change-me@db.example.com:5432/portal"),
+    ],
+)
+def test_production_refuses_placeholder_and_short_secrets(name: str, value: str) -> None:
+    result = manage("check", **(PRODUCTION | {name: value}))
+
+    assert result.returncode != 0
+    shown = "The password in DATABASE_URL" if name == "DATABASE_URL" else name
+    assert shown in result.stderr
+    assert "secrets.token_urlsafe" in result.stderr  # and how to make a good one
+    assert value not in result.stderr  # the value itself is never echoed
+
+
+def test_bootstrap_refuses_a_weak_keycloak_admin_password_in_production() -> None:
+    env = PRODUCTION | {"KEYCLOAK_BOOTSTRAP_ADMIN_PASSWORD": "change-me"}
+    result = manage("bootstrap_keycloak", "--admin-username", "admin", **env)
+
+    assert result.returncode != 0
+    assert "The Keycloak admin's password is a placeholder" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"PORTAL_URL": "http://portal.example.com"}, {"DJANGO_ALLOWED_HOSTS": "*"}],
+    ids=["public-url", "any-host"],
+)
+def test_the_dev_profile_refuses_anything_but_loopback(env: dict[str, str]) -> None:
+    result = manage("check", PORTAL_PROFILE="dev", **env)
+
+    assert result.returncode != 0
+    assert "serves loopback only" in result.stderr
+
+
+@pytest.mark.django_db
+def test_the_test_profile_answers_loopback_clients_only(client: Any) -> None:
+    assert client.get("/", REMOTE_ADDR="127.0.0.1").status_code == 200
+    refused = client.get("/", REMOTE_ADDR="192.0.2.10")
+    assert refused.status_code == 403
+    assert "answers this machine only" in refused.content.decode()

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from apikeys import lifecycle
-from apikeys.jobs import OWNER_DISABLED
+from apikeys.accounts import OWNER_DISABLED
 from apikeys.keycloak import Connection
 from apikeys.models import Api, ApiKey, User
 from tests.accounts import KeycloakUser

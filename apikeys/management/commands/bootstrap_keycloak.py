@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apikeys import bootstrap, keycloak
 from apikeys.models import Api
+from portal.secret_policy import HOW, weakness
 
 
 class Command(BaseCommand):
@@ -34,6 +35,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         username = options["admin_username"]
         password = os.environ.get(options["admin_password_env"])
+        if (
+            password
+            and not settings.LOCAL
+            and (problem := weakness("The Keycloak admin's password", password, min_length=12))
+        ):
+            raise CommandError(f"{problem} {HOW}")
         if not username or not password:
             raise CommandError(
                 "Give the master admin with --admin-username (or "

@@ -1,4 +1,4 @@
-"""Follow users deleted, disabled or enabled in Keycloak: their keys stop (or resume)."""
+"""Follow users deleted, disabled, enabled or made admins in Keycloak (apikeys/accounts.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from apikeys.keycloak import KeycloakFailure
 
 
 class Command(BaseCommand):
-    help = "Read Keycloak's user admin events and DELETE_ACCOUNT events since the last run."
+    help = (
+        "Read Keycloak's user and role-mapping admin events and DELETE_ACCOUNT events since "
+        "the last run, and apply each user's changes. Exits non-zero if some could not be."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -22,6 +25,12 @@ class Command(BaseCommand):
         if run.skipped:
             self.stdout.write("another run is in progress; nothing done")
             return
-        for sub, change in run.users.items():
-            self.stdout.write(f"user {sub}: {change}")
-        self.stdout.write(f"{run.events} events read, {run.keys_changed} keys changed")
+        for sub, changes in run.users.items():
+            self.stdout.write(f"user {sub}: {', '.join(changes)}")
+        for failure in run.failures:
+            self.stderr.write(f"not done: {failure}")
+        self.stdout.write(
+            f"{run.events} events read, {run.keys_changed} keys changed, {len(run.failures)} failed"
+        )
+        if run.failures:
+            raise CommandError("Some changes could not be applied; the next run tries them again.")

@@ -1,0 +1,120 @@
+"""What follows in the portal when a user's Keycloak account changes.
+
+One implementation for every feed that learns of a change: the `sync_users` job (Keycloak's
+stored events), and the sign-in session check (`apikeys/auth.py`). Keycloak does not touch a
+user's key clients when the user goes, so the portal must:
+
+- deleted (admin API or console, or the user's own "delete account"): the portal user is
+  deactivated, every live key revoked and unfinished ones discarded; that is final.
+- disabled: the portal user is deactivated (their portal session ends) and active keys
+  suspended with OWNER_DISABLED.
+- enabled again: the portal user is reactivated, and the keys suspended with
+  OWNER_DISABLED are reinstated, unless they expired meanwhile. Keys an admin suspended
+  stay suspended.
+- the `portal-admin` role granted or removed: the portal user's admin rights follow.
+
+The user's new state is committed first: from that moment their keys are refused by strict
+APIs and reconcile never enables them again, whatever fails next. Each key is then its own
+unit of work; a key whose Keycloak call fails is reported and left to the next run (or to
+reconcile), and the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.db import DatabaseError, transaction
+
+from apikeys import lifecycle
+from apikeys.keycloak import KeycloakFailure
+from apikeys.models import ApiKey, AuditEntry, User, WrongState
+
+log = logging.getLogger(__name__)
+
+# Keys suspended because their owner was disabled in Keycloak carry this reason, so that
+# enabling the owner again reinstates exactly those (not ones an admin suspended).
+OWNER_DISABLED = "The owner's account was disabled in Keycloak."
+OWNER_DELETED = "The owner's account was deleted in Keycloak."
+OWNER_ENABLED = "The owner's account is enabled again."
+
+ACCOUNT_CHANGES = ("deleted", "disabled", "enabled")
+ROLE_CHANGES = ("admin granted", "admin removed")
+
+
+@dataclass
+class Outcome:
+    keys_changed: int = 0
+    failures: list[str] = field(default_factory=list)  # what could not be done, and why
+
+
+def apply_change(sub: str, change: str) -> Outcome:
+    """Apply one change of the Keycloak user `sub` (see ACCOUNT_CHANGES and ROLE_CHANGES)."""
+    outcome = Outcome()
+    user = User.objects.filter(username=sub).first()
+    if user is None:
+        return outcome  # never signed in to the portal: no keys, no rights
+    if change in ROLE_CHANGES:
+        set_admin_role(user, granted=change == "admin granted", how="in Keycloak")
+        return outcome
+    _set_active(user, change == "enabled", change)
+    keys = user.api_keys.all()
+    if change == "deleted":
+        for key in keys.allowing("revoke"):
+            _each(outcome, key, lambda k: lifecycle.revoke_key(k, actor=None, reason=OWNER_DELETED))
+        for key in keys.allowing("discard"):
+            _each(outcome, key, lambda k: lifecycle.discard_key(k, actor=None))
+    elif change == "disabled":
+        for key in keys.allowing("suspend"):
+            _each(
+                outcome, key, lambda k: lifecycle.suspend_key(k, actor=None, reason=OWNER_DISABLED)
+            )
+    else:
+        for key in keys.allowing("reinstate").filter(status_reason=OWNER_DISABLED):
+            _each(
+                outcome,
+                key,
+                lambda k: lifecycle.reinstate_key(k, actor=None, reason=OWNER_ENABLED),
+            )
+    return outcome
+
+
+def set_admin_role(user: User, *, granted: bool, how: str) -> None:
+    """Give or take the user's admin rights (`is_staff`), audited if they changed."""
+    with transaction.atomic():
+        user = User.objects.select_for_update().get(pk=user.pk)
+        if user.is_staff == granted:
+            return
+        user.is_staff = granted
+        user.save(update_fields=["is_staff"])
+        action = AuditEntry.Action.ADMIN_GRANTED if granted else AuditEntry.Action.ADMIN_REMOVED
+        reason = f"The portal-admin role was {'granted' if granted else 'removed'} {how}."
+        AuditEntry.record(user, action, actor=None, reason=reason)
+
+
+def _set_active(user: User, active: bool, change: str) -> None:
+    with transaction.atomic():
+        user = User.objects.select_for_update().get(pk=user.pk)
+        if user.is_active == active:
+            return
+        user.is_active = active
+        user.save(update_fields=["is_active"])
+        action = (
+            AuditEntry.Action.USER_REACTIVATED if active else AuditEntry.Action.USER_DEACTIVATED
+        )
+        reason = f"The account was {change} in Keycloak."
+        AuditEntry.record(user, action, actor=None, reason=reason)
+
+
+def _each(outcome: Outcome, key: ApiKey, act: Callable[[ApiKey], object]) -> None:
+    """One key's change, as a unit of work: a failure is reported, the other keys go on."""
+    try:
+        act(key)
+    except WrongState:
+        return  # someone acted on the key meanwhile, or it expired: nothing to do
+    except (KeycloakFailure, DatabaseError) as error:
+        log.warning("%s: %s", key.client_id, error)
+        outcome.failures.append(f"{key.client_id}: {error}")
+        return
+    outcome.keys_changed += 1

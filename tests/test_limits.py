@@ -1,0 +1,89 @@
+"""Abuse has limits: per user and per address on key actions, a daily cap, registration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.cache import caches
+from django.test import Client
+from django.urls import reverse
+
+from apikeys import lifecycle
+from apikeys.keycloak import Connection
+from apikeys.models import Api, ApiKey, User
+from tests.conftest import key_clients_in_keycloak
+
+pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
+
+
+@pytest.fixture(autouse=True)
+def fresh_counters() -> Iterator[None]:
+    caches["ratelimit"].clear()
+    yield
+    caches["ratelimit"].clear()
+
+
+def create(client: Client, name: str, **headers: str) -> Any:
+    data = {"name": name, "api": "sample", "lifetime_days": "9"}
+    return client.post(reverse("new_key"), data, headers=headers or None)
+
+
+@pytest.mark.usefixtures("sample")
+def test_a_create_revoke_loop_is_stopped_with_a_clear_429(
+    client: Client, owner: User, settings: Any, key_clients: Connection
+) -> None:
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "keys": {"user": "4/m", "address": "100/m"}}
+    client.force_login(owner)
+    for n in range(2):
+        create(client, f"loop {n}")
+        client.post(reverse("revoke_key", args=[ApiKey.objects.get(name=f"loop {n}").pk]))
+
+    response = create(client, "one too many")
+
+    assert response.status_code == 429
+    assert response["Retry-After"] == "60"
+    assert "Please slow down" in response.content.decode()
+    assert not ApiKey.objects.filter(name="one too many").exists()
+    assert [c["clientId"] for c in key_clients_in_keycloak(key_clients)] == []
+    htmx = create(client, "in the panel", HX_Request="true")
+    assert htmx.status_code == 429
+    assert 'data-testid="too-many"' in htmx.content.decode()
+
+
+@pytest.mark.usefixtures("sample")
+def test_many_accounts_from_one_address_share_its_limit(
+    client: Client, owner: User, other_user: User, settings: Any
+) -> None:
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "keys": {"user": "100/m", "address": "2/m"}}
+    client.force_login(owner)
+    assert create(client, "first").status_code == 200
+    client.force_login(other_user)
+    assert create(client, "second").status_code == 200
+
+    assert create(client, "third").status_code == 429
+
+
+def test_the_daily_cap_on_keys_made_counts_revoked_ones(
+    owner: User, sample: Api, settings: Any
+) -> None:
+    settings.MAX_KEYS_MADE_PER_DAY = 2
+    for n in range(2):
+        made = lifecycle.issue_key(owner, sample, name=f"k{n}", lifetime_days=9)
+        lifecycle.revoke_key(made.key, actor=owner)
+
+    with pytest.raises(lifecycle.QuotaExceeded, match="in the last 24 hours"):
+        lifecycle.issue_key(owner, sample, name="k2", lifetime_days=9)
+
+
+@pytest.mark.django_db
+def test_starting_registrations_from_one_address_is_limited(client: Client, settings: Any) -> None:
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "register": {"user": "9/m", "address": "2/h"}}
+    for _ in range(2):
+        assert client.get(reverse("register")).status_code == 302  # on to Keycloak's page
+
+    response = client.get(reverse("register"))
+
+    assert response.status_code == 429
+    assert "Too many accounts were started from your address" in response.content.decode()
