@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.core.cache import caches
 from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakDeleteError
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playwright
@@ -27,6 +28,15 @@ from tests.browser import CHROMIUM, CHROMIUM_ARGS
 def pytest_configure() -> None:
     if os.environ.get("PORTAL_PROFILE") != "test":
         raise pytest.UsageError("Run the tests with bin/test (PORTAL_PROFILE=test and services).")
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits() -> Iterator[None]:
+    """Each test starts with no requests counted against the rate limits (apikeys/limits.py):
+    the test server and the tests share one process, and so its counters."""
+    caches["ratelimit"].clear()
+    yield
+    caches["ratelimit"].clear()
 
 
 def sample_api() -> Api:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.core.cache import caches
 from django.test import Client
 from django.urls import reverse
 
@@ -16,13 +14,6 @@ from apikeys.models import Api, ApiKey, User
 from tests.conftest import key_clients_in_keycloak
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
-
-
-@pytest.fixture(autouse=True)
-def fresh_counters() -> Iterator[None]:
-    caches["ratelimit"].clear()
-    yield
-    caches["ratelimit"].clear()
 
 
 def create(client: Client, name: str, **headers: str) -> Any:
