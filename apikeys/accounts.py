@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from django.db import DatabaseError, transaction
 
-from apikeys import lifecycle
+from apikeys import keycloak, lifecycle
 from apikeys.keycloak import KeycloakFailure
 from apikeys.models import ApiKey, AuditEntry, User, WrongState
 
@@ -67,9 +67,7 @@ def apply_change(sub: str, change: str) -> Outcome:
             _each(outcome, key, lambda k: lifecycle.discard_key(k, actor=None))
     elif change == "disabled":
         for key in keys.allowing("suspend"):
-            _each(
-                outcome, key, lambda k: lifecycle.suspend_key(k, actor=None, reason=OWNER_DISABLED)
-            )
+            _each(outcome, key, lambda k: lifecycle.suspend_key(k, actor=None, reason=_why(k)))
     else:
         for key in keys.allowing("reinstate").filter(status_reason=OWNER_DISABLED):
             _each(
@@ -82,6 +80,8 @@ def apply_change(sub: str, change: str) -> Outcome:
 
 def set_admin_role(user: User, *, granted: bool, how: str) -> None:
     """Give or take the user's admin rights (`is_staff`), audited if they changed."""
+    if user.is_staff == granted and not user._state.adding:
+        return  # the common case, with no write (on SQLite every write locks the database)
     with transaction.atomic():
         user = User.objects.select_for_update().get(pk=user.pk)
         if user.is_staff == granted:
@@ -91,6 +91,16 @@ def set_admin_role(user: User, *, granted: bool, how: str) -> None:
         action = AuditEntry.Action.ADMIN_GRANTED if granted else AuditEntry.Action.ADMIN_REMOVED
         reason = f"The portal-admin role was {'granted' if granted else 'removed'} {how}."
         AuditEntry.record(user, action, actor=None, reason=reason)
+
+
+def _why(key: ApiKey) -> str:
+    """Why the key of a disabled owner is suspended. If an operator had already disabled or
+    deleted its client, that stays the reason: enabling the owner must not undo it."""
+    try:
+        client = keycloak.get_client(keycloak.portal_connection(), key.keycloak_id)
+    except keycloak.NotFound:
+        return lifecycle.CLIENT_DELETED
+    return OWNER_DISABLED if client.get("enabled") else lifecycle.CLIENT_DISABLED
 
 
 def _set_active(user: User, active: bool, change: str) -> None:

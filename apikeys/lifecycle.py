@@ -1,16 +1,19 @@
 """Operations that span the portal's database and Keycloak: issue, rotate, revoke, expire, ...
 
-Each operation is a short list of ordered steps. Two rules decide the order:
+Each operation is a short list of ordered steps. Three rules decide the order:
 
 - Keycloak never holds a client that no record names. The record is committed first
   (status unfinished, with its clientId already fixed), and the client is made second.
   Whatever dies after that, the record leads to the client: a retry gets a 409 and takes
   the client over; a discard deletes it.
-- A record never says a key has ended while its client can still get tokens. Revoke and
-  expire change Keycloak first and the record second. If the process dies in between,
-  the record still says live, and the retry finds the work already done.
+- A restrictive decision (revoke, reject, suspend) is recorded before Keycloak is told
+  (`_decide`), then carried out (`carry_out`): whatever fails in between, the key is
+  refused by strict APIs, cannot be rotated or reinstated, and the retry or reconcile
+  completes the decision. The stronger one wins: a revocation overrides a suspension.
+- A record never says a key has ended while its client can still get tokens: Keycloak is
+  changed first and the record second (the end of a decision, expiry).
 
-Each step that changes a key holds its row lock (`ApiKey.objects.locked`) across the
+Each other step that changes a key holds its row lock (`ApiKey.objects.locked`) across the
 Keycloak call. Two requests (or a request and the expiry job) acting on the same key
 therefore take turns. Keycloak calls time out after KEYCLOAK_TIMEOUT seconds, so a lock
 never waits longer than that. Which status allows which action is written once, on the
@@ -43,6 +46,17 @@ from apikeys.models import INTENTS, Api, ApiKey, AuditEntry, KeyStatus, User, Wr
 from apikeys.secret_format import new_secret
 
 log = logging.getLogger(__name__)
+
+
+# Why a key was suspended because of what was done to its client in Keycloak, outside the
+# portal (an operator's restrictive action): reconcile and rotate find it out.
+CLIENT_DISABLED = (
+    "Its client was disabled in Keycloak, outside the portal. An administrator can reinstate it."
+)
+CLIENT_DELETED = (
+    "Its client was deleted in Keycloak, outside the portal. Rotate its secret to make a new "
+    "client; an administrator then decides whether to reinstate it."
+)
 
 
 class KeyNotIssued(Exception):
@@ -143,7 +157,7 @@ def _reserve(
     with transaction.atomic():
         # Lock the owner's row, so concurrent requests of one owner count their keys in turn.
         User.objects.select_for_update().get(pk=owner.pk)
-        if request_id and (made := owner.api_keys.filter(request_id=request_id).first()):
+        if made := owner.api_keys.made_by_request(request_id):
             raise AlreadySubmitted(made)
         live = owner.api_keys.live()
         if live.count() >= settings.MAX_LIVE_KEYS_PER_USER:
@@ -233,7 +247,9 @@ def rotate_secret(key: ApiKey, *, actor: User | None, ip_address: str | None = N
     One remote step, then the record. If the process dies in between, the customer never
     saw the new secret and rotates again. If the key's client has vanished from Keycloak,
     it is made again here, with the new secret: the one case where recreating is safe,
-    since the customer sees the secret it carries.
+    since the customer sees the secret it carries. But a client deleted outside the portal
+    is an operator's restrictive action: an active key is suspended (audited) and its new
+    client made disabled, for an administrator to reinstate.
     """
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
@@ -244,6 +260,12 @@ def rotate_secret(key: ApiKey, *, actor: User | None, ip_address: str | None = N
         try:
             keycloak.update_client(conn, key.keycloak_id, {"secret": secret})
         except keycloak.NotFound:
+            if key.status == ApiKey.Status.ACTIVE:
+                key.status, key.status_reason = ApiKey.Status.SUSPENDED, CLIENT_DELETED
+                key.save(update_fields=["status", "status_reason"])
+                AuditEntry.record(
+                    key, AuditEntry.Action.SUSPENDED, actor=None, reason=CLIENT_DELETED
+                )
             client = desired.key_client(key, now=timezone.now(), secret=secret)
             key.keycloak_id = keycloak.create_client(conn, client)
             reason = "Its Keycloak client had vanished and was made again."
@@ -266,18 +288,13 @@ def revoke_key(
     an earlier attempt may have died between the steps.
     """
     key = _decide(key, action="revoke", actor=actor, ip_address=ip_address, reason=reason)
-    key = carry_out(key)
-    if actor != key.owner:
-        notifications.decision(key, "revoked", reason)
-    return key
+    return carry_out(key)
 
 
 def reject_key(key: ApiKey, *, actor: User, ip_address: str | None = None, reason: str) -> ApiKey:
     """Record the rejection, delete the pending key's client, then end it, with the reason."""
     key = _decide(key, action="reject", actor=actor, ip_address=ip_address, reason=reason)
-    key = carry_out(key)
-    notifications.decision(key, "rejected", reason)
-    return key
+    return carry_out(key)
 
 
 def suspend_key(
@@ -285,9 +302,7 @@ def suspend_key(
 ) -> ApiKey:
     """Record the suspension, disable the key's client (it stops at once), then end the step."""
     key = _decide(key, action="suspend", actor=actor, ip_address=ip_address, reason=reason)
-    key = carry_out(key)
-    notifications.decision(key, "suspended", reason)
-    return key
+    return carry_out(key)
 
 
 # For each restrictive action: the status that records the decision, the audit entry that
@@ -312,8 +327,9 @@ def _decide(
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
         key.require(action)
-        if key.status in INTENTS:
+        if key.status == deciding:
             return key  # decided before; only Keycloak's step and the end are left
+        # A revocation overrides a suspension still being carried out: the stronger wins.
         key.status = deciding
         key.status_reason = reason
         key.save(update_fields=["status", "status_reason"])
@@ -322,13 +338,16 @@ def _decide(
 
 
 def carry_out(key: ApiKey) -> ApiKey:
-    """Steps 2 and 3 of a recorded decision: tell Keycloak, then record the end.
+    """Steps 2 and 3 of a recorded decision: tell Keycloak, then record the end, then mail.
 
     A client already gone counts as done: it cannot give tokens either way. Also what
-    reconcile calls for decisions a crash or an outage left half done.
+    reconcile calls for decisions a crash or an outage left half done; a decision someone
+    else completed meanwhile is left as it is. Runs without the key's row lock: the recorded
+    decision already keeps every other action off the key.
     """
-    action = INTENTS[ApiKey.Status(key.status)]
-    deciding, _, final = _DECISIONS[action]
+    if (action := INTENTS.get(ApiKey.Status(key.status))) is None:
+        return key
+    deciding, audit_action, final = _DECISIONS[action]
     conn = keycloak.portal_connection()
     try:
         if action == "suspend":
@@ -340,12 +359,16 @@ def carry_out(key: ApiKey) -> ApiKey:
     crash_point("suspend:client-disabled" if action == "suspend" else f"{action}:client-deleted")
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
-        if key.status == deciding:
-            if final == ApiKey.Status.SUSPENDED:
-                key.status = final
-                key.save(update_fields=["status"])
-            else:
-                _end(key, final)
+        if key.status != deciding:
+            return key  # completed by someone else meanwhile
+        if final == ApiKey.Status.SUSPENDED:
+            key.status = final
+            key.save(update_fields=["status"])
+        else:
+            _end(key, final)
+        decided = key.audit_entries.filter(action=audit_action).first()
+    if decided is None or decided.actor is None or decided.actor != key.owner:
+        notifications.decision(key, audit_action, key.status_reason)  # not their own action
     return key
 
 
@@ -478,7 +501,7 @@ def _expire(pk: uuid.UUID, now: datetime) -> ApiKey | None:
 def _end(key: ApiKey, status: KeyStatus, when: datetime | None = None) -> None:
     key.status = status
     key.ended_at = when or timezone.now()
-    key.save(update_fields=["status", "ended_at", "status_reason"])
+    key.save(update_fields=["status", "ended_at"])
 
 
 def _own_client(conn: keycloak.Connection, key: ApiKey) -> Representation | None:

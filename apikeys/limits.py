@@ -36,7 +36,7 @@ def over_limit(request: HttpRequest, group: str, *, method: str = "POST") -> boo
     """Count this request against the group's rates; True if it goes past one of them."""
     rates = settings.RATE_LIMITS[group]
     keys: list[tuple[Callable[[str, HttpRequest], str], str]] = [(_by_address, rates["address"])]
-    if request.user.is_authenticated:
+    if request.user.is_authenticated and "user" in rates:
         keys.append((_by_user, rates["user"]))
     limited = False
     for key, rate in keys:  # every rate counts the request, so all of them are kept up to date

@@ -107,7 +107,8 @@ class KeyStatus(models.TextChoices):
     REJECTING = "rejecting", "Being rejected"
 
 
-# Keys in these states exist in Keycloak (or are on their way there) and count against the quota.
+# Keys in these states have, or may have, a client in Keycloak (being made, or being ended),
+# count against the quota, and are listed among an owner's live keys.
 LIVE_STATUSES = (
     KeyStatus.UNFINISHED,
     KeyStatus.PENDING,
@@ -158,6 +159,10 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
 
     def due_to_expire(self, now: datetime) -> ApiKeyQuerySet:
         return self.allowing("expire").filter(expires_at__lte=now)
+
+    def made_by_request(self, request_id: uuid.UUID | None) -> ApiKey | None:
+        """The key an earlier submission of the same create request made, if any."""
+        return self.filter(request_id=request_id).first() if request_id else None
 
     def locked(self, pk: uuid.UUID) -> ApiKey:
         """The key as it is now, its row locked until the transaction ends."""

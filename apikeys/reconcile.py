@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from apikeys import bootstrap, convergence, desired, keycloak, lifecycle
@@ -100,7 +100,8 @@ def reconcile(
             key = records.get(client["clientId"])
             if plan := _check_client(conn, client, key, now=now, grace=grace, scope_ids=scope_ids):
                 plans.append(plan)
-    plans += [_missing_client(key, now) for key in _records_without_clients(seen, now, grace)]
+    missing = _records_without_clients(seen, now, grace)
+    plans += [_missing_client(conn, key, now) for key in missing]
     plans += _check_api_scopes(conn)
     report.records_checked = ApiKey.objects.count()
     for plan in plans:
@@ -110,7 +111,7 @@ def reconcile(
         try:
             plan.act()
             plan.finding.done = True
-        except KeycloakFailure as error:
+        except (KeycloakFailure, WrongState, DatabaseError) as error:  # the others go on
             plan.finding.action += f" (failed: {error})"
             log.warning("reconcile: %s: %s", plan.finding.client_id, error)
     return report
@@ -151,11 +152,11 @@ def _check_client(
         return _check_unfinished(conn, client, key, now=now, grace=grace)
     if key.status in INTENTS:
         return _carry_out_decision(key)
-    wanted = _wanted(key, now)
+    wanted = desired.key_client(key, now=now)
     if key.status == ApiKey.Status.ACTIVE and wanted["enabled"] and not client.get("enabled"):
         return _Plan(
             Finding(client_id, "active key whose client was disabled in Keycloak", "suspend"),
-            lambda: _suspend(key, DISABLED_IN_KEYCLOAK),
+            lambda: _suspend(key, lifecycle.CLIENT_DISABLED),
         )
     if not key.is_live and key.status != ApiKey.Status.EXPIRED:  # revoked or rejected
         return _Plan(
@@ -192,10 +193,6 @@ def _check_unfinished(
     )
 
 
-def _wanted(key: ApiKey, now: datetime) -> Representation:
-    return desired.key_client(key, now=now)
-
-
 def _repair(
     conn: Connection,
     client: Representation,
@@ -209,7 +206,11 @@ def _repair(
         if not key.is_live and key.status != ApiKey.Status.EXPIRED:
             return  # ended since the scan; the next run looks again
         current = keycloak.get_client(conn, client["id"])
-        plan = convergence.plan(current, _wanted(key, now))
+        wanted = desired.key_client(key, now=now)
+        if wanted["enabled"] and not current.get("enabled"):
+            _suspend(key, lifecycle.CLIENT_DISABLED)  # disabled since the scan: it wins
+            return
+        plan = convergence.plan(current, wanted)
         convergence.apply(conn, plan, scope_ids)
         key.keycloak_id = client["id"]
         key.client_missing_since = None
@@ -251,8 +252,13 @@ def _discard(conn: Connection, key: ApiKey, client: Representation | None) -> No
 
 
 def _records_without_clients(seen: set[str], now: datetime, grace: timedelta) -> Iterator[ApiKey]:
-    """Records that should have a client (or be finished) but whose client was not listed."""
-    for key in ApiKey.objects.live().select_related("api", "owner").iterator(chunk_size=2000):
+    """Records that should have a client (or be finished) but whose client was not listed.
+
+    Keys made since the scan began are left for the next run: their clients may have been
+    made on a page already read.
+    """
+    before_the_scan = ApiKey.objects.live().filter(created_at__lt=now)
+    for key in before_the_scan.select_related("api", "owner").iterator(chunk_size=2000):
         if key.client_id in seen:
             continue
         if key.is_unfinished and now - key.created_at < grace:
@@ -262,7 +268,7 @@ def _records_without_clients(seen: set[str], now: datetime, grace: timedelta) ->
         yield key
 
 
-def _missing_client(key: ApiKey, now: datetime) -> _Plan:
+def _missing_client(conn: Connection, key: ApiKey, now: datetime) -> _Plan:
     if key.is_unfinished:
         return _Plan(
             Finding(key.client_id, "unfinished key with no client", "delete the record"),
@@ -273,7 +279,7 @@ def _missing_client(key: ApiKey, now: datetime) -> _Plan:
     if key.status == ApiKey.Status.ACTIVE:
         return _Plan(
             Finding(key.client_id, "active key has no client in Keycloak", "suspend and mark it"),
-            lambda: _suspend_missing(key, now),
+            lambda: _suspend_missing(conn, key, now),
         )
     return _Plan(
         Finding(
@@ -285,24 +291,16 @@ def _missing_client(key: ApiKey, now: datetime) -> _Plan:
     )
 
 
-# Why reconcile suspended a key: the reasons its owner and the administrators read.
-DISABLED_IN_KEYCLOAK = (
-    "Its client was disabled in Keycloak, outside the portal. An administrator can reinstate it."
-)
-DELETED_IN_KEYCLOAK = (
-    "Its client was deleted in Keycloak, outside the portal. Rotate its secret to make a new "
-    "client; an administrator then decides whether to reinstate it."
-)
-
-
 def _suspend(key: ApiKey, reason: str) -> None:
     with contextlib.suppress(WrongState):  # someone acted on the key since the scan
         lifecycle.suspend_key(ApiKey.objects.get(pk=key.pk), actor=None, reason=reason)
 
 
-def _suspend_missing(key: ApiKey, now: datetime) -> None:
+def _suspend_missing(conn: Connection, key: ApiKey, now: datetime) -> None:
+    if keycloak.find_client(conn, key.client_id) is not None:
+        return  # the scan missed it (pages shift when clients go): it is there, look again
     _mark_missing(key, now)
-    _suspend(key, DELETED_IN_KEYCLOAK)
+    _suspend(key, lifecycle.CLIENT_DELETED)
 
 
 def _carry_out_decision(key: ApiKey) -> _Plan:

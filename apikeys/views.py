@@ -66,7 +66,9 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
 def new_key(request: HtmxHttpRequest) -> HttpResponse:
     owner = _user(request)
     form = KeyForm(request.POST or None, owner=owner)
-    if request.method == "POST" and (repeat := _made_by_this_form(owner, request.POST)):
+    if request.method == "POST" and (
+        repeat := owner.api_keys.made_by_request(_request_id(request.POST))
+    ):
         return _page(request, "apikeys/already_submitted.html", {"key": repeat})
     if request.method == "POST" and form.is_valid():
         try:
@@ -80,7 +82,7 @@ def new_key(request: HtmxHttpRequest) -> HttpResponse:
                 ip_address=client_ip(request),
                 request_id=form.cleaned_data["request_id"],
             )
-        except KeyNotIssued as error:
+        except (KeyNotIssued, WrongState) as error:
             form.add_error(None, str(error))
         except AlreadySubmitted as repeat:
             return _page(request, "apikeys/already_submitted.html", {"key": repeat.key})
@@ -209,13 +211,12 @@ def get_key_for_user(request: HtmxHttpRequest, key_id: uuid.UUID) -> ApiKey:
     return get_object_or_404(_user(request).api_keys.select_related("api", "owner"), pk=key_id)
 
 
-def _made_by_this_form(owner: User, data: QueryDict) -> ApiKey | None:
-    """The key an earlier submission of the same create form made, if any."""
+def _request_id(data: QueryDict) -> uuid.UUID | None:
+    """The create form's one-time id, if it carries a valid one."""
     try:
-        request_id = uuid.UUID(data.get("request_id", ""))
+        return uuid.UUID(data.get("request_id", ""))
     except ValueError:
         return None
-    return owner.api_keys.filter(request_id=request_id).first()
 
 
 def _user(request: HtmxHttpRequest) -> User:

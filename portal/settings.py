@@ -204,7 +204,7 @@ RATE_LIMITS = {
         "user": env("RATE_LIMIT_KEYS_PER_USER", "30/m"),
         "address": env("RATE_LIMIT_KEYS_PER_ADDRESS", "60/m"),
     },
-    "register": {"user": "1000/m", "address": env("RATE_LIMIT_REGISTER_PER_ADDRESS", "10/h")},
+    "register": {"address": env("RATE_LIMIT_REGISTER_PER_ADDRESS", "10/h")},
 }
 # The counters live in a cache shared by every process: Redis in production. The dev and test
 # profiles serve from one process, so its memory will do there.

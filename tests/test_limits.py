@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from playwright.sync_api import Page, expect
 
 from apikeys import lifecycle
 from apikeys.keycloak import Connection
 from apikeys.models import Api, ApiKey, User
+from tests.accounts import KeycloakUser
+from tests.browser import sign_in
 from tests.conftest import key_clients_in_keycloak
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
@@ -70,7 +74,7 @@ def test_the_daily_cap_on_keys_made_counts_revoked_ones(
 
 @pytest.mark.django_db
 def test_starting_registrations_from_one_address_is_limited(client: Client, settings: Any) -> None:
-    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "register": {"user": "9/m", "address": "2/h"}}
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "register": {"address": "2/h"}}
     for _ in range(2):
         assert client.get(reverse("register")).status_code == 302  # on to Keycloak's page
 
@@ -78,3 +82,22 @@ def test_starting_registrations_from_one_address_is_limited(client: Client, sett
 
     assert response.status_code == 429
     assert "Too many accounts were started from your address" in response.content.decode()
+
+
+@pytest.mark.usefixtures("sample")
+def test_with_javascript_the_limit_is_said_in_the_panel(
+    page: Page, make_keycloak_user: Callable[..., KeycloakUser], settings: Any
+) -> None:
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "keys": {"user": "1/m", "address": "100/m"}}
+    sign_in(page, make_keycloak_user().email)
+    page.get_by_role("link", name="New key").click()
+    page.get_by_label("Name", exact=True).fill("first")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.get_by_test_id("reveal")).to_be_visible()
+
+    page.get_by_role("link", name="New key").click()
+    page.get_by_label("Name", exact=True).fill("second")
+    page.get_by_role("button", name="Create key").click()
+
+    expect(page.get_by_test_id("too-many")).to_contain_text("Please slow down")
+    assert ApiKey.objects.filter(name="second").count() == 0
