@@ -138,6 +138,13 @@ class KeycloakSessionMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         refresh_token = request.session.get(REFRESH_TOKEN)
+        if (
+            request.user.is_authenticated
+            and not refresh_token
+            and request.session.get("oidc_id_token")
+        ):
+            logout(request)  # signed in before sessions were checked: it cannot be; sign in again
+            return self.get_response(request)
         if request.user.is_authenticated and refresh_token:
             confirmed = float(request.session.get(CONFIRMED_AT, 0))
             now = time.time()

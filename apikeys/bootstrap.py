@@ -26,6 +26,9 @@ def run(conn: Connection, apis: Iterable[Api]) -> list[str]:
     changes += ensure_client_realm_scope(
         conn, settings.OIDC_RP_CLIENT_ID, {settings.OIDC_ADMIN_ROLE}
     )
+    changes += ensure_client_scope(conn, desired.portal_api_scope())
+    changes += ensure_client(conn, desired.cli_client())
+    changes += ensure_client_realm_scope(conn, settings.CLI_CLIENT_ID, {settings.OIDC_ADMIN_ROLE})
     changes += ensure_client(conn, desired.service_client())
     changes += ensure_service_account_roles(conn, settings.KEYCLOAK_SERVICE_CLIENT_ID)
     changes += ensure_client_policy(conn, "profiles", desired.key_secrets_profile())
@@ -110,7 +113,13 @@ def ensure_api_scope(conn: Connection, api: Api, *, adopt: bool = True) -> list[
     (`adopt=False`, ScopeTaken). For an API already in the catalog it is the portal's own,
     made before scopes were marked, and is marked (and said so).
     """
-    wanted = desired.api_scope(api)
+    return ensure_client_scope(conn, desired.api_scope(api), adopt=adopt)
+
+
+def ensure_client_scope(
+    conn: Connection, wanted: Representation, *, adopt: bool = True
+) -> list[str]:
+    """Create or repair one of the portal's client scopes (see ensure_api_scope)."""
     current = keycloak.find_client_scope(conn, wanted["name"])
     if current is None:
         keycloak.create_client_scope(conn, wanted)

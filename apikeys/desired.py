@@ -139,22 +139,84 @@ def login_client() -> Representation:
         },
         "defaultClientScopes": ["basic", "profile", "email"],
         "optionalClientScopes": [],
+        # With fullScopeAllowed off, only roles in the client's scope (portal-admin) reach
+        # this claim, whatever other roles the user holds.
+        "protocolMappers": [portal_roles_mapper(access_token=False)],
+    }
+
+
+def portal_roles_mapper(*, access_token: bool) -> Representation:
+    """The `portal-admin` role (the only role in the client's scope) as a claim."""
+    return {
+        "name": "portal roles",
+        "protocol": "openid-connect",
+        "protocolMapper": "oidc-usermodel-realm-role-mapper",
+        "consentRequired": False,
+        "config": {
+            "multivalued": "true",
+            "claim.name": settings.OIDC_ROLES_CLAIM,
+            "jsonType.label": "String",
+            "id.token.claim": "true",
+            "userinfo.token.claim": "true",
+            "access.token.claim": str(access_token).lower(),
+            "introspection.token.claim": str(access_token).lower(),
+        },
+    }
+
+
+def cli_client() -> Representation:
+    """The command-line tool's client: public, code + PKCE S256 on a loopback redirect (any
+    port: Keycloak ignores the port of http://127.0.0.1, RFC 8252), and the device grant."""
+    return {
+        "clientId": settings.CLI_CLIENT_ID,
+        "name": "API key portal command-line tool",
+        "protocol": "openid-connect",
+        "enabled": True,
+        "publicClient": True,
+        "bearerOnly": False,
+        "consentRequired": False,
+        **FLOWS_OFF,
+        "standardFlowEnabled": True,
+        "fullScopeAllowed": False,
+        "redirectUris": ["http://127.0.0.1/callback"],
+        "webOrigins": [],
+        "attributes": {
+            **EXTRA_GRANTS_OFF,
+            "oauth2.device.authorization.grant.enabled": "true",
+            "pkce.code.challenge.method": "S256",
+            "post.logout.redirect.uris": "-",
+        },
+        "defaultClientScopes": ["basic", "profile", "email", PORTAL_API_SCOPE],
+        "optionalClientScopes": [],
+        "protocolMappers": [portal_roles_mapper(access_token=True)],
+    }
+
+
+# The client scope that puts the portal API's audience into the CLI's access tokens.
+PORTAL_API_SCOPE = "portal-api"
+
+
+def portal_api_scope() -> Representation:
+    return {
+        "name": PORTAL_API_SCOPE,
+        "description": "Audience of the API key portal's own JSON API",
+        "protocol": "openid-connect",
+        "attributes": {
+            "include.in.token.scope": "false",
+            "display.on.consent.screen": "false",
+            MANAGED_ATTRIBUTE: "true",
+        },
         "protocolMappers": [
             {
-                # With fullScopeAllowed off, only roles in the client's scope (portal-admin)
-                # reach this claim, whatever other roles the user holds.
-                "name": "portal roles",
+                "name": "audience",
                 "protocol": "openid-connect",
-                "protocolMapper": "oidc-usermodel-realm-role-mapper",
+                "protocolMapper": "oidc-audience-mapper",
                 "consentRequired": False,
                 "config": {
-                    "multivalued": "true",
-                    "claim.name": settings.OIDC_ROLES_CLAIM,
-                    "jsonType.label": "String",
-                    "id.token.claim": "true",
-                    "userinfo.token.claim": "true",
-                    "access.token.claim": "false",
-                    "introspection.token.claim": "false",
+                    "included.custom.audience": settings.PORTAL_API_AUDIENCE,
+                    "access.token.claim": "true",
+                    "id.token.claim": "false",
+                    "introspection.token.claim": "true",
                 },
             }
         ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -399,6 +400,10 @@ _STANDING_SQL = """
 """
 
 
+# Set by the JSON API for its requests (apikeys/api/middleware.py): entries say "via api".
+AUDIT_VIA: ContextVar[str] = ContextVar("audit_via", default="web")
+
+
 class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):
     def of_owner(self, owner: User) -> AuditEntryQuerySet:
         """What a customer may read: the entries of their keys and of their account."""
@@ -459,6 +464,8 @@ class AuditEntry(models.Model):
     api = models.ForeignKey(Api, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     reason = models.TextField(blank=True)
+    # Where the action came from: the pages ("web") or the JSON API ("api").
+    via = models.CharField(max_length=8, default="web")
     # The user an entry is about when no key links it: their account, or their key that is
     # gone (a discarded unfinished key). Owners see these entries among their activity.
     about_user = models.ForeignKey(
@@ -526,6 +533,7 @@ class AuditEntry(models.Model):
             about = {"about_user": subject}
         return cls.objects.create(
             **about,
+            via=AUDIT_VIA.get(),
             action=action,
             actor=actor,
             actor_email=actor.email if actor else "",

@@ -1,6 +1,32 @@
-from django.urls import path
+from django.contrib.auth.decorators import login_not_required
+from django.urls import URLPattern, URLResolver, include, path
+from django.views.decorators.debug import sensitive_variables
+from django.views.decorators.http import require_GET
+from ninja.openapi.docs import Swagger
 
 from apikeys import manage_views, views
+from apikeys.api import api
+
+
+def _token_authenticated(patterns: list[URLPattern | URLResolver]) -> None:
+    """The JSON API authenticates each request by its bearer token, not a session; and as
+    some of its answers carry a new secret, no frame under its views is ever shown."""
+    for pattern in patterns:
+        if isinstance(pattern, URLPattern):
+            pattern.callback = sensitive_variables()(pattern.callback)
+            pattern.callback.login_required = False  # type: ignore[attr-defined]
+
+
+api_patterns, api_app, api_namespace = api.urls
+_token_authenticated(api_patterns)
+
+
+@login_not_required
+@require_GET
+def api_docs(request):  # type: ignore[no-untyped-def]
+    """The API's OpenAPI description, browsable (Swagger UI, served by the portal)."""
+    return Swagger({"persistAuthorization": False}).render_page(request, api)
+
 
 urlpatterns = [
     path("", views.landing, name="landing"),
@@ -14,6 +40,8 @@ urlpatterns = [
     path("keys/<uuid:key_id>/discard/", views.discard_key, name="discard_key"),
     path("docs/", views.partner_docs, name="partner_docs"),
     path("api/v1/whoami/", views.whoami, name="whoami"),
+    path("api/v1/", include((api_patterns, api_app), namespace=api_namespace)),
+    path("docs/api/", api_docs, name="api_docs"),
     path("health/", views.health, name="health"),
     # The admin area: portal admins only; 404 for everyone else.
     path("manage/", manage_views.approvals, name="manage_approvals"),

@@ -196,6 +196,20 @@ def whoami(request: HttpRequest) -> JsonResponse:
     )
 
 
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500: a problem document for the JSON API, the portal's page for everyone else."""
+    if request.path.startswith("/api/v1/"):
+        body = {
+            "type": "about:blank",
+            "title": "Server error",
+            "status": 500,
+            "detail": "The portal failed to answer. Look at your keys to see where things "
+            "stand, then try again in a minute.",
+        }
+        return JsonResponse(body, status=500, content_type="application/problem+json")
+    return render(request, "500.html", status=500)
+
+
 @login_not_required
 @never_cache
 @require_GET
@@ -228,6 +242,8 @@ def _endpoints() -> dict[str, str]:
         "token_endpoint": settings.TOKEN_ENDPOINT,
         "whoami_url": f"{settings.PORTAL_URL}{reverse('whoami')}",
         "whoami_audience": settings.WHOAMI_AUDIENCE,
+        "portal_url": settings.PORTAL_URL,
+        "api_url": f"{settings.PORTAL_URL}/api/v1",
     }
 
 

@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_ratelimit",
+    "ninja",  # its Swagger UI assets, served by the portal (no CDN)
     "apikeys",
 ]
 
@@ -95,6 +96,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "apikeys.auth.KeycloakSessionMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "apikeys.api.middleware.ApiRequestMiddleware",
     "apikeys.auth.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -190,6 +192,9 @@ TOKEN_LEEWAY_SECONDS = int(env("TOKEN_LEEWAY_SECONDS", "10"))
 JWKS_REFETCH_SECONDS = int(env("JWKS_REFETCH_SECONDS", "10"))
 # The realm's keys are fetched again this often, and keys it no longer publishes dropped.
 JWKS_MAX_AGE_SECONDS = int(env("JWKS_MAX_AGE_SECONDS", "300"))
+# The portal's own JSON API (/api/v1/): tokens of the command-line client, for this audience.
+PORTAL_API_AUDIENCE = env("PORTAL_API_AUDIENCE", "portal-api")
+CLI_CLIENT_ID = env("CLI_CLIENT_ID", "portal-cli")
 # The audience of the sample API the portal serves itself (GET /api/v1/whoami/).
 WHOAMI_AUDIENCE = env("WHOAMI_AUDIENCE", "sample-api")
 

@@ -26,6 +26,8 @@ oidc_patterns = [
     path("logout/", login_not_required(OIDCLogoutView.as_view()), name="oidc_logout"),
 ]
 
+handler500 = "apikeys.views.server_error"
+
 urlpatterns = [
     path("oidc/", include(oidc_patterns)),
     path("", include("apikeys.urls")),

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.cache import caches
+from django.core.servers.basehttp import ThreadedWSGIServer
+from django.test.testcases import LiveServerThread
 from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakDeleteError
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playwright
@@ -28,6 +30,17 @@ from tests.browser import CHROMIUM, CHROMIUM_ARGS
 def pytest_configure() -> None:
     if os.environ.get("PORTAL_PROFILE") != "test":
         raise pytest.UsageError("Run the tests with bin/test (PORTAL_PROFILE=test and services).")
+    LiveServerThread.server_class = _ReusableServer  # type: ignore[attr-defined]
+
+
+class _ReusableServer(ThreadedWSGIServer):
+    """The live server on its fixed port (Keycloak knows its exact redirect URI), bound even
+    while the port's connections from a run just before are in TIME_WAIT: Django turns
+    SO_REUSEADDR off for live servers, and clients that close first (urllib's
+    `Connection: close`) leave the server side waiting for a minute."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "allow_reuse_address": True})
 
 
 @pytest.fixture(autouse=True)

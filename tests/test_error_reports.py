@@ -20,6 +20,7 @@ from django.utils.log import AdminEmailHandler
 from apikeys import crash_points, keycloak, lifecycle
 from apikeys.keycloak import Connection
 from apikeys.models import Api, ApiKey, User
+from tests.oidc import cli_tokens
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
 
@@ -100,3 +101,50 @@ def test_a_failure_while_rotating_shows_the_new_secret_nowhere(
 
     assert response.status_code == 500
     assert_nowhere(secret_in_keycloak(key_clients, key), response.content.decode(), caplog)
+
+
+@pytest.mark.usefixtures("error_reports", "sample")
+def test_a_failure_in_the_api_shows_the_new_secret_nowhere(
+    make_keycloak_user: Any, key_clients: Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    account = make_keycloak_user()
+    bearer = {
+        "Authorization": f"Bearer {cli_tokens(account.email, account.password)['access_token']}"
+    }
+    client = Client(raise_request_exception=False)
+    crash_points.armed["issue:client-created"] = "error"
+
+    response = client.post(
+        "/api/v1/keys",
+        {"name": "doomed", "api": "sample"},
+        content_type="application/json",
+        headers=bearer,
+    )
+
+    assert response.status_code == 500
+    secret = secret_in_keycloak(key_clients, ApiKey.objects.get())
+    assert_nowhere(secret, response.content.decode(), caplog)
+
+
+@pytest.mark.usefixtures("sample")
+def test_an_api_failure_is_a_problem_document_without_details(make_keycloak_user: Any) -> None:
+    account = make_keycloak_user()
+    bearer = {
+        "Authorization": f"Bearer {cli_tokens(account.email, account.password)['access_token']}"
+    }
+    client = Client(raise_request_exception=False)
+    crash_points.armed["issue:client-created"] = "error"
+    try:
+        response = client.post(
+            "/api/v1/keys",
+            {"name": "doomed", "api": "sample"},
+            content_type="application/json",
+            headers=bearer,
+        )
+    finally:
+        crash_points.armed.clear()
+
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/problem+json"
+    assert "try again" in response.json()["detail"]
+    assert "Traceback" not in response.content.decode()

@@ -80,3 +80,18 @@ def test_the_admin_role_removed_in_keycloak_stops_admin_mail_without_a_sign_in(
 
     assert not User.objects.get(pk=user.pk).is_staff
     assert account.email not in notifications.admin_recipients()
+
+
+@pytest.mark.embedded
+def test_a_session_signed_in_before_session_checks_must_sign_in_again(
+    client: Any, owner: User
+) -> None:
+    client.force_login(owner)
+    session = client.session
+    session["oidc_id_token"] = "signed in through Keycloak, with no refresh token kept"
+    session.save()
+
+    response = client.get("/keys/")
+
+    assert response.status_code == 302
+    assert "/oidc/authenticate/" in response["Location"]

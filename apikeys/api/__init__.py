@@ -1,0 +1,115 @@
+"""The portal's JSON API, /api/v1/: what customers and administrators do, for scripts and CLIs.
+
+django-ninja builds it from typed schemas (`schemas.py`) and describes it as OpenAPI 3.1
+(/api/v1/openapi.json, browsable at /docs/api/ with assets served by the portal). Errors are
+RFC 9457 problem documents (`problems.py`); the routes are in `customer.py` and `admin.py`,
+the authentication in `auth.py`. Audit entries of actions taken here say "via api".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+
+from apikeys.api import admin, customer
+from apikeys.api.problems import Problem, problem_response
+from apikeys.api.schemas import CliConfig
+from apikeys.keycloak import KeycloakFailure, KeycloakRejected
+from apikeys.models import WrongState
+
+
+class PortalApi(NinjaAPI):
+    """django-ninja's API, whose document says errors come as application/problem+json."""
+
+    def get_openapi_schema(self, **kwargs: Any) -> Any:
+        document = super().get_openapi_schema(**kwargs)
+        for path in document["paths"].values():
+            for operation in path.values():
+                for status, response in operation.get("responses", {}).items():
+                    content = response.get("content", {})
+                    if str(status)[0] in "45" and "application/json" in content:
+                        content["application/problem+json"] = content.pop("application/json")
+        return document
+
+
+api = PortalApi(
+    title="API key portal",
+    version="1",
+    description=(
+        "Keys for the APIs in the catalog, as Keycloak clients with the client-credentials "
+        "grant. Sign in with `apikeys login` (Keycloak access tokens of the portal's "
+        "command-line client); send `Authorization: Bearer <access token>`. Errors are RFC 9457 "
+        "problem documents. A key's secret appears once, in the response that makes or "
+        "rotates it."
+    ),
+    urls_namespace="api",
+    docs_url=None,  # the docs page is /docs/api/ (apikeys/urls.py)
+)
+api.add_router("/", customer.router)
+api.add_router("/admin", admin.router)
+
+
+@api.get("/cli", auth=None, response=CliConfig, tags=["sign-in"], summary="How the CLI signs in")
+def cli_config(request: HttpRequest) -> dict[str, str]:
+    realm = f"{settings.KEYCLOAK_PUBLIC_URL}/realms/{settings.KEYCLOAK_REALM}"
+    oidc = f"{realm}/protocol/openid-connect"
+    return {
+        "api": f"{settings.PORTAL_URL}/api/v1",
+        "issuer": realm,
+        "client_id": settings.CLI_CLIENT_ID,
+        "scope": "openid",
+        "authorization_endpoint": f"{oidc}/auth",
+        "token_endpoint": f"{oidc}/token",
+        "device_authorization_endpoint": f"{oidc}/auth/device",
+        "revocation_endpoint": f"{oidc}/revoke",
+        "end_session_endpoint": f"{oidc}/logout",
+    }
+
+
+@api.exception_handler(Problem)
+def on_problem(request: HttpRequest, error: Problem) -> HttpResponse:
+    return problem_response(request, error)
+
+
+@api.exception_handler(WrongState)
+def on_wrong_state(request: HttpRequest, error: WrongState) -> HttpResponse:
+    return problem_response(request, Problem(409, str(error)))
+
+
+@api.exception_handler(KeycloakFailure)
+def on_keycloak_failure(request: HttpRequest, error: KeycloakFailure) -> HttpResponse:
+    status = 502 if isinstance(error, KeycloakRejected) else 503
+    headers = {} if status == 502 else {"Retry-After": "30"}
+    return problem_response(request, Problem(status, error.for_people, headers=headers))
+
+
+@api.exception_handler(ValidationError)
+def on_invalid(request: HttpRequest, error: ValidationError) -> HttpResponse:
+    errors: dict[str, list[str]] = {}
+    for item in error.errors:
+        field = ".".join(str(part) for part in item.get("loc", ())[1:]) or "body"
+        errors.setdefault(field, []).append(str(item.get("msg", "invalid")))
+    return problem_response(
+        request, Problem(422, "The request is not valid: see errors.", errors=errors)
+    )
+
+
+@api.exception_handler(AuthenticationError)
+def on_unauthenticated(request: HttpRequest, error: AuthenticationError) -> HttpResponse:
+    return problem_response(request, Problem(401, "Send a valid Keycloak access token."))
+
+
+@api.exception_handler(Exception)
+def on_unexpected(request: HttpRequest, error: Exception) -> HttpResponse:
+    """Not ninja's plain-text traceback: Django's own handling, whose reports star what is
+    sensitive (every frame of the API), and a problem document for the client (handler500)."""
+    raise error
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request: HttpRequest, error: HttpError) -> HttpResponse:
+    return problem_response(request, Problem(error.status_code, str(error)))

@@ -1,0 +1,85 @@
+"""Who calls the API: a Keycloak access token of a signed-in user, issued to the CLI's client.
+
+The token must be valid for the portal API's audience (the `portal-api` client scope that
+bootstrap makes and gives the CLI's client), issued to that client (`azp`: a key's own
+service account gets no user access), and name a user the portal knows and has not
+deactivated. A user who has signed in to Keycloak but not yet to the portal's pages is made
+as the sign-in would make them. Admin routes need the `portal-admin` role in the token.
+No new kind of long-lived secret exists for the API: its credentials are Keycloak's tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+from ninja.security import HttpBearer
+
+from apikeys.accounts import set_admin_role
+from apikeys.api.problems import Problem
+from apikeys.bearer_tokens import TokenError, realm_validator
+from apikeys.models import User
+
+
+class PortalToken(HttpBearer):
+    """An access token of the CLI's client for the portal API; `admin` routes need the role."""
+
+    def __init__(self, *, admin: bool = False) -> None:
+        super().__init__()
+        self.admin = admin
+
+    def __call__(self, request: HttpRequest) -> Any:
+        header = request.headers.get("Authorization", "")
+        if not header.lower().startswith("bearer "):
+            raise Problem(
+                401,
+                "Send a Keycloak access token: Authorization: Bearer <token> (apikeys login).",
+                headers={"WWW-Authenticate": f'Bearer realm="{settings.PORTAL_API_AUDIENCE}"'},
+            )
+        return super().__call__(request)
+
+    def authenticate(self, request: HttpRequest, token: str) -> User:
+        try:
+            claims = realm_validator().validate(token, settings.PORTAL_API_AUDIENCE)
+        except TokenError as error:
+            raise Problem(401, error.description, headers=_challenge("invalid_token")) from None
+        if claims.get("azp") != settings.CLI_CLIENT_ID:
+            raise Problem(401, "The token was not issued to the portal's command-line client.")
+        user = _portal_user(claims)
+        admin = settings.OIDC_ADMIN_ROLE in claims.get(settings.OIDC_ROLES_CLAIM, [])
+        if user.is_staff != admin:
+            set_admin_role(user, granted=admin, how="in Keycloak (seen by the API)")
+            user.is_staff = admin
+        if self.admin and not admin:
+            raise Problem(403, "This needs the portal-admin role.")
+        request.user = user
+        return user
+
+
+def _portal_user(claims: dict[str, Any]) -> User:
+    sub = str(claims.get("sub", ""))
+    user = User.objects.filter(username=sub).first()
+    if user is None:
+        if not sub or claims.get("email_verified") is not True:
+            raise Problem(403, "Verify your email address in Keycloak first.")
+        user = User(username=sub)
+    elif not user.is_active:
+        raise Problem(403, "Your account is disabled.")
+    profile = {
+        "email": str(claims.get("email", user.email)),
+        "first_name": str(claims.get("given_name", user.first_name))[:150],
+        "last_name": str(claims.get("family_name", user.last_name))[:150],
+    }
+    new = user._state.adding
+    if new or any(getattr(user, k) != v for k, v in profile.items()):
+        for name, value in profile.items():
+            setattr(user, name, value)
+        if new:
+            user.set_unusable_password()
+        user.save()
+    return user
+
+
+def _challenge(error: str) -> dict[str, str]:
+    return {"WWW-Authenticate": f'Bearer realm="{settings.PORTAL_API_AUDIENCE}", error="{error}"'}

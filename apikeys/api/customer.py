@@ -1,0 +1,189 @@
+"""The customer's side of the API: the catalog, their keys and their activity.
+
+Each route calls the same operation as the page does (`apikeys/lifecycle.py`), with the same
+rules: the create form's validation (`KeyForm`), the quota, approval, rate limits. A secret
+appears once, in the response that makes or rotates a key, sent with `no-store`. Another
+user's key is 404, as in the pages.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.debug import sensitive_variables
+from ninja import Header, Query, Router, Status
+
+from apikeys import lifecycle
+from apikeys.api.auth import PortalToken
+from apikeys.api.paging import PageQuery, audit_out, paginate
+from apikeys.api.problems import Problem
+from apikeys.api.schemas import ApiOut, AuditPage, Credentials, KeyIn, KeyOut, KeyPage, Me
+from apikeys.api.schemas import Problem as ProblemOut
+from apikeys.client_address import client_ip
+from apikeys.forms import KeyForm
+from apikeys.limits import over_limit
+from apikeys.models import Api, ApiKey, AuditEntry, User
+
+router = Router(auth=PortalToken(), tags=["customer"])
+FAILURES: dict[int | str, Any] = dict.fromkeys(
+    (400, 401, 403, 404, 409, 422, 429, 502, 503), ProblemOut
+)
+# A stable namespace for turning an Idempotency-Key into the create form's one-time id.
+IDEMPOTENCY = uuid.UUID("4d2f6c4e-7a0b-4c53-9f7e-1d9f2b7a5e10")
+
+
+@router.get("/me", response={200: Me, **FAILURES}, summary="Who you are signed in as")
+def me(request: HttpRequest) -> User:
+    return _user(request)
+
+
+@router.get("/apis", response={200: list[ApiOut], **FAILURES}, summary="The API catalog")
+def apis(request: HttpRequest) -> Any:
+    return Api.objects.open()
+
+
+@router.get("/keys", response={200: KeyPage, **FAILURES}, summary="Your keys")
+def list_keys(request: HttpRequest, query: Query[PageQuery], live: bool = False) -> Any:
+    keys = _user(request).api_keys.select_related("api")
+    return paginate(keys.live() if live else keys, query)
+
+
+@router.post(
+    "/keys", response={201: Credentials, **FAILURES}, summary="Create a key (its secret, once)"
+)
+def create_key(
+    request: HttpRequest,
+    response: HttpResponse,
+    body: KeyIn,
+    idempotency_key: str | None = Header(  # type: ignore[type-arg]
+        None, alias="Idempotency-Key", max_length=255
+    ),
+) -> Any:
+    owner = _user(request)
+    _limit(request)
+    data = body.dict() | {"lifetime_days": body.lifetime_days or settings.DEFAULT_KEY_LIFETIME_DAYS}
+    form = KeyForm(data, owner=owner)
+    request_id = (
+        uuid.uuid5(IDEMPOTENCY, f"{owner.pk}:{idempotency_key}") if idempotency_key else None
+    )
+    if made := owner.api_keys.made_by_request(request_id):
+        raise _already_made(made)
+    if not form.is_valid():
+        raise Problem(422, "The key was not created: see errors.", errors=_errors(form))
+    try:
+        revealed = lifecycle.issue_key(
+            owner,
+            form.cleaned_data["api"],
+            name=form.cleaned_data["name"],
+            description=form.cleaned_data["description"],
+            justification=form.cleaned_data["justification"],
+            lifetime_days=form.cleaned_data["lifetime_days"],
+            ip_address=client_ip(request),
+            request_id=request_id,
+        )
+    except lifecycle.AlreadySubmitted as repeat:
+        raise _already_made(repeat.key) from None
+    except lifecycle.KeyNotIssued as error:
+        raise Problem(409, str(error)) from None
+    return Status(201, _credentials(revealed, response))
+
+
+@router.get("/keys/{key_id}", response={200: KeyOut, **FAILURES}, summary="One of your keys")
+def show_key(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
+    return _key(request, key_id)
+
+
+@router.post(
+    "/keys/{key_id}/rotate",
+    response={200: Credentials, **FAILURES},
+    summary="A new secret; the old one stops at once",
+)
+def rotate_key(request: HttpRequest, response: HttpResponse, key_id: uuid.UUID) -> Any:
+    key = _key(request, key_id)
+    _limit(request)
+    revealed = lifecycle.rotate_secret(key, actor=key.owner, ip_address=client_ip(request))
+    return _credentials(revealed, response)
+
+
+@router.post("/keys/{key_id}/revoke", response={200: KeyOut, **FAILURES}, summary="Revoke a key")
+def revoke_key(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
+    key = _key(request, key_id)
+    _limit(request)
+    return lifecycle.revoke_key(key, actor=key.owner, ip_address=client_ip(request))
+
+
+@router.post(
+    "/keys/{key_id}/finish",
+    response={200: Credentials, **FAILURES},
+    summary="Finish setting up an unfinished key (its secret, once)",
+)
+def finish_key(request: HttpRequest, response: HttpResponse, key_id: uuid.UUID) -> Any:
+    key = _key(request, key_id)
+    _limit(request)
+    revealed = lifecycle.finish_key(key, actor=key.owner, ip_address=client_ip(request))
+    return _credentials(revealed, response)
+
+
+@router.post(
+    "/keys/{key_id}/discard", response={204: None, **FAILURES}, summary="Discard an unfinished key"
+)
+def discard_key(request: HttpRequest, key_id: uuid.UUID) -> Any:
+    key = _key(request, key_id)
+    lifecycle.discard_key(key, actor=key.owner, ip_address=client_ip(request))
+    return Status(204, None)
+
+
+@router.get("/activity", response={200: AuditPage, **FAILURES}, summary="Activity on your keys")
+def activity(request: HttpRequest, query: Query[PageQuery]) -> Any:
+    owner = _user(request)
+    entries = AuditEntry.objects.of_owner(owner).select_related("api")
+    return paginate(entries, query, lambda entry: audit_out(entry, viewer=owner))
+
+
+def _user(request: HttpRequest) -> User:
+    user: User = request.auth  # type: ignore[attr-defined]
+    return user
+
+
+def _key(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
+    """The caller's key, or 404: other people's keys do not exist for them."""
+    key = _user(request).api_keys.select_related("api", "owner").filter(pk=key_id).first()
+    if key is None:
+        raise Problem(404, "You have no key with this id.")
+    return key
+
+
+def _limit(request: HttpRequest) -> None:
+    if over_limit(request, "keys"):
+        raise Problem(
+            429,
+            "Too many key actions in a short time: try again in a minute. Nothing was done.",
+            headers={"Retry-After": "60"},
+        )
+
+
+@sensitive_variables()  # (every API view is marked so too: apikeys/urls.py)
+def _credentials(revealed: lifecycle.Revealed, response: HttpResponse) -> dict[str, Any]:
+    response["Cache-Control"] = "no-store"
+    return {
+        "key": revealed.key,
+        "client_id": revealed.key.client_id,
+        "client_secret": revealed.secret,
+        "token_endpoint": settings.TOKEN_ENDPOINT,
+    }
+
+
+def _already_made(key: ApiKey) -> Problem:
+    return Problem(
+        409,
+        f"A request with this Idempotency-Key already made the key {key.client_id}. Its secret "
+        "was in that response; if it was lost, rotate the key.",
+        key_id=key.pk,
+    )
+
+
+def _errors(form: KeyForm) -> dict[str, list[str]]:
+    return {field: [str(e) for e in errors] for field, errors in form.errors.items()}

@@ -1,0 +1,186 @@
+"""The JSON shapes of the API (pydantic, through django-ninja): what OpenAPI describes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from ninja import Field, Schema
+
+from apikeys.models import Api, ApiKey, User
+
+
+class Problem(Schema):
+    """An RFC 9457 problem document; `errors` names the fields at fault, if any."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: dict[str, list[str]] | None = None
+    key_id: UUID | None = None  # an earlier request with this Idempotency-Key made this key
+
+
+class ApiOut(Schema):
+    slug: str
+    name: str
+    description: str
+    audience: str
+    requires_approval: bool
+    checks_revocation: bool
+    max_key_lifetime_days: int
+    access_token_lifespan: int = Field(description="Seconds an access token stays valid.")
+    retired: bool
+
+    @staticmethod
+    def resolve_retired(api: Api) -> bool:
+        return api.retired_at is not None
+
+
+class KeyOut(Schema):
+    id: UUID
+    name: str
+    description: str
+    client_id: str
+    api: str = Field(description="The API's slug.")
+    api_name: str
+    status: str = Field(description="unfinished (stored as provisioning), pending, active, ...")
+    status_label: str
+    status_reason: str
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
+    secret_rotated_at: datetime | None
+    ended_at: datetime | None
+    client_missing: bool
+    justification: str
+
+    @staticmethod
+    def resolve_api(key: ApiKey) -> str:
+        return key.api.slug
+
+    @staticmethod
+    def resolve_api_name(key: ApiKey) -> str:
+        return key.api.name
+
+    @staticmethod
+    def resolve_status_label(key: ApiKey) -> str:
+        return key.get_status_display()
+
+    @staticmethod
+    def resolve_client_missing(key: ApiKey) -> bool:
+        return key.client_missing_since is not None
+
+
+class AdminKeyOut(KeyOut):
+    owner_email: str
+    owner_name: str
+
+    @staticmethod
+    def resolve_owner_email(key: ApiKey) -> str:
+        return key.owner.email
+
+    @staticmethod
+    def resolve_owner_name(key: ApiKey) -> str:
+        return key.owner.display_name
+
+
+class Credentials(Schema):
+    """A key with its secret: in the one response that makes or rotates it, never again."""
+
+    key: KeyOut
+    client_id: str
+    client_secret: str
+    token_endpoint: str
+
+
+class KeyIn(Schema):
+    name: str = Field(description="1 to 64 printable characters, unique among your live keys.")
+    api: str = Field(description="The slug of an API in the catalog.")
+    lifetime_days: int | None = Field(None, description="Default 90; at most the API's limit.")
+    description: str = ""
+    justification: str = Field("", description="Required for APIs that need approval.")
+
+
+class ReasonIn(Schema):
+    reason: str = Field(description="Why: the key's owner reads it.")
+
+
+class NoteIn(Schema):
+    reason: str = ""
+
+
+class ApiIn(Schema):
+    name: str
+    slug: str = Field(description="Names the Keycloak scope api-<slug>; fixed once made.")
+    audience: str
+    description: str = ""
+    requires_approval: bool = False
+    checks_revocation: bool = False
+    max_key_lifetime_days: int = 365
+    access_token_lifespan: int = 300
+
+
+class AuditOut(Schema):
+    """An audit entry, as the reader may see it (apikeys/api/paging.py: audit_out)."""
+
+    at: datetime
+    action: str
+    action_label: str
+    client_id: str
+    api: str | None
+    actor: str
+    ip_address: str
+    reason: str
+    via: str = Field(description="web (the pages) or api (this API and the CLI).")
+
+
+class Page(Schema):
+    count: int
+    page: int
+    pages: int
+
+
+class KeyPage(Page):
+    items: list[KeyOut]
+
+
+class AdminKeyPage(Page):
+    items: list[AdminKeyOut]
+
+
+class AuditPage(Page):
+    items: list[AuditOut]
+
+
+class Me(Schema):
+    sub: str
+    email: str
+    name: str
+    admin: bool
+
+    @staticmethod
+    def resolve_sub(user: User) -> str:
+        return user.username
+
+    @staticmethod
+    def resolve_name(user: User) -> str:
+        return user.display_name
+
+    @staticmethod
+    def resolve_admin(user: User) -> bool:
+        return user.is_staff
+
+
+class CliConfig(Schema):
+    """What the command-line tool needs to sign in: Keycloak's endpoints and its client."""
+
+    api: str
+    issuer: str
+    client_id: str
+    scope: str
+    authorization_endpoint: str
+    token_endpoint: str
+    device_authorization_endpoint: str
+    revocation_endpoint: str
+    end_session_endpoint: str

@@ -1,0 +1,106 @@
+"""Talking HTTP with the standard library: JSON in, JSON out, failures with an exit code."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import urllib.error
+
+TIMEOUT = 30
+USER_AGENT = "apikeys-cli/0.1"
+
+
+class Failure(Exception):
+    """A request that did not succeed; `exit_code` tells scripts what kind of failure."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, status: int = 0, body: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class Usage(Failure):
+    exit_code = 2
+
+
+class NotFound(Failure):
+    exit_code = 4
+
+
+class Refused(Failure):
+    exit_code = 5
+
+
+class Unavailable(Failure):
+    exit_code = 6
+
+
+def get_json(url: str, token: str | None = None) -> Any:
+    return request("GET", url, token=token)
+
+
+def post_form(url: str, fields: dict[str, str]) -> Any:
+    """A form POST, as OAuth endpoints take them."""
+    body = urllib.parse.urlencode(fields).encode()
+    return request("POST", url, body=body, content_type="application/x-www-form-urlencoded")
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    token: str | None = None,
+    json_body: Any = None,
+    body: bytes | None = None,
+    content_type: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    all_headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **(headers or {})}
+    if token:
+        all_headers["Authorization"] = f"Bearer {token}"
+    if json_body is not None:
+        body, content_type = json.dumps(json_body).encode(), "application/json"
+    if content_type:
+        all_headers["Content-Type"] = content_type
+    import urllib.error
+    import urllib.request
+
+    prepared = urllib.request.Request(url, data=body, method=method, headers=all_headers)  # noqa: S310
+    try:
+        with urllib.request.urlopen(prepared, timeout=TIMEOUT) as response:  # noqa: S310
+            raw = response.read()
+    except urllib.error.HTTPError as error:
+        raise _failure(error) from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise Unavailable(f"Cannot reach {urllib.parse.urlsplit(url).netloc}: {reason}") from None
+    return json.loads(raw) if raw else None
+
+
+def _failure(error: urllib.error.HTTPError) -> Failure:
+    raw = error.read()
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    detail = ""
+    if isinstance(body, dict):
+        detail = str(body.get("detail") or body.get("error_description") or body.get("error") or "")
+    message = detail or f"{error.code} {error.reason}"
+    kind: type[Failure]
+    if error.code == 401:
+        from apikeys_cli.signin import NotSignedIn
+
+        kind = NotSignedIn
+    elif error.code == 404:
+        kind = NotFound
+    elif error.code >= 500:
+        kind = Unavailable
+    else:
+        kind = Refused
+    return kind(message, status=error.code, body=body)

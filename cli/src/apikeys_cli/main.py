@@ -1,0 +1,382 @@
+"""apikeys: the API key portal from a terminal (`apikeys --help`).
+
+Exit codes: 0 done; 2 usage; 3 not signed in; 4 not found; 5 refused (quota, state, limits,
+rights); 6 the portal or Keycloak cannot be reached or failed; 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from apikeys_cli import signin
+from apikeys_cli.http import Failure, Usage, request
+
+DEFAULT_PORTAL = "http://127.0.0.1:8000"
+KEY_COLUMNS = ("name", "api", "client_id", "status", "expires_at", "last_used_at")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except Failure as failure:
+        print(f"apikeys: {failure}", file=sys.stderr)
+        return failure.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+# Commands
+
+
+def login(args: argparse.Namespace) -> int:
+    portal = _portal(args)
+    if args.device:
+        signin.login_device(portal)
+    else:
+        signin.login(portal, open_browser=not args.no_browser)
+    me = _call("GET", "/me")
+    print(f"Signed in to {portal} as {me['email']}{' (admin)' if me['admin'] else ''}.")
+    return 0
+
+
+def logout(args: argparse.Namespace) -> int:
+    print("Signed out." if signin.logout() else "Not signed in.")
+    return 0
+
+
+def token(args: argparse.Namespace) -> int:
+    """A current access token, for curl and other tools: PORTAL_TOKEN=$(apikeys token)."""
+    print(signin.access_token(signin.load()))
+    return 0
+
+
+def me(args: argparse.Namespace) -> int:
+    return _show(args, _call("GET", "/me"), ("email", "name", "admin", "sub"))
+
+
+def apis(args: argparse.Namespace) -> int:
+    found = _call("GET", "/admin/apis" if getattr(args, "all", False) else "/apis")
+    columns = ("slug", "name", "requires_approval", "max_key_lifetime_days", "retired")
+    return _table(args, found, columns)
+
+
+def keys_list(args: argparse.Namespace) -> int:
+    found = _call("GET", "/keys", query={"live": "false" if args.all else "true", "per_page": 200})
+    return _table(args, found["items"], KEY_COLUMNS)
+
+
+def keys_create(args: argparse.Namespace) -> int:
+    body = {
+        "name": args.name,
+        "api": args.api,
+        "lifetime_days": args.days,
+        "description": args.description,
+        "justification": args.justification,
+    }
+    headers = {"Idempotency-Key": args.idempotency_key or str(uuid.uuid4())}
+    return _secret(args, _call("POST", "/keys", body=body, headers=headers))
+
+
+def keys_show(args: argparse.Namespace) -> int:
+    return _show(args, _call("GET", f"/keys/{_key_id(args.key)}"), None)
+
+
+def keys_rotate(args: argparse.Namespace) -> int:
+    return _secret(args, _call("POST", f"/keys/{_key_id(args.key)}/rotate"))
+
+
+def keys_revoke(args: argparse.Namespace) -> int:
+    key_id = _key_id(args.key)
+    if not _confirmed(args, f"Revoke the key {args.key}? It stops working and cannot return."):
+        return 2
+    return _show(args, _call("POST", f"/keys/{key_id}/revoke"), ("name", "client_id", "status"))
+
+
+def keys_finish(args: argparse.Namespace) -> int:
+    return _secret(args, _call("POST", f"/keys/{_key_id(args.key)}/finish"))
+
+
+def keys_discard(args: argparse.Namespace) -> int:
+    key_id = _key_id(args.key)
+    if not _confirmed(args, f"Discard the unfinished key {args.key}?"):
+        return 2
+    _call("POST", f"/keys/{key_id}/discard")
+    print("Discarded.")
+    return 0
+
+
+def activity(args: argparse.Namespace) -> int:
+    found = _call("GET", "/activity", query={"per_page": args.limit})
+    return _table(args, found["items"], ("at", "action", "client_id", "actor", "reason"))
+
+
+def admin_keys(args: argparse.Namespace) -> int:
+    query = {name: getattr(args, name) for name in ("q", "api", "status", "unused_days", "sort")}
+    query["per_page"] = args.limit
+    found = _call("GET", "/admin/keys", query={k: v for k, v in query.items() if v})
+    return _table(args, found["items"], ("owner_email", *KEY_COLUMNS))
+
+
+def admin_show(args: argparse.Namespace) -> int:
+    return _show(args, _call("GET", f"/admin/keys/{_key_id(args.key)}"), None)
+
+
+def admin_decide(args: argparse.Namespace) -> int:
+    if args.decision == "revoke" and not _confirmed(args, f"Revoke the key {args.key}?"):
+        return 2
+    body = None if args.decision == "approve" else {"reason": args.reason or ""}
+    found = _call("POST", f"/admin/keys/{_key_id(args.key)}/{args.decision}", body=body)
+    return _show(args, found, ("name", "client_id", "owner_email", "status", "status_reason"))
+
+
+def admin_audit(args: argparse.Namespace) -> int:
+    query = {name: getattr(args, name) for name in ("actor", "action", "key", "since", "until")}
+    query["per_page"] = args.limit
+    found = _call("GET", "/admin/audit", query={k: v for k, v in query.items() if v})
+    columns = ("at", "actor", "action", "client_id", "ip_address", "via", "reason")
+    return _table(args, found["items"], columns)
+
+
+# The parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="apikeys",
+        description="The API key portal from a terminal. Start with `apikeys login`.",
+        epilog="Exit codes: 0 done, 2 usage, 3 not signed in, 4 not found, 5 refused, "
+        "6 the portal or Keycloak unavailable.",
+    )
+    parser.add_argument(
+        "--portal",
+        help=f"the portal's address (default: $APIKEYS_PORTAL, the last login's, {DEFAULT_PORTAL})",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(
+        group: Any,
+        name: str,
+        run: Callable[[argparse.Namespace], int],
+        text: str,
+        *,
+        out: bool = True,
+    ) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = group.add_parser(name, help=text, description=text)
+        sub.set_defaults(run=run)
+        if out:
+            sub.add_argument("--json", action="store_true", help="JSON for scripts")
+        return sub
+
+    sub = command(commands, "login", login, "sign in through Keycloak in your browser", out=False)
+    sub.add_argument("--no-browser", action="store_true", help="print the address only")
+    sub.add_argument("--device", action="store_true", help="sign in with a code on another device")
+    command(commands, "logout", logout, "revoke this device's sign-in and forget it", out=False)
+    command(commands, "me", me, "who you are signed in as")
+    command(commands, "token", token, "print a current access token for the API", out=False)
+    command(commands, "apis", apis, "the APIs you can make keys for")
+    command(commands, "activity", activity, "what happened to your keys").add_argument(
+        "--limit", type=int, default=50
+    )
+
+    keys = _group(commands, "keys", "your API keys")
+    command(keys, "list", keys_list, "your live keys").add_argument(
+        "--all", action="store_true", help="ended keys too"
+    )
+    sub = command(keys, "create", keys_create, "make a key; its secret is shown once")
+    sub.add_argument("name")
+    sub.add_argument("--api", required=True, help="the API's slug (see `apikeys apis`)")
+    sub.add_argument("--days", type=int, help="how long it stays valid (default 90)")
+    sub.add_argument("--description", default="")
+    sub.add_argument("--justification", default="", help="for APIs that need approval")
+    sub.add_argument("--idempotency-key", help="the same key on a retry makes no second key")
+    sub.add_argument("--output", choices=["table", "env"], default="table")
+    for name, run, text in (
+        ("show", keys_show, "one key"),
+        ("rotate", keys_rotate, "a new secret (shown once); the old one stops at once"),
+        ("revoke", keys_revoke, "revoke a key: it stops working"),
+        ("finish", keys_finish, "finish setting up an unfinished key (its secret, once)"),
+        ("discard", keys_discard, "discard an unfinished key"),
+    ):
+        sub = command(keys, name, run, text)
+        sub.add_argument("key", help="the key's client id (apikey-...) or id")
+        if name in ("rotate", "finish"):
+            sub.add_argument("--output", choices=["table", "env"], default="table")
+        if name in ("revoke", "discard"):
+            sub.add_argument("--yes", action="store_true", help="do not ask")
+
+    admin = _group(commands, "admin", "for portal administrators")
+    sub = command(admin, "keys", admin_keys, "every key, filtered")
+    for name in ("q", "api", "status", "unused-days", "sort"):
+        sub.add_argument(f"--{name}")
+    sub.add_argument("--limit", type=int, default=50)
+    command(admin, "show", admin_show, "any key").add_argument("key")
+    for decision, text in (
+        ("approve", "approve a pending key"),
+        ("reject", "reject a pending key, with a reason"),
+        ("suspend", "suspend a key, with a reason"),
+        ("reinstate", "reinstate a suspended key"),
+        ("revoke", "revoke any key, with a reason"),
+    ):
+        sub = command(admin, decision, admin_decide, text)
+        sub.set_defaults(decision=decision)
+        sub.add_argument("key")
+        if decision != "approve":
+            sub.add_argument(
+                "--reason", required=decision != "reinstate", help="the owner reads it"
+            )
+        if decision == "revoke":
+            sub.add_argument("--yes", action="store_true", help="do not ask")
+    sub = command(admin, "audit", admin_audit, "the audit trail")
+    for name in ("actor", "action", "key", "since", "until"):
+        sub.add_argument(f"--{name}")
+    sub.add_argument("--limit", type=int, default=50)
+    sub = command(admin, "apis", apis, "the whole catalog")
+    sub.set_defaults(all=True)
+    return parser
+
+
+# Helpers
+
+
+def _group(commands: Any, name: str, text: str) -> Any:
+    """A command with commands of its own; alone, it shows its help."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=text, description=text)
+
+    def show_help(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(run=show_help)
+    return parser.add_subparsers(title=f"{name} commands", metavar="COMMAND")
+
+
+def _portal(args: argparse.Namespace) -> str:
+    chosen = args.portal or os.environ.get("APIKEYS_PORTAL")
+    if not chosen:
+        try:
+            chosen = signin.load()["portal"]
+        except signin.NotSignedIn:
+            chosen = DEFAULT_PORTAL
+    return str(chosen).rstrip("/")
+
+
+def _call(
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    query: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    data = signin.load()
+    url = f"{data['portal']}/api/v1{path}"
+    if query:
+        from urllib.parse import urlencode
+
+        url += "?" + urlencode(query)
+    return request(
+        method,
+        url,
+        token=signin.access_token(data),
+        json_body=body if body is not None else ({} if method == "POST" else None),
+        headers=headers,
+    )
+
+
+def _key_id(given: str) -> str:
+    """A key's id from its client id (apikey-<hex>) or the id itself."""
+    text = given.removeprefix("apikey-")
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise Usage(f"{given!r} is neither a client id (apikey-...) nor a key id") from None
+
+
+def _confirmed(args: argparse.Namespace, question: str) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        print(f"apikeys: {question} Add --yes to do it without asking.", file=sys.stderr)
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _secret(args: argparse.Namespace, credentials: dict[str, Any]) -> int:
+    if args.json:
+        print(json.dumps(credentials, indent=2))
+    elif args.output == "env":
+        print(f"CLIENT_ID={credentials['client_id']}")
+        print(f"CLIENT_SECRET={credentials['client_secret']}")
+        print(f"TOKEN_ENDPOINT={credentials['token_endpoint']}")
+    else:
+        key = credentials["key"]
+        _print_pairs(
+            {
+                "name": key["name"],
+                "api": key["api"],
+                "status": key["status"],
+                "client_id": credentials["client_id"],
+                "client_secret": credentials["client_secret"],
+                "token_endpoint": credentials["token_endpoint"],
+                "expires_at": key["expires_at"],
+            }
+        )
+        print("\nThe secret is shown this once: keep it somewhere safe now.", file=sys.stderr)
+    return 0
+
+
+def _show(args: argparse.Namespace, item: dict[str, Any], fields: Sequence[str] | None) -> int:
+    if args.json:
+        print(json.dumps(item, indent=2))
+    else:
+        _print_pairs({k: item[k] for k in fields} if fields else item)
+    return 0
+
+
+def _table(args: argparse.Namespace, rows: list[dict[str, Any]], columns: Sequence[str]) -> int:
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("Nothing.")
+        return 0
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _print_pairs(item: dict[str, Any]) -> None:
+    width = max(len(k) for k in item)
+    for name, value in item.items():
+        print(f"{name.ljust(width)}  {_cell(value)}")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    text = str(value)
+    return (
+        text[:19].replace("T", " ")
+        if len(text) >= 19 and text[4:5] == "-" and "T" in text
+        else text
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

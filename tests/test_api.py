@@ -1,0 +1,248 @@
+"""The JSON API (/api/v1/) with real Keycloak tokens of the CLI's client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from apikeys import bearer_tokens
+from apikeys.models import Api, ApiKey, AuditEntry
+from apikeys.secret_format import is_well_formed
+from tests.accounts import KeycloakUser
+from tests.oidc import cli_tokens
+from tests.tokens import request_token
+
+pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients", "sample")]
+
+API = "/api/v1"
+
+
+class Caller:
+    """A Django test client that sends a Keycloak access token of the CLI's client."""
+
+    def __init__(self, account: KeycloakUser) -> None:
+        self.account = account
+        self.token = cli_tokens(account.email, account.password)["access_token"]
+        self.client = Client()
+
+    def __call__(self, method: str, path: str, body: Any = None, **headers: str) -> Any:
+        send = getattr(self.client, method.lower())
+        extra = {"Authorization": f"Bearer {self.token}", **headers}
+        if body is None:
+            return send(f"{API}{path}", headers=extra)
+        return send(f"{API}{path}", body, content_type="application/json", headers=extra)
+
+
+@pytest.fixture
+def customer(make_keycloak_user: Callable[..., KeycloakUser]) -> Caller:
+    return Caller(make_keycloak_user())
+
+
+@pytest.fixture
+def other(make_keycloak_user: Callable[..., KeycloakUser]) -> Caller:
+    return Caller(make_keycloak_user())
+
+
+@pytest.fixture
+def admin(make_keycloak_user: Callable[..., KeycloakUser]) -> Caller:
+    return Caller(make_keycloak_user(roles=("portal-admin",)))
+
+
+def create(caller: Caller, name: str = "nightly", **fields: Any) -> Any:
+    return caller("POST", "/keys", {"name": name, "api": "sample", **fields})
+
+
+def assert_problem(response: Any, status: int, detail: str) -> dict[str, Any]:
+    assert response.status_code == status, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    problem: dict[str, Any] = response.json()
+    assert problem["status"] == status
+    assert detail in problem["detail"]
+    return problem
+
+
+def test_a_customer_creates_rotates_and_revokes_a_key_through_the_api(customer: Caller) -> None:
+    made = create(customer, lifetime_days=30)
+
+    assert made.status_code == 201, made.content
+    assert made["Cache-Control"] == "no-store"
+    first = made.json()
+    assert is_well_formed(first["client_secret"])
+    assert first["key"]["status"] == "active"
+    assert request_token(first["client_id"], first["client_secret"]).status_code == 200
+    key_id = first["key"]["id"]
+    listed = customer("GET", "/keys").json()
+    assert [k["id"] for k in listed["items"]] == [key_id]
+    assert "client_secret" not in customer("GET", f"/keys/{key_id}").json()
+
+    rotated = customer("POST", f"/keys/{key_id}/rotate").json()
+    assert request_token(first["client_id"], first["client_secret"]).status_code == 401
+    assert request_token(first["client_id"], rotated["client_secret"]).status_code == 200
+
+    revoked = customer("POST", f"/keys/{key_id}/revoke")
+    assert revoked.json()["status"] == "revoked"
+    assert request_token(first["client_id"], rotated["client_secret"]).status_code == 401
+    actions = {e.action: e.via for e in AuditEntry.objects.filter(client_id=first["client_id"])}
+    assert actions == {"created": "api", "rotated": "api", "revoked": "api"}
+    activity = customer("GET", "/activity").json()
+    assert {e["action"] for e in activity["items"]} == {"created", "rotated", "revoked"}
+
+
+def test_the_same_idempotency_key_makes_one_key(customer: Caller) -> None:
+    first = (
+        create(customer, **{})
+        if False
+        else customer(
+            "POST", "/keys", {"name": "once", "api": "sample"}, **{"Idempotency-Key": "deploy-42"}
+        )
+    )
+    again = customer(
+        "POST", "/keys", {"name": "once", "api": "sample"}, **{"Idempotency-Key": "deploy-42"}
+    )
+
+    assert first.status_code == 201
+    problem = assert_problem(again, 409, "already made the key")
+    assert problem["key_id"] == first.json()["key"]["id"]
+    assert "client_secret" not in again.content.decode()
+    assert ApiKey.objects.count() == 1
+
+
+def test_bad_input_is_a_problem_document_naming_the_fields(customer: Caller) -> None:
+    response = create(customer, name="", lifetime_days=9999)
+
+    problem = assert_problem(response, 422, "not created")
+    assert set(problem["errors"]) >= {"name", "lifetime_days"}
+    assert not ApiKey.objects.exists()
+    assert_problem(customer("POST", "/keys", {"api": "sample"}), 422, "not valid")
+
+
+def test_the_quota_holds_through_the_api(customer: Caller, settings: Any) -> None:
+    settings.MAX_LIVE_KEYS_PER_USER = 1
+    assert create(customer, "one").status_code == 201
+
+    assert_problem(create(customer, "two"), 409, "the most allowed")
+
+
+def test_key_actions_are_rate_limited(customer: Caller, settings: Any) -> None:
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "keys": {"user": "1/m", "address": "99/m"}}
+    assert create(customer, "one").status_code == 201
+
+    response = create(customer, "two")
+
+    assert_problem(response, 429, "Too many key actions")
+    assert response["Retry-After"] == "60"
+
+
+def test_another_users_key_is_not_found(customer: Caller, other: Caller) -> None:
+    key_id = create(customer).json()["key"]["id"]
+
+    for method, path in (
+        ("GET", f"/keys/{key_id}"),
+        ("POST", f"/keys/{key_id}/rotate"),
+        ("POST", f"/keys/{key_id}/revoke"),
+        ("POST", f"/keys/{key_id}/finish"),
+        ("POST", f"/keys/{key_id}/discard"),
+    ):
+        assert_problem(other(method, path), 404, "no key with this id")
+    assert ApiKey.objects.get().status == ApiKey.Status.ACTIVE
+
+
+def test_customers_may_not_use_the_admin_endpoints(customer: Caller) -> None:
+    for method, path in (("GET", "/admin/keys"), ("GET", "/admin/audit"), ("GET", "/admin/apis")):
+        assert_problem(customer(method, path), 403, "portal-admin role")
+
+
+def test_requests_without_a_valid_token_get_401_problems(customer: Caller) -> None:
+    anonymous = Client().get(f"{API}/keys")
+    assert_problem(anonymous, 401, "Send a Keycloak access token")
+    assert anonymous["WWW-Authenticate"].startswith("Bearer")
+
+    key = create(customer).json()
+    key_token = request_token(key["client_id"], key["client_secret"]).json()["access_token"]
+    other_audience = Client().get(f"{API}/keys", headers={"Authorization": f"Bearer {key_token}"})
+    assert_problem(other_audience, 401, "not meant for this API")
+
+    validator = bearer_tokens.realm_validator()
+    clock = validator.clock
+    validator.clock = lambda: time.time() + 3600  # an hour on: the token has expired
+    try:
+        assert_problem(customer("GET", "/keys"), 401, "expired")
+    finally:
+        validator.clock = clock
+
+
+def test_an_admin_decides_on_keys_and_reads_the_audit_trail(
+    customer: Caller, admin: Caller, sample: Api
+) -> None:
+    sample.requires_approval = True
+    sample.save()
+    asked = create(customer, justification="Reports for finance.").json()
+    key_id = asked["key"]["id"]
+    assert asked["key"]["status"] == "pending"
+
+    found = admin("GET", "/admin/keys?status=pending").json()
+    assert [k["id"] for k in found["items"]] == [key_id]
+    assert found["items"][0]["owner_email"] == customer.account.email
+    assert admin("POST", f"/admin/keys/{key_id}/approve").json()["status"] == "active"
+    assert request_token(asked["client_id"], asked["client_secret"]).status_code == 200
+    assert_problem(admin("POST", f"/admin/keys/{key_id}/suspend", {"reason": ""}), 422, "Say why")
+    suspended = admin("POST", f"/admin/keys/{key_id}/suspend", {"reason": "Checking."})
+    assert suspended.json()["status"] == "suspended"
+    assert request_token(asked["client_id"], asked["client_secret"]).status_code == 401
+    admin("POST", f"/admin/keys/{key_id}/reinstate", {})
+    revoked = admin("POST", f"/admin/keys/{key_id}/revoke", {"reason": "Contract ended."})
+    assert revoked.json()["status"] == "revoked"
+
+    trail = admin("GET", f"/admin/audit?key={asked['client_id']}").json()["items"]
+    assert [e["action"] for e in trail] == [
+        "revoked", "reinstated", "suspended", "approved", "created"
+    ]  # fmt: skip
+    assert all(e["via"] == "api" for e in trail)
+    seen_by_owner = customer("GET", "/activity").json()["items"]
+    assert {e["actor"] for e in seen_by_owner if e["action"] != "created"} == {"an administrator"}
+
+
+def test_an_admin_keeps_the_catalog(admin: Caller) -> None:
+    made = admin(
+        "POST",
+        "/admin/apis",
+        {"name": "Orders", "slug": "orders", "audience": "orders-api", "max_key_lifetime_days": 30},
+    )
+    assert made.status_code == 201, made.content
+    changed = admin(
+        "PUT",
+        "/admin/apis/orders",
+        {
+            "name": "Orders",
+            "slug": "orders",
+            "audience": "orders-api",
+            "access_token_lifespan": 120,
+        },
+    )
+    assert changed.json()["access_token_lifespan"] == 120
+    assert admin("POST", "/admin/apis/orders/retire").json()["retired"] is True
+    assert_problem(
+        admin("POST", "/admin/apis", {"name": "Zero", "slug": "zero", "audience": "z",
+                                       "max_key_lifetime_days": 0}),
+        422,
+        "not saved",
+    )  # fmt: skip
+    assert "orders" not in {a["slug"] for a in admin("GET", "/apis").json()}
+
+
+@pytest.mark.django_db
+def test_the_openapi_document_is_openapi_3_1_and_valid(client: Client) -> None:
+    from openapi_spec_validator import validate
+
+    document = client.get(f"{API}/openapi.json").json()
+
+    assert document["openapi"].startswith("3.1")
+    validate(document)
+    assert f"{API}/keys/{{key_id}}/rotate" in document["paths"]
+    docs = client.get("/docs/api/")
+    assert docs.status_code == 200
+    assert "/static/ninja/swagger-ui-bundle.js" in docs.content.decode()

@@ -1,0 +1,279 @@
+"""The command-line tool, run as users run it: a process of its own, with the standard library
+only (`python -S`: no site-packages, so no Django), against the live portal and Keycloak."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from django.conf import settings
+from playwright.sync_api import Page, expect
+
+from apikeys.models import ApiKey
+from apikeys.secret_format import is_well_formed
+from tests.accounts import KeycloakUser
+from tests.oidc import cli_tokens
+from tests.tokens import request_token
+
+pytestmark = pytest.mark.usefixtures("key_clients", "sample")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Cli:
+    """`apikeys ...` with its own config directory, pointed at the live portal."""
+
+    def __init__(self, home: Path, portal: str) -> None:
+        self.home = home
+        self.started: list[subprocess.Popen[str]] = []
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "DJANGO"))},
+            "PYTHONPATH": str(ROOT / "cli" / "src"),
+            "XDG_CONFIG_HOME": str(home),
+            "APIKEYS_PORTAL": portal,
+        }
+
+    @property
+    def command(self) -> list[str]:
+        return [sys.executable, "-S", "-m", "apikeys_cli"]
+
+    def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*self.command, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            input=stdin,
+            timeout=60,
+            check=False,
+        )
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [*self.command, *args],
+            env=self.env,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.started.append(process)
+        return process
+
+    def stop(self) -> None:
+        """End what a failed test left waiting (a login for a browser that never came)."""
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+
+    @property
+    def credentials(self) -> Path:
+        return self.home / "apikeys" / "credentials.json"
+
+    def signed_in_as(self, account: KeycloakUser, portal: str) -> None:
+        """Keep a token set as `apikeys login` would (got through Keycloak's real page)."""
+        tokens = cli_tokens(account.email, account.password)
+        oidc = f"{settings.KEYCLOAK_URL}/realms/{settings.KEYCLOAK_REALM}/protocol/openid-connect"
+        self.credentials.parent.mkdir(parents=True, exist_ok=True)
+        self.credentials.write_text(
+            json.dumps(
+                {
+                    "portal": portal,
+                    "client_id": settings.CLI_CLIENT_ID,
+                    "token_endpoint": f"{oidc}/token",
+                    "revocation_endpoint": f"{oidc}/revoke",
+                    "access_token": tokens["access_token"],
+                    "refresh_token": tokens["refresh_token"],
+                    "expires_at": time.time() + tokens["expires_in"],
+                }
+            )
+        )
+
+
+@pytest.fixture
+def cli(tmp_path: Path, live_server: Any) -> Iterator[Cli]:
+    tool = Cli(tmp_path, live_server.url)
+    yield tool
+    tool.stop()
+
+
+def line_with(stream: Any, pattern: str, timeout: float = 30) -> re.Match[str]:
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        seen += line
+        if match := re.search(pattern, line):
+            return match
+    raise AssertionError(f"no {pattern!r} in {seen!r}")
+
+
+def sign_in_at_keycloak(page: Page, url: str, account: KeycloakUser) -> None:
+    """Keycloak's page, signed in on, unless this browser's Keycloak session is still on."""
+    page.goto(url)
+    if page.locator("#username").count():
+        page.fill("#username", account.email)
+        page.fill("#password", account.password)
+        page.click("#kc-login")
+
+
+def browser_login(cli: Cli, page: Page, account: KeycloakUser) -> int:
+    """`apikeys login --no-browser`, completed in Chromium; the callback's port."""
+    process = cli.start("login", "--no-browser")
+    url = line_with(process.stderr, r"https?://\S+/protocol/openid-connect/auth\?\S+").group(0)
+    redirect = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["redirect_uri"][0]
+    sign_in_at_keycloak(page, url, account)
+    expect(page.locator("body")).to_contain_text("Signed in. You can close this tab")
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, out
+    assert f"as {account.email}" in out
+    return int(urllib.parse.urlsplit(redirect).port or 0)
+
+
+def test_login_opens_keycloak_and_catches_the_answer_on_a_port_of_the_systems_choice(
+    cli: Cli, page: Page, make_keycloak_user: Callable[..., KeycloakUser]
+) -> None:
+    account = make_keycloak_user()
+
+    first = browser_login(cli, page, account)
+    second = browser_login(cli, page, account)
+
+    assert first != second
+    assert first > 1024
+    assert stat.S_IMODE(cli.credentials.stat().st_mode) == 0o600
+    me = json.loads(cli("me", "--json").stdout)
+    assert me["email"] == account.email
+
+
+def test_login_with_a_code_on_another_device(
+    cli: Cli, page: Page, make_keycloak_user: Callable[..., KeycloakUser]
+) -> None:
+    account = make_keycloak_user()
+    process = cli.start("login", "--device")
+    where = line_with(process.stderr, r"open (\S+)").group(1)
+    code = line_with(process.stderr, r"enter the code (\S+)").group(1)
+
+    sign_in_at_keycloak(page, where, account)
+    page.get_by_role("button", name="Yes").click()  # Keycloak asks to grant the device access
+
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert f"as {account.email}" in out
+    assert code
+
+
+def test_a_key_made_rotated_and_revoked_from_the_terminal(
+    cli: Cli, live_server: Any, make_keycloak_user: Callable[..., KeycloakUser]
+) -> None:
+    cli.signed_in_as(make_keycloak_user(), live_server.url)
+
+    made = cli("keys", "create", "from ci", "--api", "sample", "--json")
+    assert made.returncode == 0, made.stderr
+    credentials = json.loads(made.stdout)
+    client_id, secret = credentials["client_id"], credentials["client_secret"]
+    assert is_well_formed(secret)
+    assert request_token(client_id, secret).status_code == 200
+    assert client_id in cli("keys", "list").stdout
+
+    rotated = cli("keys", "rotate", client_id, "--output", "env")
+    env = dict(line.split("=", 1) for line in rotated.stdout.splitlines())
+    assert env["CLIENT_ID"] == client_id
+    assert request_token(client_id, secret).status_code == 401
+    assert request_token(client_id, env["CLIENT_SECRET"]).status_code == 200
+
+    unconfirmed = cli("keys", "revoke", client_id)
+    assert unconfirmed.returncode == 2
+    assert "--yes" in unconfirmed.stderr
+    assert cli("keys", "revoke", client_id, "--yes").returncode == 0
+    assert request_token(client_id, env["CLIENT_SECRET"]).status_code == 401
+    assert ApiKey.objects.get().status == ApiKey.Status.REVOKED
+
+
+def test_another_users_key_and_bad_input_get_clear_exit_codes(
+    cli: Cli, live_server: Any, make_keycloak_user: Callable[..., KeycloakUser], tmp_path: Path
+) -> None:
+    owner = Cli(tmp_path / "owner", live_server.url)
+    owner.signed_in_as(make_keycloak_user(), live_server.url)
+    client_id = json.loads(owner("keys", "create", "mine", "--api", "sample", "--json").stdout)[
+        "client_id"
+    ]
+    cli.signed_in_as(make_keycloak_user(), live_server.url)
+
+    stranger = cli("keys", "rotate", client_id)
+    assert stranger.returncode == 4
+    assert "no key with this id" in stranger.stderr
+    refused = cli("keys", "create", "x" * 65, "--api", "sample")
+    assert refused.returncode == 5
+    assert cli("keys", "show", "not-a-key").returncode != 0
+    assert cli("admin", "keys").returncode == 5  # a customer: 403
+    assert Cli(tmp_path / "nobody", live_server.url)("keys", "list").returncode == 3
+
+
+def test_an_expired_access_token_is_refreshed_and_logout_revokes_at_keycloak(
+    cli: Cli, live_server: Any, make_keycloak_user: Callable[..., KeycloakUser]
+) -> None:
+    cli.signed_in_as(make_keycloak_user(), live_server.url)
+    saved = json.loads(cli.credentials.read_text())
+    cli.credentials.write_text(json.dumps(saved | {"expires_at": 0}))
+
+    assert cli("keys", "list").returncode == 0
+
+    refreshed = json.loads(cli.credentials.read_text())
+    assert refreshed["access_token"] != saved["access_token"]
+    assert cli("logout").stdout.strip() == "Signed out."
+    assert not cli.credentials.exists()
+    again = requests.post(
+        refreshed["token_endpoint"],
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refreshed["refresh_token"],
+            "client_id": settings.CLI_CLIENT_ID,
+        },
+        timeout=10,
+    )
+    assert again.status_code == 400  # Keycloak refuses it now
+    assert cli("me").returncode == 3
+
+
+@pytest.fixture
+def cli_venv(tmp_path: Path) -> Path:
+    venv = tmp_path / "venv"
+    subprocess.run(["uv", "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+    return venv
+
+
+def test_the_cli_installs_on_its_own_without_django(cli_venv: Path) -> None:
+    subprocess.run(
+        [
+            "uv",
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(cli_venv / "bin" / "python"),
+            str(ROOT / "cli"),
+        ],
+        check=True,
+        timeout=300,
+    )
+
+    helped = subprocess.run(
+        [str(cli_venv / "bin" / "apikeys"), "--help"], capture_output=True, text=True, check=False
+    )
+
+    assert helped.returncode == 0
+    assert "apikeys login" in helped.stdout
+    django = subprocess.run(
+        [str(cli_venv / "bin" / "python"), "-c", "import django"], capture_output=True, check=False
+    )
+    assert django.returncode != 0
