@@ -26,6 +26,15 @@ OWNER_ATTRIBUTE = "portal.owner"
 API_ATTRIBUTE = "portal.api"
 # Keycloak's own: epoch seconds after which ClientIdAndSecretAuthenticator refuses the secret.
 SECRET_EXPIRY_ATTRIBUTE = "client.secret.expiration.time"  # noqa: S105 - a name, no secret
+# Keycloak's rotated-secret slot (ClientSecretConstants): the previous secret, and when it
+# stops. The portal fills it for a rotation's grace period (lifecycle.rotate_secret); it
+# survives admin updates because the secret-rotation policy below applies to key clients.
+ROTATED_SECRET_ATTRIBUTE = "client.secret.rotated"  # noqa: S105
+ROTATED_CREATED_ATTRIBUTE = "client.secret.rotated.creation.time"
+ROTATED_EXPIRY_ATTRIBUTE = "client.secret.rotated.expiration.time"
+# How long after its `iat` Keycloak takes a private_key_jwt client assertion (its default
+# too, made explicit): an assertion is made for one token request, not kept.
+ASSERTION_MAX_AGE_SECONDS = 60
 
 # The least realm-management roles the portal's run-time identity needs: create, update and
 # delete key clients and client scopes (manage-clients), read CLIENT_LOGIN events (view-events).
@@ -293,13 +302,14 @@ def expiry_attributes(key: ApiKey) -> dict[str, str]:
 
 @sensitive_variables()  # the new secret
 def key_client(key: ApiKey, *, now: datetime, secret: str | None = None) -> Representation:
-    """The whole Keycloak client of a key: sent in one POST with the new `secret`.
+    """The whole Keycloak client of a key: sent in one POST (with the new `secret`, if any).
 
     Without a secret it is what reconcile compares a client with. Only client-credentials is
     on. `fullScopeAllowed` is off and no role is in scope, so tokens carry no roles. Default
     scopes are the API's audience scope, `basic` (for `sub`) and `service_account`, which
     Keycloak attaches to every service-account client anyway. No customer input goes in:
-    names and descriptions stay in the portal.
+    names and descriptions stay in the portal; a private_key_jwt key's public keys are the
+    JWKS the portal rebuilt from the keys it checked (`apikeys/public_keys.py`).
     """
     api = key.api
     client: Representation = {
@@ -323,17 +333,59 @@ def key_client(key: ApiKey, *, now: datetime, secret: str | None = None) -> Repr
             KEY_ATTRIBUTE: str(key.pk),
             OWNER_ATTRIBUTE: key.owner.username,
             API_ATTRIBUTE: api.slug,
-            # Until the expiry Keycloak refuses the secret by itself; after it, the client
-            # is disabled, and Keycloak's secret-rotation executor owns the attribute.
-            **(expiry_attributes(key) if key.expires_at > now else {}),
         },
         "defaultClientScopes": [api.scope_name, "basic", "service_account"],
         "optionalClientScopes": [],
         "protocolMappers": [],
     }
-    if secret is not None:
-        client["secret"] = secret
+    if key.uses_secret:
+        # Until the expiry Keycloak refuses the secret by itself; after it, the client
+        # is disabled, and Keycloak's secret-rotation executor owns the attribute.
+        client["attributes"] |= expiry_attributes(key) if key.expires_at > now else {}
+        if secret is not None:
+            client["secret"] = secret
+    else:
+        client["clientAuthenticatorType"] = "client-jwt"
+        client["attributes"] |= jwt_attributes(key)
     return client
+
+
+def jwt_attributes(key: ApiKey) -> dict[str, str]:
+    """Where Keycloak finds a private_key_jwt key's public keys: inline, or the partner's URL."""
+    limits = {"token.endpoint.auth.signing.max.exp": str(ASSERTION_MAX_AGE_SECONDS)}
+    if key.jwks_url:
+        return limits | {
+            "use.jwks.url": "true",
+            "jwks.url": key.jwks_url,
+            "use.jwks.string": "false",
+        }
+    keys = [public_key.jwk for public_key in key.public_keys.all()]
+    return limits | {"use.jwks.string": "true", "jwks.string": jwks(keys), "use.jwks.url": "false"}
+
+
+def jwks(keys: list[dict[str, Any]]) -> str:
+    """A JWKS document in a stable form, so reconcile compares it as a string."""
+    return json.dumps({"keys": keys}, sort_keys=True, separators=(",", ":"))
+
+
+def grace_attributes(previous: str, *, now: datetime, until: datetime) -> dict[str, str]:
+    """Keycloak's rotated-secret slot: `previous` gets tokens until `until` (checked on 26.7.3)."""
+    return {
+        ROTATED_SECRET_ATTRIBUTE: previous,
+        ROTATED_CREATED_ATTRIBUTE: str(int(now.timestamp())),
+        ROTATED_EXPIRY_ATTRIBUTE: str(int(until.timestamp())),
+    }
+
+
+def rotated_secret_until(client: Representation) -> int | None:
+    """When the client's rotated secret stops (epoch seconds), if it holds one."""
+    attributes = client.get("attributes") or {}
+    if not attributes.get(ROTATED_SECRET_ATTRIBUTE):
+        return None
+    try:
+        return int(attributes.get(ROTATED_EXPIRY_ATTRIBUTE) or 0)
+    except ValueError:
+        return 0
 
 
 # Keycloak drops a client's secret expiry on any admin update, unless a client policy with

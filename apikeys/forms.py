@@ -1,12 +1,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from django import forms
 from django.conf import settings
+from django.http import QueryDict
 
+from apikeys import public_keys
 from apikeys.models import Api, ApiKey, AuditEntry, User, printable_validator
+
+PUBLIC_KEY_HELP = (
+    "Its public key only: a PEM public key or certificate, a JWK or a JWKS. Never the "
+    "private key. RSA (2048 bits or more), EC P-256 or P-384, or Ed25519."
+)
 
 
 class KeyForm(forms.Form):
@@ -37,6 +44,30 @@ class KeyForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         label="Why you need it",
         help_text="Required for APIs marked “needs approval”: an administrator reads it.",
+    )
+    credential = forms.ChoiceField(
+        choices=ApiKey.Credential.choices,
+        initial=ApiKey.Credential.SECRET,
+        required=False,  # left out: a secret
+        widget=forms.RadioSelect,
+        label="How your application signs in",
+        help_text="A secret is simplest. With a private key, your application signs each "
+        "token request and no secret is shared: give its public key below.",
+    )
+    public_key = forms.CharField(
+        max_length=public_keys.MAX_TEXT,
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "autocomplete": "off"}),
+        label="Public key (private key only)",
+        help_text=PUBLIC_KEY_HELP,
+    )
+    jwks_url = forms.URLField(
+        max_length=500,
+        required=False,
+        assume_scheme="https",
+        label="…or the URL of your JWKS (private key only)",
+        help_text="Keycloak reads your public keys there, so you rotate them yourself.",
     )
 
     # A new one with each blank form: submitting the same form twice makes one key.
@@ -69,7 +100,111 @@ class KeyForm(forms.Form):
                 "justification",
                 f"{api.name} needs an administrator's approval: say what you will use it for.",
             )
+        cleaned["public_keys"] = []
+        cleaned["credential"] = cleaned.get("credential") or ApiKey.Credential.SECRET
+        if cleaned["credential"] == ApiKey.Credential.SIGNED_JWT:
+            read_public_keys(self, cleaned)
+        else:
+            cleaned["jwks_url"] = ""
         return cleaned
+
+
+def read_public_keys(form: forms.Form, cleaned: dict[str, Any]) -> None:
+    """The public keys of a private_key_jwt key: pasted, or read from the JWKS URL now.
+
+    Pasted private key material is refused, and dropped from the form so that it is not
+    shown back (nor kept anywhere): the customer is told the key is exposed.
+    """
+    text, url = cleaned.get("public_key", ""), cleaned.get("jwks_url", "")
+    if bool(text.strip()) == bool(url):
+        form.add_error("public_key", "Give either a public key or the URL of your JWKS.")
+        return
+    try:
+        if url:
+            cleaned["public_keys"] = public_keys.from_url(url)
+        else:
+            cleaned["public_keys"] = public_keys.parse(text)
+    except public_keys.PrivateKeyMaterial as exposed:
+        forget_field(form, "public_key")
+        form.add_error("jwks_url" if url else "public_key", str(exposed))
+    except public_keys.Refused as refusal:
+        form.add_error("jwks_url" if url else "public_key", str(refusal))
+    if len(cleaned["public_keys"]) > settings.MAX_PUBLIC_KEYS_PER_KEY:
+        form.add_error(
+            "public_key", f"At most {settings.MAX_PUBLIC_KEYS_PER_KEY} public keys per key."
+        )
+    if url:  # Keycloak reads the URL itself; what it served now was only checked
+        cleaned["public_keys"] = []
+
+
+def forget_field(form: forms.Form, name: str) -> None:
+    """Drop what was typed into a field, so the re-rendered form does not show it again."""
+    data = dict(form.data.items()) if not isinstance(form.data, QueryDict) else form.data.copy()
+    data[name] = ""
+    form.data = data
+    form.cleaned_data.pop(name, None)
+
+
+class PublicKeyForm(forms.Form):
+    """Another public key for a private_key_jwt key (a rotation: add, move over, remove)."""
+
+    public_key = forms.CharField(
+        max_length=public_keys.MAX_TEXT,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "autocomplete": "off"}),
+        label="New public key",
+        help_text=PUBLIC_KEY_HELP,
+    )
+
+    def clean_public_key(self) -> list[public_keys.AcceptedKey]:
+        try:
+            return public_keys.parse(self.cleaned_data["public_key"])
+        except public_keys.PrivateKeyMaterial as exposed:
+            forget_field(self, "public_key")
+            raise forms.ValidationError(str(exposed)) from None
+        except public_keys.Refused as refusal:
+            raise forms.ValidationError(str(refusal)) from None
+
+
+# The grace periods offered when rotating, in hours; each API allows those up to its bound.
+GRACE_CHOICES = (
+    (0, "None: the old secret stops now"),
+    (1, "1 hour"),
+    (24, "1 day"),
+    (72, "3 days"),
+    (168, "7 days"),
+    (336, "14 days"),
+    (720, "30 days"),
+)
+
+
+class RotateForm(forms.Form):
+    grace_hours = forms.TypedChoiceField(
+        coerce=int,
+        initial=0,
+        required=False,
+        empty_value="0",  # left out: none (coerced to 0)
+        label="Keep the old secret working for",
+        help_text="Both secrets get tokens until then, while you move your applications over.",
+    )
+
+    def __init__(self, *args: Any, key: ApiKey, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        bound = 0 if key.secret_exposed_at else key.api.max_rotation_grace_hours
+        field = cast(forms.TypedChoiceField, self.fields["grace_hours"])
+        field.choices = [(hours, label) for hours, label in GRACE_CHOICES if hours <= bound]
+        if key.secret_exposed_at:
+            field.help_text = "The current secret was found exposed: it must stop now."
+
+
+class CheckSecretForm(forms.Form):
+    secret = forms.CharField(
+        max_length=200,
+        strip=True,
+        widget=forms.PasswordInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+        label="Secret",
+        help_text="Pasted here, it is checked and forgotten: not stored, not logged.",
+    )
 
 
 class ApiForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -87,6 +222,15 @@ class ApiForm(forms.ModelForm):  # type: ignore[type-arg]
         max_value=3600,
         label="Access token lifetime (seconds)",
         help_text="How long each access token of the API's keys stays valid: 60 to 3600.",
+    )
+    max_rotation_grace_hours = forms.IntegerField(
+        min_value=0,
+        max_value=720,
+        required=False,
+        initial=168,
+        label="Longest grace period when rotating (hours)",
+        help_text="How long a customer may keep the old secret working beside the new one "
+        "when rotating: 0 (never) to 720. Left empty: 168 (7 days).",
     )
 
     class Meta:
@@ -112,6 +256,10 @@ class ApiForm(forms.ModelForm):  # type: ignore[type-arg]
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["slug"].disabled = True
+
+    def clean_max_rotation_grace_hours(self) -> int:
+        hours = self.cleaned_data["max_rotation_grace_hours"]
+        return 168 if hours is None else int(hours)
 
 
 class ReasonForm(forms.Form):
@@ -172,3 +320,14 @@ class AuditFilterForm(forms.Form):
     key = forms.CharField(required=False, label="Client id")
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+
+class LeakPolicyForm(forms.Form):
+    action = forms.ChoiceField(
+        choices=[
+            ("suspend", "Suspend the key (its owner rotates the secret and it works again)"),
+            ("revoke", "Revoke the key (its owner makes a new one)"),
+        ],
+        widget=forms.RadioSelect,
+        label="When a key's current secret is found exposed",
+    )

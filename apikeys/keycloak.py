@@ -342,6 +342,21 @@ def update_client(conn: Connection, client_uuid: str, rep: Representation) -> No
     _request(conn, "PUT", f"/clients/{client_uuid}", rep)
 
 
+@sensitive_variables()
+def get_client_secret(conn: Connection, client_uuid: str) -> str:
+    """GET /admin/realms/{realm}/clients/{uuid}/client-secret: the current secret's value.
+
+    Read only to move it to the rotated slot for a grace period, never kept.
+    """
+    answer = _request(conn, "GET", f"/clients/{client_uuid}/client-secret")
+    return str(answer["value"])
+
+
+def delete_rotated_secret(conn: Connection, client_uuid: str) -> None:
+    """DELETE /admin/realms/{realm}/clients/{uuid}/client-secret/rotated: the old one stops."""
+    _request(conn, "DELETE", f"/clients/{client_uuid}/client-secret/rotated")
+
+
 def get_client(conn: Connection, client_uuid: str) -> Representation:
     """GET /admin/realms/{realm}/clients/{uuid}."""
     return _request(conn, "GET", f"/clients/{client_uuid}")  # type: ignore[no-any-return]

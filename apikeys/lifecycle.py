@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -34,7 +35,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from apikeys import desired, keycloak, notifications
+from apikeys import desired, fingerprints, keycloak, notifications
 from apikeys.crash_points import crash_point
 from apikeys.keycloak import (
     KeycloakFailure,
@@ -42,11 +43,25 @@ from apikeys.keycloak import (
     KeycloakUnavailable,
     Representation,
 )
-from apikeys.models import INTENTS, Api, ApiKey, AuditEntry, KeyStatus, User, WrongState
+from apikeys.models import (
+    INTENTS,
+    Api,
+    ApiKey,
+    AuditEntry,
+    KeyStatus,
+    PublicKey,
+    User,
+    WrongState,
+)
+from apikeys.public_keys import AcceptedKey
 from apikeys.secret_format import new_secret
 
 log = logging.getLogger(__name__)
 
+
+# How the reason of a suspension for an exposed secret starts (apikeys/leaks.py): a rotation
+# by the owner lifts that suspension, since it removes the cause.
+EXPOSED = "Its secret was found exposed"
 
 # Why a key was suspended because of what was done to its client in Keycloak, outside the
 # portal (an operator's restrictive action): reconcile and rotate find it out.
@@ -81,7 +96,10 @@ class AlreadySubmitted(Exception):
 
 @dataclass(frozen=True)
 class Revealed:
-    """A key together with the secret that is shown once and then forgotten."""
+    """A key together with the secret that is shown once and then forgotten.
+
+    A private_key_jwt key has none (""): its owner holds the private key.
+    """
 
     key: ApiKey
     secret: str = field(repr=False)
@@ -98,8 +116,15 @@ def issue_key(
     lifetime_days: int,
     ip_address: str | None = None,
     request_id: uuid.UUID | None = None,
+    credential: str = ApiKey.Credential.SECRET,
+    public_keys: Sequence[AcceptedKey] = (),
+    jwks_url: str = "",
 ) -> Revealed:
     """Make a key in three steps: reserve the record, create the client, mark it live.
+
+    A private_key_jwt key (`credential`) comes with the public keys its owner gave, already
+    checked (`apikeys/public_keys.py`), or the URL of their JWKS; its client is still made
+    in one POST.
 
     If Keycloak fails, the half-made key is taken apart again (client, then record), so the
     customer is left with nothing rather than with something broken. Only when Keycloak may
@@ -111,6 +136,8 @@ def issue_key(
         raise KeyNotIssued(f"{api.name} is retired and takes no new keys.")
     if api.requires_approval and not justification.strip():
         raise KeyNotIssued(f"{api.name} needs an administrator's approval: say why you need it.")
+    if credential == ApiKey.Credential.SIGNED_JWT and not (public_keys or jwks_url):
+        raise KeyNotIssued("A key signed with a private key needs a public key or a JWKS URL.")
     key = _reserve(
         owner,
         api,
@@ -119,6 +146,9 @@ def issue_key(
         justification=justification,
         lifetime_days=lifetime_days,
         request_id=request_id,
+        credential=credential,
+        public_keys=public_keys,
+        jwks_url=jwks_url,
     )
     crash_point("issue:reserved")
     try:
@@ -152,8 +182,11 @@ def _reserve(
     justification: str,
     lifetime_days: int,
     request_id: uuid.UUID | None,
+    credential: str,
+    public_keys: Sequence[AcceptedKey],
+    jwks_url: str,
 ) -> ApiKey:
-    """Step 1: the record, with its clientId fixed, within the owner's quota."""
+    """Step 1: the record (and its public keys), with its clientId fixed, within the quota."""
     with transaction.atomic():
         # Lock the owner's row, so concurrent requests of one owner count their keys in turn.
         User.objects.select_for_update().get(pk=owner.pk)
@@ -174,17 +207,22 @@ def _reserve(
                 "most allowed in a day (revoked ones count too). Try again tomorrow."
             )
         try:
-            return ApiKey.objects.create(
-                owner=owner,
-                api=api,
-                name=name,
-                description=description,
-                justification=justification,
-                expires_at=timezone.now() + timedelta(days=lifetime_days),
-                request_id=request_id,
-            )
+            with transaction.atomic():
+                key = ApiKey.objects.create(
+                    owner=owner,
+                    api=api,
+                    name=name,
+                    description=description,
+                    justification=justification,
+                    expires_at=timezone.now() + timedelta(days=lifetime_days),
+                    request_id=request_id,
+                    credential=credential,
+                    jwks_url=jwks_url,
+                )
         except IntegrityError as error:  # the unique constraint, if a check above was raced
             raise NameTaken(f"You already have a key called “{name}”.") from error
+        _add_public_keys(key, public_keys)
+        return key
 
 
 @sensitive_variables()  # every local may hold the secret: none goes in an error report
@@ -200,8 +238,9 @@ def finish_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> Re
         key.require("finish")
         if key.api.retired_at is not None:
             raise WrongState(f"{key.api.name} is retired and takes no new keys: discard this one.")
-        secret = new_secret()
-        client = desired.key_client(key, now=timezone.now(), secret=secret)
+        now = timezone.now()
+        secret = new_secret() if key.uses_secret else None
+        client = desired.key_client(key, now=now, secret=secret)
         conn = keycloak.portal_connection()
         try:
             client_uuid = keycloak.create_client(conn, client)
@@ -212,13 +251,15 @@ def finish_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> Re
             client_uuid = made["id"]
             keycloak.update_client(conn, client_uuid, client)
         crash_point("issue:client-created")
+        if secret is not None:
+            fingerprints.record_issued(key, secret, now=now)
         key.keycloak_id = client_uuid
         key.status = ApiKey.Status.PENDING if key.api.requires_approval else ApiKey.Status.ACTIVE
         key.save(update_fields=["keycloak_id", "status"])
         AuditEntry.record(key, AuditEntry.Action.CREATED, actor=actor, ip_address=ip_address)
     if key.status == ApiKey.Status.PENDING:
         notifications.request_arrived(key)
-    return Revealed(key, secret)
+    return Revealed(key, secret or "")
 
 
 def discard_key(key: ApiKey, *, actor: User | None = None, ip_address: str | None = None) -> None:
@@ -241,24 +282,52 @@ def discard_key(key: ApiKey, *, actor: User | None = None, ip_address: str | Non
 
 
 @sensitive_variables()  # every local may hold the secret: none goes in an error report
-def rotate_secret(key: ApiKey, *, actor: User | None, ip_address: str | None = None) -> Revealed:
-    """Replace the key's secret in Keycloak; the old one stops working at once.
+def rotate_secret(
+    key: ApiKey,
+    *,
+    actor: User | None,
+    ip_address: str | None = None,
+    grace: timedelta = timedelta(0),
+) -> Revealed:
+    """Replace the key's secret in Keycloak; the old one stops at once, or after `grace`.
 
-    One remote step, then the record. If the process dies in between, the customer never
-    saw the new secret and rotates again. If the key's client has vanished from Keycloak,
-    it is made again here, with the new secret: the one case where recreating is safe,
-    since the customer sees the secret it carries. But a client deleted outside the portal
-    is an operator's restrictive action: an active key is suspended (audited) and its new
-    client made disabled, for an administrator to reinstate.
+    One remote step, then the record. With a grace period the current secret is read from
+    Keycloak and put in its rotated-secret slot, with its end, in the same PUT that sets
+    the new secret; both then get tokens until the end (Keycloak 26.7.3, the
+    client-secret-rotation feature and the portal's secret-rotation policy: checked). The
+    new secret keeps the portal's format, which Keycloak's own rotate endpoint would not.
+    Without grace the slot is emptied in that same PUT, so a secret still in an earlier
+    grace period stops too. If the process dies before the record, the customer never saw
+    the new secret and rotates again.
+
+    If the key's client has vanished from Keycloak, it is made again here, with the new
+    secret (no grace: the old secret went with the client): the one case where recreating
+    is safe, since the customer sees the secret it carries. But a client deleted outside
+    the portal is an operator's restrictive action: an active key is suspended (audited)
+    and its new client made disabled, for an administrator to reinstate.
     """
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
         key.require("rotate")
+        if not key.uses_secret:
+            raise WrongState(f"{key.client_id} signs with a private key: add a new public key.")
+        grace = check_grace(key, grace)
+        now = timezone.now()
         secret = new_secret()
         conn = keycloak.portal_connection()
         reason = ""
+        until = min(now + grace, key.expires_at) if grace else None
+        change: Representation = {"secret": secret}
+        if (back := _back_from_exposure(key)) is not None:
+            change["enabled"] = desired.key_client_enabled(key, now, status=ApiKey.Status.ACTIVE)
         try:
-            keycloak.update_client(conn, key.keycloak_id, {"secret": secret})
+            if until is not None:
+                previous = keycloak.get_client_secret(conn, key.keycloak_id)
+                change["attributes"] = desired.grace_attributes(previous, now=now, until=until)
+            else:
+                empty = desired.grace_attributes("", now=now, until=now)
+                change["attributes"] = dict.fromkeys(empty, "")
+            keycloak.update_client(conn, key.keycloak_id, change)
         except keycloak.NotFound:
             if key.status == ApiKey.Status.ACTIVE:
                 key.status, key.status_reason = ApiKey.Status.SUSPENDED, CLIENT_DELETED
@@ -266,21 +335,226 @@ def rotate_secret(key: ApiKey, *, actor: User | None, ip_address: str | None = N
                 AuditEntry.record(
                     key, AuditEntry.Action.SUSPENDED, actor=None, reason=CLIENT_DELETED
                 )
-            client = desired.key_client(key, now=timezone.now(), secret=secret)
+            client = desired.key_client(key, now=now, secret=secret)
             key.keycloak_id = keycloak.create_client(conn, client)
-            reason = "Its Keycloak client had vanished and was made again."
+            reason, until, back = "Its Keycloak client had vanished and was made again.", None, None
         crash_point("rotate:secret-set")
-        key.secret_rotated_at = timezone.now()
+        fingerprints.record_issued(key, secret, now=now)
+        key.secret_rotated_at = now
+        key.previous_secret_until = until
+        key.secret_exposed_at = None
         key.client_missing_since = None
-        key.save(update_fields=["secret_rotated_at", "keycloak_id", "client_missing_since"])
+        key.save(
+            update_fields=[
+                "secret_rotated_at",
+                "previous_secret_until",
+                "secret_exposed_at",
+                "keycloak_id",
+                "client_missing_since",
+            ]
+        )
+        if until is not None:
+            reason = f"The previous secret works until {until:%Y-%m-%d %H:%M:%S} UTC."
         AuditEntry.record(
             key, AuditEntry.Action.ROTATED, actor=actor, ip_address=ip_address, reason=reason
         )
+        if back is not None:
+            key.status, key.status_reason = back, ""
+            key.save(update_fields=["status", "status_reason"])
+            AuditEntry.record(
+                key,
+                AuditEntry.Action.REINSTATED,
+                actor=None,
+                reason="Its exposed secret was replaced.",
+            )
     return Revealed(key, secret)
 
 
-def revoke_key(
+def _back_from_exposure(key: ApiKey) -> KeyStatus | None:
+    """The status a rotation gives back to a key the portal suspended for an exposed secret.
+
+    Only that suspension: the rotation removes its cause. One an administrator decided
+    stays, as does a key past its expiry or of a disabled owner.
+    """
+    exposed = key.secret_exposed_at is not None and key.status_reason.startswith(EXPOSED)
+    if key.status != ApiKey.Status.SUSPENDED or not exposed:
+        return None
+    if key.expires_at <= timezone.now() or not key.owner.is_active:
+        return None
+    return ApiKey.Status.ACTIVE
+
+
+def check_grace(key: ApiKey, grace: timedelta) -> timedelta:
+    """The grace period asked for, if the key's API allows it; ValueError says the limit."""
+    limit = timedelta(hours=key.api.max_rotation_grace_hours)
+    if grace < timedelta(0):
+        raise ValueError("A grace period cannot be negative.")
+    if grace and key.secret_exposed_at is not None:
+        raise ValueError(
+            "The current secret was found exposed: it must stop now, with no grace period."
+        )
+    if grace > limit:
+        raise ValueError(
+            f"Keys for {key.api.name} allow a grace period of at most "
+            f"{key.api.max_rotation_grace_hours} hours."
+        )
+    return grace
+
+
+def end_grace(
     key: ApiKey, *, actor: User | None, ip_address: str | None = None, reason: str = ""
+) -> ApiKey:
+    """Stop the previous secret now, before its grace period ends: Keycloak, then the record.
+
+    If the process dies in between, the record still shows the grace period for a secret
+    that no longer works, and ending it again (or reconcile) tidies the record.
+    """
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        key.require("end_grace")
+        if not key.previous_secret_works(timezone.now()):
+            raise WrongState(f"The previous secret of {key.client_id} already stopped working.")
+        try:
+            keycloak.delete_rotated_secret(keycloak.portal_connection(), key.keycloak_id)
+        except keycloak.NotFound:
+            log.info("%s had no client left", key.client_id)
+        crash_point("end-grace:rotated-deleted")
+        key.previous_secret_until = None
+        key.save(update_fields=["previous_secret_until"])
+        AuditEntry.record(
+            key,
+            AuditEntry.Action.GRACE_ENDED,
+            actor=actor,
+            ip_address=ip_address,
+            reason=reason or "Ended early: only the current secret gets tokens now.",
+        )
+    return key
+
+
+def add_public_keys(
+    key: ApiKey, public_keys: Sequence[AcceptedKey], *, actor: User, ip_address: str | None = None
+) -> ApiKey:
+    """Add public keys to a private_key_jwt key: Keycloak takes assertions signed by any.
+
+    The rows and the client's new JWKS go together in one transaction: if Keycloak refuses,
+    nothing is added; if the process dies after Keycloak took it, reconcile removes the key
+    there again (the records are the truth), so nothing ends up more usable than recorded.
+    """
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        _require_inline_keys(key)
+        _add_public_keys(key, public_keys)
+        keycloak.update_client(
+            keycloak.portal_connection(),
+            key.keycloak_id,
+            {"attributes": desired.jwt_attributes(key)},
+        )
+        crash_point("public-key:added")
+        for public_key in public_keys:
+            AuditEntry.record(
+                key,
+                AuditEntry.Action.PUBLIC_KEY_ADDED,
+                actor=actor,
+                ip_address=ip_address,
+                reason=f"{public_key.summary}, kid {public_key.kid}",
+            )
+    return key
+
+
+def remove_public_key(
+    key: ApiKey, kid: str, *, actor: User, ip_address: str | None = None
+) -> ApiKey:
+    """Remove one public key: the record first, then Keycloak.
+
+    In this order a failure leaves the key less usable, never more: the record no longer
+    lists it, and the next change or reconcile removes it from Keycloak too, where a removed
+    key stops at once (checked on 26.7.3). The last key cannot be removed.
+    """
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        _require_inline_keys(key)
+        public_key = key.public_keys.filter(kid=kid).first()
+        if public_key is None:
+            raise WrongState(f"{key.client_id} has no public key with kid {kid}.")
+        if key.public_keys.count() == 1:
+            raise WrongState("This is the key's only public key: add its successor first.")
+        public_key.delete()
+        AuditEntry.record(
+            key,
+            AuditEntry.Action.PUBLIC_KEY_REMOVED,
+            actor=actor,
+            ip_address=ip_address,
+            reason=f"{public_key.summary}, kid {kid}",
+        )
+    crash_point("public-key:removed")
+    keycloak.update_client(
+        keycloak.portal_connection(), key.keycloak_id, {"attributes": desired.jwt_attributes(key)}
+    )
+    return key
+
+
+def refresh_public_keys(key: ApiKey, *, actor: User, ip_address: str | None = None) -> ApiKey:
+    """Send the key's public keys to Keycloak again; for a JWKS URL, make it read it again.
+
+    Keycloak keeps the keys it read from a JWKS URL until an assertion names a kid it does
+    not know, so a key removed from the URL still works there. Updating the client drops
+    what it kept (checked on 26.7.3): the next assertion makes it read the URL afresh.
+    """
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        key.require("change_public_keys")
+        if key.uses_secret:
+            raise WrongState(f"{key.client_id} uses a secret, not public keys.")
+        keycloak.update_client(
+            keycloak.portal_connection(),
+            key.keycloak_id,
+            {"attributes": desired.jwt_attributes(key)},
+        )
+        AuditEntry.record(key, AuditEntry.Action.JWKS_REFRESHED, actor=actor, ip_address=ip_address)
+    return key
+
+
+def _require_inline_keys(key: ApiKey) -> None:
+    key.require("change_public_keys")
+    if key.uses_secret:
+        raise WrongState(f"{key.client_id} uses a secret, not public keys.")
+    if key.jwks_url:
+        raise WrongState(
+            f"{key.client_id} reads its public keys from {key.jwks_url}: change them there."
+        )
+
+
+def _add_public_keys(key: ApiKey, public_keys: Sequence[AcceptedKey]) -> None:
+    have = list(key.public_keys.all())
+    if len(have) + len(public_keys) > settings.MAX_PUBLIC_KEYS_PER_KEY:
+        raise WrongState(
+            f"A key holds at most {settings.MAX_PUBLIC_KEYS_PER_KEY} public keys: remove one first."
+        )
+    kids = {p.kid for p in have}
+    thumbprints = {p.thumbprint for p in have}
+    for public_key in public_keys:
+        if public_key.thumbprint in thumbprints:
+            raise WrongState(f"The key already has this public key (kid {public_key.kid}).")
+        if public_key.kid in kids:
+            raise WrongState(f"The key already has a public key with kid {public_key.kid}.")
+        kids.add(public_key.kid)
+        thumbprints.add(public_key.thumbprint)
+        PublicKey.objects.create(
+            key=key,
+            kid=public_key.kid,
+            thumbprint=public_key.thumbprint,
+            jwk=public_key.jwk,
+            summary=public_key.summary,
+        )
+
+
+def revoke_key(
+    key: ApiKey,
+    *,
+    actor: User | None,
+    ip_address: str | None = None,
+    reason: str = "",
+    notify: bool = True,
 ) -> ApiKey:
     """Record the revocation, delete the key's client (and its service account), then end it.
 
@@ -288,7 +562,7 @@ def revoke_key(
     an earlier attempt may have died between the steps.
     """
     key = _decide(key, action="revoke", actor=actor, ip_address=ip_address, reason=reason)
-    return carry_out(key)
+    return carry_out(key, notify=notify)
 
 
 def reject_key(key: ApiKey, *, actor: User, ip_address: str | None = None, reason: str) -> ApiKey:
@@ -298,11 +572,16 @@ def reject_key(key: ApiKey, *, actor: User, ip_address: str | None = None, reaso
 
 
 def suspend_key(
-    key: ApiKey, *, actor: User | None, ip_address: str | None = None, reason: str
+    key: ApiKey,
+    *,
+    actor: User | None,
+    ip_address: str | None = None,
+    reason: str,
+    notify: bool = True,
 ) -> ApiKey:
     """Record the suspension, disable the key's client (it stops at once), then end the step."""
     key = _decide(key, action="suspend", actor=actor, ip_address=ip_address, reason=reason)
-    return carry_out(key)
+    return carry_out(key, notify=notify)
 
 
 # For each restrictive action: the status that records the decision, the audit entry that
@@ -337,13 +616,14 @@ def _decide(
     return key
 
 
-def carry_out(key: ApiKey) -> ApiKey:
+def carry_out(key: ApiKey, *, notify: bool = True) -> ApiKey:
     """Steps 2 and 3 of a recorded decision: tell Keycloak, then record the end, then mail.
 
     A client already gone counts as done: it cannot give tokens either way. Also what
     reconcile calls for decisions a crash or an outage left half done; a decision someone
-    else completed meanwhile is left as it is. Runs without the key's row lock: the recorded
-    decision already keeps every other action off the key.
+    else completed meanwhile is left as it is. The owner is mailed unless it was their own
+    action, or the caller mails them itself (`notify=False`). Runs without the key's row
+    lock: the recorded decision already keeps every other action off the key.
     """
     if (action := INTENTS.get(ApiKey.Status(key.status))) is None:
         return key
@@ -367,7 +647,7 @@ def carry_out(key: ApiKey) -> ApiKey:
         else:
             _end(key, final)
         decided = key.audit_entries.filter(action=audit_action).first()
-    if decided is None or decided.actor is None or decided.actor != key.owner:
+    if notify and (decided is None or decided.actor is None or decided.actor != key.owner):
         notifications.decision(key, audit_action, key.status_reason)  # not their own action
     return key
 
@@ -399,6 +679,7 @@ def approve_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> A
             raise WrongState("You cannot approve your own request: another administrator must.")
         if not key.owner.is_active:
             raise WrongState(f"The owner of {key.client_id} is disabled in Keycloak.")
+        _require_unexposed(key)
         now = timezone.now()
         key.expires_at += now - key.created_at
         keycloak.update_client(
@@ -432,6 +713,7 @@ def reinstate_key(
             raise WrongState(f"{key.client_id} has expired; it cannot be reinstated.")
         if not key.owner.is_active:
             raise WrongState(f"The owner of {key.client_id} is disabled; it cannot be reinstated.")
+        _require_unexposed(key)
         keycloak.update_client(
             keycloak.portal_connection(),
             key.keycloak_id,
@@ -448,12 +730,19 @@ def reinstate_key(
     return key
 
 
+def _require_unexposed(key: ApiKey) -> None:
+    if key.secret_exposed_at is not None:
+        raise WrongState(
+            f"The secret of {key.client_id} was found exposed: its owner must rotate it first."
+        )
+
+
 def _standing(key: ApiKey, *, now: datetime, status: str) -> Representation:
     """The part of the key's client that says whether, and until when, it may get tokens."""
-    return {
-        "enabled": desired.key_client_enabled(key, now, status=status),
-        "attributes": desired.expiry_attributes(key),
-    }
+    standing: Representation = {"enabled": desired.key_client_enabled(key, now, status=status)}
+    if key.uses_secret:
+        standing["attributes"] = desired.expiry_attributes(key)
+    return standing
 
 
 @dataclass

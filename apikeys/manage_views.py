@@ -24,9 +24,25 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from apikeys import catalog, lifecycle
 from apikeys.client_address import client_ip
 from apikeys.exports import audit_csv
-from apikeys.forms import ApiForm, AuditFilterForm, KeySearchForm, OptionalReasonForm, ReasonForm
+from apikeys.forms import (
+    ApiForm,
+    AuditFilterForm,
+    KeySearchForm,
+    LeakPolicyForm,
+    OptionalReasonForm,
+    ReasonForm,
+)
 from apikeys.keycloak import KeycloakFailure
-from apikeys.models import LIVE_STATUSES, Api, ApiKey, AuditEntry, User, WrongState
+from apikeys.models import (
+    LIVE_STATUSES,
+    Api,
+    ApiKey,
+    AuditEntry,
+    LeakReport,
+    PortalSetting,
+    User,
+    WrongState,
+)
 
 View = Callable[..., HttpResponseBase]
 PAGE_SIZE = 50
@@ -77,7 +93,13 @@ def key_list(request: HttpRequest) -> HttpResponse:
 def key_detail(request: HttpRequest, key_id: uuid.UUID) -> HttpResponse:
     key = get_object_or_404(ApiKey.objects.select_related("owner", "api"), pk=key_id)
     history = key.audit_entries.select_related("api")
-    context = {"key": key, "history": history, "reason_form": ReasonForm()}
+    context = {
+        "key": key,
+        "history": history,
+        "reason_form": ReasonForm(),
+        "public_keys": key.public_keys.all(),
+        "leaks": key.leak_reports.all()[:20],
+    }
     return render(request, "manage/key_detail.html", context)
 
 
@@ -157,6 +179,30 @@ def audit(request: HttpRequest) -> HttpResponseBase:
     if request.GET.get("format") == "csv":
         return audit_csv(entries, "audit.csv")
     return render(request, "manage/audit.html", {"form": form, **_paginate(request, entries)})
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def leaks(request: HttpRequest) -> HttpResponse:
+    """Secrets reported found exposed, and what the portal does when it happens."""
+    current = PortalSetting.get(PortalSetting.LEAKED_SECRET_ACTION)
+    form = LeakPolicyForm(request.POST or None, initial={"action": current})
+    if request.method == "POST" and form.is_valid():
+        chosen = form.cleaned_data["action"]
+        if chosen != current:
+            PortalSetting.objects.update_or_create(
+                name=PortalSetting.LEAKED_SECRET_ACTION, defaults={"value": chosen}
+            )
+            AuditEntry.record(
+                None,
+                AuditEntry.Action.SETTING_CHANGED,
+                reason=f"A key whose secret is found exposed is now {chosen}d (was {current}d).",
+                **_who(request),
+            )
+        messages.success(request, f"Keys whose current secret is found exposed will be {chosen}d.")
+        return redirect("manage_leaks")
+    reports = LeakReport.objects.select_related("key", "key__owner", "key__api")
+    return render(request, "manage/leaks.html", {"form": form, **_paginate(request, reports)})
 
 
 def _paginate(request: HttpRequest, items: QuerySet[Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
@@ -54,6 +54,12 @@ class Api(models.Model):
         default=365, validators=[MinValueValidator(1), MaxValueValidator(3650)]
     )
     requires_approval = models.BooleanField(default=False)
+    # How long a customer may keep a rotated secret working beside the new one.
+    max_rotation_grace_hours = models.PositiveIntegerField(
+        default=168,
+        validators=[MaxValueValidator(720)],
+        help_text="Hours an old secret may keep working after a rotation: 0 to 720.",
+    )
     # Whether the API's servers ask the portal about each token's key (the token validator's
     # strict mode), so that revoking or suspending a key ends its tokens already issued too.
     checks_revocation = models.BooleanField(default=False)
@@ -73,6 +79,7 @@ class Api(models.Model):
         "checks_revocation",
         "max_key_lifetime_days",
         "access_token_lifespan",
+        "max_rotation_grace_hours",
     )
 
     class Meta:
@@ -138,6 +145,8 @@ ACTIONS_ALLOWED: dict[str, tuple[KeyStatus, ...]] = {
     "suspend": (KeyStatus.ACTIVE, KeyStatus.SUSPENDING),
     "reinstate": (KeyStatus.SUSPENDED,),
     "rotate": _ISSUED,
+    "end_grace": _ISSUED,
+    "change_public_keys": _ISSUED,
     "revoke": (*_ISSUED, KeyStatus.REVOKING, KeyStatus.SUSPENDING),
     "expire": _ISSUED,
 }
@@ -258,6 +267,15 @@ class KeyStanding:
         return None
 
 
+class Credential(models.TextChoices):
+    """How a key's application proves itself to Keycloak's token endpoint."""
+
+    SECRET = "secret", "Client secret"
+    # The application signs a short-lived assertion with a private key only it holds;
+    # Keycloak checks it against the public keys the owner gave (client-jwt).
+    SIGNED_JWT = "private_key_jwt", "Private key (signed JWT)"
+
+
 class _Allows:
     """`key.can_<action>`: whether the key's status allows the action (ACTIONS_ALLOWED)."""
 
@@ -275,6 +293,7 @@ class ApiKey(models.Model):
     """
 
     Status = KeyStatus
+    Credential = Credential
     # Every key's client in Keycloak has a clientId with this prefix, so it can be listed.
     CLIENT_ID_PREFIX = "apikey-"
 
@@ -289,7 +308,16 @@ class ApiKey(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.UNFINISHED)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
+    credential = models.CharField(max_length=16, choices=Credential.choices, default="secret")
+    # A private_key_jwt key's public keys: these rows (`public_keys`), or this URL of the
+    # partner's own JWKS, which Keycloak reads.
+    jwks_url = models.URLField(max_length=500, blank=True)
     secret_rotated_at = models.DateTimeField(null=True, blank=True)
+    # After a rotation with a grace period, the previous secret gets tokens until then.
+    previous_secret_until = models.DateTimeField(null=True, blank=True)
+    # When the current secret was reported found exposed (apikeys/leaks.py). Until the owner
+    # rotates it, nobody can approve or reinstate the key, nor keep the secret in a grace.
+    secret_exposed_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     # Why the customer needs the key; required for APIs that need approval.
     justification = models.TextField(blank=True)
@@ -351,6 +379,19 @@ class ApiKey(models.Model):
     can_reinstate = _Allows()
     can_rotate = _Allows()
     can_revoke = _Allows()
+    can_change_public_keys = _Allows()
+
+    @property
+    def uses_secret(self) -> bool:
+        return self.credential == Credential.SECRET
+
+    def previous_secret_works(self, now: datetime) -> bool:
+        """Whether the secret before the last rotation still gets tokens (its grace)."""
+        return self.previous_secret_until is not None and self.previous_secret_until > now
+
+    @property
+    def in_grace(self) -> bool:
+        return self.previous_secret_works(timezone.now())
 
     @property
     def is_live(self) -> bool:
@@ -451,6 +492,12 @@ class AuditEntry(models.Model):
         USER_REACTIVATED = "user_on", "Account reactivated"
         ADMIN_GRANTED = "admin_on", "Admin role granted"
         ADMIN_REMOVED = "admin_off", "Admin role removed"
+        GRACE_ENDED = "grace_ended", "Previous secret ended"
+        PUBLIC_KEY_ADDED = "pubkey_added", "Public key added"
+        PUBLIC_KEY_REMOVED = "pubkey_removed", "Public key removed"
+        JWKS_REFRESHED = "jwks_refreshed", "Public keys re-read"
+        LEAK_REPORTED = "leak_reported", "Secret found exposed"
+        SETTING_CHANGED = "setting", "Setting changed"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # None when the portal acted by itself (expiry from cron, reconcile).
@@ -508,7 +555,7 @@ class AuditEntry(models.Model):
     @classmethod
     def record(
         cls,
-        subject: ApiKey | Api | User,
+        subject: ApiKey | Api | User | None,
         action: str,
         *,
         actor: User | None,
@@ -529,8 +576,10 @@ class AuditEntry(models.Model):
             about = {"key": subject, "client_id": subject.client_id, "api_id": subject.api_id}
         elif isinstance(subject, Api):
             about = {"api": subject}
-        else:
+        elif isinstance(subject, User):
             about = {"about_user": subject}
+        else:  # a portal-wide setting
+            about = {}
         return cls.objects.create(
             **about,
             via=AUDIT_VIA.get(),
@@ -574,3 +623,87 @@ class JobState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.watermark}"
+
+
+class PublicKey(models.Model):
+    """One public key of a private_key_jwt key: Keycloak holds them all as the client's JWKS."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="public_keys")
+    kid = models.CharField(max_length=64)
+    # RFC 7638 JWK thumbprint (SHA-256, base64url): the same key pasted twice is one key.
+    thumbprint = models.CharField(max_length=43)
+    jwk = models.JSONField()  # public members only (apikeys/public_keys.py checks)
+    summary = models.CharField(max_length=100)  # e.g. "RSA 3072 bits", "EC P-256"
+    added_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("added_at", "id")
+        constraints = (
+            models.UniqueConstraint(fields=["key", "kid"], name="one_kid_per_key"),
+            models.UniqueConstraint(fields=["key", "thumbprint"], name="one_public_key_once"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.kid} ({self.summary})"
+
+
+class SecretFingerprint(models.Model):
+    """A keyed fingerprint of one secret the portal issued, never the secret.
+
+    HMAC-SHA256 under SECRET_FINGERPRINT_KEY: a secret found somewhere can be recognised
+    (apikeys/leaks.py), but nothing here gives a secret back, nor lets anyone without the
+    key test guesses against the table.
+    """
+
+    digest = models.CharField(max_length=64, unique=True)
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="fingerprints")
+    issued_at = models.DateTimeField(default=timezone.now)
+    # When a rotation replaced it (it may still work in the grace period after).
+    replaced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-issued_at", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.key.client_id} {self.issued_at:%Y-%m-%d %H:%M}"
+
+
+class LeakReport(models.Model):
+    """A report that a secret was found exposed, and what the portal did about it."""
+
+    class Verdict(models.TextChoices):
+        CURRENT = "current", "The key's current secret"
+        PREVIOUS = "previous", "The key's previous secret, in its grace period"
+        RETIRED = "retired", "A secret the key no longer uses"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="leak_reports")
+    verdict = models.CharField(max_length=16, choices=Verdict.choices)
+    reporter = models.CharField(max_length=100)  # "GitHub secret scanning (key …)"
+    url = models.CharField(max_length=2000, blank=True)  # where it was found
+    source = models.CharField(max_length=100, blank=True)  # e.g. "content", "commit"
+    action = models.CharField(max_length=200)  # what the portal did
+
+    class Meta:
+        ordering = ("-at", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.key.client_id} {self.verdict}"
+
+
+class PortalSetting(models.Model):
+    """A setting administrators change in the portal's pages (not the deployment's)."""
+
+    LEAKED_SECRET_ACTION = "leaked_secret_action"  # noqa: S105 - a name
+    DEFAULTS: ClassVar[dict[str, str]] = {LEAKED_SECRET_ACTION: "suspend"}
+
+    name = models.CharField(max_length=50, primary_key=True)
+    value = models.CharField(max_length=200)
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value}"
+
+    @classmethod
+    def get(cls, name: str) -> str:
+        row = cls.objects.filter(name=name).first()
+        return row.value if row else cls.DEFAULTS[name]

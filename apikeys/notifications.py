@@ -14,7 +14,7 @@ from django.core.mail import send_mail
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from apikeys.models import ApiKey, User
+from apikeys.models import ApiKey, LeakReport, User
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,24 @@ def decision(key: ApiKey, action: str, reason: str = "") -> None:
         f"Your API key “{key.name}” was {action}",
         "emails/decision.txt",
         {"key": key, "action": action, "reason": reason, "key_url": key_url(key)},
+        [key.owner.email],
+    )
+
+
+def secret_exposed(key: ApiKey, report: LeakReport) -> None:
+    """Tell the owner where their secret was found, what the portal did, and how to rotate."""
+    if not key.owner.is_active:
+        return
+    _send(
+        f"The secret of your API key “{key.name}” was found exposed",
+        "emails/secret_exposed.txt",
+        {
+            "key": key,
+            "report": report,
+            "key_url": key_url(key),
+            "rotate_url": _url(reverse("rotate_key", args=[key.pk])),
+            "guide_url": _url(reverse("partner_docs")) + "#leaked-secret",
+        },
         [key.owner.email],
     )
 

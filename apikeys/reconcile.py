@@ -18,6 +18,10 @@ What it does, case by case (Keycloak / the portal's record: action):
   outage): carry it out (`lifecycle.carry_out`).
 - a disabled client / active (an operator disabled it in Keycloak, e.g. in an incident):
   the restrictive action wins; the key is suspended, audited, and its owner told.
+- a client holding a previous secret / active, pending or suspended: Keycloak takes it
+  until the recorded end of the rotation's grace period, never longer (ended or shortened
+  if longer); a grace period in progress is left alone; one Keycloak no longer holds is
+  recorded as over.
 - a client / active, pending or suspended: converge it to `desired.key_client` (enabled
   only if active, not past expiry and of an active owner; flows, full scope, token
   lifespan, attributes, default and optional scopes, protocol mappers); audited.
@@ -42,14 +46,16 @@ from datetime import datetime, timedelta
 
 from django.db import DatabaseError, transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from apikeys import bootstrap, convergence, desired, keycloak, lifecycle
 from apikeys.keycloak import Connection, KeycloakFailure, Representation
-from apikeys.models import INTENTS, Api, ApiKey, AuditEntry, WrongState
+from apikeys.models import INTENTS, Api, ApiKey, AuditEntry, KeyStatus, WrongState
 
 log = logging.getLogger(__name__)
 
 PAGE = 200
+ISSUED = (KeyStatus.PENDING, KeyStatus.ACTIVE, KeyStatus.SUSPENDED)
 GRACE = timedelta(minutes=10)  # an issue in flight is not a leftover
 ABANDONED = timedelta(days=1)
 
@@ -80,6 +86,7 @@ class _Plan:
     act: Callable[[], None]
 
 
+@sensitive_variables()  # clients read from Keycloak hold secrets
 def reconcile(
     *, dry_run: bool = False, now: datetime | None = None, grace: timedelta = GRACE
 ) -> Report:
@@ -100,6 +107,8 @@ def reconcile(
             key = records.get(client["clientId"])
             if plan := _check_client(conn, client, key, now=now, grace=grace, scope_ids=scope_ids):
                 plans.append(plan)
+            if key is not None and (plan := _check_previous_secret(conn, client, key, now=now)):
+                plans.append(plan)
     missing = _records_without_clients(seen, now, grace)
     plans += [_missing_client(conn, key, now) for key in missing]
     plans += _check_api_scopes(conn)
@@ -117,6 +126,7 @@ def reconcile(
     return report
 
 
+@sensitive_variables()  # clients read from Keycloak hold secrets
 def _check_client(
     conn: Connection,
     client: Representation,
@@ -174,6 +184,66 @@ def _check_client(
     )
 
 
+@sensitive_variables()  # clients read from Keycloak hold secrets
+def _check_previous_secret(
+    conn: Connection, client: Representation, key: ApiKey, *, now: datetime
+) -> _Plan | None:
+    """A rotation's grace period: Keycloak may take the previous secret as long as the
+    record says, never longer; a grace period in progress is left alone."""
+    if key.status not in ISSUED or not desired.is_key_client(client, key):
+        return None
+    until = desired.rotated_secret_until(client)
+    recorded = key.previous_secret_until
+    if until is not None and until > now.timestamp():
+        if recorded is None or recorded <= now:
+            return _Plan(
+                Finding(key.client_id, "previous secret still works after its grace", "end it"),
+                lambda: _end_previous_secret(conn, key, now=now),
+            )
+        if until > recorded.timestamp() + 1:
+            return _Plan(
+                Finding(key.client_id, "previous secret works past its grace", "shorten it"),
+                lambda: _shorten_previous_secret(conn, key),
+            )
+        return None
+    if recorded is not None and recorded > now:
+        return _Plan(
+            Finding(key.client_id, "grace recorded, but Keycloak ended it", "record the end"),
+            lambda: _record_grace_over(key, now=now),
+        )
+    return None
+
+
+def _end_previous_secret(conn: Connection, key: ApiKey, *, now: datetime) -> None:
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        if key.previous_secret_works(now):
+            return  # rotated again since the scan, with a new grace period
+        keycloak.delete_rotated_secret(conn, key.keycloak_id)
+
+
+def _shorten_previous_secret(conn: Connection, key: ApiKey) -> None:
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        if key.previous_secret_until is None:
+            keycloak.delete_rotated_secret(conn, key.keycloak_id)
+            return
+        end = str(int(key.previous_secret_until.timestamp()))
+        change = {"attributes": {desired.ROTATED_EXPIRY_ATTRIBUTE: end}}
+        keycloak.update_client(conn, key.keycloak_id, change)
+
+
+@sensitive_variables()  # clients read from Keycloak hold secrets
+def _record_grace_over(key: ApiKey, *, now: datetime) -> None:
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        current = keycloak.get_client(keycloak.portal_connection(), key.keycloak_id)
+        until = desired.rotated_secret_until(current)
+        if until is None or until <= now.timestamp():
+            key.previous_secret_until = None
+            key.save(update_fields=["previous_secret_until"])
+
+
 def _check_unfinished(
     conn: Connection, client: Representation, key: ApiKey, *, now: datetime, grace: timedelta
 ) -> _Plan | None:
@@ -193,6 +263,7 @@ def _check_unfinished(
     )
 
 
+@sensitive_variables()  # clients read from Keycloak hold secrets
 def _repair(
     conn: Connection,
     client: Representation,

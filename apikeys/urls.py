@@ -36,6 +36,20 @@ urlpatterns = [
     path("keys/<uuid:key_id>/", views.key_detail, name="key_detail"),
     path("keys/<uuid:key_id>/rotate/", views.rotate_key, name="rotate_key"),
     path("keys/<uuid:key_id>/revoke/", views.revoke_key, name="revoke_key"),
+    path("keys/<uuid:key_id>/end-grace/", views.end_grace, name="end_grace"),
+    path("keys/<uuid:key_id>/public-keys/", views.add_public_key, name="add_public_key"),
+    path(
+        "keys/<uuid:key_id>/public-keys/refresh/",
+        views.refresh_public_keys,
+        name="refresh_public_keys",
+    ),
+    path(
+        "keys/<uuid:key_id>/public-keys/<str:kid>/remove/",
+        views.remove_public_key,
+        name="remove_public_key",
+    ),
+    path("keys/check/", views.check_secret, name="check_secret"),
+    path("security/secret-scanning/", views.secret_scanning, name="secret_scanning"),
     path("keys/<uuid:key_id>/finish/", views.finish_key, name="finish_key"),
     path("keys/<uuid:key_id>/discard/", views.discard_key, name="discard_key"),
     path("docs/", views.partner_docs, name="partner_docs"),
@@ -57,4 +71,5 @@ urlpatterns = [
     path("manage/apis/<slug:slug>/", manage_views.api_edit, name="manage_api_edit"),
     path("manage/apis/<slug:slug>/retire/", manage_views.api_retire, name="manage_api_retire"),
     path("manage/audit/", manage_views.audit, name="manage_audit"),
+    path("manage/leaks/", manage_views.leaks, name="manage_leaks"),
 ]

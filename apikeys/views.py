@@ -8,7 +8,8 @@ confirmation or the revealed secret, and the key list is refreshed out of band.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from typing import Any, cast
 
 from django.conf import settings
@@ -27,18 +28,19 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.debug import sensitive_variables
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from apikeys import lifecycle
+from apikeys import desired, leaks, lifecycle
 from apikeys.bearer_tokens import bearer_token_required
 from apikeys.client_address import client_ip
 from apikeys.exports import audit_csv
-from apikeys.forms import KeyForm
+from apikeys.forms import CheckSecretForm, KeyForm, PublicKeyForm, RotateForm
 from apikeys.keycloak import KeycloakFailure
 from apikeys.lifecycle import AlreadySubmitted, KeyNotIssued, Revealed
-from apikeys.limits import rate_limited
+from apikeys.limits import over_limit, rate_limited
 from apikeys.models import Api, ApiKey, AuditEntry, KeyStanding, User, WrongState
 
 
@@ -60,6 +62,7 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @sensitive_variables()  # holds the new secret: never in an error page or report
+@sensitive_post_parameters("public_key")  # a private key pasted by mistake
 @rate_limited("keys")
 @never_cache
 @require_http_methods(["GET", "POST"])
@@ -81,6 +84,9 @@ def new_key(request: HtmxHttpRequest) -> HttpResponse:
                 lifetime_days=form.cleaned_data["lifetime_days"],
                 ip_address=client_ip(request),
                 request_id=form.cleaned_data["request_id"],
+                credential=form.cleaned_data["credential"],
+                public_keys=form.cleaned_data["public_keys"],
+                jwks_url=form.cleaned_data["jwks_url"],
             )
         except (KeyNotIssued, WrongState) as error:
             form.add_error(None, str(error))
@@ -94,10 +100,17 @@ def new_key(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 def key_detail(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
     key = get_key_for_user(request, key_id)
-    history = key.audit_entries.select_related("api")
-    return render(
-        request, "apikeys/key_detail.html", {"key": key, "history": history} | _endpoints()
-    )
+    return render(request, "apikeys/key_detail.html", _key_detail_context(key, PublicKeyForm()))
+
+
+def _key_detail_context(key: ApiKey, public_key_form: PublicKeyForm) -> dict[str, Any]:
+    return {
+        "key": key,
+        "history": key.audit_entries.select_related("api"),
+        "public_keys": key.public_keys.all(),
+        "public_key_form": public_key_form,
+        "leaks": key.leak_reports.all()[:20],
+    } | _endpoints()
 
 
 @require_GET
@@ -117,17 +130,102 @@ def activity(request: HtmxHttpRequest) -> HttpResponseBase:
 @require_http_methods(["GET", "POST"])
 def rotate_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
     key = get_key_for_user(request, key_id)
+    form = RotateForm(request.POST if request.method == "POST" else None, key=key)
     error = None
-    if request.method == "POST":
+    if request.method == "POST" and form.is_valid():
+        grace = timedelta(hours=int(form.cleaned_data["grace_hours"]))
         try:
-            revealed = lifecycle.rotate_secret(key, actor=key.owner, ip_address=client_ip(request))
+            revealed = lifecycle.rotate_secret(
+                key, actor=key.owner, ip_address=client_ip(request), grace=grace
+            )
         except KeycloakFailure as failure:
             error = f"{failure.for_people} The old secret still works."
-        except WrongState as failure:
+        except (WrongState, ValueError) as failure:
             error = str(failure)
         else:
             return _reveal(request, revealed, "rotated")
-    return _page(request, "apikeys/confirm_rotate.html", {"key": key, "error": error})
+    context = {"key": key, "form": form, "error": error}
+    return _page(request, "apikeys/confirm_rotate.html", context)
+
+
+@rate_limited("keys")
+@require_POST
+def end_grace(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
+    """Stop the previous secret now, before its grace period ends."""
+    key = get_key_for_user(request, key_id)
+    try:
+        lifecycle.end_grace(key, actor=key.owner, ip_address=client_ip(request))
+    except (KeycloakFailure, WrongState) as failure:
+        return _back_to_key(request, key, _failure(failure, "The previous secret still works."))
+    messages.success(request, "The previous secret stopped working. Only the current one works.")
+    return redirect("key_detail", key.pk)
+
+
+@sensitive_post_parameters("public_key")  # a private key pasted by mistake
+@rate_limited("keys")
+@require_POST
+def add_public_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
+    key = get_key_for_user(request, key_id)
+    form = PublicKeyForm(request.POST)
+    if form.is_valid():
+        try:
+            lifecycle.add_public_keys(
+                key, form.cleaned_data["public_key"], actor=key.owner, ip_address=client_ip(request)
+            )
+        except (KeycloakFailure, WrongState) as failure:
+            form.add_error(None, _failure(failure, "Nothing was added."))
+        else:
+            messages.success(request, "Added. Assertions signed with it work now.")
+            return redirect("key_detail", key.pk)
+    context = _key_detail_context(key, form)
+    return render(request, "apikeys/key_detail.html", context, status=422)
+
+
+@rate_limited("keys")
+@require_POST
+def remove_public_key(request: HtmxHttpRequest, key_id: uuid.UUID, kid: str) -> HttpResponse:
+    key = get_key_for_user(request, key_id)
+    try:
+        lifecycle.remove_public_key(key, kid, actor=key.owner, ip_address=client_ip(request))
+    except WrongState as failure:
+        return _back_to_key(request, key, str(failure))
+    except KeycloakFailure as failure:
+        notice = (
+            f"Removed from the key, but {failure.for_people.lower()} Keycloak may still take "
+            "assertions signed with it: press “Send the keys to Keycloak again” in a minute."
+        )
+        return _back_to_key(request, key, notice)
+    messages.success(request, f"The public key {kid} was removed: it no longer works.")
+    return redirect("key_detail", key.pk)
+
+
+@rate_limited("keys")
+@require_POST
+def refresh_public_keys(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
+    key = get_key_for_user(request, key_id)
+    try:
+        lifecycle.refresh_public_keys(key, actor=key.owner, ip_address=client_ip(request))
+    except (KeycloakFailure, WrongState) as failure:
+        return _back_to_key(request, key, _failure(failure, "Try again in a minute."))
+    done = "Keycloak reads your JWKS URL again" if key.jwks_url else "Keycloak has the keys"
+    messages.success(request, f"{done}: only the keys listed work now.")
+    return redirect("key_detail", key.pk)
+
+
+@sensitive_variables()  # the secret being checked
+@sensitive_post_parameters("secret")
+@rate_limited("check")
+@never_cache
+@require_http_methods(["GET", "POST"])
+def check_secret(request: HtmxHttpRequest) -> HttpResponse:
+    """Is this one of the portal's secrets, and which key's? Nothing is stored or logged."""
+    viewer = _user(request)
+    form = CheckSecretForm(request.POST or None)
+    answer = None
+    if request.method == "POST" and form.is_valid():
+        answer = leaks.check(form.cleaned_data["secret"], viewer=viewer)
+        form = CheckSecretForm()  # never shown back
+    return render(request, "apikeys/check_secret.html", {"form": form, "answer": answer})
 
 
 @rate_limited("keys")
@@ -176,6 +274,40 @@ def discard_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
 def partner_docs(request: HttpRequest) -> HttpResponse:
     """How partner applications use a key: public, filled in with this portal's endpoints."""
     return render(request, "apikeys/partner_docs.html", _endpoints() | {"apis": Api.objects.all()})
+
+
+@login_not_required
+@csrf_exempt  # a machine's signed report, not a form
+@never_cache
+@require_POST
+def secret_scanning(request: HttpRequest) -> JsonResponse:
+    """Reports of found secrets, in GitHub's secret scanning partner format (apikeys/leaks.py)."""
+    if over_limit(request, "leaks"):
+        return _problem(429, "Too many reports from this address: try again in a minute.")
+    body = request.body
+    try:
+        leaks.verify(
+            body,
+            request.headers.get("Github-Public-Key-Identifier", ""),
+            request.headers.get("Github-Public-Key-Signature", ""),
+        )
+        found = leaks.parse(body)
+    except leaks.BadSignature as refusal:
+        return _problem(401, str(refusal))
+    except leaks.BadReport as refusal:
+        return _problem(400, str(refusal))
+    key_id = request.headers["Github-Public-Key-Identifier"]
+    verdicts = leaks.handle(found, reporter=f"secret scanning (key {key_id[:12]})")
+    return JsonResponse(verdicts, safe=False)
+
+
+def _problem(status: int, detail: str) -> JsonResponse:
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status}
+    response = JsonResponse(body | {"detail": detail}, status=status)
+    response["Content-Type"] = "application/problem+json"
+    if status == 429:
+        response["Retry-After"] = "60"
+    return response
 
 
 @never_cache
@@ -244,6 +376,9 @@ def _endpoints() -> dict[str, str]:
         "whoami_audience": settings.WHOAMI_AUDIENCE,
         "portal_url": settings.PORTAL_URL,
         "api_url": f"{settings.PORTAL_URL}/api/v1",
+        # The `aud` of a private_key_jwt client assertion: the realm's issuer.
+        "assertion_audience": settings.TOKEN_ISSUER,
+        "assertion_max_age": str(desired.ASSERTION_MAX_AGE_SECONDS),
     }
 
 
@@ -283,6 +418,17 @@ def _done(request: HtmxHttpRequest, notice: str, *, error: bool = False) -> Http
         return render(request, "apikeys/htmx_update.html", context)
     (messages.error if error else messages.success)(request, notice)
     return redirect("home")
+
+
+def _back_to_key(request: HtmxHttpRequest, key: ApiKey, notice: str) -> HttpResponse:
+    messages.error(request, notice)
+    return redirect("key_detail", key.pk)
+
+
+def _failure(failure: KeycloakFailure | WrongState, then: str) -> str:
+    if isinstance(failure, WrongState):
+        return str(failure)
+    return f"{failure.for_people} {then}"
 
 
 def _unfinished_failure(failure: KeycloakFailure | WrongState) -> str:

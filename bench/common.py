@@ -53,5 +53,6 @@ def bench_owner() -> Any:
     from apikeys.models import User
 
     settings.MAX_LIVE_KEYS_PER_USER = 10**6
+    settings.MAX_KEYS_MADE_PER_DAY = 10**6
     name = f"bench-{uuid.uuid4().hex[:12]}"
     return User.objects.create(username=name, email=f"{name}@example.com")

@@ -210,6 +210,13 @@ RATE_LIMITS = {
         "address": env("RATE_LIMIT_KEYS_PER_ADDRESS", "60/m"),
     },
     "register": {"address": env("RATE_LIMIT_REGISTER_PER_ADDRESS", "10/h")},
+    # Reports of found secrets (the secret-scanning endpoint), per reporting address.
+    "leaks": {"address": env("RATE_LIMIT_LEAK_REPORTS_PER_ADDRESS", "120/m")},
+    # "Check a secret": each try is one guess, so fewer.
+    "check": {
+        "user": env("RATE_LIMIT_CHECKS_PER_USER", "10/m"),
+        "address": env("RATE_LIMIT_CHECKS_PER_ADDRESS", "30/m"),
+    },
 }
 # The counters live in a cache shared by every process: Redis in production. The dev and test
 # profiles serve from one process, so its memory will do there.
@@ -233,6 +240,25 @@ SILENCED_SYSTEM_CHECKS = [
     "django_ratelimit.W001",
     *(["django_ratelimit.E003"] if LOCAL else []),
 ]
+# Public keys one private_key_jwt key may hold at once (two cover a rotation).
+MAX_PUBLIC_KEYS_PER_KEY = int(env("MAX_PUBLIC_KEYS_PER_KEY", "5"))
+# Addresses the portal itself fetches (a partner's JWKS URL, to check it) must be public and
+# https. The dev and test profiles also allow http and private or loopback addresses.
+OUTBOUND_ALLOW_PRIVATE = env("OUTBOUND_ALLOW_PRIVATE", "true" if LOCAL else "false") == "true"
+OUTBOUND_TIMEOUT = int(env("OUTBOUND_TIMEOUT", "5"))
+
+# Leaked secrets (apikeys/leaks.py). The key of the keyed fingerprint kept of every secret
+# the portal issues: a found secret is recognised by it, never recovered from it. Changing it
+# makes every fingerprint kept so far unrecognisable.
+SECRET_FINGERPRINT_KEY = secret(
+    "SECRET_FINGERPRINT_KEY", local="dev-only-fingerprint-key-not-for-production"
+)
+# Whose signed reports of found secrets are trusted: a list in the format GitHub publishes
+# ({"public_keys": [{"key_identifier": ..., "key": PEM}]}), from an https URL or a file.
+SECRET_SCANNING_KEYS = env(
+    "SECRET_SCANNING_KEYS", "https://api.github.com/meta/public_keys/secret_scanning"
+)
+
 DEFAULT_KEY_LIFETIME_DAYS = int(env("DEFAULT_KEY_LIFETIME_DAYS", "90"))
 # Active keys unused (no token requested) for this many days are flagged to owners and admins.
 DORMANT_KEY_DAYS = int(env("DORMANT_KEY_DAYS", "30"))

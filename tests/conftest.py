@@ -52,6 +52,12 @@ def fresh_rate_limits() -> Iterator[None]:
     caches["ratelimit"].clear()
 
 
+@pytest.fixture
+def real_smtp(settings: Any) -> None:
+    """pytest-django swaps in a memory backend; these tests want the real SMTP to the sink."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+
 def sample_api() -> Api:
     return Api(name="Sample API", slug="sample", audience="sample-api", checks_revocation=True)
 

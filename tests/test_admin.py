@@ -31,12 +31,6 @@ from tests.tokens import request_token
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients", "real_smtp")]
 
 
-@pytest.fixture
-def real_smtp(settings: Any) -> None:
-    """pytest-django swaps in a memory backend; these tests want the real SMTP to the sink."""
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-
-
 def unique_user(db: None, *, staff: bool = False) -> User:
     name = uuid.uuid4().hex[:10]
     return User.objects.create(

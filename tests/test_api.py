@@ -7,12 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import Client
 
 from apikeys import bearer_tokens
 from apikeys.models import Api, ApiKey, AuditEntry
 from apikeys.secret_format import is_well_formed
 from tests.accounts import KeycloakUser
+from tests.assertions import KeyPair, gets_token
 from tests.oidc import cli_tokens
 from tests.tokens import request_token
 
@@ -93,12 +95,8 @@ def test_a_customer_creates_rotates_and_revokes_a_key_through_the_api(customer: 
 
 
 def test_the_same_idempotency_key_makes_one_key(customer: Caller) -> None:
-    first = (
-        create(customer, **{})
-        if False
-        else customer(
-            "POST", "/keys", {"name": "once", "api": "sample"}, **{"Idempotency-Key": "deploy-42"}
-        )
+    first = customer(
+        "POST", "/keys", {"name": "once", "api": "sample"}, **{"Idempotency-Key": "deploy-42"}
     )
     again = customer(
         "POST", "/keys", {"name": "once", "api": "sample"}, **{"Idempotency-Key": "deploy-42"}
@@ -246,3 +244,74 @@ def test_the_openapi_document_is_openapi_3_1_and_valid(client: Client) -> None:
     docs = client.get("/docs/api/")
     assert docs.status_code == 200
     assert "/static/ninja/swagger-ui-bundle.js" in docs.content.decode()
+
+
+def test_a_private_key_jwt_key_through_the_api_with_its_rotation(customer: Caller) -> None:
+    first, second = KeyPair.rsa(), KeyPair.ed25519()
+
+    made = create(customer, "signed", credential="private_key_jwt", public_key=first.public_jwk())
+
+    assert made.status_code == 201, made.content
+    body = made.json()
+    assert body["client_secret"] is None
+    assert body["assertion_audience"] == settings.TOKEN_ISSUER
+    assert [k["kid"] for k in body["key"]["public_keys"]] == [first.kid]
+    assert gets_token(first, body["client_id"])
+    key_id = body["key"]["id"]
+    added = customer("POST", f"/keys/{key_id}/public-keys", {"public_key": second.public_jwk()})
+    assert added.status_code == 201, added.content
+    assert gets_token(second, body["client_id"])
+    assert gets_token(first, body["client_id"])
+    removed = customer("DELETE", f"/keys/{key_id}/public-keys/{first.kid}")
+    assert [k["kid"] for k in removed.json()["public_keys"]] == [second.kid]
+    assert not gets_token(first, body["client_id"])
+    assert_problem(customer("POST", f"/keys/{key_id}/rotate"), 409, "signs with a private key")
+
+
+def test_a_private_key_sent_to_the_api_is_refused_and_not_echoed(customer: Caller) -> None:
+    pair = KeyPair.rsa()
+
+    answer = create(customer, "oops", credential="private_key_jwt", public_key=pair.private_jwk())
+
+    problem = assert_problem(answer, 422, "see errors")
+    assert "treat it as exposed" in problem["errors"]["public_key"][0]
+    assert pair.private_jwk()["d"] not in answer.content.decode()
+    assert not ApiKey.objects.exists()
+
+
+def test_a_rotation_with_grace_through_the_api_and_its_early_end(customer: Caller) -> None:
+    made = create(customer).json()
+    key_id, client_id = made["key"]["id"], made["client_id"]
+
+    too_long = customer("POST", f"/keys/{key_id}/rotate", {"grace_seconds": 169 * 3600})
+    rotated = customer("POST", f"/keys/{key_id}/rotate", {"grace_seconds": 3600})
+
+    assert_problem(too_long, 422, "at most 168 hours")
+    assert rotated.status_code == 200
+    second = rotated.json()
+    assert second["key"]["previous_secret_until"] is not None
+    assert request_token(client_id, made["client_secret"]).status_code == 200
+    assert request_token(client_id, second["client_secret"]).status_code == 200
+    ended = customer("POST", f"/keys/{key_id}/end-grace")
+    assert ended.json()["previous_secret_until"] is None
+    assert request_token(client_id, made["client_secret"]).status_code == 401
+    assert_problem(customer("POST", f"/keys/{key_id}/end-grace"), 409, "already stopped")
+
+
+def test_checking_a_secret_through_the_api(customer: Caller, other: Caller) -> None:
+    made = create(customer).json()
+
+    mine = customer("POST", "/secrets/check", {"secret": made["client_secret"]}).json()
+    theirs = other("POST", "/secrets/check", {"secret": made["client_secret"]}).json()
+
+    assert mine["ours"] is True
+    assert mine["which"] == "current"
+    assert mine["works"] is True
+    assert mine["key"]["client_id"] == made["client_id"]
+    assert theirs == {
+        "ours": False,
+        "well_formed": True,
+        "which": None,
+        "works": False,
+        "key": None,
+    }

@@ -23,6 +23,7 @@ from playwright.sync_api import Page, expect
 from apikeys.models import ApiKey
 from apikeys.secret_format import is_well_formed
 from tests.accounts import KeycloakUser
+from tests.assertions import KeyPair, gets_token
 from tests.oidc import cli_tokens
 from tests.tokens import request_token
 
@@ -197,6 +198,39 @@ def test_a_key_made_rotated_and_revoked_from_the_terminal(
     assert cli("keys", "revoke", client_id, "--yes").returncode == 0
     assert request_token(client_id, env["CLIENT_SECRET"]).status_code == 401
     assert ApiKey.objects.get().status == ApiKey.Status.REVOKED
+
+
+def test_signed_keys_grace_rotation_and_secret_checks_from_the_terminal(
+    cli: Cli, live_server: Any, make_keycloak_user: Callable[..., KeycloakUser], tmp_path: Path
+) -> None:
+    cli.signed_in_as(make_keycloak_user(), live_server.url)
+    pair = KeyPair.ec()
+    public = tmp_path / "partner.pub.pem"
+    public.write_text(pair.public_pem())
+
+    made = cli("keys", "create", "signed", "--api", "sample", "--public-key", str(public))
+    assert made.returncode == 0, made.stderr
+    assert "assertion_audience" in made.stdout
+    assert "client_secret" not in made.stdout
+    signed = ApiKey.objects.get(name="signed")
+    pair.kid = signed.public_keys.get().kid
+    assert gets_token(pair, signed.client_id)
+    listed = cli("public-keys", "list", signed.client_id)
+    assert pair.kid in listed.stdout
+
+    plain = json.loads(cli("keys", "create", "plain", "--api", "sample", "--json").stdout)
+    rotated = cli("keys", "rotate", plain["client_id"], "--grace", "2h", "--json")
+    assert rotated.returncode == 0, rotated.stderr
+    second = json.loads(rotated.stdout)
+    assert second["key"]["previous_secret_until"]
+    assert request_token(plain["client_id"], plain["client_secret"]).status_code == 200
+    checked = cli("secrets", "check", stdin=plain["client_secret"] + "\n")
+    assert "previous secret" in checked.stdout
+    assert "can get tokens" in checked.stdout
+    assert cli("keys", "end-grace", plain["client_id"]).returncode == 0
+    assert request_token(plain["client_id"], plain["client_secret"]).status_code == 401
+    assert "no longer works" in cli("secrets", "check", stdin=plain["client_secret"]).stdout
+    assert cli("keys", "rotate", plain["client_id"], "--grace", "soon").returncode == 2
 
 
 def test_another_users_key_and_bad_input_get_clear_exit_codes(

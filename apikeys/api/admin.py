@@ -58,7 +58,8 @@ def keys(request: HttpRequest, filters: Query[KeyFilters]) -> Any:
     form = KeySearchForm(_given(filters, PageQuery))
     if not form.is_valid():
         raise Problem(422, "The filters are not valid: see errors.", errors=_errors(form))
-    return paginate(ApiKey.objects.search(form.cleaned_data), filters)
+    keys = ApiKey.objects.search(form.cleaned_data).prefetch_related("public_keys")
+    return paginate(keys, filters)
 
 
 @router.get("/keys/{key_id}", response={200: AdminKeyOut, **FAILURES}, summary="Any key")

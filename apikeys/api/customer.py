@@ -8,22 +8,38 @@ user's key is 404, as in the pages.
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.debug import sensitive_variables
 from ninja import Header, Query, Router, Status
+from pydantic import ValidationError as PydanticValidationError
 
-from apikeys import lifecycle
+from apikeys import leaks, lifecycle
 from apikeys.api.auth import PortalToken
 from apikeys.api.paging import PageQuery, audit_out, paginate
 from apikeys.api.problems import Problem
-from apikeys.api.schemas import ApiOut, AuditPage, Credentials, KeyIn, KeyOut, KeyPage, Me
+from apikeys.api.schemas import (
+    ApiOut,
+    AuditPage,
+    Credentials,
+    KeyIn,
+    KeyOut,
+    KeyPage,
+    Me,
+    PublicKeyIn,
+    PublicKeyOut,
+    RotateIn,
+    SecretCheckOut,
+    SecretIn,
+)
 from apikeys.api.schemas import Problem as ProblemOut
 from apikeys.client_address import client_ip
-from apikeys.forms import KeyForm
+from apikeys.forms import KeyForm, PublicKeyForm
 from apikeys.limits import over_limit
 from apikeys.models import Api, ApiKey, AuditEntry, User
 
@@ -47,7 +63,7 @@ def apis(request: HttpRequest) -> Any:
 
 @router.get("/keys", response={200: KeyPage, **FAILURES}, summary="Your keys")
 def list_keys(request: HttpRequest, query: Query[PageQuery], live: bool = False) -> Any:
-    keys = _user(request).api_keys.select_related("api")
+    keys = _user(request).api_keys.select_related("api").prefetch_related("public_keys")
     return paginate(keys.live() if live else keys, query)
 
 
@@ -64,7 +80,11 @@ def create_key(
 ) -> Any:
     owner = _user(request)
     _limit(request)
-    data = body.dict() | {"lifetime_days": body.lifetime_days or settings.DEFAULT_KEY_LIFETIME_DAYS}
+    data = body.dict() | {
+        "lifetime_days": body.lifetime_days or settings.DEFAULT_KEY_LIFETIME_DAYS,
+        "public_key": _as_text(body.public_key),
+        "jwks_url": body.jwks_url or "",
+    }
     form = KeyForm(data, owner=owner)
     request_id = (
         uuid.uuid5(IDEMPOTENCY, f"{owner.pk}:{idempotency_key}") if idempotency_key else None
@@ -83,6 +103,9 @@ def create_key(
             lifetime_days=form.cleaned_data["lifetime_days"],
             ip_address=client_ip(request),
             request_id=request_id,
+            credential=form.cleaned_data["credential"],
+            public_keys=form.cleaned_data["public_keys"],
+            jwks_url=form.cleaned_data["jwks_url"],
         )
     except lifecycle.AlreadySubmitted as repeat:
         raise _already_made(repeat.key) from None
@@ -99,13 +122,115 @@ def show_key(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
 @router.post(
     "/keys/{key_id}/rotate",
     response={200: Credentials, **FAILURES},
-    summary="A new secret; the old one stops at once",
+    summary="A new secret; the old one stops at once, or after a grace period",
+    # The body is optional (a bare POST rotates without grace), so it is read by hand.
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": RotateIn.model_json_schema()}},
+        }
+    },
 )
 def rotate_key(request: HttpRequest, response: HttpResponse, key_id: uuid.UUID) -> Any:
     key = _key(request, key_id)
     _limit(request)
-    revealed = lifecycle.rotate_secret(key, actor=key.owner, ip_address=client_ip(request))
+    try:
+        given = request.body if request.content_type == "application/json" else b""
+        body = RotateIn.model_validate_json(given.strip() or b"{}")
+    except PydanticValidationError as invalid:
+        errors = {"grace_seconds": [e["msg"] for e in invalid.errors()]}
+        raise Problem(422, "The request is not valid: see errors.", errors=errors) from None
+    grace = timedelta(seconds=body.grace_seconds)
+    try:
+        revealed = lifecycle.rotate_secret(
+            key, actor=key.owner, ip_address=client_ip(request), grace=grace
+        )
+    except ValueError as refusal:
+        raise Problem(422, str(refusal), errors={"grace_seconds": [str(refusal)]}) from None
     return _credentials(revealed, response)
+
+
+@router.post(
+    "/keys/{key_id}/end-grace",
+    response={200: KeyOut, **FAILURES},
+    summary="Stop the previous secret now, before its grace period ends",
+)
+def end_grace(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
+    key = _key(request, key_id)
+    _limit(request)
+    return lifecycle.end_grace(key, actor=key.owner, ip_address=client_ip(request))
+
+
+@router.get(
+    "/keys/{key_id}/public-keys",
+    response={200: list[PublicKeyOut], **FAILURES},
+    summary="A private_key_jwt key's public keys",
+)
+def public_keys(request: HttpRequest, key_id: uuid.UUID) -> Any:
+    return _key(request, key_id).public_keys.all()
+
+
+@router.post(
+    "/keys/{key_id}/public-keys",
+    response={201: KeyOut, **FAILURES},
+    summary="Add public keys (a rotation: add, move over, remove the old one)",
+)
+def add_public_key(request: HttpRequest, key_id: uuid.UUID, body: PublicKeyIn) -> Any:
+    key = _key(request, key_id)
+    _limit(request)
+    form = PublicKeyForm({"public_key": _as_text(body.public_key)})
+    if not form.is_valid():
+        raise Problem(422, "No key was added: see errors.", errors=_errors(form))
+    owner = key.owner
+    added = form.cleaned_data["public_key"]
+    return Status(
+        201, lifecycle.add_public_keys(key, added, actor=owner, ip_address=client_ip(request))
+    )
+
+
+@router.post(
+    "/keys/{key_id}/refresh-public-keys",
+    response={200: KeyOut, **FAILURES},
+    summary="Send the public keys to Keycloak again (for a JWKS URL: make it read it again)",
+)
+def refresh_public_keys(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
+    key = _key(request, key_id)
+    _limit(request)
+    return lifecycle.refresh_public_keys(key, actor=key.owner, ip_address=client_ip(request))
+
+
+@router.delete(
+    "/keys/{key_id}/public-keys/{kid}",
+    response={200: KeyOut, **FAILURES},
+    summary="Remove a public key: assertions signed with it stop working",
+)
+def remove_public_key(request: HttpRequest, key_id: uuid.UUID, kid: str) -> ApiKey:
+    key = _key(request, key_id)
+    _limit(request)
+    return lifecycle.remove_public_key(key, kid, actor=key.owner, ip_address=client_ip(request))
+
+
+@router.post(
+    "/secrets/check",
+    response={200: SecretCheckOut, **FAILURES},
+    summary="Is this one of your keys' secrets (any key's, for admins)? Nothing is kept",
+)
+def check_secret(request: HttpRequest, body: SecretIn) -> Any:
+    if over_limit(request, "check"):
+        raise Problem(
+            429,
+            "Too many checks in a short time: try again in a minute.",
+            headers={"Retry-After": "60"},
+        )
+    answer = leaks.check(body.secret.strip(), viewer=_user(request))
+    match = answer.match
+    return {
+        "ours": match is not None,
+        "well_formed": answer.well_formed,
+        "which": match.verdict if match else None,
+        "works": bool(match and match.works),
+        "key": match.key if match else None,
+    }
 
 
 @router.post("/keys/{key_id}/revoke", response={200: KeyOut, **FAILURES}, summary="Revoke a key")
@@ -168,12 +293,21 @@ def _limit(request: HttpRequest) -> None:
 @sensitive_variables()  # (every API view is marked so too: apikeys/urls.py)
 def _credentials(revealed: lifecycle.Revealed, response: HttpResponse) -> dict[str, Any]:
     response["Cache-Control"] = "no-store"
+    key = revealed.key
     return {
-        "key": revealed.key,
-        "client_id": revealed.key.client_id,
-        "client_secret": revealed.secret,
+        "key": key,
+        "client_id": key.client_id,
+        "client_secret": revealed.secret or None,
         "token_endpoint": settings.TOKEN_ENDPOINT,
+        "assertion_audience": None if key.uses_secret else settings.TOKEN_ISSUER,
     }
+
+
+def _as_text(value: str | dict[str, Any] | None) -> str:
+    """A public key given as a JSON object (a JWK or JWKS) or as text, as text."""
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return value or ""
 
 
 def _already_made(key: ApiKey) -> Problem:
@@ -185,5 +319,5 @@ def _already_made(key: ApiKey) -> Problem:
     )
 
 
-def _errors(form: KeyForm) -> dict[str, list[str]]:
+def _errors(form: KeyForm | PublicKeyForm) -> dict[str, list[str]]:
     return {field: [str(e) for e in errors] for field, errors in form.errors.items()}

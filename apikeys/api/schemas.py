@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Literal
 from uuid import UUID
 
 from ninja import Field, Schema
 
-from apikeys.models import Api, ApiKey, User
+from apikeys.models import Api, ApiKey, PublicKey, User
 
 
 class Problem(Schema):
@@ -30,11 +31,27 @@ class ApiOut(Schema):
     checks_revocation: bool
     max_key_lifetime_days: int
     access_token_lifespan: int = Field(description="Seconds an access token stays valid.")
+    max_rotation_grace_hours: int = Field(
+        description="The longest grace period a rotation may give the old secret."
+    )
     retired: bool
 
     @staticmethod
     def resolve_retired(api: Api) -> bool:
         return api.retired_at is not None
+
+
+class PublicKeyOut(Schema):
+    kid: str
+    summary: str = Field(description='e.g. "RSA 3072 bits", "EC P-256", "Ed25519".')
+    alg: str
+    thumbprint: str = Field(description="RFC 7638 JWK thumbprint (SHA-256).")
+    added_at: datetime
+    jwk: dict[str, Any] = Field(description="The public JWK, as Keycloak holds it.")
+
+    @staticmethod
+    def resolve_alg(public_key: PublicKey) -> str:
+        return str(public_key.jwk.get("alg", ""))
 
 
 class KeyOut(Schema):
@@ -54,6 +71,23 @@ class KeyOut(Schema):
     ended_at: datetime | None
     client_missing: bool
     justification: str
+    credential: Literal["secret", "private_key_jwt"]
+    previous_secret_until: datetime | None = Field(
+        description="After a rotation with a grace period: the previous secret works until then."
+    )
+    secret_exposed_at: datetime | None = Field(
+        description="When the current secret was reported found exposed; rotate it."
+    )
+    jwks_url: str = Field(description="private_key_jwt keys that read their keys from a URL.")
+    public_keys: list[PublicKeyOut] = Field(description="private_key_jwt keys' public keys.")
+
+    @staticmethod
+    def resolve_previous_secret_until(key: ApiKey) -> datetime | None:
+        return key.previous_secret_until if key.in_grace else None
+
+    @staticmethod
+    def resolve_public_keys(key: ApiKey) -> list[PublicKey]:
+        return list(key.public_keys.all())
 
     @staticmethod
     def resolve_api(key: ApiKey) -> str:
@@ -86,12 +120,17 @@ class AdminKeyOut(KeyOut):
 
 
 class Credentials(Schema):
-    """A key with its secret: in the one response that makes or rotates it, never again."""
+    """A key with its secret: in the one response that makes or rotates it, never again.
+
+    A private_key_jwt key has no secret (null): its application signs a client assertion
+    with `assertion_audience` as its `aud`.
+    """
 
     key: KeyOut
     client_id: str
-    client_secret: str
+    client_secret: str | None
     token_endpoint: str
+    assertion_audience: str | None = None
 
 
 class KeyIn(Schema):
@@ -100,6 +139,46 @@ class KeyIn(Schema):
     lifetime_days: int | None = Field(None, description="Default 90; at most the API's limit.")
     description: str = ""
     justification: str = Field("", description="Required for APIs that need approval.")
+    credential: Literal["secret", "private_key_jwt"] = Field(
+        "secret", description="private_key_jwt: the application signs with its private key."
+    )
+    public_key: str | dict[str, Any] | None = Field(
+        None,
+        description="private_key_jwt: a PEM public key or certificate, a JWK or a JWKS. "
+        "Never the private key: that is refused, and must then be considered exposed.",
+    )
+    jwks_url: str | None = Field(
+        None, description="private_key_jwt, instead of public_key: the URL of your JWKS."
+    )
+
+
+class RotateIn(Schema):
+    grace_seconds: int = Field(
+        0,
+        ge=0,
+        description="How long the old secret keeps working beside the new one: 0 (it stops "
+        "at once) up to the API's max_rotation_grace_hours.",
+    )
+
+
+class PublicKeyIn(Schema):
+    public_key: str | dict[str, Any] = Field(
+        description="A PEM public key or certificate, a JWK or a JWKS."
+    )
+
+
+class SecretIn(Schema):
+    secret: str = Field(max_length=200)
+
+
+class SecretCheckOut(Schema):
+    """Whether a secret is one of the portal's, and whose (yours, or any for admins)."""
+
+    ours: bool = Field(description="One of your keys' secrets (any key's, for admins).")
+    well_formed: bool = Field(description="It has the portal's format (kcak_ and checksum).")
+    which: Literal["current", "previous", "retired"] | None = None
+    works: bool = Field(False, description="It can get tokens (once the key is active).")
+    key: KeyOut | None = None
 
 
 class ReasonIn(Schema):
@@ -119,6 +198,7 @@ class ApiIn(Schema):
     checks_revocation: bool = False
     max_key_lifetime_days: int = 365
     access_token_lifespan: int = 300
+    max_rotation_grace_hours: int = 168
 
 
 class AuditOut(Schema):

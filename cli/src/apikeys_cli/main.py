@@ -84,6 +84,10 @@ def keys_create(args: argparse.Namespace) -> int:
         "description": args.description,
         "justification": args.justification,
     }
+    if args.public_key or args.jwks_url:
+        body["credential"] = "private_key_jwt"
+        body["public_key"] = _read(args.public_key) if args.public_key else None
+        body["jwks_url"] = args.jwks_url
     headers = {"Idempotency-Key": args.idempotency_key or str(uuid.uuid4())}
     return _secret(args, _call("POST", "/keys", body=body, headers=headers))
 
@@ -93,7 +97,59 @@ def keys_show(args: argparse.Namespace) -> int:
 
 
 def keys_rotate(args: argparse.Namespace) -> int:
-    return _secret(args, _call("POST", f"/keys/{_key_id(args.key)}/rotate"))
+    body = {"grace_seconds": _seconds(args.grace)}
+    return _secret(args, _call("POST", f"/keys/{_key_id(args.key)}/rotate", body=body))
+
+
+def keys_end_grace(args: argparse.Namespace) -> int:
+    key = _call("POST", f"/keys/{_key_id(args.key)}/end-grace")
+    print("The previous secret stopped working; only the current one gets tokens.")
+    return _show(args, key, ("name", "client_id", "status")) if args.json else 0
+
+
+def public_keys_list(args: argparse.Namespace) -> int:
+    found = _call("GET", f"/keys/{_key_id(args.key)}/public-keys")
+    return _table(args, found, ("kid", "summary", "alg", "added_at"))
+
+
+def public_keys_add(args: argparse.Namespace) -> int:
+    body = {"public_key": _read(args.file)}
+    key = _call("POST", f"/keys/{_key_id(args.key)}/public-keys", body=body)
+    return _table(args, key["public_keys"], ("kid", "summary", "alg", "added_at"))
+
+
+def public_keys_remove(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    key = _call("DELETE", f"/keys/{_key_id(args.key)}/public-keys/{quote(args.kid, safe='')}")
+    return _table(args, key["public_keys"], ("kid", "summary", "alg", "added_at"))
+
+
+def public_keys_refresh(args: argparse.Namespace) -> int:
+    _call("POST", f"/keys/{_key_id(args.key)}/refresh-public-keys")
+    print("Keycloak has the key's public keys as listed (a JWKS URL is read again).")
+    return 0
+
+
+def secrets_check(args: argparse.Namespace) -> int:
+    """Read a secret from standard input (never from the command line: shell history)."""
+    if sys.stdin.isatty():
+        import getpass
+
+        secret = getpass.getpass("Secret (not shown): ")
+    else:
+        secret = sys.stdin.readline()
+    answer = _call("POST", "/secrets/check", body={"secret": secret.strip()})
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    elif not answer["ours"]:
+        whose = "" if answer["well_formed"] else " (it does not have the portal's format)"
+        print(f"Not a secret of your keys{whose}.")
+    else:
+        key = answer["key"]
+        state = "it can get tokens" if answer["works"] else "it no longer works"
+        print(f"The {answer['which']} secret of {key['client_id']} ({key['name']}): {state}.")
+    return 0
 
 
 def keys_revoke(args: argparse.Namespace) -> int:
@@ -201,9 +257,18 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--justification", default="", help="for APIs that need approval")
     sub.add_argument("--idempotency-key", help="the same key on a retry makes no second key")
     sub.add_argument("--output", choices=["table", "env"], default="table")
+    signed = sub.add_mutually_exclusive_group()
+    signed.add_argument(
+        "--public-key",
+        metavar="FILE",
+        help="sign in with a private key (private_key_jwt): its public key, PEM, JWK or "
+        "JWKS, from FILE (- for standard input). Never the private key.",
+    )
+    signed.add_argument("--jwks-url", help="private_key_jwt, with your JWKS at this URL")
     for name, run, text in (
         ("show", keys_show, "one key"),
-        ("rotate", keys_rotate, "a new secret (shown once); the old one stops at once"),
+        ("rotate", keys_rotate, "a new secret (shown once); the old one stops, or after --grace"),
+        ("end-grace", keys_end_grace, "stop the previous secret now, before its grace ends"),
         ("revoke", keys_revoke, "revoke a key: it stops working"),
         ("finish", keys_finish, "finish setting up an unfinished key (its secret, once)"),
         ("discard", keys_discard, "discard an unfinished key"),
@@ -212,8 +277,33 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("key", help="the key's client id (apikey-...) or id")
         if name in ("rotate", "finish"):
             sub.add_argument("--output", choices=["table", "env"], default="table")
+        if name == "rotate":
+            sub.add_argument(
+                "--grace",
+                default="0",
+                help="keep the old secret working this long too: 30m, 12h, 7d (default 0)",
+            )
         if name in ("revoke", "discard"):
             sub.add_argument("--yes", action="store_true", help="do not ask")
+
+    public = _group(commands, "public-keys", "the public keys of a private_key_jwt key")
+    command(public, "list", public_keys_list, "a key's public keys").add_argument("key")
+    sub = command(public, "add", public_keys_add, "add a public key (PEM, JWK or JWKS)")
+    sub.add_argument("key")
+    sub.add_argument("file", help="the public key's file, or - for standard input")
+    sub = command(public, "remove", public_keys_remove, "remove a public key: it stops working")
+    sub.add_argument("key")
+    sub.add_argument("kid", help="the kid of the key to remove")
+    sub = command(public, "refresh", public_keys_refresh, "make Keycloak read the keys again")
+    sub.add_argument("key")
+
+    secrets = _group(commands, "secrets", "secrets found somewhere")
+    command(
+        secrets,
+        "check",
+        secrets_check,
+        "is this secret (read from standard input) one of your keys', and does it work?",
+    )
 
     admin = _group(commands, "admin", "for portal administrators")
     sub = command(admin, "keys", admin_keys, "every key, filtered")
@@ -294,6 +384,28 @@ def _call(
     )
 
 
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read()
+    except OSError as error:
+        raise Usage(f"cannot read {path}: {error.strerror}") from None
+
+
+def _seconds(text: str) -> int:
+    """A duration: 0, 90 (seconds), 30s, 15m, 12h or 7d."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    try:
+        if text and text[-1] in units:
+            return int(text[:-1]) * units[text[-1]]
+        return int(text)
+    except ValueError:
+        raise Usage(f"{text!r} is not a duration: say 0, 30m, 12h or 7d") from None
+
+
 def _key_id(given: str) -> str:
     """A key's id from its client id (apikey-<hex>) or the id itself."""
     text = given.removeprefix("apikey-")
@@ -313,26 +425,38 @@ def _confirmed(args: argparse.Namespace, question: str) -> bool:
 
 
 def _secret(args: argparse.Namespace, credentials: dict[str, Any]) -> int:
+    key = credentials["key"]
+    secret = credentials["client_secret"]
     if args.json:
         print(json.dumps(credentials, indent=2))
     elif args.output == "env":
         print(f"CLIENT_ID={credentials['client_id']}")
-        print(f"CLIENT_SECRET={credentials['client_secret']}")
+        if secret:
+            print(f"CLIENT_SECRET={secret}")
+        else:
+            print(f"ASSERTION_AUDIENCE={credentials['assertion_audience']}")
         print(f"TOKEN_ENDPOINT={credentials['token_endpoint']}")
     else:
-        key = credentials["key"]
-        _print_pairs(
-            {
-                "name": key["name"],
-                "api": key["api"],
-                "status": key["status"],
-                "client_id": credentials["client_id"],
-                "client_secret": credentials["client_secret"],
-                "token_endpoint": credentials["token_endpoint"],
-                "expires_at": key["expires_at"],
-            }
-        )
-        print("\nThe secret is shown this once: keep it somewhere safe now.", file=sys.stderr)
+        shown = {
+            "name": key["name"],
+            "api": key["api"],
+            "status": key["status"],
+            "client_id": credentials["client_id"],
+            "client_secret": secret,
+            "token_endpoint": credentials["token_endpoint"],
+            "expires_at": key["expires_at"],
+        }
+        if not secret:
+            del shown["client_secret"]
+            shown["assertion_audience"] = credentials["assertion_audience"]
+            shown["public_keys"] = (
+                ", ".join(k["kid"] for k in key["public_keys"]) or key["jwks_url"]
+            )
+        if key.get("previous_secret_until"):
+            shown["old_secret_until"] = key["previous_secret_until"]
+        _print_pairs(shown)
+        if secret:
+            print("\nThe secret is shown this once: keep it somewhere safe now.", file=sys.stderr)
     return 0
 
 

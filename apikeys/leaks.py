@@ -1,0 +1,251 @@
+"""Secrets found exposed: reports from secret scanners, and what the portal does about them.
+
+The portal's secrets are made to be found (`kcak_` prefix, a checksum: secret_format.py).
+A scanner that finds one, GitHub's secret scanning partner program or anything speaking its
+format, POSTs a JSON list of what it found, signed with ECDSA (P-256, SHA-256) over the raw
+body: `Github-Public-Key-Identifier` names its key, `Github-Public-Key-Signature` carries the
+base64 DER signature. Trusted keys come from SECRET_SCANNING_KEYS, in the format GitHub
+publishes them. The answer gives a verdict per token, by its SHA-256 (never the token):
+`true_positive` for one of the portal's secrets, `false_positive` for anything else.
+
+What a found secret does, by which of its key's secrets it is (`fingerprints.identify`):
+
+- the current one: the key is suspended at once (or revoked, if an administrator chose so
+  under Leaked secrets), the owner mailed where it was found and how to rotate, and the key
+  marked exposed: nobody can approve or reinstate it until its secret is rotated;
+- the previous one, still in a rotation's grace period: the grace ends now;
+- a retired one: nothing to stop; the owner is told, so they remove it from where it is.
+
+Every match is kept as a LeakReport, for the owner's key page and the administrators.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from apikeys import fingerprints, lifecycle, notifications
+from apikeys.keycloak import KeycloakFailure
+from apikeys.models import ApiKey, LeakReport, PortalSetting, User, WrongState
+from apikeys.secret_format import is_well_formed
+
+log = logging.getLogger(__name__)
+
+MAX_TOKENS = 1000
+KEYS_MAX_AGE = 3600  # seconds before the trusted keys are read again
+KEYS_MIN_INTERVAL = 60  # at most this often when a report names a key not yet known
+
+
+class BadReport(ValueError):
+    """Not a report in the expected format (the message says what is wrong)."""
+
+
+class BadSignature(ValueError):
+    """The report is not signed by a trusted key."""
+
+
+@dataclass(frozen=True)
+class Found:
+    token: str
+    type: str
+    url: str
+    source: str
+
+
+def verify(body: bytes, key_id: str, signature: str) -> None:
+    """Raise BadSignature unless `signature` is a trusted key's ECDSA signature of `body`."""
+    if not key_id or not signature:
+        raise BadSignature("The report carries no signature.")
+    key = _trusted_key(key_id)
+    if key is None:
+        raise BadSignature("The report is signed with a key the portal does not trust.")
+    try:
+        key.verify(base64.b64decode(signature, validate=True), body, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, binascii.Error, ValueError):
+        raise BadSignature("The report's signature does not match it.") from None
+
+
+@sensitive_variables()  # the reported tokens
+def parse(body: bytes) -> list[Found]:
+    """The found tokens of a report. Items that are not objects are answered as unknown."""
+    try:
+        items = json.loads(body)
+    except ValueError:
+        raise BadReport("The report is not JSON.") from None
+    if not isinstance(items, list):
+        raise BadReport("The report must be a JSON list of found tokens.")
+    if len(items) > MAX_TOKENS:
+        raise BadReport(f"A report holds at most {MAX_TOKENS} tokens.")
+    return [
+        Found(
+            token=_text(item.get("token")),
+            type=_text(item.get("type"))[:100],
+            url=_text(item.get("url"))[:2000],
+            source=_text(item.get("source"))[:100],
+        )
+        for item in items
+        if isinstance(item, dict)
+    ]
+
+
+@sensitive_variables()  # the reported tokens
+def handle(found: list[Found], *, reporter: str) -> list[dict[str, str]]:
+    """Act on each found token; the verdicts, in the format GitHub expects back."""
+    return [
+        {
+            "token_hash": hashlib.sha256(item.token.encode()).hexdigest(),
+            "token_type": item.type,
+            "label": "true_positive" if act_on(item, reporter=reporter) else "false_positive",
+        }
+        for item in found
+    ]
+
+
+@sensitive_variables()  # the reported token
+def act_on(found: Found, *, reporter: str) -> bool:
+    """Do what a found token calls for; True if it is one of the portal's secrets."""
+    if not is_well_formed(found.token):
+        return False
+    now = timezone.now()
+    match = fingerprints.identify(found.token, now=now)
+    if match is None:
+        return False
+    key = match.key
+    where = f" at {found.url}" if found.url else ""
+    reason = f"{lifecycle.EXPOSED}{where} (reported by {reporter})."
+    if match.verdict == LeakReport.Verdict.CURRENT:
+        action = _stop_current(key, reason, now=now)
+    elif match.verdict == LeakReport.Verdict.PREVIOUS:
+        action = _stop_previous(key, reason)
+    else:
+        action = "Nothing to stop: the key no longer uses that secret."
+    report = LeakReport.objects.create(
+        key=key,
+        verdict=match.verdict,
+        reporter=reporter[:100],
+        url=found.url,
+        source=found.source,
+        action=action[:200],
+    )
+    key.refresh_from_db()  # as the action left it
+    notifications.secret_exposed(key, report)
+    log.warning("Exposed secret of %s reported (%s): %s", key.client_id, match.verdict, action)
+    return True
+
+
+@dataclass(frozen=True)
+class CheckAnswer:
+    """What "check a secret" tells a person: `match` only if they may see its key."""
+
+    well_formed: bool
+    match: fingerprints.Match | None
+
+
+@sensitive_variables()  # the secret being checked
+def check(secret: str, *, viewer: User) -> CheckAnswer:
+    """Whether `secret` is one of the portal's, and which key's (the viewer's, or any for
+    an administrator). Nothing is stored or logged; others' keys stay unnamed."""
+    if not is_well_formed(secret):
+        return CheckAnswer(well_formed=False, match=None)
+    match = fingerprints.identify(secret, now=timezone.now())
+    if match is not None and not (viewer.is_staff or match.key.owner_id == viewer.pk):
+        match = None
+    return CheckAnswer(well_formed=True, match=match)
+
+
+def _stop_current(key: ApiKey, reason: str, *, now: Any) -> str:
+    """Mark the key exposed, then suspend (or revoke) it: Keycloak is told at once."""
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        if key.secret_exposed_at is None:
+            key.secret_exposed_at = now
+            key.save(update_fields=["secret_exposed_at"])
+    revoke = PortalSetting.get(PortalSetting.LEAKED_SECRET_ACTION) == "revoke"
+    operation, done = (
+        (lifecycle.revoke_key, "revoked") if revoke else (lifecycle.suspend_key, "suspended")
+    )
+    if not key.allows("revoke" if revoke else "suspend"):
+        if key.is_live:
+            return f"Marked exposed; the key was {key.get_status_display().lower()} already."
+        return f"Nothing to stop: the key is {key.get_status_display().lower()}."
+    try:
+        operation(key, actor=None, reason=reason, notify=False)
+    except KeycloakFailure as failure:
+        return f"Key to be {done}: recorded, Keycloak not told yet ({failure.for_people})"
+    except WrongState as failure:  # someone acted on it meanwhile
+        return f"Marked exposed; {failure}"
+    return f"Key {done}."
+
+
+def _stop_previous(key: ApiKey, reason: str) -> str:
+    try:
+        lifecycle.end_grace(key, actor=None, reason=reason)
+    except KeycloakFailure as failure:
+        return f"Ending the previous secret failed: {failure.for_people}"
+    except WrongState:
+        return "The previous secret had already stopped."
+    return "The previous secret was stopped: its grace period ended now."
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+# The trusted keys, read again after KEYS_MAX_AGE, or sooner for an unknown key id.
+_keys: dict[str, ec.EllipticCurvePublicKey] = {}
+_keys_read_at = 0.0
+_keys_lock = threading.Lock()
+
+
+def _trusted_key(key_id: str) -> ec.EllipticCurvePublicKey | None:
+    global _keys, _keys_read_at
+    with _keys_lock:
+        age = time.monotonic() - _keys_read_at
+        if age > KEYS_MAX_AGE or (key_id not in _keys and age > KEYS_MIN_INTERVAL):
+            try:
+                _keys, _keys_read_at = _read_trusted_keys(), time.monotonic()
+            except (OSError, ValueError, requests.RequestException) as error:
+                log.error("Could not read SECRET_SCANNING_KEYS: %s", error)
+        return _keys.get(key_id)
+
+
+def forget_trusted_keys() -> None:
+    """Read the trusted keys again on the next report (after a settings change)."""
+    global _keys_read_at
+    with _keys_lock:
+        _keys.clear()
+        _keys_read_at = 0.0
+
+
+def _read_trusted_keys() -> dict[str, ec.EllipticCurvePublicKey]:
+    source = settings.SECRET_SCANNING_KEYS
+    if source.startswith(("https://", "http://")):
+        response = requests.get(source, timeout=10)
+        response.raise_for_status()
+        document = response.json()
+    else:
+        document = json.loads(Path(source).read_text())
+    keys = {}
+    for entry in document.get("public_keys", []):
+        key = load_pem_public_key(entry["key"].encode())
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            keys[entry["key_identifier"]] = key
+    return keys

@@ -1,0 +1,90 @@
+"""Requests the portal makes to addresses its users give it (a partner's JWKS URL).
+
+Such an address could point the portal at its own network (SSRF). So: https only, the host
+must resolve to public addresses only, the connection goes to the address that was checked
+(no second lookup for a rebinding DNS server to answer differently), no redirects, a short
+timeout and a small answer. The dev and test profiles allow http and private or loopback
+addresses (OUTBOUND_ALLOW_PRIVATE), since their partners run on the same machine.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+import urllib3
+from django.conf import settings
+
+MAX_BYTES = 64 * 1024
+
+
+class RefusedAddress(ValueError):
+    """The address is not one the portal will fetch; the message says why, for people."""
+
+
+def check_address(url: str) -> None:
+    """Raise RefusedAddress unless the portal may fetch `url` (its scheme and its host)."""
+    parts = urlsplit(url)
+    allowed = ("https", "http") if settings.OUTBOUND_ALLOW_PRIVATE else ("https",)
+    if parts.scheme not in allowed or not parts.hostname:
+        raise RefusedAddress("Give an https:// address.")
+    if parts.username or parts.password:
+        raise RefusedAddress("Leave user names and passwords out of the address.")
+    _public_addresses(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+
+
+def _public_addresses(host: str, port: int) -> list[str]:
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise RefusedAddress(f"{host} does not resolve to an address.") from None
+    addresses = [str(info[4][0]) for info in found]
+    if not settings.OUTBOUND_ALLOW_PRIVATE:
+        for address in addresses:
+            if not ipaddress.ip_address(address.split("%")[0]).is_global:
+                raise RefusedAddress(f"{host} points at a private or reserved address.")
+    return addresses
+
+
+def fetch(url: str) -> bytes:
+    """GET `url` as described above; RefusedAddress for any refusal or failure, explained."""
+    check_address(url)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address = _public_addresses(host, port)[0]
+    timeout = urllib3.Timeout(total=settings.OUTBOUND_TIMEOUT)
+    pool: urllib3.HTTPConnectionPool
+    if parts.scheme == "https":  # to the checked address; TLS still checks the host's name
+        pool = urllib3.HTTPSConnectionPool(
+            address,
+            port,
+            server_hostname=host,
+            assert_hostname=host,
+            timeout=timeout,
+            retries=False,
+        )
+    else:
+        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False)
+    path = parts.path or "/"
+    if parts.query:
+        path += f"?{parts.query}"
+    try:
+        with pool:
+            response = pool.urlopen(
+                "GET",
+                path,
+                headers={"Host": parts.netloc, "Accept": "application/json"},
+                redirect=False,
+                preload_content=False,
+            )
+            body = response.read(MAX_BYTES + 1)
+            response.release_conn()
+    except urllib3.exceptions.HTTPError as error:
+        raise RefusedAddress(f"{url} could not be read ({type(error).__name__}).") from None
+    if response.status != 200:
+        raise RefusedAddress(f"{url} answered {response.status}, not 200.")
+    if len(body) > MAX_BYTES:
+        raise RefusedAddress(f"{url} answered with more than {MAX_BYTES // 1024} KiB.")
+    return bytes(body)

@@ -1,0 +1,159 @@
+"""Rotating a secret with a grace period: both secrets work until it ends (real Keycloak 26.7.3,
+client-secret-rotation feature and the portal's secret-rotation policy)."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from apikeys import desired, keycloak, lifecycle
+from apikeys.keycloak import Connection
+from apikeys.models import Api, ApiKey, AuditEntry, User
+from apikeys.reconcile import reconcile
+from apikeys.secret_format import is_well_formed
+from tests.tokens import request_token
+
+pytestmark = pytest.mark.usefixtures("key_clients")
+
+
+def works(key: ApiKey, secret: str) -> bool:
+    return request_token(key.client_id, secret).status_code == 200
+
+
+def issue(owner: User, api: Api) -> lifecycle.Revealed:
+    return lifecycle.issue_key(owner, api, name="app", lifetime_days=30)
+
+
+@pytest.mark.embedded
+def test_during_the_grace_both_secrets_work_and_after_it_only_the_new_one(
+    owner: User, sample: Api, bootstrapped: Connection
+) -> None:
+    first = issue(owner, sample)
+
+    second = lifecycle.rotate_secret(first.key, actor=owner, grace=timedelta(seconds=4))
+
+    assert is_well_formed(second.secret)
+    assert works(first.key, first.secret)
+    assert works(first.key, second.secret)
+    key = ApiKey.objects.get(pk=first.key.pk)
+    assert key.previous_secret_until is not None
+    assert key.in_grace
+    report = reconcile()  # during the grace: nothing to do, nothing cut short
+    assert [f for f in report.findings if f.client_id == key.client_id] == []
+    assert works(key, first.secret)
+    time.sleep(max((key.previous_secret_until - timezone.now()).total_seconds(), 0) + 1.5)
+    assert not works(key, first.secret)
+    assert works(key, second.secret)
+
+
+def test_the_grace_is_chosen_on_the_rotate_page_and_ended_early_from_the_key_page(
+    owner: User, sample: Api, client: Client
+) -> None:
+    first = issue(owner, sample)
+    client.force_login(owner)
+    form = client.get(reverse("rotate_key", args=[first.key.pk])).content.decode()
+    assert "Keep the old secret working for" in form
+    assert "7 days" in form
+    assert "14 days" not in form  # the sample API allows 168 hours
+
+    rotated = client.post(reverse("rotate_key", args=[first.key.pk]), {"grace_hours": "24"})
+
+    page = rotated.content.decode()
+    assert "The old secret keeps working until" in page
+    second = page.split('data-testid="client-secret">')[1].split("<")[0]
+    assert works(first.key, first.secret)
+    assert works(first.key, second)
+    detail = client.get(reverse("key_detail", args=[first.key.pk])).content.decode()
+    assert "Still works until" in detail
+    assert "End it now" in detail
+
+    ended = client.post(reverse("end_grace", args=[first.key.pk]), follow=True)
+
+    assert "The previous secret stopped working" in ended.content.decode()
+    assert not works(first.key, first.secret)
+    assert works(first.key, second)
+    assert AuditEntry.objects.filter(key=first.key, action=AuditEntry.Action.GRACE_ENDED).exists()
+
+
+def test_a_grace_longer_than_the_api_allows_is_refused_and_nothing_changes(
+    owner: User, sample: Api, client: Client
+) -> None:
+    first = issue(owner, sample)
+    client.force_login(owner)
+
+    answer = client.post(reverse("rotate_key", args=[first.key.pk]), {"grace_hours": "720"})
+
+    assert answer.status_code == 200
+    assert "Select a valid choice" in answer.content.decode()
+    assert works(first.key, first.secret)
+    with pytest.raises(ValueError, match="at most 168 hours"):
+        lifecycle.rotate_secret(first.key, actor=owner, grace=timedelta(hours=169))
+    assert works(first.key, first.secret)
+
+
+def test_rotating_without_grace_also_stops_a_secret_still_in_an_earlier_grace(
+    owner: User, sample: Api
+) -> None:
+    first = issue(owner, sample)
+    second = lifecycle.rotate_secret(first.key, actor=owner, grace=timedelta(hours=1))
+
+    third = lifecycle.rotate_secret(first.key, actor=owner)
+
+    assert not works(first.key, first.secret)
+    assert not works(first.key, second.secret)
+    assert works(first.key, third.secret)
+    assert ApiKey.objects.get(pk=first.key.pk).previous_secret_until is None
+
+
+def test_reconcile_ends_a_previous_secret_keycloak_still_takes_after_the_record_ended_it(
+    owner: User, sample: Api, bootstrapped: Connection
+) -> None:
+    first = issue(owner, sample)
+    second = lifecycle.rotate_secret(first.key, actor=owner, grace=timedelta(hours=1))
+    # A crash between Keycloak and the record of "end it now", played out: the record says
+    # ended, Keycloak still takes the old secret.
+    ApiKey.objects.filter(pk=first.key.pk).update(previous_secret_until=None)
+    assert works(first.key, first.secret)
+
+    report = reconcile()
+
+    [finding] = [f for f in report.findings if f.client_id == first.key.client_id]
+    assert finding.done
+    assert not works(first.key, first.secret)
+    assert works(first.key, second.secret)
+
+
+def test_reconcile_shortens_a_grace_keycloak_holds_longer_than_recorded(
+    owner: User, sample: Api, bootstrapped: Connection
+) -> None:
+    first = issue(owner, sample)
+    lifecycle.rotate_secret(first.key, actor=owner, grace=timedelta(hours=1))
+    later = str(int((timezone.now() + timedelta(days=30)).timestamp()))
+    change: dict[str, Any] = {"attributes": {desired.ROTATED_EXPIRY_ATTRIBUTE: later}}
+    keycloak.update_client(bootstrapped, first.key.keycloak_id, change)
+
+    reconcile()
+
+    key = ApiKey.objects.get(pk=first.key.pk)
+    held = desired.rotated_secret_until(keycloak.get_client(bootstrapped, key.keycloak_id))
+    assert key.previous_secret_until is not None
+    assert held == int(key.previous_secret_until.timestamp())
+    assert works(key, first.secret)  # still within the hour the owner chose
+
+
+def test_the_grace_end_is_recorded_and_audited(owner: User, sample: Api) -> None:
+    first = issue(owner, sample)
+    key = lifecycle.rotate_secret(first.key, actor=owner, grace=timedelta(seconds=90)).key
+
+    assert key.previous_secret_until is not None
+    left = (key.previous_secret_until - timezone.now()).total_seconds()
+    assert 80 < left <= 90
+    entry = AuditEntry.objects.filter(key=key, action=AuditEntry.Action.ROTATED).first()
+    assert entry is not None
+    assert "The previous secret works until" in entry.reason
