@@ -99,7 +99,7 @@ def _why(key: ApiKey) -> str:
     try:
         client = keycloak.get_client(keycloak.portal_connection(), key.keycloak_id)
     except keycloak.NotFound:
-        return lifecycle.CLIENT_DELETED
+        return lifecycle.client_deleted(key)
     return OWNER_DISABLED if client.get("enabled") else lifecycle.CLIENT_DISABLED
 
 

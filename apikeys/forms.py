@@ -104,8 +104,17 @@ class KeyForm(forms.Form):
         cleaned["credential"] = cleaned.get("credential") or ApiKey.Credential.SECRET
         if cleaned["credential"] == ApiKey.Credential.SIGNED_JWT:
             read_public_keys(self, cleaned)
-        else:
-            cleaned["jwks_url"] = ""
+        elif (cleaned.get("public_key") or "").strip() or cleaned.get("jwks_url"):
+            # A key given with "client secret" chosen: never silently ignored.
+            if public_keys.PRIVATE_TEXT.search(cleaned.get("public_key") or ""):
+                forget_field(self, "public_key")
+                self.add_error("public_key", public_keys.EXPOSED)
+            else:
+                self.add_error(
+                    "credential",
+                    "You gave a public key: choose “Private key (signed JWT)”, or leave the "
+                    "public key and the JWKS URL empty for a client secret.",
+                )
         return cleaned
 
 
@@ -118,6 +127,9 @@ def read_public_keys(form: forms.Form, cleaned: dict[str, Any]) -> None:
     text, url = cleaned.get("public_key", ""), cleaned.get("jwks_url", "")
     if bool(text.strip()) == bool(url):
         form.add_error("public_key", "Give either a public key or the URL of your JWKS.")
+        return
+    if url and not settings.JWKS_URLS_ALLOWED:
+        form.add_error("jwks_url", "This portal takes public keys only, not JWKS URLs.")
         return
     try:
         if url:

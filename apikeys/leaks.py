@@ -44,7 +44,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from apikeys import fingerprints, lifecycle, notifications
 from apikeys.keycloak import KeycloakFailure
-from apikeys.models import ApiKey, LeakReport, PortalSetting, User, WrongState
+from apikeys.models import ApiKey, AuditEntry, LeakReport, PortalSetting, User
 from apikeys.secret_format import is_well_formed
 
 log = logging.getLogger(__name__)
@@ -88,22 +88,23 @@ def parse(body: bytes) -> list[Found]:
     """The found tokens of a report. Items that are not objects are answered as unknown."""
     try:
         items = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BadReport("The report is not JSON.") from None
     if not isinstance(items, list):
         raise BadReport("The report must be a JSON list of found tokens.")
     if len(items) > MAX_TOKENS:
         raise BadReport(f"A report holds at most {MAX_TOKENS} tokens.")
-    return [
-        Found(
-            token=_text(item.get("token")),
-            type=_text(item.get("type"))[:100],
-            url=_text(item.get("url"))[:2000],
-            source=_text(item.get("source"))[:100],
-        )
-        for item in items
-        if isinstance(item, dict)
-    ]
+    return [_found(item if isinstance(item, dict) else {}) for item in items]
+
+
+def _found(item: dict[str, Any]) -> Found:
+    """One reported token; whatever is missing or not text is empty (answered as unknown)."""
+    return Found(
+        token=_text(item.get("token")),
+        type=_text(item.get("type"))[:100],
+        url=_text(item.get("url"))[:2000],
+        source=_text(item.get("source"))[:100],
+    )
 
 
 @sensitive_variables()  # the reported tokens
@@ -121,22 +122,44 @@ def handle(found: list[Found], *, reporter: str) -> list[dict[str, str]]:
 
 @sensitive_variables()  # the reported token
 def act_on(found: Found, *, reporter: str) -> bool:
-    """Do what a found token calls for; True if it is one of the portal's secrets."""
+    """Do what a found token calls for; True if it is one of the portal's secrets.
+
+    What the token is, and what that calls for, is recorded in one transaction under the
+    key's lock (a rotation at the same moment comes before or after, never between), and
+    audited; Keycloak is told after, so a failure there leaves the decision standing for
+    reconcile to carry out.
+    """
     if not is_well_formed(found.token):
         return False
-    now = timezone.now()
-    match = fingerprints.identify(found.token, now=now)
-    if match is None:
+    seen = fingerprints.identify(found.token, now=timezone.now())
+    if seen is None:
         return False
-    key = match.key
     where = f" at {found.url}" if found.url else ""
     reason = f"{lifecycle.EXPOSED}{where} (reported by {reporter})."
-    if match.verdict == LeakReport.Verdict.CURRENT:
-        action = _stop_current(key, reason, now=now)
-    elif match.verdict == LeakReport.Verdict.PREVIOUS:
-        action = _stop_previous(key, reason)
-    else:
-        action = "Nothing to stop: the key no longer uses that secret."
+    stop = (
+        "revoke" if PortalSetting.get(PortalSetting.LEAKED_SECRET_ACTION) == "revoke" else "suspend"
+    )
+    with transaction.atomic():
+        key = ApiKey.objects.locked(seen.key.pk)
+        match = fingerprints.identify(found.token, now=timezone.now())  # again, under the lock
+        if match is None:
+            return False
+        AuditEntry.record(
+            key,
+            AuditEntry.Action.LEAK_REPORTED,
+            actor=None,
+            reason=f"{match.verdict.label}. {reason}",
+        )
+        decided = previous = False
+        if match.verdict == LeakReport.Verdict.CURRENT:
+            key.secret_exposed_at = timezone.now()
+            key.save(update_fields=["secret_exposed_at"])
+            if decided := key.allows(stop):
+                key = lifecycle.decide(key, action=stop, actor=None, ip_address=None, reason=reason)
+        elif match.verdict == LeakReport.Verdict.PREVIOUS:
+            key = lifecycle.record_grace_end(key, actor=None, reason=reason)
+            previous = True
+    action = _carry_out(key, decided=decided, previous=previous, verdict=match.verdict)
     report = LeakReport.objects.create(
         key=key,
         verdict=match.verdict,
@@ -149,6 +172,22 @@ def act_on(found: Found, *, reporter: str) -> bool:
     notifications.secret_exposed(key, report)
     log.warning("Exposed secret of %s reported (%s): %s", key.client_id, match.verdict, action)
     return True
+
+
+def _carry_out(key: ApiKey, *, decided: bool, previous: bool, verdict: str) -> str:
+    """Tell Keycloak what was recorded; what was done, for the report and the owner."""
+    try:
+        if decided:
+            key = lifecycle.carry_out(key, notify=False)
+            return f"Key {key.get_status_display().lower()}."
+        if previous:
+            lifecycle.stop_previous_secret(key)
+            return "The previous secret was stopped: its grace period ended now."
+    except KeycloakFailure as failure:
+        return f"Recorded; Keycloak not told yet, reconcile will ({failure.for_people})"
+    if verdict == LeakReport.Verdict.CURRENT:
+        return f"Marked exposed; the key was {key.get_status_display().lower()} already."
+    return "Nothing to stop: the key no longer uses that secret."
 
 
 @dataclass(frozen=True)
@@ -171,40 +210,6 @@ def check(secret: str, *, viewer: User) -> CheckAnswer:
     return CheckAnswer(well_formed=True, match=match)
 
 
-def _stop_current(key: ApiKey, reason: str, *, now: Any) -> str:
-    """Mark the key exposed, then suspend (or revoke) it: Keycloak is told at once."""
-    with transaction.atomic():
-        key = ApiKey.objects.locked(key.pk)
-        if key.secret_exposed_at is None:
-            key.secret_exposed_at = now
-            key.save(update_fields=["secret_exposed_at"])
-    revoke = PortalSetting.get(PortalSetting.LEAKED_SECRET_ACTION) == "revoke"
-    operation, done = (
-        (lifecycle.revoke_key, "revoked") if revoke else (lifecycle.suspend_key, "suspended")
-    )
-    if not key.allows("revoke" if revoke else "suspend"):
-        if key.is_live:
-            return f"Marked exposed; the key was {key.get_status_display().lower()} already."
-        return f"Nothing to stop: the key is {key.get_status_display().lower()}."
-    try:
-        operation(key, actor=None, reason=reason, notify=False)
-    except KeycloakFailure as failure:
-        return f"Key to be {done}: recorded, Keycloak not told yet ({failure.for_people})"
-    except WrongState as failure:  # someone acted on it meanwhile
-        return f"Marked exposed; {failure}"
-    return f"Key {done}."
-
-
-def _stop_previous(key: ApiKey, reason: str) -> str:
-    try:
-        lifecycle.end_grace(key, actor=None, reason=reason)
-    except KeycloakFailure as failure:
-        return f"Ending the previous secret failed: {failure.for_people}"
-    except WrongState:
-        return "The previous secret had already stopped."
-    return "The previous secret was stopped: its grace period ended now."
-
-
 def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
@@ -220,10 +225,11 @@ def _trusted_key(key_id: str) -> ec.EllipticCurvePublicKey | None:
     with _keys_lock:
         age = time.monotonic() - _keys_read_at
         if age > KEYS_MAX_AGE or (key_id not in _keys and age > KEYS_MIN_INTERVAL):
+            _keys_read_at = time.monotonic()  # a failure waits its turn too: no hammering
             try:
-                _keys, _keys_read_at = _read_trusted_keys(), time.monotonic()
-            except (OSError, ValueError, requests.RequestException) as error:
-                log.error("Could not read SECRET_SCANNING_KEYS: %s", error)
+                _keys = _read_trusted_keys()
+            except (OSError, ValueError, KeyError, requests.RequestException) as error:
+                log.error("Could not read SECRET_SCANNING_KEYS (keeping the last): %s", error)
         return _keys.get(key_id)
 
 
@@ -238,7 +244,7 @@ def forget_trusted_keys() -> None:
 def _read_trusted_keys() -> dict[str, ec.EllipticCurvePublicKey]:
     source = settings.SECRET_SCANNING_KEYS
     if source.startswith(("https://", "http://")):
-        response = requests.get(source, timeout=10)
+        response = requests.get(source, timeout=5)
         response.raise_for_status()
         document = response.json()
     else:

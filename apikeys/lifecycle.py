@@ -7,7 +7,7 @@ Each operation is a short list of ordered steps. Three rules decide the order:
   Whatever dies after that, the record leads to the client: a retry gets a 409 and takes
   the client over; a discard deletes it.
 - A restrictive decision (revoke, reject, suspend) is recorded before Keycloak is told
-  (`_decide`), then carried out (`carry_out`): whatever fails in between, the key is
+  (`decide`), then carried out (`carry_out`): whatever fails in between, the key is
   refused by strict APIs, cannot be rotated or reinstated, and the retry or reconcile
   completes the decision. The stronger one wins: a revocation overrides a suspension.
 - A record never says a key has ended while its client can still get tokens: Keycloak is
@@ -24,6 +24,7 @@ that records it, for the tests (`apikeys/crash_points.py`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Sequence
@@ -72,6 +73,15 @@ CLIENT_DELETED = (
     "Its client was deleted in Keycloak, outside the portal. Rotate its secret to make a new "
     "client; an administrator then decides whether to reinstate it."
 )
+CLIENT_DELETED_SIGNED = (
+    "Its client was deleted in Keycloak, outside the portal. Send its public keys to Keycloak "
+    "again to make a new client; an administrator then decides whether to reinstate it."
+)
+
+
+def client_deleted(key: ApiKey) -> str:
+    """Why a key whose client was deleted outside the portal is suspended, and what to do."""
+    return CLIENT_DELETED if key.uses_secret else CLIENT_DELETED_SIGNED
 
 
 class KeyNotIssued(Exception):
@@ -404,21 +414,35 @@ def check_grace(key: ApiKey, grace: timedelta) -> timedelta:
 def end_grace(
     key: ApiKey, *, actor: User | None, ip_address: str | None = None, reason: str = ""
 ) -> ApiKey:
-    """Stop the previous secret now, before its grace period ends: Keycloak, then the record.
+    """Stop the previous secret now, before its grace period ends: the record, then Keycloak.
 
-    If the process dies in between, the record still shows the grace period for a secret
-    that no longer works, and ending it again (or reconcile) tidies the record.
+    The end is recorded (and audited) first, so that whatever fails next the record says
+    the previous secret must not work: if Keycloak cannot be told now, the caller hears so,
+    and reconcile deletes the rotated secret, which Keycloak still holds past the recorded
+    end (`reconcile._check_previous_secret`).
     """
+    key = record_grace_end(key, actor=actor, ip_address=ip_address, reason=reason)
+    crash_point("end-grace:recorded")
+    stop_previous_secret(key)
+    return key
+
+
+def stop_previous_secret(key: ApiKey) -> None:
+    """Step 2 of `end_grace`: Keycloak forgets the previous secret (none left is fine)."""
+    with contextlib.suppress(keycloak.NotFound):
+        keycloak.delete_rotated_secret(keycloak.portal_connection(), key.keycloak_id)
+
+
+def record_grace_end(
+    key: ApiKey, *, actor: User | None, ip_address: str | None = None, reason: str = ""
+) -> ApiKey:
+    """Step 1 of `end_grace`: the previous secret's end, recorded and audited."""
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
         key.require("end_grace")
-        if not key.previous_secret_works(timezone.now()):
+        now = timezone.now()
+        if not key.previous_secret_works(now):
             raise WrongState(f"The previous secret of {key.client_id} already stopped working.")
-        try:
-            keycloak.delete_rotated_secret(keycloak.portal_connection(), key.keycloak_id)
-        except keycloak.NotFound:
-            log.info("%s had no client left", key.client_id)
-        crash_point("end-grace:rotated-deleted")
         key.previous_secret_until = None
         key.save(update_fields=["previous_secret_until"])
         AuditEntry.record(
@@ -436,21 +460,17 @@ def add_public_keys(
 ) -> ApiKey:
     """Add public keys to a private_key_jwt key: Keycloak takes assertions signed by any.
 
-    The rows and the client's new JWKS go together in one transaction: if Keycloak refuses,
-    nothing is added; if the process dies after Keycloak took it, reconcile removes the key
-    there again (the records are the truth), so nothing ends up more usable than recorded.
+    The records first (committed, audited), then Keycloak is given the key's whole JWKS as
+    the records hold it. If Keycloak refuses or cannot be reached, the keys are taken out
+    of the records again and nothing is added; if the process dies in between, reconcile
+    gives Keycloak what the records hold. Keycloak never trusts a key the records lack,
+    except for the moment between a lost answer and that cleanup.
     """
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
         _require_inline_keys(key)
-        _add_public_keys(key, public_keys)
-        keycloak.update_client(
-            keycloak.portal_connection(),
-            key.keycloak_id,
-            {"attributes": desired.jwt_attributes(key)},
-        )
-        crash_point("public-key:added")
-        for public_key in public_keys:
+        added = _add_public_keys(key, public_keys)
+        for public_key in added:
             AuditEntry.record(
                 key,
                 AuditEntry.Action.PUBLIC_KEY_ADDED,
@@ -458,17 +478,33 @@ def add_public_keys(
                 ip_address=ip_address,
                 reason=f"{public_key.summary}, kid {public_key.kid}",
             )
-    return key
+    crash_point("public-key:recorded")
+    try:
+        return _push_public_keys(key)
+    except KeycloakFailure:
+        with transaction.atomic():
+            ApiKey.objects.locked(key.pk)
+            PublicKey.objects.filter(pk__in=[p.pk for p in added]).delete()
+            for public_key in added:
+                AuditEntry.record(
+                    key,
+                    AuditEntry.Action.PUBLIC_KEY_REMOVED,
+                    actor=None,
+                    reason=f"kid {public_key.kid}: Keycloak could not be given it.",
+                )
+        raise
 
 
 def remove_public_key(
     key: ApiKey, kid: str, *, actor: User, ip_address: str | None = None
 ) -> ApiKey:
-    """Remove one public key: the record first, then Keycloak.
+    """Remove one public key: the record first (committed, audited), then Keycloak.
 
     In this order a failure leaves the key less usable, never more: the record no longer
-    lists it, and the next change or reconcile removes it from Keycloak too, where a removed
-    key stops at once (checked on 26.7.3). The last key cannot be removed.
+    lists the key, and reconcile (or "send the keys again") removes it from Keycloak too,
+    where a removed key stops at once (checked on 26.7.3). The JWKS sent is computed under
+    the key's lock from the records, so two removals at once both hold. The last key cannot
+    be removed.
     """
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
@@ -487,10 +523,7 @@ def remove_public_key(
             reason=f"{public_key.summary}, kid {kid}",
         )
     crash_point("public-key:removed")
-    keycloak.update_client(
-        keycloak.portal_connection(), key.keycloak_id, {"attributes": desired.jwt_attributes(key)}
-    )
-    return key
+    return _push_public_keys(key)
 
 
 def refresh_public_keys(key: ApiKey, *, actor: User, ip_address: str | None = None) -> ApiKey:
@@ -499,18 +532,51 @@ def refresh_public_keys(key: ApiKey, *, actor: User, ip_address: str | None = No
     Keycloak keeps the keys it read from a JWKS URL until an assertion names a kid it does
     not know, so a key removed from the URL still works there. Updating the client drops
     what it kept (checked on 26.7.3): the next assertion makes it read the URL afresh.
+
+    A client that has vanished from Keycloak is made again, from the records: the owner
+    holds the private key, so nothing new needs showing. As with a secret key's rotation,
+    a client deleted outside the portal is an operator's restrictive action: an active key
+    is suspended (audited) and its new client made disabled.
     """
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
         key.require("change_public_keys")
         if key.uses_secret:
             raise WrongState(f"{key.client_id} uses a secret, not public keys.")
+        AuditEntry.record(key, AuditEntry.Action.JWKS_REFRESHED, actor=actor, ip_address=ip_address)
+    try:
+        return _push_public_keys(key)
+    except keycloak.NotFound:
+        return _remake_signed_client(key)
+
+
+def _push_public_keys(key: ApiKey) -> ApiKey:
+    """Give Keycloak the key's public keys as the records hold them, under the key's lock."""
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
         keycloak.update_client(
             keycloak.portal_connection(),
             key.keycloak_id,
             {"attributes": desired.jwt_attributes(key)},
         )
-        AuditEntry.record(key, AuditEntry.Action.JWKS_REFRESHED, actor=actor, ip_address=ip_address)
+    return key
+
+
+def _remake_signed_client(key: ApiKey) -> ApiKey:
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        if key.status == ApiKey.Status.ACTIVE:
+            key.status, key.status_reason = ApiKey.Status.SUSPENDED, CLIENT_DELETED_SIGNED
+            key.save(update_fields=["status", "status_reason"])
+            AuditEntry.record(
+                key, AuditEntry.Action.SUSPENDED, actor=None, reason=CLIENT_DELETED_SIGNED
+            )
+        client = desired.key_client(key, now=timezone.now())
+        key.keycloak_id = keycloak.create_client(keycloak.portal_connection(), client)
+        key.client_missing_since = None
+        key.save(update_fields=["keycloak_id", "client_missing_since"])
+        reason = "Its Keycloak client had vanished and was made again."
+        AuditEntry.record(key, AuditEntry.Action.REPAIRED, actor=None, reason=reason)
     return key
 
 
@@ -524,7 +590,7 @@ def _require_inline_keys(key: ApiKey) -> None:
         )
 
 
-def _add_public_keys(key: ApiKey, public_keys: Sequence[AcceptedKey]) -> None:
+def _add_public_keys(key: ApiKey, public_keys: Sequence[AcceptedKey]) -> list[PublicKey]:
     have = list(key.public_keys.all())
     if len(have) + len(public_keys) > settings.MAX_PUBLIC_KEYS_PER_KEY:
         raise WrongState(
@@ -532,6 +598,7 @@ def _add_public_keys(key: ApiKey, public_keys: Sequence[AcceptedKey]) -> None:
         )
     kids = {p.kid for p in have}
     thumbprints = {p.thumbprint for p in have}
+    added: list[PublicKey] = []
     for public_key in public_keys:
         if public_key.thumbprint in thumbprints:
             raise WrongState(f"The key already has this public key (kid {public_key.kid}).")
@@ -539,13 +606,16 @@ def _add_public_keys(key: ApiKey, public_keys: Sequence[AcceptedKey]) -> None:
             raise WrongState(f"The key already has a public key with kid {public_key.kid}.")
         kids.add(public_key.kid)
         thumbprints.add(public_key.thumbprint)
-        PublicKey.objects.create(
-            key=key,
-            kid=public_key.kid,
-            thumbprint=public_key.thumbprint,
-            jwk=public_key.jwk,
-            summary=public_key.summary,
+        added.append(
+            PublicKey.objects.create(
+                key=key,
+                kid=public_key.kid,
+                thumbprint=public_key.thumbprint,
+                jwk=public_key.jwk,
+                summary=public_key.summary,
+            )
         )
+    return added
 
 
 def revoke_key(
@@ -561,13 +631,13 @@ def revoke_key(
     The record stays, for history. A client that is already gone counts as deleted, since
     an earlier attempt may have died between the steps.
     """
-    key = _decide(key, action="revoke", actor=actor, ip_address=ip_address, reason=reason)
+    key = decide(key, action="revoke", actor=actor, ip_address=ip_address, reason=reason)
     return carry_out(key, notify=notify)
 
 
 def reject_key(key: ApiKey, *, actor: User, ip_address: str | None = None, reason: str) -> ApiKey:
     """Record the rejection, delete the pending key's client, then end it, with the reason."""
-    key = _decide(key, action="reject", actor=actor, ip_address=ip_address, reason=reason)
+    key = decide(key, action="reject", actor=actor, ip_address=ip_address, reason=reason)
     return carry_out(key)
 
 
@@ -580,7 +650,7 @@ def suspend_key(
     notify: bool = True,
 ) -> ApiKey:
     """Record the suspension, disable the key's client (it stops at once), then end the step."""
-    key = _decide(key, action="suspend", actor=actor, ip_address=ip_address, reason=reason)
+    key = decide(key, action="suspend", actor=actor, ip_address=ip_address, reason=reason)
     return carry_out(key, notify=notify)
 
 
@@ -593,7 +663,7 @@ _DECISIONS = {
 }
 
 
-def _decide(
+def decide(
     key: ApiKey, *, action: str, actor: User | None, ip_address: str | None, reason: str
 ) -> ApiKey:
     """Step 1 of a restrictive action: record the decision (and who took it) before Keycloak.

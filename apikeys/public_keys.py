@@ -36,7 +36,8 @@ CURVES = {"secp256r1": ("P-256", "ES256"), "secp384r1": ("P-384", "ES384")}
 RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 # Members of a JWK that only a private (or symmetric) key has.
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
-PRIVATE_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+# PEM, PKCS#8, OpenSSH and PGP private keys say so in their armour; PuTTY's files say it too.
+PRIVATE_TEXT = re.compile(r"PRIVATE KEY|PuTTY-User-Key-File|PRIVATE-KEY", re.IGNORECASE)
 PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.DOTALL)
 KID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -74,9 +75,9 @@ def parse(text: str) -> list[AcceptedKey]:
         raise Refused("Paste a public key: a PEM public key or certificate, a JWK or a JWKS.")
     if len(text) > MAX_TEXT:
         raise Refused(f"That is more than {MAX_TEXT} characters: paste public keys only.")
-    if PRIVATE_PEM.search(text):
+    if PRIVATE_TEXT.search(text):
         raise PrivateKeyMaterial()
-    if text.startswith("{"):
+    if text.startswith(("{", "[")):
         return from_jwks_text(text)
     if "-----BEGIN" in text:
         return _from_pem(text)
@@ -91,8 +92,10 @@ def from_jwks_text(text: str, *, where: str = "") -> list[AcceptedKey]:
     """The keys of a JWK or JWKS document (from a paste, or from a partner's JWKS URL)."""
     try:
         document = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise Refused(f"{where}This is not valid JSON.") from None
+    if isinstance(document, list):  # a bare list of JWKs
+        document = {"keys": document}
     if not isinstance(document, dict):
         raise Refused(f"{where}Expected a JSON object: a JWK or a JWKS.")
     items = document.get("keys") if "keys" in document else [document]
@@ -123,6 +126,8 @@ def _from_jwk(item: object, where: str) -> AcceptedKey:
     if not isinstance(item, dict):
         raise Refused(f"{where}Each key must be a JSON object (a JWK).")
     kty = item.get("kty")
+    if not isinstance(kty, str):
+        raise Refused(f"{where}Each key needs a kty: RSA, EC or OKP (Ed25519).")
     loaders: dict[str, Callable[[dict[str, Any]], Any]] = {
         "RSA": RSAAlgorithm.from_jwk,
         "EC": ECAlgorithm.from_jwk,
@@ -132,7 +137,7 @@ def _from_jwk(item: object, where: str) -> AcceptedKey:
         raise Refused(f"{where}Key type {kty!r} is not accepted: use RSA, EC or OKP (Ed25519).")
     try:
         public = loaders[kty](item)
-    except (InvalidKeyError, ValueError, KeyError, TypeError):
+    except (InvalidKeyError, ValueError, KeyError, TypeError, AttributeError):
         raise Refused(f"{where}A {kty} key in it could not be read: check its members.") from None
     kid = item.get("kid")
     if kid is not None and not (isinstance(kid, str) and KID.match(kid)):

@@ -220,6 +220,8 @@ def _end_previous_secret(conn: Connection, key: ApiKey, *, now: datetime) -> Non
         if key.previous_secret_works(now):
             return  # rotated again since the scan, with a new grace period
         keycloak.delete_rotated_secret(conn, key.keycloak_id)
+        reason = "Reconcile stopped its previous secret: Keycloak still took it after its end."
+        AuditEntry.record(key, AuditEntry.Action.REPAIRED, actor=None, reason=reason)
 
 
 def _shorten_previous_secret(conn: Connection, key: ApiKey) -> None:
@@ -227,10 +229,13 @@ def _shorten_previous_secret(conn: Connection, key: ApiKey) -> None:
         key = ApiKey.objects.locked(key.pk)
         if key.previous_secret_until is None:
             keycloak.delete_rotated_secret(conn, key.keycloak_id)
-            return
-        end = str(int(key.previous_secret_until.timestamp()))
-        change = {"attributes": {desired.ROTATED_EXPIRY_ATTRIBUTE: end}}
-        keycloak.update_client(conn, key.keycloak_id, change)
+            reason = "Reconcile stopped its previous secret: its grace had ended."
+        else:
+            end = str(int(key.previous_secret_until.timestamp()))
+            change = {"attributes": {desired.ROTATED_EXPIRY_ATTRIBUTE: end}}
+            keycloak.update_client(conn, key.keycloak_id, change)
+            reason = "Reconcile cut its previous secret's grace in Keycloak back to its end."
+        AuditEntry.record(key, AuditEntry.Action.REPAIRED, actor=None, reason=reason)
 
 
 @sensitive_variables()  # clients read from Keycloak hold secrets
@@ -242,6 +247,8 @@ def _record_grace_over(key: ApiKey, *, now: datetime) -> None:
         if until is None or until <= now.timestamp():
             key.previous_secret_until = None
             key.save(update_fields=["previous_secret_until"])
+            reason = "Keycloak no longer held its previous secret: its grace is recorded as over."
+            AuditEntry.record(key, AuditEntry.Action.REPAIRED, actor=None, reason=reason)
 
 
 def _check_unfinished(
@@ -371,7 +378,7 @@ def _suspend_missing(conn: Connection, key: ApiKey, now: datetime) -> None:
     if keycloak.find_client(conn, key.client_id) is not None:
         return  # the scan missed it (pages shift when clients go): it is there, look again
     _mark_missing(key, now)
-    _suspend(key, lifecycle.CLIENT_DELETED)
+    _suspend(key, lifecycle.client_deleted(key))
 
 
 def _carry_out_decision(key: ApiKey) -> _Plan:

@@ -155,13 +155,20 @@ def end_grace(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
     key = get_key_for_user(request, key_id)
     try:
         lifecycle.end_grace(key, actor=key.owner, ip_address=client_ip(request))
-    except (KeycloakFailure, WrongState) as failure:
-        return _back_to_key(request, key, _failure(failure, "The previous secret still works."))
+    except KeycloakFailure as failure:
+        notice = (
+            f"The end is recorded, but Keycloak could not be told yet ({failure.for_people}): "
+            "the previous secret may work until it is (the reconcile job finishes it)."
+        )
+        return _back_to_key(request, key, notice)
+    except WrongState as failure:
+        return _back_to_key(request, key, str(failure))
     messages.success(request, "The previous secret stopped working. Only the current one works.")
     return redirect("key_detail", key.pk)
 
 
-@sensitive_post_parameters("public_key")  # a private key pasted by mistake
+@sensitive_variables()  # a private key pasted by mistake, in the form's frames
+@sensitive_post_parameters("public_key")
 @rate_limited("keys")
 @require_POST
 def add_public_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
@@ -191,8 +198,9 @@ def remove_public_key(request: HtmxHttpRequest, key_id: uuid.UUID, kid: str) -> 
         return _back_to_key(request, key, str(failure))
     except KeycloakFailure as failure:
         notice = (
-            f"Removed from the key, but {failure.for_people.lower()} Keycloak may still take "
-            "assertions signed with it: press “Send the keys to Keycloak again” in a minute."
+            f"Removed from the key, but Keycloak could not be told yet ({failure.for_people}) "
+            "and may still take assertions signed with it: press “Send the keys to Keycloak "
+            "again” in a minute (the reconcile job does it too)."
         )
         return _back_to_key(request, key, notice)
     messages.success(request, f"The public key {kid} was removed: it no longer works.")

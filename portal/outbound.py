@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from urllib.parse import urlsplit
 
 import urllib3
@@ -31,7 +32,15 @@ def check_address(url: str) -> None:
         raise RefusedAddress("Give an https:// address.")
     if parts.username or parts.password:
         raise RefusedAddress("Leave user names and passwords out of the address.")
-    _public_addresses(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    _public_addresses(parts.hostname, _port(url))
+
+
+def _port(url: str) -> int:
+    parts = urlsplit(url)
+    try:
+        return parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # out of range, or not a number
+        raise RefusedAddress("The address's port is not a valid port.") from None
 
 
 def _public_addresses(host: str, port: int) -> list[str]:
@@ -42,9 +51,24 @@ def _public_addresses(host: str, port: int) -> list[str]:
     addresses = [str(info[4][0]) for info in found]
     if not settings.OUTBOUND_ALLOW_PRIVATE:
         for address in addresses:
-            if not ipaddress.ip_address(address.split("%")[0]).is_global:
+            if not is_public(address):
                 raise RefusedAddress(f"{host} points at a private or reserved address.")
     return addresses
+
+
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def is_public(address: str) -> bool:
+    """A globally reachable address, including any IPv4 address an IPv6 one carries."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        carried = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if carried is None and ip in NAT64:
+            carried = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if carried is not None and not carried.is_global:
+            return False
+    return ip.is_global
 
 
 def fetch(url: str) -> bytes:
@@ -52,9 +76,10 @@ def fetch(url: str) -> bytes:
     check_address(url)
     parts = urlsplit(url)
     host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    port = _port(url)
     address = _public_addresses(host, port)[0]
     timeout = urllib3.Timeout(total=settings.OUTBOUND_TIMEOUT)
+    deadline = time.monotonic() + settings.OUTBOUND_TIMEOUT
     pool: urllib3.HTTPConnectionPool
     if parts.scheme == "https":  # to the checked address; TLS still checks the host's name
         pool = urllib3.HTTPSConnectionPool(
@@ -79,7 +104,14 @@ def fetch(url: str) -> bytes:
                 redirect=False,
                 preload_content=False,
             )
-            body = response.read(MAX_BYTES + 1)
+            body = b""
+            while len(body) <= MAX_BYTES:  # a slow trickle still ends at the deadline
+                if time.monotonic() > deadline:
+                    raise RefusedAddress(f"{url} took longer than {settings.OUTBOUND_TIMEOUT} s.")
+                chunk = response.read(8192)
+                if not chunk:
+                    break
+                body += chunk
             response.release_conn()
     except urllib3.exceptions.HTTPError as error:
         raise RefusedAddress(f"{url} could not be read ({type(error).__name__}).") from None

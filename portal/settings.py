@@ -246,6 +246,10 @@ MAX_PUBLIC_KEYS_PER_KEY = int(env("MAX_PUBLIC_KEYS_PER_KEY", "5"))
 # https. The dev and test profiles also allow http and private or loopback addresses.
 OUTBOUND_ALLOW_PRIVATE = env("OUTBOUND_ALLOW_PRIVATE", "true" if LOCAL else "false") == "true"
 OUTBOUND_TIMEOUT = int(env("OUTBOUND_TIMEOUT", "5"))
+# Whether private_key_jwt keys may name a JWKS URL. Keycloak then fetches that URL itself,
+# from inside your network: allow it only if Keycloak's outbound traffic is restricted
+# (an egress proxy or firewall), as the README says.
+JWKS_URLS_ALLOWED = env("JWKS_URLS_ALLOWED", "true") == "true"
 
 # Leaked secrets (apikeys/leaks.py). The key of the keyed fingerprint kept of every secret
 # the portal issues: a found secret is recognised by it, never recovered from it. Changing it

@@ -315,3 +315,44 @@ def test_checking_a_secret_through_the_api(customer: Caller, other: Caller) -> N
         "works": False,
         "key": None,
     }
+
+
+def test_a_misspelt_grace_or_a_body_that_is_not_json_is_refused_and_nothing_rotates(
+    customer: Caller,
+) -> None:
+    made = create(customer).json()
+    key_id = made["key"]["id"]
+
+    misspelt = customer("POST", f"/keys/{key_id}/rotate", {"grace": 3600})
+    huge = customer("POST", f"/keys/{key_id}/rotate", {"grace_seconds": 10**12})
+    as_form = customer.client.post(
+        f"{API}/keys/{key_id}/rotate",
+        "grace_seconds=3600",
+        content_type="application/x-www-form-urlencoded",
+        headers={"Authorization": f"Bearer {customer.token}"},
+    )
+
+    assert "grace" in assert_problem(misspelt, 422, "see errors")["errors"]
+    assert "grace_seconds" in assert_problem(huge, 422, "see errors")["errors"]
+    assert_problem(as_form, 415, "application/json")
+    assert request_token(made["client_id"], made["client_secret"]).status_code == 200
+
+
+def test_a_public_key_given_with_a_secret_credential_is_refused_not_ignored(
+    customer: Caller,
+) -> None:
+    pair = KeyPair.rsa()
+
+    public = create(customer, "mixed", public_key=pair.public_pem())
+    private = create(customer, "mixed", public_key=pair.private_pem())
+
+    assert (
+        "Private key (signed JWT)"
+        in assert_problem(public, 422, "see errors")["errors"]["credential"][0]
+    )
+    assert (
+        "treat it as exposed"
+        in assert_problem(private, 422, "see errors")["errors"]["public_key"][0]
+    )
+    assert pair.private_pem().splitlines()[1] not in private.content.decode()
+    assert not ApiKey.objects.exists()

@@ -147,13 +147,60 @@ def test_reconcile_shortens_a_grace_keycloak_holds_longer_than_recorded(
     assert works(key, first.secret)  # still within the hour the owner chose
 
 
-def test_the_grace_end_is_recorded_and_audited(owner: User, sample: Api) -> None:
+def test_the_chosen_grace_is_recorded_in_keycloak_and_audited(
+    owner: User, sample: Api, bootstrapped: Connection
+) -> None:
     first = issue(owner, sample)
     key = lifecycle.rotate_secret(first.key, actor=owner, grace=timedelta(seconds=90)).key
 
     assert key.previous_secret_until is not None
     left = (key.previous_secret_until - timezone.now()).total_seconds()
     assert 80 < left <= 90
+    held = desired.rotated_secret_until(keycloak.get_client(bootstrapped, key.keycloak_id))
+    assert held == int(key.previous_secret_until.timestamp())
     entry = AuditEntry.objects.filter(key=key, action=AuditEntry.Action.ROTATED).first()
     assert entry is not None
     assert "The previous secret works until" in entry.reason
+
+
+def test_ending_early_with_keycloak_down_records_the_end_and_reconcile_stops_the_secret(
+    owner: User, sample: Api, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = issue(owner, sample)
+    second = lifecycle.rotate_secret(first.key, actor=owner, grace=timedelta(hours=1))
+    real = keycloak.delete_rotated_secret
+
+    def unreachable(conn: Connection, client_uuid: str) -> None:
+        raise keycloak.KeycloakUnavailable("read timed out (injected)")
+
+    monkeypatch.setattr(keycloak, "delete_rotated_secret", unreachable)
+    client.force_login(owner)
+
+    answer = client.post(reverse("end_grace", args=[first.key.pk]), follow=True)
+
+    assert "Keycloak could not be told yet" in answer.content.decode()
+    key = ApiKey.objects.get(pk=first.key.pk)
+    assert key.previous_secret_until is None  # the record says it must not work
+    assert AuditEntry.objects.filter(key=key, action=AuditEntry.Action.GRACE_ENDED).exists()
+    assert works(key, first.secret)  # Keycloak was not told
+    monkeypatch.setattr(keycloak, "delete_rotated_secret", real)
+
+    reconcile()
+
+    assert not works(key, first.secret)
+    assert works(key, second.secret)
+    assert AuditEntry.objects.filter(key=key, action=AuditEntry.Action.REPAIRED).exists()
+
+
+def test_reconcile_records_the_end_of_a_grace_keycloak_no_longer_holds(
+    owner: User, sample: Api, bootstrapped: Connection
+) -> None:
+    first = issue(owner, sample)
+    lifecycle.rotate_secret(first.key, actor=owner, grace=timedelta(hours=1))
+    keycloak.delete_rotated_secret(bootstrapped, first.key.keycloak_id)  # by an operator
+
+    report = reconcile()
+
+    assert any(f.client_id == first.key.client_id and f.done for f in report.findings)
+    assert ApiKey.objects.get(pk=first.key.pk).previous_secret_until is None
+    assert not works(first.key, first.secret)

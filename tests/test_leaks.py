@@ -115,6 +115,8 @@ def test_a_reported_current_secret_suspends_the_key_at_once_and_mails_the_owner(
     entry = key.audit_entries.get(action=AuditEntry.Action.SUSPENDED)
     assert entry.actor is None
     assert "github.com/octo/app" in entry.reason
+    reported = key.audit_entries.get(action=AuditEntry.Action.LEAK_REPORTED)
+    assert "current secret" in reported.reason
     message = plain_text(wait_for_message(customer.email))
     assert "https://github.com/octo/app/blob/abc/settings.py" in message
     assert f"/keys/{key.pk}/rotate/" in message
@@ -225,10 +227,11 @@ def test_unknown_or_ill_formed_tokens_are_answered_false_positive_and_change_not
     tampered = revealed.secret[:-1] + ("A" if revealed.secret[-1] != "A" else "B")
     tokens = [not_ours, tampered, "kcak_short", "", "x" * 10_000]
 
-    answer = reporter.report(client, [found(token) for token in tokens] + ["not an object"])  # type: ignore[list-item]
+    items: list[Any] = [found(token) for token in tokens] + ["not an object", {"token": 7}]
+    answer = reporter.report(client, items)
 
     assert answer.status_code == 200
-    assert [item["label"] for item in answer.json()] == ["false_positive"] * len(tokens)
+    assert [item["label"] for item in answer.json()] == ["false_positive"] * len(items)
     assert ApiKey.objects.get(pk=revealed.key.pk).status == ApiKey.Status.ACTIVE
     assert not LeakReport.objects.exists()
     broken = reporter.sign(b"{not json")
@@ -255,8 +258,8 @@ def test_the_fingerprint_table_holds_no_secret(
 ) -> None:
     made = [issue(customer, sample, name=f"k{n}") for n in range(3)]
     rotated = [lifecycle.rotate_secret(r.key, actor=customer) for r in made[:2]]
-    signed = lifecycle.issue_key(customer, sample, name="signed", lifetime_days=30)
-    secrets = [r.secret for r in made + rotated + [signed]]
+    another = lifecycle.issue_key(customer, sample, name="another", lifetime_days=30)
+    secrets = [r.secret for r in made + rotated + [another]]
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT * FROM apikeys_secretfingerprint")
@@ -301,3 +304,34 @@ def test_check_a_secret_tells_the_owner_which_key_and_others_nothing(
     assert "not the secret of any of your keys" in theirs
     assert customer.email in for_admin
     assert "not a secret of this portal" in garbage
+
+
+def test_a_reported_previous_secret_stops_even_if_keycloak_cannot_be_told_at_once(
+    reporter: Reporter,
+    customer: User,
+    sample: Api,
+    client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = issue(customer, sample)
+    second = lifecycle.rotate_secret(first.key, actor=customer, grace=timedelta(hours=2))
+    real = keycloak.delete_rotated_secret
+
+    def unreachable(conn: Connection, client_uuid: str) -> None:
+        raise keycloak.KeycloakUnavailable("read timed out (injected)")
+
+    monkeypatch.setattr(keycloak, "delete_rotated_secret", unreachable)
+
+    answer = reporter.report(client, [found(first.secret)])
+
+    assert answer.json()[0]["label"] == "true_positive"
+    key = ApiKey.objects.get(pk=first.key.pk)
+    assert key.previous_secret_until is None  # recorded as ended
+    assert "reconcile will" in LeakReport.objects.get(key=key).action
+    monkeypatch.setattr(keycloak, "delete_rotated_secret", real)
+    from apikeys.reconcile import reconcile
+
+    reconcile()
+
+    assert not works(key, first.secret)
+    assert works(key, second.secret)

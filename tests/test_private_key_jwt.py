@@ -113,6 +113,9 @@ def test_the_kid_defaults_to_the_rfc7638_thumbprint() -> None:
         (lambda: json.dumps({"keys": []}), "has no keys"),
         (lambda: "ssh-rsa AAAAB3NzaC1yc2E", "not a key we can read"),
         (lambda: "-----BEGIN PUBLIC KEY-----\nAAAA", "cut short"),
+        (lambda: json.dumps({"kty": ["RSA"], "n": "x", "e": "AQAB"}), "needs a kty"),
+        (lambda: "[" * 10_000, "not valid JSON"),
+        (lambda: json.dumps({"kty": "RSA", "n": 5, "e": None}), "could not be read"),
     ],
 )
 def test_it_refuses_weak_expired_or_unreadable_keys_clearly(given: Any, message: str) -> None:
@@ -132,13 +135,24 @@ def test_it_refuses_curves_and_kinds_keycloak_is_not_asked_to_take() -> None:
             public_keys.parse(pem)
 
 
-@pytest.mark.parametrize("form", ["pem", "jwk", "jwks"])
+@pytest.mark.parametrize("form", ["pem", "jwk", "jwks", "list", "openssh", "pgp"])
 def test_private_key_material_is_refused_loudly_as_exposed(form: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+
     pair = KeyPair.rsa()
+    openssh = pair.private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    ).decode()
     given = {
         "pem": pair.private_pem(),
         "jwk": json.dumps(pair.private_jwk()),
         "jwks": json.dumps({"keys": [pair.public_jwk(), pair.private_jwk()]}),
+        "list": json.dumps([pair.private_jwk()]),
+        "openssh": openssh,
+        "pgp": "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQOYBF...\n-----END PGP PRIVATE KEY "
+        "BLOCK-----",
     }[form]
 
     with pytest.raises(public_keys.PrivateKeyMaterial, match="treat it as exposed"):
@@ -369,6 +383,8 @@ def test_reconcile_puts_back_the_public_keys_the_records_hold(
         ("https://localhost:8443/jwks.json", "private or reserved address"),
         ("https://10.1.2.3/jwks.json", "private or reserved address"),
         ("https://user:pw@keys.example.com/jwks.json", "passwords"),
+        ("https://keys.example.com:99999/jwks.json", "not a valid port"),
+        ("https://[::ffff:10.0.0.1]/jwks.json", "private or reserved address"),
     ],
 )
 def test_in_production_the_portal_fetches_only_public_https_addresses(
@@ -378,3 +394,63 @@ def test_in_production_the_portal_fetches_only_public_https_addresses(
 
     with pytest.raises(public_keys.Refused, match=message):
         public_keys.from_url(url)
+
+
+def test_a_removal_keycloak_is_not_told_of_is_said_and_finished_by_sending_again(
+    owner: User, sample: Api, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = KeyPair.rsa(), KeyPair.ec()
+    key = make_signed_key(owner, sample, old, new)
+    real = keycloak.update_client
+
+    def unreachable(conn: Connection, client_uuid: str, rep: dict[str, Any]) -> None:
+        raise keycloak.KeycloakUnavailable("read timed out (injected)")
+
+    monkeypatch.setattr(keycloak, "update_client", unreachable)
+    client.force_login(owner)
+
+    answer = client.post(reverse("remove_public_key", args=[key.pk, old.kid]), follow=True)
+
+    assert "Keycloak could not be told yet" in answer.content.decode()
+    assert list(key.public_keys.values_list("kid", flat=True)) == [new.kid]
+    assert gets_token(old, key.client_id)  # Keycloak still has it: the page said so
+    monkeypatch.setattr(keycloak, "update_client", real)
+    client.post(reverse("refresh_public_keys", args=[key.pk]))
+    assert not gets_token(old, key.client_id)
+    assert gets_token(new, key.client_id)
+
+
+def test_an_addition_keycloak_refuses_is_taken_back(
+    owner: User, sample: Api, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = KeyPair.rsa(), KeyPair.ec()
+    key = make_signed_key(owner, sample, old)
+
+    def unreachable(conn: Connection, client_uuid: str, rep: dict[str, Any]) -> None:
+        raise keycloak.KeycloakUnavailable("read timed out (injected)")
+
+    monkeypatch.setattr(keycloak, "update_client", unreachable)
+    with pytest.raises(keycloak.KeycloakUnavailable):
+        lifecycle.add_public_keys(key, public_keys.parse(new.public_pem()), actor=owner)
+
+    assert list(key.public_keys.values_list("kid", flat=True)) == [old.kid]
+    pem_kid(new)
+    assert not gets_token(new, key.client_id)
+
+
+def test_sending_the_keys_again_remakes_a_deleted_client_and_suspends_the_key(
+    owner: User, sample: Api, bootstrapped: Connection
+) -> None:
+    pair = KeyPair.rsa()
+    key = make_signed_key(owner, sample, pair)
+    keycloak.delete_client(bootstrapped, key.keycloak_id)  # by an operator
+
+    lifecycle.refresh_public_keys(key, actor=owner)
+
+    key.refresh_from_db()
+    assert key.status == ApiKey.Status.SUSPENDED
+    assert "Send its public keys" in key.status_reason
+    assert not gets_token(pair, key.client_id)  # made disabled, for an admin to reinstate
+    admin = User.objects.create(username="admin-x", email="admin-x@example.com", is_staff=True)
+    lifecycle.reinstate_key(key, actor=admin)
+    assert gets_token(pair, key.client_id)

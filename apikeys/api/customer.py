@@ -40,12 +40,13 @@ from apikeys.api.schemas import (
 from apikeys.api.schemas import Problem as ProblemOut
 from apikeys.client_address import client_ip
 from apikeys.forms import KeyForm, PublicKeyForm
+from apikeys.keycloak import KeycloakFailure
 from apikeys.limits import over_limit
 from apikeys.models import Api, ApiKey, AuditEntry, User
 
 router = Router(auth=PortalToken(), tags=["customer"])
 FAILURES: dict[int | str, Any] = dict.fromkeys(
-    (400, 401, 403, 404, 409, 422, 429, 502, 503), ProblemOut
+    (400, 401, 403, 404, 409, 415, 422, 429, 502, 503), ProblemOut
 )
 # A stable namespace for turning an Idempotency-Key into the create form's one-time id.
 IDEMPOTENCY = uuid.UUID("4d2f6c4e-7a0b-4c53-9f7e-1d9f2b7a5e10")
@@ -134,11 +135,16 @@ def show_key(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
 def rotate_key(request: HttpRequest, response: HttpResponse, key_id: uuid.UUID) -> Any:
     key = _key(request, key_id)
     _limit(request)
+    given = request.body.strip() if request.content_type == "application/json" else b""
+    if not given and _other_body(request):
+        raise Problem(415, "Send the body as application/json, or send none.")
     try:
-        given = request.body if request.content_type == "application/json" else b""
-        body = RotateIn.model_validate_json(given.strip() or b"{}")
+        body = RotateIn.model_validate_json(given or b"{}")
     except PydanticValidationError as invalid:
-        errors = {"grace_seconds": [e["msg"] for e in invalid.errors()]}
+        errors: dict[str, list[str]] = {}
+        for error in invalid.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "body"
+            errors.setdefault(field, []).append(error["msg"])
         raise Problem(422, "The request is not valid: see errors.", errors=errors) from None
     grace = timedelta(seconds=body.grace_seconds)
     try:
@@ -158,7 +164,10 @@ def rotate_key(request: HttpRequest, response: HttpResponse, key_id: uuid.UUID) 
 def end_grace(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
     key = _key(request, key_id)
     _limit(request)
-    return lifecycle.end_grace(key, actor=key.owner, ip_address=client_ip(request))
+    try:
+        return lifecycle.end_grace(key, actor=key.owner, ip_address=client_ip(request))
+    except KeycloakFailure as failure:
+        raise _not_told(failure, "The end is recorded") from None
 
 
 @router.get(
@@ -207,7 +216,14 @@ def refresh_public_keys(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
 def remove_public_key(request: HttpRequest, key_id: uuid.UUID, kid: str) -> ApiKey:
     key = _key(request, key_id)
     _limit(request)
-    return lifecycle.remove_public_key(key, kid, actor=key.owner, ip_address=client_ip(request))
+    try:
+        return lifecycle.remove_public_key(key, kid, actor=key.owner, ip_address=client_ip(request))
+    except KeycloakFailure as failure:
+        raise _not_told(
+            failure,
+            "The public key is removed from the key's records",
+            "POST /keys/{id}/refresh-public-keys or ",
+        ) from None
 
 
 @router.post(
@@ -301,6 +317,23 @@ def _credentials(revealed: lifecycle.Revealed, response: HttpResponse) -> dict[s
         "token_endpoint": settings.TOKEN_ENDPOINT,
         "assertion_audience": None if key.uses_secret else settings.TOKEN_ISSUER,
     }
+
+
+def _other_body(request: HttpRequest) -> bool:
+    """Whether a request carries something that is not JSON (an empty form is nothing)."""
+    if request.content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return bool(request.POST or request.FILES)
+    return request.content_type != "application/json" and bool(request.body.strip())
+
+
+def _not_told(failure: KeycloakFailure, done: str, retry: str = "") -> Problem:
+    """503 for a restrictive change recorded but not yet carried out in Keycloak."""
+    return Problem(
+        503,
+        f"{done}, but Keycloak could not be told yet ({failure.for_people}). Until it is, it "
+        f"may still accept what was removed; {retry}the reconcile job finishes it.",
+        headers={"Retry-After": "30"},
+    )
 
 
 def _as_text(value: str | dict[str, Any] | None) -> str:

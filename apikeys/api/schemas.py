@@ -7,6 +7,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from ninja import Field, Schema
+from pydantic import ConfigDict
 
 from apikeys.models import Api, ApiKey, PublicKey, User
 
@@ -153,9 +154,12 @@ class KeyIn(Schema):
 
 
 class RotateIn(Schema):
+    model_config = ConfigDict(extra="forbid")  # a misspelt grace must not become no grace
+
     grace_seconds: int = Field(
         0,
         ge=0,
+        le=720 * 3600,
         description="How long the old secret keeps working beside the new one: 0 (it stops "
         "at once) up to the API's max_rotation_grace_hours.",
     )

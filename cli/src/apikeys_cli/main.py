@@ -103,8 +103,10 @@ def keys_rotate(args: argparse.Namespace) -> int:
 
 def keys_end_grace(args: argparse.Namespace) -> int:
     key = _call("POST", f"/keys/{_key_id(args.key)}/end-grace")
+    if args.json:
+        return _show(args, key, None)
     print("The previous secret stopped working; only the current one gets tokens.")
-    return _show(args, key, ("name", "client_id", "status")) if args.json else 0
+    return 0
 
 
 def public_keys_list(args: argparse.Namespace) -> int:
@@ -126,7 +128,9 @@ def public_keys_remove(args: argparse.Namespace) -> int:
 
 
 def public_keys_refresh(args: argparse.Namespace) -> int:
-    _call("POST", f"/keys/{_key_id(args.key)}/refresh-public-keys")
+    key = _call("POST", f"/keys/{_key_id(args.key)}/refresh-public-keys")
+    if args.json:
+        return _show(args, key, None)
     print("Keycloak has the key's public keys as listed (a JWKS URL is read again).")
     return 0
 
@@ -385,13 +389,21 @@ def _call(
 
 
 def _read(path: str) -> str:
+    """A public key's file (- for standard input); a private key is never sent anywhere."""
     if path == "-":
-        return sys.stdin.read()
-    try:
-        with open(path, encoding="utf-8") as file:
-            return file.read()
-    except OSError as error:
-        raise Usage(f"cannot read {path}: {error.strerror}") from None
+        text = sys.stdin.read()
+    else:
+        try:
+            with open(path, encoding="utf-8") as file:
+                text = file.read()
+        except (OSError, UnicodeDecodeError) as error:
+            raise Usage(f"cannot read {path}: {error}") from None
+    if "PRIVATE KEY" in text.upper() or "PuTTY-User-Key-File" in text or '"d"' in text:
+        raise Usage(
+            f"{path} holds a private key. Give the public key only (e.g. `openssl pkey -in "
+            "key.pem -pubout`); it was not sent anywhere."
+        )
+    return text
 
 
 def _seconds(text: str) -> int:
