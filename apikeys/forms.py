@@ -8,7 +8,15 @@ from django.conf import settings
 from django.http import QueryDict
 
 from apikeys import public_keys
-from apikeys.models import Api, ApiKey, AuditEntry, User, printable_validator
+from apikeys.models import (
+    EVENT_LABELS,
+    EVENT_TYPES,
+    Api,
+    ApiKey,
+    AuditEntry,
+    User,
+    printable_validator,
+)
 
 PUBLIC_KEY_HELP = (
     "Its public key only: a PEM public key or certificate, a JWK or a JWKS. Never the "
@@ -342,4 +350,46 @@ class LeakPolicyForm(forms.Form):
         ],
         widget=forms.RadioSelect,
         label="When a key's current secret is found exposed",
+    )
+
+
+class WebhookForm(forms.Form):
+    url = forms.URLField(
+        max_length=500,
+        assume_scheme="https",
+        label="URL",
+        help_text="Where the portal POSTs each event: an https address your receiver serves.",
+    )
+    description = forms.CharField(
+        max_length=200, required=False, help_text="What listens there, e.g. “secret store sync”."
+    )
+    events = forms.MultipleChoiceField(
+        choices=[(event, f"{EVENT_LABELS[event]} ({event})") for event in EVENT_TYPES],
+        widget=forms.CheckboxSelectMultiple,
+        initial=list(EVENT_TYPES),
+        required=False,
+        help_text="Events about your keys that this endpoint receives.",
+    )
+
+
+# Overlaps offered when rotating a webhook signing secret, in hours.
+OVERLAP_CHOICES = (
+    (0, "None: the old secret stops signing now"),
+    (1, "1 hour"),
+    (24, "1 day"),
+    (72, "3 days"),
+    (168, "7 days"),
+)
+
+
+class WebhookSecretForm(forms.Form):
+    overlap_hours = forms.TypedChoiceField(
+        choices=OVERLAP_CHOICES,
+        coerce=int,
+        required=False,
+        empty_value="0",
+        initial=24,
+        label="Keep signing with the old secret too for",
+        help_text="Each message carries both signatures until then: update your receiver "
+        "meanwhile.",
     )

@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apikeys import accounts, keycloak, notifications
-from apikeys.models import ApiKey, ExpiryReminder, JobState
+from apikeys.models import ApiKey, ExpiryReminder, JobState, UnusedNotice, WebhookMessage
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +242,7 @@ def send_expiry_reminders(now: datetime | None = None) -> ReminderRun:
                     [ExpiryReminder(key=key, days=days) for days in due if days != nearest],
                     ignore_conflicts=True,
                 )
+                WebhookMessage.objects.emit(key, "key.expiring", days_left=nearest)
                 if not notifications.expiry_reminder(key, nearest):
                     raise _NotSent
         except IntegrityError:
@@ -255,6 +256,32 @@ def send_expiry_reminders(now: datetime | None = None) -> ReminderRun:
 
 class _NotSent(Exception):
     pass
+
+
+def announce_unused_keys(now: datetime | None = None) -> list[ApiKey]:
+    """Send key.unused for active keys not used for DORMANT_KEY_DAYS: once per quiet spell
+    (a key used again, then quiet again, is announced again)."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.DORMANT_KEY_DAYS)
+    quiet = ApiKey.objects.filter(status=ApiKey.Status.ACTIVE).filter(
+        Q(last_used_at__lt=cutoff) | Q(last_used_at__isnull=True, created_at__lt=cutoff)
+    )
+    announced = []
+    for key in quiet.select_related("owner", "api"):
+        since = key.last_used_at or key.created_at
+        try:
+            with transaction.atomic():
+                UnusedNotice.objects.create(key=key, since=since)
+                WebhookMessage.objects.emit(
+                    key,
+                    "key.unused",
+                    unused_since=since.isoformat(),
+                    days_unused=(now - since).days,
+                )
+        except IntegrityError:
+            continue  # announced for this spell already
+        announced.append(key)
+    return announced
 
 
 def send_approval_digest(now: datetime | None = None) -> int | None:

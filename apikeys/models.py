@@ -498,6 +498,9 @@ class AuditEntry(models.Model):
         JWKS_REFRESHED = "jwks_refreshed", "Public keys re-read"
         LEAK_REPORTED = "leak_reported", "Secret found exposed"
         SETTING_CHANGED = "setting", "Setting changed"
+        WEBHOOK_ADDED = "webhook_added", "Webhook endpoint added"
+        WEBHOOK_CHANGED = "webhook_changed", "Webhook endpoint changed"
+        WEBHOOK_REMOVED = "webhook_removed", "Webhook endpoint removed"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # None when the portal acted by itself (expiry from cron, reconcile).
@@ -580,7 +583,7 @@ class AuditEntry(models.Model):
             about = {"about_user": subject}
         else:  # a portal-wide setting
             about = {}
-        return cls.objects.create(
+        entry = cls.objects.create(
             **about,
             via=AUDIT_VIA.get(),
             action=action,
@@ -589,6 +592,10 @@ class AuditEntry(models.Model):
             ip_address=ip_address,
             reason=reason,
         )
+        if isinstance(subject, ApiKey) and not key_going and action in KEY_EVENTS:
+            # In the same transaction as the change it reports: the outbox (apikeys/webhooks.py).
+            WebhookMessage.objects.emit(subject, KEY_EVENTS[action], entry=entry)
+        return entry
 
 
 class ExpiryReminder(models.Model):
@@ -707,3 +714,189 @@ class PortalSetting(models.Model):
     def get(cls, name: str) -> str:
         row = cls.objects.filter(name=name).first()
         return row.value if row else cls.DEFAULTS[name]
+
+
+# The webhook event each audited change of a key sends (apikeys/webhooks.py), by audit action.
+# A decision (revoke, suspend, reject) is sent when it is recorded: it stands from then on.
+KEY_EVENTS: dict[str, str] = {
+    AuditEntry.Action.CREATED: "key.created",
+    AuditEntry.Action.APPROVED: "key.approved",
+    AuditEntry.Action.REJECTED: "key.rejected",
+    AuditEntry.Action.ROTATED: "key.rotated",
+    AuditEntry.Action.SUSPENDED: "key.suspended",
+    AuditEntry.Action.REINSTATED: "key.reinstated",
+    AuditEntry.Action.REVOKED: "key.revoked",
+    AuditEntry.Action.EXPIRED: "key.expired",
+}
+# Sent by the jobs rather than an audited change: a reminder threshold, dormancy; and on demand.
+JOB_EVENTS = ("key.expiring", "key.unused")
+TEST_EVENT = "webhook.test"
+EVENT_TYPES = (*KEY_EVENTS.values(), *JOB_EVENTS)
+EVENT_LABELS = {
+    "key.created": "A key is created",
+    "key.approved": "A key is approved",
+    "key.rejected": "A key request is rejected",
+    "key.rotated": "A key's secret is rotated",
+    "key.suspended": "A key is suspended",
+    "key.reinstated": "A key is reinstated",
+    "key.revoked": "A key is revoked",
+    "key.expiring": "A key expires soon (the reminder days)",
+    "key.expired": "A key expired",
+    "key.unused": "A key has not been used for a while",
+}
+
+
+def default_events() -> list[str]:
+    return list(EVENT_TYPES)
+
+
+class WebhookEndpoint(models.Model):
+    """Where a customer wants to hear about their keys: a URL, the events, a signing secret.
+
+    The signing secret signs every message (Standard Webhooks), so the portal keeps it,
+    encrypted with a key derived from WEBHOOK_ENCRYPTION_KEY; it is shown once. After a
+    rotation the previous one also signs, until `previous_secret_until`.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    url = models.URLField(max_length=500)
+    description = models.CharField(max_length=200, blank=True)
+    events = models.JSONField(default=default_events)
+    active = models.BooleanField(default=True)
+    # Why the portal paused it (a receiver answering 410 Gone); empty if the owner did.
+    disabled_reason = models.CharField(max_length=200, blank=True)
+    secret_encrypted = models.TextField()
+    previous_secret_encrypted = models.TextField(blank=True)
+    previous_secret_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # When its owner was last mailed about a delivery given up on (at most one a day).
+    failure_mailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("created_at", "id")
+
+    def __str__(self) -> str:
+        return self.url
+
+    def wants(self, event_type: str) -> bool:
+        return event_type == TEST_EVENT or event_type in self.events
+
+
+class WebhookMessageQuerySet(models.QuerySet["WebhookMessage"]):
+    def emit(
+        self, key: ApiKey, event_type: str, *, entry: AuditEntry | None = None, **extra: Any
+    ) -> list[WebhookMessage]:
+        """One message per endpoint of the key's owner that wants `event_type`. A paused
+        endpoint's messages wait: resuming it delivers them."""
+        endpoints = [e for e in key.owner.webhook_endpoints.all() if e.wants(event_type)]
+        if not endpoints:
+            return []
+        data: dict[str, Any] = {"key": key_payload(key)} | extra
+        if entry is not None:
+            data["reason"] = entry.reason
+            data["actor"] = entry.actor_as_seen_by(key.owner)
+            data["via"] = entry.via
+        return [self.create(endpoint=e, event_type=event_type, data=data) for e in endpoints]
+
+    def due(self, now: datetime) -> WebhookMessageQuerySet:
+        return self.filter(status=WebhookMessage.Status.PENDING, next_attempt_at__lte=now).filter(
+            Q(locked_until__isnull=True) | Q(locked_until__lt=now)
+        )
+
+
+def key_payload(key: ApiKey) -> dict[str, Any]:
+    """What a webhook says about a key: never a secret."""
+    return {
+        "id": str(key.pk),
+        "client_id": key.client_id,
+        "name": key.name,
+        "api": key.api.slug,
+        "api_name": key.api.name,
+        "status": key.status,
+        "credential": key.credential,
+        "expires_at": key.expires_at.isoformat(),
+    }
+
+
+def message_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
+class WebhookMessage(models.Model):
+    """One event for one endpoint: written in the transaction of the change (the outbox),
+    delivered by `deliver_webhooks`. Its id is the `webhook-id` of every attempt."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Given up"
+
+    id = models.CharField(max_length=40, primary_key=True, default=message_id, editable=False)
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="messages")
+    event_type = models.CharField(max_length=40)
+    data = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    # A worker's lease on the message while it delivers it: another worker leaves it alone
+    # until then; if the worker dies, the message is delivered again after it.
+    locked_until = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    objects = WebhookMessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = (models.Index(fields=["status", "next_attempt_at"], name="webhook_due_idx"),)
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.event_type}"
+
+    def payload(self) -> dict[str, Any]:
+        """The body: Standard Webhooks' recommended shape, {type, timestamp, data}."""
+        return {
+            "type": self.event_type,
+            "timestamp": self.created_at.isoformat(),
+            "data": self.data,
+        }
+
+
+class WebhookAttempt(models.Model):
+    """One delivery attempt of a message: the endpoint's delivery log."""
+
+    message = models.ForeignKey(
+        WebhookMessage, on_delete=models.CASCADE, related_name="attempts_made"
+    )
+    at = models.DateTimeField(default=timezone.now)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    response_excerpt = models.CharField(max_length=500, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ("-at", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.message_id} {self.status_code or self.error}"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class UnusedNotice(models.Model):
+    """That a key was announced unused (key.unused) since this moment: once per quiet spell."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="unused_notices")
+    since = models.DateTimeField()
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(fields=["key", "since"], name="one_unused_notice_per_spell"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.key.client_id} unused since {self.since:%Y-%m-%d}"

@@ -14,7 +14,7 @@ from django.core.mail import send_mail
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from apikeys.models import ApiKey, LeakReport, User
+from apikeys.models import ApiKey, LeakReport, User, WebhookEndpoint, WebhookMessage
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,31 @@ def secret_exposed(key: ApiKey, report: LeakReport) -> None:
             "guide_url": _url(reverse("partner_docs")) + "#leaked-secret",
         },
         [key.owner.email],
+    )
+
+
+def webhook_failed(message: WebhookMessage) -> None:
+    """Tell an endpoint's owner a message was given up on after the retries."""
+    endpoint = message.endpoint
+    _send(
+        "A webhook could not be delivered",
+        "emails/webhook_failed.txt",
+        {
+            "endpoint": endpoint,
+            "message": message,
+            "hours": settings.WEBHOOK_RETRY_HOURS,
+            "endpoint_url": _url(reverse("webhook_detail", args=[endpoint.pk])),
+        },
+        [endpoint.owner.email],
+    )
+
+
+def webhook_paused(endpoint: WebhookEndpoint) -> None:
+    _send(
+        "A webhook endpoint was paused",
+        "emails/webhook_paused.txt",
+        {"endpoint": endpoint, "endpoint_url": _url(reverse("webhook_detail", args=[endpoint.pk]))},
+        [endpoint.owner.email],
     )
 
 

@@ -4,7 +4,7 @@ from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET
 from ninja.openapi.docs import Swagger
 
-from apikeys import manage_views, views
+from apikeys import manage_views, views, webhook_views
 from apikeys.api import api
 
 
@@ -49,6 +49,26 @@ urlpatterns = [
         name="remove_public_key",
     ),
     path("keys/check/", views.check_secret, name="check_secret"),
+    path("webhooks/", webhook_views.webhook_list, name="webhook_list"),
+    path("webhooks/new/", webhook_views.webhook_new, name="webhook_new"),
+    path("webhooks/<uuid:endpoint_id>/", webhook_views.webhook_detail, name="webhook_detail"),
+    path("webhooks/<uuid:endpoint_id>/edit/", webhook_views.webhook_edit, name="webhook_edit"),
+    path("webhooks/<uuid:endpoint_id>/pause/", webhook_views.webhook_pause, name="webhook_pause"),
+    path(
+        "webhooks/<uuid:endpoint_id>/resume/", webhook_views.webhook_resume, name="webhook_resume"
+    ),
+    path(
+        "webhooks/<uuid:endpoint_id>/delete/", webhook_views.webhook_delete, name="webhook_delete"
+    ),
+    path(
+        "webhooks/<uuid:endpoint_id>/rotate/", webhook_views.webhook_rotate, name="webhook_rotate"
+    ),
+    path("webhooks/<uuid:endpoint_id>/test/", webhook_views.webhook_test, name="webhook_test"),
+    path(
+        "webhooks/<uuid:endpoint_id>/messages/<str:message_id>/resend/",
+        webhook_views.webhook_resend,
+        name="webhook_resend",
+    ),
     path("security/secret-scanning/", views.secret_scanning, name="secret_scanning"),
     path("keys/<uuid:key_id>/finish/", views.finish_key, name="finish_key"),
     path("keys/<uuid:key_id>/discard/", views.discard_key, name="discard_key"),

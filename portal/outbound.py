@@ -1,4 +1,4 @@
-"""Requests the portal makes to addresses its users give it (a partner's JWKS URL).
+"""Requests the portal makes to addresses its users give it (a JWKS URL, a webhook endpoint).
 
 Such an address could point the portal at its own network (SSRF). So: https only, the host
 must resolve to public addresses only, the connection goes to the address that was checked
@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import urllib3
@@ -26,7 +27,13 @@ class RefusedAddress(ValueError):
 
 def check_address(url: str) -> None:
     """Raise RefusedAddress unless the portal may fetch `url` (its scheme and its host)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018 - raises for a malformed host (an open [ bracket)
+    except ValueError:
+        raise RefusedAddress("This is not a valid address.") from None
+    if len(url) > 2000 or any(ch.isspace() for ch in url):
+        raise RefusedAddress("This is not a valid address.")
     allowed = ("https", "http") if settings.OUTBOUND_ALLOW_PRIVATE else ("https",)
     if parts.scheme not in allowed or not parts.hostname:
         raise RefusedAddress("Give an https:// address.")
@@ -71,52 +78,79 @@ def is_public(address: str) -> bool:
     return ip.is_global
 
 
-def fetch(url: str) -> bytes:
-    """GET `url` as described above; RefusedAddress for any refusal or failure, explained."""
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes  # at most `max_bytes` + 1: more means it was cut
+    elapsed: float  # seconds
+
+
+def send(
+    method: str,
+    url: str,
+    *,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    max_bytes: int = MAX_BYTES,
+    timeout: float | None = None,
+) -> Answer:
+    """One request as described above; RefusedAddress for a refusal or a failure, explained.
+
+    Any answer counts, whatever its status (redirects are not followed: a 3xx is an answer).
+    """
     check_address(url)
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = _port(url)
     address = _public_addresses(host, port)[0]
-    timeout = urllib3.Timeout(total=settings.OUTBOUND_TIMEOUT)
-    deadline = time.monotonic() + settings.OUTBOUND_TIMEOUT
+    limit = timeout or settings.OUTBOUND_TIMEOUT
+    started = time.monotonic()
+    deadline = started + limit
     pool: urllib3.HTTPConnectionPool
+    pool_timeout = urllib3.Timeout(total=limit)
     if parts.scheme == "https":  # to the checked address; TLS still checks the host's name
         pool = urllib3.HTTPSConnectionPool(
             address,
             port,
             server_hostname=host,
             assert_hostname=host,
-            timeout=timeout,
+            timeout=pool_timeout,
             retries=False,
         )
     else:
-        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False)
+        pool = urllib3.HTTPConnectionPool(address, port, timeout=pool_timeout, retries=False)
     path = parts.path or "/"
     if parts.query:
         path += f"?{parts.query}"
     try:
         with pool:
             response = pool.urlopen(
-                "GET",
+                method,
                 path,
-                headers={"Host": parts.netloc, "Accept": "application/json"},
+                body=body,
+                headers={"Host": parts.netloc, **(headers or {})},
                 redirect=False,
                 preload_content=False,
             )
-            body = b""
-            while len(body) <= MAX_BYTES:  # a slow trickle still ends at the deadline
+            received = b""
+            while len(received) <= max_bytes:  # a slow trickle still ends at the deadline
                 if time.monotonic() > deadline:
-                    raise RefusedAddress(f"{url} took longer than {settings.OUTBOUND_TIMEOUT} s.")
+                    raise RefusedAddress(f"{url} took longer than {limit:g} s.")
                 chunk = response.read(8192)
                 if not chunk:
                     break
-                body += chunk
+                received += chunk
             response.release_conn()
     except urllib3.exceptions.HTTPError as error:
-        raise RefusedAddress(f"{url} could not be read ({type(error).__name__}).") from None
-    if response.status != 200:
-        raise RefusedAddress(f"{url} answered {response.status}, not 200.")
-    if len(body) > MAX_BYTES:
+        raise RefusedAddress(f"{url} could not be reached ({type(error).__name__}).") from None
+    return Answer(response.status, bytes(received), time.monotonic() - started)
+
+
+def fetch(url: str) -> bytes:
+    """GET `url` (a JSON document of at most MAX_BYTES); RefusedAddress says what failed."""
+    answer = send("GET", url, headers={"Accept": "application/json"})
+    if answer.status != 200:
+        raise RefusedAddress(f"{url} answered {answer.status}, not 200.")
+    if len(answer.body) > MAX_BYTES:
         raise RefusedAddress(f"{url} answered with more than {MAX_BYTES // 1024} KiB.")
-    return bytes(body)
+    return answer.body

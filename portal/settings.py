@@ -212,6 +212,11 @@ RATE_LIMITS = {
     "register": {"address": env("RATE_LIMIT_REGISTER_PER_ADDRESS", "10/h")},
     # Reports of found secrets (the secret-scanning endpoint), per reporting address.
     "leaks": {"address": env("RATE_LIMIT_LEAK_REPORTS_PER_ADDRESS", "120/m")},
+    # Webhook endpoint changes and test events, per user.
+    "webhooks": {
+        "user": env("RATE_LIMIT_WEBHOOKS_PER_USER", "30/m"),
+        "address": env("RATE_LIMIT_WEBHOOKS_PER_ADDRESS", "60/m"),
+    },
     # "Check a secret": each try is one guess, so fewer.
     "check": {
         "user": env("RATE_LIMIT_CHECKS_PER_USER", "10/m"),
@@ -262,6 +267,22 @@ SECRET_FINGERPRINT_KEY = secret(
 SECRET_SCANNING_KEYS = env(
     "SECRET_SCANNING_KEYS", "https://api.github.com/meta/public_keys/secret_scanning"
 )
+
+# Webhooks (apikeys/webhooks.py). Endpoint signing secrets are kept encrypted under a key
+# derived from this one; changing it makes every endpoint's secret unreadable (rotate them).
+WEBHOOK_ENCRYPTION_KEY = secret(
+    "WEBHOOK_ENCRYPTION_KEY", local="dev-only-webhook-encryption-key-not-for-production"
+)
+MAX_WEBHOOK_ENDPOINTS_PER_USER = int(env("MAX_WEBHOOK_ENDPOINTS_PER_USER", "5"))
+# Seconds a delivery may take; at least how long failed deliveries are retried (hours); the
+# first retry's delay (seconds, doubling each time, with jitter, up to an hour); how long a
+# worker holds a message it delivers (seconds: if it dies, another takes it after that); how
+# often an idle worker looks for messages (seconds).
+WEBHOOK_TIMEOUT = float(env("WEBHOOK_TIMEOUT", "5"))
+WEBHOOK_RETRY_HOURS = float(env("WEBHOOK_RETRY_HOURS", "24"))
+WEBHOOK_BACKOFF_SECONDS = float(env("WEBHOOK_BACKOFF_SECONDS", "10"))
+WEBHOOK_LEASE_SECONDS = float(env("WEBHOOK_LEASE_SECONDS", "60"))
+WEBHOOK_POLL_SECONDS = float(env("WEBHOOK_POLL_SECONDS", "0.5"))
 
 DEFAULT_KEY_LIFETIME_DAYS = int(env("DEFAULT_KEY_LIFETIME_DAYS", "90"))
 # Active keys unused (no token requested) for this many days are flagged to owners and admins.

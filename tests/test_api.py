@@ -356,3 +356,37 @@ def test_a_public_key_given_with_a_secret_credential_is_refused_not_ignored(
     )
     assert pair.private_pem().splitlines()[1] not in private.content.decode()
     assert not ApiKey.objects.exists()
+
+
+def test_webhook_endpoints_through_the_api(customer: Caller, other: Caller) -> None:
+    from tests.receivers import receiver
+
+    with receiver() as inbox:
+        made = customer("POST", "/webhooks", {"url": inbox.url, "events": ["key.created"]})
+        assert made.status_code == 201, made.content
+        assert made["Cache-Control"] == "no-store"
+        secret = made.json()["signing_secret"]
+        endpoint_id = made.json()["endpoint"]["id"]
+        assert [e["id"] for e in customer("GET", "/webhooks").json()] == [endpoint_id]
+        assert "signing_secret" not in customer("GET", f"/webhooks/{endpoint_id}").json()
+        assert customer("POST", f"/webhooks/{endpoint_id}/test").status_code == 202
+        create(customer)
+        from apikeys import webhooks
+
+        webhooks.deliver_due()
+        log = customer("GET", f"/webhooks/{endpoint_id}/messages").json()
+        assert {m["event_type"] for m in log["items"]} == {"webhook.test", "key.created"}
+        assert all(m["attempts_made"][0]["status_code"] == 200 for m in log["items"])
+        rotated = customer(
+            "POST", f"/webhooks/{endpoint_id}/rotate-secret", {"overlap_seconds": 3600}
+        ).json()
+        assert rotated["signing_secret"] != secret
+        assert rotated["endpoint"]["previous_secret_until"] is not None
+        paused = customer("PATCH", f"/webhooks/{endpoint_id}", {"active": False})
+        assert paused.json()["active"] is False
+        bad = customer("PATCH", f"/webhooks/{endpoint_id}", {"events": ["key.exploded"]})
+        assert_problem(bad, 422, "Unknown events: key.exploded")
+        assert_problem(other("GET", f"/webhooks/{endpoint_id}"), 404, "no webhook endpoint")
+        assert customer("DELETE", f"/webhooks/{endpoint_id}").status_code == 204
+
+    assert len(inbox.received) == 2

@@ -233,6 +233,33 @@ def test_signed_keys_grace_rotation_and_secret_checks_from_the_terminal(
     assert cli("keys", "rotate", plain["client_id"], "--grace", "soon").returncode == 2
 
 
+def test_webhooks_from_the_terminal(
+    cli: Cli, live_server: Any, make_keycloak_user: Callable[..., KeycloakUser]
+) -> None:
+    from apikeys import webhooks
+    from tests.receivers import receiver
+
+    cli.signed_in_as(make_keycloak_user(), live_server.url)
+    with receiver() as inbox:
+        made = cli("webhooks", "create", inbox.url, "--event", "key.created", "--json")
+        assert made.returncode == 0, made.stderr
+        endpoint = json.loads(made.stdout)["endpoint"]["id"]
+        assert inbox.url in cli("webhooks", "list").stdout
+        assert cli("webhooks", "test", endpoint).returncode == 0
+        webhooks.deliver_due()
+        log = cli("webhooks", "log", endpoint)
+        assert "webhook.test" in log.stdout
+        assert "200 in" in log.stdout
+        rotated = cli("webhooks", "rotate-secret", endpoint, "--overlap", "1h")
+        assert "whsec_" in rotated.stdout
+        assert cli("webhooks", "update", endpoint, "--pause").returncode == 0
+        assert cli("webhooks", "delete", endpoint).returncode == 2  # asks first
+        assert cli("webhooks", "delete", endpoint, "--yes").returncode == 0
+        assert cli("webhooks", "show", "nope").returncode == 2
+
+    assert len(inbox.received) == 1
+
+
 def test_another_users_key_and_bad_input_get_clear_exit_codes(
     cli: Cli, live_server: Any, make_keycloak_user: Callable[..., KeycloakUser], tmp_path: Path
 ) -> None:

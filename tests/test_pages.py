@@ -89,3 +89,31 @@ def test_the_audit_address_trusts_only_the_configured_proxies(
     settings.TRUSTED_PROXIES = proxies
     request = rf.get("/", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="127.0.0.1")
     assert client_ip(request) == expected
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/docs/",
+        "/keys/",
+        "/keys/new/",
+        "/keys/check/",
+        "/webhooks/",
+        "/webhooks/new/",
+        "/manage/",
+        "/manage/leaks/",
+        "/manage/apis/",
+    ],
+)
+def test_no_template_syntax_shows_on_a_page(client: Client, admin_user: User, path: str) -> None:
+    """A `{# #}` comment spans one line only: one that spans two prints on the page."""
+    if path != "/":
+        client.force_login(admin_user)
+
+    response = client.get(path)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    for syntax in ("{#", "#}", "{%", "%}", "{{"):  # "}}" may close JSON in an example
+        assert syntax not in page, f"{syntax} on {path}"

@@ -15,6 +15,7 @@ PRODUCTION = {
     "PORTAL_PROFILE": "production",
     "DJANGO_SECRET_KEY": "x" * 20 + "-production-like-secret-key-with-enough-entropy-0123456789",
     "SECRET_FINGERPRINT_KEY": "Qm4tZ8wK2vN7pR1xH5cJ9bL3fD6sG0aYe",
+    "WEBHOOK_ENCRYPTION_KEY": "Wz3rT6yU9iO2pA5sD8fG1hJ4kL7zX0cVb",
     "PORTAL_URL": "https://portal.example.com",
     "DATABASE_URL": "postgres://portal:Gq7cR2vT9kLmN4pX@db.example.com/portal",
     "KEYCLOAK_URL": "https://id.example.com",

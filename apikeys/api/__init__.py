@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from apikeys.api import admin, customer
+from apikeys.api import admin, customer, webhooks
 from apikeys.api.problems import Problem, problem_response
 from apikeys.api.schemas import CliConfig
 from apikeys.keycloak import KeycloakFailure, KeycloakRejected
@@ -51,6 +51,7 @@ api = PortalApi(
 )
 api.add_router("/", customer.router)
 api.add_router("/admin", admin.router)
+api.add_router("/webhooks", webhooks.router)
 
 
 @api.get("/cli", auth=None, response=CliConfig, tags=["sign-in"], summary="How the CLI signs in")

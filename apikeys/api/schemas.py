@@ -9,7 +9,7 @@ from uuid import UUID
 from ninja import Field, Schema
 from pydantic import ConfigDict
 
-from apikeys.models import Api, ApiKey, PublicKey, User
+from apikeys.models import EVENT_TYPES, Api, ApiKey, PublicKey, User, WebhookAttempt, WebhookMessage
 
 
 class Problem(Schema):
@@ -268,3 +268,74 @@ class CliConfig(Schema):
     device_authorization_endpoint: str
     revocation_endpoint: str
     end_session_endpoint: str
+
+
+class EndpointOut(Schema):
+    id: UUID
+    url: str
+    description: str
+    events: list[str]
+    active: bool
+    disabled_reason: str = Field(description="Why the portal paused it, if it did (410 Gone).")
+    previous_secret_until: datetime | None = Field(
+        description="Until then the previous signing secret signs each message too."
+    )
+    created_at: datetime
+
+
+class EndpointIn(Schema):
+    url: str = Field(max_length=500, description="https, reachable from the internet.")
+    description: str = Field("", max_length=200)
+    events: list[str] = Field(
+        default_factory=lambda: list(EVENT_TYPES), description="Default: every key event."
+    )
+
+
+class EndpointPatch(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(None, max_length=500)
+    description: str | None = Field(None, max_length=200)
+    events: list[str] | None = None
+    active: bool | None = Field(None, description="false pauses it; true resumes it.")
+
+
+class EndpointSecret(Schema):
+    """An endpoint with its signing secret: in the response that makes or rotates it only."""
+
+    endpoint: EndpointOut
+    signing_secret: str
+
+
+class SecretRotationIn(Schema):
+    overlap_seconds: int = Field(
+        0, ge=0, le=7 * 24 * 3600, description="How long the old secret also signs."
+    )
+
+
+class AttemptOut(Schema):
+    at: datetime
+    status_code: int | None
+    latency_ms: int
+    response_excerpt: str
+    error: str
+
+
+class MessageOut(Schema):
+    id: str = Field(description="Its webhook-id, the same on every attempt.")
+    event_type: str
+    created_at: datetime
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    delivered_at: datetime | None
+    attempts_made: list[AttemptOut]
+    data: dict[str, Any]
+
+    @staticmethod
+    def resolve_attempts_made(message: WebhookMessage) -> list[WebhookAttempt]:
+        return list(message.attempts_made.all())
+
+
+class MessagePage(Page):
+    items: list[MessageOut]

@@ -135,6 +135,111 @@ def public_keys_refresh(args: argparse.Namespace) -> int:
     return 0
 
 
+WEBHOOK_COLUMNS = ("id", "url", "active", "description")
+
+
+def webhooks_list(args: argparse.Namespace) -> int:
+    return _table(args, _call("GET", "/webhooks"), WEBHOOK_COLUMNS)
+
+
+def webhooks_create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"url": args.url, "description": args.description}
+    if args.event:
+        body["events"] = args.event
+    return _signing_secret(args, _call("POST", "/webhooks", body=body))
+
+
+def webhooks_show(args: argparse.Namespace) -> int:
+    return _show(args, _call("GET", f"/webhooks/{_uuid(args.endpoint)}"), None)
+
+
+def webhooks_update(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {}
+    if args.url:
+        body["url"] = args.url
+    if args.description is not None:
+        body["description"] = args.description
+    if args.event:
+        body["events"] = args.event
+    if args.pause or args.resume:
+        body["active"] = bool(args.resume)
+    if not body:
+        raise Usage("say what to change: --url, --description, --event, --pause or --resume")
+    found = _call("PATCH", f"/webhooks/{_uuid(args.endpoint)}", body=body)
+    return _show(args, found, WEBHOOK_COLUMNS)
+
+
+def webhooks_delete(args: argparse.Namespace) -> int:
+    endpoint = _uuid(args.endpoint)
+    if not _confirmed(args, f"Delete the webhook endpoint {args.endpoint} and its log?"):
+        return 2
+    _call("DELETE", f"/webhooks/{endpoint}")
+    print("Deleted.")
+    return 0
+
+
+def webhooks_rotate(args: argparse.Namespace) -> int:
+    body = {"overlap_seconds": _seconds(args.overlap)}
+    found = _call("POST", f"/webhooks/{_uuid(args.endpoint)}/rotate-secret", body=body)
+    return _signing_secret(args, found)
+
+
+def webhooks_test(args: argparse.Namespace) -> int:
+    message = _call("POST", f"/webhooks/{_uuid(args.endpoint)}/test")
+    return _show(args, message, ("id", "event_type", "status"))
+
+
+def webhooks_log(args: argparse.Namespace) -> int:
+    found = _call(
+        "GET", f"/webhooks/{_uuid(args.endpoint)}/messages", query={"per_page": args.limit}
+    )
+    rows = [
+        message
+        | {
+            "last": next(
+                (
+                    f"{a['status_code'] or a['error'][:40]} in {a['latency_ms']} ms"
+                    for a in message["attempts_made"][:1]
+                ),
+                "-",
+            )
+        }
+        for message in found["items"]
+    ]
+    return _table(args, rows, ("id", "event_type", "status", "attempts", "last"))
+
+
+def webhooks_resend(args: argparse.Namespace) -> int:
+    path = f"/webhooks/{_uuid(args.endpoint)}/messages/{args.message}/resend"
+    return _show(args, _call("POST", path), ("id", "event_type", "status"))
+
+
+def _signing_secret(args: argparse.Namespace, found: dict[str, Any]) -> int:
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    _print_pairs(
+        {
+            "id": found["endpoint"]["id"],
+            "url": found["endpoint"]["url"],
+            "signing_secret": found["signing_secret"],
+            "old_secret_until": found["endpoint"]["previous_secret_until"],
+        }
+    )
+    print(
+        "\nThe signing secret is shown this once: keep it where your receiver reads it.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _uuid(given: str) -> str:
+    try:
+        return str(uuid.UUID(given))
+    except ValueError:
+        raise Usage(f"{given!r} is not an endpoint id (see `apikeys webhooks list`)") from None
+
+
 def secrets_check(args: argparse.Namespace) -> int:
     """Read a secret from standard input (never from the command line: shell history)."""
     if sys.stdin.isatty():
@@ -300,6 +405,35 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("kid", help="the kid of the key to remove")
     sub = command(public, "refresh", public_keys_refresh, "make Keycloak read the keys again")
     sub.add_argument("key")
+
+    hooks = _group(commands, "webhooks", "endpoints that hear about your keys")
+    command(hooks, "list", webhooks_list, "your endpoints")
+    sub = command(hooks, "create", webhooks_create, "add an endpoint; its secret is shown once")
+    sub.add_argument("url")
+    sub.add_argument("--description", default="")
+    sub.add_argument("--event", action="append", help="an event it wants (repeat; default all)")
+    command(hooks, "show", webhooks_show, "one endpoint").add_argument("endpoint")
+    sub = command(hooks, "update", webhooks_update, "change, pause or resume an endpoint")
+    sub.add_argument("endpoint")
+    sub.add_argument("--url")
+    sub.add_argument("--description")
+    sub.add_argument("--event", action="append", help="the events it wants (repeat)")
+    paused = sub.add_mutually_exclusive_group()
+    paused.add_argument("--pause", action="store_true")
+    paused.add_argument("--resume", action="store_true")
+    sub = command(hooks, "delete", webhooks_delete, "delete an endpoint and its log")
+    sub.add_argument("endpoint")
+    sub.add_argument("--yes", action="store_true", help="do not ask")
+    sub = command(hooks, "rotate-secret", webhooks_rotate, "a new signing secret (once)")
+    sub.add_argument("endpoint")
+    sub.add_argument("--overlap", default="0", help="the old one signs too this long: 24h")
+    command(hooks, "test", webhooks_test, "send a test event").add_argument("endpoint")
+    sub = command(hooks, "log", webhooks_log, "the delivery log")
+    sub.add_argument("endpoint")
+    sub.add_argument("--limit", type=int, default=25)
+    sub = command(hooks, "resend", webhooks_resend, "deliver a message again (same id)")
+    sub.add_argument("endpoint")
+    sub.add_argument("message", help="the message id (msg_...)")
 
     secrets = _group(commands, "secrets", "secrets found somewhere")
     command(

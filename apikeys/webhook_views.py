@@ -1,0 +1,189 @@
+"""The customer's webhook endpoints (/webhooks/): plain forms that post and redirect.
+
+Each action calls the operation in `apikeys/webhooks.py`, as the JSON API does. A signing
+secret appears once, on the page that answers its creation or rotation, never cached.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_variables
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from apikeys import webhooks
+from apikeys.client_address import client_ip
+from apikeys.forms import WebhookForm, WebhookSecretForm
+from apikeys.limits import rate_limited
+from apikeys.models import EVENT_LABELS, User, WebhookEndpoint, WebhookMessage, WrongState
+from apikeys.views import HtmxHttpRequest
+
+
+@require_GET
+def webhook_list(request: HttpRequest) -> HttpResponse:
+    endpoints = _user(request).webhook_endpoints.all()
+    return render(request, "webhooks/list.html", {"endpoints": endpoints})
+
+
+@sensitive_variables()  # the new signing secret
+@rate_limited("webhooks")
+@never_cache
+@require_http_methods(["GET", "POST"])
+def webhook_new(request: HtmxHttpRequest) -> HttpResponse:
+    form = WebhookForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            revealed = webhooks.create_endpoint(
+                _user(request),
+                url=form.cleaned_data["url"],
+                events=form.cleaned_data["events"],
+                description=form.cleaned_data["description"],
+                ip_address=client_ip(request),
+            )
+        except webhooks.Refused as refusal:
+            form.add_error(None, str(refusal))
+        else:
+            return _reveal(request, revealed, "created")
+    return render(request, "webhooks/form.html", {"form": form})
+
+
+@require_GET
+def webhook_detail(request: HttpRequest, endpoint_id: uuid.UUID) -> HttpResponse:
+    endpoint = get_endpoint_for_user(request, endpoint_id)
+    form = WebhookForm(
+        initial={
+            "url": endpoint.url,
+            "description": endpoint.description,
+            "events": endpoint.events,
+        }
+    )
+    return render(request, "webhooks/detail.html", _detail(request, endpoint, form))
+
+
+@rate_limited("webhooks")
+@require_POST
+def webhook_edit(request: HttpRequest, endpoint_id: uuid.UUID) -> HttpResponse:
+    endpoint = get_endpoint_for_user(request, endpoint_id)
+    form = WebhookForm(request.POST)
+    if form.is_valid():
+        try:
+            webhooks.update_endpoint(
+                endpoint,
+                actor=_user(request),
+                ip_address=client_ip(request),
+                url=form.cleaned_data["url"],
+                events=form.cleaned_data["events"],
+                description=form.cleaned_data["description"],
+            )
+        except webhooks.Refused as refusal:
+            form.add_error("url", str(refusal))
+        else:
+            messages.success(request, "Saved.")
+            return redirect("webhook_detail", endpoint.pk)
+    return render(request, "webhooks/detail.html", _detail(request, endpoint, form), status=422)
+
+
+@rate_limited("webhooks")
+@require_POST
+def webhook_pause(request: HttpRequest, endpoint_id: uuid.UUID) -> HttpResponse:
+    return _set_active(request, endpoint_id, active=False)
+
+
+@rate_limited("webhooks")
+@require_POST
+def webhook_resume(request: HttpRequest, endpoint_id: uuid.UUID) -> HttpResponse:
+    return _set_active(request, endpoint_id, active=True)
+
+
+@rate_limited("webhooks")
+@require_http_methods(["GET", "POST"])
+def webhook_delete(request: HttpRequest, endpoint_id: uuid.UUID) -> HttpResponse:
+    endpoint = get_endpoint_for_user(request, endpoint_id)
+    if request.method == "POST":
+        webhooks.delete_endpoint(endpoint, actor=_user(request), ip_address=client_ip(request))
+        messages.success(request, f"The endpoint {endpoint.url} is deleted.")
+        return redirect("webhook_list")
+    return render(request, "webhooks/confirm_delete.html", {"endpoint": endpoint})
+
+
+@sensitive_variables()  # the new signing secret
+@rate_limited("webhooks")
+@never_cache
+@require_http_methods(["GET", "POST"])
+def webhook_rotate(request: HtmxHttpRequest, endpoint_id: uuid.UUID) -> HttpResponse:
+    endpoint = get_endpoint_for_user(request, endpoint_id)
+    form = WebhookSecretForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        overlap = timedelta(hours=int(form.cleaned_data["overlap_hours"]))
+        revealed = webhooks.rotate_signing_secret(
+            endpoint, actor=_user(request), overlap=overlap, ip_address=client_ip(request)
+        )
+        return _reveal(request, revealed, "rotated")
+    return render(request, "webhooks/rotate.html", {"endpoint": endpoint, "form": form})
+
+
+@rate_limited("webhooks")
+@require_POST
+def webhook_test(request: HttpRequest, endpoint_id: uuid.UUID) -> HttpResponse:
+    endpoint = get_endpoint_for_user(request, endpoint_id)
+    try:
+        message = webhooks.send_test(endpoint)
+    except WrongState as refusal:
+        messages.error(request, str(refusal))
+    else:
+        messages.success(request, f"Test event {message.id} queued: see the log below.")
+    return redirect("webhook_detail", endpoint.pk)
+
+
+@rate_limited("webhooks")
+@require_POST
+def webhook_resend(request: HttpRequest, endpoint_id: uuid.UUID, message_id: str) -> HttpResponse:
+    endpoint = get_endpoint_for_user(request, endpoint_id)
+    message = get_object_or_404(endpoint.messages, pk=message_id)
+    try:
+        webhooks.resend(message)
+    except WrongState as refusal:
+        messages.error(request, str(refusal))
+    else:
+        messages.success(request, f"{message.id} is queued again, with the same id.")
+    return redirect("webhook_detail", endpoint.pk)
+
+
+def get_endpoint_for_user(request: HttpRequest, endpoint_id: uuid.UUID) -> WebhookEndpoint:
+    """The signed-in user's endpoint, or 404: other people's do not exist for them."""
+    return get_object_or_404(_user(request).webhook_endpoints, pk=endpoint_id)
+
+
+def _detail(request: HttpRequest, endpoint: WebhookEndpoint, form: WebhookForm) -> dict[str, Any]:
+    log = endpoint.messages.prefetch_related("attempts_made")
+    page = Paginator(log, 25).get_page(request.GET.get("page"))
+    return {"endpoint": endpoint, "form": form, "page": page, "labels": EVENT_LABELS}
+
+
+def _set_active(request: HttpRequest, endpoint_id: uuid.UUID, *, active: bool) -> HttpResponse:
+    endpoint = get_endpoint_for_user(request, endpoint_id)
+    webhooks.update_endpoint(
+        endpoint, actor=_user(request), ip_address=client_ip(request), active=active
+    )
+    waiting = endpoint.messages.filter(status=WebhookMessage.Status.PENDING).count()
+    done = f"Resumed: {waiting} waiting events are delivered now." if active else "Paused."
+    messages.success(request, done)
+    return redirect("webhook_detail", endpoint.pk)
+
+
+@sensitive_variables()  # the signing secret
+def _reveal(request: HttpRequest, revealed: webhooks.Revealed, event: str) -> HttpResponse:
+    context = {"endpoint": revealed.endpoint, "secret": revealed.secret, "event": event}
+    return render(request, "webhooks/reveal.html", context)
+
+
+def _user(request: HttpRequest) -> User:
+    user: User = request.user  # type: ignore[assignment]
+    return user

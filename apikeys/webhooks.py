@@ -1,0 +1,438 @@
+"""Webhooks: customers' systems hear about their keys, signed, retried, nothing lost.
+
+- **Endpoints** belong to a customer: a URL, the events it wants, a signing secret shown once
+  (`whsec_…`, Standard Webhooks' format), rotated with an overlap during which both the old
+  and the new secret sign. The portal keeps the secrets encrypted (Fernet, under a key
+  derived from WEBHOOK_ENCRYPTION_KEY): it needs them to sign.
+- **The outbox.** An event is a `WebhookMessage` per endpoint, written in the database
+  transaction of the change it reports (`AuditEntry.record` for a key's audited changes, the
+  jobs for reminders and dormancy): the change and its message commit together or not at all.
+- **Delivery** (`deliver_due`, run by `manage.py deliver_webhooks`): a worker leases due
+  messages with a conditional UPDATE (two workers never hold one message; a dead worker's
+  lease runs out and another delivers it), POSTs each signed per Standard Webhooks with its
+  maintained library (`webhook-id`, `webhook-timestamp`, `webhook-signature`), records the
+  attempt, and on failure retries with exponential backoff and jitter for at least
+  WEBHOOK_RETRY_HOURS (24), then gives up and mails the owner. A 410 Gone pauses the
+  endpoint. The message id stays the same across retries: receivers deduplicate on it.
+  Delivery is at least once: a worker that dies after the receiver answered but before
+  recording it delivers again.
+- **Where**: through `portal/outbound.py`, so in production never to a private, loopback,
+  link-local or metadata address, checked after DNS resolution, redirects not followed, with
+  a short timeout and a capped answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import random
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+from standardwebhooks.webhooks import Webhook
+
+from apikeys import notifications
+from apikeys.models import (
+    EVENT_TYPES,
+    TEST_EVENT,
+    AuditEntry,
+    User,
+    WebhookAttempt,
+    WebhookEndpoint,
+    WebhookMessage,
+    WrongState,
+)
+from portal import outbound
+
+log = logging.getLogger(__name__)
+
+RESPONSE_EXCERPT = 500
+RESPONSE_CAP = 4096  # bytes read from a receiver's answer
+BACKOFF_CAP = 3600.0  # seconds: the longest wait between two attempts
+USER_AGENT = "apikey-portal-webhooks/1"
+INTERRUPTED = "No answer recorded: the worker stopped during this attempt."
+
+
+class Refused(ValueError):
+    """The endpoint cannot be saved as given; the message says why, for the customer."""
+
+
+# Endpoints
+
+
+@dataclass(frozen=True)
+class Revealed:
+    endpoint: WebhookEndpoint
+    secret: str
+
+
+@sensitive_variables()  # the new signing secret
+def create_endpoint(
+    owner: User,
+    *,
+    url: str,
+    events: Iterable[str],
+    description: str = "",
+    ip_address: str | None = None,
+) -> Revealed:
+    """A new endpoint with a new signing secret, shown once (audited)."""
+    check_url(url)
+    with transaction.atomic():
+        User.objects.select_for_update().get(pk=owner.pk)  # count under the owner's lock
+        if owner.webhook_endpoints.count() >= settings.MAX_WEBHOOK_ENDPOINTS_PER_USER:
+            raise Refused(
+                f"You already have {settings.MAX_WEBHOOK_ENDPOINTS_PER_USER} webhook endpoints, "
+                "the most allowed: delete one first."
+            )
+        secret = new_signing_secret()
+        endpoint = WebhookEndpoint.objects.create(
+            owner=owner,
+            url=url,
+            events=_known(events),
+            description=description,
+            secret_encrypted=encrypt(secret),
+        )
+        AuditEntry.record(
+            owner,
+            AuditEntry.Action.WEBHOOK_ADDED,
+            actor=owner,
+            ip_address=ip_address,
+            reason=f"{url} ({', '.join(endpoint.events) or 'no events'})",
+        )
+    return Revealed(endpoint, secret)
+
+
+def update_endpoint(
+    endpoint: WebhookEndpoint,
+    *,
+    actor: User | None,
+    ip_address: str | None = None,
+    url: str | None = None,
+    events: Iterable[str] | None = None,
+    description: str | None = None,
+    active: bool | None = None,
+) -> WebhookEndpoint:
+    """Change what was given; resuming a paused endpoint delivers what waited (audited)."""
+    if url is not None:
+        check_url(url)
+    with transaction.atomic():
+        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        changes = []
+        if url is not None and url != endpoint.url:
+            changes.append(f"URL {endpoint.url} → {url}")
+            endpoint.url = url
+        if events is not None and _known(events) != endpoint.events:
+            endpoint.events = _known(events)
+            changes.append(f"events: {', '.join(endpoint.events) or 'none'}")
+        if description is not None and description != endpoint.description:
+            endpoint.description = description
+            changes.append("description")
+        if active is not None and active != endpoint.active:
+            endpoint.active = active
+            endpoint.disabled_reason = ""
+            changes.append("resumed" if active else "paused")
+        if not changes:
+            return endpoint
+        endpoint.save()
+        AuditEntry.record(
+            endpoint.owner,
+            AuditEntry.Action.WEBHOOK_CHANGED,
+            actor=actor,
+            ip_address=ip_address,
+            reason=f"{endpoint.url}: {'; '.join(changes)}",
+        )
+    return endpoint
+
+
+def delete_endpoint(
+    endpoint: WebhookEndpoint, *, actor: User, ip_address: str | None = None
+) -> None:
+    """Delete an endpoint with its messages and delivery log (audited)."""
+    with transaction.atomic():
+        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        AuditEntry.record(
+            endpoint.owner,
+            AuditEntry.Action.WEBHOOK_REMOVED,
+            actor=actor,
+            ip_address=ip_address,
+            reason=endpoint.url,
+        )
+        endpoint.delete()
+
+
+@sensitive_variables()  # the signing secrets
+def rotate_signing_secret(
+    endpoint: WebhookEndpoint,
+    *,
+    actor: User,
+    overlap: timedelta = timedelta(0),
+    ip_address: str | None = None,
+) -> Revealed:
+    """A new signing secret, shown once. During `overlap` both sign each message (audited)."""
+    if not timedelta(0) <= overlap <= timedelta(days=7):
+        raise Refused("The overlap is from none up to 7 days.")
+    with transaction.atomic():
+        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        secret = new_signing_secret()
+        now = timezone.now()
+        if overlap:
+            endpoint.previous_secret_encrypted = endpoint.secret_encrypted
+            endpoint.previous_secret_until = now + overlap
+        else:
+            endpoint.previous_secret_encrypted, endpoint.previous_secret_until = "", None
+        endpoint.secret_encrypted = encrypt(secret)
+        endpoint.save()
+        until = (
+            f" the old one signs too until {now + overlap:%Y-%m-%d %H:%M} UTC" if overlap else ""
+        )
+        AuditEntry.record(
+            endpoint.owner,
+            AuditEntry.Action.WEBHOOK_CHANGED,
+            actor=actor,
+            ip_address=ip_address,
+            reason=f"{endpoint.url}: signing secret rotated;{until or ' the old one stopped'}",
+        )
+    return Revealed(endpoint, secret)
+
+
+def send_test(endpoint: WebhookEndpoint) -> WebhookMessage:
+    """A test event for one endpoint (not while it is paused: nothing is delivered then)."""
+    if not endpoint.active:
+        raise WrongState("The endpoint is paused: resume it first.")
+    data = {"message": "A test event from the API key portal.", "endpoint": str(endpoint.pk)}
+    return WebhookMessage.objects.create(endpoint=endpoint, event_type=TEST_EVENT, data=data)
+
+
+def resend(message: WebhookMessage) -> WebhookMessage:
+    """Deliver a message again, with the same id (receivers that saw it can tell)."""
+    with transaction.atomic():
+        message = WebhookMessage.objects.select_for_update().get(pk=message.pk)
+        if message.status == WebhookMessage.Status.PENDING:
+            raise WrongState("This message is still being delivered.")
+        message.status = WebhookMessage.Status.PENDING
+        message.next_attempt_at = timezone.now()
+        message.save(update_fields=["status", "next_attempt_at"])
+    return message
+
+
+def check_url(url: str) -> None:
+    """Refused unless the portal may post to `url` (public https in production)."""
+    try:
+        outbound.check_address(url)
+    except outbound.RefusedAddress as refusal:
+        raise Refused(f"The portal cannot post to this address: {refusal}") from None
+
+
+def _known(events: Iterable[str]) -> list[str]:
+    chosen = set(events)
+    if unknown := chosen - set(EVENT_TYPES):
+        raise Refused(f"Unknown events: {', '.join(sorted(unknown))}.")
+    return [event for event in EVENT_TYPES if event in chosen]
+
+
+# Secrets
+
+
+def new_signing_secret() -> str:
+    """Standard Webhooks' format: whsec_ and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+@cache
+def _fernet(key: str) -> Fernet:
+    derived = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"apikey-portal webhook secrets"
+    ).derive(key.encode())
+    return Fernet(base64.urlsafe_b64encode(derived))
+
+
+@sensitive_variables()
+def encrypt(secret: str) -> str:
+    return _fernet(settings.WEBHOOK_ENCRYPTION_KEY).encrypt(secret.encode()).decode()
+
+
+@sensitive_variables()
+def decrypt(token: str) -> str:
+    return _fernet(settings.WEBHOOK_ENCRYPTION_KEY).decrypt(token.encode()).decode()
+
+
+@sensitive_variables()
+def signature_headers(
+    endpoint: WebhookEndpoint, message: WebhookMessage, body: str, now: datetime
+) -> dict[str, str]:
+    """The three Standard Webhooks headers; during an overlap, both secrets' signatures."""
+    keys = [endpoint.secret_encrypted]
+    if endpoint.previous_secret_encrypted and (endpoint.previous_secret_until or now) > now:
+        keys.append(endpoint.previous_secret_encrypted)
+    signatures = [Webhook(decrypt(k)).sign(message.id, now, body) for k in keys]
+    return {
+        "webhook-id": message.id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": " ".join(signatures),
+    }
+
+
+# Delivery
+
+
+@dataclass
+class Run:
+    delivered: int = 0
+    retrying: int = 0
+    failed: int = 0
+
+
+def deliver_due(*, limit: int = 100, now: Callable[[], datetime] = timezone.now) -> Run:
+    """Lease the due messages, a few at a time, and deliver each; what happened."""
+    run = Run()
+    holder = uuid.uuid4().hex
+    for message in claim(limit=limit, holder=holder, now=now()):
+        outcome = deliver(message)
+        if outcome == WebhookMessage.Status.DELIVERED:
+            run.delivered += 1
+        elif outcome == WebhookMessage.Status.FAILED:
+            run.failed += 1
+        else:
+            run.retrying += 1
+    return run
+
+
+def claim(*, limit: int, holder: str, now: datetime) -> list[WebhookMessage]:
+    """Due messages this worker now holds: each taken by a conditional UPDATE, so that two
+    workers (or a worker and a resend) never both hold one, on PostgreSQL and SQLite."""
+    lease = now + timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
+    due = WebhookMessage.objects.due(now).filter(endpoint__active=True)
+    taken = []
+    for pk in due.order_by("next_attempt_at").values_list("pk", flat=True)[:limit]:
+        won = (
+            WebhookMessage.objects.filter(pk=pk, status=WebhookMessage.Status.PENDING)
+            .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+            .update(locked_until=lease)
+        )
+        if won:
+            taken.append(pk)
+    return list(
+        WebhookMessage.objects.filter(pk__in=taken)
+        .select_related("endpoint", "endpoint__owner")
+        .order_by("next_attempt_at")
+    )
+
+
+@sensitive_variables()  # the signing headers
+def deliver(message: WebhookMessage) -> str:
+    """One attempt: POST, record it, then delivered, a retry scheduled, or given up."""
+    endpoint = message.endpoint
+    body = json.dumps(message.payload(), separators=(",", ":"))
+    now = timezone.now()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        **signature_headers(endpoint, message, body, now),
+    }
+    # Written before the request: if the worker dies now, the log shows an attempt without
+    # an answer, and the message goes out again once the lease runs out.
+    attempt = WebhookAttempt.objects.create(message=message, at=now, error=INTERRUPTED)
+    started = time.monotonic()
+    try:
+        answer = outbound.send(
+            "POST",
+            endpoint.url,
+            body=body.encode(),
+            headers=headers,
+            max_bytes=RESPONSE_CAP,
+            timeout=settings.WEBHOOK_TIMEOUT,
+        )
+    except outbound.RefusedAddress as failure:
+        attempt.error = str(failure)[:300]
+    else:
+        attempt.status_code, attempt.error = answer.status, ""
+        attempt.response_excerpt = answer.body[:RESPONSE_EXCERPT].decode("utf-8", "replace")
+    attempt.latency_ms = int((time.monotonic() - started) * 1000)
+    return _record(message, attempt)
+
+
+def _record(message: WebhookMessage, attempt: WebhookAttempt) -> str:
+    now = timezone.now()
+    gone = attempt.status_code == 410
+    with transaction.atomic():
+        attempt.save()
+        message.attempts += 1
+        message.locked_until = None
+        if attempt.succeeded:
+            message.status, message.delivered_at = WebhookMessage.Status.DELIVERED, now
+        elif gone or now - message.created_at >= timedelta(hours=settings.WEBHOOK_RETRY_HOURS):
+            message.status = WebhookMessage.Status.FAILED
+        else:
+            message.next_attempt_at = now + timedelta(seconds=backoff(message.attempts))
+        message.save(
+            update_fields=["attempts", "locked_until", "status", "delivered_at", "next_attempt_at"]
+        )
+        paused = gone and _pause_gone(message.endpoint, now)
+    if paused:
+        notifications.webhook_paused(message.endpoint)
+    elif message.status == WebhookMessage.Status.FAILED and not gone:
+        _tell_owner_of_failure(message, now)
+    return message.status
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before the next attempt: doubling from WEBHOOK_BACKOFF_SECONDS up to an hour,
+    with jitter (between half and all of it), so that receivers coming back are not stormed."""
+    ceiling = min(settings.WEBHOOK_BACKOFF_SECONDS * 2 ** (attempts - 1), BACKOFF_CAP)
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
+
+
+def _pause_gone(endpoint: WebhookEndpoint, now: datetime) -> bool:
+    """Pause an endpoint that answered 410 Gone (audited); False if it was paused already."""
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    if not endpoint.active:
+        return False
+    endpoint.active = False
+    endpoint.disabled_reason = f"It answered 410 Gone on {now:%Y-%m-%d %H:%M} UTC."
+    endpoint.save(update_fields=["active", "disabled_reason"])
+    AuditEntry.record(
+        endpoint.owner,
+        AuditEntry.Action.WEBHOOK_CHANGED,
+        actor=None,
+        reason=f"{endpoint.url}: paused, {endpoint.disabled_reason}",
+    )
+    return True
+
+
+def _tell_owner_of_failure(message: WebhookMessage, now: datetime) -> None:
+    """Mail the owner that a message was given up on: at most once a day per endpoint."""
+    day_ago = now - timedelta(days=1)
+    marked = (
+        WebhookEndpoint.objects.filter(pk=message.endpoint_id)
+        .filter(Q(failure_mailed_at__isnull=True) | Q(failure_mailed_at__lt=day_ago))
+        .update(failure_mailed_at=now)
+    )
+    if marked:
+        notifications.webhook_failed(message)
+
+
+def work(*, stop: Callable[[], bool], idle: Callable[[float], None] = time.sleep) -> Run:
+    """The worker: deliver what is due until `stop()`, looking again every poll interval."""
+    total = Run()
+    while not stop():
+        run = deliver_due()
+        total.delivered += run.delivered
+        total.retrying += run.retrying
+        total.failed += run.failed
+        if not (run.delivered or run.retrying or run.failed):
+            idle(settings.WEBHOOK_POLL_SECONDS)
+    return total

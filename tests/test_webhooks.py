@@ -1,0 +1,383 @@
+"""Webhooks: every event, signed per Standard Webhooks, delivered to real receivers on loopback.
+
+The receivers are real HTTP servers; the signatures are checked with the Standard Webhooks
+reference library (`standardwebhooks`), as a customer's receiver would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from apikeys import jobs, lifecycle, webhooks
+from apikeys.models import (
+    EVENT_TYPES,
+    Api,
+    ApiKey,
+    AuditEntry,
+    User,
+    WebhookEndpoint,
+    WebhookMessage,
+)
+from tests.mail import plain_text, wait_for_message
+from tests.receivers import Receiver, free_port, receiver
+
+pytestmark = pytest.mark.usefixtures("key_clients")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def customer(db: None) -> User:
+    return User.objects.create(
+        username=str(uuid.uuid4()), email=f"hooks-{uuid.uuid4().hex[:8]}@example.com"
+    )
+
+
+@pytest.fixture
+def fast_retries(settings: Any) -> None:
+    settings.WEBHOOK_BACKOFF_SECONDS = 0.2
+    settings.WEBHOOK_LEASE_SECONDS = 2
+
+
+def deliver_until(done: Callable[[], bool], timeout: float = 30) -> None:
+    """Run the worker's loop in this process until `done()`, as `deliver_webhooks` does."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "not delivered in time"
+        webhooks.deliver_due()
+        time.sleep(0.05)
+
+
+def nothing_pending() -> bool:
+    return not WebhookMessage.objects.filter(status=WebhookMessage.Status.PENDING).exists()
+
+
+def verified(secret: str, arrived: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = Webhook(secret).verify(arrived.body, arrived.headers)
+    return payload
+
+
+@pytest.mark.embedded
+def test_each_event_arrives_signed_and_verifies_with_the_standard_webhooks_library(
+    customer: User, sample: Api, admin_user: User
+) -> None:
+    with receiver() as inbox:
+        made = webhooks.create_endpoint(customer, url=inbox.url, events=EVENT_TYPES)
+        sample.requires_approval = True
+        sample.save()
+        asked = lifecycle.issue_key(
+            customer, sample, name="asked", lifetime_days=30, justification="reports"
+        )
+        lifecycle.approve_key(asked.key, actor=admin_user)
+        refused = lifecycle.issue_key(
+            customer, sample, name="refused", lifetime_days=30, justification="reports"
+        )
+        lifecycle.reject_key(refused.key, actor=admin_user, reason="not this one")
+        rotated = lifecycle.rotate_secret(asked.key, actor=customer)
+        lifecycle.suspend_key(asked.key, actor=admin_user, reason="checking")
+        lifecycle.reinstate_key(asked.key, actor=admin_user)
+        lifecycle.revoke_key(asked.key, actor=customer)
+        soon = lifecycle.issue_key(
+            customer, sample, name="soon", lifetime_days=1, justification="reports"
+        ).key
+        lifecycle.approve_key(soon, actor=admin_user)
+        jobs.send_expiry_reminders()
+        ApiKey.objects.filter(pk=soon.pk).update(created_at=timezone.now() - timedelta(days=90))
+        jobs.announce_unused_keys()
+        ApiKey.objects.filter(pk=soon.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+        lifecycle.expire_due_keys()
+        webhooks.send_test(made.endpoint)
+
+        deliver_until(nothing_pending)
+
+    payloads = [verified(made.secret, arrived) for arrived in inbox.received]
+    types = {p["type"] for p in payloads}
+    assert types == {*EVENT_TYPES, "webhook.test"}
+    assert len(inbox.ids()) == len(set(inbox.ids()))  # each message once
+    for arrived in inbox.received:
+        for secret in (asked.secret, refused.secret, rotated.secret):
+            assert secret.encode() not in arrived.body
+    suspended = next(p for p in payloads if p["type"] == "key.suspended")
+    assert suspended["data"]["key"]["client_id"] == asked.key.client_id
+    assert suspended["data"]["reason"] == "checking"
+    assert suspended["data"]["actor"] == "an administrator"
+    expiring = next(p for p in payloads if p["type"] == "key.expiring")
+    assert expiring["data"]["days_left"] == 1
+    forged = inbox.received[0]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(webhooks.new_signing_secret()).verify(forged.body, forged.headers)
+
+
+@pytest.mark.embedded
+def test_a_receiver_down_for_a_while_gets_each_event_once_when_it_is_back(
+    customer: User, sample: Api, fast_retries: None
+) -> None:
+    port = free_port()
+    down = Receiver(port=port)
+    made = webhooks.create_endpoint(customer, url=down.url, events=["key.created"])
+    for n in range(3):
+        lifecycle.issue_key(customer, sample, name=f"k{n}", lifetime_days=30)
+    for _ in range(4):  # refused connections, retried with backoff
+        webhooks.deliver_due()
+        time.sleep(0.3)
+    assert WebhookMessage.objects.filter(status=WebhookMessage.Status.DELIVERED).count() == 0
+
+    with receiver(port=port) as inbox:
+        deliver_until(nothing_pending)
+
+    assert sorted(inbox.ids()) == sorted(WebhookMessage.objects.values_list("id", flat=True))
+    for message in WebhookMessage.objects.all():
+        attempts = list(message.attempts_made.order_by("at"))
+        assert len(attempts) >= 2
+        assert attempts[-1].status_code == 200
+        assert "could not be reached" in attempts[0].error
+        verified(
+            made.secret, next(r for r in inbox.received if r.headers["webhook-id"] == message.id)
+        )
+
+
+@pytest.mark.embedded
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_in_the_middle_of_a_delivery_delivers_after_restart(
+    customer: User, sample: Api
+) -> None:
+    with receiver(hang=20) as inbox:
+        webhooks.create_endpoint(customer, url=inbox.url, events=["key.created"])
+        lifecycle.issue_key(customer, sample, name="k", lifetime_days=30)
+        [message] = WebhookMessage.objects.all()
+        worker = start_worker()
+        try:
+            deadline = time.monotonic() + 30
+            while not inbox.received:  # the worker is inside the delivery now
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=10)
+            message.refresh_from_db()
+            assert message.status == WebhookMessage.Status.PENDING
+            assert message.locked_until is not None  # the dead worker's lease
+
+            worker = start_worker()
+            deadline = time.monotonic() + 30
+            while message.status != WebhookMessage.Status.DELIVERED:
+                assert time.monotonic() < deadline, "not delivered after the restart"
+                time.sleep(0.2)
+                message.refresh_from_db()
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=10)
+
+    assert inbox.ids() == [message.id, message.id]  # at least once: the same id both times
+    attempts = list(message.attempts_made.order_by("at"))
+    assert attempts[0].error == webhooks.INTERRUPTED
+    assert attempts[-1].status_code == 200
+
+
+def start_worker() -> subprocess.Popen[bytes]:
+    """`manage.py deliver_webhooks` as its own process, on this test's database."""
+    database = connection.settings_dict
+    if database["ENGINE"].endswith("sqlite3"):
+        url = f"sqlite:///{database['NAME']}"
+    else:
+        url = (
+            f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/"
+            f"{database['NAME']}"
+        )
+    env = os.environ | {
+        "DATABASE_URL": url,
+        "WEBHOOK_LEASE_SECONDS": "2",
+        "WEBHOOK_POLL_SECONDS": "0.1",
+    }
+    command = [sys.executable, "manage.py", "deliver_webhooks"]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+
+
+def test_in_production_an_endpoint_on_a_private_address_is_refused(
+    customer: User, settings: Any, client: Client
+) -> None:
+    settings.OUTBOUND_ALLOW_PRIVATE = False
+    client.force_login(customer)
+
+    for url in ("https://127.0.0.1/hooks", "https://169.254.169.254/latest", "http://example.com"):
+        with pytest.raises(webhooks.Refused):
+            webhooks.create_endpoint(customer, url=url, events=["key.created"])
+    page = client.post(
+        reverse("webhook_new"), {"url": "https://10.0.0.7/hooks", "events": ["key.created"]}
+    )
+
+    assert "private or reserved address" in page.content.decode()
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_a_redirect_is_not_followed(customer: User, sample: Api, fast_retries: None) -> None:
+    with receiver() as target, receiver(answers=[302], location="") as bouncer:
+        bouncer.location = target.url
+        webhooks.create_endpoint(customer, url=bouncer.url, events=["key.created"])
+        lifecycle.issue_key(customer, sample, name="k", lifetime_days=30)
+        webhooks.deliver_due()
+
+    [message] = WebhookMessage.objects.all()
+    assert message.attempts_made.get().status_code == 302
+    assert message.status == WebhookMessage.Status.PENDING  # a 3xx is not a delivery
+    assert target.received == []
+
+
+@pytest.mark.embedded
+def test_during_a_secret_rotation_signatures_verify_with_either_secret(
+    customer: User, client: Client
+) -> None:
+    with receiver() as inbox:
+        made = webhooks.create_endpoint(customer, url=inbox.url, events=EVENT_TYPES)
+        client.force_login(customer)
+        page = client.post(
+            reverse("webhook_rotate", args=[made.endpoint.pk]), {"overlap_hours": "24"}
+        )
+        new = page.content.decode().split('data-testid="signing-secret">')[1].split("<")[0]
+        assert page["Cache-Control"].startswith("max-age=0")
+        webhooks.send_test(made.endpoint)
+        deliver_until(nothing_pending)
+        WebhookEndpoint.objects.filter(pk=made.endpoint.pk).update(
+            previous_secret_until=timezone.now() - timedelta(seconds=1)
+        )
+        webhooks.send_test(made.endpoint)
+        deliver_until(nothing_pending)
+
+    during, after = inbox.received
+    assert verified(made.secret, during)["type"] == "webhook.test"
+    assert verified(new, during)["type"] == "webhook.test"
+    assert len(during.headers["webhook-signature"].split(" ")) == 2
+    assert verified(new, after)
+    with pytest.raises(WebhookVerificationError):
+        verified(made.secret, after)
+
+
+def test_a_410_pauses_the_endpoint_and_the_owner_is_told(
+    customer: User, sample: Api, real_smtp: None
+) -> None:
+    with receiver(answers=[410]) as inbox:
+        made = webhooks.create_endpoint(customer, url=inbox.url, events=["key.created"])
+        lifecycle.issue_key(customer, sample, name="a", lifetime_days=30)
+        webhooks.deliver_due()
+        lifecycle.issue_key(customer, sample, name="b", lifetime_days=30)
+        webhooks.deliver_due()
+
+        endpoint = WebhookEndpoint.objects.get(pk=made.endpoint.pk)
+        assert not endpoint.active
+        assert "410" in endpoint.disabled_reason
+        assert len(inbox.received) == 1  # nothing more is sent while it is paused
+        assert "answered 410 Gone" in plain_text(wait_for_message(customer.email))
+        webhooks.update_endpoint(endpoint, actor=customer, active=True)
+        deliver_until(lambda: len(inbox.received) == 2)
+
+    assert WebhookMessage.objects.filter(status=WebhookMessage.Status.DELIVERED).count() == 1
+
+
+def test_after_the_retry_window_a_message_is_given_up_and_the_owner_mailed_once(
+    customer: User, sample: Api, settings: Any, real_smtp: None, fast_retries: None
+) -> None:
+    settings.WEBHOOK_RETRY_HOURS = 1 / 3600  # a second
+    with receiver(answers=[500] * 50) as inbox:
+        webhooks.create_endpoint(customer, url=inbox.url, events=["key.created"])
+        lifecycle.issue_key(customer, sample, name="a", lifetime_days=30)
+        lifecycle.issue_key(customer, sample, name="b", lifetime_days=30)
+        deliver_until(nothing_pending)
+
+    assert set(WebhookMessage.objects.values_list("status", flat=True)) == {"failed"}
+    text = plain_text(wait_for_message(customer.email))
+    assert "could not deliver an event" in text
+    time.sleep(1)
+    from tests.mail import messages_to
+
+    assert len(messages_to(customer.email)) == 1  # once a day per endpoint, not per message
+    resent = webhooks.resend(WebhookMessage.objects.first())  # type: ignore[arg-type]
+    assert resent.status == WebhookMessage.Status.PENDING
+    assert len(inbox.received) >= 2
+
+
+@pytest.mark.embedded
+def test_endpoints_in_the_pages_secret_once_other_users_404_test_and_resend(
+    customer: User, other_user: User, client: Client
+) -> None:
+    client.force_login(customer)
+    with receiver() as inbox:
+        made = client.post(
+            reverse("webhook_new"),
+            {"url": inbox.url, "description": "vault sync", "events": ["key.rotated"]},
+        )
+        assert made.status_code == 200
+        secret = made.content.decode().split('data-testid="signing-secret">')[1].split("<")[0]
+        assert secret.startswith("whsec_")
+        endpoint = WebhookEndpoint.objects.get()
+        assert secret not in endpoint.secret_encrypted  # kept encrypted
+        detail = client.get(reverse("webhook_detail", args=[endpoint.pk])).content.decode()
+        assert secret not in detail
+        assert "vault sync" in detail
+
+        client.post(reverse("webhook_test", args=[endpoint.pk]))
+        deliver_until(nothing_pending)
+        [message] = WebhookMessage.objects.all()
+        log = client.get(reverse("webhook_detail", args=[endpoint.pk])).content.decode()
+        assert message.id in log
+        assert "200" in log
+        client.post(reverse("webhook_resend", args=[endpoint.pk, message.id]))
+        deliver_until(nothing_pending)
+
+    assert inbox.ids() == [message.id, message.id]
+    stranger = Client()
+    stranger.force_login(other_user)
+    for name in ("webhook_detail", "webhook_rotate", "webhook_delete"):
+        assert stranger.get(reverse(name, args=[endpoint.pk])).status_code == 404
+    assert stranger.post(reverse("webhook_test", args=[endpoint.pk])).status_code == 404
+    client.post(reverse("webhook_pause", args=[endpoint.pk]))
+    assert not WebhookEndpoint.objects.get().active
+    client.post(reverse("webhook_delete", args=[endpoint.pk]))
+    assert not WebhookEndpoint.objects.exists()
+    actions = set(AuditEntry.objects.filter(about_user=customer).values_list("action", flat=True))
+    assert {"webhook_added", "webhook_changed", "webhook_removed"} <= actions
+
+
+def test_a_state_change_and_its_message_commit_together(
+    customer: User, sample: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    webhooks.create_endpoint(customer, url="http://127.0.0.1:9/hooks", events=EVENT_TYPES)
+    revealed = lifecycle.issue_key(customer, sample, name="k", lifetime_days=30)
+    from apikeys import keycloak
+
+    def failing(*args: Any, **kwargs: Any) -> None:
+        raise keycloak.KeycloakUnavailable("read timed out (injected)")
+
+    monkeypatch.setattr(keycloak, "update_client", failing)
+    with pytest.raises(keycloak.KeycloakUnavailable):
+        lifecycle.rotate_secret(revealed.key, actor=customer)
+
+    types = list(WebhookMessage.objects.values_list("event_type", flat=True))
+    assert types == ["key.created"]  # the failed rotation sent nothing
+
+
+def test_payloads_are_json_with_type_timestamp_and_data(customer: User, sample: Api) -> None:
+    with receiver() as inbox:
+        webhooks.create_endpoint(customer, url=inbox.url, events=["key.created"])
+        lifecycle.issue_key(customer, sample, name="k", lifetime_days=30)
+        deliver_until(nothing_pending)
+
+    [arrived] = inbox.received
+    body = json.loads(arrived.body)
+    assert set(body) == {"type", "timestamp", "data"}
+    assert arrived.headers["content-type"] == "application/json"
+    assert body["data"]["key"]["name"] == "k"
