@@ -797,12 +797,25 @@ class WebhookMessageQuerySet(models.QuerySet["WebhookMessage"]):
             data["reason"] = entry.reason
             data["actor"] = entry.actor_as_seen_by(key.owner)
             data["via"] = entry.via
-        return [self.create(endpoint=e, event_type=event_type, data=data) for e in endpoints]
+        made = [self.create(endpoint=e, event_type=event_type, data=data) for e in endpoints]
+        wake_workers()
+        return made
 
     def due(self, now: datetime) -> WebhookMessageQuerySet:
         return self.filter(status=WebhookMessage.Status.PENDING, next_attempt_at__lte=now).filter(
             Q(locked_until__isnull=True) | Q(locked_until__lt=now)
         )
+
+
+# On PostgreSQL, idle webhook workers LISTEN on this channel (apikeys/webhooks.py: work).
+WAKE_CHANNEL = "webhook_messages"
+
+
+def wake_workers() -> None:
+    """Wake idle workers when the messages just written commit (NOTIFY is transactional)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"NOTIFY {WAKE_CHANNEL}")
 
 
 def key_payload(key: ApiKey) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -49,12 +49,14 @@ from apikeys import notifications
 from apikeys.models import (
     EVENT_TYPES,
     TEST_EVENT,
+    WAKE_CHANNEL,
     AuditEntry,
     User,
     WebhookAttempt,
     WebhookEndpoint,
     WebhookMessage,
     WrongState,
+    wake_workers,
 )
 from portal import outbound
 
@@ -214,7 +216,10 @@ def send_test(endpoint: WebhookEndpoint) -> WebhookMessage:
     if not endpoint.active:
         raise WrongState("The endpoint is paused: resume it first.")
     data = {"message": "A test event from the API key portal.", "endpoint": str(endpoint.pk)}
-    return WebhookMessage.objects.create(endpoint=endpoint, event_type=TEST_EVENT, data=data)
+    with transaction.atomic():
+        message = WebhookMessage.objects.create(endpoint=endpoint, event_type=TEST_EVENT, data=data)
+        wake_workers()
+    return message
 
 
 def resend(message: WebhookMessage) -> WebhookMessage:
@@ -226,6 +231,7 @@ def resend(message: WebhookMessage) -> WebhookMessage:
         message.status = WebhookMessage.Status.PENDING
         message.next_attempt_at = timezone.now()
         message.save(update_fields=["status", "next_attempt_at"])
+        wake_workers()
     return message
 
 
@@ -425,8 +431,10 @@ def _tell_owner_of_failure(message: WebhookMessage, now: datetime) -> None:
         notifications.webhook_failed(message)
 
 
-def work(*, stop: Callable[[], bool], idle: Callable[[float], None] = time.sleep) -> Run:
-    """The worker: deliver what is due until `stop()`, looking again every poll interval."""
+def work(*, stop: Callable[[], bool], idle: Callable[[float], None] | None = None) -> Run:
+    """The worker: deliver what is due until `stop()`, looking again every poll interval,
+    or at once when a message is written (PostgreSQL's LISTEN/NOTIFY; SQLite polls)."""
+    idle = idle or _waiter()
     total = Run()
     while not stop():
         run = deliver_due()
@@ -436,3 +444,18 @@ def work(*, stop: Callable[[], bool], idle: Callable[[float], None] = time.sleep
         if not (run.delivered or run.retrying or run.failed):
             idle(settings.WEBHOOK_POLL_SECONDS)
     return total
+
+
+def _waiter() -> Callable[[float], None]:
+    """Sleep for the poll interval, or on PostgreSQL until a NOTIFY, whichever comes first."""
+    if connection.vendor != "postgresql":
+        return time.sleep
+    connection.ensure_connection()
+    listener = connection.connection
+    listener.execute(f"LISTEN {WAKE_CHANNEL}")
+
+    def wait(seconds: float) -> None:
+        for _ in listener.notifies(timeout=seconds, stop_after=1):
+            pass
+
+    return wait
