@@ -818,6 +818,10 @@ def wake_workers() -> None:
             cursor.execute(f"NOTIFY {WAKE_CHANNEL}")
 
 
+# A restrictive decision is sent when it is recorded, with the status it stands for.
+DECIDED_STATUS = {"revoking": "revoked", "suspending": "suspended", "rejecting": "rejected"}
+
+
 def key_payload(key: ApiKey) -> dict[str, Any]:
     """What a webhook says about a key: never a secret."""
     return {
@@ -826,7 +830,7 @@ def key_payload(key: ApiKey) -> dict[str, Any]:
         "name": key.name,
         "api": key.api.slug,
         "api_name": key.api.name,
-        "status": key.status,
+        "status": DECIDED_STATUS.get(key.status, key.status),
         "credential": key.credential,
         "expires_at": key.expires_at.isoformat(),
     }
@@ -854,9 +858,14 @@ class WebhookMessage(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     # A worker's lease on the message while it delivers it: another worker leaves it alone
-    # until then; if the worker dies, the message is delivered again after it.
+    # until then; if the worker dies, the message is delivered again after it. Only the
+    # holder records the outcome.
     locked_until = models.DateTimeField(null=True, blank=True)
+    locked_by = models.CharField(max_length=32, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # The retry window and the backoff count from here: its creation, a resend, a resume.
+    retry_from = models.DateTimeField(default=timezone.now)
+    failures = models.PositiveIntegerField(default=0)  # since retry_from
 
     objects = WebhookMessageQuerySet.as_manager()
 

@@ -12,7 +12,9 @@
   lease runs out and another delivers it), POSTs each signed per Standard Webhooks with its
   maintained library (`webhook-id`, `webhook-timestamp`, `webhook-signature`), records the
   attempt, and on failure retries with exponential backoff and jitter for at least
-  WEBHOOK_RETRY_HOURS (24), then gives up and mails the owner. A 410 Gone pauses the
+  WEBHOOK_RETRY_HOURS (24, counted from the message's creation, or its resend or resume),
+  then gives up and mails the owner. Only the lease's holder records an outcome, and a
+  lease covers one delivery, which a deadline bounds. A 410 Gone pauses the
   endpoint. The message id stays the same across retries: receivers deduplicate on it.
   Delivery is at least once: a worker that dies after the receiver answered but before
   recording it delivers again.
@@ -24,6 +26,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import random
@@ -34,13 +37,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
-from cryptography.fernet import Fernet
+import psycopg
+from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Q
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F, Q
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 from standardwebhooks.webhooks import Webhook
@@ -67,6 +73,10 @@ RESPONSE_CAP = 4096  # bytes read from a receiver's answer
 BACKOFF_CAP = 3600.0  # seconds: the longest wait between two attempts
 USER_AGENT = "apikey-portal-webhooks/1"
 INTERRUPTED = "No answer recorded: the worker stopped during this attempt."
+NOT_SIGNED = (
+    "Not sent: the signing secret cannot be read (WEBHOOK_ENCRYPTION_KEY changed?). "
+    "Rotate the endpoint's signing secret."
+)
 
 
 class Refused(ValueError):
@@ -132,7 +142,7 @@ def update_endpoint(
     if url is not None:
         check_url(url)
     with transaction.atomic():
-        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        endpoint = get_object_or_404(WebhookEndpoint.objects.select_for_update(), pk=endpoint.pk)
         changes = []
         if url is not None and url != endpoint.url:
             changes.append(f"URL {endpoint.url} → {url}")
@@ -147,6 +157,12 @@ def update_endpoint(
             endpoint.active = active
             endpoint.disabled_reason = ""
             changes.append("resumed" if active else "paused")
+            if active:  # what waited gets a fresh retry window, at once
+                now = timezone.now()
+                endpoint.messages.filter(status=WebhookMessage.Status.PENDING).update(
+                    retry_from=now, next_attempt_at=now, failures=0
+                )
+                wake_workers()
         if not changes:
             return endpoint
         endpoint.save()
@@ -165,7 +181,7 @@ def delete_endpoint(
 ) -> None:
     """Delete an endpoint with its messages and delivery log (audited)."""
     with transaction.atomic():
-        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        endpoint = get_object_or_404(WebhookEndpoint.objects.select_for_update(), pk=endpoint.pk)
         AuditEntry.record(
             endpoint.owner,
             AuditEntry.Action.WEBHOOK_REMOVED,
@@ -188,7 +204,7 @@ def rotate_signing_secret(
     if not timedelta(0) <= overlap <= timedelta(days=7):
         raise Refused("The overlap is from none up to 7 days.")
     with transaction.atomic():
-        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        endpoint = get_object_or_404(WebhookEndpoint.objects.select_for_update(), pk=endpoint.pk)
         secret = new_signing_secret()
         now = timezone.now()
         if overlap:
@@ -225,12 +241,13 @@ def send_test(endpoint: WebhookEndpoint) -> WebhookMessage:
 def resend(message: WebhookMessage) -> WebhookMessage:
     """Deliver a message again, with the same id (receivers that saw it can tell)."""
     with transaction.atomic():
-        message = WebhookMessage.objects.select_for_update().get(pk=message.pk)
+        message = get_object_or_404(WebhookMessage.objects.select_for_update(), pk=message.pk)
         if message.status == WebhookMessage.Status.PENDING:
             raise WrongState("This message is still being delivered.")
         message.status = WebhookMessage.Status.PENDING
-        message.next_attempt_at = timezone.now()
-        message.save(update_fields=["status", "next_attempt_at"])
+        message.next_attempt_at = message.retry_from = timezone.now()
+        message.failures = 0
+        message.save(update_fields=["status", "next_attempt_at", "retry_from", "failures"])
         wake_workers()
     return message
 
@@ -281,10 +298,13 @@ def signature_headers(
     endpoint: WebhookEndpoint, message: WebhookMessage, body: str, now: datetime
 ) -> dict[str, str]:
     """The three Standard Webhooks headers; during an overlap, both secrets' signatures."""
-    keys = [endpoint.secret_encrypted]
+    signatures = [Webhook(decrypt(endpoint.secret_encrypted)).sign(message.id, now, body)]
     if endpoint.previous_secret_encrypted and (endpoint.previous_secret_until or now) > now:
-        keys.append(endpoint.previous_secret_encrypted)
-    signatures = [Webhook(decrypt(k)).sign(message.id, now, body) for k in keys]
+        # The old secret may be unreadable (the encryption key changed, then a rotation):
+        # the new one's signature is enough.
+        with contextlib.suppress(InvalidToken):
+            previous = decrypt(endpoint.previous_secret_encrypted)
+            signatures.append(Webhook(previous).sign(message.id, now, body))
     return {
         "webhook-id": message.id,
         "webhook-timestamp": str(int(now.timestamp())),
@@ -303,11 +323,19 @@ class Run:
 
 
 def deliver_due(*, limit: int = 100, now: Callable[[], datetime] = timezone.now) -> Run:
-    """Lease the due messages, a few at a time, and deliver each; what happened."""
+    """Deliver up to `limit` due messages, leasing one at a time (a lease always outlasts
+    the one delivery it covers); what happened."""
     run = Run()
     holder = uuid.uuid4().hex
-    for message in claim(limit=limit, holder=holder, now=now()):
-        outcome = deliver(message)
+    for _ in range(limit):
+        message = claim(holder=holder, now=now())
+        if message is None:
+            break
+        try:
+            outcome = deliver(message, holder=holder)
+        except Exception:  # one message's trouble must not stop the others' delivery
+            log.exception("Delivering %s failed in the portal", message.pk)
+            outcome = _give_back(message, holder=holder)
         if outcome == WebhookMessage.Status.DELIVERED:
             run.delivered += 1
         elif outcome == WebhookMessage.Status.FAILED:
@@ -317,82 +345,99 @@ def deliver_due(*, limit: int = 100, now: Callable[[], datetime] = timezone.now)
     return run
 
 
-def claim(*, limit: int, holder: str, now: datetime) -> list[WebhookMessage]:
-    """Due messages this worker now holds: each taken by a conditional UPDATE, so that two
-    workers (or a worker and a resend) never both hold one, on PostgreSQL and SQLite."""
+def claim(*, holder: str, now: datetime) -> WebhookMessage | None:
+    """The next due message, now held by `holder`: taken by a conditional UPDATE, so that
+    two workers (or a worker and a resend) never both hold one, on PostgreSQL and SQLite."""
     lease = now + timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
-    due = WebhookMessage.objects.due(now).filter(endpoint__active=True)
-    taken = []
-    for pk in due.order_by("next_attempt_at").values_list("pk", flat=True)[:limit]:
+    due = WebhookMessage.objects.due(now).filter(endpoint__active=True).order_by("next_attempt_at")
+    for pk in due.values_list("pk", flat=True)[:10]:
         won = (
             WebhookMessage.objects.filter(pk=pk, status=WebhookMessage.Status.PENDING)
             .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
-            .update(locked_until=lease)
+            .update(locked_until=lease, locked_by=holder)
         )
         if won:
-            taken.append(pk)
-    return list(
-        WebhookMessage.objects.filter(pk__in=taken)
-        .select_related("endpoint", "endpoint__owner")
-        .order_by("next_attempt_at")
-    )
+            return WebhookMessage.objects.select_related("endpoint", "endpoint__owner").get(pk=pk)
+    return None
 
 
 @sensitive_variables()  # the signing headers
-def deliver(message: WebhookMessage) -> str:
+def deliver(message: WebhookMessage, *, holder: str) -> str:
     """One attempt: POST, record it, then delivered, a retry scheduled, or given up."""
     endpoint = message.endpoint
     body = json.dumps(message.payload(), separators=(",", ":"))
     now = timezone.now()
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        **signature_headers(endpoint, message, body, now),
-    }
     # Written before the request: if the worker dies now, the log shows an attempt without
     # an answer, and the message goes out again once the lease runs out.
     attempt = WebhookAttempt.objects.create(message=message, at=now, error=INTERRUPTED)
     started = time.monotonic()
     try:
-        answer = outbound.send(
-            "POST",
-            endpoint.url,
-            body=body.encode(),
-            headers=headers,
-            max_bytes=RESPONSE_CAP,
-            timeout=settings.WEBHOOK_TIMEOUT,
-        )
-    except outbound.RefusedAddress as failure:
-        attempt.error = str(failure)[:300]
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            **signature_headers(endpoint, message, body, now),
+        }
+    except InvalidToken:
+        attempt.error = NOT_SIGNED
     else:
-        attempt.status_code, attempt.error = answer.status, ""
-        attempt.response_excerpt = answer.body[:RESPONSE_EXCERPT].decode("utf-8", "replace")
+        try:
+            answer = outbound.send(
+                "POST",
+                endpoint.url,
+                body=body.encode(),
+                headers=headers,
+                max_bytes=RESPONSE_CAP,
+                timeout=settings.WEBHOOK_TIMEOUT,
+            )
+        except outbound.RefusedAddress as failure:
+            attempt.error = str(failure)[:300]
+        else:
+            attempt.status_code, attempt.error = answer.status, ""
+            attempt.response_excerpt = answer.body[:RESPONSE_EXCERPT].decode("utf-8", "replace")
     attempt.latency_ms = int((time.monotonic() - started) * 1000)
-    return _record(message, attempt)
+    return _record(message, attempt, holder=holder)
 
 
-def _record(message: WebhookMessage, attempt: WebhookAttempt) -> str:
+def _record(message: WebhookMessage, attempt: WebhookAttempt, *, holder: str) -> str:
+    """The attempt's outcome, recorded only while `holder` still holds the message."""
     now = timezone.now()
     gone = attempt.status_code == 410
+    window = timedelta(hours=settings.WEBHOOK_RETRY_HOURS)
+    held = WebhookMessage.objects.filter(pk=message.pk, locked_by=holder)
     with transaction.atomic():
         attempt.save()
-        message.attempts += 1
-        message.locked_until = None
         if attempt.succeeded:
-            message.status, message.delivered_at = WebhookMessage.Status.DELIVERED, now
-        elif gone or now - message.created_at >= timedelta(hours=settings.WEBHOOK_RETRY_HOURS):
-            message.status = WebhookMessage.Status.FAILED
+            change: dict[str, Any] = {
+                "status": WebhookMessage.Status.DELIVERED,
+                "delivered_at": now,
+            }
+        elif gone or now - message.retry_from >= window:
+            change = {"status": WebhookMessage.Status.FAILED}
         else:
-            message.next_attempt_at = now + timedelta(seconds=backoff(message.attempts))
-        message.save(
-            update_fields=["attempts", "locked_until", "status", "delivered_at", "next_attempt_at"]
-        )
+            change = {"next_attempt_at": now + timedelta(seconds=backoff(message.failures + 1))}
+            change["failures"] = F("failures") + 1
+        if not held.update(attempts=F("attempts") + 1, locked_until=None, locked_by="", **change):
+            return WebhookMessage.Status.PENDING  # the lease ran out; its new holder decides
         paused = gone and _pause_gone(message.endpoint, now)
+    status = change.get("status", WebhookMessage.Status.PENDING)
     if paused:
         notifications.webhook_paused(message.endpoint)
-    elif message.status == WebhookMessage.Status.FAILED and not gone:
+    elif status == WebhookMessage.Status.FAILED:
         _tell_owner_of_failure(message, now)
-    return message.status
+    return str(status)
+
+
+def _give_back(message: WebhookMessage, *, holder: str) -> str:
+    """After the portal's own failure: the attempt counts, the message is retried later."""
+    later = timezone.now() + timedelta(seconds=backoff(message.failures + 1))
+    WebhookMessage.objects.filter(pk=message.pk, locked_by=holder).update(
+        attempts=F("attempts") + 1,
+        failures=F("failures") + 1,
+        locked_until=None,
+        locked_by="",
+        next_attempt_at=later,
+    )
+    return WebhookMessage.Status.PENDING
 
 
 def backoff(attempts: int) -> float:
@@ -433,16 +478,28 @@ def _tell_owner_of_failure(message: WebhookMessage, now: datetime) -> None:
 
 def work(*, stop: Callable[[], bool], idle: Callable[[float], None] | None = None) -> Run:
     """The worker: deliver what is due until `stop()`, looking again every poll interval,
-    or at once when a message is written (PostgreSQL's LISTEN/NOTIFY; SQLite polls)."""
-    idle = idle or _waiter()
+    or at once when a message is written (PostgreSQL's LISTEN/NOTIFY; SQLite polls). A lost
+    database connection is opened again on the next round."""
+    wait = idle or _waiter()
     total = Run()
     while not stop():
-        run = deliver_due()
+        try:
+            run = deliver_due()
+        except DatabaseError:
+            log.exception("The webhook worker lost the database; trying again")
+            connection.close()
+            time.sleep(settings.WEBHOOK_POLL_SECONDS)
+            wait = idle or _waiter()
+            continue
         total.delivered += run.delivered
         total.retrying += run.retrying
         total.failed += run.failed
         if not (run.delivered or run.retrying or run.failed):
-            idle(settings.WEBHOOK_POLL_SECONDS)
+            try:
+                wait(settings.WEBHOOK_POLL_SECONDS)
+            except (DatabaseError, OSError, psycopg.Error):
+                connection.close()
+                wait = idle or _waiter()
     return total
 
 
@@ -450,9 +507,13 @@ def _waiter() -> Callable[[float], None]:
     """Sleep for the poll interval, or on PostgreSQL until a NOTIFY, whichever comes first."""
     if connection.vendor != "postgresql":
         return time.sleep
-    connection.ensure_connection()
-    listener = connection.connection
-    listener.execute(f"LISTEN {WAKE_CHANNEL}")
+    try:
+        connection.ensure_connection()
+        listener = connection.connection
+        listener.execute(f"LISTEN {WAKE_CHANNEL}")
+    except (DatabaseError, psycopg.Error):
+        log.exception("Cannot LISTEN for webhook messages; polling")
+        return time.sleep
 
     def wait(seconds: float) -> None:
         for _ in listener.notifies(timeout=seconds, stop_after=1):

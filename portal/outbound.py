@@ -9,14 +9,18 @@ addresses (OUTBOUND_ALLOW_PRIVATE), since their partners run on the same machine
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import ipaddress
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import urllib3
 from django.conf import settings
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
 MAX_BYTES = 64 * 1024
 
@@ -45,9 +49,17 @@ def check_address(url: str) -> None:
 def _port(url: str) -> int:
     parts = urlsplit(url)
     try:
-        return parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port
     except ValueError:  # out of range, or not a number
         raise RefusedAddress("The address's port is not a valid port.") from None
+    if port is None:
+        return 443 if parts.scheme == "https" else 80
+    if port == 0:
+        raise RefusedAddress("The address's port is not a valid port.")
+    if not settings.OUTBOUND_ALLOW_PRIVATE and port not in settings.OUTBOUND_PORTS:
+        ports = ", ".join(str(p) for p in settings.OUTBOUND_PORTS)
+        raise RefusedAddress(f"Use the standard https port ({ports}), not {port}.")
+    return port
 
 
 def _public_addresses(host: str, port: int) -> list[str]:
@@ -64,12 +76,21 @@ def _public_addresses(host: str, port: int) -> list[str]:
 
 
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 forms that carry an IPv4 address in their last 32 bits, or that a site translates:
+# IPv4-compatible (::a.b.c.d), IPv4-translated (::ffff:0:a.b.c.d), local-use NAT64.
+REFUSED_V6 = (
+    ipaddress.ip_network("::/96"),
+    ipaddress.ip_network("::ffff:0:0:0/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+)
 
 
 def is_public(address: str) -> bool:
     """A globally reachable address, including any IPv4 address an IPv6 one carries."""
     ip = ipaddress.ip_address(address.split("%")[0])
     if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in network for network in REFUSED_V6):
+            return False
         carried = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
         if carried is None and ip in NAT64:
             carried = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
@@ -97,6 +118,8 @@ def send(
     """One request as described above; RefusedAddress for a refusal or a failure, explained.
 
     Any answer counts, whatever its status (redirects are not followed: a 3xx is an answer).
+    The timeout is a deadline for the whole exchange: a watchdog shuts the socket at that
+    moment, however slowly the other side trickles its answer.
     """
     check_address(url)
     parts = urlsplit(url)
@@ -105,45 +128,52 @@ def send(
     address = _public_addresses(host, port)[0]
     limit = timeout or settings.OUTBOUND_TIMEOUT
     started = time.monotonic()
-    deadline = started + limit
-    pool: urllib3.HTTPConnectionPool
-    pool_timeout = urllib3.Timeout(total=limit)
+    conn: HTTPConnection
     if parts.scheme == "https":  # to the checked address; TLS still checks the host's name
-        pool = urllib3.HTTPSConnectionPool(
-            address,
-            port,
-            server_hostname=host,
-            assert_hostname=host,
-            timeout=pool_timeout,
-            retries=False,
+        conn = HTTPSConnection(
+            address, port, timeout=limit, server_hostname=host, assert_hostname=host
         )
     else:
-        pool = urllib3.HTTPConnectionPool(address, port, timeout=pool_timeout, retries=False)
-    path = parts.path or "/"
-    if parts.query:
-        path += f"?{parts.query}"
+        conn = HTTPConnection(address, port, timeout=limit)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    opened: list[socket.socket] = []  # the socket, kept: http.client may drop its own reference
+    watchdog = threading.Timer(limit, _cut, args=(opened,))
+    watchdog.daemon = True
+    watchdog.start()
     try:
-        with pool:
-            response = pool.urlopen(
-                method,
-                path,
-                body=body,
-                headers={"Host": parts.netloc, **(headers or {})},
-                redirect=False,
-                preload_content=False,
-            )
-            received = b""
-            while len(received) <= max_bytes:  # a slow trickle still ends at the deadline
-                if time.monotonic() > deadline:
-                    raise RefusedAddress(f"{url} took longer than {limit:g} s.")
-                chunk = response.read(8192)
-                if not chunk:
-                    break
-                received += chunk
-            response.release_conn()
-    except urllib3.exceptions.HTTPError as error:
+        conn.connect()
+        opened.append(conn.sock)
+        conn.request(
+            method,
+            path,
+            body=body,
+            headers={"Host": parts.netloc, **(headers or {})},
+            preload_content=False,  # read below, in pieces, within the deadline and the cap
+        )
+        response = conn.getresponse()
+        received = b""
+        while len(received) <= max_bytes:
+            chunk = response.read1(4096)
+            if not chunk:
+                break
+            received += chunk
+    except (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException) as error:
+        if time.monotonic() - started >= limit:
+            raise RefusedAddress(f"{url} took longer than {limit:g} s.") from None
         raise RefusedAddress(f"{url} could not be reached ({type(error).__name__}).") from None
-    return Answer(response.status, bytes(received), time.monotonic() - started)
+    finally:
+        watchdog.cancel()
+        conn.close()
+    if time.monotonic() - started >= limit and len(received) <= max_bytes:
+        raise RefusedAddress(f"{url} took longer than {limit:g} s.")
+    return Answer(response.status, received, time.monotonic() - started)
+
+
+def _cut(opened: list[socket.socket]) -> None:
+    """The deadline: shut the connection's socket, so that a blocked read returns at once."""
+    for sock in opened:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def fetch(url: str) -> bytes:

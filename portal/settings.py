@@ -251,6 +251,8 @@ MAX_PUBLIC_KEYS_PER_KEY = int(env("MAX_PUBLIC_KEYS_PER_KEY", "5"))
 # https. The dev and test profiles also allow http and private or loopback addresses.
 OUTBOUND_ALLOW_PRIVATE = env("OUTBOUND_ALLOW_PRIVATE", "true" if LOCAL else "false") == "true"
 OUTBOUND_TIMEOUT = int(env("OUTBOUND_TIMEOUT", "5"))
+# The ports such addresses may name, in production.
+OUTBOUND_PORTS = [int(port) for port in env_list("OUTBOUND_PORTS", "443")]
 # Whether private_key_jwt keys may name a JWKS URL. Keycloak then fetches that URL itself,
 # from inside your network: allow it only if Keycloak's outbound traffic is restricted
 # (an egress proxy or firewall), as the README says.

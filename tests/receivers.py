@@ -26,6 +26,8 @@ class Receiver:
     port: int = 0
     answers: list[int] = field(default_factory=list)
     hang: float = 0.0
+    delay: float = 0.0  # before every answer
+    trickle: bool = False  # answer one byte every 0.2 s, for ever
     location: str = ""  # for 3xx answers
     received: list[Received] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
@@ -49,6 +51,19 @@ class Receiver:
                 if outer.hang:
                     hang, outer.hang = outer.hang, 0.0
                     time.sleep(hang)
+                time.sleep(outer.delay)
+                if outer.trickle:
+                    self.send_response(200)
+                    self.send_header("Content-Length", "100000")
+                    self.end_headers()
+                    for _ in range(500):
+                        try:
+                            self.wfile.write(b"x")
+                            self.wfile.flush()
+                        except OSError:
+                            return
+                        time.sleep(0.2)
+                    return
                 status = outer.answers.pop(0) if outer.answers else 200
                 self.send_response(status)
                 if outer.location:

@@ -380,7 +380,8 @@ def test_reconcile_puts_back_the_public_keys_the_records_hold(
     [
         ("http://keys.example.com/jwks.json", "https://"),
         ("https://127.0.0.1/jwks.json", "private or reserved address"),
-        ("https://localhost:8443/jwks.json", "private or reserved address"),
+        ("https://localhost/jwks.json", "private or reserved address"),
+        ("https://keys.example.com:8443/jwks.json", "standard https port"),
         ("https://10.1.2.3/jwks.json", "private or reserved address"),
         ("https://user:pw@keys.example.com/jwks.json", "passwords"),
         ("https://keys.example.com:99999/jwks.json", "not a valid port"),

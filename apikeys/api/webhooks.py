@@ -86,6 +86,7 @@ def change_endpoint(request: HttpRequest, endpoint_id: uuid.UUID, body: Endpoint
 )
 def delete_endpoint(request: HttpRequest, endpoint_id: uuid.UUID) -> Any:
     endpoint = _endpoint(request, endpoint_id)
+    _limit(request)
     webhooks.delete_endpoint(endpoint, actor=_user(request), ip_address=client_ip(request))
     return Status(204, None)
 

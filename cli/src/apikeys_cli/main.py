@@ -210,7 +210,9 @@ def webhooks_log(args: argparse.Namespace) -> int:
 
 
 def webhooks_resend(args: argparse.Namespace) -> int:
-    path = f"/webhooks/{_uuid(args.endpoint)}/messages/{args.message}/resend"
+    from urllib.parse import quote
+
+    path = f"/webhooks/{_uuid(args.endpoint)}/messages/{quote(args.message, safe='')}/resend"
     return _show(args, _call("POST", path), ("id", "event_type", "status"))
 
 
