@@ -12,7 +12,7 @@ COPY . .
 RUN S=$(python -c "import secrets; print(secrets.token_urlsafe(50))") && \
     PORTAL_PROFILE=production DJANGO_SECRET_KEY=$S SECRET_FINGERPRINT_KEY=$S WEBHOOK_ENCRYPTION_KEY=$S \
     KEYCLOAK_SERVICE_CLIENT_SECRET=$S OIDC_CLIENT_SECRET=$S DATABASE_URL=sqlite:///tmp/x \
-    PORTAL_URL=http://unused KEYCLOAK_URL=http://unused RATELIMIT_CACHE_URL=redis://unused:6379/0 \
+    PORTAL_INSTANCE_ID=unused PORTAL_URL=http://unused KEYCLOAK_URL=http://unused RATELIMIT_CACHE_URL=redis://unused:6379/0 \
     EMAIL_HOST=unused EMAIL_PORT=25 DEFAULT_FROM_EMAIL=unused KEYCLOAK_SMTP_FROM=unused \
     python manage.py collectstatic --no-input -v0
 RUN useradd --system --uid 10001 portal

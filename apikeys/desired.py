@@ -24,6 +24,14 @@ MANAGED_ATTRIBUTE = "portal.managed"
 KEY_ATTRIBUTE = "portal.key"
 OWNER_ATTRIBUTE = "portal.owner"
 API_ATTRIBUTE = "portal.api"
+# Which portal deployment made it (settings.PORTAL_INSTANCE_ID), and the key's expiry as
+# epoch seconds: with the four above, enough to rebuild a lost record (reconcile.recover).
+INSTANCE_ATTRIBUTE = "portal.instance"
+EXPIRES_ATTRIBUTE = "portal.expires"
+# Set by reconcile on a marked client of this portal with no record whose owner or API
+# cannot be found: when it was disabled (epoch seconds), and whether it was enabled before.
+QUARANTINED_ATTRIBUTE = "portal.quarantined"
+QUARANTINED_ENABLED_ATTRIBUTE = "portal.quarantined.enabled"
 # Keycloak's own: epoch seconds after which ClientIdAndSecretAuthenticator refuses the secret.
 SECRET_EXPIRY_ATTRIBUTE = "client.secret.expiration.time"  # noqa: S105 - a name, no secret
 # Keycloak's rotated-secret slot (ClientSecretConstants): the previous secret, and when it
@@ -300,6 +308,11 @@ def expiry_attributes(key: ApiKey) -> dict[str, str]:
     return {SECRET_EXPIRY_ATTRIBUTE: str(int(key.expires_at.timestamp()))}
 
 
+def expires_attribute(key: ApiKey) -> dict[str, str]:
+    """The expiry the portal keeps on every key's client, for rebuilding a lost record."""
+    return {EXPIRES_ATTRIBUTE: str(int(key.expires_at.timestamp()))}
+
+
 @sensitive_variables()  # the new secret
 def key_client(key: ApiKey, *, now: datetime, secret: str | None = None) -> Representation:
     """The whole Keycloak client of a key: sent in one POST (with the new `secret`, if any).
@@ -333,6 +346,8 @@ def key_client(key: ApiKey, *, now: datetime, secret: str | None = None) -> Repr
             KEY_ATTRIBUTE: str(key.pk),
             OWNER_ATTRIBUTE: key.owner.username,
             API_ATTRIBUTE: api.slug,
+            INSTANCE_ATTRIBUTE: settings.PORTAL_INSTANCE_ID,
+            **expires_attribute(key),
         },
         "defaultClientScopes": [api.scope_name, "basic", "service_account"],
         "optionalClientScopes": [],
@@ -435,6 +450,18 @@ def is_managed(client: Representation) -> bool:
     return (client.get("attributes") or {}).get(MANAGED_ATTRIBUTE) == "true"
 
 
+def instance_of(client: Representation) -> str | None:
+    """The portal deployment that made the client; None if made before instance ids."""
+    return (client.get("attributes") or {}).get(INSTANCE_ATTRIBUTE) or None
+
+
+def is_own(client: Representation) -> bool:
+    """True unless another portal deployment stamped the client (unstamped ones may be ours)."""
+    return instance_of(client) in (None, settings.PORTAL_INSTANCE_ID)
+
+
 def is_key_client(client: Representation, key: ApiKey) -> bool:
-    """True if the client is the one made for `key` (not one made by hand with its clientId)."""
-    return (client.get("attributes") or {}).get(KEY_ATTRIBUTE) == str(key.pk)
+    """True if the client is the one this portal made for `key` (not one made by hand with
+    its clientId, nor another deployment's client for a copy of this record)."""
+    attributes = client.get("attributes") or {}
+    return attributes.get(KEY_ATTRIBUTE) == str(key.pk) and is_own(client)

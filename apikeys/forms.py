@@ -165,6 +165,25 @@ def forget_field(form: forms.Form, name: str) -> None:
     form.cleaned_data.pop(name, None)
 
 
+class RenameForm(forms.Form):
+    """A key's name and description: the portal's own, never sent to Keycloak."""
+
+    name = KeyForm.base_fields["name"]
+    description = KeyForm.base_fields["description"]
+
+    def __init__(self, *args: Any, key: ApiKey, **kwargs: Any) -> None:
+        kwargs.setdefault("initial", {"name": key.name, "description": key.description})
+        super().__init__(*args, **kwargs)
+        self.key = key
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"]
+        taken = self.key.owner.api_keys.live().filter(name=name).exclude(pk=self.key.pk)
+        if taken.exists():
+            raise forms.ValidationError("You already have a key with this name.")
+        return name
+
+
 class PublicKeyForm(forms.Form):
     """Another public key for a private_key_jwt key (a rotation: add, move over, remove)."""
 

@@ -291,6 +291,25 @@ def discard_key(key: ApiKey, *, actor: User | None = None, ip_address: str | Non
         key.delete()
 
 
+def rename_key(
+    key: ApiKey, *, name: str, description: str, actor: User, ip_address: str | None = None
+) -> ApiKey:
+    """Give a key another name and description (the portal's own: Keycloak never sees them)."""
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        taken = key.owner.api_keys.live().filter(name=name).exclude(pk=key.pk)
+        if key.is_live and taken.exists():
+            raise NameTaken("You already have a key with this name.")
+        was = key.name
+        key.name, key.description, key.recovered_at = name, description, None
+        key.save(update_fields=["name", "description", "recovered_at"])
+        reason = f"Renamed from “{was}”." if was != name else "Description changed."
+        AuditEntry.record(
+            key, AuditEntry.Action.RENAMED, actor=actor, ip_address=ip_address, reason=reason
+        )
+    return key
+
+
 @sensitive_variables()  # every local may hold the secret: none goes in an error report
 def rotate_secret(
     key: ApiKey,
@@ -809,9 +828,12 @@ def _require_unexposed(key: ApiKey) -> None:
 
 def _standing(key: ApiKey, *, now: datetime, status: str) -> Representation:
     """The part of the key's client that says whether, and until when, it may get tokens."""
-    standing: Representation = {"enabled": desired.key_client_enabled(key, now, status=status)}
+    standing: Representation = {
+        "enabled": desired.key_client_enabled(key, now, status=status),
+        "attributes": desired.expires_attribute(key),
+    }
     if key.uses_secret:
-        standing["attributes"] = desired.expiry_attributes(key)
+        standing["attributes"] |= desired.expiry_attributes(key)
     return standing
 
 

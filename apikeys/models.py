@@ -329,6 +329,9 @@ class ApiKey(models.Model):
     request_id = models.UUIDField(null=True, blank=True, editable=False)
     # Set by reconcile when the key's client has vanished from Keycloak (not by the portal).
     client_missing_since = models.DateTimeField(null=True, blank=True)
+    # Set when reconcile rebuilt this record from the key's client after the portal's
+    # database went back in time (a restore); cleared when the owner names the key.
+    recovered_at = models.DateTimeField(null=True, blank=True)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -501,6 +504,10 @@ class AuditEntry(models.Model):
         WEBHOOK_ADDED = "webhook_added", "Webhook endpoint added"
         WEBHOOK_CHANGED = "webhook_changed", "Webhook endpoint changed"
         WEBHOOK_REMOVED = "webhook_removed", "Webhook endpoint removed"
+        RECOVERED = "recovered", "Record rebuilt from Keycloak"
+        QUARANTINED = "quarantined", "Client quarantined"
+        UNQUARANTINED = "unquarantined", "Client deleted after quarantine"
+        RENAMED = "renamed", "Renamed"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # None when the portal acted by itself (expiry from cron, reconcile).
@@ -565,11 +572,13 @@ class AuditEntry(models.Model):
         ip_address: str | None = None,
         reason: str = "",
         key_going: bool = False,
+        client_id: str = "",
     ) -> AuditEntry:
         """Append what `actor` did to a key, a catalog API or a user's account.
 
         `key_going`: the key's record is about to be deleted (a discard), so the entry keeps
-        its client id and owner instead of a link to it.
+        its client id and owner instead of a link to it. `client_id`: a Keycloak client the
+        portal has no record of (reconcile's quarantine), when `subject` is None.
         """
         about: dict[str, Any]
         if isinstance(subject, ApiKey) and key_going:
@@ -581,8 +590,8 @@ class AuditEntry(models.Model):
             about = {"api": subject}
         elif isinstance(subject, User):
             about = {"about_user": subject}
-        else:  # a portal-wide setting
-            about = {}
+        else:  # a portal-wide setting, or a client with no record
+            about = {"client_id": client_id}
         entry = cls.objects.create(
             **about,
             via=AUDIT_VIA.get(),

@@ -42,7 +42,13 @@ def decision(key: ApiKey, action: str, reason: str = "") -> None:
     _send(
         f"Your API key “{key.name}” was {action}",
         "emails/decision.txt",
-        {"key": key, "action": action, "reason": reason, "key_url": key_url(key)},
+        {
+            "key": key,
+            "action": action,
+            "reason": reason,
+            "key_url": key_url(key),
+            "reissue_url": _reissue_url(key) if key.client_missing_since else "",
+        },
         [key.owner.email],
     )
 
@@ -90,6 +96,16 @@ def webhook_paused(endpoint: WebhookEndpoint) -> None:
     )
 
 
+def key_recovered(key: ApiKey) -> bool:
+    """Tell the owner a key of theirs was rebuilt from Keycloak, and ask them to name it."""
+    return _send(
+        f"Your API key for {key.api.name} was recovered: please name it",
+        "emails/key_recovered.txt",
+        {"key": key, "rename_url": _url(reverse("rename_key", args=[key.pk]))},
+        [key.owner.email],
+    )
+
+
 def expiry_reminder(key: ApiKey, days: int) -> bool:
     return _send(
         f"Your API key “{key.name}” expires in {days} day{'s' if days != 1 else ''}",
@@ -110,6 +126,11 @@ def approval_digest(pending: Sequence[ApiKey]) -> bool:
 
 def key_url(key: ApiKey) -> str:
     return _url(reverse("key_detail", args=[key.pk]))
+
+
+def _reissue_url(key: ApiKey) -> str:
+    """One click to make a vanished client again: a rotation, or the public keys sent again."""
+    return _url(reverse("rotate_key" if key.uses_secret else "key_detail", args=[key.pk]))
 
 
 def _url(path: str) -> str:

@@ -8,8 +8,17 @@ since the scan.
 
 What it does, case by case (Keycloak / the portal's record: action):
 
-- a client with the portal's marker / no record: delete it (a stray: nobody has its secret).
+- a client stamped by another portal deployment (`portal.instance`) / any: left alone,
+  counted. Two portals on one realm never touch each other's clients.
+- a client stamped by this portal / no record (the portal's database was restored from a
+  backup made before the key): rebuild the record from the client (`apikeys/recovery.py`),
+  as the client is (active, suspended if disabled, expired), audited, its owner asked to
+  name it. If its owner or API is not found here: quarantine (disable it, note when on the
+  client); deleted after QUARANTINE_DAYS; recovered by a later run once they are found.
+- a client with the marker but no stamp (made before instance ids) / no record: report
+  only; it may be another portal's. `--claim-unstamped` treats them as this portal's.
 - a client without the marker / no record: report only; not the portal's to touch.
+- a client with no stamp / a record: adopted: stamped with this portal's id (audited).
 - a client / unfinished for longer than the grace period: adopt it (record its id). The
   key stays unfinished; the customer finishes it (a new secret, shown once) or discards it.
 - a client / unfinished for more than a day: discard both; nobody came back for it.
@@ -27,9 +36,11 @@ What it does, case by case (Keycloak / the portal's record: action):
   lifespan, attributes, default and optional scopes, protocol mappers); audited.
 - a client / revoked or rejected: delete the client.
 - a client / expired: keep it, disabled.
-- no client / active: the client was deleted outside the portal. The key is suspended
-  (audited, its owner told) and marked "client missing": the owner's rotate makes a new,
-  disabled client, and an administrator decides whether to reinstate it.
+- no client / active: the client was deleted outside the portal, or Keycloak was restored
+  from a backup made before the key. The two look the same, so the restrictive reading
+  wins: the key is suspended (audited) and marked "client missing", and its owner is mailed
+  a one-click link to make it again (a rotation: a new client, a new secret shown once);
+  an administrator then decides whether to reinstate it. Nothing is silently recreated.
 - no client / pending or suspended: mark the record "client missing" and report it.
   A client is never recreated here, since its secret would be one nobody knows.
 
@@ -44,11 +55,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from apikeys import bootstrap, convergence, desired, keycloak, lifecycle
+from apikeys import bootstrap, convergence, desired, keycloak, lifecycle, recovery
 from apikeys.keycloak import Connection, KeycloakFailure, Representation
 from apikeys.models import INTENTS, Api, ApiKey, AuditEntry, KeyStatus, WrongState
 
@@ -73,6 +85,7 @@ class Report:
     dry_run: bool
     clients_seen: int = 0
     records_checked: int = 0
+    others: int = 0  # clients of other portal deployments on the realm, left alone
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -88,9 +101,17 @@ class _Plan:
 
 @sensitive_variables()  # clients read from Keycloak hold secrets
 def reconcile(
-    *, dry_run: bool = False, now: datetime | None = None, grace: timedelta = GRACE
+    *,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    grace: timedelta = GRACE,
+    claim_unstamped: bool = False,
 ) -> Report:
-    """Compare every portal client in Keycloak with the records; repair unless `dry_run`."""
+    """Compare every portal client in Keycloak with the records; repair unless `dry_run`.
+
+    `claim_unstamped`: clients with the portal's marker but no instance stamp and no record
+    are taken as this portal's (recovered or quarantined) instead of left alone.
+    """
     now = now or timezone.now()
     conn = keycloak.portal_connection()
     report = Report(dry_run)
@@ -103,9 +124,19 @@ def reconcile(
         )
         for client in clients:
             seen.add(client["clientId"])
-            report.clients_seen += 1
             key = records.get(client["clientId"])
-            if plan := _check_client(conn, client, key, now=now, grace=grace, scope_ids=scope_ids):
+            if not desired.is_own(client):
+                report.others += 1
+                if key is not None:  # a copy of another deployment's database?
+                    plans.append(_another_portals(client, key))
+                continue
+            report.clients_seen += 1
+            plan: _Plan | None
+            if key is None:
+                plan = _check_unrecorded(conn, client, now, scope_ids, claim_unstamped)
+            else:
+                plan = _check_client(conn, client, key, now=now, grace=grace, scope_ids=scope_ids)
+            if plan:
                 plans.append(plan)
             if key is not None and (plan := _check_previous_secret(conn, client, key, now=now)):
                 plans.append(plan)
@@ -130,26 +161,13 @@ def reconcile(
 def _check_client(
     conn: Connection,
     client: Representation,
-    key: ApiKey | None,
+    key: ApiKey,
     *,
     now: datetime,
     grace: timedelta,
     scope_ids: dict[str, str],
 ) -> _Plan | None:
     client_id = client["clientId"]
-    if key is None:
-        if not desired.is_managed(client):
-            finding = Finding(
-                client_id,
-                "client without a portal record or marker",
-                "left alone (not made by the portal)",
-                done=True,
-            )
-            return _Plan(finding, lambda: None)
-        return _Plan(
-            Finding(client_id, "stray client: marked as the portal's, but no record", "delete"),
-            lambda: _delete_if_still(conn, client, None),
-        )
     if not desired.is_key_client(client, key):
         finding = Finding(
             client_id,
@@ -182,6 +200,75 @@ def _check_client(
         Finding(client_id, f"drift in {', '.join(changes)}", "restore the portal's settings"),
         lambda: _repair(conn, client, key, now=now, scope_ids=scope_ids),
     )
+
+
+def _another_portals(client: Representation, key: ApiKey) -> _Plan:
+    finding = Finding(
+        client["clientId"],
+        f"its client was made by the portal deployment {desired.instance_of(client)!r}",
+        "left alone: this record is a copy of another deployment's",
+        done=True,
+    )
+    return _Plan(finding, lambda: None)
+
+
+@sensitive_variables()  # clients read from Keycloak hold secrets
+def _check_unrecorded(
+    conn: Connection,
+    client: Representation,
+    now: datetime,
+    scope_ids: dict[str, str],
+    claim_unstamped: bool,
+) -> _Plan:
+    """A client with no record: recover it, quarantine it, or leave it alone (see the top)."""
+    client_id = client["clientId"]
+    if not desired.is_managed(client):
+        finding = Finding(
+            client_id,
+            "client without a portal record or marker",
+            "left alone (not made by the portal)",
+            done=True,
+        )
+        return _Plan(finding, lambda: None)
+    if desired.instance_of(client) is None and not claim_unstamped:
+        finding = Finding(
+            client_id,
+            "marked as a portal's but made before instance ids, and no record here",
+            "left alone: if this portal made it, run reconcile with --claim-unstamped",
+            done=True,
+        )
+        return _Plan(finding, lambda: None)
+    found = recovery.examine(client, now)
+    if isinstance(found, recovery.Rebuilt):
+        return _Plan(
+            Finding(client_id, "a client of this portal with no record", "rebuild its record"),
+            lambda: _recover(conn, client, now, scope_ids),
+        )
+    since = recovery.quarantined_since(client)
+    if since is None:
+        return _Plan(
+            Finding(client_id, f"no record, and {found.why}", "quarantine it (disable)"),
+            lambda: _recover(conn, client, now, scope_ids),
+        )
+    if recovery.quarantine_over(client, now):
+        return _Plan(
+            Finding(client_id, f"quarantined since {since:%Y-%m-%d}: {found.why}", "delete it"),
+            lambda: recovery.delete_after_quarantine(conn, client, found.why),
+        )
+    finding = Finding(
+        client_id,
+        f"quarantined since {since:%Y-%m-%d}: {found.why}",
+        f"left disabled; deleted after {settings.QUARANTINE_DAYS} days",
+        done=True,
+    )
+    return _Plan(finding, lambda: None)
+
+
+def _recover(
+    conn: Connection, client: Representation, now: datetime, scope_ids: dict[str, str]
+) -> None:
+    outcome = recovery.recover(conn, client, now, scope_ids)
+    log.info("reconcile: %s: %s", client["clientId"], outcome)
 
 
 @sensitive_variables()  # clients read from Keycloak hold secrets
@@ -293,19 +380,19 @@ def _repair(
         key.keycloak_id = client["id"]
         key.client_missing_since = None
         key.save(update_fields=["keycloak_id", "client_missing_since"])
-        if plan:
+        if plan and desired.instance_of(current) is None:
+            reason = "Reconcile stamped its client with this portal's instance id (adopted)."
+            AuditEntry.record(key, AuditEntry.Action.REPAIRED, actor=None, reason=reason)
+        elif plan:
             reason = f"Reconcile restored {', '.join(plan.parts)} of its client in Keycloak."
             AuditEntry.record(key, AuditEntry.Action.REPAIRED, actor=None, reason=reason)
 
 
-def _delete_if_still(conn: Connection, client: Representation, key: ApiKey | None) -> None:
+def _delete_if_still(conn: Connection, client: Representation, key: ApiKey) -> None:
     with transaction.atomic():
-        if key is not None:
-            key = ApiKey.objects.locked(key.pk)
-            if key.status not in (ApiKey.Status.REVOKED, ApiKey.Status.REJECTED):
-                return
-        elif ApiKey.objects.filter(client_id=client["clientId"]).exists():
-            return  # a record appeared since the scan (an issue that was in flight)
+        key = ApiKey.objects.locked(key.pk)
+        if key.status not in (ApiKey.Status.REVOKED, ApiKey.Status.REJECTED):
+            return
         with contextlib.suppress(keycloak.NotFound):
             keycloak.delete_client(conn, client["id"])
 
@@ -435,9 +522,10 @@ def _mark_missing(key: ApiKey, now: datetime) -> None:
 def describe(report: Report) -> Iterator[str]:
     """The report as lines for a person."""
     verb = "would" if report.dry_run else "did"
+    others = f" ({report.others} of other portal deployments, left alone)" if report.others else ""
     yield (
-        f"{report.clients_seen} portal clients in Keycloak, {report.records_checked} records; "
-        f"{report.problems} problems"
+        f"{report.clients_seen} portal clients in Keycloak{others}, "
+        f"{report.records_checked} records; {report.problems} problems"
     )
     for finding in report.findings:
         state = "" if report.dry_run else (" [done]" if finding.done else " [NOT done]")

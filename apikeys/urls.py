@@ -36,6 +36,7 @@ urlpatterns = [
     path("keys/<uuid:key_id>/", views.key_detail, name="key_detail"),
     path("keys/<uuid:key_id>/rotate/", views.rotate_key, name="rotate_key"),
     path("keys/<uuid:key_id>/revoke/", views.revoke_key, name="revoke_key"),
+    path("keys/<uuid:key_id>/rename/", views.rename_key, name="rename_key"),
     path("keys/<uuid:key_id>/end-grace/", views.end_grace, name="end_grace"),
     path("keys/<uuid:key_id>/public-keys/", views.add_public_key, name="add_public_key"),
     path(

@@ -37,7 +37,7 @@ from apikeys import desired, leaks, lifecycle
 from apikeys.bearer_tokens import bearer_token_required
 from apikeys.client_address import client_ip
 from apikeys.exports import audit_csv
-from apikeys.forms import CheckSecretForm, KeyForm, PublicKeyForm, RotateForm
+from apikeys.forms import CheckSecretForm, KeyForm, PublicKeyForm, RenameForm, RotateForm
 from apikeys.keycloak import KeycloakFailure
 from apikeys.lifecycle import AlreadySubmitted, KeyNotIssued, Revealed
 from apikeys.limits import over_limit, rate_limited
@@ -146,6 +146,25 @@ def rotate_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
             return _reveal(request, revealed, "rotated")
     context = {"key": key, "form": form, "error": error}
     return _page(request, "apikeys/confirm_rotate.html", context)
+
+
+@rate_limited("keys")
+@require_http_methods(["GET", "POST"])
+def rename_key(request: HtmxHttpRequest, key_id: uuid.UUID) -> HttpResponse:
+    """The key's name and description; a recovered key's owner is asked to name it here."""
+    key = get_key_for_user(request, key_id)
+    form = RenameForm(request.POST if request.method == "POST" else None, key=key)
+    if request.method == "POST" and form.is_valid():
+        try:
+            lifecycle.rename_key(
+                key, **form.cleaned_data, actor=key.owner, ip_address=client_ip(request)
+            )
+        except lifecycle.NameTaken as taken:
+            form.add_error("name", str(taken))
+        else:
+            messages.success(request, "Saved.")
+            return redirect("key_detail", key_id=key.pk)
+    return render(request, "apikeys/rename.html", {"key": key, "form": form})
 
 
 @rate_limited("keys")

@@ -9,6 +9,7 @@ file named by `NAME_FILE`, for mounted secrets. See `.env.example` for the full 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -174,6 +175,17 @@ KEYCLOAK_URL = env("KEYCLOAK_URL", local="http://127.0.0.1:8080").rstrip("/")
 KEYCLOAK_PUBLIC_URL = env("KEYCLOAK_PUBLIC_URL", KEYCLOAK_URL).rstrip("/")
 KEYCLOAK_REALM = env("KEYCLOAK_REALM", "portal")
 KEYCLOAK_TIMEOUT = int(env("KEYCLOAK_TIMEOUT", "5"))
+# This deployment's name, stamped on every key client it makes: reconcile and the jobs act
+# only on clients stamped with it, so two portals (staging and production, an old and a new
+# deployment) can share a realm. Required in production; never change it once keys exist.
+PORTAL_INSTANCE_ID = env("PORTAL_INSTANCE_ID", local=PROFILE)
+if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", PORTAL_INSTANCE_ID):
+    raise ImproperlyConfigured(
+        "PORTAL_INSTANCE_ID must be 1-40 characters: lower-case letters, digits and dashes."
+    )
+# A marked client of this portal with no record whose owner or API cannot be found is
+# disabled (quarantined), and deleted after this many days.
+QUARANTINE_DAYS = int(env("QUARANTINE_DAYS", "30"))
 # The portal's own run-time identity: a service account with least privilege.
 KEYCLOAK_SERVICE_CLIENT_ID = env("KEYCLOAK_SERVICE_CLIENT_ID", "portal-service")
 KEYCLOAK_SERVICE_CLIENT_SECRET = secret(

@@ -94,6 +94,23 @@ def test_a_customer_creates_rotates_and_revokes_a_key_through_the_api(customer: 
     assert {e["action"] for e in activity["items"]} == {"created", "rotated", "revoked"}
 
 
+def test_a_key_is_renamed_through_the_api_with_clear_refusals(customer: Caller) -> None:
+    first = create(customer, "first").json()["key"]
+    create(customer, "second")
+
+    renamed = customer("PATCH", f"/keys/{first['id']}", {"name": "billing", "description": "ci"})
+    assert renamed.status_code == 200, renamed.content
+    assert (renamed.json()["name"], renamed.json()["description"]) == ("billing", "ci")
+    problem = assert_problem(
+        customer("PATCH", f"/keys/{first['id']}", {"name": "second"}), 422, "Nothing was changed"
+    )
+    assert "already have a key with this name" in problem["errors"]["name"][0]
+    assert_problem(customer("PATCH", f"/keys/{first['id']}", {"nmae": "x"}), 422, "")
+    assert customer("GET", f"/keys/{first['id']}").json()["name"] == "billing"
+    entry = AuditEntry.objects.get(action=AuditEntry.Action.RENAMED)
+    assert entry.via == "api"
+
+
 def test_the_same_idempotency_key_makes_one_key(customer: Caller) -> None:
     first = customer(
         "POST", "/keys", {"name": "once", "api": "sample"}, **{"Idempotency-Key": "deploy-42"}

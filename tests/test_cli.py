@@ -191,6 +191,8 @@ def test_a_key_made_rotated_and_revoked_from_the_terminal(
     assert env["CLIENT_ID"] == client_id
     assert request_token(client_id, secret).status_code == 401
     assert request_token(client_id, env["CLIENT_SECRET"]).status_code == 200
+    renamed = cli("keys", "rename", client_id, "--name", "nightly build", "--json")
+    assert json.loads(renamed.stdout)["name"] == "nightly build"
 
     unconfirmed = cli("keys", "revoke", client_id)
     assert unconfirmed.returncode == 2

@@ -142,7 +142,7 @@ def test_a_client_deleted_in_keycloak_suspends_the_key_until_an_admin_decides(
     assert request_token(key.client_id, rotated.secret).status_code == 200
 
 
-def test_a_stray_client_with_the_marker_is_deleted_and_a_foreign_one_left_alone(
+def test_a_marked_client_with_no_record_is_recovered_and_a_foreign_one_left_alone(
     owner: User, sample: Api, key_clients: Connection
 ) -> None:
     stray = ApiKey(owner=owner, api=sample, name="ghost", expires_at=timezone.now())
@@ -156,8 +156,9 @@ def test_a_stray_client_with_the_marker_is_deleted_and_a_foreign_one_left_alone(
     assert {f.client_id for f in dry.findings} == {stray.client_id, "apikey-made-by-hand"}
     run_reconcile()
 
-    remaining = [c["clientId"] for c in key_clients_in_keycloak(key_clients)]
-    assert remaining == ["apikey-made-by-hand"]
+    remaining = {c["clientId"] for c in key_clients_in_keycloak(key_clients)}
+    assert remaining == {"apikey-made-by-hand", stray.client_id}  # nothing deleted
+    assert ApiKey.objects.get(pk=stray.pk).status == "expired"  # as its client says
 
 
 def test_reconcile_pages_through_more_clients_than_one_page(

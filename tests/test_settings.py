@@ -17,6 +17,7 @@ PRODUCTION = {
     "SECRET_FINGERPRINT_KEY": "Qm4tZ8wK2vN7pR1xH5cJ9bL3fD6sG0aYe",
     "WEBHOOK_ENCRYPTION_KEY": "Wz3rT6yU9iO2pA5sD8fG1hJ4kL7zX0cVb",
     "PORTAL_URL": "https://portal.example.com",
+    "PORTAL_INSTANCE_ID": "production",
     "DATABASE_URL": "postgres://portal:Gq7cR2vT9kLmN4pX@db.example.com/portal",
     "KEYCLOAK_URL": "https://id.example.com",
     "KEYCLOAK_SERVICE_CLIENT_SECRET": "Vh3kT9qZ2mR7wP4xN8cL6bJ5fD1sG0aY",

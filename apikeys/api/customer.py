@@ -33,13 +33,14 @@ from apikeys.api.schemas import (
     Me,
     PublicKeyIn,
     PublicKeyOut,
+    RenameIn,
     RotateIn,
     SecretCheckOut,
     SecretIn,
 )
 from apikeys.api.schemas import Problem as ProblemOut
 from apikeys.client_address import client_ip
-from apikeys.forms import KeyForm, PublicKeyForm
+from apikeys.forms import KeyForm, PublicKeyForm, RenameForm
 from apikeys.keycloak import KeycloakFailure
 from apikeys.limits import over_limit
 from apikeys.models import Api, ApiKey, AuditEntry, User
@@ -154,6 +155,27 @@ def rotate_key(request: HttpRequest, response: HttpResponse, key_id: uuid.UUID) 
     except ValueError as refusal:
         raise Problem(422, str(refusal), errors={"grace_seconds": [str(refusal)]}) from None
     return _credentials(revealed, response)
+
+
+@router.patch(
+    "/keys/{key_id}",
+    response={200: KeyOut, **FAILURES},
+    summary="Rename a key, or change its description",
+)
+def rename_key(request: HttpRequest, key_id: uuid.UUID, body: RenameIn) -> Any:
+    key = _key(request, key_id)
+    _limit(request)
+    wanted = {"name": key.name, "description": key.description}
+    wanted |= body.dict(exclude_none=True)
+    form = RenameForm(wanted, key=key)
+    if not form.is_valid():
+        raise Problem(422, "Nothing was changed: see errors.", errors=_errors(form))
+    try:
+        return lifecycle.rename_key(
+            key, **form.cleaned_data, actor=key.owner, ip_address=client_ip(request)
+        )
+    except lifecycle.NameTaken as taken:
+        raise Problem(422, str(taken), errors={"name": [str(taken)]}) from None
 
 
 @router.post(
@@ -352,5 +374,5 @@ def _already_made(key: ApiKey) -> Problem:
     )
 
 
-def _errors(form: KeyForm | PublicKeyForm) -> dict[str, list[str]]:
+def _errors(form: KeyForm | PublicKeyForm | RenameForm) -> dict[str, list[str]]:
     return {field: [str(e) for e in errors] for field, errors in form.errors.items()}

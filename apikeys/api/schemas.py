@@ -81,6 +81,11 @@ class KeyOut(Schema):
     )
     jwks_url: str = Field(description="private_key_jwt keys that read their keys from a URL.")
     public_keys: list[PublicKeyOut] = Field(description="private_key_jwt keys' public keys.")
+    recovered_at: datetime | None = Field(
+        None,
+        description="When the portal rebuilt this key's record from Keycloak after a restore "
+        "of its database; until you rename the key.",
+    )
 
     @staticmethod
     def resolve_previous_secret_until(key: ApiKey) -> datetime | None:
@@ -151,6 +156,15 @@ class KeyIn(Schema):
     jwks_url: str | None = Field(
         None, description="private_key_jwt, instead of public_key: the URL of your JWKS."
     )
+
+
+class RenameIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(
+        None, description="1 to 64 printable characters, unique among your live keys."
+    )
+    description: str | None = Field(None, description="Up to 500 characters.")
 
 
 class RotateIn(Schema):

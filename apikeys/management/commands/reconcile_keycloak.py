@@ -18,17 +18,27 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="Report what would be done; change nothing."
         )
+        parser.add_argument(
+            "--claim-unstamped",
+            action="store_true",
+            help=(
+                "Take marked clients without an instance stamp and without a record as this "
+                "portal's (recover or quarantine them). Only if no other portal shares the realm."
+            ),
+        )
 
-    def handle(self, *args: Any, dry_run: bool = False, **options: Any) -> None:
+    def handle(
+        self, *args: Any, dry_run: bool = False, claim_unstamped: bool = False, **options: Any
+    ) -> None:
         try:
             if dry_run:
-                report = reconcile(dry_run=True)
+                report = reconcile(dry_run=True, claim_unstamped=claim_unstamped)
             else:
                 with job_lock("reconcile") as state:
                     if state is None:
                         self.stdout.write("another run is in progress; nothing done")
                         return
-                    report = reconcile()
+                    report = reconcile(claim_unstamped=claim_unstamped)
         except KeycloakFailure as error:
             raise CommandError(f"Keycloak failed; nothing more was done: {error}") from error
         for line in describe(report):

@@ -101,6 +101,14 @@ def keys_rotate(args: argparse.Namespace) -> int:
     return _secret(args, _call("POST", f"/keys/{_key_id(args.key)}/rotate", body=body))
 
 
+def keys_rename(args: argparse.Namespace) -> int:
+    body = {"name": args.name, "description": args.description}
+    body = {field: value for field, value in body.items() if value is not None}
+    if not body:
+        raise SystemExit("Give --name, --description or both.")
+    return _show(args, _call("PATCH", f"/keys/{_key_id(args.key)}", body=body), None)
+
+
 def keys_end_grace(args: argparse.Namespace) -> int:
     key = _call("POST", f"/keys/{_key_id(args.key)}/end-grace")
     if args.json:
@@ -380,6 +388,7 @@ def _parser() -> argparse.ArgumentParser:
         ("show", keys_show, "one key"),
         ("rotate", keys_rotate, "a new secret (shown once); the old one stops, or after --grace"),
         ("end-grace", keys_end_grace, "stop the previous secret now, before its grace ends"),
+        ("rename", keys_rename, "give a key another name or description"),
         ("revoke", keys_revoke, "revoke a key: it stops working"),
         ("finish", keys_finish, "finish setting up an unfinished key (its secret, once)"),
         ("discard", keys_discard, "discard an unfinished key"),
@@ -396,6 +405,9 @@ def _parser() -> argparse.ArgumentParser:
             )
         if name in ("revoke", "discard"):
             sub.add_argument("--yes", action="store_true", help="do not ask")
+        if name == "rename":
+            sub.add_argument("--name", help="1 to 64 printable characters")
+            sub.add_argument("--description", help="up to 500 characters ('' to clear)")
 
     public = _group(commands, "public-keys", "the public keys of a private_key_jwt key")
     command(public, "list", public_keys_list, "a key's public keys").add_argument("key")

@@ -1,0 +1,329 @@
+"""Restores and shared realms: reconcile never deletes a key a partner uses.
+
+The drills back up the real database (pg_dump on PostgreSQL, a copy of the file on SQLite),
+make keys, put the backup back and reconcile. A second portal deployment, with its own
+database and instance id, runs as a real process beside the test's on the same realm.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection, connections
+from django.utils import timezone
+
+from apikeys import desired, keycloak, lifecycle, public_keys
+from apikeys.keycloak import Connection
+from apikeys.models import Api, ApiKey, AuditEntry, User
+from apikeys.reconcile import describe, reconcile
+from apikeys.secret_format import new_secret
+from devstack import postgres
+from tests.assertions import KeyPair, gets_token
+from tests.conftest import key_clients_in_keycloak
+from tests.mail import messages_to, plain_text
+from tests.tokens import request_token
+
+pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients", "real_smtp")]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def take_backup(where: Path) -> Callable[[], None]:
+    """Back up the test database now; the function returned puts the backup back."""
+    connections.close_all()
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        with sqlite3.connect(db["NAME"]) as live, sqlite3.connect(where) as copy:
+            live.backup(copy)
+
+        def put_back() -> None:
+            connections.close_all()
+            with sqlite3.connect(where) as copy, sqlite3.connect(db["NAME"]) as live:
+                copy.backup(live)
+
+        return put_back
+    target = ["-h", db["HOST"], "-p", str(db["PORT"]), "-U", db["USER"]]
+    subprocess.run(
+        [str(postgres.bin_dir() / "pg_dump"), *target, "-Fc", "-f", str(where), db["NAME"]],
+        check=True,
+    )
+
+    def restore() -> None:
+        connections.close_all()
+        subprocess.run(
+            [
+                str(postgres.bin_dir() / "pg_restore"),
+                *target,
+                "--clean",
+                "--if-exists",
+                "--single-transaction",
+                "-d",
+                db["NAME"],
+                str(where),
+            ],
+            check=True,
+        )
+
+    return restore
+
+
+def issue(owner: User, api: Api, name: str) -> lifecycle.Revealed:
+    return lifecycle.issue_key(owner, api, name=name, lifetime_days=30)
+
+
+@dataclass
+class Lost:
+    """A key whose client is in Keycloak but whose record this database never had."""
+
+    client_id: str
+    secret: str
+    keycloak_id: str
+    pk: uuid.UUID
+
+
+def lost_key(conn: Connection, owner: User, api: Api, **attributes: str) -> Lost:
+    key = ApiKey(owner=owner, api=api, name="x", expires_at=timezone.now() + timedelta(days=30))
+    key.client_id = f"{ApiKey.CLIENT_ID_PREFIX}{key.pk.hex}"
+    secret = new_secret()
+    client = desired.key_client(key, now=timezone.now(), secret=secret)
+    client["attributes"] |= attributes
+    return Lost(key.client_id, secret, keycloak.create_client(conn, client), key.pk)
+
+
+def signed_key(owner: User, api: Api, pair: KeyPair) -> ApiKey:
+    accepted = public_keys.parse(pair.public_pem())
+    pair.kid = accepted[0].kid
+    return lifecycle.issue_key(
+        owner,
+        api,
+        name="signed",
+        lifetime_days=30,
+        credential=ApiKey.Credential.SIGNED_JWT,
+        public_keys=accepted,
+    ).key
+
+
+@pytest.mark.django_db(transaction=True)  # the backup must see what was committed
+def test_a_restored_database_loses_no_key_made_after_the_backup(
+    owner: User, sample: Api, admin_user: User, key_clients: Connection, tmp_path: Path
+) -> None:
+    before = issue(owner, sample, "before the backup")
+    put_back = take_backup(tmp_path / "backup")
+    after = issue(owner, sample, "after the backup")
+    pair = KeyPair.rsa()
+    signed = signed_key(owner, sample, pair)
+    stopped = issue(owner, sample, "suspended after the backup").key
+    lifecycle.suspend_key(stopped, actor=admin_user, reason="incident")
+    clients_before_restore = {c["clientId"] for c in key_clients_in_keycloak(key_clients)}
+
+    put_back()
+    assert set(ApiKey.objects.values_list("name", flat=True)) == {"before the backup"}
+    report = reconcile(grace=timedelta(0))
+
+    assert all(f.done for f in report.findings), report.findings
+    assert {c["clientId"] for c in key_clients_in_keycloak(key_clients)} == clients_before_restore
+    mine = {k.client_id: k for k in ApiKey.objects.filter(owner=owner)}
+    assert set(mine) == clients_before_restore
+    assert request_token(after.key.client_id, after.secret).status_code == 200
+    assert request_token(before.key.client_id, before.secret).status_code == 200
+    assert gets_token(pair, signed.client_id)
+    recovered = mine[after.key.client_id]
+    assert recovered.status == "active"
+    assert recovered.recovered_at is not None
+    assert abs(recovered.expires_at - after.key.expires_at) < timedelta(seconds=1)
+    assert mine[signed.client_id].public_keys.get().kid == pair.kid
+    assert mine[stopped.client_id].status == "suspended"  # disabled stays disabled
+    assert request_token(stopped.client_id, "kcak_any").status_code == 401
+    recovered_entries = AuditEntry.objects.filter(action=AuditEntry.Action.RECOVERED)
+    assert recovered_entries.count() == 3
+    mail = [plain_text(m).replace("\n", "") for m in messages_to(owner.email)]
+    for key in (recovered, mine[signed.client_id], mine[stopped.client_id]):
+        told = [text for text in mail if f"/keys/{key.pk}/rename/" in text]
+        assert len(told) == 1, key.client_id
+    again = reconcile(grace=timedelta(0))
+    assert again.findings == [], list(describe(again))
+
+
+def test_the_owner_names_a_recovered_key_and_the_notice_goes(
+    owner: User, sample: Api, key_clients: Connection, client: Any
+) -> None:
+    made = lost_key(key_clients, owner, sample)
+    reconcile(grace=timedelta(0))
+    client.force_login(owner)
+
+    page = client.get(f"/keys/{made.pk}/").content.decode()
+    assert 'data-testid="recovered"' in page
+    taken = issue(owner, sample, "billing")
+    refused = client.post(f"/keys/{made.pk}/rename/", {"name": "billing"})
+    assert "already have a key with this name" in refused.content.decode()
+    client.post(f"/keys/{made.pk}/rename/", {"name": "payments", "description": "prod"})
+
+    key = ApiKey.objects.get(pk=made.pk)
+    assert (key.name, key.description, key.recovered_at) == ("payments", "prod", None)
+    assert 'data-testid="recovered"' not in client.get(f"/keys/{key.pk}/").content.decode()
+    assert AuditEntry.objects.filter(key=key, action=AuditEntry.Action.RENAMED).exists()
+    assert taken.key.name == "billing"
+
+
+def test_a_client_whose_owner_is_unknown_is_quarantined_then_deleted(
+    owner: User, sample: Api, key_clients: Connection, settings: Any
+) -> None:
+    stranger = str(uuid.uuid4())
+    made = lost_key(key_clients, owner, sample, **{desired.OWNER_ATTRIBUTE: stranger})
+
+    report = reconcile(grace=timedelta(0))
+
+    assert [f.action for f in report.findings] == ["quarantine it (disable)"]
+    client = keycloak.get_client(key_clients, made.keycloak_id)
+    assert client["enabled"] is False
+    assert request_token(made.client_id, made.secret).status_code == 401
+    entry = AuditEntry.objects.get(action=AuditEntry.Action.QUARANTINED)
+    assert entry.client_id == made.client_id
+    assert stranger in entry.reason
+    assert [f.action for f in reconcile(grace=timedelta(0)).findings] == [
+        f"left disabled; deleted after {settings.QUARANTINE_DAYS} days"
+    ]
+
+    later = timezone.now() + timedelta(days=settings.QUARANTINE_DAYS, minutes=1)
+    assert [f.action for f in reconcile(grace=timedelta(0), now=later).findings] == ["delete it"]
+    assert keycloak.find_client(key_clients, made.client_id) is None
+    assert AuditEntry.objects.filter(action=AuditEntry.Action.UNQUARANTINED).count() == 1
+
+
+def test_a_quarantined_client_comes_back_enabled_once_its_owner_signs_in(
+    sample: Api, key_clients: Connection
+) -> None:
+    late = User(username=str(uuid.uuid4()), email="late@example.com")  # not in this database
+    made = lost_key(key_clients, late, sample)
+    reconcile(grace=timedelta(0))
+    assert request_token(made.client_id, made.secret).status_code == 401
+
+    late.save()  # they sign in again
+    reconcile(grace=timedelta(0))
+
+    key = ApiKey.objects.get(client_id=made.client_id)
+    assert key.status == "active"
+    assert request_token(made.client_id, made.secret).status_code == 200
+    marks = keycloak.get_client(key_clients, made.keycloak_id)["attributes"]
+    assert desired.QUARANTINED_ATTRIBUTE not in marks
+
+
+def test_marked_clients_without_a_stamp_and_record_are_left_alone_unless_claimed(
+    owner: User, sample: Api, key_clients: Connection
+) -> None:
+    made = lost_key(key_clients, owner, sample, **{desired.INSTANCE_ATTRIBUTE: ""})
+
+    report = reconcile(grace=timedelta(0))
+    assert [f.action.split(":")[0] for f in report.findings] == ["left alone"]
+    assert not ApiKey.objects.exists()
+
+    reconcile(grace=timedelta(0), claim_unstamped=True)
+    key = ApiKey.objects.get(client_id=made.client_id)
+    assert key.status == "active"
+    stamp = keycloak.get_client(key_clients, key.keycloak_id)["attributes"]
+    assert stamp[desired.INSTANCE_ATTRIBUTE] == settings.PORTAL_INSTANCE_ID
+
+
+def test_a_key_made_before_the_stamp_is_adopted_once(
+    owner: User, sample: Api, key_clients: Connection
+) -> None:
+    made = issue(owner, sample, "old")
+    keycloak.update_client(
+        key_clients, made.key.keycloak_id, {"attributes": {desired.INSTANCE_ATTRIBUTE: ""}}
+    )
+
+    assert len(reconcile(grace=timedelta(0)).findings) == 1
+    assert reconcile(grace=timedelta(0)).findings == []
+    entry = AuditEntry.objects.filter(key=made.key, action=AuditEntry.Action.REPAIRED).get()
+    assert "stamped" in entry.reason
+    assert request_token(made.key.client_id, made.secret).status_code == 200
+
+
+def test_after_a_keycloak_restore_the_owner_is_mailed_a_one_click_reissue(
+    owner: User, sample: Api, key_clients: Connection
+) -> None:
+    made = issue(owner, sample, "made after Keycloak's backup")
+    keycloak.delete_client(key_clients, made.key.keycloak_id)  # what Keycloak's restore does
+
+    reconcile(grace=timedelta(0))
+
+    key = ApiKey.objects.get(pk=made.key.pk)
+    assert key.status == "suspended"
+    assert key.client_missing_since is not None
+    assert keycloak.find_client(key_clients, key.client_id) is None  # nothing recreated
+    mail = [plain_text(m).replace("\n", "") for m in messages_to(owner.email)]
+    told = [text for text in mail if key.client_id in text and "suspended" in text]
+    assert len(told) == 1
+    assert f"/keys/{key.pk}/rotate/" in told[0]
+
+
+class OtherPortal:
+    """A second deployment of the portal on the same realm: its own database and instance id."""
+
+    def __init__(self, where: Path) -> None:
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{where / 'other.sqlite3'}",
+            "PORTAL_INSTANCE_ID": "other-portal",
+        }
+        self.manage("migrate", "--no-input", "-v0")
+
+    def manage(self, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def issue_key(self) -> tuple[str, str]:
+        script = (
+            "from apikeys import lifecycle; from apikeys.models import Api, User;"
+            "from tests.conftest import sample_api;"
+            "owner = User.objects.create(username='other-owner', email='o@example.com');"
+            "api = sample_api(); api.save();"
+            "made = lifecycle.issue_key(owner, api, name='theirs', lifetime_days=30);"
+            "print('made', made.key.client_id, made.secret)"
+        )
+        out = self.manage("shell", "-c", script)
+        line = next(line for line in out.splitlines() if line.startswith("made "))
+        _, client_id, secret = line.split()
+        return client_id, secret
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_portals_on_one_realm_never_touch_each_others_keys(
+    owner: User, sample: Api, key_clients: Connection, tmp_path: Path
+) -> None:
+    other = OtherPortal(tmp_path)
+    theirs_id, theirs_secret = other.issue_key()
+    mine = issue(owner, sample, "mine")
+
+    for run in ("mine", "theirs", "mine"):  # both orders
+        if run == "mine":
+            report = reconcile(grace=timedelta(0))
+            assert report.findings == [], list(describe(report))
+            assert report.others == 1
+        else:
+            out = other.manage("reconcile_keycloak")
+            assert "0 problems" in out, out
+            assert "1 of other portal deployments" in out, out
+
+    assert request_token(theirs_id, theirs_secret).status_code == 200
+    assert request_token(mine.key.client_id, mine.secret).status_code == 200
+    assert not ApiKey.objects.filter(client_id=theirs_id).exists()
