@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from apikeys import accounts, keycloak, notifications
 from apikeys.models import ApiKey, ExpiryReminder, JobState, UnusedNotice, WebhookMessage
+from portal.request_ids import start_run
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,17 @@ def job_lock(name: str) -> Iterator[JobState | None]:
     if not claimed:
         yield None
         return
+    start_run(name)
     try:
         yield JobState.objects.get(name=name)
+        succeeded(name)  # not reached if the run raised
     finally:
         JobState.objects.filter(name=name, holder=holder).update(locked_until=None, holder="")
+
+
+def succeeded(name: str) -> None:
+    """Note that a run of the job `name` completed (its lag in the metrics starts again)."""
+    JobState.objects.update_or_create(name=name, defaults={"last_success_at": timezone.now()})
 
 
 @dataclass

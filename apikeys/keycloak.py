@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from keycloak.exceptions import KeycloakError
+
+from apikeys import observability
 
 Representation = dict[str, Any]
 
@@ -124,7 +127,37 @@ def _request(
     *,
     params: dict[str, Any] | None = None,
 ) -> Any:
-    """Send one admin request; `path` is relative to /admin/realms/{realm}."""
+    """Send one admin request; `path` is relative to /admin/realms/{realm}. Counted, timed
+    and logged (with the request id) by operation and outcome (apikeys/observability.py)."""
+    started = time.monotonic()
+    outcome = "ok"
+    try:
+        return _send(conn, method, path, body, params=params)
+    except NotFound:
+        outcome = "not found"
+        raise
+    except AlreadyExists:
+        outcome = "conflict"
+        raise
+    except KeycloakRejected:
+        outcome = "refused"
+        raise
+    except KeycloakUnavailable:
+        outcome = "unavailable"
+        raise
+    finally:
+        observability.keycloak_call(method, path, outcome, time.monotonic() - started)
+
+
+@sensitive_variables()
+def _send(
+    conn: Connection,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    params: dict[str, Any] | None = None,
+) -> Any:
     url = f"admin/realms/{conn.realm}{path}" if not path.startswith("/admin/") else path[1:]
     connection = conn.admin.connection
     if connection.token is None:

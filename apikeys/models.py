@@ -636,6 +636,8 @@ class JobState(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     locked_until = models.DateTimeField(null=True, blank=True)
     holder = models.CharField(max_length=32, blank=True)
+    # When a run last completed (the metrics' job lag); jobs without a lease set it too.
+    last_success_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name} at {self.watermark}"

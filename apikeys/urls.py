@@ -4,7 +4,7 @@ from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET
 from ninja.openapi.docs import Swagger
 
-from apikeys import manage_views, views, webhook_views
+from apikeys import manage_views, observability, views, webhook_views
 from apikeys.api import api
 
 
@@ -78,6 +78,9 @@ urlpatterns = [
     path("api/v1/", include((api_patterns, api_app), namespace=api_namespace)),
     path("docs/api/", api_docs, name="api_docs"),
     path("health/", views.health, name="health"),
+    path("health/live", observability.live, name="health_live"),
+    path("health/ready", observability.ready, name="health_ready"),
+    path("metrics", observability.metrics, name="metrics"),
     # The admin area: portal admins only; 404 for everyone else.
     path("manage/", manage_views.approvals, name="manage_approvals"),
     path("manage/keys/", manage_views.key_list, name="manage_keys"),

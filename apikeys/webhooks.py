@@ -51,7 +51,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 from standardwebhooks.webhooks import Webhook
 
-from apikeys import notifications
+from apikeys import jobs, notifications
 from apikeys.models import (
     EVENT_TYPES,
     TEST_EVENT,
@@ -65,12 +65,14 @@ from apikeys.models import (
     wake_workers,
 )
 from portal import outbound
+from portal.request_ids import start_run
 
 log = logging.getLogger(__name__)
 
 RESPONSE_EXCERPT = 500
 RESPONSE_CAP = 4096  # bytes read from a receiver's answer
 BACKOFF_CAP = 3600.0  # seconds: the longest wait between two attempts
+NOTE_ALIVE_SECONDS = 30.0  # how often the worker notes it is going round (metrics)
 USER_AGENT = "apikey-portal-webhooks/1"
 INTERRUPTED = "No answer recorded: the worker stopped during this attempt."
 NOT_SIGNED = (
@@ -482,9 +484,14 @@ def work(*, stop: Callable[[], bool], idle: Callable[[float], None] | None = Non
     database connection is opened again on the next round."""
     wait = idle or _waiter()
     total = Run()
+    noted = 0.0
+    start_run("webhooks")
     while not stop():
         try:
             run = deliver_due()
+            if time.monotonic() - noted > NOTE_ALIVE_SECONDS:
+                jobs.succeeded("webhooks")  # the metrics' job lag: the worker is going round
+                noted = time.monotonic()
         except DatabaseError:
             log.exception("The webhook worker lost the database; trying again")
             connection.close()

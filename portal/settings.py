@@ -84,10 +84,13 @@ INSTALLED_APPS = [
     "template_partials",
     "django_ratelimit",
     "ninja",  # its Swagger UI assets, served by the portal (no CDN)
+    "django_prometheus",
     "apikeys",
 ]
 
 MIDDLEWARE = [
+    "portal.request_ids.RequestIdMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -102,6 +105,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -386,10 +390,38 @@ CONTENT_SECURITY_POLICY = {
 # report, the dev profile's debug page included.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "portal.error_reports.AlwaysSafeExceptionReporterFilter"
 
+# Every line carries the request id (or the job run's): one per line of text, or JSON
+# (python-json-logger) for a log collector.
+LOG_FORMAT = env("LOG_FORMAT", "plain", local="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be plain or json.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "portal.request_ids.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
 }
+# Prometheus' scrape of /metrics sends this as a bearer token. Unset: /metrics is not
+# served in production (in dev and test it is open).
+METRICS_TOKEN = env("METRICS_TOKEN", "", local="")
+if (
+    METRICS_TOKEN
+    and not LOCAL
+    and (problem := weakness("METRICS_TOKEN", METRICS_TOKEN, min_length=32))
+):
+    raise ImproperlyConfigured(f"{problem} {HOW}")

@@ -6,13 +6,16 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apikeys.jobs import succeeded
 from apikeys.lifecycle import expire_due_keys
+from portal.request_ids import start_run
 
 
 class Command(BaseCommand):
     help = "Disable expired keys in Keycloak and mark them expired."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        start_run("expire_keys")
         run = expire_due_keys()
         for key in run.expired:
             self.stdout.write(f"expired {key.client_id} ({key.name}, owner {key.owner.email})")
@@ -21,3 +24,4 @@ class Command(BaseCommand):
         self.stdout.write(f"{len(run.expired)} expired, {len(run.failed)} failed")
         if run.failed:
             raise CommandError("Some keys could not be expired; they are retried on the next run.")
+        succeeded("expire_keys")

@@ -6,13 +6,15 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apikeys.jobs import send_expiry_reminders
+from apikeys.jobs import send_expiry_reminders, succeeded
+from portal.request_ids import start_run
 
 
 class Command(BaseCommand):
     help = "Remind owners of keys that expire within EXPIRY_REMINDER_DAYS."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        start_run("expiry_reminders")
         run = send_expiry_reminders()
         for key, days in run.sent:
             self.stdout.write(f"reminded {key.owner.email}: {key.client_id} expires in {days} days")
@@ -21,3 +23,4 @@ class Command(BaseCommand):
             raise CommandError(
                 "Some reminders could not be sent; they are retried on the next run."
             )
+        succeeded("expiry_reminders")
