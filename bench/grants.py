@@ -1,0 +1,140 @@
+"""Client-credentials grants per second with 100 and with 10,000 key clients in the realm.
+
+One Keycloak client per key must not slow Keycloak down as keys accumulate. The clients are
+made the portal's way (`desired.key_client`, each with its own secret) by partial import,
+250 a request. Each round runs THREADS partner applications for SECONDS, each getting
+tokens for keys taken in turn from the whole realm (so every client is read, not a hot few),
+over kept-alive HTTP connections. The baseline, 100 clients, is measured in the same run;
+with 10,000 clients the hot 100 are measured again too (realm size alone). Keycloak's sizing
+guide says 1 vCPU per 120 grants/s (each from a new TLS connection; tested to 2,000/s).
+Afterwards the realm is deleted and bootstrapped again.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from datetime import timedelta
+
+import requests
+
+from bench.common import bench_owner, setup_django
+
+setup_django()
+
+from django.conf import settings  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from apikeys import bootstrap, desired, keycloak  # noqa: E402
+from apikeys.models import Api, ApiKey  # noqa: E402
+from apikeys.secret_format import new_secret  # noqa: E402
+
+SIZES = (100, 10_000)
+BATCH = 250
+THREADS = int(os.environ.get("BENCH_THREADS", "8"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
+ROUNDS = int(os.environ.get("BENCH_RUNS", "3"))
+GUIDE_PER_VCPU = 120
+
+
+def add_clients(admin: keycloak.Connection, api: Api, count: int) -> list[tuple[str, str]]:
+    owner = bench_owner()
+    made = []
+    for start in range(0, count, BATCH):
+        reps = []
+        for _ in range(min(BATCH, count - start)):
+            key = ApiKey(owner=owner, api=api, expires_at=timezone.now() + timedelta(days=30))
+            key.client_id = f"{ApiKey.CLIENT_ID_PREFIX}{key.pk.hex}"
+            secret = new_secret()
+            reps.append(desired.key_client(key, now=timezone.now(), secret=secret))
+            made.append((key.client_id, secret))
+        keycloak._request(
+            admin, "POST", "/partialImport", {"ifResourceExists": "FAIL", "clients": reps}
+        )
+    return made
+
+
+def grants_per_second(keys: list[tuple[str, str]]) -> tuple[float, float, int]:
+    """Grants per second over SECONDS with THREADS callers; median latency (ms); failures."""
+    deadline = time.monotonic() + SECONDS
+    latencies: list[float] = []
+    failures = [0]
+    lock = threading.Lock()
+
+    def partner(offset: int) -> None:
+        session = requests.Session()
+        mine: list[float] = []
+        n = offset
+        while time.monotonic() < deadline:
+            client_id, secret = keys[n % len(keys)]
+            n += THREADS
+            began = time.perf_counter()
+            answer = session.post(
+                settings.TOKEN_ENDPOINT,
+                data={"grant_type": "client_credentials"},
+                auth=(client_id, secret),
+                timeout=10,
+            )
+            mine.append(time.perf_counter() - began)
+            if answer.status_code != 200:
+                with lock:
+                    failures[0] += 1
+        with lock:
+            latencies.extend(mine)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=partner, args=(n,)) for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    return len(latencies) / elapsed, statistics.median(latencies) * 1000, failures[0]
+
+
+def best_of(keys: list[tuple[str, str]]) -> tuple[float, float, int]:
+    runs = [grants_per_second(keys) for _ in range(ROUNDS)]
+    return max(runs, key=lambda run: run[0])
+
+
+def main() -> None:
+    admin = keycloak.connect(
+        realm=settings.KEYCLOAK_REALM,
+        username=os.environ["KEYCLOAK_BOOTSTRAP_ADMIN_USERNAME"],
+        password=os.environ["KEYCLOAK_BOOTSTRAP_ADMIN_PASSWORD"],
+        user_realm="master",
+        timeout=300,
+    )
+    api = Api.objects.get(slug="sample")
+    results: dict[str, tuple[float, float, int]] = {}
+    try:
+        small, large = SIZES
+        keys = add_clients(admin, api, small)
+        best_of(keys[:THREADS])  # warm up
+        results[f"{small:,} clients in the realm"] = best_of(keys)
+        started = time.monotonic()
+        keys += add_clients(admin, api, large - small)
+        print(f"made {large - small:,} more clients in {time.monotonic() - started:.0f} s")
+        results[f"{large:,} clients, the first {small} used"] = best_of(keys[:small])
+        results[f"{large:,} clients, all used in turn"] = best_of(keys)
+    finally:
+        keycloak._request(admin, "DELETE", "")
+        bootstrap.run(admin, Api.objects.all())
+
+    cpus = os.cpu_count() or 1
+    print(f"client-credentials grants, {THREADS} callers, best of {ROUNDS} x {SECONDS:.0f} s")
+    for label, (rate, median, failed) in results.items():
+        print(f"{label:>34}: {rate:7.0f} grants/s  median {median:5.1f} ms  {failed} failed")
+    baseline = next(iter(results.values()))[0]
+    for label, (rate, _, _) in list(results.items())[1:]:
+        print(f"ratio {label} / baseline: {rate / baseline:.2f}")
+    print(
+        f"Keycloak's sizing guide for {cpus} vCPUs (shared here with the callers): "
+        f"{GUIDE_PER_VCPU * cpus} grants/s (new TLS connection per grant)"
+    )
+
+
+if __name__ == "__main__":
+    main()
