@@ -145,6 +145,9 @@ def _request(
     except KeycloakUnavailable:
         outcome = "unavailable"
         raise
+    except Exception:
+        outcome = "error"
+        raise
     finally:
         observability.keycloak_call(method, path, outcome, time.monotonic() - started)
 

@@ -302,7 +302,11 @@ def rename_key(
             raise NameTaken("You already have a key with this name.")
         was = key.name
         key.name, key.description, key.recovered_at = name, description, None
-        key.save(update_fields=["name", "description", "recovered_at"])
+        try:
+            with transaction.atomic():
+                key.save(update_fields=["name", "description", "recovered_at"])
+        except IntegrityError:  # another key took the name at the same moment
+            raise NameTaken("You already have a key with this name.") from None
         reason = f"Renamed from “{was}”." if was != name else "Description changed."
         AuditEntry.record(
             key, AuditEntry.Action.RENAMED, actor=actor, ip_address=ip_address, reason=reason

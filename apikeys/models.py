@@ -156,6 +156,10 @@ class WrongState(Exception):
     """The key is not in a state that allows this action (someone else acted first)."""
 
 
+def this_instance() -> str:
+    return str(settings.PORTAL_INSTANCE_ID)
+
+
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
     def live(self) -> ApiKeyQuerySet:
         return self.filter(status__in=LIVE_STATUSES)
@@ -164,8 +168,8 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
         return self.exclude(status__in=LIVE_STATUSES)
 
     def allowing(self, action: str) -> ApiKeyQuerySet:
-        """Keys whose status allows `action` (see ACTIONS_ALLOWED)."""
-        return self.filter(status__in=ACTIONS_ALLOWED[action])
+        """This deployment's keys whose status allows `action` (see ACTIONS_ALLOWED)."""
+        return self.filter(status__in=ACTIONS_ALLOWED[action], instance=this_instance())
 
     def due_to_expire(self, now: datetime) -> ApiKeyQuerySet:
         return self.allowing("expire").filter(expires_at__lte=now)
@@ -329,6 +333,9 @@ class ApiKey(models.Model):
     request_id = models.UUIDField(null=True, blank=True, editable=False)
     # Set by reconcile when the key's client has vanished from Keycloak (not by the portal).
     client_missing_since = models.DateTimeField(null=True, blank=True)
+    # The deployment that made it (settings.PORTAL_INSTANCE_ID): a copy of another
+    # deployment's database on the same realm changes none of that one's clients.
+    instance = models.CharField(max_length=40, default=this_instance, editable=False)
     # Set when reconcile rebuilt this record from the key's client after the portal's
     # database went back in time (a restore); cleared when the owner names the key.
     recovered_at = models.DateTimeField(null=True, blank=True)
@@ -366,10 +373,20 @@ class ApiKey(models.Model):
         super().save(*args, **kwargs)
 
     def allows(self, action: str) -> bool:
-        return self.status in ACTIONS_ALLOWED[action]
+        return self.status in ACTIONS_ALLOWED[action] and self.is_own
+
+    @property
+    def is_own(self) -> bool:
+        """Made by this deployment: a record copied from another's database is not."""
+        return self.instance == this_instance()
 
     def require(self, action: str) -> None:
         """Raise WrongState unless the key's status allows `action`."""
+        if not self.is_own:
+            raise WrongState(
+                f"{self.client_id} was made by the portal deployment {self.instance!r}; "
+                f"this one ({this_instance()!r}) does not change it."
+            )
         if not self.allows(action):
             raise WrongState(f"{self.client_id} is {self.get_status_display().lower()}.")
 

@@ -5,13 +5,15 @@ view): Keycloak admin calls by operation and outcome, counted and timed where th
 (`keycloak._request`); and, read from the database at each scrape so that every process
 reports the same figures, the jobs' last success and lag, the webhook outbox's depth and the
 keys by status. Several gunicorn workers: set PROMETHEUS_MULTIPROC_DIR (prometheus_client's
-multiprocess mode) so the counters of all workers add up.
+multiprocess mode; `portal/gunicorn.conf.py` clears a dead worker's files) so the counters
+of all workers add up; the database figures are added once.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -25,8 +27,15 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from django_prometheus.exports import ExportToDjangoView  # type: ignore[import-untyped]
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -135,11 +144,15 @@ def metrics(request: HttpRequest) -> HttpResponse:
     token = settings.METRICS_TOKEN
     if not token and not settings.LOCAL:
         raise Http404  # not configured: not served
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ")
-    if token and not hmac.compare_digest(given.encode(), token.encode()):
+    given = request.headers.get("Authorization", "")
+    if token and not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
         return HttpResponse("A bearer token is required.\n", status=401, content_type="text/plain")
-    response: HttpResponse = ExportToDjangoView(request)
-    return response
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # several worker processes: add them up
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(_collector)
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 @login_not_required

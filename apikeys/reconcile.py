@@ -62,7 +62,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from apikeys import bootstrap, convergence, desired, keycloak, lifecycle, recovery
 from apikeys.keycloak import Connection, KeycloakFailure, Representation
-from apikeys.models import INTENTS, Api, ApiKey, AuditEntry, KeyStatus, WrongState
+from apikeys.models import INTENTS, Api, ApiKey, AuditEntry, KeyStatus, WrongState, this_instance
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,10 @@ def reconcile(
         for client in clients:
             seen.add(client["clientId"])
             key = records.get(client["clientId"])
+            if key is not None and not key.is_own:  # a copy of another deployment's database
+                report.others += 1
+                plans.append(_another_portals(client, key))
+                continue
             if not desired.is_own(client):
                 report.others += 1
                 if key is not None:  # a copy of another deployment's database?
@@ -203,9 +207,10 @@ def _check_client(
 
 
 def _another_portals(client: Representation, key: ApiKey) -> _Plan:
+    made_by = desired.instance_of(client) or key.instance
     finding = Finding(
         client["clientId"],
-        f"its client was made by the portal deployment {desired.instance_of(client)!r}",
+        f"its client was made by the portal deployment {made_by!r}",
         "left alone: this record is a copy of another deployment's",
         done=True,
     )
@@ -249,6 +254,11 @@ def _check_unrecorded(
         return _Plan(
             Finding(client_id, f"no record, and {found.why}", "quarantine it (disable)"),
             lambda: _recover(conn, client, now, scope_ids),
+        )
+    if client.get("enabled"):
+        return _Plan(
+            Finding(client_id, "quarantined, but enabled again by hand", "disable it again"),
+            lambda: recovery.disable_again(conn, client, found.why),
         )
     if recovery.quarantine_over(client, now):
         return _Plan(
@@ -422,7 +432,7 @@ def _records_without_clients(seen: set[str], now: datetime, grace: timedelta) ->
     Keys made since the scan began are left for the next run: their clients may have been
     made on a page already read.
     """
-    before_the_scan = ApiKey.objects.live().filter(created_at__lt=now)
+    before_the_scan = ApiKey.objects.live().filter(created_at__lt=now, instance=this_instance())
     for key in before_the_scan.select_related("api", "owner").iterator(chunk_size=2000):
         if key.client_id in seen:
             continue

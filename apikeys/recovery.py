@@ -112,7 +112,7 @@ def examine(client: Representation, now: datetime) -> Rebuilt | Unrecoverable:
             except Refused as error:
                 return Unrecoverable(f"its public keys cannot be read ({error})")
     was_enabled = bool(client.get("enabled"))
-    if quarantined_since(client) is not None:
+    if quarantined_since(client) is not None and not was_enabled:  # disabled by the quarantine
         was_enabled = marks.get(desired.QUARANTINED_ENABLED_ATTRIBUTE) == "true"
     if key.expires_at <= now:
         key.status = ApiKey.Status.EXPIRED
@@ -181,6 +181,7 @@ def quarantine(conn: Connection, client: Representation, why: str, now: datetime
         {
             "enabled": False,
             "attributes": {
+                desired.INSTANCE_ATTRIBUTE: settings.PORTAL_INSTANCE_ID,  # claimed: ours now
                 desired.QUARANTINED_ATTRIBUTE: str(int(now.timestamp())),
                 desired.QUARANTINED_ENABLED_ATTRIBUTE: str(bool(client.get("enabled"))).lower(),
             },
@@ -192,6 +193,22 @@ def quarantine(conn: Connection, client: Representation, why: str, now: datetime
     )
     log.warning("reconcile: quarantined %s: %s", client["clientId"], why)
     return "quarantined"
+
+
+def disable_again(conn: Connection, client: Representation, why: str) -> None:
+    """A quarantined client someone enabled by hand: the quarantine holds (audited)."""
+    with transaction.atomic():
+        if ApiKey.objects.filter(client_id=client["clientId"]).exists():
+            return
+        keycloak.update_client(conn, client["id"], {"enabled": False})
+        reason = f"Enabled by hand while quarantined; disabled again: no record here, and {why}."
+        AuditEntry.record(
+            None,
+            AuditEntry.Action.QUARANTINED,
+            actor=None,
+            reason=reason,
+            client_id=client["clientId"],
+        )
 
 
 def delete_after_quarantine(conn: Connection, client: Representation, why: str) -> None:
@@ -210,11 +227,14 @@ def delete_after_quarantine(conn: Connection, client: Representation, why: str) 
 
 
 def _expiry(marks: dict[str, str], api: Api, now: datetime) -> datetime:
-    """The expiry the client carries; failing that, the API's longest lifetime from now."""
+    """The expiry the client carries, never later than the API's longest lifetime from now
+    (Keycloak's rotation policy may have set the secret's expiry years ahead); failing
+    that, the API's longest lifetime."""
+    longest = now + timedelta(days=api.max_key_lifetime_days)
     for name in (desired.EXPIRES_ATTRIBUTE, desired.SECRET_EXPIRY_ATTRIBUTE):
         if (value := _epoch(marks.get(name))) is not None:
-            return value
-    return now + timedelta(days=api.max_key_lifetime_days)
+            return min(value, longest)
+    return longest
 
 
 def _epoch(value: str | None) -> datetime | None:

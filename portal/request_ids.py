@@ -28,11 +28,10 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         given = request.headers.get(HEADER, "")
         request_id = given if _WELL_FORMED.fullmatch(given) else uuid.uuid4().hex
-        token = REQUEST_ID.set(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            REQUEST_ID.reset(token)
+        # Kept after the response, not reset: Django logs a failed request's line ("Not
+        # Found: …") once the middleware has returned. The thread's next request sets its own.
+        REQUEST_ID.set(request_id)
+        response = self.get_response(request)
         response[HEADER] = request_id
         return response
 

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+from pythonjsonlogger.core import RESERVED_ATTRS
 
 from portal.loopback import is_loopback
 from portal.secret_policy import HOW, weakness
@@ -190,6 +191,8 @@ if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", PORTAL_INSTANCE_ID):
 # A marked client of this portal with no record whose owner or API cannot be found is
 # disabled (quarantined), and deleted after this many days.
 QUARANTINE_DAYS = int(env("QUARANTINE_DAYS", "30"))
+if QUARANTINE_DAYS < 1:
+    raise ImproperlyConfigured("QUARANTINE_DAYS must be at least 1.")
 # The portal's own run-time identity: a service account with least privilege.
 KEYCLOAK_SERVICE_CLIENT_ID = env("KEYCLOAK_SERVICE_CLIENT_ID", "portal-service")
 KEYCLOAK_SERVICE_CLIENT_SECRET = secret(
@@ -405,6 +408,9 @@ LOGGING = {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            # Django's log records carry the request (its query string may hold an OIDC
+            # code): the plain format never printed it, neither does this one.
+            "reserved_attrs": [*RESERVED_ATTRS, "request", "server_time"],
         },
     },
     "handlers": {

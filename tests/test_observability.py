@@ -107,7 +107,11 @@ def test_a_request_id_follows_the_request_into_its_keycloak_call_log_lines(
 
 
 def test_json_logs_carry_the_request_id() -> None:
-    script = "import logging; logging.getLogger('portal.check').warning('hello')"
+    script = (
+        "from django.test import Client;"
+        "Client(HTTP_HOST='127.0.0.1').get('/api/v1/nowhere?code=secret-code',"
+        " headers={'X-Request-ID': 'trace-json-0001'})"
+    )
     done = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", script],
         cwd=ROOT,
@@ -116,8 +120,9 @@ def test_json_logs_carry_the_request_id() -> None:
         text=True,
         check=True,
     )
-    line = json.loads(done.stderr.strip().splitlines()[-1])
-    assert line["message"] == "hello"
-    assert line["logger"] == "portal.check"
+    lines = [json.loads(text) for text in done.stderr.strip().splitlines()]
+    line = next(line for line in lines if line["logger"] == "django.request")
+    assert line["message"].startswith("Not Found: /api/v1/nowhere")
     assert line["level"] == "WARNING"
-    assert line["request_id"] == "-"
+    assert line["request_id"] == "trace-json-0001"
+    assert "secret-code" not in done.stderr  # the request object is not logged

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from apikeys import desired, keycloak, lifecycle, public_keys
 from apikeys.keycloak import Connection
-from apikeys.models import Api, ApiKey, AuditEntry, User
+from apikeys.models import Api, ApiKey, AuditEntry, User, WrongState
 from apikeys.reconcile import describe, reconcile
 from apikeys.secret_format import new_secret
 from devstack import postgres
@@ -194,6 +194,10 @@ def test_a_client_whose_owner_is_unknown_is_quarantined_then_deleted(
         f"left disabled; deleted after {settings.QUARANTINE_DAYS} days"
     ]
 
+    keycloak.update_client(key_clients, made.keycloak_id, {"enabled": True})  # by hand
+    assert [f.action for f in reconcile(grace=timedelta(0)).findings] == ["disable it again"]
+    assert keycloak.get_client(key_clients, made.keycloak_id)["enabled"] is False
+
     later = timezone.now() + timedelta(days=settings.QUARANTINE_DAYS, minutes=1)
     assert [f.action for f in reconcile(grace=timedelta(0), now=later).findings] == ["delete it"]
     assert keycloak.find_client(key_clients, made.client_id) is None
@@ -327,3 +331,42 @@ def test_two_portals_on_one_realm_never_touch_each_others_keys(
     assert request_token(theirs_id, theirs_secret).status_code == 200
     assert request_token(mine.key.client_id, mine.secret).status_code == 200
     assert not ApiKey.objects.filter(client_id=theirs_id).exists()
+
+
+def test_a_deactivated_owners_client_is_quarantined_and_a_far_expiry_is_cut_to_the_apis(
+    owner: User, other_user: User, sample: Api, key_clients: Connection
+) -> None:
+    other_user.is_active = False
+    other_user.save()
+    gone = lost_key(key_clients, other_user, sample)
+    far = str(int((timezone.now() + timedelta(days=3650)).timestamp()))
+    kept = lost_key(key_clients, owner, sample, **{desired.EXPIRES_ATTRIBUTE: far})
+
+    reconcile(grace=timedelta(0))
+
+    assert not ApiKey.objects.filter(client_id=gone.client_id).exists()
+    assert keycloak.get_client(key_clients, gone.keycloak_id)["enabled"] is False
+    assert request_token(gone.client_id, gone.secret).status_code == 401
+    recovered = ApiKey.objects.get(client_id=kept.client_id)
+    longest = timezone.now() + timedelta(days=sample.max_key_lifetime_days)
+    assert recovered.expires_at <= longest
+
+
+def test_a_copy_of_another_deployments_database_changes_none_of_its_clients(
+    owner: User, sample: Api, key_clients: Connection
+) -> None:
+    made = issue(owner, sample, "production's")
+    theirs = ApiKey.objects.filter(pk=made.key.pk)
+    theirs.update(instance="production", expires_at=timezone.now() - timedelta(minutes=1))
+    key = theirs.get()
+
+    report = reconcile(grace=timedelta(0))
+    assert [f.action for f in report.findings] == [
+        "left alone: this record is a copy of another deployment's"
+    ]
+    with pytest.raises(WrongState, match="made by the portal deployment 'production'"):
+        lifecycle.rotate_secret(key, actor=owner)
+    assert lifecycle.expire_due_keys().expired == []
+
+    assert theirs.get().status == "active"
+    assert request_token(key.client_id, made.secret).status_code == 200

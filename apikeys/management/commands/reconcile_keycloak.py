@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apikeys.jobs import job_lock
+from apikeys.jobs import job_lock, succeeded
 from apikeys.keycloak import KeycloakFailure
 from apikeys.reconcile import describe, reconcile
 
@@ -45,3 +45,5 @@ class Command(BaseCommand):
             self.stdout.write(line)
         if any(not f.done for f in report.findings) and not dry_run:
             raise CommandError("Some repairs failed; the next run tries again.")
+        if not dry_run:
+            succeeded("reconcile")

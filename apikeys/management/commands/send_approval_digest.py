@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from apikeys.jobs import send_approval_digest
+from apikeys.jobs import send_approval_digest, succeeded
 
 
 class Command(BaseCommand):
@@ -18,3 +18,4 @@ class Command(BaseCommand):
             self.stdout.write("already sent today, or another run is in progress")
         else:
             self.stdout.write(f"digest sent: {count} waiting" if count else "nothing waiting")
+        succeeded("approval_digest")

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apikeys.jobs import sync_last_used
+from apikeys.jobs import succeeded, sync_last_used
 from apikeys.keycloak import KeycloakFailure
 
 
@@ -26,3 +26,4 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{run.events} events read, {run.keys_updated} keys updated, watermark {run.watermark}"
         )
+        succeeded("last_used")

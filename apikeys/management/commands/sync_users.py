@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apikeys.jobs import sync_users
+from apikeys.jobs import succeeded, sync_users
 from apikeys.keycloak import KeycloakFailure
 
 
@@ -34,3 +34,4 @@ class Command(BaseCommand):
         )
         if run.failures:
             raise CommandError("Some changes could not be applied; the next run tries them again.")
+        succeeded("user_sync")
