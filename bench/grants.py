@@ -1,13 +1,13 @@
 """Client-credentials grants per second with 100 and with 10,000 key clients in the realm.
 
 One Keycloak client per key must not slow Keycloak down as keys accumulate. The clients are
-made the portal's way (`desired.key_client`, each with its own secret) by partial import,
-250 a request. Each round runs THREADS partner applications for SECONDS, each getting
-tokens for keys taken in turn from the whole realm (so every client is read, not a hot few),
-over kept-alive HTTP connections. The baseline, 100 clients, is measured in the same run;
-with 10,000 clients the hot 100 are measured again too (realm size alone). Keycloak's sizing
-guide says 1 vCPU per 120 grants/s (each from a new TLS connection; tested to 2,000/s).
-Afterwards the realm is deleted and bootstrapped again.
+made the portal's way (`desired.key_client`, each with its own secret and its service
+account) by partial import, 250 a request. Each round runs THREADS partner applications for
+SECONDS, each getting tokens for keys taken in turn from the whole realm (so every client is
+read, not a hot few), over kept-alive HTTP connections. The baseline, 100 clients, is
+measured in the same run; with 10,000 clients the hot 100 are measured again too (realm size
+alone). Keycloak's sizing guide says 1 vCPU per 120 grants/s (each from a new TLS
+connection; tested to 2,000/s). Afterwards the realm is deleted and bootstrapped again.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def add_clients(admin: keycloak.Connection, api: Api, count: int) -> list[tuple[
     owner = bench_owner()
     made = []
     for start in range(0, count, BATCH):
-        reps = []
+        reps, accounts = [], []
         for _ in range(min(BATCH, count - start)):
             key = ApiKey(
                 owner=owner,
@@ -55,9 +55,17 @@ def add_clients(admin: keycloak.Connection, api: Api, count: int) -> list[tuple[
             secret = new_secret()
             reps.append(desired.key_client(key, now=timezone.now(), secret=secret))
             made.append((key.client_id, secret))
-        keycloak._request(
-            admin, "POST", "/partialImport", {"ifResourceExists": "FAIL", "clients": reps}
-        )
+            # A partial import makes no service account by itself (a POST /clients does):
+            # without it Keycloak refuses the grant.
+            accounts.append(
+                {
+                    "username": f"service-account-{key.client_id}",
+                    "enabled": True,
+                    "serviceAccountClientId": key.client_id,
+                }
+            )
+        body = {"ifResourceExists": "FAIL", "clients": reps, "users": accounts}
+        keycloak._request(admin, "POST", "/partialImport", body)
     return made
 
 
