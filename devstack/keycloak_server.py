@@ -35,8 +35,19 @@ SHA256 = "77657f30b7e90d70f727712ce1c967f430fd6a5e9f458d32d8c6df0635345f47"
 SUPPORTED_JDKS = (25, 21, 17)
 JVM_ROOTS = (Path("/usr/lib/jvm"), Path("/opt/java"), Path("/usr/local/lib/jvm"))
 
-# Keycloak features the portal relies on beyond the defaults.
-FEATURES = ("client-secret-rotation",)
+# Keycloak's production options, one place for docker-compose and the cluster.
+CONF = Path(__file__).resolve().parent.parent / "deploy" / "keycloak.conf"
+
+
+def conf_options() -> dict[str, str]:
+    """The options of deploy/keycloak.conf, name to value."""
+    lines = (line.strip() for line in CONF.read_text().splitlines())
+    pairs = (line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+# Keycloak features the portal relies on beyond the defaults (dev mode too).
+FEATURES = tuple(conf_options()["features"].split(","))
 
 DEV_ADMIN_USERNAME = "admin"
 DEV_ADMIN_PASSWORD = "admin"  # noqa: S105 - loopback dev server only, printed by bin/run
@@ -171,7 +182,7 @@ def start(instance: Instance, *, timeout: float = 240) -> float:
             f"--features={','.join(FEATURES)}",
             # One client per key: past Keycloak's default of 10,000 cached realm entries,
             # reading all clients thrashes the cache (bench/reconcile.py measured it).
-            "--cache-embedded-realms-max-count=100000",
+            f"--cache-embedded-realms-max-count={conf_options()['cache-embedded-realms-max-count']}",
         ],
         pid_file=instance.pid_file,
         log_file=instance.log_file,

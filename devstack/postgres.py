@@ -92,12 +92,18 @@ def start(port: int = DEFAULT_PORT) -> str:
                 "start",
             ]
         )
+    ensure_database("portal", port)
+    return database_url(port)
+
+
+def ensure_database(name: str, port: int = DEFAULT_PORT) -> None:
+    """Create the database `name` on the running server unless it exists."""
+    binaries = bin_dir()
     client = ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
-    query = "SELECT 1 FROM pg_database WHERE datname = 'portal'"
+    query = f"SELECT 1 FROM pg_database WHERE datname = '{name}'"  # noqa: S608 - our own names
     exists = _run([str(binaries / "psql"), *client, "-tAc", query])
     if exists.stdout.strip() != "1":
-        _run([str(binaries / "createdb"), *client, "portal"])
-    return database_url(port)
+        _run([str(binaries / "createdb"), *client, name])
 
 
 def stop() -> None:

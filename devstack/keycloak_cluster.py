@@ -1,0 +1,209 @@
+"""Keycloak as it runs in production: `kc.sh start`, two nodes on PostgreSQL, behind nginx.
+
+    python -m devstack.keycloak_cluster start     # nodes on 8481 and 8482, nginx on 8480
+    python -m devstack.keycloak_cluster stop
+    python -m devstack.keycloak_cluster kill N    # SIGKILL node N (1 or 2), as a crash
+    python -m devstack.keycloak_cluster restart N
+
+Each node is its own unpacked server (instances "cluster1", "cluster2") with the options of
+deploy/keycloak.conf, the file docker-compose mounts, so the two cannot drift. The nodes
+share the database `keycloak_cluster` on the project's PostgreSQL and find each other with
+Keycloak's default discovery (JGroups' JDBC_PING in that database; mTLS between nodes, its
+certificates kept there too); the realm cache is invalidated across nodes and sessions are
+distributed. nginx (Debian's package) balances round robin and passes a request that finds
+a node dead to the other one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from devstack import postgres
+from devstack.keycloak_server import (
+    CONF,
+    DEV_ADMIN_PASSWORD,
+    DEV_ADMIN_USERNAME,
+    Instance,
+    find_java_home,
+    install,
+    is_ready,
+)
+from devstack.process import cache_dir, running_pid, spawn, stop, wait_until
+
+BALANCER_PORT = 8480
+NODES = (Instance("cluster1", 8481), Instance("cluster2", 8482))
+DATABASE = "keycloak_cluster"
+JGROUPS_PORTS = {"cluster1": 7801, "cluster2": 7802}
+NGINX = Path("/usr/sbin/nginx")
+
+
+def url() -> str:
+    """Where the portal and browsers reach the cluster: the load balancer."""
+    return f"http://127.0.0.1:{BALANCER_PORT}"
+
+
+def _root() -> Path:
+    return cache_dir() / "keycloak-cluster"
+
+
+def start(*, timeout: float = 300) -> float:
+    """Start both nodes (one after the other: the first migrates the schema) and nginx."""
+    began = time.monotonic()
+    postgres.ensure_database(DATABASE)
+    for node in NODES:
+        start_node(node, timeout=timeout)
+    _start_nginx()
+    return time.monotonic() - began
+
+
+def start_node(node: Instance, *, timeout: float = 300) -> None:
+    if running_pid(node.pid_file) and is_ready(node):
+        return
+    home = install(node)
+    shutil.copyfile(CONF, home / "conf" / "keycloak.conf")
+    java_home = find_java_home()
+    env = dict(os.environ)
+    env.update(
+        JAVA_HOME=str(java_home),
+        PATH=f"{java_home / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+        KC_BOOTSTRAP_ADMIN_USERNAME=DEV_ADMIN_USERNAME,
+        KC_BOOTSTRAP_ADMIN_PASSWORD=DEV_ADMIN_PASSWORD,
+        KC_DB_PASSWORD="unused",  # noqa: S106 - the project's PostgreSQL trusts loopback
+    )
+    spawn(
+        [
+            str(home / "bin" / "kc.sh"),
+            "start",
+            f"--hostname={url()}",
+            "--http-host=127.0.0.1",
+            f"--http-port={node.port}",
+            f"--http-management-port={node.management_port}",
+            f"--db-url=jdbc:postgresql://127.0.0.1:{postgres.DEFAULT_PORT}/{DATABASE}",
+            "--db-username=postgres",
+            "--cache-embedded-network-bind-address=127.0.0.1",
+            f"--cache-embedded-network-bind-port={JGROUPS_PORTS[node.name]}",
+        ],
+        pid_file=node.pid_file,
+        log_file=node.log_file,
+        env=env,
+    )
+    wait_until(
+        lambda: is_ready(node) or running_pid(node.pid_file) is None,
+        timeout=timeout,
+        what=f"Keycloak ({node.name})",
+        log_file=node.log_file,
+    )
+    if not is_ready(node):
+        tail = node.log_file.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"Keycloak ({node.name}) exited while starting:\n{tail}")
+
+
+def kill(number: int) -> None:
+    """SIGKILL node `number`: a crash, no goodbye to the other node."""
+    node = NODES[number - 1]
+    pid = running_pid(node.pid_file)
+    if pid is not None:
+        os.killpg(pid, signal.SIGKILL)
+        while running_pid(node.pid_file) is not None:
+            time.sleep(0.1)
+
+
+def stop_all() -> None:
+    stop(_root() / "nginx.pid", timeout=10)
+    for node in NODES:
+        stop(node.pid_file, timeout=60)
+
+
+def _start_nginx() -> None:
+    root = _root()
+    pid_file = root / "nginx.pid"
+    if running_pid(pid_file):
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    upstreams = "\n".join(
+        f"        server 127.0.0.1:{node.port} max_fails=1 fail_timeout=5s;" for node in NODES
+    )
+    conf = root / "nginx.conf"
+    conf.write_text(
+        f"""daemon off;
+worker_processes 1;
+pid {root}/nginx.master.pid;
+error_log {root}/nginx-error.log warn;
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    upstream keycloak {{
+{upstreams}
+        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{BALANCER_PORT};
+        location / {{
+            proxy_pass http://keycloak;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Forwarded-Port $server_port;
+            proxy_connect_timeout 2s;
+            # A node that died or is starting: the request goes to the other one.
+            proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;
+        }}
+    }}
+}}
+"""
+    )
+    spawn(
+        [str(NGINX), "-c", str(conf), "-p", str(root)],
+        pid_file=pid_file,
+        log_file=root / "nginx.log",
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if (
+            subprocess.run(
+                ["curl", "-sf", f"{url()}/realms/master"], capture_output=True
+            ).returncode
+            == 0
+        ):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"nginx did not answer on {url()}; see {root}/nginx-error.log")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.keycloak_cluster")
+    parser.add_argument("action", choices=["start", "stop", "kill", "restart"])
+    parser.add_argument("node", nargs="?", type=int, choices=[1, 2])
+    args = parser.parse_args(argv)
+    if args.action == "start":
+        took = start()
+        print(f"Keycloak cluster ({len(NODES)} nodes, `kc.sh start`) on {url()}: {took:.1f}s")
+    elif args.action == "stop":
+        stop_all()
+    elif args.node is None:
+        parser.error("kill and restart need a node: 1 or 2")
+    elif args.action == "kill":
+        kill(args.node)
+    else:
+        kill(args.node)
+        start_node(NODES[args.node - 1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
