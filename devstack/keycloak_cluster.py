@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from devstack import postgres
+from devstack import postgres, process
 from devstack.keycloak_server import (
     CONF,
     DEV_ADMIN_PASSWORD,
@@ -107,12 +106,7 @@ def start_node(node: Instance, *, timeout: float = 300) -> None:
 
 def kill(number: int) -> None:
     """SIGKILL node `number`: a crash, no goodbye to the other node."""
-    node = NODES[number - 1]
-    pid = running_pid(node.pid_file)
-    if pid is not None:
-        os.killpg(pid, signal.SIGKILL)
-        while running_pid(node.pid_file) is not None:
-            time.sleep(0.1)
+    process.kill(NODES[number - 1].pid_file)
 
 
 def stop_all() -> None:

@@ -73,6 +73,19 @@ def stop(pid_file: Path, *, timeout: float = 30) -> bool:
     return True
 
 
+def kill(pid_file: Path) -> bool:
+    """SIGKILL the process group recorded in `pid_file` at once (a crash, for tests)."""
+    pid = running_pid(pid_file)
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    _signal_group(pid, signal.SIGKILL)
+    while _alive(pid):  # reaps it if it is our own child
+        time.sleep(0.1)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
 def _alive(pid: int) -> bool:
     child = _children.get(pid)
     if child is not None:  # our own child: reap it, or it lingers as a zombie
