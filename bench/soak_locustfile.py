@@ -47,7 +47,7 @@ class _Signed(HttpUser):
 
 
 class Customer(_Signed):
-    weight = 3
+    fixed_count = len(ACCOUNTS["customers"])  # one account each; partners are the rest
     wait_time = between(1, 3)
 
     def on_start(self) -> None:
@@ -103,7 +103,6 @@ class Customer(_Signed):
 
 
 class Partner(HttpUser):
-    weight = 5
     wait_time = between(0.2, 1)
 
     @task
@@ -130,7 +129,7 @@ class Partner(HttpUser):
 
 
 class Admin(_Signed):
-    weight = 1
+    fixed_count = len(ACCOUNTS["admins"])
     wait_time = between(1, 3)
     role = "admins"
 
