@@ -41,6 +41,10 @@ NODES = (Instance("cluster1", 8481), Instance("cluster2", 8482))
 DATABASE = "keycloak_cluster"
 JGROUPS_PORTS = {"cluster1": 7801, "cluster2": 7802}
 NGINX = Path("/usr/sbin/nginx")
+FORGET_MEMBERS = (  # the table exists once a node has started
+    "DO $$ BEGIN IF to_regclass('jgroups_ping') IS NOT NULL THEN DELETE FROM jgroups_ping; "
+    "END IF; END $$"
+)
 
 
 def url() -> str:
@@ -56,6 +60,10 @@ def start(*, timeout: float = 300) -> float:
     """Start both nodes (one after the other: the first migrates the schema) and nginx."""
     began = time.monotonic()
     postgres.ensure_database(DATABASE)
+    if not any(running_pid(node.pid_file) for node in NODES):
+        # Nodes that were killed leave their addresses in JDBC_PING's table; a new node
+        # would wait for them to answer its JOIN, then give up. None runs: forget them all.
+        postgres.execute(DATABASE, FORGET_MEMBERS)
     for node in NODES:
         start_node(node, timeout=timeout)
     _start_nginx()

@@ -96,6 +96,12 @@ def start(port: int = DEFAULT_PORT) -> str:
     return database_url(port)
 
 
+def execute(database: str, sql: str, port: int = DEFAULT_PORT) -> str:
+    """Run `sql` in `database` with psql; its output."""
+    client = ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", database]
+    return _run([str(bin_dir() / "psql"), *client, "-tAc", sql]).stdout
+
+
 def ensure_database(name: str, port: int = DEFAULT_PORT) -> None:
     """Create the database `name` on the running server unless it exists."""
     binaries = bin_dir()
