@@ -63,15 +63,15 @@ def main() -> None:
         restart.start()
         _run_locust(work)
         restart.join()
+        _report(work)
+        report = reconcile(dry_run=True)
+        print("reconcile after the soak (dry run):")
+        for line in describe(report):
+            print("  " + line)
     finally:
         portal.terminate()
         portal.wait(timeout=30)
-    _report(work)
-    report = reconcile(dry_run=True)
-    print("reconcile after the soak (dry run):")
-    for line in describe(report):
-        print("  " + line)
-    keycloak_cluster.stop_all()
+        keycloak_cluster.stop_all()
 
 
 def _start_portal(work: Path) -> subprocess.Popen[bytes]:
