@@ -231,7 +231,7 @@ def _reserve(
                 )
         except IntegrityError as error:  # the unique constraint, if a check above was raced
             raise NameTaken(f"You already have a key called “{name}”.") from error
-        _add_public_keys(key, public_keys)
+        record_public_keys(key, public_keys)
         return key
 
 
@@ -492,7 +492,7 @@ def add_public_keys(
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
         _require_inline_keys(key)
-        added = _add_public_keys(key, public_keys)
+        added = record_public_keys(key, public_keys)
         for public_key in added:
             AuditEntry.record(
                 key,
@@ -613,7 +613,8 @@ def _require_inline_keys(key: ApiKey) -> None:
         )
 
 
-def _add_public_keys(key: ApiKey, public_keys: Sequence[AcceptedKey]) -> list[PublicKey]:
+def record_public_keys(key: ApiKey, public_keys: Sequence[AcceptedKey]) -> list[PublicKey]:
+    """The key's PublicKey records for `public_keys`; refused beyond the limit or twice."""
     have = list(key.public_keys.all())
     if len(have) + len(public_keys) > settings.MAX_PUBLIC_KEYS_PER_KEY:
         raise WrongState(

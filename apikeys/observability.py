@@ -131,9 +131,8 @@ _collector = PortalCollector()
 
 
 def register() -> None:
-    """Once per process (AppConfig.ready)."""
-    if _collector not in REGISTRY._collector_to_names:
-        REGISTRY.register(_collector)
+    """Once per process (AppConfig.ready; Django runs it once)."""
+    REGISTRY.register(_collector)
 
 
 @login_not_required

@@ -31,9 +31,9 @@ from django.conf import settings
 from django.db import transaction
 from django.views.decorators.debug import sensitive_variables
 
-from apikeys import convergence, desired, keycloak, notifications
+from apikeys import convergence, desired, keycloak, lifecycle, notifications
 from apikeys.keycloak import Connection, Representation
-from apikeys.models import Api, ApiKey, AuditEntry, PublicKey, User
+from apikeys.models import Api, ApiKey, AuditEntry, User
 from apikeys.public_keys import AcceptedKey, Refused, from_jwks_text
 
 log = logging.getLogger(__name__)
@@ -144,14 +144,7 @@ def recover(
             return quarantine(conn, current, found.why, now)
         key = found.key
         key.save(force_insert=True)
-        for public_key in found.public_keys:
-            PublicKey.objects.create(
-                key=key,
-                kid=public_key.kid,
-                thumbprint=public_key.thumbprint,
-                jwk=public_key.jwk,
-                summary=public_key.summary,
-            )
+        lifecycle.record_public_keys(key, found.public_keys)
         reason = (
             "Rebuilt from its client in Keycloak: the portal had no record of it (a restore "
             f"of the portal's database?). Recovered as {key.get_status_display().lower()}."

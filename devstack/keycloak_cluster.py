@@ -17,7 +17,6 @@ a node dead to the other one.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -25,16 +24,8 @@ import time
 from pathlib import Path
 
 from devstack import postgres, process
-from devstack.keycloak_server import (
-    CONF,
-    DEV_ADMIN_PASSWORD,
-    DEV_ADMIN_USERNAME,
-    Instance,
-    find_java_home,
-    install,
-    is_ready,
-)
-from devstack.process import cache_dir, running_pid, spawn, stop, wait_until
+from devstack.keycloak_server import CONF, Instance, install, is_ready, launch
+from devstack.process import cache_dir, running_pid, spawn, stop
 
 BALANCER_PORT = 8480
 NODES = (Instance("cluster1", 8481), Instance("cluster2", 8482))
@@ -73,20 +64,10 @@ def start(*, timeout: float = 300) -> float:
 def start_node(node: Instance, *, timeout: float = 300) -> None:
     if running_pid(node.pid_file) and is_ready(node):
         return
-    home = install(node)
-    shutil.copyfile(CONF, home / "conf" / "keycloak.conf")
-    java_home = find_java_home()
-    env = dict(os.environ)
-    env.update(
-        JAVA_HOME=str(java_home),
-        PATH=f"{java_home / 'bin'}{os.pathsep}{env.get('PATH', '')}",
-        KC_BOOTSTRAP_ADMIN_USERNAME=DEV_ADMIN_USERNAME,
-        KC_BOOTSTRAP_ADMIN_PASSWORD=DEV_ADMIN_PASSWORD,
-        KC_DB_PASSWORD="unused",  # noqa: S106 - the project's PostgreSQL trusts loopback
-    )
-    spawn(
+    shutil.copyfile(CONF, install(node) / "conf" / "keycloak.conf")
+    launch(
+        node,
         [
-            str(home / "bin" / "kc.sh"),
             "start",
             f"--hostname={url()}",
             "--http-host=127.0.0.1",
@@ -97,19 +78,9 @@ def start_node(node: Instance, *, timeout: float = 300) -> None:
             "--cache-embedded-network-bind-address=127.0.0.1",
             f"--cache-embedded-network-bind-port={JGROUPS_PORTS[node.name]}",
         ],
-        pid_file=node.pid_file,
-        log_file=node.log_file,
-        env=env,
-    )
-    wait_until(
-        lambda: is_ready(node) or running_pid(node.pid_file) is None,
         timeout=timeout,
-        what=f"Keycloak ({node.name})",
-        log_file=node.log_file,
+        env={"KC_DB_PASSWORD": "unused"},  # the project's PostgreSQL trusts loopback
     )
-    if not is_ready(node):
-        tail = node.log_file.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"Keycloak ({node.name}) exited while starting:\n{tail}")
 
 
 def kill(number: int) -> None:

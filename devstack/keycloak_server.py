@@ -159,18 +159,9 @@ def start(instance: Instance, *, timeout: float = 240) -> float:
     if is_ready(instance):
         raise RuntimeError(f"Another Keycloak already answers on port {instance.port}")
     began = time.monotonic()
-    home = install(instance)
-    java_home = find_java_home()
-    env = dict(os.environ)
-    env.update(
-        JAVA_HOME=str(java_home),
-        PATH=f"{java_home / 'bin'}{os.pathsep}{env.get('PATH', '')}",
-        KC_BOOTSTRAP_ADMIN_USERNAME=DEV_ADMIN_USERNAME,
-        KC_BOOTSTRAP_ADMIN_PASSWORD=DEV_ADMIN_PASSWORD,
-    )
-    spawn(
+    launch(
+        instance,
         [
-            str(home / "bin" / "kc.sh"),
             "start-dev",
             "--http-host=127.0.0.1",
             f"--http-port={instance.port}",
@@ -178,15 +169,36 @@ def start(instance: Instance, *, timeout: float = 240) -> float:
             "--health-enabled=true",
             # Preview in 26.7 (on by default from 26.8): a client policy's secret-rotation
             # executor keeps a key's secret expiry (and, later, a rotated secret) across
-            # admin updates, which otherwise drop them. docker-compose.yml enables it too.
+            # admin updates, which otherwise drop them. deploy/keycloak.conf enables it too.
             f"--features={','.join(FEATURES)}",
             # One client per key: past Keycloak's default of 10,000 cached realm entries,
             # reading all clients thrashes the cache (bench/reconcile.py measured it).
             f"--cache-embedded-realms-max-count={conf_options()['cache-embedded-realms-max-count']}",
         ],
+        timeout=timeout,
+    )
+    return time.monotonic() - began
+
+
+def launch(
+    instance: Instance, args: list[str], *, timeout: float, env: dict[str, str] | None = None
+) -> None:
+    """Run `kc.sh <args>` for `instance` (installed if needed) and wait until it is ready."""
+    home = install(instance)
+    java_home = find_java_home()
+    environment = dict(os.environ)
+    environment.update(
+        JAVA_HOME=str(java_home),
+        PATH=f"{java_home / 'bin'}{os.pathsep}{environment.get('PATH', '')}",
+        KC_BOOTSTRAP_ADMIN_USERNAME=DEV_ADMIN_USERNAME,
+        KC_BOOTSTRAP_ADMIN_PASSWORD=DEV_ADMIN_PASSWORD,
+        **(env or {}),
+    )
+    spawn(
+        [str(home / "bin" / "kc.sh"), *args],
         pid_file=instance.pid_file,
         log_file=instance.log_file,
-        env=env,
+        env=environment,
     )
     wait_until(
         lambda: is_ready(instance) or running_pid(instance.pid_file) is None,
@@ -197,7 +209,6 @@ def start(instance: Instance, *, timeout: float = 240) -> float:
     if not is_ready(instance):
         tail = instance.log_file.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"Keycloak ({instance.name}) exited while starting:\n{tail}")
-    return time.monotonic() - began
 
 
 def stop_instance(instance: Instance) -> bool:
