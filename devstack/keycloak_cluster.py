@@ -112,6 +112,12 @@ error_log {root}/nginx-error.log warn;
 events {{ worker_connections 512; }}
 http {{
     access_log off;
+    # nginx's workers run as nobody and cannot write temporary files under the cache
+    # directory: request bodies (a partial import of 250 clients) stay in memory, and large
+    # answers (pages of clients) are passed on as they come instead of spooled to disk.
+    client_max_body_size 16m;
+    client_body_buffer_size 16m;
+    proxy_max_temp_file_size 0;
     client_body_temp_path {root}/body;
     proxy_temp_path {root}/proxy;
     fastcgi_temp_path {root}/fastcgi;
