@@ -1,6 +1,7 @@
 """Obtain the pinned Keycloak from Maven Central and run it in dev mode on loopback.
 
     python -m devstack.keycloak_server fetch
+    python -m devstack.keycloak_server extension   # build keycloak-extension/ if needed
     python -m devstack.keycloak_server start [--instance dev] [--port 8080]
     python -m devstack.keycloak_server stop [--instance dev]
     python -m devstack.keycloak_server status [--instance dev]
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.process import cache_dir, http_ok, running_pid, spawn, stop, wait_until
+from portal.secret_policy import DEV_EVENTS_SECRET
 
 # The newest 26.x on Maven Central (checked 2026-11-23) and the first with every 2026
 # manage-clients escalation fix of the 26.7 line (CVE-2026-16105 in 26.7.3); see README.
@@ -48,6 +50,12 @@ def conf_options() -> dict[str, str]:
 
 # Keycloak features the portal relies on beyond the defaults (dev mode too).
 FEATURES = tuple(conf_options()["features"].split(","))
+
+# The portal's event listener (keycloak-extension/), built by Maven, put in every instance's
+# providers/ and told where to push: PORTAL_URL's /keycloak/events, signed with
+# KEYCLOAK_EVENTS_SECRET (the dev profile's secret unless set).
+EXTENSION = Path(__file__).resolve().parent.parent / "keycloak-extension"
+EXTENSION_JAR = EXTENSION / "target" / "apikey-portal-event-listener.jar"
 
 DEV_ADMIN_USERNAME = "admin"
 DEV_ADMIN_PASSWORD = "admin"  # noqa: S105 - loopback dev server only, printed by bin/run
@@ -129,6 +137,35 @@ def install(instance: Instance) -> Path:
     return instance.home
 
 
+def build_extension() -> Path:
+    """The listener's jar, built with Maven when missing or older than its sources."""
+    sources = [EXTENSION / "pom.xml", *(EXTENSION / "src").rglob("*")]
+    newest = max(path.stat().st_mtime for path in sources if path.is_file())
+    if EXTENSION_JAR.exists() and EXTENSION_JAR.stat().st_mtime >= newest:
+        return EXTENSION_JAR
+    java_home = find_java_home()
+    environment = {**os.environ, "JAVA_HOME": str(java_home)}
+    subprocess.run(
+        ["mvn", "-B", "-q", "-f", str(EXTENSION / "pom.xml"), "package"],
+        check=True,
+        env=environment,
+    )
+    return EXTENSION_JAR
+
+
+def listener_environment() -> dict[str, str]:
+    """The listener's SPI options, as environment variables (they stay out of `ps`); ones
+    already in the environment win."""
+    portal = os.environ.get("PORTAL_URL", "http://127.0.0.1:8000").rstrip("/")
+    defaults = {
+        "KC_SPI_EVENTS_LISTENER__APIKEY_PORTAL__URL": f"{portal}/keycloak/events",
+        "KC_SPI_EVENTS_LISTENER__APIKEY_PORTAL__SECRET": os.environ.get(
+            "KEYCLOAK_EVENTS_SECRET", DEV_EVENTS_SECRET
+        ),
+    }
+    return {name: os.environ.get(name, value) for name, value in defaults.items()}
+
+
 def find_java_home() -> Path:
     """The newest supported JDK on this machine (JAVA_HOME wins if it is supported)."""
     candidates: list[Path] = []
@@ -185,6 +222,7 @@ def launch(
 ) -> None:
     """Run `kc.sh <args>` for `instance` (installed if needed) and wait until it is ready."""
     home = install(instance)
+    shutil.copy2(build_extension(), home / "providers" / EXTENSION_JAR.name)
     java_home = find_java_home()
     environment = dict(os.environ)
     environment.update(
@@ -192,6 +230,7 @@ def launch(
         PATH=f"{java_home / 'bin'}{os.pathsep}{environment.get('PATH', '')}",
         KC_BOOTSTRAP_ADMIN_USERNAME=DEV_ADMIN_USERNAME,
         KC_BOOTSTRAP_ADMIN_PASSWORD=DEV_ADMIN_PASSWORD,
+        **listener_environment(),
         **(env or {}),
     )
     spawn(
@@ -233,13 +272,16 @@ def _sha256(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.keycloak_server")
-    parser.add_argument("action", choices=["fetch", "start", "stop", "status", "java", "reset"])
+    actions = ["fetch", "extension", "start", "stop", "status", "java", "reset"]
+    parser.add_argument("action", choices=actions)
     parser.add_argument("--instance", default="dev")
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
     instance = Instance(args.instance, args.port)
     if args.action == "fetch":
         print(fetch())
+    elif args.action == "extension":
+        print(build_extension())
     elif args.action == "java":
         print(find_java_home())
     elif args.action == "start":
