@@ -19,11 +19,14 @@ keys), at most once per `JWKS_REFETCH_SECONDS`; and again once it is older than
 tokens they signed. Verified tokens are remembered, within a bounded cache, until they
 expire. A token seen before costs a dictionary lookup and a clock reading.
 
-Strict mode, the default, also asks the portal about the key behind the token: it refuses
-tokens of keys that are revoked, suspended, expired or being ended, of owners disabled in
-Keycloak, and of keys issued for another API, whatever audiences the token carries (an
-audience added to a key's scope in Keycloak by hand gives it no access to another API). It
-costs one indexed query per request.
+Strict mode, the default, also refuses tokens of the API's keys that are no longer in good
+standing (revoked, suspended, expired or being ended, of owners disabled in Keycloak) and
+tokens not issued to a key of the portal. The set of such keys is kept in memory
+(`RevocationList`) and read again every REVOCATION_FEED_REFRESH_SECONDS from the API's
+revocation feed (apikeys/revocations.py): over HTTP for a resource server of its own
+(REVOCATION_FEED_URL, REVOCATION_FEED_TOKEN), in process for the portal's sample API. No
+call is made per request. If the set cannot be read for REVOCATION_FEED_MAX_AGE seconds,
+every token is refused with a 503 rather than trusted unchecked.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import binascii
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -43,18 +47,18 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from jwt import PyJWKSet
 from jwt.algorithms import get_default_algorithms
 from jwt.exceptions import PyJWKSetError
 
-from apikeys.models import ApiKey, KeyStanding
-
 log = logging.getLogger(__name__)
 
 Claims = dict[str, Any]
 ALGORITHM = "RS256"
+# The portal's key clients' prefix (ApiKey.CLIENT_ID_PREFIX), written here so that a resource
+# server of its own needs none of the portal's models.
+KEY_CLIENT_PREFIX = "apikey-"
 _RS256 = get_default_algorithms()[ALGORITHM]
 _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _MAX_TOKEN_LENGTH = 16_384
@@ -301,14 +305,135 @@ def bearer_token(request: HttpRequest) -> str:
     return token
 
 
-def key_in_good_standing(claims: Claims, audience: str) -> KeyStanding:
-    """Strict mode: the portal's key behind the token, if it may still be used at this API."""
-    standing = ApiKey.objects.standing(str(claims.get("azp", "")))
-    if standing is None:
+class StandingUnknown(TokenError):
+    """The API's revocation list is too old to trust: refuse every token until it is read."""
+
+    status = 503
+    error = "temporarily_unavailable"
+
+
+class RevocationList:
+    """The client ids of one API's keys no longer in good standing, kept in memory.
+
+    `fetch` gives the feed's document (apikeys/revocations.py); it is called again once
+    the copy is `refresh` seconds old, by one request while the others go on with the
+    copy they have. A copy older than `max_age` (the feed failed meanwhile) refuses every
+    token: fail closed.
+    """
+
+    def __init__(
+        self, fetch: Callable[[], dict[str, Any]], *, refresh: float, max_age: float
+    ) -> None:
+        self._fetch = fetch
+        self._refresh = refresh
+        self._max_age = max_age
+        self._refused: dict[str, str] = {}  # client id -> why its tokens are refused
+        self._other_apis: dict[str, str] = {}  # the catalog's other audiences -> API name
+        self._read_at = -math.inf
+        self._lock = threading.Lock()
+        self.reads = 0  # how many times the feed was read (the tests count them)
+
+    def refusal(self, client_id: str, audiences: list[str]) -> str | None:
+        """Why a token of `client_id` with these audiences must be refused, or None."""
+        now = time.monotonic()
+        if now - self._read_at >= self._refresh and self._lock.acquire(blocking=False):
+            try:
+                self._read(now)
+            finally:
+                self._lock.release()
+        if time.monotonic() - self._read_at > self._max_age:
+            raise StandingUnknown(
+                "The API cannot confirm that keys are in good standing right now; "
+                "try again in a minute."
+            )
+        if why := self._refused.get(client_id):
+            return why
+        for audience in audiences:
+            if other := self._other_apis.get(audience):
+                # Whatever audiences the token carries: the key was issued for another API.
+                return f"The key {client_id} was issued for {other}, not this API."
+        return None
+
+    def _read(self, now: float) -> None:
+        try:
+            document = self._fetch()
+            refused = {str(k): str(v) for k, v in dict(document["refused"]).items()}
+            others = {str(k): str(v) for k, v in dict(document.get("other_apis") or {}).items()}
+        except Exception as error:  # any failure keeps the copy until it is max_age old
+            log.warning("revocation feed not read: %s", error)
+            return
+        self._refused, self._other_apis = refused, others
+        self._read_at = now
+        self.reads += 1
+
+
+def feed_over_http(url: str, token: str, timeout: float) -> Callable[[], dict[str, Any]]:
+    """Read the feed from the portal, for a resource server of its own."""
+
+    def fetch() -> dict[str, Any]:
+        response = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+        response.raise_for_status()
+        document = response.json()
+        if not isinstance(document, dict) or not isinstance(document.get("refused"), dict):
+            raise ValueError(f"{url} answered something other than a revocation feed")
+        return document
+
+    return fetch
+
+
+def feed_in_process(audience: str) -> Callable[[], dict[str, Any]]:
+    """Build the feed's document in process, for the portal's own sample API."""
+
+    def fetch() -> dict[str, Any]:
+        from apikeys import revocations
+        from apikeys.models import Api
+
+        return revocations.document(Api.objects.get(audience=audience))
+
+    return fetch
+
+
+_lists: dict[str, RevocationList] = {}
+_lists_lock = threading.Lock()
+
+
+def revocation_list(audience: str) -> RevocationList:
+    """The process's list for the API of `audience` (one per API, made on first use)."""
+    with _lists_lock:
+        if audience not in _lists:
+            if settings.REVOCATION_FEED_URL:
+                fetch = feed_over_http(
+                    settings.REVOCATION_FEED_URL,
+                    settings.REVOCATION_FEED_TOKEN,
+                    timeout=min(settings.KEYCLOAK_TIMEOUT, settings.REVOCATION_FEED_MAX_AGE),
+                )
+            else:
+                fetch = feed_in_process(audience)
+            _lists[audience] = RevocationList(
+                fetch,
+                refresh=settings.REVOCATION_FEED_REFRESH_SECONDS,
+                max_age=settings.REVOCATION_FEED_MAX_AGE,
+            )
+        return _lists[audience]
+
+
+def forget_revocation_lists() -> None:
+    """Start again from the feed (the tests, between settings)."""
+    with _lists_lock:
+        _lists.clear()
+
+
+def check_standing(claims: Claims, audience: str) -> str:
+    """Strict mode: the key behind the token, if it may still be used at this API."""
+    client_id = str(claims.get("azp", ""))
+    if not client_id.startswith(KEY_CLIENT_PREFIX):
         raise TokenError("The token was not issued to a key of this portal.")
-    if refusal := standing.refusal(timezone.now(), audience):
+    audiences = claims.get("aud")
+    audiences = [audiences] if isinstance(audiences, str) else list(audiences or [])
+    others = [a for a in audiences if a != audience]
+    if refusal := revocation_list(audience).refusal(client_id, others):
         raise TokenError(refusal)
-    return standing
+    return client_id
 
 
 def error_response(error: TokenError, audience: str) -> JsonResponse:
@@ -329,9 +454,10 @@ def bearer_token_required(
 ) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """Guard an API view: only requests with a valid access token for `audience` reach it.
 
-    The view finds the claims in `request.token`, and in strict mode (the default) what the
-    portal knows of the key (`KeyStanding`) in `request.api_key`. `strict=False` trusts a
-    token until its `exp` (no query, but a revoked key's tokens keep working until then).
+    The view finds the claims in `request.token`, and in strict mode (the default) the key's
+    client id, checked against the API's revocation list, in `request.client_id`.
+    `strict=False` trusts a token until its `exp` (a revoked key's tokens keep working until
+    then).
     Such views need no session or CSRF token: the bearer token is the credential.
     """
 
@@ -341,7 +467,7 @@ def bearer_token_required(
             try:
                 claims = realm_validator().validate(bearer_token(request), audience)
                 if strict:
-                    request.api_key = key_in_good_standing(claims, audience)  # type: ignore[attr-defined]
+                    request.client_id = check_standing(claims, audience)  # type: ignore[attr-defined]
             except TokenError as error:
                 return error_response(error, audience)
             request.token = claims  # type: ignore[attr-defined]

@@ -47,6 +47,7 @@ def ensure_realm(conn: Connection) -> list[str]:
     """
     wanted = desired.realm()
     current = keycloak.get_realm(conn)
+    wanted["eventsListeners"] = _event_listeners(conn, current)
     if current is None:
         keycloak.create_realm(conn, wanted)
         return [f"created realm {conn.realm}"]
@@ -60,6 +61,23 @@ def ensure_realm(conn: Connection) -> list[str]:
         keycloak.update_realm(conn, wanted)
         return [f"updated realm {conn.realm}"]
     return []
+
+
+def _event_listeners(conn: Connection, current: Representation | None) -> list[str]:
+    """The realm's event listeners: the operator's, and the portal's when it takes pushed
+    events (KEYCLOAK_PUSH_EVENTS), which needs the extension installed in Keycloak."""
+    listeners = list((current or {}).get("eventsListeners") or ["jboss-logging"])
+    listeners = [name for name in listeners if name != desired.EVENT_LISTENER]
+    if not settings.KEYCLOAK_PUSH_EVENTS:
+        return listeners
+    if desired.EVENT_LISTENER not in keycloak.event_listeners(conn):
+        raise MissingListener(
+            f"Keycloak has no {desired.EVENT_LISTENER!r} event listener: put "
+            "keycloak-extension/target/apikey-portal-event-listener.jar (bin/setup builds it) "
+            "in its providers/ directory and start it again, or set KEYCLOAK_PUSH_EVENTS=false "
+            "to follow Keycloak by polling alone."
+        )
+    return [*listeners, desired.EVENT_LISTENER]
 
 
 def ensure_realm_role(conn: Connection, wanted: Representation) -> list[str]:
@@ -95,6 +113,10 @@ def ensure_client(conn: Connection, wanted: Representation) -> list[str]:
     plan = convergence.plan(current, wanted)
     convergence.apply(conn, plan)
     return plan.describe()
+
+
+class MissingListener(keycloak.KeycloakFailure):
+    """Push is on, and Keycloak has no portal event listener to push with."""
 
 
 class ScopeTaken(keycloak.KeycloakRejected):

@@ -47,6 +47,8 @@ ASSERTION_MAX_AGE_SECONDS = 60
 # The least realm-management roles the portal's run-time identity needs: create, update and
 # delete key clients and client scopes (manage-clients), read CLIENT_LOGIN events (view-events).
 SERVICE_ROLES = frozenset({"manage-clients", "view-events"})
+# The event listener of keycloak-extension/ (its provider id), which pushes events.
+EVENT_LISTENER = "apikey-portal"
 # Which user events Keycloak stores, and for how long.
 STORED_EVENTS = ["CLIENT_LOGIN", "CLIENT_LOGIN_ERROR", "DELETE_ACCOUNT"]
 EVENTS_EXPIRATION_SECONDS = 90 * 24 * 3600

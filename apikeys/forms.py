@@ -279,6 +279,8 @@ class ApiForm(forms.ModelForm):  # type: ignore[type-arg]
         labels: ClassVar = {
             "requires_approval": "Needs an administrator's approval",
             "checks_revocation": "Checks every token with the portal",
+            "dormant_warn_days": "Warn owners of unused keys after (days)",
+            "dormant_suspend_days": "Suspend unused keys after (days)",
         }
         help_texts: ClassVar = {
             "slug": "Names the Keycloak client scope api-<slug>. It cannot be changed later.",
@@ -295,6 +297,19 @@ class ApiForm(forms.ModelForm):  # type: ignore[type-arg]
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["slug"].disabled = True
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        warn, suspend = cleaned.get("dormant_warn_days"), cleaned.get("dormant_suspend_days")
+        warn = warn if warn is not None else settings.DORMANT_KEY_DAYS
+        suspend = suspend if suspend is not None else settings.DORMANT_SUSPEND_DAYS
+        if suspend and suspend <= warn:
+            self.add_error(
+                "dormant_suspend_days",
+                f"Suspend after more days than the warning ({warn}), so that owners are "
+                "warned first; 0 never suspends.",
+            )
+        return cleaned
 
     def clean_max_rotation_grace_hours(self) -> int:
         hours = self.cleaned_data["max_rotation_grace_hours"]

@@ -7,13 +7,12 @@ JobState (`job_lock`), and a second copy that finds it claimed does nothing and 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -21,8 +20,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apikeys import accounts, keycloak, notifications
-from apikeys.models import ApiKey, ExpiryReminder, JobState, UnusedNotice, WebhookMessage
+from apikeys import accounts, keycloak, keycloak_events, notifications
+from apikeys.models import ApiKey, ExpiryReminder, JobState, WebhookMessage
 from portal.request_ids import start_run
 
 log = logging.getLogger(__name__)
@@ -85,18 +84,14 @@ def sync_last_used(page: int = EVENTS_PAGE) -> LastUsedRun:
             return LastUsedRun(skipped=True)
         conn = keycloak.portal_connection()
         run = LastUsedRun(watermark=state.watermark)
-        latest: dict[str, int] = {}
+        logins = []
         for event in _events(conn, "CLIENT_LOGIN", since_ms=state.watermark, page=page):
-            client_id = str(event.get("clientId", ""))
-            if client_id.startswith(ApiKey.CLIENT_ID_PREFIX):
-                latest[client_id] = max(latest.get(client_id, 0), int(event["time"]))
+            logins.append(
+                {"type": "CLIENT_LOGIN", "clientId": event.get("clientId"), "time": event["time"]}
+            )
             run.watermark = max(run.watermark, int(event["time"]))
             run.events += 1
-        for client_id, millis in latest.items():
-            used = datetime.fromtimestamp(millis / 1000, tz=UTC)
-            run.keys_updated += ApiKey.objects.filter(
-                Q(last_used_at__isnull=True) | Q(last_used_at__lt=used), client_id=client_id
-            ).update(last_used_at=used)
+        run.keys_updated = keycloak_events.note_use(logins)
         state.watermark = run.watermark
         state.save(update_fields=["watermark", "updated_at"])
         return run
@@ -132,7 +127,7 @@ def sync_users(page: int = EVENTS_PAGE) -> UserSyncRun:
             run.users.setdefault(sub, []).append(change)
         failed_at: list[int] = []
         for sub, user_changes in run.users.items():
-            for change in _what_counts(user_changes):
+            for change in keycloak_events.what_counts(user_changes):
                 outcome = accounts.apply_change(sub, change)
                 run.keys_changed += outcome.keys_changed
                 run.failures += [f"user {sub}: {failure}" for failure in outcome.failures]
@@ -148,37 +143,16 @@ def _account_changes(
     conn: keycloak.Connection, since_ms: int, page: int
 ) -> Iterator[tuple[int, str, str]]:
     """(time, user id, change) for every account change Keycloak recorded since `since_ms`."""
-    for event in _admin_events(conn, "USER", ["UPDATE", "DELETE"], since_ms=since_ms, page=page):
-        sub = str(event.get("resourcePath", "")).removeprefix("users/")
-        if event["operationType"] == "DELETE":
-            yield int(event["time"]), sub, "deleted"
-            continue
-        sent = _sent(event)
-        enabled = sent.get("enabled") if isinstance(sent, dict) else None
-        if isinstance(enabled, bool):
-            yield int(event["time"]), sub, "enabled" if enabled else "disabled"
-    for event in _events(conn, "DELETE_ACCOUNT", since_ms=since_ms, page=page):
-        yield int(event["time"]), str(event.get("userId", "")), "deleted"
-    role_events = _admin_events(
-        conn, "REALM_ROLE_MAPPING", ["CREATE", "DELETE"], since_ms=since_ms, page=page
+    events = itertools.chain(
+        _admin_events(conn, "USER", ["UPDATE", "DELETE"], since_ms=since_ms, page=page),
+        _events(conn, "DELETE_ACCOUNT", since_ms=since_ms, page=page),
+        _admin_events(
+            conn, "REALM_ROLE_MAPPING", ["CREATE", "DELETE"], since_ms=since_ms, page=page
+        ),
     )
-    for event in role_events:
-        path = str(event.get("resourcePath", ""))
-        roles = _sent(event)
-        named = [r.get("name") for r in roles] if isinstance(roles, list) else []
-        if path.startswith("users/") and settings.OIDC_ADMIN_ROLE in named:
-            granted = event["operationType"] == "CREATE"
-            sub = path.removeprefix("users/").split("/", 1)[0]
-            yield int(event["time"]), sub, "admin granted" if granted else "admin removed"
-
-
-def _what_counts(changes: list[str]) -> list[str]:
-    """Of one user's changes in order: the last account change (deletion is final) and the
-    last change of the admin role."""
-    account = [c for c in changes if c in accounts.ACCOUNT_CHANGES]
-    roles = [c for c in changes if c in accounts.ROLE_CHANGES]
-    counted = ["deleted"] if "deleted" in account else account[-1:]
-    return counted + roles[-1:]
+    for event in events:
+        if change := keycloak_events.account_change(event):
+            yield int(event["time"]), *change
 
 
 def _admin_events(
@@ -204,14 +178,6 @@ def _events(
         page,
     )
     return itertools.chain.from_iterable(pages)
-
-
-def _sent(event: dict[str, Any]) -> Any:
-    """The representation an admin event carries (what was sent), or {}."""
-    try:
-        return json.loads(event.get("representation") or "{}")
-    except ValueError:
-        return {}
 
 
 @dataclass
@@ -263,32 +229,6 @@ def send_expiry_reminders(now: datetime | None = None) -> ReminderRun:
 
 class _NotSent(Exception):
     pass
-
-
-def announce_unused_keys(now: datetime | None = None) -> list[ApiKey]:
-    """Send key.unused for active keys not used for DORMANT_KEY_DAYS: once per quiet spell
-    (a key used again, then quiet again, is announced again)."""
-    now = now or timezone.now()
-    cutoff = now - timedelta(days=settings.DORMANT_KEY_DAYS)
-    quiet = ApiKey.objects.filter(status=ApiKey.Status.ACTIVE).filter(
-        Q(last_used_at__lt=cutoff) | Q(last_used_at__isnull=True, created_at__lt=cutoff)
-    )
-    announced = []
-    for key in quiet.select_related("owner", "api"):
-        since = key.last_used_at or key.created_at
-        try:
-            with transaction.atomic():
-                UnusedNotice.objects.create(key=key, since=since)
-                WebhookMessage.objects.emit(
-                    key,
-                    "key.unused",
-                    unused_since=since.isoformat(),
-                    days_unused=(now - since).days,
-                )
-        except IntegrityError:
-            continue  # announced for this spell already
-        announced.append(key)
-    return announced
 
 
 def send_approval_digest(now: datetime | None = None) -> int | None:

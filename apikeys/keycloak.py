@@ -248,6 +248,13 @@ def all_pages(fetch: Fetch, page: int = 200) -> Iterator[list[Representation]]:
 # Realm
 
 
+def event_listeners(conn: Connection) -> set[str]:
+    """The event listener providers the server has (GET /admin/serverinfo; a master admin)."""
+    info = _request(conn, "GET", "/admin/serverinfo")
+    providers = (info.get("providers") or {}).get("eventsListener") or {}
+    return set(providers.get("providers") or {})
+
+
 def get_realm(conn: Connection) -> Representation | None:
     """GET /admin/realms/{realm}; None if the realm does not exist."""
     try:

@@ -816,7 +816,8 @@ def reinstate_key(
         crash_point("reinstate:client-enabled")
         key.status = ApiKey.Status.ACTIVE
         key.status_reason = reason
-        key.save(update_fields=["status", "status_reason"])
+        key.reinstated_at = now
+        key.save(update_fields=["status", "status_reason", "reinstated_at"])
         AuditEntry.record(
             key, AuditEntry.Action.REINSTATED, actor=actor, ip_address=ip_address, reason=reason
         )

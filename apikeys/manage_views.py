@@ -21,7 +21,7 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from apikeys import catalog, lifecycle
+from apikeys import catalog, lifecycle, usage
 from apikeys.client_address import client_ip
 from apikeys.exports import audit_csv
 from apikeys.forms import (
@@ -99,6 +99,7 @@ def key_detail(request: HttpRequest, key_id: uuid.UUID) -> HttpResponse:
         "reason_form": ReasonForm(),
         "public_keys": key.public_keys.all(),
         "leaks": key.leak_reports.all()[:20],
+        "usage": usage.of_key(key),
     }
     return render(request, "manage/key_detail.html", context)
 

@@ -63,6 +63,23 @@ class Api(models.Model):
     # Whether the API's servers ask the portal about each token's key (the token validator's
     # strict mode), so that revoking or suspending a key ends its tokens already issued too.
     checks_revocation = models.BooleanField(default=False)
+    # The dormant-key policy for this API's keys, instead of DORMANT_KEY_DAYS and
+    # DORMANT_SUSPEND_DAYS (apikeys/dormancy.py); empty: the global settings.
+    dormant_warn_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text="Days unused before the owner is warned; empty for the portal's setting.",
+    )
+    dormant_suspend_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(3650)],
+        help_text="Days unused before the key is suspended (0: never); empty for the "
+        "portal's setting.",
+    )
+    # SHA-256 of the token the API's servers read its revocation feed with (shown once).
+    feed_token_digest = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     # A retired API takes no new keys; its live keys keep working until they end.
     retired_at = models.DateTimeField(null=True, blank=True)
@@ -80,6 +97,8 @@ class Api(models.Model):
         "max_key_lifetime_days",
         "access_token_lifespan",
         "max_rotation_grace_hours",
+        "dormant_warn_days",
+        "dormant_suspend_days",
     )
 
     class Meta:
@@ -216,9 +235,10 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
         return keys.order_by(filters.get("sort") or "-created_at", "pk")
 
     def standing(self, client_id: str) -> KeyStanding | None:
-        """What an API needs to know about the key behind a token, in one indexed query.
+        """What the portal knows of the key behind a token, in one indexed query.
 
-        Resource servers ask this on every request in strict mode. Django takes longer to
+        The sample API shows it (remembered a minute per key); resource servers in strict
+        mode read their revocation feed instead. Django takes longer to
         compile the equivalent ORM query (0.7 ms) than PostgreSQL takes to answer this SQL
         (0.2 ms), so it is written out.
         """
@@ -256,19 +276,6 @@ class KeyStanding:
     api_audience: str
     owner_name: str
     owner_active: bool
-
-    def refusal(self, now: datetime, audience: str) -> str | None:
-        """Why a token of this key must be refused by the API of `audience`, or None."""
-        if self.status != ApiKey.Status.ACTIVE:
-            return f"The key {self.client_id} is {ApiKey.Status(self.status).label.lower()}."
-        if self.expires_at <= now:
-            return f"The key {self.client_id} has expired."
-        if not self.owner_active:
-            return f"The owner of the key {self.client_id} is disabled."
-        if self.api_audience != audience:
-            # Whatever audiences the token carries: the key was issued for another API.
-            return f"The key {self.client_id} was issued for {self.api_name}, not this API."
-        return None
 
 
 class Credential(models.TextChoices):
@@ -339,6 +346,8 @@ class ApiKey(models.Model):
     # Set when reconcile rebuilt this record from the key's client after the portal's
     # database went back in time (a restore); cleared when the owner names the key.
     recovered_at = models.DateTimeField(null=True, blank=True)
+    # The last reinstatement: a new quiet spell for the dormant-key policy starts there.
+    reinstated_at = models.DateTimeField(null=True, blank=True)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -422,12 +431,12 @@ class ApiKey(models.Model):
         return self.status == self.Status.UNFINISHED
 
     def unused_for_days(self, now: datetime) -> int | None:
-        """Days since the key was last used (or made, if never), once past DORMANT_KEY_DAYS."""
+        """Days the key has been quiet (apikeys/dormancy.py), once past its warning days."""
         if self.status != self.Status.ACTIVE:
             return None
-        since = self.last_used_at or self.created_at
+        since = max(t for t in (self.last_used_at, self.created_at, self.reinstated_at) if t)
         days = (now - since).days
-        return days if days >= settings.DORMANT_KEY_DAYS else None
+        return days if days >= (self.api.dormant_warn_days or settings.DORMANT_KEY_DAYS) else None
 
     @property
     def dormant_days(self) -> int | None:
@@ -950,3 +959,35 @@ class UnusedNotice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key.client_id} unused since {self.since:%Y-%m-%d}"
+
+
+class KeyUsage(models.Model):
+    """A key's token requests on one day (UTC), from Keycloak's client-login events: a row
+    per key per day, not per event."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="usage")
+    day = models.DateField()
+    grants = models.PositiveIntegerField(default=0)
+    # Failed attempts: a wrong secret or signed assertion (invalid_client_credentials), and
+    # every other refusal (the client disabled, deleted, or its secret expired).
+    wrong_credentials = models.PositiveIntegerField(default=0)
+    refused = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(fields=["key", "day"], name="one_usage_row_per_day"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.key_id} {self.day}: {self.grants} grants"
+
+
+class ReceivedEvent(models.Model):
+    """A Keycloak event the portal applied (its id), so that one delivered twice is applied
+    once. Kept KEYCLOAK_EVENT_IDS_KEPT_HOURS."""
+
+    id = models.CharField(max_length=64, primary_key=True)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return self.id

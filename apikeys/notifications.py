@@ -106,6 +106,16 @@ def key_recovered(key: ApiKey) -> bool:
     )
 
 
+def key_dormant(key: ApiKey, days: int, days_left: int | None) -> bool:
+    """Warn the owner that a key has not been used for `days` days (the dormant-key policy)."""
+    return _send(
+        f"Your API key “{key.name}” has not been used for {days} days",
+        "emails/key_dormant.txt",
+        {"key": key, "days": days, "days_left": days_left, "key_url": key_url(key)},
+        [key.owner.email],
+    )
+
+
 def expiry_reminder(key: ApiKey, days: int) -> bool:
     return _send(
         f"Your API key “{key.name}” expires in {days} day{'s' if days != 1 else ''}",

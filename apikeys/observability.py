@@ -48,6 +48,12 @@ KEYCLOAK_CALLS = Counter(
     "Keycloak admin API calls made by the portal, by operation and outcome.",
     ["operation", "outcome"],
 )
+KEYCLOAK_EVENTS = Counter(
+    "portal_keycloak_events_pushed",
+    "Events Keycloak's listener pushed, by outcome: applied, duplicate (applied before), "
+    "refused (a bad signature or an old timestamp), malformed.",
+    ["outcome"],
+)
 KEYCLOAK_SECONDS = Histogram(
     "portal_keycloak_call_seconds",
     "Time of Keycloak admin API calls, by operation.",

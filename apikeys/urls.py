@@ -4,7 +4,14 @@ from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET
 from ninja.openapi.docs import Swagger
 
-from apikeys import manage_views, observability, views, webhook_views
+from apikeys import (
+    event_views,
+    manage_views,
+    observability,
+    revocations,
+    views,
+    webhook_views,
+)
 from apikeys.api import api
 
 
@@ -38,6 +45,7 @@ urlpatterns = [
     path("keys/<uuid:key_id>/revoke/", views.revoke_key, name="revoke_key"),
     path("keys/<uuid:key_id>/rename/", views.rename_key, name="rename_key"),
     path("keys/<uuid:key_id>/end-grace/", views.end_grace, name="end_grace"),
+    path("keys/<uuid:key_id>/reinstate/", views.reinstate_dormant, name="reinstate_dormant"),
     path("keys/<uuid:key_id>/public-keys/", views.add_public_key, name="add_public_key"),
     path(
         "keys/<uuid:key_id>/public-keys/refresh/",
@@ -81,6 +89,8 @@ urlpatterns = [
     path("health/live", observability.live, name="health_live"),
     path("health/ready", observability.ready, name="health_ready"),
     path("metrics", observability.metrics, name="metrics"),
+    path("feeds/revocations", revocations.feed, name="revocation_feed"),
+    path("keycloak/events", event_views.keycloak_events_received, name="keycloak_events"),
     # The admin area: portal admins only; 404 for everyone else.
     path("manage/", manage_views.approvals, name="manage_approvals"),
     path("manage/keys/", manage_views.key_list, name="manage_keys"),

@@ -19,7 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from pythonjsonlogger.core import RESERVED_ATTRS
 
 from portal.loopback import is_loopback
-from portal.secret_policy import HOW, weakness
+from portal.secret_policy import DEV_EVENTS_SECRET, HOW, events_secret_problem, weakness
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -216,6 +216,37 @@ PORTAL_API_AUDIENCE = env("PORTAL_API_AUDIENCE", "portal-api")
 CLI_CLIENT_ID = env("CLI_CLIENT_ID", "portal-cli")
 # The audience of the sample API the portal serves itself (GET /api/v1/whoami/).
 WHOAMI_AUDIENCE = env("WHOAMI_AUDIENCE", "sample-api")
+# Revocation feeds (apikeys/revocations.py): a resource server in strict mode keeps the set
+# of its API's keys no longer in good standing, read again from the portal this often
+# (seconds); once its copy is older than REVOCATION_FEED_MAX_AGE, it refuses every token
+# (503) rather than trust keys it can no longer check. A resource server of another process
+# names its feed and the feed's token (made by `manage.py revocation_feed_token <api>`).
+REVOCATION_FEED_REFRESH_SECONDS = float(env("REVOCATION_FEED_REFRESH_SECONDS", "2"))
+REVOCATION_FEED_MAX_AGE = float(env("REVOCATION_FEED_MAX_AGE", "30"))
+REVOCATION_FEED_URL = env("REVOCATION_FEED_URL", "")
+REVOCATION_FEED_TOKEN = env("REVOCATION_FEED_TOKEN", "")
+
+# Keycloak's event listener (keycloak-extension/) pushes account changes and client logins
+# to /keycloak/events, signed as Standard Webhooks with this shared secret (whsec_ + base64,
+# the listener's `secret` option). Empty: no push; the polling jobs alone follow Keycloak.
+# KEYCLOAK_PUSH_EVENTS: whether bootstrap turns the realm's listener on (the tests turn it
+# on only where they test it).
+KEYCLOAK_EVENTS_SECRET = env("KEYCLOAK_EVENTS_SECRET", "", local=DEV_EVENTS_SECRET)
+_events_problem = KEYCLOAK_EVENTS_SECRET and events_secret_problem(
+    KEYCLOAK_EVENTS_SECRET, production=not LOCAL
+)
+if _events_problem:
+    raise ImproperlyConfigured(f"KEYCLOAK_EVENTS_SECRET: {_events_problem}")
+_push = env(
+    "KEYCLOAK_PUSH_EVENTS", "true" if KEYCLOAK_EVENTS_SECRET and PROFILE != "test" else "false"
+)
+if _push not in ("true", "false") or (_push == "true" and not KEYCLOAK_EVENTS_SECRET):
+    raise ImproperlyConfigured(
+        "KEYCLOAK_PUSH_EVENTS must be true or false, and true needs KEYCLOAK_EVENTS_SECRET."
+    )
+KEYCLOAK_PUSH_EVENTS = _push == "true"
+# Event ids are remembered this long to apply each once (longer than the listener retries).
+KEYCLOAK_EVENT_IDS_KEPT_HOURS = int(env("KEYCLOAK_EVENT_IDS_KEPT_HOURS", "24"))
 
 # API keys.
 MAX_LIVE_KEYS_PER_USER = int(env("MAX_LIVE_KEYS_PER_USER", "10"))
@@ -306,8 +337,17 @@ WEBHOOK_LEASE_SECONDS = float(env("WEBHOOK_LEASE_SECONDS", "60"))
 WEBHOOK_POLL_SECONDS = float(env("WEBHOOK_POLL_SECONDS", "0.5"))
 
 DEFAULT_KEY_LIFETIME_DAYS = int(env("DEFAULT_KEY_LIFETIME_DAYS", "90"))
-# Active keys unused (no token requested) for this many days are flagged to owners and admins.
+# The dormant-key policy (apikeys/dormancy.py): an active key unused (no token requested)
+# for DORMANT_KEY_DAYS is announced to its owner (mail, key.unused webhook); after
+# DORMANT_SUSPEND_DAYS it is suspended, and its owner can reinstate it in one click. 0 turns
+# the suspension off. Each API may override both (its admin page).
 DORMANT_KEY_DAYS = int(env("DORMANT_KEY_DAYS", "30"))
+DORMANT_SUSPEND_DAYS = int(env("DORMANT_SUSPEND_DAYS", "90"))
+if DORMANT_KEY_DAYS < 1 or (DORMANT_SUSPEND_DAYS and DORMANT_SUSPEND_DAYS <= DORMANT_KEY_DAYS):
+    raise ImproperlyConfigured(
+        "DORMANT_KEY_DAYS must be at least 1, and DORMANT_SUSPEND_DAYS 0 (never) or more "
+        "than DORMANT_KEY_DAYS, so that owners are warned before a suspension."
+    )
 # Owners are emailed when a key has this many days (or fewer) left, once per threshold.
 EXPIRY_REMINDER_DAYS = sorted(
     (int(d) for d in env_list("EXPIRY_REMINDER_DAYS", "30,7,1")), reverse=True

@@ -20,7 +20,7 @@ from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakDeleteError
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playwright
 
-from apikeys import bootstrap, keycloak
+from apikeys import bearer_tokens, bootstrap, keycloak
 from apikeys.keycloak import Connection, Representation
 from apikeys.models import Api, ApiKey, User
 from tests.accounts import PASSWORD, KeycloakUser
@@ -50,6 +50,17 @@ def fresh_rate_limits() -> Iterator[None]:
     caches["ratelimit"].clear()
     yield
     caches["ratelimit"].clear()
+
+
+@pytest.fixture(autouse=True)
+def revocation_lists_read_on_every_request(settings: Any) -> Iterator[None]:
+    """Strict mode reads the API's revocation list again every request here, so that a test
+    sees at once what it just did to a key; tests/test_revocation_feed.py checks the real
+    interval, and that no request makes a call of its own."""
+    settings.REVOCATION_FEED_REFRESH_SECONDS = 0
+    bearer_tokens.forget_revocation_lists()
+    yield
+    bearer_tokens.forget_revocation_lists()
 
 
 @pytest.fixture

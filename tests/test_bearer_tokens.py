@@ -417,7 +417,7 @@ def test_the_partner_guide_is_public_and_names_the_real_endpoints(client: Client
 
 
 def test_a_key_for_one_api_is_refused_by_another_even_with_its_audience(
-    owner: User, key_clients: Connection, client: Client
+    owner: User, key_clients: Connection, client: Client, sample: Api
 ) -> None:
     other = Api.objects.create(name="Other API", slug="other", audience="other-api")
     bootstrap.ensure_api_scope(key_clients, other)

@@ -25,7 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from apikeys import jobs, lifecycle, webhooks
+from apikeys import dormancy, jobs, lifecycle, webhooks
 from apikeys.models import (
     EVENT_TYPES,
     Api,
@@ -99,7 +99,7 @@ def test_each_event_arrives_signed_and_verifies_with_the_standard_webhooks_libra
         lifecycle.approve_key(soon, actor=admin_user)
         jobs.send_expiry_reminders()
         ApiKey.objects.filter(pk=soon.pk).update(created_at=timezone.now() - timedelta(days=90))
-        jobs.announce_unused_keys()
+        dormancy.run()
         ApiKey.objects.filter(pk=soon.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
         lifecycle.expire_due_keys()
         webhooks.send_test(made.endpoint)

@@ -19,7 +19,7 @@ from django.views.decorators.debug import sensitive_variables
 from ninja import Header, Query, Router, Status
 from pydantic import ValidationError as PydanticValidationError
 
-from apikeys import leaks, lifecycle
+from apikeys import dormancy, leaks, lifecycle, usage
 from apikeys.api.auth import PortalToken
 from apikeys.api.paging import PageQuery, audit_out, paginate
 from apikeys.api.problems import Problem
@@ -37,6 +37,8 @@ from apikeys.api.schemas import (
     RotateIn,
     SecretCheckOut,
     SecretIn,
+    UsageDay,
+    UsageOut,
 )
 from apikeys.api.schemas import Problem as ProblemOut
 from apikeys.client_address import client_ip
@@ -121,6 +123,22 @@ def show_key(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
     return _key(request, key_id)
 
 
+@router.get(
+    "/keys/{key_id}/usage",
+    response={200: UsageOut, **FAILURES},
+    summary="One of your keys' daily tokens and failed attempts, last 30 days",
+)
+def key_usage(request: HttpRequest, key_id: uuid.UUID) -> UsageOut:
+    used = usage.of_key(_key(request, key_id))
+    days = [
+        UsageDay(
+            day=d.day, grants=d.grants, wrong_credentials=d.wrong_credentials, refused=d.refused
+        )
+        for d in used.days
+    ]
+    return UsageOut(days=days, warning=used.warning)
+
+
 @router.post(
     "/keys/{key_id}/rotate",
     response={200: Credentials, **FAILURES},
@@ -190,6 +208,17 @@ def end_grace(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
         return lifecycle.end_grace(key, actor=key.owner, ip_address=client_ip(request))
     except KeycloakFailure as failure:
         raise _not_told(failure, "The end is recorded") from None
+
+
+@router.post(
+    "/keys/{key_id}/reinstate",
+    response={200: KeyOut, **FAILURES},
+    summary="Reinstate a key the dormant-key policy suspended (others: an administrator)",
+)
+def reinstate_dormant(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
+    key = _key(request, key_id)
+    _limit(request)
+    return dormancy.reinstate_by_owner(key, owner=key.owner, ip_address=client_ip(request))
 
 
 @router.get(

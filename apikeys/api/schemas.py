@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -34,6 +34,10 @@ class ApiOut(Schema):
     access_token_lifespan: int = Field(description="Seconds an access token stays valid.")
     max_rotation_grace_hours: int = Field(
         description="The longest grace period a rotation may give the old secret."
+    )
+    dormant_warn_days: int | None = Field(description="Null: the portal's DORMANT_KEY_DAYS.")
+    dormant_suspend_days: int | None = Field(
+        description="0: never; null: the portal's DORMANT_SUSPEND_DAYS."
     )
     retired: bool
 
@@ -217,6 +221,12 @@ class ApiIn(Schema):
     max_key_lifetime_days: int = 365
     access_token_lifespan: int = 300
     max_rotation_grace_hours: int = 168
+    dormant_warn_days: int | None = Field(
+        None, description="Days unused before owners are warned; null: the portal's setting."
+    )
+    dormant_suspend_days: int | None = Field(
+        None, description="Days unused before suspension (0: never); null: the portal's setting."
+    )
 
 
 class AuditOut(Schema):
@@ -353,3 +363,17 @@ class MessageOut(Schema):
 
 class MessagePage(Page):
     items: list[MessageOut]
+
+
+class UsageDay(Schema):
+    day: date
+    grants: int = Field(description="Tokens issued to the key that day (UTC).")
+    wrong_credentials: int = Field(description="Attempts with a wrong secret or signature.")
+    refused: int = Field(description="Other failed attempts: the key disabled, deleted, expired.")
+
+
+class UsageOut(Schema):
+    days: list[UsageDay] = Field(description="The last 30 days, oldest first.")
+    warning: str | None = Field(
+        description="What the failed attempts of today and yesterday suggest, if anything."
+    )

@@ -117,6 +117,25 @@ def keys_end_grace(args: argparse.Namespace) -> int:
     return 0
 
 
+def keys_reinstate(args: argparse.Namespace) -> int:
+    key = _call("POST", f"/keys/{_key_id(args.key)}/reinstate")
+    if args.json:
+        return _show(args, key, None)
+    print(f"{key['client_id']} works again.")
+    return 0
+
+
+def keys_usage(args: argparse.Namespace) -> int:
+    found = _call("GET", f"/keys/{_key_id(args.key)}/usage")
+    if args.json:
+        return _show(args, found, None)
+    days = [d for d in found["days"] if d["grants"] or d["wrong_credentials"] or d["refused"]]
+    _table(args, days, ("day", "grants", "wrong_credentials", "refused"))
+    if found["warning"]:
+        print(f"warning: {found['warning']}", file=sys.stderr)
+    return 0
+
+
 def public_keys_list(args: argparse.Namespace) -> int:
     found = _call("GET", f"/keys/{_key_id(args.key)}/public-keys")
     return _table(args, found, ("kid", "summary", "alg", "added_at"))
@@ -389,6 +408,8 @@ def _parser() -> argparse.ArgumentParser:
         ("rotate", keys_rotate, "a new secret (shown once); the old one stops, or after --grace"),
         ("end-grace", keys_end_grace, "stop the previous secret now, before its grace ends"),
         ("rename", keys_rename, "give a key another name or description"),
+        ("usage", keys_usage, "a key's daily tokens and failed attempts, last 30 days"),
+        ("reinstate", keys_reinstate, "reinstate a key suspended for being unused"),
         ("revoke", keys_revoke, "revoke a key: it stops working"),
         ("finish", keys_finish, "finish setting up an unfinished key (its secret, once)"),
         ("discard", keys_discard, "discard an unfinished key"),

@@ -1,0 +1,129 @@
+"""The dormant-key policy: warn the owner of a key unused for a while, then suspend it.
+
+An active key with no token requested for its API's warning days (DORMANT_KEY_DAYS unless
+the API sets its own) is announced once per quiet spell: the owner is mailed and the
+key.unused webhook event sent. Once it has been quiet for the suspension days
+(DORMANT_SUSPEND_DAYS, 0 for never) and its owner was warned on an earlier run, it is
+suspended, audited and mailed like any suspension; its owner reinstates it in one click
+(`reinstate_by_owner`), which starts a new quiet spell.
+
+A quiet spell starts at the key's last use, or its creation if never used, or its last
+reinstatement, whichever is latest.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apikeys import lifecycle, notifications
+from apikeys.keycloak import KeycloakFailure
+from apikeys.models import Api, ApiKey, UnusedNotice, User, WebhookMessage, WrongState
+
+log = logging.getLogger(__name__)
+
+# The reason a dormant key is suspended with: the owner may reinstate exactly those.
+SUSPENDED_REASON = "Unused for {days} days: suspended by the dormant-key policy."
+OWNER_REINSTATED = "Reinstated by its owner after a dormant-key suspension."
+
+
+def policy(api: Api) -> tuple[int, int]:
+    """(warning days, suspension days; 0 for never) for the keys of `api`."""
+    warn = api.dormant_warn_days or settings.DORMANT_KEY_DAYS
+    suspend = (
+        settings.DORMANT_SUSPEND_DAYS
+        if api.dormant_suspend_days is None
+        else api.dormant_suspend_days
+    )
+    return warn, suspend
+
+
+def quiet_since(key: ApiKey) -> datetime:
+    return max(t for t in (key.last_used_at, key.created_at, key.reinstated_at) if t)
+
+
+def is_dormant_suspension(key: ApiKey) -> bool:
+    return (
+        key.status == ApiKey.Status.SUSPENDED
+        and key.status_reason.endswith(SUSPENDED_REASON.split(": ", 1)[1])
+        and key.secret_exposed_at is None
+    )
+
+
+@dataclass
+class DormancyRun:
+    warned: list[ApiKey] = field(default_factory=list)
+    suspended: list[ApiKey] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def run(now: datetime | None = None) -> DormancyRun:
+    """Warn and suspend this deployment's dormant active keys; safe to run twice."""
+    now = now or timezone.now()
+    result = DormancyRun()
+    overrides = Api.objects.exclude(dormant_warn_days=None).values_list("dormant_warn_days")
+    shortest = min([settings.DORMANT_KEY_DAYS, *(days for (days,) in overrides if days)])
+    cutoff = now - timedelta(days=shortest)
+    candidates = (
+        ApiKey.objects.allowing("suspend")
+        .filter(status=ApiKey.Status.ACTIVE, created_at__lt=cutoff)
+        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=cutoff))
+        .select_related("owner", "api")
+    )
+    for key in candidates:
+        warn_days, suspend_days = policy(key.api)
+        since = quiet_since(key)
+        days = (now - since).days
+        if days < warn_days:
+            continue
+        warned_before = key.unused_notices.filter(since=since, sent_at__lt=now).exists()
+        if suspend_days and days >= suspend_days and warned_before:
+            _suspend(result, key, days)
+        elif not warned_before and _warn(key, since, days):
+            result.warned.append(key)
+    return result
+
+
+def _warn(key: ApiKey, since: datetime, days: int) -> bool:
+    """Announce the quiet spell once: the notice, the webhook event, then the mail."""
+    try:
+        with transaction.atomic():
+            UnusedNotice.objects.create(key=key, since=since)
+            WebhookMessage.objects.emit(
+                key, "key.unused", unused_since=since.isoformat(), days_unused=days
+            )
+    except IntegrityError:
+        return False  # announced for this spell already (another run)
+    _, suspend_days = policy(key.api)
+    notifications.key_dormant(key, days, suspend_days - days if suspend_days else None)
+    return True
+
+
+def _suspend(result: DormancyRun, key: ApiKey, days: int) -> None:
+    try:
+        key = lifecycle.suspend_key(key, actor=None, reason=SUSPENDED_REASON.format(days=days))
+    except WrongState:
+        return  # someone acted on the key meanwhile
+    except (KeycloakFailure, DatabaseError) as error:
+        # The decision is recorded first: the key is refused by strict APIs already, and
+        # the next run (or reconcile) completes the suspension in Keycloak.
+        log.warning("%s: %s", key.client_id, error)
+        result.failures.append(f"{key.client_id}: {error}")
+        return
+    result.suspended.append(key)
+
+
+def reinstate_by_owner(key: ApiKey, *, owner: User, ip_address: str | None = None) -> ApiKey:
+    """The owner's one click: a key the dormant-key policy suspended works again."""
+    if key.owner_id != owner.pk or not is_dormant_suspension(key):
+        raise WrongState(
+            "Only a key suspended for being unused can be reinstated by its owner; ask an "
+            "administrator about the others."
+        )
+    return lifecycle.reinstate_key(key, actor=owner, ip_address=ip_address, reason=OWNER_REINSTATED)

@@ -1,0 +1,194 @@
+"""What Keycloak's events change in the portal: one implementation, two feeds.
+
+Keycloak's event listener (keycloak-extension/) pushes events to POST /keycloak/events as
+they happen (`apply_pushed`); the polling jobs (`jobs.sync_users`, `jobs.sync_last_used`)
+read the same events from Keycloak's store afterwards, the backstop for whatever the push
+missed while the portal was down. Both feeds give events in the shape of Keycloak's admin
+REST representations, and both go through the functions here:
+
+- `account_change`: what a user or admin event means for an account (deleted, disabled,
+  enabled, the admin role granted or removed), applied by `accounts.apply_change`;
+- `note_use`: a key's last use, from CLIENT_LOGIN events (the newest wins, so applying an
+  event twice changes nothing);
+- `count_usage`: the day's grants and failed attempts per key, from the pushed
+  CLIENT_LOGIN and CLIENT_LOGIN_ERROR events. Counting is not idempotent, so pushed events
+  are claimed by id (`ReceivedEvent`) in the same transaction as they are counted, and an
+  event delivered twice is counted once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from apikeys import accounts
+from apikeys.models import ApiKey, KeyUsage, ReceivedEvent
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+
+# CLIENT_LOGIN_ERROR's error for a wrong secret or a badly signed assertion; every other
+# error (client_disabled, client_not_found, an expired secret) counts as "refused".
+WRONG_CREDENTIALS = "invalid_client_credentials"
+
+
+def account_change(event: Event) -> tuple[str, str] | None:
+    """(Keycloak user id, change) that an event means for an account, or None.
+
+    The changes are accounts.ACCOUNT_CHANGES and accounts.ROLE_CHANGES. A user event
+    DELETE_ACCOUNT (the user deleted their own account); admin events on a user (UPDATE
+    carries what was sent, with `enabled`; DELETE) and on their realm role mappings.
+    """
+    if event.get("type") == "DELETE_ACCOUNT":
+        return str(event.get("userId") or ""), "deleted"
+    path = str(event.get("resourcePath") or "")
+    operation = event.get("operationType")
+    if not path.startswith("users/"):
+        return None
+    sub, _, rest = path.removeprefix("users/").partition("/")
+    resource = event.get("resourceType")
+    if resource == "USER" and not rest:
+        if operation == "DELETE":
+            return sub, "deleted"
+        sent = _sent(event)
+        enabled = sent.get("enabled") if isinstance(sent, dict) else None
+        if operation == "UPDATE" and isinstance(enabled, bool):
+            return sub, "enabled" if enabled else "disabled"
+    if resource == "REALM_ROLE_MAPPING" and operation in ("CREATE", "DELETE"):
+        roles = _sent(event)
+        named = (
+            [r.get("name") for r in roles if isinstance(r, dict)] if isinstance(roles, list) else []
+        )
+        if settings.OIDC_ADMIN_ROLE in named:
+            return sub, "admin granted" if operation == "CREATE" else "admin removed"
+    return None
+
+
+def what_counts(changes: Sequence[str]) -> list[str]:
+    """Of one user's changes in order: the last account change (deletion is final) and the
+    last change of the admin role."""
+    account = [c for c in changes if c in accounts.ACCOUNT_CHANGES]
+    roles = [c for c in changes if c in accounts.ROLE_CHANGES]
+    counted = ["deleted"] if "deleted" in account else account[-1:]
+    return counted + roles[-1:]
+
+
+def note_use(events: Iterable[Event]) -> int:
+    """Move the keys' last use forward to their newest CLIENT_LOGIN among `events`; returns
+    how many keys changed."""
+    latest: dict[str, int] = {}
+    for event in events:
+        client_id = str(event.get("clientId") or "")
+        if event.get("type") == "CLIENT_LOGIN" and client_id.startswith(ApiKey.CLIENT_ID_PREFIX):
+            latest[client_id] = max(latest.get(client_id, 0), int(event["time"]))
+    changed = 0
+    for client_id, millis in latest.items():
+        used = _moment(millis)
+        changed += ApiKey.objects.filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=used), client_id=client_id
+        ).update(last_used_at=used)
+    return changed
+
+
+def count_usage(events: Iterable[Event]) -> None:
+    """Add the events' grants and failed attempts to their keys' rows of the day (UTC)."""
+    counts: Counter[tuple[str, date, str]] = Counter()
+    for event in events:
+        client_id = str(event.get("clientId") or "")
+        if event.get("type") == "CLIENT_LOGIN":
+            column = "grants"
+        elif event.get("type") == "CLIENT_LOGIN_ERROR":
+            column = "wrong_credentials" if event.get("error") == WRONG_CREDENTIALS else "refused"
+        else:
+            continue
+        counts[client_id, _moment(int(event["time"])).date(), column] += 1
+    keys = dict(
+        ApiKey.objects.filter(client_id__in={c for c, _, _ in counts}).values_list(
+            "client_id", "pk"
+        )
+    )
+    for (client_id, day, column), count in counts.items():
+        if client_id not in keys:
+            continue  # not a key of this portal (or another deployment's record)
+        row, _ = KeyUsage.objects.get_or_create(key_id=keys[client_id], day=day)
+        KeyUsage.objects.filter(pk=row.pk).update(**{column: F(column) + count})
+
+
+@dataclass
+class Applied:
+    received: int = 0
+    duplicates: int = 0
+    keys_changed: int = 0
+    failures: list[str] = field(default_factory=list)  # account changes to be pushed again
+
+
+def apply_pushed(events: list[Event]) -> Applied:
+    """Apply a batch the event listener pushed; each event once, whatever is delivered twice.
+
+    Client logins are claimed and counted in one transaction. Account changes are claimed,
+    then applied user by user; a user whose change fails (Keycloak did not answer) has
+    their events' claims released, and the caller answers so that the listener sends the
+    batch again (applying an account change again is harmless; the polling job would also
+    apply it later).
+    """
+    applied = Applied(received=len(events))
+    ids = [str(event["id"]) for event in events]
+    with transaction.atomic():
+        seen = set(ReceivedEvent.objects.filter(id__in=ids).values_list("id", flat=True))
+        fresh = list({str(e["id"]): e for e in events if str(e["id"]) not in seen}.values())
+        ReceivedEvent.objects.bulk_create([ReceivedEvent(id=str(e["id"])) for e in fresh])
+        logins = [e for e in fresh if e.get("type") in ("CLIENT_LOGIN", "CLIENT_LOGIN_ERROR")]
+        count_usage(logins)
+        note_use(logins)
+    applied.duplicates = len(events) - len(fresh)
+    by_user: dict[str, list[tuple[str, str]]] = {}  # user id -> [(event id, change)]
+    for event in sorted(fresh, key=lambda e: int(e.get("time") or 0)):
+        if change := account_change(event):
+            sub, what = change
+            by_user.setdefault(sub, []).append((str(event["id"]), what))
+    for sub, changes in by_user.items():
+        for what in what_counts([c for _, c in changes]):
+            outcome = accounts.apply_change(sub, what)
+            applied.keys_changed += outcome.keys_changed
+            if outcome.failures:
+                applied.failures += [f"user {sub}: {failure}" for failure in outcome.failures]
+                ReceivedEvent.objects.filter(id__in=[i for i, _ in changes]).delete()
+    _forget_old_ids()
+    return applied
+
+
+_last_pruned = 0.0
+
+
+def _forget_old_ids() -> None:
+    """Drop event ids older than KEYCLOAK_EVENT_IDS_KEPT_HOURS, at most once a minute."""
+    global _last_pruned
+    if time.monotonic() - _last_pruned < 60:
+        return
+    _last_pruned = time.monotonic()
+    cutoff = timezone.now() - timedelta(hours=settings.KEYCLOAK_EVENT_IDS_KEPT_HOURS)
+    ReceivedEvent.objects.filter(received_at__lt=cutoff).delete()
+
+
+def _moment(millis: int) -> datetime:
+    return datetime.fromtimestamp(millis / 1000, tz=UTC)
+
+
+def _sent(event: Event) -> Any:
+    """The representation an admin event carries (what was sent), or {}."""
+    try:
+        return json.loads(event.get("representation") or "{}")
+    except (TypeError, ValueError):
+        return {}

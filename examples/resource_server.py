@@ -1,0 +1,71 @@
+"""An API of the catalog served by a process of its own, guarded by the portal's token
+validator in strict mode: it checks each token's signature, issuer, audience and expiry
+locally, and refuses keys no longer in good standing from its revocation feed, which it reads
+again every few seconds. No call to the portal or Keycloak is made per request.
+
+It needs none of the portal's database or models, only `apikeys/bearer_tokens.py` and the
+portal's Python packages. Configure it with the environment, then run it:
+
+    TOKEN_ISSUER=http://127.0.0.1:8080/realms/portal \\
+    OIDC_OP_JWKS_ENDPOINT=http://127.0.0.1:8080/realms/portal/protocol/openid-connect/certs \\
+    API_AUDIENCE=sample-api \\
+    REVOCATION_FEED_URL=http://127.0.0.1:8000/feeds/revocations \\
+    REVOCATION_FEED_TOKEN=rfeed_... \\
+    .venv/bin/python examples/resource_server.py 127.0.0.1:8766
+
+(`manage.py revocation_feed_token sample` prints the last two lines.) GET /orders answers
+with the calling key's client id.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import django
+from django.conf import settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for apikeys.bearer_tokens
+
+AUDIENCE = os.environ.get("API_AUDIENCE", "sample-api")
+
+settings.configure(
+    DEBUG=False,
+    SECRET_KEY=os.urandom(32).hex(),
+    ROOT_URLCONF=__name__,
+    ALLOWED_HOSTS=["127.0.0.1", "localhost", "::1"],
+    INSTALLED_APPS=[],
+    MIDDLEWARE=[],
+    TOKEN_ISSUER=os.environ["TOKEN_ISSUER"],
+    OIDC_OP_JWKS_ENDPOINT=os.environ["OIDC_OP_JWKS_ENDPOINT"],
+    TOKEN_LEEWAY_SECONDS=10,
+    JWKS_REFETCH_SECONDS=10,
+    JWKS_MAX_AGE_SECONDS=300,
+    KEYCLOAK_TIMEOUT=5,
+    REVOCATION_FEED_URL=os.environ["REVOCATION_FEED_URL"],
+    REVOCATION_FEED_TOKEN=os.environ["REVOCATION_FEED_TOKEN"],
+    REVOCATION_FEED_REFRESH_SECONDS=float(os.environ.get("REVOCATION_FEED_REFRESH_SECONDS", "2")),
+    REVOCATION_FEED_MAX_AGE=float(os.environ.get("REVOCATION_FEED_MAX_AGE", "30")),
+)
+django.setup()
+
+from django.core.servers.basehttp import run  # noqa: E402
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+from django.http import HttpRequest, JsonResponse  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from apikeys.bearer_tokens import bearer_token_required  # noqa: E402
+
+
+@bearer_token_required(audience=AUDIENCE)
+def orders(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"client_id": request.client_id, "orders": []})  # type: ignore[attr-defined]
+
+
+urlpatterns = [path("orders", orders)]
+
+if __name__ == "__main__":
+    host, _, port = (sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:8766").rpartition(":")
+    print(f"serving {AUDIENCE} on http://{host}:{port}/orders", flush=True)
+    run(host, int(port), get_wsgi_application(), threading=True)
