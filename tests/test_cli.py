@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 import requests
 from django.conf import settings
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from apikeys.models import ApiKey
+from apikeys import dormancy, lifecycle
+from apikeys.models import ApiKey, KeyUsage
 from apikeys.secret_format import is_well_formed
 from tests.accounts import KeycloakUser
 from tests.assertions import KeyPair, gets_token
@@ -200,6 +202,33 @@ def test_a_key_made_rotated_and_revoked_from_the_terminal(
     assert cli("keys", "revoke", client_id, "--yes").returncode == 0
     assert request_token(client_id, env["CLIENT_SECRET"]).status_code == 401
     assert ApiKey.objects.get().status == ApiKey.Status.REVOKED
+
+
+def test_a_keys_usage_and_reinstating_a_dormant_key_from_the_terminal(
+    cli: Cli, live_server: Any, make_keycloak_user: Callable[..., KeycloakUser]
+) -> None:
+    cli.signed_in_as(make_keycloak_user(), live_server.url)
+    made = json.loads(cli("keys", "create", "quiet", "--api", "sample", "--json").stdout)
+    client_id, secret = made["client_id"], made["client_secret"]
+    key = ApiKey.objects.get(client_id=client_id)
+    KeyUsage.objects.create(key=key, day=timezone.now().date(), grants=4, wrong_credentials=3)
+
+    usage = cli("keys", "usage", client_id)
+
+    assert usage.returncode == 0, usage.stderr
+    assert re.search(r"\s4\s+3\s+0", usage.stdout)
+    assert "3 failed attempts with a wrong secret" in usage.stderr
+    refused = cli("keys", "reinstate", client_id)  # an active key: nothing to reinstate
+    assert refused.returncode != 0
+    assert "ask an administrator" in refused.stderr
+    lifecycle.suspend_key(key, actor=None, reason=dormancy.SUSPENDED_REASON.format(days=91))
+    assert request_token(client_id, secret).status_code == 401
+
+    reinstated = cli("keys", "reinstate", client_id)
+
+    assert reinstated.returncode == 0, reinstated.stderr
+    assert "works again" in reinstated.stdout
+    assert request_token(client_id, secret).status_code == 200
 
 
 def test_signed_keys_grace_rotation_and_secret_checks_from_the_terminal(
