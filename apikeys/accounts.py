@@ -49,8 +49,12 @@ class Outcome:
     failures: list[str] = field(default_factory=list)  # what could not be done, and why
 
 
-def apply_change(sub: str, change: str) -> Outcome:
-    """Apply one change of the Keycloak user `sub` (see ACCOUNT_CHANGES and ROLE_CHANGES)."""
+def apply_change(sub: str, change: str, at_ms: int | None = None) -> Outcome:
+    """Apply one change of the Keycloak user `sub` (see ACCOUNT_CHANGES and ROLE_CHANGES).
+
+    `at_ms`, the event's time: an account change older than one already applied is stale
+    (a pushed batch that arrived late) and changes nothing.
+    """
     outcome = Outcome()
     user = User.objects.filter(username=sub).first()
     if user is None:
@@ -58,7 +62,8 @@ def apply_change(sub: str, change: str) -> Outcome:
     if change in ROLE_CHANGES:
         set_admin_role(user, granted=change == "admin granted", how="in Keycloak")
         return outcome
-    _set_active(user, change == "enabled", change)
+    if not _set_active(user, change == "enabled", change, at_ms):
+        return outcome
     keys = user.api_keys.all()
     if change == "deleted":
         for key in keys.allowing("revoke"):
@@ -103,11 +108,18 @@ def _why(key: ApiKey) -> str:
     return OWNER_DISABLED if client.get("enabled") else lifecycle.CLIENT_DISABLED
 
 
-def _set_active(user: User, active: bool, change: str) -> None:
+def _set_active(user: User, active: bool, change: str, at_ms: int | None) -> bool:
+    """Record the account's state; False if the change is stale (nothing to do)."""
     with transaction.atomic():
         user = User.objects.select_for_update().get(pk=user.pk)
+        if at_ms is not None:
+            if user.account_event_at is not None and at_ms < user.account_event_at:
+                log.info("user %s: a %s older than what was applied; ignored", user.pk, change)
+                return False
+            user.account_event_at = at_ms
+            user.save(update_fields=["account_event_at"])
         if user.is_active == active:
-            return
+            return True
         user.is_active = active
         user.save(update_fields=["is_active"])
         action = (
@@ -115,6 +127,7 @@ def _set_active(user: User, active: bool, change: str) -> None:
         )
         reason = f"The account was {change} in Keycloak."
         AuditEntry.record(user, action, actor=None, reason=reason)
+    return True
 
 
 def _each(outcome: Outcome, key: ApiKey, act: Callable[[ApiKey], object]) -> None:

@@ -20,8 +20,11 @@ tokens they signed. Verified tokens are remembered, within a bounded cache, unti
 expire. A token seen before costs a dictionary lookup and a clock reading.
 
 Strict mode, the default, also refuses tokens of the API's keys that are no longer in good
-standing (revoked, suspended, expired or being ended, of owners disabled in Keycloak) and
-tokens not issued to a key of the portal. The set of such keys is kept in memory
+standing (revoked, suspended, expired or being ended, unfinished or pending, of owners
+disabled in Keycloak), tokens of clients not named like the portal's keys, and tokens that
+carry another catalog API's audience. A client named like a key but unknown to this portal
+(made by hand in Keycloak, or another deployment's on a shared realm) is not refused: the
+list names what the portal knows. The set of such keys is kept in memory
 (`RevocationList`) and read again every REVOCATION_FEED_REFRESH_SECONDS from the API's
 revocation feed (apikeys/revocations.py): over HTTP for a resource server of its own
 (REVOCATION_FEED_URL, REVOCATION_FEED_TOKEN), in process for the portal's sample API. No
@@ -322,9 +325,16 @@ class RevocationList:
     """
 
     def __init__(
-        self, fetch: Callable[[], dict[str, Any]], *, refresh: float, max_age: float
+        self,
+        fetch: Callable[[], dict[str, Any]],
+        *,
+        refresh: float,
+        max_age: float,
+        audience: str | None = None,
     ) -> None:
         self._fetch = fetch
+        self._audience = audience  # the feed must be this API's (a token of another's: refused)
+        self._tried_at = -math.inf
         self._refresh = refresh
         self._max_age = max_age
         self._refused: dict[str, str] = {}  # client id -> why its tokens are refused
@@ -336,7 +346,9 @@ class RevocationList:
     def refusal(self, client_id: str, audiences: list[str]) -> str | None:
         """Why a token of `client_id` with these audiences must be refused, or None."""
         now = time.monotonic()
-        if now - self._read_at >= self._refresh and self._lock.acquire(blocking=False):
+        # Tried again every `refresh` seconds, read or not: a failing feed is not asked on
+        # every request.
+        if now - self._tried_at >= self._refresh and self._lock.acquire(blocking=False):
             try:
                 self._read(now)
             finally:
@@ -355,8 +367,14 @@ class RevocationList:
         return None
 
     def _read(self, now: float) -> None:
+        self._tried_at = now
         try:
             document = self._fetch()
+            if self._audience is not None and document.get("audience") != self._audience:
+                raise ValueError(
+                    f"the feed is the one of {document.get('audience')!r}, not of "
+                    f"{self._audience!r}: check REVOCATION_FEED_TOKEN"
+                )
             refused = {str(k): str(v) for k, v in dict(document["refused"]).items()}
             others = {str(k): str(v) for k, v in dict(document.get("other_apis") or {}).items()}
         except Exception as error:  # any failure keeps the copy until it is max_age old
@@ -413,6 +431,7 @@ def revocation_list(audience: str) -> RevocationList:
                 fetch,
                 refresh=settings.REVOCATION_FEED_REFRESH_SECONDS,
                 max_age=settings.REVOCATION_FEED_MAX_AGE,
+                audience=audience,
             )
         return _lists[audience]
 

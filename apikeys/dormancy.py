@@ -2,10 +2,12 @@
 
 An active key with no token requested for its API's warning days (DORMANT_KEY_DAYS unless
 the API sets its own) is announced once per quiet spell: the owner is mailed and the
-key.unused webhook event sent. Once it has been quiet for the suspension days
-(DORMANT_SUSPEND_DAYS, 0 for never) and its owner was warned on an earlier run, it is
-suspended, audited and mailed like any suspension; its owner reinstates it in one click
-(`reinstate_by_owner`), which starts a new quiet spell.
+key.unused webhook event sent, and the warning audited. Once it has been quiet for the
+suspension days (DORMANT_SUSPEND_DAYS, 0 for never), and its owner was warned at least the
+policy's notice period (suspension days minus warning days) before, it is suspended,
+audited and mailed like any suspension; its owner reinstates it in one click
+(`reinstate_by_owner`), which starts a new quiet spell. Nobody is suspended while last-used
+times cannot be trusted (no push, and the polling job has not completed for two days).
 
 A quiet spell starts at the key's last use, or its creation if never used, or its last
 reinstatement, whichever is latest.
@@ -24,7 +26,16 @@ from django.utils import timezone
 
 from apikeys import lifecycle, notifications
 from apikeys.keycloak import KeycloakFailure
-from apikeys.models import Api, ApiKey, UnusedNotice, User, WebhookMessage, WrongState
+from apikeys.models import (
+    Api,
+    ApiKey,
+    AuditEntry,
+    JobState,
+    UnusedNotice,
+    User,
+    WebhookMessage,
+    WrongState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,32 +87,60 @@ def run(now: datetime | None = None) -> DormancyRun:
         .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=cutoff))
         .select_related("owner", "api")
     )
+    trusted = _last_use_is_known(now)
     for key in candidates:
         warn_days, suspend_days = policy(key.api)
         since = quiet_since(key)
         days = (now - since).days
         if days < warn_days:
             continue
-        warned_before = key.unused_notices.filter(since=since, sent_at__lt=now).exists()
-        if suspend_days and days >= suspend_days and warned_before:
+        notice = key.unused_notices.filter(since=since, owner_warned=True).first()
+        if notice is None:
+            if _warn(key, since, days, now):
+                result.warned.append(key)
+            continue
+        # The owner has the policy's whole notice period from their warning, however late
+        # it came (the job did not run, the policy changed).
+        due = notice.sent_at + timedelta(days=max(suspend_days - warn_days, 1))
+        if suspend_days and days >= suspend_days and now >= due and trusted:
             _suspend(result, key, days)
-        elif not warned_before and _warn(key, since, days):
-            result.warned.append(key)
     return result
 
 
-def _warn(key: ApiKey, since: datetime, days: int) -> bool:
-    """Announce the quiet spell once: the notice, the webhook event, then the mail."""
+def _last_use_is_known(now: datetime) -> bool:
+    """Whether last-used times can be trusted: Keycloak pushes events, or the polling job
+    completed in the last two days. Otherwise nobody is suspended for seeming unused."""
+    if settings.KEYCLOAK_PUSH_EVENTS:
+        return True
+    job = JobState.objects.filter(name="last_used").first()
+    last = job.last_success_at if job else None
+    return last is not None and now - last < timedelta(days=2)
+
+
+def _warn(key: ApiKey, since: datetime, days: int, now: datetime) -> bool:
+    """Announce the quiet spell once: the notice, the webhook event, the audit entry, then
+    the mail. A notice of the webhook alone (made before this policy) gets its mail now."""
+    warn_days, suspend_days = policy(key.api)
+    left = max(suspend_days - days, suspend_days - warn_days, 1) if suspend_days else None
     try:
         with transaction.atomic():
-            UnusedNotice.objects.create(key=key, since=since)
-            WebhookMessage.objects.emit(
-                key, "key.unused", unused_since=since.isoformat(), days_unused=days
+            notice, made = UnusedNotice.objects.get_or_create(
+                key=key, since=since, defaults={"sent_at": now}
             )
+            if notice.owner_warned:
+                return False  # another run warned meanwhile
+            if made:
+                WebhookMessage.objects.emit(
+                    key, "key.unused", unused_since=since.isoformat(), days_unused=days
+                )
+            UnusedNotice.objects.filter(pk=notice.pk).update(owner_warned=True, sent_at=now)
+            reason = f"Unused for {days} days." + (
+                f" It will be suspended in {left} days if it stays unused." if left else ""
+            )
+            AuditEntry.record(key, AuditEntry.Action.DORMANT_WARNED, actor=None, reason=reason)
     except IntegrityError:
-        return False  # announced for this spell already (another run)
-    _, suspend_days = policy(key.api)
-    notifications.key_dormant(key, days, suspend_days - days if suspend_days else None)
+        return False  # another run made the notice at the same moment
+    notifications.key_dormant(key, days, left)
     return True
 
 
@@ -126,4 +165,11 @@ def reinstate_by_owner(key: ApiKey, *, owner: User, ip_address: str | None = Non
             "Only a key suspended for being unused can be reinstated by its owner; ask an "
             "administrator about the others."
         )
-    return lifecycle.reinstate_key(key, actor=owner, ip_address=ip_address, reason=OWNER_REINSTATED)
+    # Checked again under the key's lock: an admin may have suspended it anew meanwhile.
+    return lifecycle.reinstate_key(
+        key,
+        actor=owner,
+        ip_address=ip_address,
+        reason=OWNER_REINSTATED,
+        allowed=is_dormant_suspension,
+    )

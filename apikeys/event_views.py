@@ -15,6 +15,7 @@ from typing import Any, TypeGuard
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -50,7 +51,10 @@ def keycloak_events_received(request: HttpRequest) -> HttpResponse:
             f'Send {{"events": [...]}}: at most {MAX_EVENTS} objects, each with a string "id" '
             'and an integer "time".',
         )
-    applied = keycloak_events.apply_pushed(events)
+    try:
+        applied = keycloak_events.apply_pushed(events)
+    except IntegrityError:  # the same events delivered twice at once: this copy waits
+        return _refusal(503, "These events are being applied by another request; send again.")
     KEYCLOAK_EVENTS.labels(outcome="applied").inc(applied.received - applied.duplicates)
     KEYCLOAK_EVENTS.labels(outcome="duplicate").inc(applied.duplicates)
     if applied.failures:

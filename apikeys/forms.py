@@ -278,7 +278,7 @@ class ApiForm(forms.ModelForm):  # type: ignore[type-arg]
         widgets: ClassVar = {"description": forms.Textarea(attrs={"rows": 3})}
         labels: ClassVar = {
             "requires_approval": "Needs an administrator's approval",
-            "checks_revocation": "Checks every token with the portal",
+            "checks_revocation": "Checks every token against the revocation feed",
             "dormant_warn_days": "Warn owners of unused keys after (days)",
             "dormant_suspend_days": "Suspend unused keys after (days)",
         }
@@ -287,9 +287,9 @@ class ApiForm(forms.ModelForm):  # type: ignore[type-arg]
             "audience": "The aud value the API checks, e.g. https://api.example.com/orders.",
             "requires_approval": "Keys are made disabled and work once an administrator approves.",
             "checks_revocation": (
-                "Tick if the API's servers use the portal's token validator in strict mode: "
-                "revoking or suspending a key then also ends its tokens already issued, and "
-                "owners are told so."
+                "Tick if the API's servers use the portal's token validator in strict mode "
+                "with this API's revocation feed: revoking or suspending a key then also ends "
+                "its tokens already issued, within seconds, and owners are told so."
             ),
         }
 

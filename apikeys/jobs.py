@@ -84,14 +84,18 @@ def sync_last_used(page: int = EVENTS_PAGE) -> LastUsedRun:
             return LastUsedRun(skipped=True)
         conn = keycloak.portal_connection()
         run = LastUsedRun(watermark=state.watermark)
-        logins = []
+        latest: dict[str, dict[str, Any]] = {}  # a key's newest login, not every one
         for event in _events(conn, "CLIENT_LOGIN", since_ms=state.watermark, page=page):
-            logins.append(
-                {"type": "CLIENT_LOGIN", "clientId": event.get("clientId"), "time": event["time"]}
-            )
+            client_id = str(event.get("clientId") or "")
+            if int(event["time"]) >= int(latest.get(client_id, {}).get("time", 0)):
+                latest[client_id] = {
+                    "type": "CLIENT_LOGIN",
+                    "clientId": client_id,
+                    "time": event["time"],
+                }
             run.watermark = max(run.watermark, int(event["time"]))
             run.events += 1
-        run.keys_updated = keycloak_events.note_use(logins)
+        run.keys_updated = keycloak_events.note_use(latest.values())
         state.watermark = run.watermark
         state.save(update_fields=["watermark", "updated_at"])
         return run
@@ -122,13 +126,15 @@ def sync_users(page: int = EVENTS_PAGE) -> UserSyncRun:
         changes = sorted(_account_changes(keycloak.portal_connection(), state.watermark, page))
         run.events = len(changes)
         first_seen: dict[str, int] = {}
+        timed: dict[str, list[tuple[int, str]]] = {}
         for when, sub, change in changes:
             first_seen.setdefault(sub, when)
             run.users.setdefault(sub, []).append(change)
+            timed.setdefault(sub, []).append((when, change))
         failed_at: list[int] = []
-        for sub, user_changes in run.users.items():
-            for change in keycloak_events.what_counts(user_changes):
-                outcome = accounts.apply_change(sub, change)
+        for sub, user_changes in timed.items():
+            for change, at_ms in keycloak_events.what_counts(user_changes):
+                outcome = accounts.apply_change(sub, change, at_ms)
                 run.keys_changed += outcome.keys_changed
                 run.failures += [f"user {sub}: {failure}" for failure in outcome.failures]
                 if outcome.failures:

@@ -11,9 +11,11 @@ REST representations, and both go through the functions here:
 - `note_use`: a key's last use, from CLIENT_LOGIN events (the newest wins, so applying an
   event twice changes nothing);
 - `count_usage`: the day's grants and failed attempts per key, from the pushed
-  CLIENT_LOGIN and CLIENT_LOGIN_ERROR events. Counting is not idempotent, so pushed events
-  are claimed by id (`ReceivedEvent`) in the same transaction as they are counted, and an
-  event delivered twice is counted once.
+  CLIENT_LOGIN and CLIENT_LOGIN_ERROR events. Counting is not idempotent, so pushed login
+  events are claimed by id (`ReceivedEvent`) in the same transaction as they are counted,
+  and an event delivered twice is counted once. Account changes are idempotent and are
+  applied whenever delivered, in the order of their times (an older one than what a user
+  had applied changes nothing).
 """
 
 from __future__ import annotations
@@ -76,13 +78,13 @@ def account_change(event: Event) -> tuple[str, str] | None:
     return None
 
 
-def what_counts(changes: Sequence[str]) -> list[str]:
-    """Of one user's changes in order: the last account change (deletion is final) and the
-    last change of the admin role."""
-    account = [c for c in changes if c in accounts.ACCOUNT_CHANGES]
-    roles = [c for c in changes if c in accounts.ROLE_CHANGES]
-    counted = ["deleted"] if "deleted" in account else account[-1:]
-    return counted + roles[-1:]
+def what_counts(changes: Sequence[tuple[int, str]]) -> list[tuple[str, int]]:
+    """Of one user's (time, change) in time order: the last account change (deletion is
+    final) and the last change of the admin role, with their times."""
+    account = [(c, t) for t, c in changes if c in accounts.ACCOUNT_CHANGES]
+    roles = [(c, t) for t, c in changes if c in accounts.ROLE_CHANGES]
+    deleted = [(c, t) for c, t in account if c == "deleted"]
+    return (deleted[:1] or account[-1:]) + roles[-1:]
 
 
 def note_use(events: Iterable[Event]) -> int:
@@ -135,36 +137,43 @@ class Applied:
 
 
 def apply_pushed(events: list[Event]) -> Applied:
-    """Apply a batch the event listener pushed; each event once, whatever is delivered twice.
+    """Apply a batch the event listener pushed.
 
-    Client logins are claimed and counted in one transaction. Account changes are claimed,
-    then applied user by user; a user whose change fails (Keycloak did not answer) has
-    their events' claims released, and the caller answers so that the listener sends the
-    batch again (applying an account change again is harmless; the polling job would also
-    apply it later).
+    Client logins of the portal's keys are claimed and counted in one transaction, once
+    each. Account changes are applied user by user; if one fails (Keycloak did not answer),
+    the caller answers so that the listener sends the batch again (applying an account
+    change again is harmless; the polling job would also apply it later).
     """
     applied = Applied(received=len(events))
-    ids = [str(event["id"]) for event in events]
+    logins = [e for e in events if e.get("type") in ("CLIENT_LOGIN", "CLIENT_LOGIN_ERROR")]
+    known = set(
+        ApiKey.objects.filter(client_id__in={str(e.get("clientId")) for e in logins}).values_list(
+            "client_id", flat=True
+        )
+    )
+    logins = [e for e in logins if e.get("clientId") in known]  # no id kept for the others
+    ids = sorted({str(e["id"]) for e in logins})
     with transaction.atomic():
         seen = set(ReceivedEvent.objects.filter(id__in=ids).values_list("id", flat=True))
-        fresh = list({str(e["id"]): e for e in events if str(e["id"]) not in seen}.values())
-        ReceivedEvent.objects.bulk_create([ReceivedEvent(id=str(e["id"])) for e in fresh])
-        logins = [e for e in fresh if e.get("type") in ("CLIENT_LOGIN", "CLIENT_LOGIN_ERROR")]
-        count_usage(logins)
-        note_use(logins)
-    applied.duplicates = len(events) - len(fresh)
-    by_user: dict[str, list[tuple[str, str]]] = {}  # user id -> [(event id, change)]
-    for event in sorted(fresh, key=lambda e: int(e.get("time") or 0)):
+        fresh = list({str(e["id"]): e for e in logins if str(e["id"]) not in seen}.values())
+        ReceivedEvent.objects.bulk_create(
+            [ReceivedEvent(id=i) for i in sorted({str(e["id"]) for e in fresh})]
+        )
+        count_usage(fresh)
+        note_use(fresh)
+    applied.duplicates = len(logins) - len(fresh)
+    # Account changes are applied again if delivered again (harmless): no claim that a
+    # failure or a lost answer could leave standing without the change.
+    by_user: dict[str, list[tuple[int, str]]] = {}
+    for event in sorted(events, key=lambda e: int(e.get("time") or 0)):
         if change := account_change(event):
             sub, what = change
-            by_user.setdefault(sub, []).append((str(event["id"]), what))
+            by_user.setdefault(sub, []).append((int(event["time"]), what))
     for sub, changes in by_user.items():
-        for what in what_counts([c for _, c in changes]):
-            outcome = accounts.apply_change(sub, what)
+        for what, at_ms in what_counts(changes):
+            outcome = accounts.apply_change(sub, what, at_ms)
             applied.keys_changed += outcome.keys_changed
-            if outcome.failures:
-                applied.failures += [f"user {sub}: {failure}" for failure in outcome.failures]
-                ReceivedEvent.objects.filter(id__in=[i for i, _ in changes]).delete()
+            applied.failures += [f"user {sub}: {failure}" for failure in outcome.failures]
     _forget_old_ids()
     return applied
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -791,7 +791,12 @@ def approve_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> A
 
 
 def reinstate_key(
-    key: ApiKey, *, actor: User | None, ip_address: str | None = None, reason: str = ""
+    key: ApiKey,
+    *,
+    actor: User | None,
+    ip_address: str | None = None,
+    reason: str = "",
+    allowed: Callable[[ApiKey], bool] | None = None,
 ) -> ApiKey:
     """Enable a suspended key's client again, then mark it active.
 
@@ -802,6 +807,8 @@ def reinstate_key(
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
         key.require("reinstate")
+        if allowed is not None and not allowed(key):  # e.g. still the owner's to reinstate
+            raise WrongState(f"{key.client_id} cannot be reinstated by you; ask an administrator.")
         now = timezone.now()
         if key.expires_at <= now:
             raise WrongState(f"{key.client_id} has expired; it cannot be reinstated.")

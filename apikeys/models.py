@@ -20,6 +20,10 @@ from django.utils import timezone
 class User(AbstractUser):
     """A portal user; `username` holds the Keycloak user's `sub`, which never changes."""
 
+    # The time (epoch ms, Keycloak's) of the newest account event applied to this user: an
+    # older one arriving late (pushed batches are not ordered) changes nothing.
+    account_event_at = models.BigIntegerField(null=True, blank=True, editable=False)
+
     @property
     def display_name(self) -> str:
         return self.get_full_name() or self.email or self.username
@@ -60,8 +64,9 @@ class Api(models.Model):
         validators=[MaxValueValidator(720)],
         help_text="Hours an old secret may keep working after a rotation: 0 to 720.",
     )
-    # Whether the API's servers ask the portal about each token's key (the token validator's
-    # strict mode), so that revoking or suspending a key ends its tokens already issued too.
+    # Whether the API's servers check each token's key against the portal's revocation feed
+    # (the token validator's strict mode), so that revoking or suspending a key ends its
+    # tokens already issued too, within seconds.
     checks_revocation = models.BooleanField(default=False)
     # The dormant-key policy for this API's keys, instead of DORMANT_KEY_DAYS and
     # DORMANT_SUSPEND_DAYS (apikeys/dormancy.py); empty: the global settings.
@@ -534,6 +539,7 @@ class AuditEntry(models.Model):
         QUARANTINED = "quarantined", "Client quarantined"
         UNQUARANTINED = "unquarantined", "Client deleted after quarantine"
         RENAMED = "renamed", "Renamed"
+        DORMANT_WARNED = "dormant_warned", "Owner warned: unused"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # None when the portal acted by itself (expiry from cron, reconcile).
@@ -946,11 +952,14 @@ class WebhookAttempt(models.Model):
 
 
 class UnusedNotice(models.Model):
-    """That a key was announced unused (key.unused) since this moment: once per quiet spell."""
+    """That a key was announced unused (key.unused) since this moment: once per quiet spell.
+    `owner_warned`: its owner was mailed (notices from before the dormant-key policy were
+    webhook events only, and do not count as a warning)."""
 
     key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="unused_notices")
     since = models.DateTimeField()
     sent_at = models.DateTimeField(default=timezone.now)
+    owner_warned = models.BooleanField(default=False)
 
     class Meta:
         constraints = (

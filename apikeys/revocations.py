@@ -7,8 +7,9 @@ GET /feeds/revocations with the API's feed token (`manage.py revocation_feed_tok
 portal's own sample API builds the same document in process.
 
 A key is listed while a token of it may still be unexpired: keys suspended (or being
-suspended, revoked or rejected), keys revoked, expired or rejected less than FEED_WINDOW
-ago (longer than any access token lives: an API's tokens live at most an hour), active
+suspended, revoked or rejected), unfinished or awaiting approval, keys revoked, expired or
+rejected less than FEED_WINDOW ago (longer than any access token lives: an API's tokens
+live at most an hour), active
 keys past their expiry that the expiry job has not ended yet, and the keys of owners
 disabled in Keycloak.
 """
@@ -45,7 +46,16 @@ def refused_keys(api: Api, now: datetime) -> dict[str, str]:
     since = now - FEED_WINDOW
     status = ApiKey.Status
     refused = (
-        Q(status__in=(status.SUSPENDED, status.SUSPENDING, status.REVOKING, status.REJECTING))
+        Q(
+            status__in=(
+                status.SUSPENDED,
+                status.SUSPENDING,
+                status.REVOKING,
+                status.REJECTING,
+                status.UNFINISHED,  # no token of it was ever meant to be used
+                status.PENDING,
+            )
+        )
         | Q(status__in=(status.REVOKED, status.EXPIRED, status.REJECTED), ended_at__gte=since)
         | Q(status=status.ACTIVE, expires_at__lte=now)
         | Q(status=status.ACTIVE, owner__is_active=False)

@@ -47,6 +47,12 @@ settings.configure(
     REVOCATION_FEED_TOKEN=os.environ["REVOCATION_FEED_TOKEN"],
     REVOCATION_FEED_REFRESH_SECONDS=float(os.environ.get("REVOCATION_FEED_REFRESH_SECONDS", "2")),
     REVOCATION_FEED_MAX_AGE=float(os.environ.get("REVOCATION_FEED_MAX_AGE", "30")),
+    # No line per request on the console; warnings (a feed that cannot be read) still show.
+    LOGGING={
+        "version": 1,
+        "disable_existing_loggers": False,
+        "loggers": {"django.server": {"level": "WARNING"}},
+    },
 )
 django.setup()
 

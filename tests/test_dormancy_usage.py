@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.core import mail
@@ -79,8 +80,9 @@ def test_usage_through_the_api(make_keycloak_user: Callable[..., KeycloakUser]) 
 
 
 def test_a_dormant_key_is_warned_then_suspended_then_reinstated_by_its_owner(
-    client: Client, owner: User, sample: Api, settings: object
+    client: Client, owner: User, sample: Api, settings: Any
 ) -> None:
+    settings.KEYCLOAK_PUSH_EVENTS = True  # last-used times are pushed: they can be trusted
     revealed = lifecycle.issue_key(owner, sample, name="nightly", lifetime_days=365)
     key = revealed.key
     now = timezone.now()
@@ -95,10 +97,12 @@ def test_a_dormant_key_is_warned_then_suspended_then_reinstated_by_its_owner(
     assert UnusedNotice.objects.filter(key=key).count() == 1
     assert WebhookMessage.objects.filter(event_type="key.unused").exists() is False  # no endpoint
     (warning,) = [m for m in mail.outbox if "has not been used for 31 days" in m.subject]
-    assert "suspended in 59 days" in warning.body
+    assert "suspended in 60 days" in warning.body  # the policy's notice period, 90 - 30
+    assert key.audit_entries.filter(action=AuditEntry.Action.DORMANT_WARNED).count() == 1
     assert dormancy.run(now).warned == []  # once per quiet spell
 
-    later = now + timedelta(days=60)  # quiet for 91 days
+    assert dormancy.run(now + timedelta(days=59)).suspended == []  # quiet 90 days: not yet
+    later = now + timedelta(days=60)  # quiet for 91 days, warned 60 days ago
     suspension = dormancy.run(later)
 
     assert [k.pk for k in suspension.suspended] == [key.pk]
@@ -123,6 +127,25 @@ def test_a_dormant_key_is_warned_then_suspended_then_reinstated_by_its_owner(
     assert reinstated.actor == owner
     # A new quiet spell starts at the reinstatement: no second suspension on the next run.
     assert dormancy.run(later).suspended == []
+
+
+def test_a_late_warning_still_gives_the_whole_notice_and_untrusted_use_suspends_nobody(
+    owner: User, sample: Api, settings: Any
+) -> None:
+    key = lifecycle.issue_key(owner, sample, name="old", lifetime_days=365).key
+    now = timezone.now()
+    ApiKey.objects.filter(pk=key.pk).update(created_at=now - timedelta(days=200))
+    # A notice from before the policy: the webhook event only, no mail to the owner.
+    UnusedNotice.objects.create(key=key, since=now - timedelta(days=200), sent_at=now)
+
+    settings.KEYCLOAK_PUSH_EVENTS = True
+    assert [k.pk for k in dormancy.run(now).warned] == [key.pk]  # mailed now
+    assert any("suspended in 60 days" in m.body for m in mail.outbox)
+    assert dormancy.run(now + timedelta(days=1)).suspended == []
+    settings.KEYCLOAK_PUSH_EVENTS = False  # and sync_last_used never completed
+    assert dormancy.run(now + timedelta(days=61)).suspended == []
+    settings.KEYCLOAK_PUSH_EVENTS = True
+    assert [k.pk for k in dormancy.run(now + timedelta(days=61)).suspended] == [key.pk]
 
 
 def test_an_owner_cannot_reinstate_a_key_an_admin_suspended(

@@ -270,6 +270,31 @@ def test_an_event_delivered_twice_is_applied_once(client: Client, a_key: ApiKey)
     assert KeyUsage.objects.get(key=a_key).grants == 1
 
 
+def test_an_older_account_change_arriving_late_changes_nothing(
+    client: Client, make_keycloak_user: Callable[..., KeycloakUser]
+) -> None:
+    """Batches are not ordered: "enabled" (earlier) arrives after "disabled" (later)."""
+    account = make_keycloak_user()
+    user = portal_user(account)
+    now = int(time.time() * 1000)
+
+    def update(enabled: bool, at: int) -> dict[str, Any]:
+        return {
+            "kind": "admin",
+            "id": str(uuid.uuid4()),
+            "time": at,
+            "operationType": "UPDATE",
+            "resourceType": "USER",
+            "resourcePath": f"users/{account.id}",
+            "representation": json.dumps({"enabled": enabled}),
+        }
+
+    for batch in ([update(False, now)], [update(True, now - 1000)]):
+        assert client.post("/keycloak/events", **signed({"events": batch})).status_code == 204
+
+    assert not User.objects.get(pk=user.pk).is_active
+
+
 def test_a_forged_event_is_refused_and_changes_nothing(client: Client, a_key: ApiKey) -> None:
     forged = "whsec_" + base64.b64encode(b"an attacker's guess, 32 bytes!!!").decode()
     response = client.post(

@@ -63,6 +63,7 @@ def test_the_feed_lists_only_its_apis_keys_that_may_no_longer_be_used(
     User.objects.filter(pk=other_user.pk).update(is_active=False)
     of_disabled_owner = make_key(other_user, sample)
     elsewhere = make_key(owner, other, "revoked", ended_at=timezone.now())
+    waiting = make_key(owner, sample, "pending")
     token = revocations.new_feed_token(sample)
 
     response = read_feed(client, token)
@@ -76,6 +77,7 @@ def test_the_feed_lists_only_its_apis_keys_that_may_no_longer_be_used(
         revoked.client_id,
         past_expiry.client_id,
         of_disabled_owner.client_id,
+        waiting.client_id,
     }
     assert good.client_id not in refused
     assert long_revoked.client_id not in refused  # no token of it can still be unexpired
@@ -142,6 +144,19 @@ def test_a_feed_that_cannot_be_read_any_more_refuses_every_token_after_its_max_a
         feed.refusal("apikey-x", [])
     answers[0] = {"refused": {"apikey-x": "The key apikey-x is revoked."}}
     assert feed.refusal("apikey-x", []) == "The key apikey-x is revoked."
+
+
+def test_a_feed_of_another_api_is_not_taken_for_this_ones() -> None:
+    """A server given the wrong API's feed token refuses every token rather than check
+    keys against another API's list."""
+    feed = RevocationList(
+        lambda: {"audience": "other-api", "refused": {}},
+        refresh=0,
+        max_age=0,
+        audience="sample-api",
+    )
+    with pytest.raises(StandingUnknown):
+        feed.refusal("apikey-x", [])
 
 
 @pytest.fixture
