@@ -44,21 +44,6 @@ SUSPENDED_REASON = "Unused for {days} days: suspended by the dormant-key policy.
 OWNER_REINSTATED = "Reinstated by its owner after a dormant-key suspension."
 
 
-def policy(api: Api) -> tuple[int, int]:
-    """(warning days, suspension days; 0 for never) for the keys of `api`."""
-    warn = api.dormant_warn_days or settings.DORMANT_KEY_DAYS
-    suspend = (
-        settings.DORMANT_SUSPEND_DAYS
-        if api.dormant_suspend_days is None
-        else api.dormant_suspend_days
-    )
-    return warn, suspend
-
-
-def quiet_since(key: ApiKey) -> datetime:
-    return max(t for t in (key.last_used_at, key.created_at, key.reinstated_at) if t)
-
-
 def is_dormant_suspension(key: ApiKey) -> bool:
     return (
         key.status == ApiKey.Status.SUSPENDED
@@ -89,8 +74,8 @@ def run(now: datetime | None = None) -> DormancyRun:
     )
     trusted = _last_use_is_known(now)
     for key in candidates:
-        warn_days, suspend_days = policy(key.api)
-        since = quiet_since(key)
+        warn_days, suspend_days = key.api.dormant_policy
+        since = key.quiet_since
         days = (now - since).days
         if days < warn_days:
             continue
@@ -120,7 +105,7 @@ def _last_use_is_known(now: datetime) -> bool:
 def _warn(key: ApiKey, since: datetime, days: int, now: datetime) -> bool:
     """Announce the quiet spell once: the notice, the webhook event, the audit entry, then
     the mail. A notice of the webhook alone (made before this policy) gets its mail now."""
-    warn_days, suspend_days = policy(key.api)
+    warn_days, suspend_days = key.api.dormant_policy
     left = max(suspend_days - days, suspend_days - warn_days, 1) if suspend_days else None
     try:
         with transaction.atomic():

@@ -300,9 +300,10 @@ class ApiForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        warn, suspend = cleaned.get("dormant_warn_days"), cleaned.get("dormant_suspend_days")
-        warn = warn if warn is not None else settings.DORMANT_KEY_DAYS
-        suspend = suspend if suspend is not None else settings.DORMANT_SUSPEND_DAYS
+        warn, suspend = Api(
+            dormant_warn_days=cleaned.get("dormant_warn_days"),
+            dormant_suspend_days=cleaned.get("dormant_suspend_days"),
+        ).dormant_policy
         if suspend and suspend <= warn:
             self.add_error(
                 "dormant_suspend_days",

@@ -129,8 +129,8 @@ def sync_users(page: int = EVENTS_PAGE) -> UserSyncRun:
         timed: dict[str, list[tuple[int, str]]] = {}
         for when, sub, change in changes:
             first_seen.setdefault(sub, when)
-            run.users.setdefault(sub, []).append(change)
             timed.setdefault(sub, []).append((when, change))
+        run.users = {sub: [change for _, change in seen] for sub, seen in timed.items()}
         failed_at: list[int] = []
         for sub, user_changes in timed.items():
             for change, at_ms in keycloak_events.what_counts(user_changes):

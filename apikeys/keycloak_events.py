@@ -155,12 +155,10 @@ def apply_pushed(events: list[Event]) -> Applied:
     ids = sorted({str(e["id"]) for e in logins})
     with transaction.atomic():
         seen = set(ReceivedEvent.objects.filter(id__in=ids).values_list("id", flat=True))
-        fresh = list({str(e["id"]): e for e in logins if str(e["id"]) not in seen}.values())
-        ReceivedEvent.objects.bulk_create(
-            [ReceivedEvent(id=i) for i in sorted({str(e["id"]) for e in fresh})]
-        )
-        count_usage(fresh)
-        note_use(fresh)
+        fresh = {str(e["id"]): e for e in logins if str(e["id"]) not in seen}
+        ReceivedEvent.objects.bulk_create([ReceivedEvent(id=i) for i in sorted(fresh)])
+        count_usage(fresh.values())
+        note_use(fresh.values())
     applied.duplicates = len(logins) - len(fresh)
     # Account changes are applied again if delivered again (harmless): no claim that a
     # failure or a lost answer could leave standing without the change.

@@ -113,6 +113,14 @@ class Api(models.Model):
         return self.name
 
     @property
+    def dormant_policy(self) -> tuple[int, int]:
+        """(days unused before the owner is warned, before the key is suspended; 0: never):
+        this API's, else DORMANT_KEY_DAYS and DORMANT_SUSPEND_DAYS (apikeys/dormancy.py)."""
+        warn = self.dormant_warn_days or settings.DORMANT_KEY_DAYS
+        suspend = self.dormant_suspend_days
+        return warn, settings.DORMANT_SUSPEND_DAYS if suspend is None else suspend
+
+    @property
     def scope_name(self) -> str:
         """The Keycloak client scope that carries this API's audience."""
         return f"api-{self.slug}"
@@ -435,13 +443,17 @@ class ApiKey(models.Model):
     def is_unfinished(self) -> bool:
         return self.status == self.Status.UNFINISHED
 
+    @property
+    def quiet_since(self) -> datetime:
+        """When the key's quiet spell began: its last use, creation or reinstatement."""
+        return max(t for t in (self.last_used_at, self.created_at, self.reinstated_at) if t)
+
     def unused_for_days(self, now: datetime) -> int | None:
         """Days the key has been quiet (apikeys/dormancy.py), once past its warning days."""
         if self.status != self.Status.ACTIVE:
             return None
-        since = max(t for t in (self.last_used_at, self.created_at, self.reinstated_at) if t)
-        days = (now - since).days
-        return days if days >= (self.api.dormant_warn_days or settings.DORMANT_KEY_DAYS) else None
+        days = (now - self.quiet_since).days
+        return days if days >= self.api.dormant_policy[0] else None
 
     @property
     def dormant_days(self) -> int | None:

@@ -30,6 +30,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import Counter
 
+from apikeys.bearer_tokens import TokenError, error_response
 from apikeys.models import Api, ApiKey
 
 FEED_WINDOW = timedelta(hours=2)
@@ -123,15 +124,12 @@ def feed(request: HttpRequest) -> JsonResponse:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     api = api_of(token.strip()) if scheme.lower() == "bearer" else None
     if api is None:
-        response = JsonResponse(
-            {
-                "error": "invalid_token",
-                "error_description": "Send the API's feed token: Authorization: Bearer rfeed_… "
-                "(an administrator makes one with manage.py revocation_feed_token <api>).",
-            },
-            status=401,
+        return error_response(
+            TokenError(
+                "Send the API's feed token: Authorization: Bearer rfeed_… (an administrator "
+                "makes one with manage.py revocation_feed_token <api>)."
+            ),
+            "revocation feed",
         )
-        response["WWW-Authenticate"] = 'Bearer realm="revocation feed"'
-        return response
     FEED_READS.labels(api=api.slug).inc()
     return JsonResponse(document(api))
