@@ -7,7 +7,7 @@ from django import forms
 from django.conf import settings
 from django.http import QueryDict
 
-from apikeys import public_keys
+from apikeys.credentials import public_keys
 from apikeys.models import (
     EVENT_LABELS,
     EVENT_TYPES,

@@ -69,7 +69,7 @@ class Api(models.Model):
     # tokens already issued too, within seconds.
     checks_revocation = models.BooleanField(default=False)
     # The dormant-key policy for this API's keys, instead of DORMANT_KEY_DAYS and
-    # DORMANT_SUSPEND_DAYS (apikeys/dormancy.py); empty: the global settings.
+    # DORMANT_SUSPEND_DAYS (apikeys/operations/dormancy.py); empty: the global settings.
     dormant_warn_days = models.PositiveIntegerField(
         null=True,
         blank=True,
@@ -115,7 +115,8 @@ class Api(models.Model):
     @property
     def dormant_policy(self) -> tuple[int, int]:
         """(days unused before the owner is warned, before the key is suspended; 0: never):
-        this API's, else DORMANT_KEY_DAYS and DORMANT_SUSPEND_DAYS (apikeys/dormancy.py)."""
+        this API's, else DORMANT_KEY_DAYS and DORMANT_SUSPEND_DAYS
+        (apikeys/operations/dormancy.py)."""
         warn = self.dormant_warn_days or settings.DORMANT_KEY_DAYS
         suspend = self.dormant_suspend_days
         return warn, settings.DORMANT_SUSPEND_DAYS if suspend is None else suspend
@@ -167,8 +168,8 @@ INTENTS = {
     KeyStatus.REJECTING: "reject",
 }
 # Which status allows which action on a key: the one place this is written. The operations
-# (apikeys/lifecycle.py), the jobs, reconcile and the templates (`key.can_rotate`) ask it.
-# A recorded decision may always be carried out again (its retry); nothing else may start.
+# (apikeys/operations/lifecycle.py), the jobs, reconcile and the templates (`key.can_rotate`) ask
+# it. A recorded decision may always be carried out again (its retry); nothing else may start.
 ACTIONS_ALLOWED: dict[str, tuple[KeyStatus, ...]] = {
     "finish": (KeyStatus.UNFINISHED,),
     "discard": (KeyStatus.UNFINISHED,),
@@ -339,8 +340,8 @@ class ApiKey(models.Model):
     secret_rotated_at = models.DateTimeField(null=True, blank=True)
     # After a rotation with a grace period, the previous secret gets tokens until then.
     previous_secret_until = models.DateTimeField(null=True, blank=True)
-    # When the current secret was reported found exposed (apikeys/leaks.py). Until the owner
-    # rotates it, nobody can approve or reinstate the key, nor keep the secret in a grace.
+    # When the current secret was reported found exposed (apikeys/operations/leaks.py). Until the
+    # owner rotates it, nobody can approve or reinstate the key, nor keep the secret in a grace.
     secret_exposed_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     # Why the customer needs the key; required for APIs that need approval.
@@ -449,7 +450,8 @@ class ApiKey(models.Model):
         return max(t for t in (self.last_used_at, self.created_at, self.reinstated_at) if t)
 
     def unused_for_days(self, now: datetime) -> int | None:
-        """Days the key has been quiet (apikeys/dormancy.py), once past its warning days."""
+        """Days the key has been quiet (apikeys/operations/dormancy.py), once past its warning
+        days."""
         if self.status != self.Status.ACTIVE:
             return None
         days = (now - self.quiet_since).days
@@ -646,7 +648,8 @@ class AuditEntry(models.Model):
             reason=reason,
         )
         if isinstance(subject, ApiKey) and not key_going and action in KEY_EVENTS:
-            # In the same transaction as the change it reports: the outbox (apikeys/webhooks.py).
+            # In the same transaction as the change it reports: the outbox
+            # (apikeys/operations/webhooks.py).
             WebhookMessage.objects.emit(subject, KEY_EVENTS[action], entry=entry)
         return entry
 
@@ -694,7 +697,7 @@ class PublicKey(models.Model):
     kid = models.CharField(max_length=64)
     # RFC 7638 JWK thumbprint (SHA-256, base64url): the same key pasted twice is one key.
     thumbprint = models.CharField(max_length=43)
-    jwk = models.JSONField()  # public members only (apikeys/public_keys.py checks)
+    jwk = models.JSONField()  # public members only (apikeys/credentials/public_keys.py checks)
     summary = models.CharField(max_length=100)  # e.g. "RSA 3072 bits", "EC P-256"
     added_at = models.DateTimeField(default=timezone.now)
 
@@ -713,7 +716,7 @@ class SecretFingerprint(models.Model):
     """A keyed fingerprint of one secret the portal issued, never the secret.
 
     HMAC-SHA256 under SECRET_FINGERPRINT_KEY: a secret found somewhere can be recognised
-    (apikeys/leaks.py), but nothing here gives a secret back, nor lets anyone without the
+    (apikeys/operations/leaks.py), but nothing here gives a secret back, nor lets anyone without the
     key test guesses against the table.
     """
 
@@ -771,8 +774,8 @@ class PortalSetting(models.Model):
         return row.value if row else cls.DEFAULTS[name]
 
 
-# The webhook event each audited change of a key sends (apikeys/webhooks.py), by audit action.
-# A decision (revoke, suspend, reject) is sent when it is recorded: it stands from then on.
+# The webhook event each audited change of a key sends (apikeys/operations/webhooks.py), by audit
+# action. A decision (revoke, suspend, reject) is sent when it is recorded: it stands from then on.
 KEY_EVENTS: dict[str, str] = {
     AuditEntry.Action.CREATED: "key.created",
     AuditEntry.Action.APPROVED: "key.approved",
@@ -862,7 +865,7 @@ class WebhookMessageQuerySet(models.QuerySet["WebhookMessage"]):
         )
 
 
-# On PostgreSQL, idle webhook workers LISTEN on this channel (apikeys/webhooks.py: work).
+# On PostgreSQL, idle webhook workers LISTEN on this channel (apikeys/operations/webhooks.py: work).
 WAKE_CHANNEL = "webhook_messages"
 
 

@@ -41,7 +41,7 @@ from prometheus_client.registry import Collector
 
 from apikeys.models import ApiKey, JobState, WebhookMessage
 
-log = logging.getLogger("apikeys.keycloak")
+log = logging.getLogger("apikeys.keycloak.client")
 
 KEYCLOAK_CALLS = Counter(
     "portal_keycloak_calls",

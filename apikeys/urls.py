@@ -4,15 +4,13 @@ from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET
 from ninja.openapi.docs import Swagger
 
-from apikeys import (
-    event_views,
-    manage_views,
-    observability,
-    revocations,
-    views,
-    webhook_views,
-)
+from apikeys import observability
 from apikeys.api import api
+from apikeys.credentials import revocations
+from apikeys.views import keycloak_events as event_views
+from apikeys.views import keys as views
+from apikeys.views import manage as manage_views
+from apikeys.views import webhooks as webhook_views
 
 
 def _token_authenticated(patterns: list[URLPattern | URLResolver]) -> None:

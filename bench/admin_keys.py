@@ -18,12 +18,12 @@ from bench.common import setup_django
 
 setup_django()
 
-from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import CaptureQueriesContext  # noqa: E402
-from django.utils import timezone  # noqa: E402
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from apikeys.models import Api, ApiKey, User  # noqa: E402
+from apikeys.models import Api, ApiKey, User
 
 SIZES = (1_000, 100_000)
 REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))

@@ -25,15 +25,16 @@ from bench.common import median_ms, setup_django, timed
 
 setup_django()
 
-import requests  # noqa: E402
-from django.conf import settings  # noqa: E402
-from django.utils import timezone  # noqa: E402
+import requests
+from django.conf import settings
+from django.utils import timezone
 
-from apikeys import desired, keycloak  # noqa: E402
-from apikeys.models import Api, ApiKey, User  # noqa: E402
-from apikeys.secret_format import new_secret  # noqa: E402
-from devstack.process import http_ok, wait_until  # noqa: E402
-from tests.oidc import cli_tokens  # noqa: E402
+from apikeys.credentials.secret_format import new_secret
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak import desired
+from apikeys.models import Api, ApiKey, User
+from devstack.process import http_ok, wait_until
+from tests.oidc import cli_tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDRESS = "127.0.0.1:8767"

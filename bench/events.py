@@ -28,12 +28,15 @@ from bench.common import bench_owner, setup_django
 
 setup_django()
 
-import requests  # noqa: E402
-from django.conf import settings  # noqa: E402
+import requests
+from django.conf import settings
 
-from apikeys import bootstrap, keycloak, lifecycle, revocations  # noqa: E402
-from apikeys.models import Api, ApiKey, User  # noqa: E402
-from devstack.process import wait_until  # noqa: E402
+from apikeys.credentials import revocations
+from apikeys.keycloak import bootstrap
+from apikeys.keycloak import client as keycloak
+from apikeys.models import Api, ApiKey, User
+from apikeys.operations import lifecycle
+from devstack.process import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = int(os.environ.get("BENCH_SAMPLES", "50"))

@@ -24,12 +24,16 @@ from bench.common import bench_owner, setup_django
 
 setup_django()
 
-from django.conf import settings  # noqa: E402
-from django.utils import timezone  # noqa: E402
+from django.conf import settings
+from django.utils import timezone
 
-from apikeys import bootstrap, desired, keycloak  # noqa: E402
-from apikeys.models import Api, ApiKey  # noqa: E402
-from apikeys.secret_format import new_secret  # noqa: E402
+from apikeys.credentials.secret_format import new_secret
+from apikeys.keycloak import (
+    bootstrap,
+    desired,
+)
+from apikeys.keycloak import client as keycloak
+from apikeys.models import Api, ApiKey
 
 SIZES = (100, 10_000)
 BATCH = 250

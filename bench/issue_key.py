@@ -20,14 +20,16 @@ from bench.common import bench_owner, median_ms, setup_django, timed, wire_count
 
 setup_django()
 
-from django.conf import settings  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test.utils import CaptureQueriesContext  # noqa: E402
-from django.utils import timezone  # noqa: E402
+from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from apikeys import desired, keycloak, lifecycle  # noqa: E402
-from apikeys.models import Api, ApiKey  # noqa: E402
-from apikeys.secret_format import new_secret  # noqa: E402
+from apikeys.credentials.secret_format import new_secret
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak import desired
+from apikeys.models import Api, ApiKey
+from apikeys.operations import lifecycle
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "30"))
 

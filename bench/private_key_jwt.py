@@ -18,13 +18,16 @@ from bench.common import bench_owner, median_ms, setup_django, timed
 
 setup_django()
 
-from cryptography.hazmat.primitives import serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
-from django.conf import settings  # noqa: E402
-from django.utils import timezone  # noqa: E402
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from django.conf import settings
+from django.utils import timezone
 
-from apikeys import desired, keycloak, lifecycle, public_keys  # noqa: E402
-from apikeys.models import Api, ApiKey  # noqa: E402
+from apikeys.credentials import public_keys
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak import desired
+from apikeys.models import Api, ApiKey
+from apikeys.operations import lifecycle
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "30"))
 

@@ -24,13 +24,17 @@ if ON_CLUSTER:
 
 setup_django()
 
-from django.conf import settings  # noqa: E402
-from django.utils import timezone  # noqa: E402
+from django.conf import settings
+from django.utils import timezone
 
-from apikeys import bootstrap, desired, keycloak  # noqa: E402
-from apikeys.models import Api, ApiKey, User  # noqa: E402
-from apikeys.reconcile import reconcile  # noqa: E402
-from apikeys.secret_format import new_secret  # noqa: E402
+from apikeys.credentials.secret_format import new_secret
+from apikeys.keycloak import (
+    bootstrap,
+    desired,
+)
+from apikeys.keycloak import client as keycloak
+from apikeys.models import Api, ApiKey, User
+from apikeys.operations.reconcile import reconcile
 
 SIZES = (1_000, 10_000)
 BATCH = 250

@@ -30,11 +30,12 @@ from bench.common import setup_django
 
 setup_django()
 
-from django.conf import settings  # noqa: E402
+from django.conf import settings
 
-from apikeys import bootstrap, keycloak  # noqa: E402
-from apikeys.models import Api  # noqa: E402
-from apikeys.reconcile import describe, reconcile  # noqa: E402
+from apikeys.keycloak import bootstrap
+from apikeys.keycloak import client as keycloak
+from apikeys.models import Api
+from apikeys.operations.reconcile import describe, reconcile
 
 SECONDS = int(os.environ.get("SOAK_SECONDS", "600"))
 CUSTOMERS, PARTNERS_PER_CUSTOMER, ADMINS = 12, 2, 2

@@ -22,16 +22,17 @@ from bench.common import bench_owner, setup_django
 
 setup_django()
 
-import jwt  # noqa: E402
-import requests  # noqa: E402
-from cryptography.hazmat.primitives import hashes  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
-from django.conf import settings  # noqa: E402
+import jwt
+import requests
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from django.conf import settings
 
-from apikeys import keycloak, lifecycle  # noqa: E402
-from apikeys.bearer_tokens import TokenValidator  # noqa: E402
-from apikeys.models import Api, ApiKey  # noqa: E402
-from apikeys.secret_format import new_secret  # noqa: E402
+from apikeys.credentials.bearer import TokenValidator
+from apikeys.credentials.secret_format import new_secret
+from apikeys.keycloak import client as keycloak
+from apikeys.models import Api, ApiKey
+from apikeys.operations import lifecycle
 
 TOKENS = int(os.environ.get("BENCH_TOKENS", "300"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))

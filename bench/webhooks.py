@@ -23,14 +23,18 @@ from bench.common import bench_owner, setup_django
 
 setup_django()
 
-from django.conf import settings  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.utils import timezone  # noqa: E402
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
 
-from apikeys import keycloak, lifecycle, webhooks  # noqa: E402
-from apikeys.models import Api, ApiKey, WebhookMessage  # noqa: E402
-from portal import outbound  # noqa: E402
-from tests.receivers import receiver  # noqa: E402
+from apikeys.keycloak import client as keycloak
+from apikeys.models import Api, ApiKey, WebhookMessage
+from apikeys.operations import (
+    lifecycle,
+    webhooks,
+)
+from portal import outbound
+from tests.receivers import receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = int(os.environ.get("BENCH_EVENTS", "200"))

@@ -21,12 +21,13 @@ from bench.common import bench_owner, setup_django
 
 setup_django()
 
-import requests  # noqa: E402
-from django.conf import settings  # noqa: E402
+import requests
+from django.conf import settings
 
-from apikeys import keycloak, lifecycle  # noqa: E402
-from apikeys.models import Api, ApiKey  # noqa: E402
-from devstack.process import http_ok, wait_until  # noqa: E402
+from apikeys.keycloak import client as keycloak
+from apikeys.models import Api, ApiKey
+from apikeys.operations import lifecycle
+from devstack.process import http_ok, wait_until
 
 ADDRESS = "127.0.0.1:8766"
 DURATION = os.environ.get("BENCH_DURATION", "10s")

@@ -3,7 +3,7 @@ validator in strict mode: it checks each token's signature, issuer, audience and
 locally, and refuses keys no longer in good standing from its revocation feed, which it reads
 again every few seconds. No call to the portal or Keycloak is made per request.
 
-It needs none of the portal's database or models, only `apikeys/bearer_tokens.py` and the
+It needs none of the portal's database or models, only `apikeys/credentials/bearer.py` and the
 portal's Python packages. Configure it with the environment, then run it:
 
     TOKEN_ISSUER=http://127.0.0.1:8080/realms/portal \\
@@ -26,7 +26,7 @@ from pathlib import Path
 import django
 from django.conf import settings
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for apikeys.bearer_tokens
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for apikeys.credentials.bearer
 
 AUDIENCE = os.environ.get("API_AUDIENCE", "sample-api")
 
@@ -56,12 +56,12 @@ settings.configure(
 )
 django.setup()
 
-from django.core.servers.basehttp import run  # noqa: E402
-from django.core.wsgi import get_wsgi_application  # noqa: E402
-from django.http import HttpRequest, JsonResponse  # noqa: E402
-from django.urls import path  # noqa: E402
+from django.core.servers.basehttp import run
+from django.core.wsgi import get_wsgi_application
+from django.http import HttpRequest, JsonResponse
+from django.urls import path
 
-from apikeys.bearer_tokens import bearer_token_required  # noqa: E402
+from apikeys.credentials.bearer import bearer_token_required
 
 
 @bearer_token_required(audience=AUDIENCE)

@@ -3,7 +3,7 @@
 The middleware takes a well-formed `X-Request-ID` from the caller (a load balancer's, so one
 id follows the request through every tier) or makes one, answers with it, and keeps it in a
 context variable; `RequestIdFilter` puts it on each log record, so the lines of the Keycloak
-calls a request makes (`apikeys/keycloak.py`) carry it too. Jobs set one per run.
+calls a request makes (`apikeys/keycloak/client.py`) carry it too. Jobs set one per run.
 """
 
 from __future__ import annotations

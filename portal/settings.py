@@ -99,10 +99,10 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     *(["portal.loopback.LoopbackOnlyMiddleware"] if LOCAL else []),
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "apikeys.auth.KeycloakSessionMiddleware",
+    "apikeys.views.signin.KeycloakSessionMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "apikeys.api.middleware.ApiRequestMiddleware",
-    "apikeys.auth.LoginRequiredMiddleware",
+    "apikeys.views.signin.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -204,7 +204,7 @@ _realm_back = f"{KEYCLOAK_URL}/realms/{KEYCLOAK_REALM}/protocol/openid-connect"
 # Where partner applications exchange a key's client id and secret for an access token.
 TOKEN_ENDPOINT = f"{_realm_public}/token"
 
-# Access tokens that APIs accept (apikeys/bearer_tokens.py): tokens are issued on the public
+# Access tokens that APIs accept (apikeys/credentials/bearer.py): tokens are issued on the public
 # URL, so that is their `iss`; the keys to check them come from the back-channel JWKS.
 TOKEN_ISSUER = env("TOKEN_ISSUER", f"{KEYCLOAK_PUBLIC_URL}/realms/{KEYCLOAK_REALM}")
 TOKEN_LEEWAY_SECONDS = int(env("TOKEN_LEEWAY_SECONDS", "10"))
@@ -216,8 +216,8 @@ PORTAL_API_AUDIENCE = env("PORTAL_API_AUDIENCE", "portal-api")
 CLI_CLIENT_ID = env("CLI_CLIENT_ID", "portal-cli")
 # The audience of the sample API the portal serves itself (GET /api/v1/whoami/).
 WHOAMI_AUDIENCE = env("WHOAMI_AUDIENCE", "sample-api")
-# Revocation feeds (apikeys/revocations.py): a resource server in strict mode keeps the set
-# of its API's keys no longer in good standing, read again from the portal this often
+# Revocation feeds (apikeys/credentials/revocations.py): a resource server in strict mode keeps the
+# set of its API's keys no longer in good standing, read again from the portal this often
 # (seconds); once its copy is older than REVOCATION_FEED_MAX_AGE, it refuses every token
 # (503) rather than trust keys it can no longer check. A resource server of another process
 # names its feed and the feed's token (made by `manage.py revocation_feed_token <api>`).
@@ -308,8 +308,8 @@ OUTBOUND_PORTS = [int(port) for port in env_list("OUTBOUND_PORTS", "443")]
 # (an egress proxy or firewall), as the README says.
 JWKS_URLS_ALLOWED = env("JWKS_URLS_ALLOWED", "true") == "true"
 
-# Leaked secrets (apikeys/leaks.py). The key of the keyed fingerprint kept of every secret
-# the portal issues: a found secret is recognised by it, never recovered from it. Changing it
+# Leaked secrets (apikeys/operations/leaks.py). The key of the keyed fingerprint kept of every
+# secret the portal issues: a found secret is recognised by it, never recovered from it. Changing it
 # makes every fingerprint kept so far unrecognisable.
 SECRET_FINGERPRINT_KEY = secret(
     "SECRET_FINGERPRINT_KEY", local="dev-only-fingerprint-key-not-for-production"
@@ -320,7 +320,7 @@ SECRET_SCANNING_KEYS = env(
     "SECRET_SCANNING_KEYS", "https://api.github.com/meta/public_keys/secret_scanning"
 )
 
-# Webhooks (apikeys/webhooks.py). Endpoint signing secrets are kept encrypted under a key
+# Webhooks (apikeys/operations/webhooks.py). Endpoint signing secrets are kept encrypted under a key
 # derived from this one; changing it makes every endpoint's secret unreadable (rotate them).
 WEBHOOK_ENCRYPTION_KEY = secret(
     "WEBHOOK_ENCRYPTION_KEY", local="dev-only-webhook-encryption-key-not-for-production"
@@ -337,7 +337,7 @@ WEBHOOK_LEASE_SECONDS = float(env("WEBHOOK_LEASE_SECONDS", "60"))
 WEBHOOK_POLL_SECONDS = float(env("WEBHOOK_POLL_SECONDS", "0.5"))
 
 DEFAULT_KEY_LIFETIME_DAYS = int(env("DEFAULT_KEY_LIFETIME_DAYS", "90"))
-# The dormant-key policy (apikeys/dormancy.py): an active key unused (no token requested)
+# The dormant-key policy (apikeys/operations/dormancy.py): an active key unused (no token requested)
 # for DORMANT_KEY_DAYS is announced to its owner (mail, key.unused webhook); after
 # DORMANT_SUSPEND_DAYS it is suspended, and its owner can reinstate it in one click. 0 turns
 # the suspension off. Each API may override both (its admin page).
@@ -356,7 +356,7 @@ EXPIRY_REMINDER_DAYS = sorted(
 APPROVAL_NOTIFY_EMAILS = env_list("APPROVAL_NOTIFY_EMAILS", "")
 
 # Sign-in with mozilla-django-oidc: authorization code + PKCE (S256), users matched on `sub`.
-AUTHENTICATION_BACKENDS = ["apikeys.auth.KeycloakBackend"]
+AUTHENTICATION_BACKENDS = ["apikeys.views.signin.KeycloakBackend"]
 OIDC_RP_CLIENT_ID = env("OIDC_CLIENT_ID", "portal")
 OIDC_RP_CLIENT_SECRET = secret("OIDC_CLIENT_SECRET", local="dev-only-portal-login-secret")
 OIDC_RP_SIGN_ALGO = "RS256"
@@ -370,10 +370,10 @@ OIDC_OP_LOGOUT_ENDPOINT = f"{_realm_public}/logout"
 OIDC_OP_TOKEN_ENDPOINT = f"{_realm_back}/token"
 OIDC_OP_USER_ENDPOINT = f"{_realm_back}/userinfo"
 OIDC_OP_JWKS_ENDPOINT = f"{_realm_back}/certs"
-OIDC_OP_LOGOUT_URL_METHOD = "apikeys.auth.keycloak_logout_url"
+OIDC_OP_LOGOUT_URL_METHOD = "apikeys.views.signin.keycloak_logout_url"
 OIDC_TIMEOUT = KEYCLOAK_TIMEOUT
 OIDC_ADMIN_ROLE = "portal-admin"
-# How often a signed-in session is confirmed with Keycloak (apikeys/auth.py).
+# How often a signed-in session is confirmed with Keycloak (apikeys/views/signin.py).
 KEYCLOAK_SESSION_CHECK_SECONDS = int(env("KEYCLOAK_SESSION_CHECK_SECONDS", "60"))
 OIDC_ROLES_CLAIM = "portal_roles"
 LOGIN_URL = "oidc_authentication_init"

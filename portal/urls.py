@@ -8,7 +8,7 @@ from mozilla_django_oidc.views import (
     OIDCLogoutView,
 )
 
-from apikeys.auth import RegistrationRequestView
+from apikeys.views.signin import RegistrationRequestView
 
 # Everything requires sign-in (LoginRequiredMiddleware) except the views that perform it.
 oidc_patterns = [
@@ -26,7 +26,7 @@ oidc_patterns = [
     path("logout/", login_not_required(OIDCLogoutView.as_view()), name="oidc_logout"),
 ]
 
-handler500 = "apikeys.views.server_error"
+handler500 = "apikeys.views.keys.server_error"
 
 urlpatterns = [
     path("oidc/", include(oidc_patterns)),

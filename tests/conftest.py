@@ -20,8 +20,10 @@ from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakDeleteError
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playwright
 
-from apikeys import bearer_tokens, bootstrap, keycloak
-from apikeys.keycloak import Connection, Representation
+from apikeys.credentials import bearer as bearer_tokens
+from apikeys.keycloak import bootstrap
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak.client import Connection, Representation
 from apikeys.models import Api, ApiKey, User
 from tests.accounts import PASSWORD, KeycloakUser
 from tests.browser import CHROMIUM, CHROMIUM_ARGS

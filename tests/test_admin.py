@@ -20,9 +20,10 @@ from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from apikeys import jobs, keycloak, lifecycle
-from apikeys.keycloak import Connection
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, ExpiryReminder, User
+from apikeys.operations import jobs, lifecycle
 from tests.accounts import KeycloakUser
 from tests.browser import sign_in
 from tests.mail import messages_to, plain_text, wait_for_message

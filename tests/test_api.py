@@ -10,9 +10,9 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from apikeys import bearer_tokens
+from apikeys.credentials import bearer as bearer_tokens
+from apikeys.credentials.secret_format import is_well_formed
 from apikeys.models import Api, ApiKey, AuditEntry
-from apikeys.secret_format import is_well_formed
 from tests.accounts import KeycloakUser
 from tests.assertions import KeyPair, gets_token
 from tests.oidc import cli_tokens
@@ -388,7 +388,7 @@ def test_webhook_endpoints_through_the_api(customer: Caller, other: Caller) -> N
         assert "signing_secret" not in customer("GET", f"/webhooks/{endpoint_id}").json()
         assert customer("POST", f"/webhooks/{endpoint_id}/test").status_code == 202
         create(customer)
-        from apikeys import webhooks
+        from apikeys.operations import webhooks
 
         webhooks.deliver_due()
         log = customer("GET", f"/webhooks/{endpoint_id}/messages").json()

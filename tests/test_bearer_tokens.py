@@ -28,10 +28,13 @@ from django.utils import timezone
 from jwt import PyJWKSet
 from jwt.algorithms import RSAAlgorithm
 
-from apikeys import bearer_tokens, bootstrap, keycloak, lifecycle
-from apikeys.bearer_tokens import TokenError, TokenValidator
-from apikeys.keycloak import Connection
+from apikeys.credentials import bearer as bearer_tokens
+from apikeys.credentials.bearer import TokenError, TokenValidator
+from apikeys.keycloak import bootstrap
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, User
+from apikeys.operations import lifecycle
 from tests.tokens import claims, request_token
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]

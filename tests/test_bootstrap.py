@@ -9,8 +9,9 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from apikeys import bootstrap, desired, keycloak
-from apikeys.keycloak import Connection
+from apikeys.keycloak import bootstrap, desired
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak.client import Connection
 from apikeys.models import Api
 from tests.conftest import sample_api
 

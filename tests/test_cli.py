@@ -21,9 +21,9 @@ from django.conf import settings
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from apikeys import dormancy, lifecycle
+from apikeys.credentials.secret_format import is_well_formed
 from apikeys.models import ApiKey, KeyUsage
-from apikeys.secret_format import is_well_formed
+from apikeys.operations import dormancy, lifecycle
 from tests.accounts import KeycloakUser
 from tests.assertions import KeyPair, gets_token
 from tests.oidc import cli_tokens
@@ -267,7 +267,7 @@ def test_signed_keys_grace_rotation_and_secret_checks_from_the_terminal(
 def test_webhooks_from_the_terminal(
     cli: Cli, live_server: Any, make_keycloak_user: Callable[..., KeycloakUser]
 ) -> None:
-    from apikeys import webhooks
+    from apikeys.operations import webhooks
     from tests.receivers import receiver
 
     cli.signed_in_as(make_keycloak_user(), live_server.url)

@@ -15,9 +15,11 @@ import pytest
 import requests
 from django.conf import settings as django_settings
 
-from apikeys import bootstrap, keycloak, lifecycle
-from apikeys.keycloak import Connection
+from apikeys.keycloak import bootstrap
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak.client import Connection
 from apikeys.models import Api, User
+from apikeys.operations import lifecycle
 from devstack import keycloak_cluster
 from devstack.keycloak_server import Instance
 from tests.conftest import sample_api

@@ -16,9 +16,9 @@ import requests
 from django.conf import settings
 from django.test import Client
 
-from apikeys.keycloak import Connection
+from apikeys.credentials.secret_format import PATTERN
+from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, User
-from apikeys.secret_format import PATTERN
 from tests.conftest import key_clients_in_keycloak
 
 pytestmark = [

@@ -13,8 +13,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from apikeys import dormancy, lifecycle
 from apikeys.models import Api, ApiKey, AuditEntry, KeyUsage, UnusedNotice, User, WebhookMessage
+from apikeys.operations import dormancy, lifecycle
 from tests.accounts import KeycloakUser
 from tests.test_api import Caller, create
 from tests.tokens import request_token

@@ -17,9 +17,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils.log import AdminEmailHandler
 
-from apikeys import crash_points, keycloak, lifecycle
-from apikeys.keycloak import Connection
+from apikeys import crash_points
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, User
+from apikeys.operations import lifecycle
 from tests.oidc import cli_tokens
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]

@@ -20,10 +20,12 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from apikeys import crash_points, keycloak, lifecycle
-from apikeys.keycloak import Connection, KeycloakUnavailable
+from apikeys import crash_points
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak.client import Connection, KeycloakUnavailable
 from apikeys.models import Api, ApiKey, AuditEntry, JobState, User, WrongState
-from apikeys.reconcile import reconcile
+from apikeys.operations import lifecycle
+from apikeys.operations.reconcile import reconcile
 from tests.accounts import KeycloakUser
 from tests.tokens import request_token
 

@@ -12,11 +12,13 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from apikeys import desired, keycloak, lifecycle
-from apikeys.keycloak import Connection
+from apikeys.credentials.secret_format import is_well_formed
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak import desired
+from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, User
-from apikeys.reconcile import reconcile
-from apikeys.secret_format import is_well_formed
+from apikeys.operations import lifecycle
+from apikeys.operations.reconcile import reconcile
 from tests.tokens import request_token
 
 pytestmark = pytest.mark.usefixtures("key_clients")

@@ -21,10 +21,12 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from apikeys import desired, keycloak, lifecycle
-from apikeys.keycloak import Connection, KeycloakRejected, KeycloakUnavailable
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak import desired
+from apikeys.keycloak.client import Connection, KeycloakRejected, KeycloakUnavailable
 from apikeys.models import Api, ApiKey, AuditEntry, User, WrongState
-from apikeys.reconcile import reconcile
+from apikeys.operations import lifecycle
+from apikeys.operations.reconcile import reconcile
 from tests.conftest import key_clients_in_keycloak
 from tests.tokens import request_token
 

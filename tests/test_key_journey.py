@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from apikeys.keycloak import Connection
+from apikeys.credentials.secret_format import is_well_formed
+from apikeys.keycloak.client import Connection
 from apikeys.models import Api
-from apikeys.secret_format import is_well_formed
 from tests.accounts import PASSWORD, KeycloakUser
 from tests.browser import sign_in, start_registration, verification_link
 from tests.tokens import request_token

@@ -16,8 +16,8 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
+from apikeys.credentials.secret_format import PATTERN
 from apikeys.models import Api, ApiKey, User
-from apikeys.secret_format import PATTERN
 from tests.conftest import key_clients_in_keycloak
 from tests.tokens import request_token
 

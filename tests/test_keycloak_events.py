@@ -21,10 +21,11 @@ from django.utils import timezone
 from playwright.sync_api import Page
 from standardwebhooks.webhooks import Webhook
 
-from apikeys import bootstrap, desired, lifecycle
-from apikeys.accounts import OWNER_DISABLED
-from apikeys.keycloak import Connection
+from apikeys.keycloak import bootstrap, desired
+from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, KeyUsage, User
+from apikeys.operations import lifecycle
+from apikeys.operations.accounts import OWNER_DISABLED
 from tests.accounts import KeycloakUser
 from tests.tokens import request_token
 

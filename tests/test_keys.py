@@ -11,10 +11,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from apikeys import keycloak, lifecycle
-from apikeys.keycloak import Connection
+from apikeys.credentials.secret_format import is_well_formed
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, User, WrongState
-from apikeys.secret_format import is_well_formed
+from apikeys.operations import lifecycle
 from tests.conftest import key_clients_in_keycloak
 from tests.tokens import claims, request_token
 

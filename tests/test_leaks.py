@@ -19,10 +19,11 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from apikeys import keycloak, leaks, lifecycle
-from apikeys.keycloak import Connection
+from apikeys.credentials.secret_format import new_secret
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, LeakReport, SecretFingerprint, User
-from apikeys.secret_format import new_secret
+from apikeys.operations import leaks, lifecycle
 from tests.mail import plain_text, wait_for_message
 from tests.tokens import request_token
 
@@ -329,7 +330,7 @@ def test_a_reported_previous_secret_stops_even_if_keycloak_cannot_be_told_at_onc
     assert key.previous_secret_until is None  # recorded as ended
     assert "reconcile will" in LeakReport.objects.get(key=key).action
     monkeypatch.setattr(keycloak, "delete_rotated_secret", real)
-    from apikeys.reconcile import reconcile
+    from apikeys.operations.reconcile import reconcile
 
     reconcile()
 

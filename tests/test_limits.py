@@ -10,9 +10,9 @@ from django.test import Client
 from django.urls import reverse
 from playwright.sync_api import Page, expect
 
-from apikeys import lifecycle
-from apikeys.keycloak import Connection
+from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, User
+from apikeys.operations import lifecycle
 from tests.accounts import KeycloakUser
 from tests.browser import sign_in
 from tests.conftest import key_clients_in_keycloak

@@ -15,9 +15,10 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from apikeys import keycloak, lifecycle
-from apikeys.keycloak import Connection
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak.client import Connection
 from apikeys.models import Api, User
+from apikeys.operations import lifecycle
 from portal.request_ids import RequestIdFilter
 
 pytestmark = [pytest.mark.embedded, pytest.mark.django_db, pytest.mark.usefixtures("key_clients")]
@@ -91,7 +92,7 @@ def test_a_request_id_follows_the_request_into_its_keycloak_call_log_lines(
 ) -> None:
     caplog.handler.addFilter(RequestIdFilter())
     client.force_login(owner)
-    with caplog.at_level(logging.INFO, logger="apikeys.keycloak"):
+    with caplog.at_level(logging.INFO, logger="apikeys.keycloak.client"):
         answer = client.post(
             "/keys/new/",
             {"name": "traced", "api": "sample", "lifetime_days": 30},
@@ -99,7 +100,7 @@ def test_a_request_id_follows_the_request_into_its_keycloak_call_log_lines(
         )
 
     assert answer["X-Request-ID"] == "trace-0123456789"
-    calls = [r for r in caplog.records if r.name == "apikeys.keycloak"]
+    calls = [r for r in caplog.records if r.name == "apikeys.keycloak.client"]
     assert any("POST /clients" in r.getMessage() for r in calls)
     assert {getattr(r, "request_id", None) for r in calls} == {"trace-0123456789"}
     fresh = client.get("/health/live", headers={"X-Request-ID": "bad id\n"})

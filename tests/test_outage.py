@@ -17,9 +17,9 @@ from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 
-from apikeys import lifecycle
 from apikeys.models import Api, ApiKey, User
-from apikeys.reconcile import reconcile
+from apikeys.operations import lifecycle
+from apikeys.operations.reconcile import reconcile
 from devstack import keycloak_server as devstack_keycloak
 from tests.tokens import request_token
 

@@ -21,10 +21,12 @@ from cryptography.x509.oid import NameOID
 from django.test import Client
 from django.urls import reverse
 
-from apikeys import keycloak, lifecycle, public_keys
-from apikeys.keycloak import Connection
+from apikeys.credentials import public_keys
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, PublicKey, User
-from apikeys.reconcile import reconcile
+from apikeys.operations import lifecycle
+from apikeys.operations.reconcile import reconcile
 from tests.assertions import KeyPair, gets_token, jwks_server, token_with_assertion
 
 pytestmark = pytest.mark.usefixtures("key_clients")

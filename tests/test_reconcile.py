@@ -1,6 +1,6 @@
 """Reconciliation with Keycloak: drift made behind the portal's back, and crashes between steps.
 
-The crash tests arm each fault point of `apikeys.lifecycle` in turn (the step boundaries
+The crash tests arm each fault point of `apikeys.operations.lifecycle` in turn (the step boundaries
 where a process may die after changing Keycloak and before recording it), then run
 reconcile and the retry a person would make, and check that nothing is orphaned or lost.
 """
@@ -20,12 +20,15 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from apikeys import crash_points, desired, keycloak, lifecycle
+from apikeys import crash_points
 from apikeys.crash_points import POINTS as FAULT_POINTS
 from apikeys.crash_points import SimulatedCrash
-from apikeys.keycloak import Connection
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak import desired
+from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, User, WrongState
-from apikeys.reconcile import reconcile
+from apikeys.operations import lifecycle
+from apikeys.operations.reconcile import reconcile
 from tests.conftest import key_clients_in_keycloak
 from tests.tokens import request_token
 
@@ -164,7 +167,7 @@ def test_a_marked_client_with_no_record_is_recovered_and_a_foreign_one_left_alon
 def test_reconcile_pages_through_more_clients_than_one_page(
     owner: User, sample: Api, key_clients: Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from apikeys import reconcile as module
+    from apikeys.operations import reconcile as module
 
     monkeypatch.setattr(module, "PAGE", 2)
     keys = [issue(owner, sample, f"k{n}").key for n in range(5)]
@@ -378,7 +381,7 @@ def test_a_process_killed_while_issuing_leaves_nothing_behind_after_reconcile(
     owner = User.objects.create(username=f"killed-{point}", email="killed@example.com")
     script = (
         "import django; django.setup()\n"
-        "from apikeys import lifecycle\n"
+        "from apikeys.operations import lifecycle\n"
         "from apikeys.models import Api, User\n"
         f"lifecycle.issue_key(User.objects.get(pk={owner.pk}), Api.objects.get(slug='sample'),"
         " name='doomed', lifetime_days=9)\n"

@@ -23,11 +23,14 @@ from django.conf import settings
 from django.db import connection, connections
 from django.utils import timezone
 
-from apikeys import desired, keycloak, lifecycle, public_keys
-from apikeys.keycloak import Connection
+from apikeys.credentials import public_keys
+from apikeys.credentials.secret_format import new_secret
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak import desired
+from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, User, WrongState
-from apikeys.reconcile import describe, reconcile
-from apikeys.secret_format import new_secret
+from apikeys.operations import lifecycle
+from apikeys.operations.reconcile import describe, reconcile
 from devstack import postgres
 from tests.assertions import KeyPair, gets_token
 from tests.conftest import key_clients_in_keycloak
@@ -297,7 +300,7 @@ class OtherPortal:
 
     def issue_key(self) -> tuple[str, str]:
         script = (
-            "from apikeys import lifecycle; from apikeys.models import Api, User;"
+            "from apikeys.operations import lifecycle; from apikeys.models import Api, User;"
             "from tests.conftest import sample_api;"
             "owner = User.objects.create(username='other-owner', email='o@example.com');"
             "api = sample_api(); api.save();"

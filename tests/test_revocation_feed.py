@@ -21,9 +21,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from apikeys import bearer_tokens, lifecycle, revocations
-from apikeys.bearer_tokens import RevocationList, StandingUnknown
+from apikeys.credentials import bearer as bearer_tokens
+from apikeys.credentials import revocations
+from apikeys.credentials.bearer import RevocationList, StandingUnknown
 from apikeys.models import Api, ApiKey, User
+from apikeys.operations import lifecycle
 from tests.receivers import free_port
 from tests.tokens import request_token
 

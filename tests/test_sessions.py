@@ -10,9 +10,9 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import Page, expect
 
-from apikeys import notifications
-from apikeys.keycloak import Connection
+from apikeys.keycloak.client import Connection
 from apikeys.models import AuditEntry, User
+from apikeys.operations import notifications
 from tests.accounts import KeycloakUser
 from tests.browser import sign_in
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from django.conf import settings
 from playwright.sync_api import Page, expect
 
-from apikeys.keycloak import Connection
+from apikeys.keycloak.client import Connection
 from apikeys.models import User
 from tests.accounts import PASSWORD, KeycloakUser
 from tests.browser import sign_in, sign_out, start_registration, verification_link

@@ -8,10 +8,10 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from apikeys import lifecycle
-from apikeys.accounts import OWNER_DISABLED
-from apikeys.keycloak import Connection
+from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, User
+from apikeys.operations import lifecycle
+from apikeys.operations.accounts import OWNER_DISABLED
 from tests.accounts import KeycloakUser
 from tests.tokens import request_token
 

@@ -25,7 +25,6 @@ from django.urls import reverse
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from apikeys import dormancy, jobs, lifecycle, webhooks
 from apikeys.models import (
     EVENT_TYPES,
     Api,
@@ -35,6 +34,7 @@ from apikeys.models import (
     WebhookEndpoint,
     WebhookMessage,
 )
+from apikeys.operations import dormancy, jobs, lifecycle, webhooks
 from tests.mail import plain_text, wait_for_message
 from tests.receivers import Receiver, free_port, receiver
 

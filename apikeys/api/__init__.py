@@ -18,7 +18,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from apikeys.api import admin, customer, webhooks
 from apikeys.api.problems import Problem, problem_response
 from apikeys.api.schemas import CliConfig
-from apikeys.keycloak import KeycloakFailure, KeycloakRejected
+from apikeys.keycloak.client import KeycloakFailure, KeycloakRejected
 from apikeys.models import WrongState
 
 

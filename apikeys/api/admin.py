@@ -1,5 +1,5 @@
 """The administrators' side of the API: every key, decisions on keys, the audit trail, the
-catalog. The same operations and rules as the admin pages (`apikeys/manage_views.py`); every
+catalog. The same operations and rules as the admin pages (`apikeys/views/manage.py`); every
 route needs the `portal-admin` role in the token."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
 
-from apikeys import catalog, lifecycle
 from apikeys.api.auth import PortalToken
 from apikeys.api.paging import PageQuery, audit_out, paginate
 from apikeys.api.problems import Problem
@@ -27,6 +26,7 @@ from apikeys.api.schemas import Problem as ProblemOut
 from apikeys.client_address import client_ip
 from apikeys.forms import ApiForm, AuditFilterForm, KeySearchForm, OptionalReasonForm, ReasonForm
 from apikeys.models import Api, ApiKey, AuditEntry, User
+from apikeys.operations import catalog, lifecycle
 
 router = Router(auth=PortalToken(admin=True), tags=["admin"])
 FAILURES: dict[int | str, Any] = dict.fromkeys(

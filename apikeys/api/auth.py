@@ -16,10 +16,10 @@ from django.conf import settings
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
-from apikeys.accounts import set_admin_role
 from apikeys.api.problems import Problem
-from apikeys.bearer_tokens import TokenError, realm_validator
+from apikeys.credentials.bearer import TokenError, realm_validator
 from apikeys.models import User
+from apikeys.operations.accounts import set_admin_role
 
 
 class PortalToken(HttpBearer):

@@ -1,7 +1,7 @@
 """The customer's side of the API: the catalog, their keys and their activity.
 
-Each route calls the same operation as the page does (`apikeys/lifecycle.py`), with the same
-rules: the create form's validation (`KeyForm`), the quota, approval, rate limits. A secret
+Each route calls the same operation as the page does (`apikeys/operations/lifecycle.py`), with the
+same rules: the create form's validation (`KeyForm`), the quota, approval, rate limits. A secret
 appears once, in the response that makes or rotates a key, sent with `no-store`. Another
 user's key is 404, as in the pages.
 """
@@ -19,7 +19,6 @@ from django.views.decorators.debug import sensitive_variables
 from ninja import Header, Query, Router, Status
 from pydantic import ValidationError as PydanticValidationError
 
-from apikeys import dormancy, leaks, lifecycle, usage
 from apikeys.api.auth import PortalToken
 from apikeys.api.paging import PageQuery, audit_out, paginate
 from apikeys.api.problems import Problem
@@ -43,9 +42,10 @@ from apikeys.api.schemas import (
 from apikeys.api.schemas import Problem as ProblemOut
 from apikeys.client_address import client_ip
 from apikeys.forms import KeyForm, PublicKeyForm, RenameForm
-from apikeys.keycloak import KeycloakFailure
+from apikeys.keycloak.client import KeycloakFailure
 from apikeys.limits import over_limit
 from apikeys.models import Api, ApiKey, AuditEntry, User
+from apikeys.operations import dormancy, leaks, lifecycle, usage
 
 router = Router(auth=PortalToken(), tags=["customer"])
 FAILURES: dict[int | str, Any] = dict.fromkeys(

@@ -10,7 +10,6 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.debug import sensitive_variables
 from ninja import Query, Router, Status
 
-from apikeys import webhooks
 from apikeys.api.auth import PortalToken
 from apikeys.api.paging import PageQuery, paginate
 from apikeys.api.problems import Problem
@@ -27,6 +26,7 @@ from apikeys.api.schemas import Problem as ProblemOut
 from apikeys.client_address import client_ip
 from apikeys.limits import over_limit
 from apikeys.models import User, WebhookEndpoint, WrongState
+from apikeys.operations import webhooks
 
 router = Router(auth=PortalToken(), tags=["webhooks"])
 FAILURES: dict[int | str, Any] = dict.fromkeys(

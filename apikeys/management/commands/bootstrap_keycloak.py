@@ -8,7 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apikeys import bootstrap, keycloak
+from apikeys.keycloak import bootstrap
+from apikeys.keycloak import client as keycloak
 from apikeys.models import Api
 from portal.secret_policy import HOW, weakness
 

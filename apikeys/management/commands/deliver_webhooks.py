@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from apikeys import webhooks
+from apikeys.operations import webhooks
 
 
 class Command(BaseCommand):

@@ -1,4 +1,5 @@
-"""Apply the dormant-key policy (apikeys/dormancy.py): warn, then suspend. Safe from cron."""
+"""Apply the dormant-key policy (apikeys/operations/dormancy.py): warn, then suspend. Safe from
+cron."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apikeys import dormancy
-from apikeys.jobs import succeeded
+from apikeys.operations import dormancy
+from apikeys.operations.jobs import succeeded
 from portal.request_ids import start_run
 
 

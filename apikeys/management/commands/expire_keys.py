@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apikeys.jobs import succeeded
-from apikeys.lifecycle import expire_due_keys
+from apikeys.operations.jobs import succeeded
+from apikeys.operations.lifecycle import expire_due_keys
 from portal.request_ids import start_run
 
 

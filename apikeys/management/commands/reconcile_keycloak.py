@@ -1,4 +1,5 @@
-"""Make Keycloak's portal clients agree with the portal's records (see apikeys/reconcile.py)."""
+"""Make Keycloak's portal clients agree with the portal's records (see
+apikeys/operations/reconcile.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apikeys.jobs import job_lock, succeeded
-from apikeys.keycloak import KeycloakFailure
-from apikeys.reconcile import describe, reconcile
+from apikeys.keycloak.client import KeycloakFailure
+from apikeys.operations.jobs import job_lock, succeeded
+from apikeys.operations.reconcile import describe, reconcile
 
 
 class Command(BaseCommand):

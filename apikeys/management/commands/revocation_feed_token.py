@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apikeys import revocations
+from apikeys.credentials import revocations
 from apikeys.models import Api, AuditEntry
 
 

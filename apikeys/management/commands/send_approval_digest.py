@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from apikeys.jobs import send_approval_digest, succeeded
+from apikeys.operations.jobs import send_approval_digest, succeeded
 
 
 class Command(BaseCommand):

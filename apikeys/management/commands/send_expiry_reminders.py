@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apikeys.jobs import send_expiry_reminders, succeeded
+from apikeys.operations.jobs import send_expiry_reminders, succeeded
 from portal.request_ids import start_run
 
 

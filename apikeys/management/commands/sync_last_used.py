@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apikeys.jobs import succeeded, sync_last_used
-from apikeys.keycloak import KeycloakFailure
+from apikeys.keycloak.client import KeycloakFailure
+from apikeys.operations.jobs import succeeded, sync_last_used
 
 
 class Command(BaseCommand):

@@ -1,4 +1,5 @@
-"""Follow users deleted, disabled, enabled or made admins in Keycloak (apikeys/accounts.py)."""
+"""Follow users deleted, disabled, enabled or made admins in Keycloak
+(apikeys/operations/accounts.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apikeys.jobs import succeeded, sync_users
-from apikeys.keycloak import KeycloakFailure
+from apikeys.keycloak.client import KeycloakFailure
+from apikeys.operations.jobs import succeeded, sync_users
 
 
 class Command(BaseCommand):

@@ -1,8 +1,8 @@
 """What the portal wants Keycloak to hold: the realm, its clients and scopes, and each key's client.
 
-Pure data, no I/O. The gateway (`apikeys/keycloak.py`) says how to talk to Keycloak; the
+Pure data, no I/O. The gateway (`apikeys/keycloak/client.py`) says how to talk to Keycloak; the
 operations (`bootstrap`, `lifecycle`, `reconcile`, `catalog`) say when and in what order, and
-`apikeys/convergence.py` turns "what is there" and "what is wanted" into the calls between.
+`apikeys/keycloak/convergence.py` turns "what is there" and "what is wanted" into the calls between.
 A new kind of key changes this module and adds an operation.
 """
 
@@ -324,7 +324,7 @@ def key_client(key: ApiKey, *, now: datetime, secret: str | None = None) -> Repr
     scopes are the API's audience scope, `basic` (for `sub`) and `service_account`, which
     Keycloak attaches to every service-account client anyway. No customer input goes in:
     names and descriptions stay in the portal; a private_key_jwt key's public keys are the
-    JWKS the portal rebuilt from the keys it checked (`apikeys/public_keys.py`).
+    JWKS the portal rebuilt from the keys it checked (`apikeys/credentials/public_keys.py`).
     """
     api = key.api
     client: Representation = {

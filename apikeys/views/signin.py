@@ -31,9 +31,9 @@ from django_htmx.http import HttpResponseClientRedirect
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationRequestView
 
-from apikeys.accounts import set_admin_role
 from apikeys.limits import over_limit, too_many_requests
 from apikeys.models import User
+from apikeys.operations.accounts import set_admin_role
 
 log = logging.getLogger(__name__)
 

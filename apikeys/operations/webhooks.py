@@ -51,7 +51,6 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 from standardwebhooks.webhooks import Webhook
 
-from apikeys import jobs, notifications
 from apikeys.models import (
     EVENT_TYPES,
     TEST_EVENT,
@@ -64,6 +63,7 @@ from apikeys.models import (
     WrongState,
     wake_workers,
 )
+from apikeys.operations import jobs, notifications
 from portal import outbound
 from portal.request_ids import start_run
 

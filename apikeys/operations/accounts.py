@@ -1,7 +1,7 @@
 """What follows in the portal when a user's Keycloak account changes.
 
 One implementation for every feed that learns of a change: the `sync_users` job (Keycloak's
-stored events), and the sign-in session check (`apikeys/auth.py`). Keycloak does not touch a
+stored events), and the sign-in session check (`apikeys/views/signin.py`). Keycloak does not touch a
 user's key clients when the user goes, so the portal must:
 
 - deleted (admin API or console, or the user's own "delete account"): the portal user is
@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 
 from django.db import DatabaseError, transaction
 
-from apikeys import keycloak, lifecycle
-from apikeys.keycloak import KeycloakFailure
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import ApiKey, AuditEntry, User, WrongState
+from apikeys.operations import lifecycle
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apikeys import accounts, keycloak, keycloak_events, notifications
+from apikeys.keycloak import client as keycloak
 from apikeys.models import ApiKey, ExpiryReminder, JobState, WebhookMessage
+from apikeys.operations import accounts, keycloak_events, notifications
 from portal.request_ids import start_run
 
 log = logging.getLogger(__name__)

@@ -34,8 +34,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from apikeys import accounts
 from apikeys.models import ApiKey, KeyUsage, ReceivedEvent
+from apikeys.operations import accounts
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 
 The order matters only where one object needs another: the admin role before the login
 client's scope holds it, the clients before their roles, the API scopes whenever. Each
-`ensure_*` reads the object, compares it with `apikeys/desired.py` and writes only what
-differs (`apikeys/convergence.py`), so a second run changes nothing. Each returns a line per
-change it made.
+`ensure_*` reads the object, compares it with `apikeys/keycloak/desired.py` and writes only what
+differs (`apikeys/keycloak/convergence.py`), so a second run changes nothing. Each returns a line
+per change it made.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
-from apikeys import convergence, desired, keycloak
-from apikeys.keycloak import Connection, Representation
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak import convergence, desired
+from apikeys.keycloak.client import Connection, Representation
 from apikeys.models import Api
 
 

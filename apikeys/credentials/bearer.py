@@ -26,7 +26,7 @@ carry another catalog API's audience. A client named like a key but unknown to t
 (made by hand in Keycloak, or another deployment's on a shared realm) is not refused: the
 list names what the portal knows. The set of such keys is kept in memory
 (`RevocationList`) and read again every REVOCATION_FEED_REFRESH_SECONDS from the API's
-revocation feed (apikeys/revocations.py): over HTTP for a resource server of its own
+revocation feed (apikeys/credentials/revocations.py): over HTTP for a resource server of its own
 (REVOCATION_FEED_URL, REVOCATION_FEED_TOKEN), in process for the portal's sample API. No
 call is made per request. If the set cannot be read for REVOCATION_FEED_MAX_AGE seconds,
 every token is refused with a 503 rather than trusted unchecked.
@@ -318,7 +318,7 @@ class StandingUnknown(TokenError):
 class RevocationList:
     """The client ids of one API's keys no longer in good standing, kept in memory.
 
-    `fetch` gives the feed's document (apikeys/revocations.py); it is called again once
+    `fetch` gives the feed's document (apikeys/credentials/revocations.py); it is called again once
     the copy is `refresh` seconds old, by one request while the others go on with the
     copy they have. A copy older than `max_age` (the feed failed meanwhile) refuses every
     token: fail closed.
@@ -403,7 +403,7 @@ def feed_in_process(audience: str) -> Callable[[], dict[str, Any]]:
     """Build the feed's document in process, for the portal's own sample API."""
 
     def fetch() -> dict[str, Any]:
-        from apikeys import revocations
+        from apikeys.credentials import revocations
         from apikeys.models import Api
 
         return revocations.document(Api.objects.get(audience=audience))

@@ -11,10 +11,11 @@ What it does, case by case (Keycloak / the portal's record: action):
 - a client stamped by another portal deployment (`portal.instance`) / any: left alone,
   counted. Two portals on one realm never touch each other's clients.
 - a client stamped by this portal / no record (the portal's database was restored from a
-  backup made before the key): rebuild the record from the client (`apikeys/recovery.py`),
-  as the client is (active, suspended if disabled, expired), audited, its owner asked to
-  name it. If its owner or API is not found here: quarantine (disable it, note when on the
-  client); deleted after QUARANTINE_DAYS; recovered by a later run once they are found.
+  backup made before the key): rebuild the record from the client
+  (`apikeys/operations/recovery.py`), as the client is (active, suspended if disabled, expired),
+  audited, its owner asked to name it. If its owner or API is not found here: quarantine (disable
+  it, note when on the client); deleted after QUARANTINE_DAYS; recovered by a later run once they
+  are found.
 - a client with the marker but no stamp (made before instance ids) / no record: report
   only; it may be another portal's. `--claim-unstamped` treats them as this portal's.
 - a client without the marker / no record: report only; not the portal's to touch.
@@ -60,9 +61,11 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from apikeys import bootstrap, convergence, desired, keycloak, lifecycle, recovery
-from apikeys.keycloak import Connection, KeycloakFailure, Representation
+from apikeys.keycloak import bootstrap, convergence, desired
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak.client import Connection, KeycloakFailure, Representation
 from apikeys.models import INTENTS, Api, ApiKey, AuditEntry, KeyStatus, WrongState, this_instance
+from apikeys.operations import lifecycle, recovery
 
 log = logging.getLogger(__name__)
 

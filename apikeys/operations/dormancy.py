@@ -24,8 +24,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apikeys import lifecycle, notifications
-from apikeys.keycloak import KeycloakFailure
+from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import (
     Api,
     ApiKey,
@@ -36,6 +35,7 @@ from apikeys.models import (
     WebhookMessage,
     WrongState,
 )
+from apikeys.operations import lifecycle, notifications
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """From what Keycloak holds to what the portal wants, in the fewest calls.
 
 `plan` compares a client or client scope as Keycloak represents it with the wanted
-representation (`apikeys/desired.py`) and lists the differences; it does no I/O, so reconcile
-can report them in a dry run. `apply` makes the calls. Bootstrap, the catalog and reconcile
-all converge through these two, so "in shape" means the same thing everywhere.
+representation (`apikeys/keycloak/desired.py`) and lists the differences; it does no I/O, so
+reconcile can report them in a dry run. `apply` makes the calls. Bootstrap, the catalog and
+reconcile all converge through these two, so "in shape" means the same thing everywhere.
 
 What is compared: every top-level field the wanted representation names (`enabled` apart
 from the rest, the "flags"), the attributes it names (others are left alone), the default and
@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from apikeys import keycloak
-from apikeys.keycloak import Connection, Representation
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak.client import Connection, Representation
 
 # Parts of a representation compared on their own; the rest are settings.
 _NESTED = ("attributes", "defaultClientScopes", "optionalClientScopes", "protocolMappers")

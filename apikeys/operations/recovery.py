@@ -31,10 +31,12 @@ from django.conf import settings
 from django.db import transaction
 from django.views.decorators.debug import sensitive_variables
 
-from apikeys import convergence, desired, keycloak, lifecycle, notifications
-from apikeys.keycloak import Connection, Representation
+from apikeys.credentials.public_keys import AcceptedKey, Refused, from_jwks_text
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak import convergence, desired
+from apikeys.keycloak.client import Connection, Representation
 from apikeys.models import Api, ApiKey, AuditEntry, User
-from apikeys.public_keys import AcceptedKey, Refused, from_jwks_text
+from apikeys.operations import lifecycle, notifications
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.utils import timezone
 
-from apikeys import bootstrap, keycloak
-from apikeys.keycloak import KeycloakFailure
+from apikeys.keycloak import bootstrap
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import Api, AuditEntry, User
 
 log = logging.getLogger(__name__)

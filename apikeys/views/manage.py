@@ -21,9 +21,7 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from apikeys import catalog, lifecycle, usage
 from apikeys.client_address import client_ip
-from apikeys.exports import audit_csv
 from apikeys.forms import (
     ApiForm,
     AuditFilterForm,
@@ -32,7 +30,7 @@ from apikeys.forms import (
     OptionalReasonForm,
     ReasonForm,
 )
-from apikeys.keycloak import KeycloakFailure
+from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import (
     LIVE_STATUSES,
     Api,
@@ -43,6 +41,8 @@ from apikeys.models import (
     User,
     WrongState,
 )
+from apikeys.operations import catalog, lifecycle, usage
+from apikeys.views.exports import audit_csv
 
 View = Callable[..., HttpResponseBase]
 PAGE_SIZE = 50

@@ -1,6 +1,6 @@
 """Revocation feeds: each API's keys no longer in good standing, for its resource servers.
 
-A resource server in strict mode (apikeys/bearer_tokens.py) keeps the set of its API's keys
+A resource server in strict mode (apikeys/credentials/bearer.py) keeps the set of its API's keys
 that are no longer in good standing in memory, reads it again every few seconds, and refuses
 their tokens with no call per request. A server of another process reads it from
 GET /feeds/revocations with the API's feed token (`manage.py revocation_feed_token`); the
@@ -30,7 +30,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import Counter
 
-from apikeys.bearer_tokens import TokenError, error_response
+from apikeys.credentials.bearer import TokenError, error_response
 from apikeys.models import Api, ApiKey
 
 FEED_WINDOW = timedelta(hours=2)

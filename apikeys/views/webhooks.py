@@ -1,6 +1,6 @@
 """The customer's webhook endpoints (/webhooks/): plain forms that post and redirect.
 
-Each action calls the operation in `apikeys/webhooks.py`, as the JSON API does. A signing
+Each action calls the operation in `apikeys/operations/webhooks.py`, as the JSON API does. A signing
 secret appears once, on the page that answers its creation or rotation, never cached.
 """
 
@@ -18,12 +18,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from apikeys import webhooks
 from apikeys.client_address import client_ip
 from apikeys.forms import WebhookForm, WebhookSecretForm
 from apikeys.limits import rate_limited
 from apikeys.models import EVENT_LABELS, User, WebhookEndpoint, WebhookMessage, WrongState
-from apikeys.views import HtmxHttpRequest
+from apikeys.operations import webhooks
+from apikeys.views.keys import HtmxHttpRequest
 
 
 @require_GET

@@ -3,7 +3,7 @@
 The body is `{"events": [...]}`, signed as a Standard Webhooks message with the shared
 KEYCLOAK_EVENTS_SECRET; the `standardwebhooks` library checks the signature and that its
 timestamp is within five minutes (a replay of an older message is refused), and each event's
-id is applied once (apikeys/keycloak_events.py). Answers: 204 applied; 400 not a batch of
+id is applied once (apikeys/operations/keycloak_events.py). Answers: 204 applied; 400 not a batch of
 events; 401 a signature that does not verify; 404 push not configured; 503 some account
 change could not be applied yet (Keycloak did not answer): the listener sends it again.
 """
@@ -21,8 +21,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from apikeys import keycloak_events
 from apikeys.observability import KEYCLOAK_EVENTS
+from apikeys.operations import keycloak_events
 
 log = logging.getLogger(__name__)
 

@@ -42,10 +42,11 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from apikeys import fingerprints, lifecycle, notifications
-from apikeys.keycloak import KeycloakFailure
+from apikeys.credentials import fingerprints
+from apikeys.credentials.secret_format import is_well_formed
+from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import ApiKey, AuditEntry, LeakReport, PortalSetting, User
-from apikeys.secret_format import is_well_formed
+from apikeys.operations import lifecycle, notifications
 
 log = logging.getLogger(__name__)
 

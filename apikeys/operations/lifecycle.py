@@ -17,7 +17,7 @@ Each other step that changes a key holds its row lock (`ApiKey.objects.locked`) 
 Keycloak call. Two requests (or a request and the expiry job) acting on the same key
 therefore take turns. Keycloak calls time out after KEYCLOAK_TIMEOUT seconds, so a lock
 never waits longer than that. Which status allows which action is written once, on the
-model (`ApiKey.require`); what the key's client should be, in `apikeys/desired.py`.
+model (`ApiKey.require`); what the key's client should be, in `apikeys/keycloak/desired.py`.
 `crash_point(...)` marks each boundary between a Keycloak change and the database step
 that records it, for the tests (`apikeys/crash_points.py`).
 """
@@ -36,9 +36,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from apikeys import desired, fingerprints, keycloak, notifications
 from apikeys.crash_points import crash_point
-from apikeys.keycloak import (
+from apikeys.credentials import fingerprints
+from apikeys.credentials.public_keys import AcceptedKey
+from apikeys.credentials.secret_format import new_secret
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak import desired
+from apikeys.keycloak.client import (
     KeycloakFailure,
     KeycloakRejected,
     KeycloakUnavailable,
@@ -54,14 +58,13 @@ from apikeys.models import (
     User,
     WrongState,
 )
-from apikeys.public_keys import AcceptedKey
-from apikeys.secret_format import new_secret
+from apikeys.operations import notifications
 
 log = logging.getLogger(__name__)
 
 
-# How the reason of a suspension for an exposed secret starts (apikeys/leaks.py): a rotation
-# by the owner lifts that suspension, since it removes the cause.
+# How the reason of a suspension for an exposed secret starts (apikeys/operations/leaks.py): a
+# rotation by the owner lifts that suspension, since it removes the cause.
 EXPOSED = "Its secret was found exposed"
 
 # Why a key was suspended because of what was done to its client in Keycloak, outside the
@@ -133,8 +136,8 @@ def issue_key(
     """Make a key in three steps: reserve the record, create the client, mark it live.
 
     A private_key_jwt key (`credential`) comes with the public keys its owner gave, already
-    checked (`apikeys/public_keys.py`), or the URL of their JWKS; its client is still made
-    in one POST.
+    checked (`apikeys/credentials/public_keys.py`), or the URL of their JWKS; its client is still
+    made in one POST.
 
     If Keycloak fails, the half-made key is taken apart again (client, then record), so the
     customer is left with nothing rather than with something broken. Only when Keycloak may

@@ -34,15 +34,16 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from apikeys import desired, dormancy, leaks, lifecycle, usage
-from apikeys.bearer_tokens import bearer_token_required
 from apikeys.client_address import client_ip
-from apikeys.exports import audit_csv
+from apikeys.credentials.bearer import bearer_token_required
 from apikeys.forms import CheckSecretForm, KeyForm, PublicKeyForm, RenameForm, RotateForm
-from apikeys.keycloak import KeycloakFailure
-from apikeys.lifecycle import AlreadySubmitted, KeyNotIssued, Revealed
+from apikeys.keycloak import desired
+from apikeys.keycloak.client import KeycloakFailure
 from apikeys.limits import over_limit, rate_limited
 from apikeys.models import Api, ApiKey, AuditEntry, KeyStanding, User, WrongState
+from apikeys.operations import dormancy, leaks, lifecycle, usage
+from apikeys.operations.lifecycle import AlreadySubmitted, KeyNotIssued, Revealed
+from apikeys.views.exports import audit_csv
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -327,7 +328,8 @@ def partner_docs(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_POST
 def secret_scanning(request: HttpRequest) -> JsonResponse:
-    """Reports of found secrets, in GitHub's secret scanning partner format (apikeys/leaks.py)."""
+    """Reports of found secrets, in GitHub's secret scanning partner format
+    (apikeys/operations/leaks.py)."""
     if over_limit(request, "leaks"):
         return _problem(429, "Too many reports from this address: try again in a minute.")
     body = request.body
