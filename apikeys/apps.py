@@ -1,3 +1,5 @@
+"""The app's wiring: the metrics collector is registered once per process."""
+
 from django.apps import AppConfig
 
 
@@ -6,6 +8,6 @@ class ApikeysConfig(AppConfig):
     verbose_name = "API keys"
 
     def ready(self) -> None:
-        from apikeys import observability
+        from apikeys.views import health
 
-        observability.register()
+        health.register()

@@ -17,6 +17,7 @@ from apikeys.models import (
     User,
     printable_validator,
 )
+from apikeys.operations.lifecycle import KeyOrder
 
 PUBLIC_KEY_HELP = (
     "Its public key only: a PEM public key or certificate, a JWK or a JWKS. Never the "
@@ -94,6 +95,30 @@ class KeyForm(forms.Form):
         if self.owner.api_keys.live().filter(name=name).exists():
             raise forms.ValidationError("You already have a key with this name.")
         return name
+
+    def order(self) -> KeyOrder:
+        """The key asked for, once the form is valid."""
+        data = self.cleaned_data
+        return KeyOrder(
+            api=data["api"],
+            name=data["name"],
+            lifetime_days=data["lifetime_days"],
+            description=data["description"],
+            justification=data["justification"],
+            credential=data["credential"],
+            public_keys=tuple(data["public_keys"]),
+            jwks_url=data["jwks_url"],
+            request_id=data["request_id"],
+        )
+
+    def made_before(self) -> ApiKey | None:
+        """The key this same request made already (a form sent twice, a retried
+        Idempotency-Key), valid or not: its name is then taken by that very key."""
+        try:
+            request_id = uuid.UUID(str(self.data.get("request_id") or ""))
+        except ValueError:
+            return None
+        return self.owner.api_keys.made_by_request(request_id)
 
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean() or {}

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
-from django.db import connection, models
+from django.db import connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -27,6 +27,20 @@ class User(AbstractUser):
     @property
     def display_name(self) -> str:
         return self.get_full_name() or self.email or self.username
+
+    def set_admin_role(self, *, granted: bool, how: str) -> None:
+        """Give or take admin rights (`is_staff`, the `portal-admin` role), audited if changed."""
+        if self.is_staff == granted and not self._state.adding:
+            return  # the common case, with no write (on SQLite every write locks the database)
+        with transaction.atomic():
+            user = User.objects.select_for_update().get(pk=self.pk)
+            if user.is_staff == granted:
+                return
+            user.is_staff = granted
+            user.save(update_fields=["is_staff"])
+            action = AuditEntry.Action.ADMIN_GRANTED if granted else AuditEntry.Action.ADMIN_REMOVED
+            reason = f"The portal-admin role was {'granted' if granted else 'removed'} {how}."
+            AuditEntry.record(user, action, actor=None, reason=reason)
 
 
 # An audience ends up in a protocol mapper's config, so it is held to a strict shape.
@@ -394,6 +408,18 @@ class ApiKey(models.Model):
             # clientId (and a 409) instead of making a second client.
             self.client_id = f"{self.CLIENT_ID_PREFIX}{self.id.hex}"
         super().save(*args, **kwargs)
+
+    def set_status(self, status: KeyStatus, *, reason: str | None = None, **also: Any) -> None:
+        """Change the status (and its reason, and the other fields given), saving just those."""
+        self.status = status
+        changed = ["status"]
+        if reason is not None:
+            self.status_reason = reason
+            changed.append("status_reason")
+        for name, value in also.items():
+            setattr(self, name, value)
+            changed.append(name)
+        self.save(update_fields=changed)
 
     def allows(self, action: str) -> bool:
         return self.status in ACTIONS_ALLOWED[action] and self.is_own

@@ -36,6 +36,7 @@ from apikeys.keycloak import bootstrap
 from apikeys.keycloak import client as keycloak
 from apikeys.models import Api, ApiKey, User
 from apikeys.operations import lifecycle
+from apikeys.operations.lifecycle import KeyOrder
 from devstack.process import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +89,7 @@ def user_deletions(admin: keycloak.Connection, api: Api) -> tuple[list[float], l
             }
         )
         owner = User.objects.create(username=user_id, email=f"{user_id}@example.com")
-        key = lifecycle.issue_key(owner, api, name="deleted", lifetime_days=1).key
+        key = lifecycle.issue_key(owner, KeyOrder(api=api, name="deleted", lifetime_days=1)).key
         began = time.perf_counter()
         admin.admin.delete_user(user_id)
         baseline.append(time.perf_counter() - began)
@@ -98,7 +99,7 @@ def user_deletions(admin: keycloak.Connection, api: Api) -> tuple[list[float], l
 
 
 def last_used(api: Api) -> tuple[list[float], list[float]]:
-    revealed = lifecycle.issue_key(bench_owner(), api, name="used", lifetime_days=1)
+    revealed = lifecycle.issue_key(bench_owner(), KeyOrder(api=api, name="used", lifetime_days=1))
     effect, baseline = [], []
     for _ in range(SAMPLES):
         before = ApiKey.objects.get(pk=revealed.key.pk).last_used_at
@@ -135,7 +136,9 @@ def feed_propagation(api: Api) -> list[float]:
     try:
         with requests.Session() as session:
             for _ in range(SAMPLES):
-                revealed = lifecycle.issue_key(owner, api, name="fed", lifetime_days=1)
+                revealed = lifecycle.issue_key(
+                    owner, KeyOrder(api=api, name="fed", lifetime_days=1)
+                )
                 token = requests.post(
                     settings.TOKEN_ENDPOINT,
                     data={"grant_type": "client_credentials"},

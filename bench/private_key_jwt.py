@@ -28,6 +28,7 @@ from apikeys.keycloak import client as keycloak
 from apikeys.keycloak import desired
 from apikeys.models import Api, ApiKey
 from apikeys.operations import lifecycle
+from apikeys.operations.lifecycle import KeyOrder
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "30"))
 
@@ -63,11 +64,13 @@ def main() -> None:
             lambda: made.append(
                 lifecycle.issue_key(
                     owner,
-                    api,
-                    name=f"signed {n}",
-                    lifetime_days=30,
-                    credential=ApiKey.Credential.SIGNED_JWT,
-                    public_keys=accepted,
+                    KeyOrder(
+                        api=api,
+                        name=f"signed {n}",
+                        lifetime_days=30,
+                        credential=ApiKey.Credential.SIGNED_JWT,
+                        public_keys=accepted,
+                    ),
                 ).key.keycloak_id
             )
         )
@@ -96,13 +99,13 @@ def main() -> None:
         elapsed = timed(
             lambda: made.append(
                 lifecycle.issue_key(
-                    owner, api, name=f"secret {n}", lifetime_days=30
+                    owner, KeyOrder(api=api, name=f"secret {n}", lifetime_days=30)
                 ).key.keycloak_id
             )
         )
         times["secret"].append(elapsed)
 
-    rotated = lifecycle.issue_key(owner, api, name="rotated", lifetime_days=30).key
+    rotated = lifecycle.issue_key(owner, KeyOrder(api=api, name="rotated", lifetime_days=30)).key
     made.append(rotated.keycloak_id)
 
     def grace(n: int) -> None:

@@ -33,6 +33,7 @@ from apikeys.credentials.secret_format import new_secret
 from apikeys.keycloak import client as keycloak
 from apikeys.models import Api, ApiKey
 from apikeys.operations import lifecycle
+from apikeys.operations.lifecycle import KeyOrder
 
 TOKENS = int(os.environ.get("BENCH_TOKENS", "300"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))
@@ -49,7 +50,9 @@ def per_token_us(operation: Callable[[str], object], tokens: list[str]) -> float
 def main() -> None:
     api = Api.objects.get(slug="sample")
     owner = bench_owner()
-    revealed = lifecycle.issue_key(owner, api, name=f"bench {time.time()}", lifetime_days=1)
+    revealed = lifecycle.issue_key(
+        owner, KeyOrder(api=api, name=f"bench {time.time()}", lifetime_days=1)
+    )
     try:
         run(revealed)
     finally:

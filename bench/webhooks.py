@@ -33,6 +33,7 @@ from apikeys.operations import (
     lifecycle,
     webhooks,
 )
+from apikeys.operations.lifecycle import KeyOrder
 from portal import outbound
 from tests.receivers import receiver
 
@@ -55,7 +56,7 @@ def percentile(samples: list[float], share: float) -> float:
 def main() -> None:
     api = Api.objects.get(slug="sample")
     owner = bench_owner()
-    key = lifecycle.issue_key(owner, api, name="bench", lifetime_days=30).key
+    key = lifecycle.issue_key(owner, KeyOrder(api=api, name="bench", lifetime_days=30)).key
     with receiver() as inbox:
         made = webhooks.create_endpoint(owner, url=inbox.url, events=["key.rotated"])
         process = worker()

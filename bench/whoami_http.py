@@ -27,6 +27,7 @@ from django.conf import settings
 from apikeys.keycloak import client as keycloak
 from apikeys.models import Api, ApiKey
 from apikeys.operations import lifecycle
+from apikeys.operations.lifecycle import KeyOrder
 from devstack.process import http_ok, wait_until
 
 ADDRESS = "127.0.0.1:8766"
@@ -51,7 +52,9 @@ def main() -> None:
         raise SystemExit("wrk is missing: bin/bench installs it (apt-get install wrk).")
     api = Api.objects.get(audience=settings.WHOAMI_AUDIENCE)
     owner = bench_owner()
-    revealed = lifecycle.issue_key(owner, api, name=f"wrk {time.time()}", lifetime_days=1)
+    revealed = lifecycle.issue_key(
+        owner, KeyOrder(api=api, name=f"wrk {time.time()}", lifetime_days=1)
+    )
     server = subprocess.Popen(
         [
             sys.executable,

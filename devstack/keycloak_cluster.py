@@ -100,12 +100,28 @@ def _start_nginx() -> None:
     if running_pid(pid_file):
         return
     root.mkdir(parents=True, exist_ok=True)
+    conf = root / "nginx.conf"
+    conf.write_text(_nginx_conf(root))
+    spawn(
+        [str(NGINX), "-c", str(conf), "-p", str(root)],
+        pid_file=pid_file,
+        log_file=root / "nginx.log",
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        answer = subprocess.run(["curl", "-sf", f"{url()}/realms/master"], capture_output=True)
+        if answer.returncode == 0:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"nginx did not answer on {url()}; see {root}/nginx-error.log")
+
+
+def _nginx_conf(root: Path) -> str:
+    """The balancer in front of the nodes, as a reverse proxy in production would be."""
     upstreams = "\n".join(
         f"        server 127.0.0.1:{node.port} max_fails=1 fail_timeout=5s;" for node in NODES
     )
-    conf = root / "nginx.conf"
-    conf.write_text(
-        f"""daemon off;
+    return f"""daemon off;
 worker_processes 1;
 pid {root}/nginx.master.pid;
 error_log {root}/nginx-error.log warn;
@@ -145,23 +161,6 @@ http {{
     }}
 }}
 """
-    )
-    spawn(
-        [str(NGINX), "-c", str(conf), "-p", str(root)],
-        pid_file=pid_file,
-        log_file=root / "nginx.log",
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if (
-            subprocess.run(
-                ["curl", "-sf", f"{url()}/realms/master"], capture_output=True
-            ).returncode
-            == 0
-        ):
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"nginx did not answer on {url()}; see {root}/nginx-error.log")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,8 @@ validator in strict mode: it checks each token's signature, issuer, audience and
 locally, and refuses keys no longer in good standing from its revocation feed, which it reads
 again every few seconds. No call to the portal or Keycloak is made per request.
 
-It needs none of the portal's database or models, only `apikeys/credentials/bearer.py` and the
-portal's Python packages. Configure it with the environment, then run it:
+It needs none of the portal's database or models, only `apikeys/credentials/`,
+`apikeys/http.py` and the portal's Python packages. Configure it with the environment, then run it:
 
     TOKEN_ISSUER=http://127.0.0.1:8080/realms/portal \\
     OIDC_OP_JWKS_ENDPOINT=http://127.0.0.1:8080/realms/portal/protocol/openid-connect/certs \\
@@ -58,15 +58,16 @@ django.setup()
 
 from django.core.servers.basehttp import run
 from django.core.wsgi import get_wsgi_application
-from django.http import HttpRequest, JsonResponse
+from django.http import JsonResponse
 from django.urls import path
 
 from apikeys.credentials.bearer import bearer_token_required
+from apikeys.http import TokenRequest
 
 
 @bearer_token_required(audience=AUDIENCE)
-def orders(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"client_id": request.client_id, "orders": []})  # type: ignore[attr-defined]
+def orders(request: TokenRequest) -> JsonResponse:
+    return JsonResponse({"client_id": request.client_id, "orders": []})
 
 
 urlpatterns = [path("orders", orders)]

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import urllib3
 from django.conf import settings
 from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.response import BaseHTTPResponse
 
 MAX_BYTES = 64 * 1024
 
@@ -128,13 +129,7 @@ def send(
     address = _public_addresses(host, port)[0]
     limit = timeout or settings.OUTBOUND_TIMEOUT
     started = time.monotonic()
-    conn: HTTPConnection
-    if parts.scheme == "https":  # to the checked address; TLS still checks the host's name
-        conn = HTTPSConnection(
-            address, port, timeout=limit, server_hostname=host, assert_hostname=host
-        )
-    else:
-        conn = HTTPConnection(address, port, timeout=limit)
+    conn = _connection(parts.scheme, host, address, port, limit)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     opened: list[socket.socket] = []  # the socket, kept: http.client may drop its own reference
     watchdog = threading.Timer(limit, _cut, args=(opened,))
@@ -151,12 +146,7 @@ def send(
             preload_content=False,  # read below, in pieces, within the deadline and the cap
         )
         response = conn.getresponse()
-        received = b""
-        while len(received) <= max_bytes:
-            chunk = response.read1(4096)
-            if not chunk:
-                break
-            received += chunk
+        received = _read_capped(response, max_bytes)
     except (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException) as error:
         if time.monotonic() - started >= limit:
             raise RefusedAddress(f"{url} took longer than {limit:g} s.") from None
@@ -167,6 +157,26 @@ def send(
     if time.monotonic() - started >= limit and len(received) <= max_bytes:
         raise RefusedAddress(f"{url} took longer than {limit:g} s.")
     return Answer(response.status, received, time.monotonic() - started)
+
+
+def _connection(scheme: str, host: str, address: str, port: int, limit: float) -> HTTPConnection:
+    """A connection to the checked `address`; over TLS, the certificate still names `host`."""
+    if scheme == "https":
+        return HTTPSConnection(
+            address, port, timeout=limit, server_hostname=host, assert_hostname=host
+        )
+    return HTTPConnection(address, port, timeout=limit)
+
+
+def _read_capped(response: BaseHTTPResponse, max_bytes: int) -> bytes:
+    """The answer's body, read in pieces, stopped one piece past `max_bytes`."""
+    received = b""
+    while len(received) <= max_bytes:
+        chunk = response.read1(4096)
+        if not chunk:
+            break
+        received += chunk
+    return received
 
 
 def _cut(opened: list[socket.socket]) -> None:

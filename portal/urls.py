@@ -26,7 +26,7 @@ oidc_patterns = [
     path("logout/", login_not_required(OIDCLogoutView.as_view()), name="oidc_logout"),
 ]
 
-handler500 = "apikeys.views.keys.server_error"
+handler500 = "apikeys.views.public.server_error"
 
 urlpatterns = [
     path("oidc/", include(oidc_patterns)),

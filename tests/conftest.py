@@ -92,7 +92,9 @@ def key_clients(bootstrapped: Connection) -> Iterator[Connection]:
 
 
 def key_clients_in_keycloak(conn: Connection) -> list[Representation]:
-    return [c for page in keycloak.clients_with_prefix(conn, ApiKey.CLIENT_ID_PREFIX) for c in page]
+    """Every key client in the realm, as Keycloak represents it."""
+    pages = keycloak.key_clients(conn, ApiKey.CLIENT_ID_PREFIX)
+    return [client.representation for page in pages for client in page]
 
 
 @pytest.fixture(scope="module")

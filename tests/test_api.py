@@ -213,9 +213,8 @@ def test_an_admin_decides_on_keys_and_reads_the_audit_trail(
     assert revoked.json()["status"] == "revoked"
 
     trail = admin("GET", f"/admin/audit?key={asked['client_id']}").json()["items"]
-    assert [e["action"] for e in trail] == [
-        "revoked", "reinstated", "suspended", "approved", "created"
-    ]  # fmt: skip
+    newest_first = ["revoked", "reinstated", "suspended", "approved", "created"]
+    assert [e["action"] for e in trail] == newest_first
     assert all(e["via"] == "api" for e in trail)
     seen_by_owner = customer("GET", "/activity").json()["items"]
     assert {e["actor"] for e in seen_by_owner if e["action"] != "created"} == {"an administrator"}
@@ -241,11 +240,14 @@ def test_an_admin_keeps_the_catalog(admin: Caller) -> None:
     assert changed.json()["access_token_lifespan"] == 120
     assert admin("POST", "/admin/apis/orders/retire").json()["retired"] is True
     assert_problem(
-        admin("POST", "/admin/apis", {"name": "Zero", "slug": "zero", "audience": "z",
-                                       "max_key_lifetime_days": 0}),
+        admin(
+            "POST",
+            "/admin/apis",
+            {"name": "Zero", "slug": "zero", "audience": "z", "max_key_lifetime_days": 0},
+        ),
         422,
         "not saved",
-    )  # fmt: skip
+    )
     assert "orders" not in {a["slug"] for a in admin("GET", "/apis").json()}
 
 

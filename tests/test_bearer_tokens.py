@@ -29,12 +29,14 @@ from jwt import PyJWKSet
 from jwt.algorithms import RSAAlgorithm
 
 from apikeys.credentials import bearer as bearer_tokens
-from apikeys.credentials.bearer import TokenError, TokenValidator
+from apikeys.credentials.bearer import TokenValidator
+from apikeys.credentials.challenge import TokenError
 from apikeys.keycloak import bootstrap
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, User
 from apikeys.operations import lifecycle
+from tests import factories
 from tests.tokens import claims, request_token
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
@@ -88,7 +90,7 @@ def realm_public_key_pem() -> bytes:
 
 @pytest.fixture
 def revealed(owner: User, sample: Api) -> lifecycle.Revealed:
-    return lifecycle.issue_key(owner, sample, name="partner app", lifetime_days=30)
+    return factories.issue(owner, sample, name="partner app", lifetime_days=30)
 
 
 @pytest.fixture
@@ -150,7 +152,7 @@ def test_a_token_for_another_api_is_refused(
 ) -> None:
     other = Api.objects.create(name="Other API", slug="other", audience="other-api")
     bootstrap.ensure_api_scope(key_clients, other)
-    other_token = new_token(lifecycle.issue_key(owner, other, name="other", lifetime_days=9))
+    other_token = new_token(factories.issue(owner, other, name="other", lifetime_days=9))
 
     validator = make_validator()
     assert validator.validate(other_token, "other-api")["aud"] == "other-api"
@@ -424,7 +426,7 @@ def test_a_key_for_one_api_is_refused_by_another_even_with_its_audience(
 ) -> None:
     other = Api.objects.create(name="Other API", slug="other", audience="other-api")
     bootstrap.ensure_api_scope(key_clients, other)
-    revealed = lifecycle.issue_key(owner, other, name="other", lifetime_days=9)
+    revealed = factories.issue(owner, other, name="other", lifetime_days=9)
     scope = keycloak.find_client_scope(key_clients, "api-other")
     assert scope is not None
     keycloak.add_mapper(  # someone adds the sample API's audience to it, in Keycloak

@@ -26,6 +26,7 @@ from apikeys.keycloak.client import Connection, KeycloakUnavailable
 from apikeys.models import Api, ApiKey, AuditEntry, JobState, User, WrongState
 from apikeys.operations import lifecycle
 from apikeys.operations.reconcile import reconcile
+from tests import factories
 from tests.accounts import KeycloakUser
 from tests.tokens import request_token
 
@@ -37,7 +38,7 @@ def portal_user(account: KeycloakUser) -> User:
 
 
 def issue(owner: User, api: Api, name: str = "app") -> lifecycle.Revealed:
-    return lifecycle.issue_key(owner, api, name=name, lifetime_days=30)
+    return factories.issue(owner, api, name=name, lifetime_days=30)
 
 
 def works(revealed: lifecycle.Revealed) -> bool:
@@ -273,7 +274,7 @@ def test_reinstate_refuses_a_note_it_cannot_keep(
 def test_an_admin_cannot_approve_their_own_request(admin_user: User, sample: Api) -> None:
     sample.requires_approval = True
     sample.save()
-    key = lifecycle.issue_key(
+    key = factories.issue(
         admin_user, sample, name="mine", lifetime_days=9, justification="for me"
     ).key
 
@@ -412,9 +413,9 @@ def test_a_key_the_scan_missed_is_not_taken_for_deleted(
     owner: User, sample: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     revealed = issue(owner, sample)
-    real = keycloak.clients_with_prefix
+    real = keycloak.key_clients
     monkeypatch.setattr(  # pages shifted under the scan: the key's client was not listed
-        keycloak, "clients_with_prefix", lambda *a, **k: ([] for _ in real(*a, **k))
+        keycloak, "key_clients", lambda *a, **k: ([] for _ in real(*a, **k))
     )
 
     reconcile(grace=timedelta(0))
@@ -428,7 +429,7 @@ def test_a_rejection_completed_by_reconcile_still_tells_the_requester(
 ) -> None:
     sample.requires_approval = True
     sample.save()
-    key = lifecycle.issue_key(owner, sample, name="ask", lifetime_days=9, justification="why").key
+    key = factories.issue(owner, sample, name="ask", lifetime_days=9, justification="why").key
     failing_for(monkeypatch, key.keycloak_id)
     real_delete = keycloak.delete_client
     monkeypatch.setattr(

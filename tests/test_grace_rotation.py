@@ -14,11 +14,12 @@ from django.utils import timezone
 
 from apikeys.credentials.secret_format import is_well_formed
 from apikeys.keycloak import client as keycloak
-from apikeys.keycloak import desired
 from apikeys.keycloak.client import Connection
+from apikeys.keycloak.key_clients import ROTATED_EXPIRY_ATTRIBUTE
 from apikeys.models import Api, ApiKey, AuditEntry, User
 from apikeys.operations import lifecycle
 from apikeys.operations.reconcile import reconcile
+from tests import factories
 from tests.tokens import request_token
 
 pytestmark = pytest.mark.usefixtures("key_clients")
@@ -29,7 +30,7 @@ def works(key: ApiKey, secret: str) -> bool:
 
 
 def issue(owner: User, api: Api) -> lifecycle.Revealed:
-    return lifecycle.issue_key(owner, api, name="app", lifetime_days=30)
+    return factories.issue(owner, api, name="app", lifetime_days=30)
 
 
 @pytest.mark.embedded
@@ -137,13 +138,13 @@ def test_reconcile_shortens_a_grace_keycloak_holds_longer_than_recorded(
     first = issue(owner, sample)
     lifecycle.rotate_secret(first.key, actor=owner, grace=timedelta(hours=1))
     later = str(int((timezone.now() + timedelta(days=30)).timestamp()))
-    change: dict[str, Any] = {"attributes": {desired.ROTATED_EXPIRY_ATTRIBUTE: later}}
+    change: dict[str, Any] = {"attributes": {ROTATED_EXPIRY_ATTRIBUTE: later}}
     keycloak.update_client(bootstrapped, first.key.keycloak_id, change)
 
     reconcile()
 
     key = ApiKey.objects.get(pk=first.key.pk)
-    held = desired.rotated_secret_until(keycloak.get_client(bootstrapped, key.keycloak_id))
+    held = keycloak.get_key_client(bootstrapped, key.keycloak_id).rotated_secret_until
     assert key.previous_secret_until is not None
     assert held == int(key.previous_secret_until.timestamp())
     assert works(key, first.secret)  # still within the hour the owner chose
@@ -158,7 +159,7 @@ def test_the_chosen_grace_is_recorded_in_keycloak_and_audited(
     assert key.previous_secret_until is not None
     left = (key.previous_secret_until - timezone.now()).total_seconds()
     assert 80 < left <= 90
-    held = desired.rotated_secret_until(keycloak.get_client(bootstrapped, key.keycloak_id))
+    held = keycloak.get_key_client(bootstrapped, key.keycloak_id).rotated_secret_until
     assert held == int(key.previous_secret_until.timestamp())
     entry = AuditEntry.objects.filter(key=key, action=AuditEntry.Action.ROTATED).first()
     assert entry is not None

@@ -27,6 +27,7 @@ from apikeys.keycloak.client import Connection, KeycloakRejected, KeycloakUnavai
 from apikeys.models import Api, ApiKey, AuditEntry, User, WrongState
 from apikeys.operations import lifecycle
 from apikeys.operations.reconcile import reconcile
+from tests import factories
 from tests.conftest import key_clients_in_keycloak
 from tests.tokens import request_token
 
@@ -54,7 +55,7 @@ def keycloak_silent(settings: Any) -> Iterator[None]:
 
 
 def issue(owner: User, api: Api, name: str = "billing") -> lifecycle.Revealed:
-    return lifecycle.issue_key(owner, api, name=name, lifetime_days=30)
+    return factories.issue(owner, api, name=name, lifetime_days=30)
 
 
 def portal_clients(conn: Connection) -> list[str]:

@@ -26,6 +26,7 @@ from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, KeyUsage, User
 from apikeys.operations import lifecycle
 from apikeys.operations.accounts import OWNER_DISABLED
+from tests import factories
 from tests.accounts import KeycloakUser
 from tests.tokens import request_token
 
@@ -82,7 +83,7 @@ def test_disabled_then_enabled_in_keycloak_the_keys_follow_within_seconds_withou
     pushing: Connection, make_keycloak_user: Callable[..., KeycloakUser], sample: Api
 ) -> None:
     paused = portal_user(make_keycloak_user())
-    revealed = lifecycle.issue_key(paused, sample, name="app", lifetime_days=30)
+    revealed = factories.issue(paused, sample, name="app", lifetime_days=30)
     assert works(revealed)
 
     pushing.admin.update_user(paused.username, {"enabled": False})
@@ -104,7 +105,7 @@ def test_a_user_deleted_in_keycloak_has_their_keys_revoked_within_seconds(
 ) -> None:
     gone = portal_user(make_keycloak_user())
     bystander = portal_user(make_keycloak_user())
-    keys = [lifecycle.issue_key(u, sample, name="app", lifetime_days=30) for u in (gone, bystander)]
+    keys = [factories.issue(u, sample, name="app", lifetime_days=30) for u in (gone, bystander)]
 
     pushing.admin.delete_user(gone.username)
 
@@ -132,7 +133,7 @@ def test_a_user_who_deletes_their_own_account_has_their_keys_revoked(
     try:
         account = make_keycloak_user()
         leaving = portal_user(account)
-        revealed = lifecycle.issue_key(leaving, sample, name="app", lifetime_days=30)
+        revealed = factories.issue(leaving, sample, name="app", lifetime_days=30)
         account_client = admin.get_client_id("account")
         assert account_client is not None
         role = admin.get_client_role(account_client, "delete-account")
@@ -181,7 +182,7 @@ def test_the_admin_role_removed_in_keycloak_closes_the_admin_pages_within_second
 def test_a_token_request_updates_last_used_and_the_days_count_and_a_wrong_secret_counts(
     pushing: Connection, owner: User, sample: Api
 ) -> None:
-    revealed = lifecycle.issue_key(owner, sample, name="app", lifetime_days=30)
+    revealed = factories.issue(owner, sample, name="app", lifetime_days=30)
     before = timezone.now()
     assert works(revealed)
 
@@ -205,7 +206,7 @@ def test_with_the_portal_refusing_events_the_backstop_job_applies_the_change_aft
 ) -> None:
     """The portal "down": it takes no events (the listener gets a 404 and drops them)."""
     paused = portal_user(make_keycloak_user())
-    revealed = lifecycle.issue_key(paused, sample, name="app", lifetime_days=30)
+    revealed = factories.issue(paused, sample, name="app", lifetime_days=30)
     call_command("sync_users")  # start from now
     settings.KEYCLOAK_EVENTS_SECRET = ""
 

@@ -16,6 +16,7 @@ from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, User, WrongState
 from apikeys.operations import lifecycle
+from tests import factories
 from tests.conftest import key_clients_in_keycloak
 from tests.tokens import claims, request_token
 
@@ -23,7 +24,7 @@ pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
 
 
 def issue(owner: User, api: Api, name: str = "billing service") -> lifecycle.Revealed:
-    return lifecycle.issue_key(owner, api, name=name, lifetime_days=90)
+    return factories.issue(owner, api, name=name, lifetime_days=90)
 
 
 def test_a_new_key_gets_a_token_for_its_api_and_nothing_more(owner: User, sample: Api) -> None:

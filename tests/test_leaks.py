@@ -24,6 +24,7 @@ from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, LeakReport, SecretFingerprint, User
 from apikeys.operations import leaks, lifecycle
+from tests import factories
 from tests.mail import plain_text, wait_for_message
 from tests.tokens import request_token
 
@@ -85,7 +86,7 @@ def found(
 
 
 def issue(owner: User, api: Api, name: str = "app") -> lifecycle.Revealed:
-    return lifecycle.issue_key(owner, api, name=name, lifetime_days=30)
+    return factories.issue(owner, api, name=name, lifetime_days=30)
 
 
 def works(key: ApiKey, secret: str) -> bool:
@@ -259,7 +260,7 @@ def test_the_fingerprint_table_holds_no_secret(
 ) -> None:
     made = [issue(customer, sample, name=f"k{n}") for n in range(3)]
     rotated = [lifecycle.rotate_secret(r.key, actor=customer) for r in made[:2]]
-    another = lifecycle.issue_key(customer, sample, name="another", lifetime_days=30)
+    another = factories.issue(customer, sample, name="another", lifetime_days=30)
     secrets = [r.secret for r in made + rotated + [another]]
 
     with connection.cursor() as cursor:

@@ -29,6 +29,7 @@ from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, User, WrongState
 from apikeys.operations import lifecycle
 from apikeys.operations.reconcile import reconcile
+from tests import factories
 from tests.conftest import key_clients_in_keycloak
 from tests.tokens import request_token
 
@@ -59,7 +60,7 @@ def assert_in_agreement(conn: Connection) -> None:
 
 
 def issue(owner: User, api: Api, name: str = "key") -> lifecycle.Revealed:
-    return lifecycle.issue_key(owner, api, name=name, lifetime_days=30, justification="why")
+    return factories.issue(owner, api, name=name, lifetime_days=30, justification="why")
 
 
 @pytest.fixture
@@ -381,9 +382,9 @@ def test_a_process_killed_while_issuing_leaves_nothing_behind_after_reconcile(
     owner = User.objects.create(username=f"killed-{point}", email="killed@example.com")
     script = (
         "import django; django.setup()\n"
-        "from apikeys.operations import lifecycle\n"
         "from apikeys.models import Api, User\n"
-        f"lifecycle.issue_key(User.objects.get(pk={owner.pk}), Api.objects.get(slug='sample'),"
+        "from tests.factories import issue\n"
+        f"issue(User.objects.get(pk={owner.pk}), Api.objects.get(slug='sample'),"
         " name='doomed', lifetime_days=9)\n"
     )
     env = {

@@ -28,10 +28,17 @@ from apikeys.credentials.secret_format import new_secret
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak import desired
 from apikeys.keycloak.client import Connection
+from apikeys.keycloak.key_clients import (
+    EXPIRES_ATTRIBUTE,
+    INSTANCE_ATTRIBUTE,
+    OWNER_ATTRIBUTE,
+    QUARANTINED_ATTRIBUTE,
+)
 from apikeys.models import Api, ApiKey, AuditEntry, User, WrongState
 from apikeys.operations import lifecycle
 from apikeys.operations.reconcile import describe, reconcile
 from devstack import postgres
+from tests import factories
 from tests.assertions import KeyPair, gets_token
 from tests.conftest import key_clients_in_keycloak
 from tests.mail import messages_to, plain_text
@@ -81,7 +88,7 @@ def take_backup(where: Path) -> Callable[[], None]:
 
 
 def issue(owner: User, api: Api, name: str) -> lifecycle.Revealed:
-    return lifecycle.issue_key(owner, api, name=name, lifetime_days=30)
+    return factories.issue(owner, api, name=name, lifetime_days=30)
 
 
 @dataclass
@@ -106,7 +113,7 @@ def lost_key(conn: Connection, owner: User, api: Api, **attributes: str) -> Lost
 def signed_key(owner: User, api: Api, pair: KeyPair) -> ApiKey:
     accepted = public_keys.parse(pair.public_pem())
     pair.kid = accepted[0].kid
-    return lifecycle.issue_key(
+    return factories.issue(
         owner,
         api,
         name="signed",
@@ -182,7 +189,7 @@ def test_a_client_whose_owner_is_unknown_is_quarantined_then_deleted(
     owner: User, sample: Api, key_clients: Connection, settings: Any
 ) -> None:
     stranger = str(uuid.uuid4())
-    made = lost_key(key_clients, owner, sample, **{desired.OWNER_ATTRIBUTE: stranger})
+    made = lost_key(key_clients, owner, sample, **{OWNER_ATTRIBUTE: stranger})
 
     report = reconcile(grace=timedelta(0))
 
@@ -222,13 +229,13 @@ def test_a_quarantined_client_comes_back_enabled_once_its_owner_signs_in(
     assert key.status == "active"
     assert request_token(made.client_id, made.secret).status_code == 200
     marks = keycloak.get_client(key_clients, made.keycloak_id)["attributes"]
-    assert desired.QUARANTINED_ATTRIBUTE not in marks
+    assert QUARANTINED_ATTRIBUTE not in marks
 
 
 def test_marked_clients_without_a_stamp_and_record_are_left_alone_unless_claimed(
     owner: User, sample: Api, key_clients: Connection
 ) -> None:
-    made = lost_key(key_clients, owner, sample, **{desired.INSTANCE_ATTRIBUTE: ""})
+    made = lost_key(key_clients, owner, sample, **{INSTANCE_ATTRIBUTE: ""})
 
     report = reconcile(grace=timedelta(0))
     assert [f.action.split(":")[0] for f in report.findings] == ["left alone"]
@@ -238,7 +245,7 @@ def test_marked_clients_without_a_stamp_and_record_are_left_alone_unless_claimed
     key = ApiKey.objects.get(client_id=made.client_id)
     assert key.status == "active"
     stamp = keycloak.get_client(key_clients, key.keycloak_id)["attributes"]
-    assert stamp[desired.INSTANCE_ATTRIBUTE] == settings.PORTAL_INSTANCE_ID
+    assert stamp[INSTANCE_ATTRIBUTE] == settings.PORTAL_INSTANCE_ID
 
 
 def test_a_key_made_before_the_stamp_is_adopted_once(
@@ -246,7 +253,7 @@ def test_a_key_made_before_the_stamp_is_adopted_once(
 ) -> None:
     made = issue(owner, sample, "old")
     keycloak.update_client(
-        key_clients, made.key.keycloak_id, {"attributes": {desired.INSTANCE_ATTRIBUTE: ""}}
+        key_clients, made.key.keycloak_id, {"attributes": {INSTANCE_ATTRIBUTE: ""}}
     )
 
     assert len(reconcile(grace=timedelta(0)).findings) == 1
@@ -300,11 +307,11 @@ class OtherPortal:
 
     def issue_key(self) -> tuple[str, str]:
         script = (
-            "from apikeys.operations import lifecycle; from apikeys.models import Api, User;"
+            "from apikeys.models import Api, User; from tests.factories import issue;"
             "from tests.conftest import sample_api;"
             "owner = User.objects.create(username='other-owner', email='o@example.com');"
             "api = sample_api(); api.save();"
-            "made = lifecycle.issue_key(owner, api, name='theirs', lifetime_days=30);"
+            "made = issue(owner, api, name='theirs', lifetime_days=30);"
             "print('made', made.key.client_id, made.secret)"
         )
         out = self.manage("shell", "-c", script)
@@ -343,7 +350,7 @@ def test_a_deactivated_owners_client_is_quarantined_and_a_far_expiry_is_cut_to_t
     other_user.save()
     gone = lost_key(key_clients, other_user, sample)
     far = str(int((timezone.now() + timedelta(days=3650)).timestamp()))
-    kept = lost_key(key_clients, owner, sample, **{desired.EXPIRES_ATTRIBUTE: far})
+    kept = lost_key(key_clients, owner, sample, **{EXPIRES_ATTRIBUTE: far})
 
     reconcile(grace=timedelta(0))
 

@@ -23,9 +23,11 @@ from django.utils import timezone
 
 from apikeys.credentials import bearer as bearer_tokens
 from apikeys.credentials import revocations
-from apikeys.credentials.bearer import RevocationList, StandingUnknown
+from apikeys.credentials.bearer import RevocationList
+from apikeys.credentials.challenge import StandingUnknown
 from apikeys.models import Api, ApiKey, User
 from apikeys.operations import lifecycle
+from tests import factories
 from tests.receivers import free_port
 from tests.tokens import request_token
 
@@ -118,7 +120,7 @@ def test_the_sample_api_reads_its_list_every_few_seconds_not_per_request(
 ) -> None:
     settings.REVOCATION_FEED_REFRESH_SECONDS = 2
     bearer_tokens.forget_revocation_lists()
-    revealed = lifecycle.issue_key(owner, sample, name="app", lifetime_days=9)
+    revealed = factories.issue(owner, sample, name="app", lifetime_days=9)
     token = request_token(revealed.key.client_id, revealed.secret).json()["access_token"]
     began = time.monotonic()
     for _ in range(100):
@@ -197,7 +199,7 @@ def resource_server(live_server: Any, sample: Api) -> Iterator[str]:
 def test_a_resource_server_of_its_own_refuses_a_revoked_keys_token_within_seconds(
     resource_server: str, owner: User, sample: Api, key_clients: Any
 ) -> None:
-    revealed = lifecycle.issue_key(owner, sample, name="partner", lifetime_days=9)
+    revealed = factories.issue(owner, sample, name="partner", lifetime_days=9)
     token = request_token(revealed.key.client_id, revealed.secret).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     reads_before = revocations.FEED_READS.labels(api="sample")._value.get()

@@ -12,6 +12,7 @@ from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, User
 from apikeys.operations import lifecycle
 from apikeys.operations.accounts import OWNER_DISABLED
+from tests import factories
 from tests.accounts import KeycloakUser
 from tests.tokens import request_token
 
@@ -30,7 +31,7 @@ def test_deleted_and_disabled_users_keys_stop_after_one_sync_and_come_back_when_
 ) -> None:
     gone, paused, bystander = (portal_user(make_keycloak_user()) for _ in range(3))
     keys = {
-        user.email: lifecycle.issue_key(user, sample, name="app", lifetime_days=30)
+        user.email: factories.issue(user, sample, name="app", lifetime_days=30)
         for user in (gone, paused, bystander)
     }
     call_command("sync_users")  # start from now: older events are not this test's
@@ -70,7 +71,7 @@ def test_an_admin_suspension_survives_the_owner_being_enabled_again(
     admin_user: User,
 ) -> None:
     owner = portal_user(make_keycloak_user())
-    revealed = lifecycle.issue_key(owner, sample, name="app", lifetime_days=30)
+    revealed = factories.issue(owner, sample, name="app", lifetime_days=30)
     lifecycle.suspend_key(revealed.key, actor=admin_user, reason="Abuse")
     call_command("sync_users")
 

@@ -35,6 +35,7 @@ from apikeys.models import (
     WebhookMessage,
 )
 from apikeys.operations import dormancy, jobs, lifecycle, webhooks
+from tests import factories
 from tests.mail import plain_text, wait_for_message
 from tests.receivers import Receiver, free_port, receiver
 
@@ -81,11 +82,11 @@ def test_each_event_arrives_signed_and_verifies_with_the_standard_webhooks_libra
         made = webhooks.create_endpoint(customer, url=inbox.url, events=EVENT_TYPES)
         sample.requires_approval = True
         sample.save()
-        asked = lifecycle.issue_key(
+        asked = factories.issue(
             customer, sample, name="asked", lifetime_days=30, justification="reports"
         )
         lifecycle.approve_key(asked.key, actor=admin_user)
-        refused = lifecycle.issue_key(
+        refused = factories.issue(
             customer, sample, name="refused", lifetime_days=30, justification="reports"
         )
         lifecycle.reject_key(refused.key, actor=admin_user, reason="not this one")
@@ -93,7 +94,7 @@ def test_each_event_arrives_signed_and_verifies_with_the_standard_webhooks_libra
         lifecycle.suspend_key(asked.key, actor=admin_user, reason="checking")
         lifecycle.reinstate_key(asked.key, actor=admin_user)
         lifecycle.revoke_key(asked.key, actor=customer)
-        soon = lifecycle.issue_key(
+        soon = factories.issue(
             customer, sample, name="soon", lifetime_days=1, justification="reports"
         ).key
         lifecycle.approve_key(soon, actor=admin_user)
@@ -135,7 +136,7 @@ def test_a_receiver_down_for_a_while_gets_each_event_once_when_it_is_back(
     down = Receiver(port=port)
     made = webhooks.create_endpoint(customer, url=down.url, events=["key.created"])
     for n in range(3):
-        lifecycle.issue_key(customer, sample, name=f"k{n}", lifetime_days=30)
+        factories.issue(customer, sample, name=f"k{n}", lifetime_days=30)
     for _ in range(4):  # refused connections, retried with backoff
         webhooks.deliver_due()
         time.sleep(0.3)
@@ -162,7 +163,7 @@ def test_a_worker_killed_in_the_middle_of_a_delivery_delivers_after_restart(
 ) -> None:
     with receiver(hang=20) as inbox:
         webhooks.create_endpoint(customer, url=inbox.url, events=["key.created"])
-        lifecycle.issue_key(customer, sample, name="k", lifetime_days=30)
+        factories.issue(customer, sample, name="k", lifetime_days=30)
         [message] = WebhookMessage.objects.all()
         worker = start_worker()
         try:
@@ -239,7 +240,7 @@ def test_a_redirect_is_not_followed(customer: User, sample: Api, fast_retries: N
     with receiver() as target, receiver(answers=[302], location="") as bouncer:
         bouncer.location = target.url
         webhooks.create_endpoint(customer, url=bouncer.url, events=["key.created"])
-        lifecycle.issue_key(customer, sample, name="k", lifetime_days=30)
+        factories.issue(customer, sample, name="k", lifetime_days=30)
         webhooks.deliver_due()
 
     [message] = WebhookMessage.objects.all()
@@ -282,9 +283,9 @@ def test_a_410_pauses_the_endpoint_and_the_owner_is_told(
 ) -> None:
     with receiver(answers=[410]) as inbox:
         made = webhooks.create_endpoint(customer, url=inbox.url, events=["key.created"])
-        lifecycle.issue_key(customer, sample, name="a", lifetime_days=30)
+        factories.issue(customer, sample, name="a", lifetime_days=30)
         webhooks.deliver_due()
-        lifecycle.issue_key(customer, sample, name="b", lifetime_days=30)
+        factories.issue(customer, sample, name="b", lifetime_days=30)
         webhooks.deliver_due()
 
         endpoint = WebhookEndpoint.objects.get(pk=made.endpoint.pk)
@@ -304,8 +305,8 @@ def test_after_the_retry_window_a_message_is_given_up_and_the_owner_mailed_once(
     settings.WEBHOOK_RETRY_HOURS = 1 / 3600  # a second
     with receiver(answers=[500] * 50) as inbox:
         webhooks.create_endpoint(customer, url=inbox.url, events=["key.created"])
-        lifecycle.issue_key(customer, sample, name="a", lifetime_days=30)
-        lifecycle.issue_key(customer, sample, name="b", lifetime_days=30)
+        factories.issue(customer, sample, name="a", lifetime_days=30)
+        factories.issue(customer, sample, name="b", lifetime_days=30)
         deliver_until(nothing_pending)
 
     assert set(WebhookMessage.objects.values_list("status", flat=True)) == {"failed"}
@@ -368,7 +369,7 @@ def test_a_state_change_and_its_message_commit_together(
     customer: User, sample: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     webhooks.create_endpoint(customer, url="http://127.0.0.1:9/hooks", events=EVENT_TYPES)
-    revealed = lifecycle.issue_key(customer, sample, name="k", lifetime_days=30)
+    revealed = factories.issue(customer, sample, name="k", lifetime_days=30)
     real = AuditEntry.record
 
     def recorded_then_failing(*args: Any, **kwargs: Any) -> AuditEntry:
@@ -390,7 +391,7 @@ def test_two_workers_at_once_deliver_each_message_once(customer: User, sample: A
     with receiver(delay=0.2) as inbox:
         webhooks.create_endpoint(customer, url=inbox.url, events=["key.created"])
         for n in range(6):
-            lifecycle.issue_key(customer, sample, name=f"k{n}", lifetime_days=30)
+            factories.issue(customer, sample, name=f"k{n}", lifetime_days=30)
 
         def worker() -> None:
             try:
@@ -415,7 +416,7 @@ def test_a_receiver_that_trickles_is_cut_at_the_deadline_and_retried(
     settings.WEBHOOK_TIMEOUT = 1
     with receiver(trickle=True) as inbox:
         webhooks.create_endpoint(customer, url=inbox.url, events=["key.created"])
-        lifecycle.issue_key(customer, sample, name="k", lifetime_days=30)
+        factories.issue(customer, sample, name="k", lifetime_days=30)
         started = time.monotonic()
         webhooks.deliver_due()
         took = time.monotonic() - started
@@ -433,7 +434,7 @@ def test_a_signing_secret_the_portal_cannot_read_is_logged_and_the_worker_goes_o
     with receiver() as inbox:
         broken = webhooks.create_endpoint(customer, url=inbox.url, events=["key.created"])
         settings.WEBHOOK_ENCRYPTION_KEY = "another-key-after-a-careless-change-0123456789"
-        lifecycle.issue_key(customer, sample, name="k", lifetime_days=30)
+        factories.issue(customer, sample, name="k", lifetime_days=30)
 
         webhooks.deliver_due()
 
@@ -451,7 +452,7 @@ def test_a_signing_secret_the_portal_cannot_read_is_logged_and_the_worker_goes_o
 def test_payloads_are_json_with_type_timestamp_and_data(customer: User, sample: Api) -> None:
     with receiver() as inbox:
         webhooks.create_endpoint(customer, url=inbox.url, events=["key.created"])
-        lifecycle.issue_key(customer, sample, name="k", lifetime_days=30)
+        factories.issue(customer, sample, name="k", lifetime_days=30)
         deliver_until(nothing_pending)
 
     [arrived] = inbox.received

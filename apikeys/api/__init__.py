@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -74,6 +74,12 @@ def cli_config(request: HttpRequest) -> dict[str, str]:
 @api.exception_handler(Problem)
 def on_problem(request: HttpRequest, error: Problem) -> HttpResponse:
     return problem_response(request, error)
+
+
+@api.exception_handler(Http404)
+def on_not_found(request: HttpRequest, error: Http404) -> HttpResponse:
+    """Another person's key or endpoint (apikeys/access.py): as if it did not exist."""
+    return problem_response(request, Problem(404, str(error) or "Not found."))
 
 
 @api.exception_handler(WrongState)

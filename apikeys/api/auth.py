@@ -17,9 +17,9 @@ from django.http import HttpRequest
 from ninja.security import HttpBearer
 
 from apikeys.api.problems import Problem
-from apikeys.credentials.bearer import TokenError, realm_validator
+from apikeys.credentials.bearer import realm_validator
+from apikeys.credentials.challenge import TokenError
 from apikeys.models import User
-from apikeys.operations.accounts import set_admin_role
 
 
 class PortalToken(HttpBearer):
@@ -49,7 +49,7 @@ class PortalToken(HttpBearer):
         user = _portal_user(claims)
         admin = settings.OIDC_ADMIN_ROLE in claims.get(settings.OIDC_ROLES_CLAIM, [])
         if user.is_staff != admin:
-            set_admin_role(user, granted=admin, how="in Keycloak (seen by the API)")
+            user.set_admin_role(granted=admin, how="in Keycloak (seen by the API)")
             user.is_staff = admin
         if self.admin and not admin:
             raise Problem(403, "This needs the portal-admin role.")

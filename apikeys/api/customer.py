@@ -14,14 +14,15 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.views.decorators.debug import sensitive_variables
 from ninja import Header, Query, Router, Status
 from pydantic import ValidationError as PydanticValidationError
 
+from apikeys.access import key_for
 from apikeys.api.auth import PortalToken
 from apikeys.api.paging import PageQuery, audit_out, paginate
-from apikeys.api.problems import Problem
+from apikeys.api.problems import FAILURES, Problem, form_errors, refuse_over_limit
 from apikeys.api.schemas import (
     ApiOut,
     AuditPage,
@@ -39,35 +40,31 @@ from apikeys.api.schemas import (
     UsageDay,
     UsageOut,
 )
-from apikeys.api.schemas import Problem as ProblemOut
 from apikeys.client_address import client_ip
 from apikeys.forms import KeyForm, PublicKeyForm, RenameForm
+from apikeys.http import ApiRequest
 from apikeys.keycloak.client import KeycloakFailure
-from apikeys.limits import over_limit
 from apikeys.models import Api, ApiKey, AuditEntry, User
 from apikeys.operations import dormancy, leaks, lifecycle, usage
 
 router = Router(auth=PortalToken(), tags=["customer"])
-FAILURES: dict[int | str, Any] = dict.fromkeys(
-    (400, 401, 403, 404, 409, 415, 422, 429, 502, 503), ProblemOut
-)
 # A stable namespace for turning an Idempotency-Key into the create form's one-time id.
 IDEMPOTENCY = uuid.UUID("4d2f6c4e-7a0b-4c53-9f7e-1d9f2b7a5e10")
 
 
 @router.get("/me", response={200: Me, **FAILURES}, summary="Who you are signed in as")
-def me(request: HttpRequest) -> User:
-    return _user(request)
+def me(request: ApiRequest) -> User:
+    return request.auth
 
 
 @router.get("/apis", response={200: list[ApiOut], **FAILURES}, summary="The API catalog")
-def apis(request: HttpRequest) -> Any:
+def apis(request: ApiRequest) -> Any:
     return Api.objects.open()
 
 
 @router.get("/keys", response={200: KeyPage, **FAILURES}, summary="Your keys")
-def list_keys(request: HttpRequest, query: Query[PageQuery], live: bool = False) -> Any:
-    keys = _user(request).api_keys.select_related("api").prefetch_related("public_keys")
+def list_keys(request: ApiRequest, query: Query[PageQuery], live: bool = False) -> Any:
+    keys = request.auth.api_keys.select_related("api").prefetch_related("public_keys")
     return paginate(keys.live() if live else keys, query)
 
 
@@ -75,42 +72,26 @@ def list_keys(request: HttpRequest, query: Query[PageQuery], live: bool = False)
     "/keys", response={201: Credentials, **FAILURES}, summary="Create a key (its secret, once)"
 )
 def create_key(
-    request: HttpRequest,
+    request: ApiRequest,
     response: HttpResponse,
     body: KeyIn,
     idempotency_key: str | None = Header(  # type: ignore[type-arg]
         None, alias="Idempotency-Key", max_length=255
     ),
 ) -> Any:
-    owner = _user(request)
+    owner = request.auth
     _limit(request)
-    data = body.dict() | {
-        "lifetime_days": body.lifetime_days or settings.DEFAULT_KEY_LIFETIME_DAYS,
-        "public_key": _as_text(body.public_key),
-        "jwks_url": body.jwks_url or "",
-    }
-    form = KeyForm(data, owner=owner)
     request_id = (
         uuid.uuid5(IDEMPOTENCY, f"{owner.pk}:{idempotency_key}") if idempotency_key else None
     )
-    if made := owner.api_keys.made_by_request(request_id):
-        raise _already_made(made)
+    form = KeyForm(_key_form_data(body) | {"request_id": request_id}, owner=owner)
     if not form.is_valid():
-        raise Problem(422, "The key was not created: see errors.", errors=_errors(form))
+        # A retry whose first try made the key finds its name taken by that key: a repeat.
+        if made := form.made_before():
+            raise _already_made(made)
+        raise Problem(422, "The key was not created: see errors.", errors=form_errors(form))
     try:
-        revealed = lifecycle.issue_key(
-            owner,
-            form.cleaned_data["api"],
-            name=form.cleaned_data["name"],
-            description=form.cleaned_data["description"],
-            justification=form.cleaned_data["justification"],
-            lifetime_days=form.cleaned_data["lifetime_days"],
-            ip_address=client_ip(request),
-            request_id=request_id,
-            credential=form.cleaned_data["credential"],
-            public_keys=form.cleaned_data["public_keys"],
-            jwks_url=form.cleaned_data["jwks_url"],
-        )
+        revealed = lifecycle.issue_key(owner, form.order(), ip_address=client_ip(request))
     except lifecycle.AlreadySubmitted as repeat:
         raise _already_made(repeat.key) from None
     except lifecycle.KeyNotIssued as error:
@@ -119,8 +100,8 @@ def create_key(
 
 
 @router.get("/keys/{key_id}", response={200: KeyOut, **FAILURES}, summary="One of your keys")
-def show_key(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
-    return _key(request, key_id)
+def show_key(request: ApiRequest, key_id: uuid.UUID) -> ApiKey:
+    return key_for(request.auth, key_id)
 
 
 @router.get(
@@ -128,8 +109,8 @@ def show_key(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
     response={200: UsageOut, **FAILURES},
     summary="One of your keys' daily tokens and failed attempts, last 30 days",
 )
-def key_usage(request: HttpRequest, key_id: uuid.UUID) -> UsageOut:
-    used = usage.of_key(_key(request, key_id))
+def key_usage(request: ApiRequest, key_id: uuid.UUID) -> UsageOut:
+    used = usage.of_key(key_for(request.auth, key_id))
     days = [
         UsageDay(
             day=d.day, grants=d.grants, wrong_credentials=d.wrong_credentials, refused=d.refused
@@ -151,8 +132,8 @@ def key_usage(request: HttpRequest, key_id: uuid.UUID) -> UsageOut:
         }
     },
 )
-def rotate_key(request: HttpRequest, response: HttpResponse, key_id: uuid.UUID) -> Any:
-    key = _key(request, key_id)
+def rotate_key(request: ApiRequest, response: HttpResponse, key_id: uuid.UUID) -> Any:
+    key = key_for(request.auth, key_id)
     _limit(request)
     given = request.body.strip() if request.content_type == "application/json" else b""
     if not given and _other_body(request):
@@ -168,7 +149,7 @@ def rotate_key(request: HttpRequest, response: HttpResponse, key_id: uuid.UUID) 
     grace = timedelta(seconds=body.grace_seconds)
     try:
         revealed = lifecycle.rotate_secret(
-            key, actor=key.owner, ip_address=client_ip(request), grace=grace
+            key, actor=request.auth, ip_address=client_ip(request), grace=grace
         )
     except ValueError as refusal:
         raise Problem(422, str(refusal), errors={"grace_seconds": [str(refusal)]}) from None
@@ -180,17 +161,17 @@ def rotate_key(request: HttpRequest, response: HttpResponse, key_id: uuid.UUID) 
     response={200: KeyOut, **FAILURES},
     summary="Rename a key, or change its description",
 )
-def rename_key(request: HttpRequest, key_id: uuid.UUID, body: RenameIn) -> Any:
-    key = _key(request, key_id)
+def rename_key(request: ApiRequest, key_id: uuid.UUID, body: RenameIn) -> Any:
+    key = key_for(request.auth, key_id)
     _limit(request)
     wanted = {"name": key.name, "description": key.description}
     wanted |= body.dict(exclude_none=True)
     form = RenameForm(wanted, key=key)
     if not form.is_valid():
-        raise Problem(422, "Nothing was changed: see errors.", errors=_errors(form))
+        raise Problem(422, "Nothing was changed: see errors.", errors=form_errors(form))
     try:
         return lifecycle.rename_key(
-            key, **form.cleaned_data, actor=key.owner, ip_address=client_ip(request)
+            key, **form.cleaned_data, actor=request.auth, ip_address=client_ip(request)
         )
     except lifecycle.NameTaken as taken:
         raise Problem(422, str(taken), errors={"name": [str(taken)]}) from None
@@ -201,11 +182,11 @@ def rename_key(request: HttpRequest, key_id: uuid.UUID, body: RenameIn) -> Any:
     response={200: KeyOut, **FAILURES},
     summary="Stop the previous secret now, before its grace period ends",
 )
-def end_grace(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
-    key = _key(request, key_id)
+def end_grace(request: ApiRequest, key_id: uuid.UUID) -> ApiKey:
+    key = key_for(request.auth, key_id)
     _limit(request)
     try:
-        return lifecycle.end_grace(key, actor=key.owner, ip_address=client_ip(request))
+        return lifecycle.end_grace(key, actor=request.auth, ip_address=client_ip(request))
     except KeycloakFailure as failure:
         raise _not_told(failure, "The end is recorded") from None
 
@@ -215,10 +196,10 @@ def end_grace(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
     response={200: KeyOut, **FAILURES},
     summary="Reinstate a key the dormant-key policy suspended (others: an administrator)",
 )
-def reinstate_dormant(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
-    key = _key(request, key_id)
+def reinstate_dormant(request: ApiRequest, key_id: uuid.UUID) -> ApiKey:
+    key = key_for(request.auth, key_id)
     _limit(request)
-    return dormancy.reinstate_by_owner(key, owner=key.owner, ip_address=client_ip(request))
+    return dormancy.reinstate_by_owner(key, owner=request.auth, ip_address=client_ip(request))
 
 
 @router.get(
@@ -226,8 +207,8 @@ def reinstate_dormant(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
     response={200: list[PublicKeyOut], **FAILURES},
     summary="A private_key_jwt key's public keys",
 )
-def public_keys(request: HttpRequest, key_id: uuid.UUID) -> Any:
-    return _key(request, key_id).public_keys.all()
+def public_keys(request: ApiRequest, key_id: uuid.UUID) -> Any:
+    return key_for(request.auth, key_id).public_keys.all()
 
 
 @router.post(
@@ -235,17 +216,15 @@ def public_keys(request: HttpRequest, key_id: uuid.UUID) -> Any:
     response={201: KeyOut, **FAILURES},
     summary="Add public keys (a rotation: add, move over, remove the old one)",
 )
-def add_public_key(request: HttpRequest, key_id: uuid.UUID, body: PublicKeyIn) -> Any:
-    key = _key(request, key_id)
+def add_public_key(request: ApiRequest, key_id: uuid.UUID, body: PublicKeyIn) -> Any:
+    key = key_for(request.auth, key_id)
     _limit(request)
     form = PublicKeyForm({"public_key": _as_text(body.public_key)})
     if not form.is_valid():
-        raise Problem(422, "No key was added: see errors.", errors=_errors(form))
-    owner = key.owner
+        raise Problem(422, "No key was added: see errors.", errors=form_errors(form))
     added = form.cleaned_data["public_key"]
-    return Status(
-        201, lifecycle.add_public_keys(key, added, actor=owner, ip_address=client_ip(request))
-    )
+    actor, address = request.auth, client_ip(request)
+    return Status(201, lifecycle.add_public_keys(key, added, actor=actor, ip_address=address))
 
 
 @router.post(
@@ -253,10 +232,10 @@ def add_public_key(request: HttpRequest, key_id: uuid.UUID, body: PublicKeyIn) -
     response={200: KeyOut, **FAILURES},
     summary="Send the public keys to Keycloak again (for a JWKS URL: make it read it again)",
 )
-def refresh_public_keys(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
-    key = _key(request, key_id)
+def refresh_public_keys(request: ApiRequest, key_id: uuid.UUID) -> ApiKey:
+    key = key_for(request.auth, key_id)
     _limit(request)
-    return lifecycle.refresh_public_keys(key, actor=key.owner, ip_address=client_ip(request))
+    return lifecycle.refresh_public_keys(key, actor=request.auth, ip_address=client_ip(request))
 
 
 @router.delete(
@@ -264,11 +243,13 @@ def refresh_public_keys(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
     response={200: KeyOut, **FAILURES},
     summary="Remove a public key: assertions signed with it stop working",
 )
-def remove_public_key(request: HttpRequest, key_id: uuid.UUID, kid: str) -> ApiKey:
-    key = _key(request, key_id)
+def remove_public_key(request: ApiRequest, key_id: uuid.UUID, kid: str) -> ApiKey:
+    key = key_for(request.auth, key_id)
     _limit(request)
     try:
-        return lifecycle.remove_public_key(key, kid, actor=key.owner, ip_address=client_ip(request))
+        return lifecycle.remove_public_key(
+            key, kid, actor=request.auth, ip_address=client_ip(request)
+        )
     except KeycloakFailure as failure:
         raise _not_told(
             failure,
@@ -282,14 +263,9 @@ def remove_public_key(request: HttpRequest, key_id: uuid.UUID, kid: str) -> ApiK
     response={200: SecretCheckOut, **FAILURES},
     summary="Is this one of your keys' secrets (any key's, for admins)? Nothing is kept",
 )
-def check_secret(request: HttpRequest, body: SecretIn) -> Any:
-    if over_limit(request, "check"):
-        raise Problem(
-            429,
-            "Too many checks in a short time: try again in a minute.",
-            headers={"Retry-After": "60"},
-        )
-    answer = leaks.check(body.secret.strip(), viewer=_user(request))
+def check_secret(request: ApiRequest, body: SecretIn) -> Any:
+    refuse_over_limit(request, "check", "Too many checks in a short time: try again in a minute.")
+    answer = leaks.check(body.secret.strip(), viewer=request.auth)
     match = answer.match
     return {
         "ours": match is not None,
@@ -301,10 +277,10 @@ def check_secret(request: HttpRequest, body: SecretIn) -> Any:
 
 
 @router.post("/keys/{key_id}/revoke", response={200: KeyOut, **FAILURES}, summary="Revoke a key")
-def revoke_key(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
-    key = _key(request, key_id)
+def revoke_key(request: ApiRequest, key_id: uuid.UUID) -> ApiKey:
+    key = key_for(request.auth, key_id)
     _limit(request)
-    return lifecycle.revoke_key(key, actor=key.owner, ip_address=client_ip(request))
+    return lifecycle.revoke_key(key, actor=request.auth, ip_address=client_ip(request))
 
 
 @router.post(
@@ -312,49 +288,44 @@ def revoke_key(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
     response={200: Credentials, **FAILURES},
     summary="Finish setting up an unfinished key (its secret, once)",
 )
-def finish_key(request: HttpRequest, response: HttpResponse, key_id: uuid.UUID) -> Any:
-    key = _key(request, key_id)
+def finish_key(request: ApiRequest, response: HttpResponse, key_id: uuid.UUID) -> Any:
+    key = key_for(request.auth, key_id)
     _limit(request)
-    revealed = lifecycle.finish_key(key, actor=key.owner, ip_address=client_ip(request))
+    revealed = lifecycle.finish_key(key, actor=request.auth, ip_address=client_ip(request))
     return _credentials(revealed, response)
 
 
 @router.post(
     "/keys/{key_id}/discard", response={204: None, **FAILURES}, summary="Discard an unfinished key"
 )
-def discard_key(request: HttpRequest, key_id: uuid.UUID) -> Any:
-    key = _key(request, key_id)
-    lifecycle.discard_key(key, actor=key.owner, ip_address=client_ip(request))
+def discard_key(request: ApiRequest, key_id: uuid.UUID) -> Any:
+    key = key_for(request.auth, key_id)
+    lifecycle.discard_key(key, actor=request.auth, ip_address=client_ip(request))
     return Status(204, None)
 
 
 @router.get("/activity", response={200: AuditPage, **FAILURES}, summary="Activity on your keys")
-def activity(request: HttpRequest, query: Query[PageQuery]) -> Any:
-    owner = _user(request)
+def activity(request: ApiRequest, query: Query[PageQuery]) -> Any:
+    owner = request.auth
     entries = AuditEntry.objects.of_owner(owner).select_related("api")
     return paginate(entries, query, lambda entry: audit_out(entry, viewer=owner))
 
 
-def _user(request: HttpRequest) -> User:
-    user: User = request.auth  # type: ignore[attr-defined]
-    return user
+def _limit(request: ApiRequest) -> None:
+    refuse_over_limit(
+        request,
+        "keys",
+        "Too many key actions in a short time: try again in a minute. Nothing was done.",
+    )
 
 
-def _key(request: HttpRequest, key_id: uuid.UUID) -> ApiKey:
-    """The caller's key, or 404: other people's keys do not exist for them."""
-    key = _user(request).api_keys.select_related("api", "owner").filter(pk=key_id).first()
-    if key is None:
-        raise Problem(404, "You have no key with this id.")
-    return key
-
-
-def _limit(request: HttpRequest) -> None:
-    if over_limit(request, "keys"):
-        raise Problem(
-            429,
-            "Too many key actions in a short time: try again in a minute. Nothing was done.",
-            headers={"Retry-After": "60"},
-        )
+def _key_form_data(body: KeyIn) -> dict[str, Any]:
+    """The request body as the create form takes it."""
+    return body.dict() | {
+        "lifetime_days": body.lifetime_days or settings.DEFAULT_KEY_LIFETIME_DAYS,
+        "public_key": _as_text(body.public_key),
+        "jwks_url": body.jwks_url or "",
+    }
 
 
 @sensitive_variables()  # (every API view is marked so too: apikeys/urls.py)
@@ -370,7 +341,7 @@ def _credentials(revealed: lifecycle.Revealed, response: HttpResponse) -> dict[s
     }
 
 
-def _other_body(request: HttpRequest) -> bool:
+def _other_body(request: ApiRequest) -> bool:
     """Whether a request carries something that is not JSON (an empty form is nothing)."""
     if request.content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         return bool(request.POST or request.FILES)
@@ -401,7 +372,3 @@ def _already_made(key: ApiKey) -> Problem:
         "was in that response; if it was lost, rotate the key.",
         key_id=key.pk,
     )
-
-
-def _errors(form: KeyForm | PublicKeyForm | RenameForm) -> dict[str, list[str]]:
-    return {field: [str(e) for e in errors] for field, errors in form.errors.items()}

@@ -1,23 +1,21 @@
-"""Errors of the API as RFC 9457 problem documents, each with a `detail` fit for a person."""
+"""Errors of the API as RFC 9457 problem documents (apikeys/http.py), each with a `detail`
+fit for a person: raise `Problem`; every route may answer those of `FAILURES`."""
 
 from __future__ import annotations
 
 from typing import Any
 from uuid import UUID
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django import forms
+from django.http import HttpRequest, HttpResponse
 
-TITLES = {
-    400: "Bad request",
-    401: "Not signed in",
-    403: "Forbidden",
-    404: "Not found",
-    409: "Conflict",
-    422: "Invalid input",
-    429: "Too many requests",
-    502: "Keycloak refused",
-    503: "Unavailable",
-}
+from apikeys.api.schemas import Problem as ProblemOut
+from apikeys.http import problem
+from apikeys.limits import over_limit
+
+FAILURES: dict[int | str, Any] = dict.fromkeys(
+    (400, 401, 403, 404, 409, 415, 422, 429, 502, 503), ProblemOut
+)
 
 
 class Problem(Exception):
@@ -40,19 +38,18 @@ class Problem(Exception):
         self.headers = headers or {}
 
 
-def problem_response(request: HttpRequest, problem: Problem) -> HttpResponse:
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": TITLES.get(problem.status, "Error"),
-        "status": problem.status,
-        "detail": problem.detail,
-    }
-    if problem.errors:
-        body["errors"] = problem.errors
-    if problem.key_id:
-        body["key_id"] = str(problem.key_id)
-    response = JsonResponse(body, status=problem.status, content_type="application/problem+json")
-    for name, value in problem.headers.items():
-        response[name] = value
-    response["Cache-Control"] = "no-store"
-    return response
+def problem_response(request: HttpRequest, error: Problem) -> HttpResponse:
+    return problem(
+        error.status, error.detail, errors=error.errors, key_id=error.key_id, headers=error.headers
+    )
+
+
+def form_errors(form: forms.BaseForm) -> dict[str, list[str]]:
+    """A form's errors, by field, as a problem's `errors`."""
+    return {field: [str(e) for e in errors] for field, errors in form.errors.items()}
+
+
+def refuse_over_limit(request: HttpRequest, scope: str, detail: str) -> None:
+    """429 once the caller is over the rate of `scope` (apikeys/limits.py)."""
+    if over_limit(request, scope):
+        raise Problem(429, detail, headers={"Retry-After": "60"})

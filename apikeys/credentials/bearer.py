@@ -3,7 +3,7 @@
 For resource servers written in Django:
 
     @bearer_token_required(audience="sample-api", strict=True)
-    def whoami(request): ...  # request.token holds the verified claims
+    def whoami(request: TokenRequest): ...  # request.token holds the verified claims
 
 A token is accepted only if it is a compact JWS signed with RS256 (the only algorithm
 allowed) by a key in the realm's JWKS, from the realm's issuer, current (`exp`, `nbf`,
@@ -42,18 +42,27 @@ import threading
 import time
 from collections.abc import Callable
 from functools import cache, wraps
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 import requests
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from jwt import PyJWKSet
 from jwt.algorithms import get_default_algorithms
 from jwt.exceptions import PyJWKSetError
+
+from apikeys.credentials.challenge import (
+    MalformedRequest,
+    MissingToken,
+    StandingUnknown,
+    TokenError,
+    error_response,
+)
+from apikeys.http import TokenRequest
 
 log = logging.getLogger(__name__)
 
@@ -66,27 +75,6 @@ _RS256 = get_default_algorithms()[ALGORITHM]
 _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _MAX_TOKEN_LENGTH = 16_384
 _MAX_HEADERS_REMEMBERED = 64
-
-
-class TokenError(Exception):
-    """Why a request's token was not accepted, in RFC 6750 terms."""
-
-    status = 401
-    error: str | None = "invalid_token"
-
-    def __init__(self, description: str) -> None:
-        super().__init__(description)
-        self.description = description
-
-
-class MissingToken(TokenError):
-    # RFC 6750 §3.1: a request with no authentication gets no error code.
-    error = None
-
-
-class MalformedRequest(TokenError):
-    status = 400
-    error = "invalid_request"
 
 
 class _Verified(NamedTuple):  # a tuple: the cheapest record to build on the hot path
@@ -308,13 +296,6 @@ def bearer_token(request: HttpRequest) -> str:
     return token
 
 
-class StandingUnknown(TokenError):
-    """The API's revocation list is too old to trust: refuse every token until it is read."""
-
-    status = 503
-    error = "temporarily_unavailable"
-
-
 class RevocationList:
     """The client ids of one API's keys no longer in good standing, kept in memory.
 
@@ -455,19 +436,6 @@ def check_standing(claims: Claims, audience: str) -> str:
     return client_id
 
 
-def error_response(error: TokenError, audience: str) -> JsonResponse:
-    """RFC 6750 §3: the WWW-Authenticate challenge, and the same in a JSON body."""
-    challenge = f'Bearer realm="{audience}"'
-    body = {"error": error.error or "unauthorized", "error_description": error.description}
-    if error.error:
-        description = error.description.replace('"', "'")
-        challenge += f', error="{error.error}", error_description="{description}"'
-    response = JsonResponse(body, status=error.status)
-    response["WWW-Authenticate"] = challenge
-    response["Cache-Control"] = "no-store"
-    return response
-
-
 def bearer_token_required(
     audience: str, *, strict: bool = True
 ) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
@@ -483,14 +451,15 @@ def bearer_token_required(
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)
         def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            checked = cast(TokenRequest, request)
             try:
                 claims = realm_validator().validate(bearer_token(request), audience)
                 if strict:
-                    request.client_id = check_standing(claims, audience)  # type: ignore[attr-defined]
+                    checked.client_id = check_standing(claims, audience)
             except TokenError as error:
                 return error_response(error, audience)
-            request.token = claims  # type: ignore[attr-defined]
-            return view(request, *args, **kwargs)
+            checked.token = claims
+            return view(checked, *args, **kwargs)
 
         return login_not_required(csrf_exempt(guarded))
 

@@ -22,15 +22,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_not_required
 from django.db.models import Q
-from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
-from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
 from prometheus_client import Counter
 
-from apikeys.credentials.bearer import TokenError, error_response
 from apikeys.models import Api, ApiKey
 
 FEED_WINDOW = timedelta(hours=2)
@@ -114,22 +109,3 @@ def api_of(token: str) -> Api | None:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-@never_cache
-@login_not_required
-@require_GET
-def feed(request: HttpRequest) -> JsonResponse:
-    """GET /feeds/revocations with `Authorization: Bearer rfeed_…`: that API's feed only."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    api = api_of(token.strip()) if scheme.lower() == "bearer" else None
-    if api is None:
-        return error_response(
-            TokenError(
-                "Send the API's feed token: Authorization: Bearer rfeed_… (an administrator "
-                "makes one with manage.py revocation_feed_token <api>)."
-            ),
-            "revocation feed",
-        )
-    FEED_READS.labels(api=api.slug).inc()
-    return JsonResponse(document(api))

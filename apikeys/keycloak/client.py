@@ -23,8 +23,8 @@ from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from keycloak.exceptions import KeycloakError
 
 from apikeys import observability
-
-Representation = dict[str, Any]
+from apikeys.keycloak.key_clients import KeyClient
+from apikeys.keycloak.key_clients import Representation as Representation
 
 
 class KeycloakFailure(Exception):
@@ -385,6 +385,11 @@ def update_client(conn: Connection, client_uuid: str, rep: Representation) -> No
     _request(conn, "PUT", f"/clients/{client_uuid}", rep)
 
 
+def disable_client(conn: Connection, client_uuid: str) -> None:
+    """PUT /admin/realms/{realm}/clients/{uuid} with enabled=false: it gets no token from now."""
+    update_client(conn, client_uuid, {"enabled": False})
+
+
 @sensitive_variables()
 def get_client_secret(conn: Connection, client_uuid: str) -> str:
     """GET /admin/realms/{realm}/clients/{uuid}/client-secret: the current secret's value.
@@ -423,12 +428,21 @@ def list_clients(
     return _request(conn, "GET", "/clients", params=params)  # type: ignore[no-any-return]
 
 
-def clients_with_prefix(
-    conn: Connection, prefix: str, page: int = 200
-) -> Iterator[list[Representation]]:
-    """Every client whose clientId starts with `prefix`, a page at a time."""
+def key_clients(conn: Connection, prefix: str, page: int = 200) -> Iterator[list[KeyClient]]:
+    """Every client whose clientId starts with `prefix` (a key's), a page at a time."""
     for found in all_pages(lambda first, size: list_clients(conn, prefix, first, size), page):
-        yield [c for c in found if str(c.get("clientId", "")).startswith(prefix)]
+        yield [KeyClient.read(c) for c in found if str(c.get("clientId", "")).startswith(prefix)]
+
+
+def find_key_client(conn: Connection, client_id: str) -> KeyClient | None:
+    """The key client named `client_id` (`find_client`), or None."""
+    found = find_client(conn, client_id)
+    return KeyClient.read(found) if found is not None else None
+
+
+def get_key_client(conn: Connection, client_uuid: str) -> KeyClient:
+    """The key client with Keycloak's id `client_uuid` (`get_client`)."""
+    return KeyClient.read(get_client(conn, client_uuid))
 
 
 def get_client_scopes_of_client(conn: Connection, client_uuid: str, kind: str) -> set[str]:
@@ -483,6 +497,11 @@ def set_roles(
 def list_client_scopes(conn: Connection) -> list[Representation]:
     """GET /admin/realms/{realm}/client-scopes."""
     return _request(conn, "GET", "/client-scopes")  # type: ignore[no-any-return]
+
+
+def client_scopes_by_name(conn: Connection) -> dict[str, Representation]:
+    """The realm's client scopes (`list_client_scopes`), by name."""
+    return {scope["name"]: scope for scope in list_client_scopes(conn)}
 
 
 def find_client_scope(conn: Connection, name: str) -> Representation | None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection, Representation
+from apikeys.keycloak.key_clients import KeyClient
 
 # Parts of a representation compared on their own; the rest are settings.
 _NESTED = ("attributes", "defaultClientScopes", "optionalClientScopes", "protocolMappers")
@@ -42,6 +43,12 @@ class Plan:
     def __bool__(self) -> bool:
         return bool(self.parts)
 
+    def add(self, part: str, change: Representation) -> None:
+        """Also send `change` (a partial representation; its attributes are merged)."""
+        self.parts.append(part)
+        attributes = self.settings.get("attributes", {}) | change.get("attributes", {})
+        self.settings |= change | ({"attributes": attributes} if attributes else {})
+
     @property
     def owner_path(self) -> str:
         return f"/{'clients' if self.kind == 'client' else 'client-scopes'}/{self.object_id}"
@@ -60,8 +67,12 @@ class Plan:
         return lines
 
 
-def plan(current: Representation, wanted: Representation, *, kind: str = "client") -> Plan:
+def plan(
+    current: Representation | KeyClient, wanted: Representation, *, kind: str = "client"
+) -> Plan:
     """What differs between `current` (a client or client scope read from Keycloak) and `wanted`."""
+    if isinstance(current, KeyClient):
+        current = current.representation
     result = Plan(kind, current["id"], str(wanted.get("clientId") or wanted.get("name")))
     top = {k: v for k, v in wanted.items() if k not in _NESTED}
     if "enabled" in top and current.get("enabled") != top["enabled"]:

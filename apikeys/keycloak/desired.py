@@ -15,31 +15,23 @@ from typing import Any
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
+from apikeys.keycloak.key_clients import (
+    API_ATTRIBUTE,
+    EXPIRES_ATTRIBUTE,
+    INSTANCE_ATTRIBUTE,
+    KEY_ATTRIBUTE,
+    MANAGED_ATTRIBUTE,
+    OWNER_ATTRIBUTE,
+    QUARANTINED_ATTRIBUTE,
+    QUARANTINED_ENABLED_ATTRIBUTE,
+    ROTATED_CREATED_ATTRIBUTE,
+    ROTATED_EXPIRY_ATTRIBUTE,
+    ROTATED_SECRET_ATTRIBUTE,
+    SECRET_EXPIRY_ATTRIBUTE,
+    Representation,
+)
 from apikeys.models import Api, ApiKey
 
-Representation = dict[str, Any]
-
-# Client attributes that tie a Keycloak client to its portal record.
-MANAGED_ATTRIBUTE = "portal.managed"
-KEY_ATTRIBUTE = "portal.key"
-OWNER_ATTRIBUTE = "portal.owner"
-API_ATTRIBUTE = "portal.api"
-# Which portal deployment made it (settings.PORTAL_INSTANCE_ID), and the key's expiry as
-# epoch seconds: with the four above, enough to rebuild a lost record (reconcile.recover).
-INSTANCE_ATTRIBUTE = "portal.instance"
-EXPIRES_ATTRIBUTE = "portal.expires"
-# Set by reconcile on a marked client of this portal with no record whose owner or API
-# cannot be found: when it was disabled (epoch seconds), and whether it was enabled before.
-QUARANTINED_ATTRIBUTE = "portal.quarantined"
-QUARANTINED_ENABLED_ATTRIBUTE = "portal.quarantined.enabled"
-# Keycloak's own: epoch seconds after which ClientIdAndSecretAuthenticator refuses the secret.
-SECRET_EXPIRY_ATTRIBUTE = "client.secret.expiration.time"  # noqa: S105 - a name, no secret
-# Keycloak's rotated-secret slot (ClientSecretConstants): the previous secret, and when it
-# stops. The portal fills it for a rotation's grace period (lifecycle.rotate_secret); it
-# survives admin updates because the secret-rotation policy below applies to key clients.
-ROTATED_SECRET_ATTRIBUTE = "client.secret.rotated"  # noqa: S105
-ROTATED_CREATED_ATTRIBUTE = "client.secret.rotated.creation.time"
-ROTATED_EXPIRY_ATTRIBUTE = "client.secret.rotated.expiration.time"
 # How long after its `iat` Keycloak takes a private_key_jwt client assertion (its default
 # too, made explicit): an assertion is made for one token request, not kept.
 ASSERTION_MAX_AGE_SECONDS = 60
@@ -310,6 +302,71 @@ def expiry_attributes(key: ApiKey) -> dict[str, str]:
     return {SECRET_EXPIRY_ATTRIBUTE: str(int(key.expires_at.timestamp()))}
 
 
+def standing(key: ApiKey, *, now: datetime, status: str) -> Representation:
+    """The part of a key's client that says whether, and until when, it may get tokens
+    (approving and reinstating send it)."""
+    attributes = expires_attribute(key)
+    if key.uses_secret:
+        attributes |= expiry_attributes(key)
+    return {"enabled": key_client_enabled(key, now, status=status), "attributes": attributes}
+
+
+@sensitive_variables()  # the secrets
+def new_secret(
+    key: ApiKey, secret: str, *, now: datetime, previous: str | None, until: datetime | None
+) -> Representation:
+    """A rotation in one PUT: the new `secret`, and the `previous` one kept in Keycloak's
+    rotated slot until `until`, or (None) the slot emptied so that no older secret works."""
+    change: Representation = {"secret": secret}
+    if previous is not None and until is not None:
+        change["attributes"] = grace_attributes(previous, now=now, until=until)
+    else:
+        change["attributes"] = dict.fromkeys(grace_attributes("", now=now, until=now), "")
+    return change
+
+
+def enabling(key: ApiKey, now: datetime) -> Representation:
+    """Enable a key's client again as an active key (a rotation lifting its suspension)."""
+    return {"enabled": key_client_enabled(key, now, status=ApiKey.Status.ACTIVE)}
+
+
+def grace_end(until: datetime) -> Representation:
+    """Cut the previous secret's grace back to `until`."""
+    return {"attributes": {ROTATED_EXPIRY_ATTRIBUTE: str(int(until.timestamp()))}}
+
+
+def public_keys_of(key: ApiKey) -> Representation:
+    """A private_key_jwt key's public keys (or JWKS URL), as its client holds them."""
+    return {"attributes": jwt_attributes(key)}
+
+
+def token_lifespan(api: Api) -> Representation:
+    """The lifespan of the access tokens of an API's keys' clients."""
+    return {"attributes": {"access.token.lifespan": str(api.access_token_lifespan)}}
+
+
+def quarantined(*, enabled: bool, now: datetime) -> Representation:
+    """Disable a client nobody here owns, claimed as this deployment's, noting when and
+    whether it was enabled (to enable it again if it is recovered)."""
+    return {
+        "enabled": False,
+        "attributes": {
+            INSTANCE_ATTRIBUTE: settings.PORTAL_INSTANCE_ID,  # claimed: ours now
+            QUARANTINED_ATTRIBUTE: str(int(now.timestamp())),
+            QUARANTINED_ENABLED_ATTRIBUTE: str(enabled).lower(),
+        },
+    }
+
+
+def out_of_quarantine(key: ApiKey, now: datetime) -> Representation:
+    """A recovered client leaves quarantine: its notes go, it works as its key says."""
+    return {
+        "enabled": key_client_enabled(key, now),
+        # An empty value removes the attribute.
+        "attributes": {QUARANTINED_ATTRIBUTE: "", QUARANTINED_ENABLED_ATTRIBUTE: ""},
+    }
+
+
 def expires_attribute(key: ApiKey) -> dict[str, str]:
     """The expiry the portal keeps on every key's client, for rebuilding a lost record."""
     return {EXPIRES_ATTRIBUTE: str(int(key.expires_at.timestamp()))}
@@ -394,17 +451,6 @@ def grace_attributes(previous: str, *, now: datetime, until: datetime) -> dict[s
     }
 
 
-def rotated_secret_until(client: Representation) -> int | None:
-    """When the client's rotated secret stops (epoch seconds), if it holds one."""
-    attributes = client.get("attributes") or {}
-    if not attributes.get(ROTATED_SECRET_ATTRIBUTE):
-        return None
-    try:
-        return int(attributes.get(ROTATED_EXPIRY_ATTRIBUTE) or 0)
-    except ValueError:
-        return 0
-
-
 # Keycloak drops a client's secret expiry on any admin update, unless a client policy with
 # the secret-rotation executor applies to the client (preview feature client-secret-rotation
 # in 26.7): this one applies to every client carrying the portal's marker. Its expiration
@@ -450,20 +496,3 @@ def key_secrets_policy() -> Representation:
 def is_managed(client: Representation) -> bool:
     """True if the client carries the portal's marker (made by the portal for a key)."""
     return (client.get("attributes") or {}).get(MANAGED_ATTRIBUTE) == "true"
-
-
-def instance_of(client: Representation) -> str | None:
-    """The portal deployment that made the client; None if made before instance ids."""
-    return (client.get("attributes") or {}).get(INSTANCE_ATTRIBUTE) or None
-
-
-def is_own(client: Representation) -> bool:
-    """True unless another portal deployment stamped the client (unstamped ones may be ours)."""
-    return instance_of(client) in (None, settings.PORTAL_INSTANCE_ID)
-
-
-def is_key_client(client: Representation, key: ApiKey) -> bool:
-    """True if the client is the one this portal made for `key` (not one made by hand with
-    its clientId, nor another deployment's client for a copy of this record)."""
-    attributes = client.get("attributes") or {}
-    return attributes.get(KEY_ATTRIBUTE) == str(key.pk) and is_own(client)

@@ -61,7 +61,7 @@ def apply_change(sub: str, change: str, at_ms: int | None = None) -> Outcome:
     if user is None:
         return outcome  # never signed in to the portal: no keys, no rights
     if change in ROLE_CHANGES:
-        set_admin_role(user, granted=change == "admin granted", how="in Keycloak")
+        user.set_admin_role(granted=change == "admin granted", how="in Keycloak")
         return outcome
     if not _set_active(user, change == "enabled", change, at_ms):
         return outcome
@@ -84,29 +84,14 @@ def apply_change(sub: str, change: str, at_ms: int | None = None) -> Outcome:
     return outcome
 
 
-def set_admin_role(user: User, *, granted: bool, how: str) -> None:
-    """Give or take the user's admin rights (`is_staff`), audited if they changed."""
-    if user.is_staff == granted and not user._state.adding:
-        return  # the common case, with no write (on SQLite every write locks the database)
-    with transaction.atomic():
-        user = User.objects.select_for_update().get(pk=user.pk)
-        if user.is_staff == granted:
-            return
-        user.is_staff = granted
-        user.save(update_fields=["is_staff"])
-        action = AuditEntry.Action.ADMIN_GRANTED if granted else AuditEntry.Action.ADMIN_REMOVED
-        reason = f"The portal-admin role was {'granted' if granted else 'removed'} {how}."
-        AuditEntry.record(user, action, actor=None, reason=reason)
-
-
 def _why(key: ApiKey) -> str:
     """Why the key of a disabled owner is suspended. If an operator had already disabled or
     deleted its client, that stays the reason: enabling the owner must not undo it."""
     try:
-        client = keycloak.get_client(keycloak.portal_connection(), key.keycloak_id)
+        client = keycloak.get_key_client(keycloak.portal_connection(), key.keycloak_id)
     except keycloak.NotFound:
         return lifecycle.client_deleted(key)
-    return OWNER_DISABLED if client.get("enabled") else lifecycle.CLIENT_DISABLED
+    return OWNER_DISABLED if client.enabled else lifecycle.CLIENT_DISABLED
 
 
 def _set_active(user: User, active: bool, change: str, at_ms: int | None) -> bool:

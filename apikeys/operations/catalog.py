@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.utils import timezone
 
-from apikeys.keycloak import bootstrap
+from apikeys.keycloak import bootstrap, desired
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import Api, AuditEntry, User
@@ -61,7 +61,7 @@ def retire_api(api: Api, *, actor: User, ip_address: str | None = None) -> Api:
 def _carry_lifespan(api: Api) -> list[str]:
     conn = keycloak.portal_connection()
     failed = []
-    attributes = {"attributes": {"access.token.lifespan": str(api.access_token_lifespan)}}
+    attributes = desired.token_lifespan(api)
     for client_id, client_uuid in (
         api.keys.live().exclude(keycloak_id="").values_list("client_id", "keycloak_id")
     ):

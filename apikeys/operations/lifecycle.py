@@ -46,8 +46,8 @@ from apikeys.keycloak.client import (
     KeycloakFailure,
     KeycloakRejected,
     KeycloakUnavailable,
-    Representation,
 )
+from apikeys.keycloak.key_clients import KeyClient
 from apikeys.models import (
     INTENTS,
     Api,
@@ -118,124 +118,124 @@ class Revealed:
     secret: str = field(repr=False)
 
 
+@dataclass(frozen=True)
+class KeyOrder:
+    """A key to issue, as its owner asked for it (the create form, the API's request body).
+
+    Built once by the door (`KeyForm.order()`), checked there, and carried as it is to the
+    record (`_reserve`). `public_keys` are a private_key_jwt key's, already checked
+    (apikeys/credentials/public_keys.py); `request_id` makes a resubmitted form or a retried
+    `Idempotency-Key` find the key it made instead of making another.
+    """
+
+    api: Api
+    name: str
+    lifetime_days: int
+    description: str = ""
+    justification: str = ""
+    credential: str = ApiKey.Credential.SECRET
+    public_keys: Sequence[AcceptedKey] = ()
+    jwks_url: str = ""
+    request_id: uuid.UUID | None = None
+
+
 @sensitive_variables()  # every local may hold the secret: none goes in an error report
-def issue_key(
-    owner: User,
-    api: Api,
-    *,
-    name: str,
-    description: str = "",
-    justification: str = "",
-    lifetime_days: int,
-    ip_address: str | None = None,
-    request_id: uuid.UUID | None = None,
-    credential: str = ApiKey.Credential.SECRET,
-    public_keys: Sequence[AcceptedKey] = (),
-    jwks_url: str = "",
-) -> Revealed:
+def issue_key(owner: User, order: KeyOrder, *, ip_address: str | None = None) -> Revealed:
     """Make a key in three steps: reserve the record, create the client, mark it live.
 
-    A private_key_jwt key (`credential`) comes with the public keys its owner gave, already
-    checked (`apikeys/credentials/public_keys.py`), or the URL of their JWKS; its client is still
-    made in one POST.
+    A private_key_jwt key comes with the public keys its owner gave, or the URL of their
+    JWKS; its client is still made in one POST.
 
     If Keycloak fails, the half-made key is taken apart again (client, then record), so the
     customer is left with nothing rather than with something broken. Only when Keycloak may
     have made the client and cannot be asked does the record stay unfinished; the key list
     shows it so, and the customer can finish or discard it.
     """
-    api = Api.objects.get(pk=api.pk)  # as it is now: an admin may have just retired it
-    if api.retired_at is not None:
-        raise KeyNotIssued(f"{api.name} is retired and takes no new keys.")
-    if api.requires_approval and not justification.strip():
-        raise KeyNotIssued(f"{api.name} needs an administrator's approval: say why you need it.")
-    if credential == ApiKey.Credential.SIGNED_JWT and not (public_keys or jwks_url):
-        raise KeyNotIssued("A key signed with a private key needs a public key or a JWKS URL.")
-    key = _reserve(
-        owner,
-        api,
-        name=name,
-        description=description,
-        justification=justification,
-        lifetime_days=lifetime_days,
-        request_id=request_id,
-        credential=credential,
-        public_keys=public_keys,
-        jwks_url=jwks_url,
-    )
+    _check_order(order)
+    key = _reserve(owner, order)
     crash_point("issue:reserved")
     try:
         return finish_key(key, actor=owner, ip_address=ip_address)
     except KeycloakFailure as error:
         log.warning("Issuing %s failed: %s", key.client_id, error)
-        if not (isinstance(error, KeycloakUnavailable) and error.reached):
-            # Keycloak refused the client, or never heard of it: nothing to undo there.
-            ApiKey.objects.filter(pk=key.pk, status=ApiKey.Status.UNFINISHED).delete()
-        else:
-            # The request got to Keycloak, so the client may exist: look, and remove it.
-            try:
-                discard_key(key, actor=None)
-            except KeycloakFailure as cleanup_error:
-                log.warning("%s stays unfinished: %s", key.client_id, cleanup_error)
-                raise KeyNotIssued(
-                    f"{error.for_people} The key was not finished: it is listed as "
-                    "unfinished, and you can finish or discard it."
-                ) from error
+        _take_apart(key, error)
         raise KeyNotIssued(
             f"{error.for_people} No key was created; please try again in a minute."
         ) from error
 
 
-def _reserve(
-    owner: User,
-    api: Api,
-    *,
-    name: str,
-    description: str,
-    justification: str,
-    lifetime_days: int,
-    request_id: uuid.UUID | None,
-    credential: str,
-    public_keys: Sequence[AcceptedKey],
-    jwks_url: str,
-) -> ApiKey:
+def _check_order(order: KeyOrder) -> None:
+    """What the API (as it is now: an admin may have just retired it) allows."""
+    api = Api.objects.get(pk=order.api.pk)
+    if api.retired_at is not None:
+        raise KeyNotIssued(f"{api.name} is retired and takes no new keys.")
+    if api.requires_approval and not order.justification.strip():
+        raise KeyNotIssued(f"{api.name} needs an administrator's approval: say why you need it.")
+    signed = order.credential == ApiKey.Credential.SIGNED_JWT
+    if signed and not (order.public_keys or order.jwks_url):
+        raise KeyNotIssued("A key signed with a private key needs a public key or a JWKS URL.")
+
+
+def _take_apart(key: ApiKey, error: KeycloakFailure) -> None:
+    """After a failed step 2: remove the half-made key, or say it stays unfinished."""
+    if not (isinstance(error, KeycloakUnavailable) and error.reached):
+        # Keycloak refused the client, or never heard of it: nothing to undo there.
+        ApiKey.objects.filter(pk=key.pk, status=ApiKey.Status.UNFINISHED).delete()
+        return
+    # The request got to Keycloak, so the client may exist: look, and remove it.
+    try:
+        discard_key(key, actor=None)
+    except KeycloakFailure as cleanup_error:
+        log.warning("%s stays unfinished: %s", key.client_id, cleanup_error)
+        raise KeyNotIssued(
+            f"{error.for_people} The key was not finished: it is listed as "
+            "unfinished, and you can finish or discard it."
+        ) from error
+
+
+def _reserve(owner: User, order: KeyOrder) -> ApiKey:
     """Step 1: the record (and its public keys), with its clientId fixed, within the quota."""
     with transaction.atomic():
         # Lock the owner's row, so concurrent requests of one owner count their keys in turn.
         User.objects.select_for_update().get(pk=owner.pk)
-        if made := owner.api_keys.made_by_request(request_id):
+        if made := owner.api_keys.made_by_request(order.request_id):
             raise AlreadySubmitted(made)
-        live = owner.api_keys.live()
-        if live.count() >= settings.MAX_LIVE_KEYS_PER_USER:
-            raise QuotaExceeded(
-                f"You already have {settings.MAX_LIVE_KEYS_PER_USER} live keys, the most "
-                "allowed. Revoke one you no longer use, then create the new one."
-            )
-        if live.filter(name=name).exists():
-            raise NameTaken(f"You already have a key called “{name}”. Choose another name.")
-        day_ago = timezone.now() - timedelta(days=1)
-        if owner.api_keys.filter(created_at__gt=day_ago).count() >= settings.MAX_KEYS_MADE_PER_DAY:
-            raise QuotaExceeded(
-                f"You have made {settings.MAX_KEYS_MADE_PER_DAY} keys in the last 24 hours, the "
-                "most allowed in a day (revoked ones count too). Try again tomorrow."
-            )
+        _check_quota(owner, order.name)
         try:
             with transaction.atomic():
                 key = ApiKey.objects.create(
                     owner=owner,
-                    api=api,
-                    name=name,
-                    description=description,
-                    justification=justification,
-                    expires_at=timezone.now() + timedelta(days=lifetime_days),
-                    request_id=request_id,
-                    credential=credential,
-                    jwks_url=jwks_url,
+                    api=order.api,
+                    name=order.name,
+                    description=order.description,
+                    justification=order.justification,
+                    expires_at=timezone.now() + timedelta(days=order.lifetime_days),
+                    request_id=order.request_id,
+                    credential=order.credential,
+                    jwks_url=order.jwks_url,
                 )
         except IntegrityError as error:  # the unique constraint, if a check above was raced
-            raise NameTaken(f"You already have a key called “{name}”.") from error
-        record_public_keys(key, public_keys)
+            raise NameTaken(f"You already have a key called “{order.name}”.") from error
+        record_public_keys(key, order.public_keys)
         return key
+
+
+def _check_quota(owner: User, name: str) -> None:
+    """The owner's live keys, their names, and keys made today (under the owner's lock)."""
+    live = owner.api_keys.live()
+    if live.count() >= settings.MAX_LIVE_KEYS_PER_USER:
+        raise QuotaExceeded(
+            f"You already have {settings.MAX_LIVE_KEYS_PER_USER} live keys, the most "
+            "allowed. Revoke one you no longer use, then create the new one."
+        )
+    if live.filter(name=name).exists():
+        raise NameTaken(f"You already have a key called “{name}”. Choose another name.")
+    day_ago = timezone.now() - timedelta(days=1)
+    if owner.api_keys.filter(created_at__gt=day_ago).count() >= settings.MAX_KEYS_MADE_PER_DAY:
+        raise QuotaExceeded(
+            f"You have made {settings.MAX_KEYS_MADE_PER_DAY} keys in the last 24 hours, the "
+            "most allowed in a day (revoked ones count too). Try again tomorrow."
+        )
 
 
 @sensitive_variables()  # every local may hold the secret: none goes in an error report
@@ -261,14 +261,13 @@ def finish_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> Re
             made = _own_client(conn, key)
             if made is None:  # deleted again since the 409: let the caller retry
                 raise
-            client_uuid = made["id"]
+            client_uuid = made.id
             keycloak.update_client(conn, client_uuid, client)
         crash_point("issue:client-created")
         if secret is not None:
             fingerprints.record_issued(key, secret, now=now)
-        key.keycloak_id = client_uuid
-        key.status = ApiKey.Status.PENDING if key.api.requires_approval else ApiKey.Status.ACTIVE
-        key.save(update_fields=["keycloak_id", "status"])
+        status = ApiKey.Status.PENDING if key.api.requires_approval else ApiKey.Status.ACTIVE
+        key.set_status(status, keycloak_id=client_uuid)
         AuditEntry.record(key, AuditEntry.Action.CREATED, actor=actor, ip_address=ip_address)
     if key.status == ApiKey.Status.PENDING:
         notifications.request_arrived(key)
@@ -286,7 +285,7 @@ def discard_key(key: ApiKey, *, actor: User | None = None, ip_address: str | Non
         key.require("discard")
         conn = keycloak.portal_connection()
         if (client := _own_client(conn, key)) is not None:
-            keycloak.delete_client(conn, client["id"])
+            keycloak.delete_client(conn, client.id)
             crash_point("discard:client-deleted")
         AuditEntry.record(
             key, AuditEntry.Action.DISCARDED, actor=actor, ip_address=ip_address, key_going=True
@@ -350,60 +349,95 @@ def rotate_secret(
         grace = check_grace(key, grace)
         now = timezone.now()
         secret = new_secret()
-        conn = keycloak.portal_connection()
-        reason = ""
-        until = min(now + grace, key.expires_at) if grace else None
-        change: Representation = {"secret": secret}
-        if (back := _back_from_exposure(key)) is not None:
-            change["enabled"] = desired.key_client_enabled(key, now, status=ApiKey.Status.ACTIVE)
+        rotation = _Rotation(
+            until=min(now + grace, key.expires_at) if grace else None,
+            back=_back_from_exposure(key),
+        )
         try:
-            if until is not None:
-                previous = keycloak.get_client_secret(conn, key.keycloak_id)
-                change["attributes"] = desired.grace_attributes(previous, now=now, until=until)
-            else:
-                empty = desired.grace_attributes("", now=now, until=now)
-                change["attributes"] = dict.fromkeys(empty, "")
-            keycloak.update_client(conn, key.keycloak_id, change)
+            _set_secret(key, secret, rotation, now=now)
         except keycloak.NotFound:
-            if key.status == ApiKey.Status.ACTIVE:
-                key.status, key.status_reason = ApiKey.Status.SUSPENDED, CLIENT_DELETED
-                key.save(update_fields=["status", "status_reason"])
-                AuditEntry.record(
-                    key, AuditEntry.Action.SUSPENDED, actor=None, reason=CLIENT_DELETED
-                )
-            client = desired.key_client(key, now=now, secret=secret)
-            key.keycloak_id = keycloak.create_client(conn, client)
-            reason, until, back = "Its Keycloak client had vanished and was made again.", None, None
+            _remake_secret_client(key, secret, rotation, now=now)
         crash_point("rotate:secret-set")
-        fingerprints.record_issued(key, secret, now=now)
-        key.secret_rotated_at = now
-        key.previous_secret_until = until
-        key.secret_exposed_at = None
-        key.client_missing_since = None
-        key.save(
-            update_fields=[
-                "secret_rotated_at",
-                "previous_secret_until",
-                "secret_exposed_at",
-                "keycloak_id",
-                "client_missing_since",
-            ]
-        )
-        if until is not None:
-            reason = f"The previous secret works until {until:%Y-%m-%d %H:%M:%S} UTC."
-        AuditEntry.record(
-            key, AuditEntry.Action.ROTATED, actor=actor, ip_address=ip_address, reason=reason
-        )
-        if back is not None:
-            key.status, key.status_reason = back, ""
-            key.save(update_fields=["status", "status_reason"])
-            AuditEntry.record(
-                key,
-                AuditEntry.Action.REINSTATED,
-                actor=None,
-                reason="Its exposed secret was replaced.",
-            )
+        _record_rotation(key, secret, rotation, now=now, actor=actor, ip_address=ip_address)
     return Revealed(key, secret)
+
+
+@dataclass
+class _Rotation:
+    """What a rotation does besides the new secret: the previous one's end (None: now), the
+    status it gives back (a key suspended for an exposed secret), why (for the audit)."""
+
+    until: datetime | None
+    back: KeyStatus | None
+    reason: str = ""
+
+
+@sensitive_variables()  # the secrets
+def _set_secret(key: ApiKey, secret: str, rotation: _Rotation, *, now: datetime) -> None:
+    """One PUT: the new secret, and the previous one kept until its end or dropped now."""
+    conn = keycloak.portal_connection()
+    previous = None
+    if rotation.until is not None:
+        previous = keycloak.get_client_secret(conn, key.keycloak_id)
+    change = desired.new_secret(key, secret, now=now, previous=previous, until=rotation.until)
+    if rotation.back is not None:
+        change |= desired.enabling(key, now)
+    keycloak.update_client(conn, key.keycloak_id, change)
+
+
+@sensitive_variables()  # the secret
+def _remake_secret_client(key: ApiKey, secret: str, rotation: _Rotation, *, now: datetime) -> None:
+    """The client vanished: made again with the new secret, disabled if it was deleted
+    under an active key (an operator's restrictive action, which suspends it)."""
+    if key.status == ApiKey.Status.ACTIVE:
+        _suspend_for_deleted_client(key, CLIENT_DELETED)
+    client = desired.key_client(key, now=now, secret=secret)
+    key.keycloak_id = keycloak.create_client(keycloak.portal_connection(), client)
+    rotation.reason = "Its Keycloak client had vanished and was made again."
+    rotation.until = rotation.back = None
+
+
+@sensitive_variables()  # the secret
+def _record_rotation(
+    key: ApiKey,
+    secret: str,
+    rotation: _Rotation,
+    *,
+    now: datetime,
+    actor: User | None,
+    ip_address: str | None,
+) -> None:
+    """The record of a rotation Keycloak has carried out: its fingerprint, times, audit."""
+    fingerprints.record_issued(key, secret, now=now)
+    key.secret_rotated_at = now
+    key.previous_secret_until = rotation.until
+    key.secret_exposed_at = None
+    key.client_missing_since = None
+    key.save(
+        update_fields=[
+            "secret_rotated_at",
+            "previous_secret_until",
+            "secret_exposed_at",
+            "keycloak_id",
+            "client_missing_since",
+        ]
+    )
+    reason = rotation.reason
+    if rotation.until is not None:
+        reason = f"The previous secret works until {rotation.until:%Y-%m-%d %H:%M:%S} UTC."
+    AuditEntry.record(
+        key, AuditEntry.Action.ROTATED, actor=actor, ip_address=ip_address, reason=reason
+    )
+    if rotation.back is not None:
+        key.set_status(rotation.back, reason="")
+        reason = "Its exposed secret was replaced."
+        AuditEntry.record(key, AuditEntry.Action.REINSTATED, actor=None, reason=reason)
+
+
+def _suspend_for_deleted_client(key: ApiKey, reason: str) -> None:
+    """An active key whose client was deleted outside the portal: suspended, audited."""
+    key.set_status(ApiKey.Status.SUSPENDED, reason=reason)
+    AuditEntry.record(key, AuditEntry.Action.SUSPENDED, actor=None, reason=reason)
 
 
 def _back_from_exposure(key: ApiKey) -> KeyStatus | None:
@@ -583,7 +617,7 @@ def _push_public_keys(key: ApiKey) -> ApiKey:
         keycloak.update_client(
             keycloak.portal_connection(),
             key.keycloak_id,
-            {"attributes": desired.jwt_attributes(key)},
+            desired.public_keys_of(key),
         )
     return key
 
@@ -592,11 +626,7 @@ def _remake_signed_client(key: ApiKey) -> ApiKey:
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
         if key.status == ApiKey.Status.ACTIVE:
-            key.status, key.status_reason = ApiKey.Status.SUSPENDED, CLIENT_DELETED_SIGNED
-            key.save(update_fields=["status", "status_reason"])
-            AuditEntry.record(
-                key, AuditEntry.Action.SUSPENDED, actor=None, reason=CLIENT_DELETED_SIGNED
-            )
+            _suspend_for_deleted_client(key, CLIENT_DELETED_SIGNED)
         client = desired.key_client(key, now=timezone.now())
         key.keycloak_id = keycloak.create_client(keycloak.portal_connection(), client)
         key.client_missing_since = None
@@ -706,9 +736,7 @@ def decide(
         if key.status == deciding:
             return key  # decided before; only Keycloak's step and the end are left
         # A revocation overrides a suspension still being carried out: the stronger wins.
-        key.status = deciding
-        key.status_reason = reason
-        key.save(update_fields=["status", "status_reason"])
+        key.set_status(deciding, reason=reason)
         AuditEntry.record(key, audit_action, actor=actor, ip_address=ip_address, reason=reason)
     return key
 
@@ -728,7 +756,7 @@ def carry_out(key: ApiKey, *, notify: bool = True) -> ApiKey:
     conn = keycloak.portal_connection()
     try:
         if action == "suspend":
-            keycloak.update_client(conn, key.keycloak_id, {"enabled": False})
+            keycloak.disable_client(conn, key.keycloak_id)
         else:
             keycloak.delete_client(conn, key.keycloak_id)
     except keycloak.NotFound:
@@ -739,8 +767,7 @@ def carry_out(key: ApiKey, *, notify: bool = True) -> ApiKey:
         if key.status != deciding:
             return key  # completed by someone else meanwhile
         if final == ApiKey.Status.SUSPENDED:
-            key.status = final
-            key.save(update_fields=["status"])
+            key.set_status(final)
         else:
             _end(key, final)
         decided = key.audit_entries.filter(action=audit_action).first()
@@ -782,12 +809,10 @@ def approve_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> A
         keycloak.update_client(
             keycloak.portal_connection(),
             key.keycloak_id,
-            _standing(key, now=now, status=ApiKey.Status.ACTIVE),
+            desired.standing(key, now=now, status=ApiKey.Status.ACTIVE),
         )
         crash_point("approve:client-enabled")
-        key.status = ApiKey.Status.ACTIVE
-        key.status_reason = ""
-        key.save(update_fields=["expires_at", "status", "status_reason"])
+        key.set_status(ApiKey.Status.ACTIVE, reason="", expires_at=key.expires_at)
         AuditEntry.record(key, AuditEntry.Action.APPROVED, actor=actor, ip_address=ip_address)
     notifications.decision(key, "approved")
     return key
@@ -821,13 +846,10 @@ def reinstate_key(
         keycloak.update_client(
             keycloak.portal_connection(),
             key.keycloak_id,
-            _standing(key, now=now, status=ApiKey.Status.ACTIVE),
+            desired.standing(key, now=now, status=ApiKey.Status.ACTIVE),
         )
         crash_point("reinstate:client-enabled")
-        key.status = ApiKey.Status.ACTIVE
-        key.status_reason = reason
-        key.reinstated_at = now
-        key.save(update_fields=["status", "status_reason", "reinstated_at"])
+        key.set_status(ApiKey.Status.ACTIVE, reason=reason, reinstated_at=now)
         AuditEntry.record(
             key, AuditEntry.Action.REINSTATED, actor=actor, ip_address=ip_address, reason=reason
         )
@@ -840,17 +862,6 @@ def _require_unexposed(key: ApiKey) -> None:
         raise WrongState(
             f"The secret of {key.client_id} was found exposed: its owner must rotate it first."
         )
-
-
-def _standing(key: ApiKey, *, now: datetime, status: str) -> Representation:
-    """The part of the key's client that says whether, and until when, it may get tokens."""
-    standing: Representation = {
-        "enabled": desired.key_client_enabled(key, now, status=status),
-        "attributes": desired.expires_attribute(key),
-    }
-    if key.uses_secret:
-        standing["attributes"] |= desired.expiry_attributes(key)
-    return standing
 
 
 @dataclass
@@ -883,9 +894,7 @@ def _expire(pk: uuid.UUID, now: datetime) -> ApiKey | None:
         if key is None:
             return None  # another run has it, or it changed since the list was read
         try:
-            keycloak.update_client(
-                keycloak.portal_connection(), key.keycloak_id, {"enabled": False}
-            )
+            keycloak.disable_client(keycloak.portal_connection(), key.keycloak_id)
         except keycloak.NotFound:
             log.info("%s had no client left to disable", key.client_id)
         crash_point("expire:client-disabled")
@@ -896,17 +905,15 @@ def _expire(pk: uuid.UUID, now: datetime) -> ApiKey | None:
 
 
 def _end(key: ApiKey, status: KeyStatus, when: datetime | None = None) -> None:
-    key.status = status
-    key.ended_at = when or timezone.now()
-    key.save(update_fields=["status", "ended_at"])
+    key.set_status(status, ended_at=when or timezone.now())
 
 
-def _own_client(conn: keycloak.Connection, key: ApiKey) -> Representation | None:
+def _own_client(conn: keycloak.Connection, key: ApiKey) -> KeyClient | None:
     """The client named by the key's clientId (None if there is none), if it is this key's."""
-    client = keycloak.find_client(conn, key.client_id)
+    client = keycloak.find_key_client(conn, key.client_id)
     if client is None:
         return None
-    if not desired.is_key_client(client, key):
+    if not client.is_for(key.pk):
         # Not ours to take over or delete: someone made it by hand with our clientId.
         raise KeycloakRejected(409, f"client {key.client_id} exists but is not this key's")
     return client

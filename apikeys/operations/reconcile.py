@@ -63,7 +63,8 @@ from django.views.decorators.debug import sensitive_variables
 
 from apikeys.keycloak import bootstrap, convergence, desired
 from apikeys.keycloak import client as keycloak
-from apikeys.keycloak.client import Connection, KeycloakFailure, Representation
+from apikeys.keycloak.client import Connection, KeycloakFailure
+from apikeys.keycloak.key_clients import KeyClient
 from apikeys.models import INTENTS, Api, ApiKey, AuditEntry, KeyStatus, WrongState, this_instance
 from apikeys.operations import lifecycle, recovery
 
@@ -121,18 +122,18 @@ def reconcile(
     plans: list[_Plan] = []
     seen: set[str] = set()
     scope_ids = convergence.scope_ids_by_name(conn)
-    for clients in keycloak.clients_with_prefix(conn, ApiKey.CLIENT_ID_PREFIX, PAGE):
+    for clients in keycloak.key_clients(conn, ApiKey.CLIENT_ID_PREFIX, PAGE):
         records = ApiKey.objects.select_related("api", "owner").in_bulk(
-            [c["clientId"] for c in clients], field_name="client_id"
+            [c.client_id for c in clients], field_name="client_id"
         )
         for client in clients:
-            seen.add(client["clientId"])
-            key = records.get(client["clientId"])
+            seen.add(client.client_id)
+            key = records.get(client.client_id)
             if key is not None and not key.is_own:  # a copy of another deployment's database
                 report.others += 1
                 plans.append(_another_portals(client, key))
                 continue
-            if not desired.is_own(client):
+            if not client.is_own:
                 report.others += 1
                 if key is not None:  # a copy of another deployment's database?
                     plans.append(_another_portals(client, key))
@@ -167,15 +168,15 @@ def reconcile(
 @sensitive_variables()  # clients read from Keycloak hold secrets
 def _check_client(
     conn: Connection,
-    client: Representation,
+    client: KeyClient,
     key: ApiKey,
     *,
     now: datetime,
     grace: timedelta,
     scope_ids: dict[str, str],
 ) -> _Plan | None:
-    client_id = client["clientId"]
-    if not desired.is_key_client(client, key):
+    client_id = client.client_id
+    if not client.is_for(key.pk):
         finding = Finding(
             client_id,
             "client does not carry its record's key id",
@@ -188,7 +189,11 @@ def _check_client(
     if key.status in INTENTS:
         return _carry_out_decision(key)
     wanted = desired.key_client(key, now=now)
-    if key.status == ApiKey.Status.ACTIVE and wanted["enabled"] and not client.get("enabled"):
+    if (
+        key.status == ApiKey.Status.ACTIVE
+        and desired.key_client_enabled(key, now)
+        and not client.enabled
+    ):
         return _Plan(
             Finding(client_id, "active key whose client was disabled in Keycloak", "suspend"),
             lambda: _suspend(key, lifecycle.CLIENT_DISABLED),
@@ -199,7 +204,7 @@ def _check_client(
             lambda: _delete_if_still(conn, client, key),
         )
     changes = convergence.plan(client, wanted).parts
-    if key.client_missing_since or key.keycloak_id != client["id"]:
+    if key.client_missing_since or key.keycloak_id != client.id:
         changes.append("record")
     if not changes:
         return None
@@ -209,10 +214,10 @@ def _check_client(
     )
 
 
-def _another_portals(client: Representation, key: ApiKey) -> _Plan:
-    made_by = desired.instance_of(client) or key.instance
+def _another_portals(client: KeyClient, key: ApiKey) -> _Plan:
+    made_by = client.instance or key.instance
     finding = Finding(
-        client["clientId"],
+        client.client_id,
         f"its client was made by the portal deployment {made_by!r}",
         "left alone: this record is a copy of another deployment's",
         done=True,
@@ -223,14 +228,14 @@ def _another_portals(client: Representation, key: ApiKey) -> _Plan:
 @sensitive_variables()  # clients read from Keycloak hold secrets
 def _check_unrecorded(
     conn: Connection,
-    client: Representation,
+    client: KeyClient,
     now: datetime,
     scope_ids: dict[str, str],
     claim_unstamped: bool,
 ) -> _Plan:
     """A client with no record: recover it, quarantine it, or leave it alone (see the top)."""
-    client_id = client["clientId"]
-    if not desired.is_managed(client):
+    client_id = client.client_id
+    if not client.managed:
         finding = Finding(
             client_id,
             "client without a portal record or marker",
@@ -238,7 +243,7 @@ def _check_unrecorded(
             done=True,
         )
         return _Plan(finding, lambda: None)
-    if desired.instance_of(client) is None and not claim_unstamped:
+    if client.instance is None and not claim_unstamped:
         finding = Finding(
             client_id,
             "marked as a portal's but made before instance ids, and no record here",
@@ -250,15 +255,15 @@ def _check_unrecorded(
     if isinstance(found, recovery.Rebuilt):
         return _Plan(
             Finding(client_id, "a client of this portal with no record", "rebuild its record"),
-            lambda: _recover(conn, client, now, scope_ids),
+            lambda: _recover(conn, client, found, now, scope_ids),
         )
-    since = recovery.quarantined_since(client)
+    since = client.quarantined_since
     if since is None:
         return _Plan(
             Finding(client_id, f"no record, and {found.why}", "quarantine it (disable)"),
-            lambda: _recover(conn, client, now, scope_ids),
+            lambda: _recover(conn, client, found, now, scope_ids),
         )
-    if client.get("enabled"):
+    if client.enabled:
         return _Plan(
             Finding(client_id, "quarantined, but enabled again by hand", "disable it again"),
             lambda: recovery.disable_again(conn, client, found.why),
@@ -278,21 +283,25 @@ def _check_unrecorded(
 
 
 def _recover(
-    conn: Connection, client: Representation, now: datetime, scope_ids: dict[str, str]
+    conn: Connection,
+    client: KeyClient,
+    found: recovery.Rebuilt | recovery.Unrecoverable,
+    now: datetime,
+    scope_ids: dict[str, str],
 ) -> None:
-    outcome = recovery.recover(conn, client, now, scope_ids)
-    log.info("reconcile: %s: %s", client["clientId"], outcome)
+    outcome = recovery.recover(conn, client, found, now, scope_ids)
+    log.info("reconcile: %s: %s", client.client_id, outcome)
 
 
 @sensitive_variables()  # clients read from Keycloak hold secrets
 def _check_previous_secret(
-    conn: Connection, client: Representation, key: ApiKey, *, now: datetime
+    conn: Connection, client: KeyClient, key: ApiKey, *, now: datetime
 ) -> _Plan | None:
     """A rotation's grace period: Keycloak may take the previous secret as long as the
     record says, never longer; a grace period in progress is left alone."""
-    if key.status not in ISSUED or not desired.is_key_client(client, key):
+    if key.status not in ISSUED or not client.is_for(key.pk):
         return None
-    until = desired.rotated_secret_until(client)
+    until = client.rotated_secret_until
     recorded = key.previous_secret_until
     if until is not None and until > now.timestamp():
         if recorded is None or recorded <= now:
@@ -331,8 +340,7 @@ def _shorten_previous_secret(conn: Connection, key: ApiKey) -> None:
             keycloak.delete_rotated_secret(conn, key.keycloak_id)
             reason = "Reconcile stopped its previous secret: its grace had ended."
         else:
-            end = str(int(key.previous_secret_until.timestamp()))
-            change = {"attributes": {desired.ROTATED_EXPIRY_ATTRIBUTE: end}}
+            change = desired.grace_end(key.previous_secret_until)
             keycloak.update_client(conn, key.keycloak_id, change)
             reason = "Reconcile cut its previous secret's grace in Keycloak back to its end."
         AuditEntry.record(key, AuditEntry.Action.REPAIRED, actor=None, reason=reason)
@@ -342,8 +350,8 @@ def _shorten_previous_secret(conn: Connection, key: ApiKey) -> None:
 def _record_grace_over(key: ApiKey, *, now: datetime) -> None:
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
-        current = keycloak.get_client(keycloak.portal_connection(), key.keycloak_id)
-        until = desired.rotated_secret_until(current)
+        current = keycloak.get_key_client(keycloak.portal_connection(), key.keycloak_id)
+        until = current.rotated_secret_until
         if until is None or until <= now.timestamp():
             key.previous_secret_until = None
             key.save(update_fields=["previous_secret_until"])
@@ -352,7 +360,7 @@ def _record_grace_over(key: ApiKey, *, now: datetime) -> None:
 
 
 def _check_unfinished(
-    conn: Connection, client: Representation, key: ApiKey, *, now: datetime, grace: timedelta
+    conn: Connection, client: KeyClient, key: ApiKey, *, now: datetime, grace: timedelta
 ) -> _Plan | None:
     age = now - key.created_at
     if age < grace:
@@ -362,7 +370,7 @@ def _check_unfinished(
             Finding(key.client_id, "unfinished for over a day", "discard client and record"),
             lambda: _discard(conn, key, client),
         )
-    if key.keycloak_id == client["id"]:
+    if key.keycloak_id == client.id:
         return None  # adopted already; waiting for the customer
     return _Plan(
         Finding(key.client_id, "unfinished key whose client was made", "adopt the client"),
@@ -373,7 +381,7 @@ def _check_unfinished(
 @sensitive_variables()  # clients read from Keycloak hold secrets
 def _repair(
     conn: Connection,
-    client: Representation,
+    client: KeyClient,
     key: ApiKey,
     *,
     now: datetime,
@@ -383,17 +391,17 @@ def _repair(
         key = ApiKey.objects.locked(key.pk)
         if not key.is_live and key.status != ApiKey.Status.EXPIRED:
             return  # ended since the scan; the next run looks again
-        current = keycloak.get_client(conn, client["id"])
+        current = keycloak.get_key_client(conn, client.id)
         wanted = desired.key_client(key, now=now)
-        if wanted["enabled"] and not current.get("enabled"):
+        if desired.key_client_enabled(key, now) and not current.enabled:
             _suspend(key, lifecycle.CLIENT_DISABLED)  # disabled since the scan: it wins
             return
         plan = convergence.plan(current, wanted)
         convergence.apply(conn, plan, scope_ids)
-        key.keycloak_id = client["id"]
+        key.keycloak_id = client.id
         key.client_missing_since = None
         key.save(update_fields=["keycloak_id", "client_missing_since"])
-        if plan and desired.instance_of(current) is None:
+        if plan and current.instance is None:
             reason = "Reconcile stamped its client with this portal's instance id (adopted)."
             AuditEntry.record(key, AuditEntry.Action.REPAIRED, actor=None, reason=reason)
         elif plan:
@@ -401,31 +409,31 @@ def _repair(
             AuditEntry.record(key, AuditEntry.Action.REPAIRED, actor=None, reason=reason)
 
 
-def _delete_if_still(conn: Connection, client: Representation, key: ApiKey) -> None:
+def _delete_if_still(conn: Connection, client: KeyClient, key: ApiKey) -> None:
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
         if key.status not in (ApiKey.Status.REVOKED, ApiKey.Status.REJECTED):
             return
         with contextlib.suppress(keycloak.NotFound):
-            keycloak.delete_client(conn, client["id"])
+            keycloak.delete_client(conn, client.id)
 
 
-def _adopt(key: ApiKey, client: Representation) -> None:
+def _adopt(key: ApiKey, client: KeyClient) -> None:
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
         if key.is_unfinished:
-            key.keycloak_id = client["id"]
+            key.keycloak_id = client.id
             key.save(update_fields=["keycloak_id"])
 
 
-def _discard(conn: Connection, key: ApiKey, client: Representation | None) -> None:
+def _discard(conn: Connection, key: ApiKey, client: KeyClient | None) -> None:
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
         if not key.is_unfinished:
             return
         if client is not None:
             with contextlib.suppress(keycloak.NotFound):
-                keycloak.delete_client(conn, client["id"])
+                keycloak.delete_client(conn, client.id)
         key.delete()
 
 
@@ -475,7 +483,7 @@ def _suspend(key: ApiKey, reason: str) -> None:
 
 
 def _suspend_missing(conn: Connection, key: ApiKey, now: datetime) -> None:
-    if keycloak.find_client(conn, key.client_id) is not None:
+    if keycloak.find_key_client(conn, key.client_id) is not None:
         return  # the scan missed it (pages shift when clients go): it is there, look again
     _mark_missing(key, now)
     _suspend(key, lifecycle.client_deleted(key))
@@ -495,7 +503,7 @@ def _carry_out(key: ApiKey) -> None:
 
 def _check_api_scopes(conn: Connection) -> list[_Plan]:
     """Each catalog API's client scope, converged like bootstrap does (or made, if missing)."""
-    scopes = {s["name"]: s for s in keycloak.list_client_scopes(conn)}
+    scopes = keycloak.client_scopes_by_name(conn)
     plans = []
     for api in Api.objects.all():
         current = scopes.get(api.scope_name)

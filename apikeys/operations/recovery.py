@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -34,7 +34,8 @@ from django.views.decorators.debug import sensitive_variables
 from apikeys.credentials.public_keys import AcceptedKey, Refused, from_jwks_text
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak import convergence, desired
-from apikeys.keycloak.client import Connection, Representation
+from apikeys.keycloak.client import Connection
+from apikeys.keycloak.key_clients import KeyClient
 from apikeys.models import Api, ApiKey, AuditEntry, User
 from apikeys.operations import lifecycle, notifications
 
@@ -59,63 +60,54 @@ class Unrecoverable:
     why: str
 
 
-def attributes(client: Representation) -> dict[str, str]:
-    return client.get("attributes") or {}
-
-
-def quarantined_since(client: Representation) -> datetime | None:
-    value = attributes(client).get(desired.QUARANTINED_ATTRIBUTE)
-    return _epoch(value) if value else None
-
-
-def quarantine_over(client: Representation, now: datetime) -> bool:
-    since = quarantined_since(client)
+def quarantine_over(client: KeyClient, now: datetime) -> bool:
+    since = client.quarantined_since
     return since is not None and now - since >= timedelta(days=settings.QUARANTINE_DAYS)
 
 
 @sensitive_variables()  # clients read from Keycloak hold secrets
-def examine(client: Representation, now: datetime) -> Rebuilt | Unrecoverable:
+def examine(client: KeyClient, now: datetime) -> Rebuilt | Unrecoverable:
     """The record `client` stands for, unsaved; or why it cannot be rebuilt."""
-    marks = attributes(client)
     try:
-        key_id = uuid.UUID(marks.get(desired.KEY_ATTRIBUTE, ""))
+        key_id = uuid.UUID(client.key_id)
     except ValueError:
         return Unrecoverable("it carries no valid key id")
-    if client["clientId"] != f"{ApiKey.CLIENT_ID_PREFIX}{key_id.hex}":
+    if client.client_id != f"{ApiKey.CLIENT_ID_PREFIX}{key_id.hex}":
         return Unrecoverable("its key id does not match its client id")
-    sub = marks.get(desired.OWNER_ATTRIBUTE, "")
+    sub = client.owner
     owner = User.objects.filter(username=sub).first() if sub else None
     if owner is None:
         return Unrecoverable(f"its owner ({sub or 'none named'}) has no account in this portal")
     if not owner.is_active:
         return Unrecoverable(f"its owner ({owner.email or sub}) is deactivated")
-    slug = marks.get(desired.API_ATTRIBUTE, "")
-    api = Api.objects.filter(slug=slug).first() if slug else None
+    api = Api.objects.filter(slug=client.api).first() if client.api else None
     if api is None:
-        return Unrecoverable(f"its API ({slug or 'none named'}) is not in this portal's catalog")
+        return Unrecoverable(
+            f"its API ({client.api or 'none named'}) is not in this portal's catalog"
+        )
     key = ApiKey(
         id=key_id,
         owner=owner,
         api=api,
         name=f"Recovered {key_id.hex[:8]}",
-        client_id=client["clientId"],
-        keycloak_id=client["id"],
-        expires_at=_expiry(marks, api, now),
+        client_id=client.client_id,
+        keycloak_id=client.id,
+        expires_at=_expiry(client, api, now),
         recovered_at=now,
     )
     rebuilt = Rebuilt(key)
-    if client.get("clientAuthenticatorType") == "client-jwt":
+    if client.signs_with_jwt:
         key.credential = ApiKey.Credential.SIGNED_JWT
-        if marks.get("use.jwks.url") == "true":
-            key.jwks_url = marks.get("jwks.url", "")
+        if client.jwks_url is not None:
+            key.jwks_url = client.jwks_url
         else:
             try:
-                rebuilt.public_keys = from_jwks_text(marks.get("jwks.string", ""))
+                rebuilt.public_keys = from_jwks_text(client.jwks)
             except Refused as error:
                 return Unrecoverable(f"its public keys cannot be read ({error})")
-    was_enabled = bool(client.get("enabled"))
-    if quarantined_since(client) is not None and not was_enabled:  # disabled by the quarantine
-        was_enabled = marks.get(desired.QUARANTINED_ENABLED_ATTRIBUTE) == "true"
+    was_enabled = client.enabled
+    if client.quarantined_since is not None and not was_enabled:  # disabled by the quarantine
+        was_enabled = client.enabled_before_quarantine
     if key.expires_at <= now:
         key.status = ApiKey.Status.EXPIRED
         key.ended_at = now
@@ -129,19 +121,25 @@ def examine(client: Representation, now: datetime) -> Rebuilt | Unrecoverable:
 
 @sensitive_variables()
 def recover(
-    conn: Connection, client: Representation, now: datetime, scope_ids: dict[str, str]
+    conn: Connection,
+    client: KeyClient,
+    found: Rebuilt | Unrecoverable,
+    now: datetime,
+    scope_ids: dict[str, str],
 ) -> str:
-    """Rebuild the record of `client` (or quarantine it); what was done, for the report.
+    """Rebuild the record `examine` found for `client` (or quarantine it); what was done.
 
     In one transaction: the record, its audit entry, then the client converged like any
-    key's (and out of quarantine). If Keycloak fails, the record goes too, and the next run
-    tries again; the client is left as it was.
+    key's (and out of quarantine). The client is read again first: if it changed since the
+    scan, it is examined again as it is now. If Keycloak fails, the record goes too, and the
+    next run tries again; the client is left as it was.
     """
     with transaction.atomic():
-        if ApiKey.objects.filter(client_id=client["clientId"]).exists():
+        if ApiKey.objects.filter(client_id=client.client_id).exists():
             return "a record appeared since the scan: left for the next run"
-        current = keycloak.get_client(conn, client["id"])  # as it is now, not as scanned
-        found = examine(current, now)
+        current = keycloak.get_key_client(conn, client.id)
+        if current.representation != client.representation or not _owner_still_active(found):
+            found = examine(current, now)  # changed since the scan: as it is now
         if isinstance(found, Unrecoverable):
             return quarantine(conn, current, found.why, now)
         key = found.key
@@ -153,87 +151,69 @@ def recover(
         )
         AuditEntry.record(key, AuditEntry.Action.RECOVERED, actor=None, reason=reason)
         plan = convergence.plan(current, desired.key_client(key, now=now))
-        if quarantined_since(current) is not None:
-            plan.parts.append("quarantine")
-            plan.settings.setdefault("attributes", {})
-            plan.settings["attributes"] |= {
-                desired.QUARANTINED_ATTRIBUTE: "",  # an empty value removes the attribute
-                desired.QUARANTINED_ENABLED_ATTRIBUTE: "",
-            }
-            plan.settings["enabled"] = desired.key_client_enabled(key, now)
+        if current.quarantined_since is not None:
+            plan.add("quarantine", desired.out_of_quarantine(key, now))
         convergence.apply(conn, plan, scope_ids)
         transaction.on_commit(lambda: notifications.key_recovered(key))
     return f"recovered as {key.status}"
 
 
-def quarantine(conn: Connection, client: Representation, why: str, now: datetime) -> str:
+def _owner_still_active(found: Rebuilt | Unrecoverable) -> bool:
+    """The rebuilt key's owner is still an active account (locked until the record is made:
+    a deactivation waits, and then finds the recovered key to suspend or revoke)."""
+    if isinstance(found, Unrecoverable):
+        return True
+    owner = User.objects.select_for_update().filter(pk=found.key.owner.pk).first()
+    return owner is not None and owner.is_active
+
+
+def quarantine(conn: Connection, client: KeyClient, why: str, now: datetime) -> str:
     """Disable a client nobody here can own, noting when on the client itself; audited."""
-    if quarantined_since(client) is not None:
+    if client.quarantined_since is not None:
         return f"still quarantined: {why}"
-    keycloak.update_client(
-        conn,
-        client["id"],
-        {
-            "enabled": False,
-            "attributes": {
-                desired.INSTANCE_ATTRIBUTE: settings.PORTAL_INSTANCE_ID,  # claimed: ours now
-                desired.QUARANTINED_ATTRIBUTE: str(int(now.timestamp())),
-                desired.QUARANTINED_ENABLED_ATTRIBUTE: str(bool(client.get("enabled"))).lower(),
-            },
-        },
-    )
+    keycloak.update_client(conn, client.id, desired.quarantined(enabled=client.enabled, now=now))
     reason = f"Disabled: no record here, and {why}. Deleted after {settings.QUARANTINE_DAYS} days."
     AuditEntry.record(
-        None, AuditEntry.Action.QUARANTINED, actor=None, reason=reason, client_id=client["clientId"]
+        None, AuditEntry.Action.QUARANTINED, actor=None, reason=reason, client_id=client.client_id
     )
-    log.warning("reconcile: quarantined %s: %s", client["clientId"], why)
+    log.warning("reconcile: quarantined %s: %s", client.client_id, why)
     return "quarantined"
 
 
-def disable_again(conn: Connection, client: Representation, why: str) -> None:
+def disable_again(conn: Connection, client: KeyClient, why: str) -> None:
     """A quarantined client someone enabled by hand: the quarantine holds (audited)."""
     with transaction.atomic():
-        if ApiKey.objects.filter(client_id=client["clientId"]).exists():
+        if ApiKey.objects.filter(client_id=client.client_id).exists():
             return
-        keycloak.update_client(conn, client["id"], {"enabled": False})
+        keycloak.disable_client(conn, client.id)
         reason = f"Enabled by hand while quarantined; disabled again: no record here, and {why}."
         AuditEntry.record(
             None,
             AuditEntry.Action.QUARANTINED,
             actor=None,
             reason=reason,
-            client_id=client["clientId"],
+            client_id=client.client_id,
         )
 
 
-def delete_after_quarantine(conn: Connection, client: Representation, why: str) -> None:
+def delete_after_quarantine(conn: Connection, client: KeyClient, why: str) -> None:
     with transaction.atomic():
-        if ApiKey.objects.filter(client_id=client["clientId"]).exists():
+        if ApiKey.objects.filter(client_id=client.client_id).exists():
             return
-        keycloak.delete_client(conn, client["id"])
+        keycloak.delete_client(conn, client.id)
         reason = f"Deleted after {settings.QUARANTINE_DAYS} days in quarantine: {why}."
         AuditEntry.record(
             None,
             AuditEntry.Action.UNQUARANTINED,
             actor=None,
             reason=reason,
-            client_id=client["clientId"],
+            client_id=client.client_id,
         )
 
 
-def _expiry(marks: dict[str, str], api: Api, now: datetime) -> datetime:
+def _expiry(client: KeyClient, api: Api, now: datetime) -> datetime:
     """The expiry the client carries, never later than the API's longest lifetime from now
     (Keycloak's rotation policy may have set the secret's expiry years ahead); failing
     that, the API's longest lifetime."""
     longest = now + timedelta(days=api.max_key_lifetime_days)
-    for name in (desired.EXPIRES_ATTRIBUTE, desired.SECRET_EXPIRY_ATTRIBUTE):
-        if (value := _epoch(marks.get(name))) is not None:
-            return min(value, longest)
-    return longest
-
-
-def _epoch(value: str | None) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(int(value or ""), tz=UTC)
-    except (ValueError, OverflowError, OSError):
-        return None
+    return min(client.expires or longest, longest)

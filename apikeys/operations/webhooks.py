@@ -63,7 +63,7 @@ from apikeys.models import (
     WrongState,
     wake_workers,
 )
-from apikeys.operations import jobs, notifications
+from apikeys.operations import job_runs, notifications
 from portal import outbound
 from portal.request_ids import start_run
 
@@ -490,7 +490,7 @@ def work(*, stop: Callable[[], bool], idle: Callable[[float], None] | None = Non
         try:
             run = deliver_due()
             if time.monotonic() - noted > NOTE_ALIVE_SECONDS:
-                jobs.succeeded("webhooks")  # the metrics' job lag: the worker is going round
+                job_runs.succeeded("webhooks")  # the metrics' job lag: the worker is going round
                 noted = time.monotonic()
         except DatabaseError:
             log.exception("The webhook worker lost the database; trying again")

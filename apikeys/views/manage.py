@@ -11,16 +11,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, cast
+from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from apikeys.access import any_key
 from apikeys.client_address import client_ip
 from apikeys.forms import (
     ApiForm,
@@ -30,6 +31,7 @@ from apikeys.forms import (
     OptionalReasonForm,
     ReasonForm,
 )
+from apikeys.http import PageRequest
 from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import (
     LIVE_STATUSES,
@@ -38,11 +40,10 @@ from apikeys.models import (
     AuditEntry,
     LeakReport,
     PortalSetting,
-    User,
-    WrongState,
 )
 from apikeys.operations import catalog, lifecycle, usage
 from apikeys.views.exports import audit_csv
+from apikeys.views.outcomes import act_on_key
 
 View = Callable[..., HttpResponseBase]
 PAGE_SIZE = 50
@@ -52,7 +53,7 @@ def admin_required(view: View) -> View:
     """404 for signed-in users who are not portal admins (`is_staff`: the portal-admin role)."""
 
     @wraps(view)
-    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+    def guarded(request: PageRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not request.user.is_staff:
             raise Http404
         return view(request, *args, **kwargs)
@@ -62,27 +63,27 @@ def admin_required(view: View) -> View:
 
 @admin_required
 @require_GET
-def approvals(request: HttpRequest) -> HttpResponse:
+def approvals(request: PageRequest) -> HttpResponse:
     pending = ApiKey.objects.filter(status=ApiKey.Status.PENDING).select_related("owner", "api")
     return render(request, "manage/approvals.html", {"pending": pending.order_by("created_at")})
 
 
 @admin_required
 @require_POST
-def approve(request: HttpRequest, key_id: uuid.UUID) -> HttpResponse:
-    key = get_object_or_404(ApiKey, pk=key_id)
+def approve(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
+    key = any_key(key_id)
     return _act(request, key, lambda: lifecycle.approve_key(key, **_who(request)), "approved")
 
 
 @admin_required
 @require_POST
-def reject(request: HttpRequest, key_id: uuid.UUID) -> HttpResponse:
+def reject(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
     return _with_reason(request, key_id, lifecycle.reject_key, "rejected")
 
 
 @admin_required
 @require_GET
-def key_list(request: HttpRequest) -> HttpResponse:
+def key_list(request: PageRequest) -> HttpResponse:
     form = KeySearchForm(request.GET or None)
     keys = ApiKey.objects.search(form.cleaned_data if form.is_valid() else {})
     return render(request, "manage/keys.html", {"form": form, **_paginate(request, keys)})
@@ -90,8 +91,8 @@ def key_list(request: HttpRequest) -> HttpResponse:
 
 @admin_required
 @require_GET
-def key_detail(request: HttpRequest, key_id: uuid.UUID) -> HttpResponse:
-    key = get_object_or_404(ApiKey.objects.select_related("owner", "api"), pk=key_id)
+def key_detail(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
+    key = any_key(key_id)
     history = key.audit_entries.select_related("api")
     context = {
         "key": key,
@@ -106,20 +107,20 @@ def key_detail(request: HttpRequest, key_id: uuid.UUID) -> HttpResponse:
 
 @admin_required
 @require_POST
-def suspend(request: HttpRequest, key_id: uuid.UUID) -> HttpResponse:
+def suspend(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
     return _with_reason(request, key_id, lifecycle.suspend_key, "suspended")
 
 
 @admin_required
 @require_POST
-def revoke(request: HttpRequest, key_id: uuid.UUID) -> HttpResponse:
+def revoke(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
     return _with_reason(request, key_id, lifecycle.revoke_key, "revoked")
 
 
 @admin_required
 @require_POST
-def reinstate(request: HttpRequest, key_id: uuid.UUID) -> HttpResponse:
-    key = get_object_or_404(ApiKey, pk=key_id)
+def reinstate(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
+    key = any_key(key_id)
     form = OptionalReasonForm(request.POST)
     if not form.is_valid():
         messages.error(request, f"The note was not accepted: {form.errors['reason'][0]}")
@@ -135,14 +136,14 @@ def reinstate(request: HttpRequest, key_id: uuid.UUID) -> HttpResponse:
 
 @admin_required
 @require_GET
-def api_list(request: HttpRequest) -> HttpResponse:
+def api_list(request: PageRequest) -> HttpResponse:
     apis = Api.objects.annotate(live_keys=Count("keys", filter=Q(keys__status__in=LIVE_STATUSES)))
     return render(request, "manage/apis.html", {"apis": apis})
 
 
 @admin_required
 @require_http_methods(["GET", "POST"])
-def api_edit(request: HttpRequest, slug: str | None = None) -> HttpResponse:
+def api_edit(request: PageRequest, slug: str | None = None) -> HttpResponse:
     api = get_object_or_404(Api, slug=slug) if slug else Api()
     form = ApiForm(request.POST or None, instance=api)
     if request.method == "POST" and form.is_valid():
@@ -164,7 +165,7 @@ def api_edit(request: HttpRequest, slug: str | None = None) -> HttpResponse:
 
 @admin_required
 @require_POST
-def api_retire(request: HttpRequest, slug: str) -> HttpResponse:
+def api_retire(request: PageRequest, slug: str) -> HttpResponse:
     api = catalog.retire_api(get_object_or_404(Api, slug=slug), **_who(request))
     messages.success(
         request, f"{api.name} is retired: no new keys. Its live keys work until they end."
@@ -174,7 +175,7 @@ def api_retire(request: HttpRequest, slug: str) -> HttpResponse:
 
 @admin_required
 @require_GET
-def audit(request: HttpRequest) -> HttpResponseBase:
+def audit(request: PageRequest) -> HttpResponseBase:
     form = AuditFilterForm(request.GET or None)
     entries = AuditEntry.objects.matching(form.cleaned_data if form.is_valid() else {})
     if request.GET.get("format") == "csv":
@@ -184,7 +185,7 @@ def audit(request: HttpRequest) -> HttpResponseBase:
 
 @admin_required
 @require_http_methods(["GET", "POST"])
-def leaks(request: HttpRequest) -> HttpResponse:
+def leaks(request: PageRequest) -> HttpResponse:
     """Secrets reported found exposed, and what the portal does when it happens."""
     current = PortalSetting.get(PortalSetting.LEAKED_SECRET_ACTION)
     form = LeakPolicyForm(request.POST or None, initial={"action": current})
@@ -206,7 +207,7 @@ def leaks(request: HttpRequest) -> HttpResponse:
     return render(request, "manage/leaks.html", {"form": form, **_paginate(request, reports)})
 
 
-def _paginate(request: HttpRequest, items: QuerySet[Any]) -> dict[str, Any]:
+def _paginate(request: PageRequest, items: QuerySet[Any]) -> dict[str, Any]:
     """The requested page, and the filters to carry to the other pages' links."""
     query = request.GET.copy()
     query.pop("page", None)
@@ -214,14 +215,14 @@ def _paginate(request: HttpRequest, items: QuerySet[Any]) -> dict[str, Any]:
     return {"page": page, "query": query.urlencode()}
 
 
-def _who(request: HttpRequest) -> dict[str, Any]:
-    return {"actor": cast(User, request.user), "ip_address": client_ip(request)}
+def _who(request: PageRequest) -> dict[str, Any]:
+    return {"actor": request.user, "ip_address": client_ip(request)}
 
 
 def _with_reason(
-    request: HttpRequest, key_id: uuid.UUID, action: Callable[..., ApiKey], done: str
+    request: PageRequest, key_id: uuid.UUID, action: Callable[..., ApiKey], done: str
 ) -> HttpResponse:
-    key = get_object_or_404(ApiKey, pk=key_id)
+    key = any_key(key_id)
     form = ReasonForm(request.POST)
     if not form.is_valid():
         messages.error(request, f"Say why the key is {done}: the owner reads it.")
@@ -231,21 +232,19 @@ def _with_reason(
 
 
 def _act(
-    request: HttpRequest, key: ApiKey, action: Callable[[], ApiKey], done: str
+    request: PageRequest, key: ApiKey, action: Callable[[], ApiKey], done: str
 ) -> HttpResponse:
     """Run an admin action on a key and say how it went; back to where the admin was."""
-    try:
-        action()
-    except KeycloakFailure as error:
-        messages.error(request, f"{error.for_people} {lifecycle.decision_pending(key, done)}")
-    except WrongState as error:
-        messages.error(request, str(error))
-    else:
-        messages.success(request, f"“{key.name}” ({key.client_id}) is {done}. The owner is told.")
-    return _back(request, key)
+    return act_on_key(
+        request,
+        action,
+        done=f"“{key.name}” ({key.client_id}) is {done}. The owner is told.",
+        unreached=lambda why: f"{why} {lifecycle.decision_pending(key, done)}",
+        then=lambda: _back(request, key),
+    )
 
 
-def _back(request: HttpRequest, key: ApiKey) -> HttpResponse:
+def _back(request: PageRequest, key: ApiKey) -> HttpResponse:
     """To the approval queue if the action came from there, else to the key's page."""
     if request.POST.get("from") == "approvals":
         return redirect("manage_approvals")

@@ -33,7 +33,6 @@ from mozilla_django_oidc.views import OIDCAuthenticationRequestView
 
 from apikeys.limits import over_limit, too_many_requests
 from apikeys.models import User
-from apikeys.operations.accounts import set_admin_role
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ class KeycloakBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
         user.last_name = claims.get("family_name", "")[:150]
         user.set_unusable_password()
         user.save()
-        set_admin_role(user, granted=_is_admin(claims), how="(seen at sign-in)")
+        user.set_admin_role(granted=_is_admin(claims), how="(seen at sign-in)")
         user.refresh_from_db(fields=["is_staff"])
         return user
 
@@ -156,7 +155,7 @@ class KeycloakSessionMiddleware:
                     return self.get_response(request)
                 user = request.user
                 if claims is not None:
-                    set_admin_role(user, granted=_is_admin(claims), how="in Keycloak")
+                    user.set_admin_role(granted=_is_admin(claims), how="in Keycloak")
                     user.refresh_from_db(fields=["is_staff"])
                 elif now - confirmed > 2 * settings.KEYCLOAK_SESSION_CHECK_SECONDS:
                     user.is_staff = False  # unconfirmed for too long: no admin rights

@@ -12,23 +12,24 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from apikeys.access import endpoint_for
 from apikeys.client_address import client_ip
 from apikeys.forms import WebhookForm, WebhookSecretForm
+from apikeys.http import PageRequest
 from apikeys.limits import rate_limited
-from apikeys.models import EVENT_LABELS, User, WebhookEndpoint, WebhookMessage, WrongState
+from apikeys.models import EVENT_LABELS, WebhookEndpoint, WebhookMessage, WrongState
 from apikeys.operations import webhooks
-from apikeys.views.keys import HtmxHttpRequest
 
 
 @require_GET
-def webhook_list(request: HttpRequest) -> HttpResponse:
-    endpoints = _user(request).webhook_endpoints.all()
+def webhook_list(request: PageRequest) -> HttpResponse:
+    endpoints = request.user.webhook_endpoints.all()
     return render(request, "webhooks/list.html", {"endpoints": endpoints})
 
 
@@ -36,12 +37,12 @@ def webhook_list(request: HttpRequest) -> HttpResponse:
 @rate_limited("webhooks")
 @never_cache
 @require_http_methods(["GET", "POST"])
-def webhook_new(request: HtmxHttpRequest) -> HttpResponse:
+def webhook_new(request: PageRequest) -> HttpResponse:
     form = WebhookForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             revealed = webhooks.create_endpoint(
-                _user(request),
+                request.user,
                 url=form.cleaned_data["url"],
                 events=form.cleaned_data["events"],
                 description=form.cleaned_data["description"],
@@ -55,8 +56,8 @@ def webhook_new(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_GET
-def webhook_detail(request: HttpRequest, endpoint_id: uuid.UUID) -> HttpResponse:
-    endpoint = get_endpoint_for_user(request, endpoint_id)
+def webhook_detail(request: PageRequest, endpoint_id: uuid.UUID) -> HttpResponse:
+    endpoint = endpoint_for(request.user, endpoint_id)
     form = WebhookForm(
         initial={
             "url": endpoint.url,
@@ -69,14 +70,14 @@ def webhook_detail(request: HttpRequest, endpoint_id: uuid.UUID) -> HttpResponse
 
 @rate_limited("webhooks")
 @require_POST
-def webhook_edit(request: HttpRequest, endpoint_id: uuid.UUID) -> HttpResponse:
-    endpoint = get_endpoint_for_user(request, endpoint_id)
+def webhook_edit(request: PageRequest, endpoint_id: uuid.UUID) -> HttpResponse:
+    endpoint = endpoint_for(request.user, endpoint_id)
     form = WebhookForm(request.POST)
     if form.is_valid():
         try:
             webhooks.update_endpoint(
                 endpoint,
-                actor=_user(request),
+                actor=request.user,
                 ip_address=client_ip(request),
                 url=form.cleaned_data["url"],
                 events=form.cleaned_data["events"],
@@ -92,22 +93,22 @@ def webhook_edit(request: HttpRequest, endpoint_id: uuid.UUID) -> HttpResponse:
 
 @rate_limited("webhooks")
 @require_POST
-def webhook_pause(request: HttpRequest, endpoint_id: uuid.UUID) -> HttpResponse:
+def webhook_pause(request: PageRequest, endpoint_id: uuid.UUID) -> HttpResponse:
     return _set_active(request, endpoint_id, active=False)
 
 
 @rate_limited("webhooks")
 @require_POST
-def webhook_resume(request: HttpRequest, endpoint_id: uuid.UUID) -> HttpResponse:
+def webhook_resume(request: PageRequest, endpoint_id: uuid.UUID) -> HttpResponse:
     return _set_active(request, endpoint_id, active=True)
 
 
 @rate_limited("webhooks")
 @require_http_methods(["GET", "POST"])
-def webhook_delete(request: HttpRequest, endpoint_id: uuid.UUID) -> HttpResponse:
-    endpoint = get_endpoint_for_user(request, endpoint_id)
+def webhook_delete(request: PageRequest, endpoint_id: uuid.UUID) -> HttpResponse:
+    endpoint = endpoint_for(request.user, endpoint_id)
     if request.method == "POST":
-        webhooks.delete_endpoint(endpoint, actor=_user(request), ip_address=client_ip(request))
+        webhooks.delete_endpoint(endpoint, actor=request.user, ip_address=client_ip(request))
         messages.success(request, f"The endpoint {endpoint.url} is deleted.")
         return redirect("webhook_list")
     return render(request, "webhooks/confirm_delete.html", {"endpoint": endpoint})
@@ -117,13 +118,13 @@ def webhook_delete(request: HttpRequest, endpoint_id: uuid.UUID) -> HttpResponse
 @rate_limited("webhooks")
 @never_cache
 @require_http_methods(["GET", "POST"])
-def webhook_rotate(request: HtmxHttpRequest, endpoint_id: uuid.UUID) -> HttpResponse:
-    endpoint = get_endpoint_for_user(request, endpoint_id)
+def webhook_rotate(request: PageRequest, endpoint_id: uuid.UUID) -> HttpResponse:
+    endpoint = endpoint_for(request.user, endpoint_id)
     form = WebhookSecretForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         overlap = timedelta(hours=int(form.cleaned_data["overlap_hours"]))
         revealed = webhooks.rotate_signing_secret(
-            endpoint, actor=_user(request), overlap=overlap, ip_address=client_ip(request)
+            endpoint, actor=request.user, overlap=overlap, ip_address=client_ip(request)
         )
         return _reveal(request, revealed, "rotated")
     return render(request, "webhooks/rotate.html", {"endpoint": endpoint, "form": form})
@@ -131,8 +132,8 @@ def webhook_rotate(request: HtmxHttpRequest, endpoint_id: uuid.UUID) -> HttpResp
 
 @rate_limited("webhooks")
 @require_POST
-def webhook_test(request: HttpRequest, endpoint_id: uuid.UUID) -> HttpResponse:
-    endpoint = get_endpoint_for_user(request, endpoint_id)
+def webhook_test(request: PageRequest, endpoint_id: uuid.UUID) -> HttpResponse:
+    endpoint = endpoint_for(request.user, endpoint_id)
     try:
         message = webhooks.send_test(endpoint)
     except WrongState as refusal:
@@ -144,8 +145,8 @@ def webhook_test(request: HttpRequest, endpoint_id: uuid.UUID) -> HttpResponse:
 
 @rate_limited("webhooks")
 @require_POST
-def webhook_resend(request: HttpRequest, endpoint_id: uuid.UUID, message_id: str) -> HttpResponse:
-    endpoint = get_endpoint_for_user(request, endpoint_id)
+def webhook_resend(request: PageRequest, endpoint_id: uuid.UUID, message_id: str) -> HttpResponse:
+    endpoint = endpoint_for(request.user, endpoint_id)
     message = get_object_or_404(endpoint.messages, pk=message_id)
     try:
         webhooks.resend(message)
@@ -156,21 +157,16 @@ def webhook_resend(request: HttpRequest, endpoint_id: uuid.UUID, message_id: str
     return redirect("webhook_detail", endpoint.pk)
 
 
-def get_endpoint_for_user(request: HttpRequest, endpoint_id: uuid.UUID) -> WebhookEndpoint:
-    """The signed-in user's endpoint, or 404: other people's do not exist for them."""
-    return get_object_or_404(_user(request).webhook_endpoints, pk=endpoint_id)
-
-
-def _detail(request: HttpRequest, endpoint: WebhookEndpoint, form: WebhookForm) -> dict[str, Any]:
+def _detail(request: PageRequest, endpoint: WebhookEndpoint, form: WebhookForm) -> dict[str, Any]:
     log = endpoint.messages.prefetch_related("attempts_made")
     page = Paginator(log, 25).get_page(request.GET.get("page"))
     return {"endpoint": endpoint, "form": form, "page": page, "labels": EVENT_LABELS}
 
 
-def _set_active(request: HttpRequest, endpoint_id: uuid.UUID, *, active: bool) -> HttpResponse:
-    endpoint = get_endpoint_for_user(request, endpoint_id)
+def _set_active(request: PageRequest, endpoint_id: uuid.UUID, *, active: bool) -> HttpResponse:
+    endpoint = endpoint_for(request.user, endpoint_id)
     webhooks.update_endpoint(
-        endpoint, actor=_user(request), ip_address=client_ip(request), active=active
+        endpoint, actor=request.user, ip_address=client_ip(request), active=active
     )
     waiting = endpoint.messages.filter(status=WebhookMessage.Status.PENDING).count()
     done = f"Resumed: {waiting} waiting events are delivered now." if active else "Paused."
@@ -179,11 +175,6 @@ def _set_active(request: HttpRequest, endpoint_id: uuid.UUID, *, active: bool) -
 
 
 @sensitive_variables()  # the signing secret
-def _reveal(request: HttpRequest, revealed: webhooks.Revealed, event: str) -> HttpResponse:
+def _reveal(request: PageRequest, revealed: webhooks.Revealed, event: str) -> HttpResponse:
     context = {"endpoint": revealed.endpoint, "secret": revealed.secret, "event": event}
     return render(request, "webhooks/reveal.html", context)
-
-
-def _user(request: HttpRequest) -> User:
-    user: User = request.user  # type: ignore[assignment]
-    return user

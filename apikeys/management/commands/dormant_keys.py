@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from apikeys.operations import dormancy
-from apikeys.operations.jobs import succeeded
+from apikeys.operations.job_runs import succeeded
 from portal.request_ids import start_run
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apikeys.operations.jobs import succeeded
+from apikeys.operations.job_runs import succeeded
 from apikeys.operations.lifecycle import expire_due_keys
 from portal.request_ids import start_run
 

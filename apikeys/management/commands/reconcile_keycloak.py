@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apikeys.keycloak.client import KeycloakFailure
-from apikeys.operations.jobs import job_lock, succeeded
+from apikeys.operations.job_runs import job_lock, succeeded
 from apikeys.operations.reconcile import describe, reconcile
 
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from apikeys.operations.jobs import send_approval_digest, succeeded
+from apikeys.operations.job_runs import succeeded
+from apikeys.operations.jobs import send_approval_digest
 
 
 class Command(BaseCommand):

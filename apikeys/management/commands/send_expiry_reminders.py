@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apikeys.operations.jobs import send_expiry_reminders, succeeded
+from apikeys.operations.job_runs import succeeded
+from apikeys.operations.jobs import send_expiry_reminders
 from portal.request_ids import start_run
 
 

@@ -7,7 +7,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from apikeys.keycloak.client import KeycloakFailure
-from apikeys.operations.jobs import succeeded, sync_last_used
+from apikeys.operations.job_runs import succeeded
+from apikeys.operations.jobs import sync_last_used
 
 
 class Command(BaseCommand):

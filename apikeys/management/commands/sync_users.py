@@ -8,7 +8,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from apikeys.keycloak.client import KeycloakFailure
-from apikeys.operations.jobs import succeeded, sync_users
+from apikeys.operations.job_runs import succeeded
+from apikeys.operations.jobs import sync_users
 
 
 class Command(BaseCommand):

@@ -1,0 +1,140 @@
+"""A key's client as Keycloak holds it (`KeyClient`), and the marks the portal puts on it.
+
+The gateway (apikeys/keycloak/client.py) reads key clients into `KeyClient`, so that the
+operations ask `client.enabled` or `client.owner` and Keycloak's JSON names stay in this
+folder. The marks are client attributes: with them a lost record can be rebuilt
+(apikeys/operations/recovery.py), and two portal deployments on one realm tell their clients
+apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+
+Representation = dict[str, Any]
+
+# Client attributes that tie a Keycloak client to its portal record.
+MANAGED_ATTRIBUTE = "portal.managed"
+KEY_ATTRIBUTE = "portal.key"
+OWNER_ATTRIBUTE = "portal.owner"
+API_ATTRIBUTE = "portal.api"
+# Which portal deployment made it (settings.PORTAL_INSTANCE_ID), and the key's expiry as
+# epoch seconds: with the four above, enough to rebuild a lost record (recovery.examine).
+INSTANCE_ATTRIBUTE = "portal.instance"
+EXPIRES_ATTRIBUTE = "portal.expires"
+# Set by reconcile on a marked client of this portal with no record whose owner or API
+# cannot be found: when it was disabled (epoch seconds), and whether it was enabled before.
+QUARANTINED_ATTRIBUTE = "portal.quarantined"
+QUARANTINED_ENABLED_ATTRIBUTE = "portal.quarantined.enabled"
+# Keycloak's own: epoch seconds after which ClientIdAndSecretAuthenticator refuses the secret.
+SECRET_EXPIRY_ATTRIBUTE = "client.secret.expiration.time"  # noqa: S105 - a name, no secret
+# Keycloak's rotated-secret slot (ClientSecretConstants): the previous secret, and when it
+# stops. The portal fills it for a rotation's grace period (lifecycle.rotate_secret); it
+# survives admin updates because the portal's secret-rotation policy applies to key clients.
+ROTATED_SECRET_ATTRIBUTE = "client.secret.rotated"  # noqa: S105
+ROTATED_CREATED_ATTRIBUTE = "client.secret.rotated.creation.time"
+ROTATED_EXPIRY_ATTRIBUTE = "client.secret.rotated.expiration.time"
+
+
+@dataclass(frozen=True)
+class KeyClient:
+    """A client named like a key's (`apikey-…`), as Keycloak holds it."""
+
+    id: str  # Keycloak's UUID of the client
+    client_id: str
+    enabled: bool
+    signs_with_jwt: bool  # private_key_jwt, not a secret
+    marks: Mapping[str, str]  # its attributes: the portal's marks and Keycloak's own
+    representation: Representation = field(repr=False)  # as read, secret included
+
+    @classmethod
+    def read(cls, representation: Representation) -> KeyClient:
+        return cls(
+            id=str(representation["id"]),
+            client_id=str(representation["clientId"]),
+            enabled=bool(representation.get("enabled")),
+            signs_with_jwt=representation.get("clientAuthenticatorType") == "client-jwt",
+            marks=dict(representation.get("attributes") or {}),
+            representation=representation,
+        )
+
+    @property
+    def managed(self) -> bool:
+        """Carries the portal's marker: made by a portal for a key."""
+        return self.marks.get(MANAGED_ATTRIBUTE) == "true"
+
+    @property
+    def instance(self) -> str | None:
+        """The portal deployment that made it; None if made before instance ids."""
+        return self.marks.get(INSTANCE_ATTRIBUTE) or None
+
+    @property
+    def is_own(self) -> bool:
+        """True unless another portal deployment stamped it (unstamped ones may be ours)."""
+        return self.instance in (None, settings.PORTAL_INSTANCE_ID)
+
+    def is_for(self, key_id: object) -> bool:
+        """The client this portal made for the key `key_id` (not one made by hand with its
+        clientId, nor another deployment's client for a copy of this record)."""
+        return self.marks.get(KEY_ATTRIBUTE) == str(key_id) and self.is_own
+
+    @property
+    def key_id(self) -> str:
+        return self.marks.get(KEY_ATTRIBUTE, "")
+
+    @property
+    def owner(self) -> str:
+        """The `sub` of the key's owner in Keycloak."""
+        return self.marks.get(OWNER_ATTRIBUTE, "")
+
+    @property
+    def api(self) -> str:
+        """The slug of the key's API."""
+        return self.marks.get(API_ATTRIBUTE, "")
+
+    @property
+    def expires(self) -> datetime | None:
+        """The key's expiry the client carries: the portal's mark, else Keycloak's."""
+        return _epoch(self.marks.get(EXPIRES_ATTRIBUTE)) or _epoch(
+            self.marks.get(SECRET_EXPIRY_ATTRIBUTE)
+        )
+
+    @property
+    def quarantined_since(self) -> datetime | None:
+        return _epoch(self.marks.get(QUARANTINED_ATTRIBUTE))
+
+    @property
+    def enabled_before_quarantine(self) -> bool:
+        return self.marks.get(QUARANTINED_ENABLED_ATTRIBUTE) == "true"
+
+    @property
+    def jwks_url(self) -> str | None:
+        """Where Keycloak reads a private_key_jwt key's public keys, if from a URL."""
+        return self.marks.get("jwks.url", "") if self.marks.get("use.jwks.url") == "true" else None
+
+    @property
+    def jwks(self) -> str:
+        """A private_key_jwt key's public keys held inline, as a JWKS document."""
+        return self.marks.get("jwks.string", "")
+
+    @property
+    def rotated_secret_until(self) -> int | None:
+        """When the previous secret stops (epoch seconds), if the client holds one."""
+        if not self.marks.get(ROTATED_SECRET_ATTRIBUTE):
+            return None
+        try:
+            return int(self.marks.get(ROTATED_EXPIRY_ATTRIBUTE) or 0)
+        except ValueError:
+            return 0
+
+
+def _epoch(value: str | None) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(value or ""), tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
