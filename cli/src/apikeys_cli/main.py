@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from apikeys_cli import signin
-from apikeys_cli.http import Failure, Usage, request
+from apikeys_cli.errors import Failure, NotSignedIn, Usage
+from apikeys_cli.http import request
 
 DEFAULT_PORTAL = "http://127.0.0.1:8000"
 KEY_COLUMNS = ("name", "api", "client_id", "status", "expires_at", "last_used_at")
@@ -529,7 +530,7 @@ def _portal(args: argparse.Namespace) -> str:
     if not chosen:
         try:
             chosen = signin.load()["portal"]
-        except signin.NotSignedIn:
+        except NotSignedIn:
             chosen = DEFAULT_PORTAL
     return str(chosen).rstrip("/")
 
