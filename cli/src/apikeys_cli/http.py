@@ -6,38 +6,13 @@ import json
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
+from apikeys_cli.errors import Failure, NotFound, NotSignedIn, Refused, Unavailable
+
 if TYPE_CHECKING:
     import urllib.error
 
 TIMEOUT = 30
 USER_AGENT = "apikeys-cli/0.1"
-
-
-class Failure(Exception):
-    """A request that did not succeed; `exit_code` tells scripts what kind of failure."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, *, status: int = 0, body: Any = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = body
-
-
-class Usage(Failure):
-    exit_code = 2
-
-
-class NotFound(Failure):
-    exit_code = 4
-
-
-class Refused(Failure):
-    exit_code = 5
-
-
-class Unavailable(Failure):
-    exit_code = 6
 
 
 def get_json(url: str, token: str | None = None) -> Any:
@@ -94,8 +69,6 @@ def _failure(error: urllib.error.HTTPError) -> Failure:
     message = detail or f"{error.code} {error.reason}"
     kind: type[Failure]
     if error.code == 401:
-        from apikeys_cli.signin import NotSignedIn
-
         kind = NotSignedIn
     elif error.code == 404:
         kind = NotFound

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from apikeys_cli import signin
-from apikeys_cli.http import Failure, Usage, request
+from apikeys_cli.errors import Failure, NotSignedIn, Usage
+from apikeys_cli.http import request
 
 DEFAULT_PORTAL = "http://127.0.0.1:8000"
 KEY_COLUMNS = ("name", "api", "client_id", "status", "expires_at", "last_used_at")
@@ -342,7 +343,7 @@ def admin_audit(args: argparse.Namespace) -> int:
     return _table(args, found["items"], columns)
 
 
-# The parser
+# The parser: the top level, then one function per command group, in the order `--help` lists
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -357,37 +358,63 @@ def _parser() -> argparse.ArgumentParser:
         help=f"the portal's address (default: $APIKEYS_PORTAL, the last login's, {DEFAULT_PORTAL})",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_account_commands(commands)
+    _add_keys_commands(commands)
+    _add_public_keys_commands(commands)
+    _add_webhooks_commands(commands)
+    _add_secrets_commands(commands)
+    _add_admin_commands(commands)
+    return parser
 
-    def command(
-        group: Any,
-        name: str,
-        run: Callable[[argparse.Namespace], int],
-        text: str,
-        *,
-        out: bool = True,
-    ) -> argparse.ArgumentParser:
-        sub: argparse.ArgumentParser = group.add_parser(name, help=text, description=text)
-        sub.set_defaults(run=run)
-        if out:
-            sub.add_argument("--json", action="store_true", help="JSON for scripts")
-        return sub
 
-    sub = command(commands, "login", login, "sign in through Keycloak in your browser", out=False)
+def _add_account_commands(commands: Any) -> None:
+    """Signing in and out, and what needs no group: who you are, the APIs, your activity."""
+    sub = _command(commands, "login", login, "sign in through Keycloak in your browser", out=False)
     sub.add_argument("--no-browser", action="store_true", help="print the address only")
     sub.add_argument("--device", action="store_true", help="sign in with a code on another device")
-    command(commands, "logout", logout, "revoke this device's sign-in and forget it", out=False)
-    command(commands, "me", me, "who you are signed in as")
-    command(commands, "token", token, "print a current access token for the API", out=False)
-    command(commands, "apis", apis, "the APIs you can make keys for")
-    command(commands, "activity", activity, "what happened to your keys").add_argument(
+    _command(commands, "logout", logout, "revoke this device's sign-in and forget it", out=False)
+    _command(commands, "me", me, "who you are signed in as")
+    _command(commands, "token", token, "print a current access token for the API", out=False)
+    _command(commands, "apis", apis, "the APIs you can make keys for")
+    _command(commands, "activity", activity, "what happened to your keys").add_argument(
         "--limit", type=int, default=50
     )
 
+
+def _add_keys_commands(commands: Any) -> None:
     keys = _group(commands, "keys", "your API keys")
-    command(keys, "list", keys_list, "your live keys").add_argument(
+    _command(keys, "list", keys_list, "your live keys").add_argument(
         "--all", action="store_true", help="ended keys too"
     )
-    sub = command(keys, "create", keys_create, "make a key; its secret is shown once")
+    _add_keys_create(keys)
+    _key_command(keys, "show", keys_show, "one key")
+    text = "a new secret (shown once); the old one stops, or after --grace"
+    sub = _key_command(keys, "rotate", keys_rotate, text)
+    sub.add_argument("--output", choices=["table", "env"], default="table")
+    sub.add_argument(
+        "--grace",
+        default="0",
+        help="keep the old secret working this long too: 30m, 12h, 7d (default 0)",
+    )
+    text = "stop the previous secret now, before its grace ends"
+    _key_command(keys, "end-grace", keys_end_grace, text)
+    sub = _key_command(keys, "rename", keys_rename, "give a key another name or description")
+    sub.add_argument("--name", help="1 to 64 printable characters")
+    sub.add_argument("--description", help="up to 500 characters ('' to clear)")
+    text = "a key's daily tokens and failed attempts, last 30 days"
+    _key_command(keys, "usage", keys_usage, text)
+    _key_command(keys, "reinstate", keys_reinstate, "reinstate a key suspended for being unused")
+    sub = _key_command(keys, "revoke", keys_revoke, "revoke a key: it stops working")
+    sub.add_argument("--yes", action="store_true", help="do not ask")
+    text = "finish setting up an unfinished key (its secret, once)"
+    sub = _key_command(keys, "finish", keys_finish, text)
+    sub.add_argument("--output", choices=["table", "env"], default="table")
+    sub = _key_command(keys, "discard", keys_discard, "discard an unfinished key")
+    sub.add_argument("--yes", action="store_true", help="do not ask")
+
+
+def _add_keys_create(keys: Any) -> None:
+    sub = _command(keys, "create", keys_create, "make a key; its secret is shown once")
     sub.add_argument("name")
     sub.add_argument("--api", required=True, help="the API's slug (see `apikeys apis`)")
     sub.add_argument("--days", type=int, help="how long it stays valid (default 90)")
@@ -403,52 +430,30 @@ def _parser() -> argparse.ArgumentParser:
         "JWKS, from FILE (- for standard input). Never the private key.",
     )
     signed.add_argument("--jwks-url", help="private_key_jwt, with your JWKS at this URL")
-    for name, run, text in (
-        ("show", keys_show, "one key"),
-        ("rotate", keys_rotate, "a new secret (shown once); the old one stops, or after --grace"),
-        ("end-grace", keys_end_grace, "stop the previous secret now, before its grace ends"),
-        ("rename", keys_rename, "give a key another name or description"),
-        ("usage", keys_usage, "a key's daily tokens and failed attempts, last 30 days"),
-        ("reinstate", keys_reinstate, "reinstate a key suspended for being unused"),
-        ("revoke", keys_revoke, "revoke a key: it stops working"),
-        ("finish", keys_finish, "finish setting up an unfinished key (its secret, once)"),
-        ("discard", keys_discard, "discard an unfinished key"),
-    ):
-        sub = command(keys, name, run, text)
-        sub.add_argument("key", help="the key's client id (apikey-...) or id")
-        if name in ("rotate", "finish"):
-            sub.add_argument("--output", choices=["table", "env"], default="table")
-        if name == "rotate":
-            sub.add_argument(
-                "--grace",
-                default="0",
-                help="keep the old secret working this long too: 30m, 12h, 7d (default 0)",
-            )
-        if name in ("revoke", "discard"):
-            sub.add_argument("--yes", action="store_true", help="do not ask")
-        if name == "rename":
-            sub.add_argument("--name", help="1 to 64 printable characters")
-            sub.add_argument("--description", help="up to 500 characters ('' to clear)")
 
+
+def _add_public_keys_commands(commands: Any) -> None:
     public = _group(commands, "public-keys", "the public keys of a private_key_jwt key")
-    command(public, "list", public_keys_list, "a key's public keys").add_argument("key")
-    sub = command(public, "add", public_keys_add, "add a public key (PEM, JWK or JWKS)")
+    _command(public, "list", public_keys_list, "a key's public keys").add_argument("key")
+    sub = _command(public, "add", public_keys_add, "add a public key (PEM, JWK or JWKS)")
     sub.add_argument("key")
     sub.add_argument("file", help="the public key's file, or - for standard input")
-    sub = command(public, "remove", public_keys_remove, "remove a public key: it stops working")
+    sub = _command(public, "remove", public_keys_remove, "remove a public key: it stops working")
     sub.add_argument("key")
     sub.add_argument("kid", help="the kid of the key to remove")
-    sub = command(public, "refresh", public_keys_refresh, "make Keycloak read the keys again")
+    sub = _command(public, "refresh", public_keys_refresh, "make Keycloak read the keys again")
     sub.add_argument("key")
 
+
+def _add_webhooks_commands(commands: Any) -> None:
     hooks = _group(commands, "webhooks", "endpoints that hear about your keys")
-    command(hooks, "list", webhooks_list, "your endpoints")
-    sub = command(hooks, "create", webhooks_create, "add an endpoint; its secret is shown once")
+    _command(hooks, "list", webhooks_list, "your endpoints")
+    sub = _command(hooks, "create", webhooks_create, "add an endpoint; its secret is shown once")
     sub.add_argument("url")
     sub.add_argument("--description", default="")
     sub.add_argument("--event", action="append", help="an event it wants (repeat; default all)")
-    command(hooks, "show", webhooks_show, "one endpoint").add_argument("endpoint")
-    sub = command(hooks, "update", webhooks_update, "change, pause or resume an endpoint")
+    _command(hooks, "show", webhooks_show, "one endpoint").add_argument("endpoint")
+    sub = _command(hooks, "update", webhooks_update, "change, pause or resume an endpoint")
     sub.add_argument("endpoint")
     sub.add_argument("--url")
     sub.add_argument("--description")
@@ -456,34 +461,34 @@ def _parser() -> argparse.ArgumentParser:
     paused = sub.add_mutually_exclusive_group()
     paused.add_argument("--pause", action="store_true")
     paused.add_argument("--resume", action="store_true")
-    sub = command(hooks, "delete", webhooks_delete, "delete an endpoint and its log")
+    sub = _command(hooks, "delete", webhooks_delete, "delete an endpoint and its log")
     sub.add_argument("endpoint")
     sub.add_argument("--yes", action="store_true", help="do not ask")
-    sub = command(hooks, "rotate-secret", webhooks_rotate, "a new signing secret (once)")
+    sub = _command(hooks, "rotate-secret", webhooks_rotate, "a new signing secret (once)")
     sub.add_argument("endpoint")
     sub.add_argument("--overlap", default="0", help="the old one signs too this long: 24h")
-    command(hooks, "test", webhooks_test, "send a test event").add_argument("endpoint")
-    sub = command(hooks, "log", webhooks_log, "the delivery log")
+    _command(hooks, "test", webhooks_test, "send a test event").add_argument("endpoint")
+    sub = _command(hooks, "log", webhooks_log, "the delivery log")
     sub.add_argument("endpoint")
     sub.add_argument("--limit", type=int, default=25)
-    sub = command(hooks, "resend", webhooks_resend, "deliver a message again (same id)")
+    sub = _command(hooks, "resend", webhooks_resend, "deliver a message again (same id)")
     sub.add_argument("endpoint")
     sub.add_argument("message", help="the message id (msg_...)")
 
-    secrets = _group(commands, "secrets", "secrets found somewhere")
-    command(
-        secrets,
-        "check",
-        secrets_check,
-        "is this secret (read from standard input) one of your keys', and does it work?",
-    )
 
+def _add_secrets_commands(commands: Any) -> None:
+    secrets = _group(commands, "secrets", "secrets found somewhere")
+    text = "is this secret (read from standard input) one of your keys', and does it work?"
+    _command(secrets, "check", secrets_check, text)
+
+
+def _add_admin_commands(commands: Any) -> None:
     admin = _group(commands, "admin", "for portal administrators")
-    sub = command(admin, "keys", admin_keys, "every key, filtered")
+    sub = _command(admin, "keys", admin_keys, "every key, filtered")
     for name in ("q", "api", "status", "unused-days", "sort"):
         sub.add_argument(f"--{name}")
     sub.add_argument("--limit", type=int, default=50)
-    command(admin, "show", admin_show, "any key").add_argument("key")
+    _command(admin, "show", admin_show, "any key").add_argument("key")
     for decision, text in (
         ("approve", "approve a pending key"),
         ("reject", "reject a pending key, with a reason"),
@@ -491,7 +496,7 @@ def _parser() -> argparse.ArgumentParser:
         ("reinstate", "reinstate a suspended key"),
         ("revoke", "revoke any key, with a reason"),
     ):
-        sub = command(admin, decision, admin_decide, text)
+        sub = _command(admin, decision, admin_decide, text)
         sub.set_defaults(decision=decision)
         sub.add_argument("key")
         if decision != "approve":
@@ -500,13 +505,37 @@ def _parser() -> argparse.ArgumentParser:
             )
         if decision == "revoke":
             sub.add_argument("--yes", action="store_true", help="do not ask")
-    sub = command(admin, "audit", admin_audit, "the audit trail")
+    sub = _command(admin, "audit", admin_audit, "the audit trail")
     for name in ("actor", "action", "key", "since", "until"):
         sub.add_argument(f"--{name}")
     sub.add_argument("--limit", type=int, default=50)
-    sub = command(admin, "apis", apis, "the whole catalog")
+    sub = _command(admin, "apis", apis, "the whole catalog")
     sub.set_defaults(all=True)
-    return parser
+
+
+def _command(
+    group: Any,
+    name: str,
+    run: Callable[[argparse.Namespace], int],
+    text: str,
+    *,
+    out: bool = True,
+) -> argparse.ArgumentParser:
+    """A command running `run`; with `out`, it also takes --json."""
+    sub: argparse.ArgumentParser = group.add_parser(name, help=text, description=text)
+    sub.set_defaults(run=run)
+    if out:
+        sub.add_argument("--json", action="store_true", help="JSON for scripts")
+    return sub
+
+
+def _key_command(
+    keys: Any, name: str, run: Callable[[argparse.Namespace], int], text: str
+) -> argparse.ArgumentParser:
+    """A command about one of your keys, named by its first argument."""
+    sub = _command(keys, name, run, text)
+    sub.add_argument("key", help="the key's client id (apikey-...) or id")
+    return sub
 
 
 # Helpers
@@ -529,7 +558,7 @@ def _portal(args: argparse.Namespace) -> str:
     if not chosen:
         try:
             chosen = signin.load()["portal"]
-        except signin.NotSignedIn:
+        except NotSignedIn:
             chosen = DEFAULT_PORTAL
     return str(chosen).rstrip("/")
 

@@ -22,13 +22,10 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from apikeys_cli.http import Failure, get_json, post_form
+from apikeys_cli.errors import Failure, NotSignedIn
+from apikeys_cli.http import get_json, post_form
 
 LOGIN_TIMEOUT = 300  # seconds to wait for the browser
-
-
-class NotSignedIn(Failure):
-    exit_code = 3
 
 
 def credentials_file() -> Path:
