@@ -180,6 +180,10 @@ KEYCLOAK_URL = env("KEYCLOAK_URL", local="http://127.0.0.1:8080").rstrip("/")
 KEYCLOAK_PUBLIC_URL = env("KEYCLOAK_PUBLIC_URL", KEYCLOAK_URL).rstrip("/")
 KEYCLOAK_REALM = env("KEYCLOAK_REALM", "portal")
 KEYCLOAK_TIMEOUT = int(env("KEYCLOAK_TIMEOUT", "5"))
+# bootstrap_keycloak's calls, which include one-time heavy ones (creating the realm takes
+# Keycloak 10-60 s on a busy small machine): seconds each may take, and how long in all it
+# waits for a realm Keycloak is still creating.
+KEYCLOAK_BOOTSTRAP_TIMEOUT = int(env("KEYCLOAK_BOOTSTRAP_TIMEOUT", "180"))
 # This deployment's name, stamped on every key client it makes: reconcile and the jobs act
 # only on clients stamped with it, so two portals (staging and production, an old and a new
 # deployment) can share a realm. Required in production; never change it once keys exist.

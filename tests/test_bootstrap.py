@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
 from io import StringIO
 from typing import Any
 
@@ -229,3 +233,62 @@ def test_the_key_secrets_client_policy_is_in_place_beside_others(
     profiles = keycloak.get_client_policies(bootstrapped, "profiles")
     (profile,) = [p for p in profiles if p["name"] == desired.KEY_SECRETS_POLICY]
     assert profile["executors"][0]["executor"] == "secret-rotation"
+
+
+@pytest.fixture
+def new_realm(settings: Any) -> Iterator[str]:
+    """A realm name bootstrap has not made yet (the first start); the realm goes after."""
+    name = f"first-start-{uuid.uuid4().hex[:8]}"
+    settings.KEYCLOAK_REALM = name
+    yield name
+    master = keycloak.connect(
+        realm="master",
+        username=os.environ["KEYCLOAK_BOOTSTRAP_ADMIN_USERNAME"],
+        password=os.environ["KEYCLOAK_BOOTSTRAP_ADMIN_PASSWORD"],
+        timeout=settings.KEYCLOAK_BOOTSTRAP_TIMEOUT,
+    )
+    with contextlib.suppress(keycloak.NotFound):
+        master.admin.delete_realm(name)
+
+
+@pytest.mark.django_db
+def test_a_first_start_waits_as_long_as_keycloak_takes_to_make_the_realm(
+    new_realm: str, settings: Any
+) -> None:
+    settings.KEYCLOAK_TIMEOUT = 0.05  # far less than making a realm takes: the run-time bound
+    out = StringIO()
+
+    call_command("bootstrap_keycloak", stdout=out)
+
+    assert f"Creating the realm {new_realm}" in out.getvalue()
+    assert f"created realm {new_realm}" in out.getvalue()
+    assert keycloak.get_realm(_admin_of(new_realm)) is not None
+
+
+def test_a_realm_whose_answer_was_lost_is_waited_for_not_made_twice(
+    new_realm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = keycloak.create_realm
+
+    def answer_lost(conn: Connection, rep: dict[str, Any]) -> None:
+        real(conn, rep)  # Keycloak makes it; the answer comes after the portal stopped waiting
+        raise keycloak.KeycloakUnavailable("Keycloak is unreachable: Read timed out")
+
+    monkeypatch.setattr(keycloak, "create_realm", answer_lost)
+    told: list[str] = []
+
+    changes = bootstrap.run(_admin_of(new_realm), [sample_api()], tell=told.append)
+
+    assert changes[0] == f"created realm {new_realm}"
+    assert any("waiting for the realm to appear" in line for line in told)
+    assert bootstrap.run(_admin_of(new_realm), [sample_api()]) == []  # and all of it in shape
+
+
+def _admin_of(realm: str) -> Connection:
+    return keycloak.connect(
+        realm=realm,
+        username=os.environ["KEYCLOAK_BOOTSTRAP_ADMIN_USERNAME"],
+        password=os.environ["KEYCLOAK_BOOTSTRAP_ADMIN_PASSWORD"],
+        user_realm="master",
+        timeout=settings.KEYCLOAK_BOOTSTRAP_TIMEOUT,
+    )

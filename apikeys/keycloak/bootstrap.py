@@ -9,7 +9,9 @@ per change it made.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import time
+from collections.abc import Callable, Iterable
 
 from django.conf import settings
 
@@ -19,9 +21,12 @@ from apikeys.keycloak.client import Connection, Representation
 from apikeys.models import Api
 
 
-def run(conn: Connection, apis: Iterable[Api]) -> list[str]:
-    """Bring the realm and everything the portal owns in it to the wanted state."""
-    changes = ensure_realm(conn)
+def run(
+    conn: Connection, apis: Iterable[Api], *, tell: Callable[[str], None] = lambda line: None
+) -> list[str]:
+    """Bring the realm and everything the portal owns in it to the wanted state; `tell`
+    hears what a long step waits for."""
+    changes = ensure_realm(conn, tell=tell)
     changes += ensure_realm_role(conn, desired.admin_role())
     changes += ensure_client(conn, desired.login_client())
     changes += ensure_client_realm_scope(
@@ -39,7 +44,7 @@ def run(conn: Connection, apis: Iterable[Api]) -> list[str]:
     return changes
 
 
-def ensure_realm(conn: Connection) -> list[str]:
+def ensure_realm(conn: Connection, *, tell: Callable[[str], None] = lambda line: None) -> list[str]:
     """Create the realm, or bring what the portal sets in it in line.
 
     What an operator added stays: SMTP settings the portal does not set (TLS, a login),
@@ -50,7 +55,7 @@ def ensure_realm(conn: Connection) -> list[str]:
     current = keycloak.get_realm(conn)
     wanted["eventsListeners"] = _event_listeners(conn, current)
     if current is None:
-        keycloak.create_realm(conn, wanted)
+        _create_realm(conn, wanted, tell)
         return [f"created realm {conn.realm}"]
     wanted["smtpServer"] = {**(current.get("smtpServer") or {}), **wanted["smtpServer"]}
     events = set(current.get("enabledEventTypes") or []) | set(wanted["enabledEventTypes"])
@@ -62,6 +67,33 @@ def ensure_realm(conn: Connection) -> list[str]:
         keycloak.update_realm(conn, wanted)
         return [f"updated realm {conn.realm}"]
     return []
+
+
+def _create_realm(conn: Connection, wanted: Representation, tell: Callable[[str], None]) -> None:
+    """The one-time heavy step: a busy Keycloak may take a minute, or answer after the
+    portal gave up waiting while it carries on. Then the realm appears a little later: it
+    is waited for (and a 409 means an earlier attempt made it)."""
+    limit = settings.KEYCLOAK_BOOTSTRAP_TIMEOUT
+    tell(f"Creating the realm {conn.realm} in Keycloak (once; up to {limit} s on a busy machine)")
+    try:
+        keycloak.create_realm(conn, wanted)
+        return
+    except keycloak.AlreadyExists:
+        return  # made by an attempt whose answer was lost
+    except keycloak.KeycloakUnavailable as error:
+        if not error.reached:
+            raise
+        tell(f"Keycloak did not answer in time ({error}); waiting for the realm to appear")
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        with contextlib.suppress(keycloak.KeycloakUnavailable):
+            if keycloak.get_realm(conn) is not None:
+                return
+    raise keycloak.KeycloakUnavailable(
+        f"Keycloak did not create the realm {conn.realm} within {limit} s "
+        "(KEYCLOAK_BOOTSTRAP_TIMEOUT); run bootstrap_keycloak again once it answers"
+    )
 
 
 def _event_listeners(conn: Connection, current: Representation | None) -> list[str]:

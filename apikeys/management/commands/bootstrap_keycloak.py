@@ -53,9 +53,10 @@ class Command(BaseCommand):
             username=username,
             password=password,
             user_realm="master",
+            timeout=settings.KEYCLOAK_BOOTSTRAP_TIMEOUT,  # one-time heavy steps are slow
         )
         try:
-            changes = bootstrap.run(conn, Api.objects.all())
+            changes = bootstrap.run(conn, Api.objects.all(), tell=self.stdout.write)
         except keycloak.KeycloakFailure as error:
             raise CommandError(str(error)) from error
         for line in changes:
