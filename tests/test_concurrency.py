@@ -20,6 +20,7 @@ from apikeys.credentials.secret_format import PATTERN
 from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, User
 from tests.conftest import key_clients_in_keycloak
+from tests.oidc import cli_tokens
 
 pytestmark = [
     pytest.mark.embedded,
@@ -106,3 +107,27 @@ def test_one_form_sent_twice_at_once_makes_one_key_and_says_so(
 
     assert sorted(outcome(r) for r in responses) == ["already made", "made"]
     assert owner.api_keys.count() == 1
+
+
+@pytest.mark.parametrize("attempt", range(3))  # a race: three chances to lose it
+def test_six_retries_at_once_with_one_idempotency_key_make_one_key_and_name_it(
+    live_server: Any, sample: Api, make_keycloak_user: Any, attempt: int
+) -> None:
+    account = make_keycloak_user()  # new to the portal: its first requests make its record
+    token = cli_tokens(account.email, account.password)["access_token"]
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": f"deploy-{attempt}"}
+    body = {"name": "retried", "api": "sample"}
+
+    def create(_: int) -> requests.Response:
+        url = f"{live_server.url}/api/v1/keys"
+        return requests.post(url, json=body, headers=headers, timeout=60)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(create, range(6)))
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201, 409, 409, 409, 409, 409], [r.text for r in responses]
+    made = next(r.json() for r in responses if r.status_code == 201)
+    named = {r.json()["key_id"] for r in responses if r.status_code == 409}
+    assert named == {made["key"]["id"]}
+    assert ApiKey.objects.filter(name="retried").count() == 1

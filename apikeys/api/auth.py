@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
@@ -77,7 +78,11 @@ def _portal_user(claims: dict[str, Any]) -> User:
             setattr(user, name, value)
         if new:
             user.set_unusable_password()
-        user.save()
+        try:
+            with transaction.atomic():
+                user.save()
+        except IntegrityError:  # a concurrent first request made them a moment ago
+            return User.objects.get(username=sub)
     return user
 
 
