@@ -104,12 +104,13 @@ def test_the_login_client_allows_only_code_with_pkce(bootstrapped: Connection) -
 
 def test_the_service_account_holds_only_its_least_roles(bootstrapped: Connection) -> None:
     conn = keycloak.portal_connection()
-    # It can read clients and events ...
+    # It can read clients, events and users (recovery asks whether a key's owner exists) ...
     assert keycloak.find_client(conn, settings.OIDC_RP_CLIENT_ID) is not None
     assert isinstance(keycloak._request(conn, "GET", "/events", params={"max": 1}), list)
-    # ... but not users, roles of the realm's admins, or other realms.
+    someone = keycloak._request(conn, "GET", "/users", params={"max": 1})
+    # ... but not change users, nor make realms.
     with pytest.raises(keycloak.KeycloakRejected) as users:
-        keycloak._request(conn, "GET", "/users", params={"max": 1})
+        keycloak._request(conn, "PUT", f"/users/{someone[0]['id']}", {"firstName": "Mallory"})
     assert users.value.status == 403
     with pytest.raises(keycloak.KeycloakRejected) as realms:
         keycloak._request(conn, "POST", "/admin/realms", {"realm": "escalated", "enabled": True})
@@ -120,7 +121,7 @@ def test_the_service_account_holds_only_its_least_roles(bootstrapped: Connection
     management = keycloak.find_client(bootstrapped, "realm-management")
     assert management is not None
     held = keycloak.get_roles(bootstrapped, keycloak.user_roles_path(user["id"], management["id"]))
-    assert held == {"manage-clients", "view-events"}
+    assert held == {"manage-clients", "view-events", "view-users"}
 
 
 def test_each_catalog_api_has_an_audience_scope(bootstrapped: Connection) -> None:
@@ -159,7 +160,7 @@ def test_it_repairs_settings_changed_behind_its_back(bootstrapped: Connection) -
     assert repaired is not None
     assert repaired["directAccessGrantsEnabled"] is False
     held = keycloak.get_roles(bootstrapped, keycloak.user_roles_path(user["id"], management["id"]))
-    assert held == {"manage-clients", "view-events"}
+    assert held == {"manage-clients", "view-events", "view-users"}
 
 
 def test_it_keeps_an_operators_smtp_and_event_settings(bootstrapped: Connection) -> None:

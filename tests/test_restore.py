@@ -380,3 +380,77 @@ def test_a_copy_of_another_deployments_database_changes_none_of_its_clients(
 
     assert theirs.get().status == "active"
     assert request_token(key.client_id, made.secret).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)  # the backup must see what was committed
+def test_a_customer_who_joined_after_the_backup_keeps_their_key_working(
+    sample: Api, key_clients: Connection, make_keycloak_user: Any, tmp_path: Path
+) -> None:
+    put_back = take_backup(tmp_path / "backup")
+    account = make_keycloak_user()  # signs up after the backup, signs in, makes a key
+    newcomer = User.objects.create(username=account.id, email=account.email)
+    made = issue(newcomer, sample, "made by a newcomer")
+
+    put_back()
+    assert not User.objects.filter(username=account.id).exists()
+    report = reconcile(grace=timedelta(0))
+
+    assert [f.action for f in report.findings] == ["rebuild its record"], list(describe(report))
+    assert all(f.done for f in report.findings)
+    key = ApiKey.objects.get(client_id=made.key.client_id)
+    assert key.status == "active"
+    assert (key.owner.username, key.owner.email, key.owner.is_active) == (
+        account.id,
+        account.email,
+        True,
+    )
+    assert request_token(made.key.client_id, made.secret).status_code == 200
+    entry = AuditEntry.objects.get(key=key, action=AuditEntry.Action.RECOVERED)
+    assert "rebuilt from Keycloak" in entry.reason
+    assert any(f"/keys/{key.pk}/rename/" in plain_text(m) for m in messages_to(account.email))
+    assert reconcile(grace=timedelta(0)).findings == []
+
+
+def test_a_disabled_or_deleted_owner_in_keycloak_still_means_quarantine(
+    sample: Api, key_clients: Connection, make_keycloak_user: Any
+) -> None:
+    disabled, deleted = make_keycloak_user(), make_keycloak_user()
+    key_clients.admin.update_user(disabled.id, {"enabled": False})
+    key_clients.admin.delete_user(deleted.id)
+    lost = [
+        lost_key(key_clients, User(username=account.id), sample) for account in (disabled, deleted)
+    ]
+
+    report = reconcile(grace=timedelta(0))
+
+    assert [f.action for f in report.findings] == ["quarantine it (disable)"] * 2
+    problems = {f.client_id: f.problem for f in report.findings}
+    assert "disabled in Keycloak" in problems[lost[0].client_id]
+    assert "no account in Keycloak" in problems[lost[1].client_id]
+    assert not User.objects.exists()
+    for made in lost:
+        assert request_token(made.client_id, made.secret).status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)  # the backup must see what was committed
+def test_a_rotation_made_after_the_backup_keeps_its_grace_period(
+    owner: User, sample: Api, key_clients: Connection, tmp_path: Path
+) -> None:
+    before = issue(owner, sample, "rotated after the backup")
+    put_back = take_backup(tmp_path / "backup")
+    rotated = lifecycle.rotate_secret(before.key, actor=owner, grace=timedelta(hours=2))
+    later = issue(owner, sample, "made and rotated after the backup")
+    again = lifecycle.rotate_secret(later.key, actor=owner, grace=timedelta(hours=1))
+
+    put_back()
+    report = reconcile(grace=timedelta(0))
+
+    assert "end it" not in [f.action for f in report.findings], list(describe(report))
+    assert all(f.done for f in report.findings), list(describe(report))
+    for old, new in ((before, rotated), (later, again)):
+        assert request_token(old.key.client_id, old.secret).status_code == 200  # still in grace
+        assert request_token(new.key.client_id, new.secret).status_code == 200
+        key = ApiKey.objects.get(client_id=new.key.client_id)
+        assert key.previous_secret_until is not None
+        assert abs(key.previous_secret_until - new.key.previous_secret_until) < timedelta(seconds=1)
+    assert reconcile(grace=timedelta(0)).findings == []

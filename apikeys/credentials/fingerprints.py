@@ -33,6 +33,19 @@ def record_issued(key: ApiKey, secret: str, *, now: datetime) -> None:
     SecretFingerprint.objects.create(key=key, digest=fingerprint(secret), issued_at=now)
 
 
+@sensitive_variables("secret")
+def record_replaced(
+    key: ApiKey, secret: str, *, issued_at: datetime, replaced_at: datetime
+) -> None:
+    """Keep the fingerprint of a secret that was already replaced, unless it is kept (a
+    record rebuilt after a restore learns of a rotation's previous secret)."""
+    digest = fingerprint(secret)
+    if not key.fingerprints.filter(digest=digest).exists():
+        SecretFingerprint.objects.create(
+            key=key, digest=digest, issued_at=issued_at, replaced_at=replaced_at
+        )
+
+
 @dataclass(frozen=True)
 class Match:
     key: ApiKey

@@ -400,6 +400,17 @@ def get_client_secret(conn: Connection, client_uuid: str) -> str:
     return str(answer["value"])
 
 
+@sensitive_variables()
+def get_rotated_secret(conn: Connection, client_uuid: str) -> str | None:
+    """GET /admin/realms/{realm}/clients/{uuid}/client-secret/rotated: the previous secret
+    of a rotation's grace period, or None. Read only to fingerprint it, never kept."""
+    try:
+        answer = _request(conn, "GET", f"/clients/{client_uuid}/client-secret/rotated")
+    except NotFound:
+        return None
+    return str(answer["value"]) if answer and answer.get("value") else None
+
+
 def delete_rotated_secret(conn: Connection, client_uuid: str) -> None:
     """DELETE /admin/realms/{realm}/clients/{uuid}/client-secret/rotated: the old one stops."""
     _request(conn, "DELETE", f"/clients/{client_uuid}/client-secret/rotated")
@@ -457,6 +468,32 @@ def set_client_scope_of_client(
     """PUT or DELETE /admin/realms/{realm}/clients/{uuid}/{kind}-client-scopes/{scopeId}."""
     method = "PUT" if attached else "DELETE"
     _request(conn, method, f"/clients/{client_uuid}/{kind}-client-scopes/{scope_id}")
+
+
+@dataclass(frozen=True)
+class Account:
+    """A person's Keycloak account, as the portal reads it."""
+
+    id: str  # the `sub` of their tokens
+    email: str
+    first_name: str
+    last_name: str
+    enabled: bool
+
+
+def get_account(conn: Connection, user_id: str) -> Account | None:
+    """GET /admin/realms/{realm}/users/{id} (view-users): the account, or None if there is none."""
+    try:
+        user = _request(conn, "GET", f"/users/{user_id}")
+    except NotFound:
+        return None
+    return Account(
+        id=str(user["id"]),
+        email=str(user.get("email") or ""),
+        first_name=str(user.get("firstName") or ""),
+        last_name=str(user.get("lastName") or ""),
+        enabled=bool(user.get("enabled")),
+    )
 
 
 def get_service_account_user(conn: Connection, client_uuid: str) -> Representation:

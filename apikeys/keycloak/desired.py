@@ -37,8 +37,10 @@ from apikeys.models import Api, ApiKey
 ASSERTION_MAX_AGE_SECONDS = 60
 
 # The least realm-management roles the portal's run-time identity needs: create, update and
-# delete key clients and client scopes (manage-clients), read CLIENT_LOGIN events (view-events).
-SERVICE_ROLES = frozenset({"manage-clients", "view-events"})
+# delete key clients and client scopes (manage-clients), read CLIENT_LOGIN events (view-events),
+# and read one account by id (view-users): after a restore, whether the owner a key's client
+# names is a real, enabled person (apikeys/operations/recovery.py). No user is ever changed.
+SERVICE_ROLES = frozenset({"manage-clients", "view-events", "view-users"})
 # The event listener of keycloak-extension/ (its provider id), which pushes events.
 EVENT_LISTENER = "apikey-portal"
 # Which user events Keycloak stores, and for how long.

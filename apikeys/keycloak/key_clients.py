@@ -123,6 +123,11 @@ class KeyClient:
         return self.marks.get("jwks.string", "")
 
     @property
+    def rotated_at(self) -> datetime | None:
+        """When the secret was last rotated with a grace period, if Keycloak says."""
+        return _epoch(self.marks.get(ROTATED_CREATED_ATTRIBUTE))
+
+    @property
     def rotated_secret_until(self) -> int | None:
         """When the previous secret stops (epoch seconds), if the client holds one."""
         if not self.marks.get(ROTATED_SECRET_ATTRIBUTE):

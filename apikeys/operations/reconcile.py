@@ -251,7 +251,7 @@ def _check_unrecorded(
             done=True,
         )
         return _Plan(finding, lambda: None)
-    found = recovery.examine(client, now)
+    found = recovery.examine(conn, client, now)
     if isinstance(found, recovery.Rebuilt):
         return _Plan(
             Finding(client_id, "a client of this portal with no record", "rebuild its record"),
@@ -304,6 +304,16 @@ def _check_previous_secret(
     until = client.rotated_secret_until
     recorded = key.previous_secret_until
     if until is not None and until > now.timestamp():
+        longer = recorded is None or recorded <= now or until > recorded.timestamp() + 1
+        if longer and not recovery.knows_current_secret(conn, key):
+            return _Plan(
+                Finding(
+                    key.client_id,
+                    "a rotation the records lost (a restore?) is in its grace period",
+                    "record it; the previous secret works until its end",
+                ),
+                lambda: _adopt_rotation(conn, key, now=now),
+            )
         if recorded is None or recorded <= now:
             return _Plan(
                 Finding(key.client_id, "previous secret still works after its grace", "end it"),
@@ -321,6 +331,19 @@ def _check_previous_secret(
             lambda: _record_grace_over(key, now=now),
         )
     return None
+
+
+@sensitive_variables()  # clients read from Keycloak hold secrets
+def _adopt_rotation(conn: Connection, key: ApiKey, *, now: datetime) -> None:
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        if recovery.knows_current_secret(conn, key):
+            return  # rotated since the scan
+        kept = recovery.adopt_rotation(
+            conn, key, keycloak.get_key_client(conn, key.keycloak_id), now
+        )
+        reason = f"Reconcile recorded a rotation the records had lost (a restore?). {kept}"
+        AuditEntry.record(key, AuditEntry.Action.REPAIRED, actor=None, reason=reason.strip())
 
 
 def _end_previous_secret(conn: Connection, key: ApiKey, *, now: datetime) -> None:

@@ -6,16 +6,20 @@ needs to rebuild its record (`desired.key_client`): the marker, the key's id, it
 `sub`, its API's slug, this deployment's instance id and its expiry. Reconcile calls
 `examine` on every client stamped with this portal's instance id that has no record, then:
 
-- owner (an account this portal knows, active) and API found: `recover` rebuilds the record
-  as the client is: active if the client is enabled, suspended (an administrator decides)
-  if it is disabled, expired if past its expiry. The owner is mailed and asked to name it
-  (the record is named "Recovered …"); audited. The client itself is left as it is, except
-  for what the portal keeps on every client (converged as any key's).
-- owner or API not found, or markers that disagree: `quarantine` disables the client and
-  notes when on the client itself (so a second restore does not lose it); audited with its
-  client id. A quarantined client whose owner signs in again (or whose API is restored) is
-  recovered by a later run, and enabled again if it was before. After QUARANTINE_DAYS it is
-  deleted (`quarantine_over`).
+- owner and API found: `recover` rebuilds the record as the client is: active if the client
+  is enabled, suspended (an administrator decides) if it is disabled, expired if past its
+  expiry. An owner who joined after the backup has no account here: if Keycloak has an
+  enabled account with that `sub` (view-users), their portal account is rebuilt too (name
+  and email as Keycloak has them; the rest at their next sign-in). The owner is mailed and
+  asked to name the key (the record is named "Recovered …"); audited. The client itself is
+  left as it is, except for what the portal keeps on every client (converged as any key's).
+  A rotation's grace period the client still carries is kept until its end, and the
+  secrets' fingerprints are recorded again (`adopt_rotation`).
+- no such account in Keycloak, a disabled one, no API, or markers that disagree:
+  `quarantine` disables the client and notes when on the client itself (so a second restore
+  does not lose it); audited with its client id. A quarantined client whose owner is enabled
+  again (or whose API is restored) is recovered by a later run, and enabled again if it was
+  before. After QUARANTINE_DAYS it is deleted (`quarantine_over`).
 
 Nothing here ever makes a client or a secret.
 """
@@ -25,12 +29,13 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.views.decorators.debug import sensitive_variables
 
+from apikeys.credentials import fingerprints
 from apikeys.credentials.public_keys import AcceptedKey, Refused, from_jwks_text
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak import convergence, desired
@@ -49,15 +54,47 @@ DISABLED_WHEN_RECOVERED = (
 
 @dataclass
 class Rebuilt:
-    """A record ready to save, with its public keys (a private_key_jwt key's)."""
+    """A record ready to save, with its public keys (a private_key_jwt key's), and its
+    owner's account when that too must be rebuilt (they joined after the backup)."""
 
     key: ApiKey
     public_keys: list[AcceptedKey] = field(default_factory=list)
+    new_owner: User | None = None
 
 
 @dataclass
 class Unrecoverable:
     why: str
+
+
+def _owner(conn: Connection, sub: str) -> User | Unrecoverable:
+    """The key's owner: their account here, or one rebuilt (unsaved) from Keycloak's."""
+    owner = User.objects.filter(username=sub).first() if sub else None
+    if owner is not None:
+        if not owner.is_active:
+            return Unrecoverable(f"its owner ({owner.email or sub}) is deactivated")
+        return owner
+    account = keycloak.get_account(conn, sub) if _is_uuid(sub) else None
+    if account is None:
+        return Unrecoverable(f"its owner ({sub or 'none named'}) has no account in Keycloak")
+    if not account.enabled:
+        return Unrecoverable(f"its owner ({account.email or sub}) is disabled in Keycloak")
+    owner = User(
+        username=sub,
+        email=account.email,
+        first_name=account.first_name[:150],
+        last_name=account.last_name[:150],
+    )
+    owner.set_unusable_password()
+    return owner
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def quarantine_over(client: KeyClient, now: datetime) -> bool:
@@ -66,7 +103,7 @@ def quarantine_over(client: KeyClient, now: datetime) -> bool:
 
 
 @sensitive_variables()  # clients read from Keycloak hold secrets
-def examine(client: KeyClient, now: datetime) -> Rebuilt | Unrecoverable:
+def examine(conn: Connection, client: KeyClient, now: datetime) -> Rebuilt | Unrecoverable:
     """The record `client` stands for, unsaved; or why it cannot be rebuilt."""
     try:
         key_id = uuid.UUID(client.key_id)
@@ -74,12 +111,9 @@ def examine(client: KeyClient, now: datetime) -> Rebuilt | Unrecoverable:
         return Unrecoverable("it carries no valid key id")
     if client.client_id != f"{ApiKey.CLIENT_ID_PREFIX}{key_id.hex}":
         return Unrecoverable("its key id does not match its client id")
-    sub = client.owner
-    owner = User.objects.filter(username=sub).first() if sub else None
-    if owner is None:
-        return Unrecoverable(f"its owner ({sub or 'none named'}) has no account in this portal")
-    if not owner.is_active:
-        return Unrecoverable(f"its owner ({owner.email or sub}) is deactivated")
+    owner = _owner(conn, client.owner)
+    if isinstance(owner, Unrecoverable):
+        return owner
     api = Api.objects.filter(slug=client.api).first() if client.api else None
     if api is None:
         return Unrecoverable(
@@ -95,7 +129,7 @@ def examine(client: KeyClient, now: datetime) -> Rebuilt | Unrecoverable:
         expires_at=_expiry(client, api, now),
         recovered_at=now,
     )
-    rebuilt = Rebuilt(key)
+    rebuilt = Rebuilt(key, new_owner=owner if owner._state.adding else None)
     if client.signs_with_jwt:
         key.credential = ApiKey.Credential.SIGNED_JWT
         if client.jwks_url is not None:
@@ -139,16 +173,21 @@ def recover(
             return "a record appeared since the scan: left for the next run"
         current = keycloak.get_key_client(conn, client.id)
         if current.representation != client.representation or not _owner_still_active(found):
-            found = examine(current, now)  # changed since the scan: as it is now
+            found = examine(conn, current, now)  # changed since the scan: as it is now
         if isinstance(found, Unrecoverable):
             return quarantine(conn, current, found.why, now)
         key = found.key
+        key.owner = _save_owner(found)
         key.save(force_insert=True)
         lifecycle.record_public_keys(key, found.public_keys)
         reason = (
             "Rebuilt from its client in Keycloak: the portal had no record of it (a restore "
             f"of the portal's database?). Recovered as {key.get_status_display().lower()}."
         )
+        if found.new_owner is not None:
+            reason += f" Its owner's account ({key.owner.email}) was rebuilt from Keycloak's."
+        if grace := adopt_rotation(conn, key, current, now):
+            reason += f" {grace}"
         AuditEntry.record(key, AuditEntry.Action.RECOVERED, actor=None, reason=reason)
         plan = convergence.plan(current, desired.key_client(key, now=now))
         if current.quarantined_since is not None:
@@ -161,10 +200,55 @@ def recover(
 def _owner_still_active(found: Rebuilt | Unrecoverable) -> bool:
     """The rebuilt key's owner is still an active account (locked until the record is made:
     a deactivation waits, and then finds the recovered key to suspend or revoke)."""
-    if isinstance(found, Unrecoverable):
-        return True
+    if isinstance(found, Unrecoverable) or found.new_owner is not None:
+        return True  # a new owner was read from Keycloak just now
     owner = User.objects.select_for_update().filter(pk=found.key.owner.pk).first()
     return owner is not None and owner.is_active
+
+
+def _save_owner(found: Rebuilt) -> User:
+    """The owner's account, saved if rebuilt (or theirs, if they signed in meanwhile)."""
+    if found.new_owner is None:
+        return found.key.owner
+    try:
+        with transaction.atomic():
+            found.new_owner.save(force_insert=True)
+    except IntegrityError:
+        return User.objects.get(username=found.new_owner.username)
+    return found.new_owner
+
+
+@sensitive_variables()  # the secrets read to fingerprint them
+def adopt_rotation(conn: Connection, key: ApiKey, client: KeyClient, now: datetime) -> str:
+    """Take a key's secrets as Keycloak holds them into a record that lost them (a restore):
+    their fingerprints, and a rotation's grace period until the end the client carries,
+    never past the API's longest grace from the rotation nor the key's expiry. What was
+    kept, for the audit entry ("" if nothing)."""
+    if not key.uses_secret:
+        return ""
+    rotated_at = client.rotated_at or now
+    fingerprints.record_issued(key, keycloak.get_client_secret(conn, client.id), now=rotated_at)
+    until = client.rotated_secret_until
+    if until is None or until <= now.timestamp():
+        return ""
+    bound = rotated_at + timedelta(hours=key.api.max_rotation_grace_hours)
+    end = min(datetime.fromtimestamp(until, tz=UTC), bound, key.expires_at)
+    if (previous := keycloak.get_rotated_secret(conn, client.id)) is not None:
+        fingerprints.record_replaced(key, previous, issued_at=rotated_at, replaced_at=rotated_at)
+    key.secret_rotated_at = rotated_at
+    key.previous_secret_until = end
+    key.save(update_fields=["secret_rotated_at", "previous_secret_until"])
+    if end.timestamp() < until:
+        keycloak.update_client(conn, client.id, desired.grace_end(end))
+    return f"Its previous secret works until {end:%Y-%m-%d %H:%M:%S} UTC, as before."
+
+
+@sensitive_variables()  # the secret read to compare it
+def knows_current_secret(conn: Connection, key: ApiKey) -> bool:
+    """Whether the record knows the secret Keycloak holds now (its fingerprint): if not, a
+    rotation was lost with a restore of the portal's database."""
+    current = keycloak.get_client_secret(conn, key.keycloak_id)
+    return key.fingerprints.filter(digest=fingerprints.fingerprint(current)).exists()
 
 
 def quarantine(conn: Connection, client: KeyClient, why: str, now: datetime) -> str:
