@@ -450,7 +450,8 @@ def test_a_rotation_made_after_the_backup_keeps_its_grace_period(
     for old, new in ((before, rotated), (later, again)):
         assert request_token(old.key.client_id, old.secret).status_code == 200  # still in grace
         assert request_token(new.key.client_id, new.secret).status_code == 200
-        key = ApiKey.objects.get(client_id=new.key.client_id)
-        assert key.previous_secret_until is not None
-        assert abs(key.previous_secret_until - new.key.previous_secret_until) < timedelta(seconds=1)
+        recorded = ApiKey.objects.get(client_id=new.key.client_id).previous_secret_until
+        assert recorded is not None
+        assert new.key.previous_secret_until is not None
+        assert abs(recorded - new.key.previous_secret_until) < timedelta(seconds=1)
     assert reconcile(grace=timedelta(0)).findings == []
