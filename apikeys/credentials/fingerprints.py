@@ -34,6 +34,12 @@ def record_issued(key: ApiKey, secret: str, *, now: datetime) -> None:
 
 
 @sensitive_variables("secret")
+def record_first(key: ApiKey, secret: str, *, now: datetime) -> None:
+    """Keep the fingerprint of a new key's first secret (there is none to mark replaced)."""
+    SecretFingerprint.objects.create(key=key, digest=fingerprint(secret), issued_at=now)
+
+
+@sensitive_variables("secret")
 def record_replaced(
     key: ApiKey, secret: str, *, issued_at: datetime, replaced_at: datetime
 ) -> None:

@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -50,6 +51,7 @@ from apikeys.keycloak.client import (
 from apikeys.keycloak.key_clients import KeyClient
 from apikeys.models import (
     INTENTS,
+    LIVE_STATUSES,
     Api,
     ApiKey,
     AuditEntry,
@@ -216,22 +218,28 @@ def _reserve(owner: User, order: KeyOrder) -> ApiKey:
                 )
         except IntegrityError as error:  # the unique constraint, if a check above was raced
             raise NameTaken(f"You already have a key called “{order.name}”.") from error
-        record_public_keys(key, order.public_keys)
+        if order.public_keys:
+            record_public_keys(key, order.public_keys)
         return key
 
 
 def _check_quota(owner: User, name: str) -> None:
-    """The owner's live keys, their names, and keys made today (under the owner's lock)."""
-    live = owner.api_keys.live()
-    if live.count() >= settings.MAX_LIVE_KEYS_PER_USER:
+    """The owner's live keys, their names, and keys made today (under the owner's lock):
+    counted in one query."""
+    live = Q(status__in=LIVE_STATUSES)
+    counts = owner.api_keys.aggregate(
+        live=Count("pk", filter=live),
+        named=Count("pk", filter=live & Q(name=name)),
+        today=Count("pk", filter=Q(created_at__gt=timezone.now() - timedelta(days=1))),
+    )
+    if counts["live"] >= settings.MAX_LIVE_KEYS_PER_USER:
         raise QuotaExceeded(
             f"You already have {settings.MAX_LIVE_KEYS_PER_USER} live keys, the most "
             "allowed. Revoke one you no longer use, then create the new one."
         )
-    if live.filter(name=name).exists():
+    if counts["named"]:
         raise NameTaken(f"You already have a key called “{name}”. Choose another name.")
-    day_ago = timezone.now() - timedelta(days=1)
-    if owner.api_keys.filter(created_at__gt=day_ago).count() >= settings.MAX_KEYS_MADE_PER_DAY:
+    if counts["today"] >= settings.MAX_KEYS_MADE_PER_DAY:
         raise QuotaExceeded(
             f"You have made {settings.MAX_KEYS_MADE_PER_DAY} keys in the last 24 hours, the "
             "most allowed in a day (revoked ones count too). Try again tomorrow."
@@ -264,8 +272,8 @@ def finish_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> Re
             client_uuid = made.id
             keycloak.update_client(conn, client_uuid, client)
         crash_point("issue:client-created")
-        if secret is not None:
-            fingerprints.record_issued(key, secret, now=now)
+        if secret is not None:  # its first: an attempt that died recorded none
+            fingerprints.record_first(key, secret, now=now)
         status = ApiKey.Status.PENDING if key.api.requires_approval else ApiKey.Status.ACTIVE
         key.set_status(status, keycloak_id=client_uuid)
         AuditEntry.record(key, AuditEntry.Action.CREATED, actor=actor, ip_address=ip_address)
