@@ -98,7 +98,7 @@ def main() -> None:
     made: list[str] = []
     try:
         wait_until(
-            lambda: http_ok(f"{base}/health/"), timeout=30, what="gunicorn", log_file=Path("-")
+            lambda: http_ok(f"{base}/health/"), timeout=180, what="gunicorn", log_file=Path("-")
         )
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {tokens['access_token']}"

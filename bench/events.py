@@ -65,12 +65,13 @@ def serve(command: list[str], url: str, env: dict[str, str]) -> subprocess.Popen
 
     def answers() -> bool:
         try:
-            requests.get(url, timeout=2)
-        except requests.ConnectionError:
+            requests.get(url, timeout=5)
+        except requests.RequestException:  # not listening yet, or too busy to answer in time
             return False
         return True
 
-    wait_until(answers, timeout=60, what=command[-1], log_file=Path("-"))
+    # A busy 2-core machine can take a minute to start a server: wait, and say for what.
+    wait_until(answers, timeout=180, what=command[-1], log_file=Path("-"))
     return process
 
 

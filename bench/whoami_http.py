@@ -77,7 +77,7 @@ def main() -> None:
     try:
         base = f"http://{ADDRESS}"
         wait_until(
-            lambda: http_ok(f"{base}/health/"), timeout=30, what="gunicorn", log_file=Path("-")
+            lambda: http_ok(f"{base}/health/"), timeout=180, what="gunicorn", log_file=Path("-")
         )
         token = requests.post(
             settings.TOKEN_ENDPOINT,
