@@ -41,6 +41,11 @@ JVM_ROOTS = (Path("/usr/lib/jvm"), Path("/opt/java"), Path("/usr/local/lib/jvm")
 CONF = Path(__file__).resolve().parent.parent / "deploy" / "keycloak.conf"
 
 
+# kc.sh's default heap is -Xmx512m, which tens of thousands of cached key clients outgrow
+# (10,000 took about 50 MB of old generation on the cluster; 100,000 are estimated at 0.5 GB).
+KEYCLOAK_HEAP = "-Xms64m -Xmx2g"
+
+
 def conf_options() -> dict[str, str]:
     """The options of deploy/keycloak.conf, name to value."""
     lines = (line.strip() for line in CONF.read_text().splitlines())
@@ -208,9 +213,9 @@ def start(instance: Instance, *, timeout: float = 240) -> float:
             # executor keeps a key's secret expiry (and, later, a rotated secret) across
             # admin updates, which otherwise drop them. deploy/keycloak.conf enables it too.
             f"--features={','.join(FEATURES)}",
-            # One client per key: past Keycloak's default of 10,000 cached realm entries,
-            # reading all clients thrashes the cache (bench/reconcile.py measured it).
+            # One client per key: caches sized for them (deploy/keycloak.conf says why).
             f"--cache-embedded-realms-max-count={conf_options()['cache-embedded-realms-max-count']}",
+            f"--cache-embedded-users-max-count={conf_options()['cache-embedded-users-max-count']}",
         ],
         timeout=timeout,
     )
@@ -230,6 +235,7 @@ def launch(
         PATH=f"{java_home / 'bin'}{os.pathsep}{environment.get('PATH', '')}",
         KC_BOOTSTRAP_ADMIN_USERNAME=DEV_ADMIN_USERNAME,
         KC_BOOTSTRAP_ADMIN_PASSWORD=DEV_ADMIN_PASSWORD,
+        JAVA_OPTS_KC_HEAP=KEYCLOAK_HEAP,
         **listener_environment(),
         **(env or {}),
     )
