@@ -11,48 +11,50 @@ import org.junit.jupiter.api.Test;
 
 class AfterCompletionTest {
 
-    private final List<JsonNode> queued = new ArrayList<>();
-    private ApiKeyPortalEventListener.AfterCompletion transaction;
+  private final List<JsonNode> queued = new ArrayList<>();
+  private ApiKeyPortalEventListener.AfterCompletion transaction;
 
-    @BeforeEach
-    void begin() {
-        transaction = new ApiKeyPortalEventListener.AfterCompletion(queued::add);
-        transaction.begin();
-        transaction.add(named("user updated"), false);
-        transaction.add(named("wrong secret"), true);
-    }
+  @BeforeEach
+  void begin() {
+    transaction = new ApiKeyPortalEventListener.AfterCompletion(queued::add);
+    transaction.begin();
+    transaction.add(named("user updated"), false);
+    transaction.add(named("wrong secret"), true);
+  }
 
-    @Test
-    void itQueuesNothingBeforeTheTransactionEnds() {
-        assertEquals(List.of(), queued);
-    }
+  @Test
+  void itQueuesNothingBeforeTheTransactionEnds() {
+    assertEquals(List.of(), queued);
+  }
 
-    @Test
-    void itQueuesEveryEventOnCommit() {
-        transaction.commit();
+  @Test
+  void itQueuesEveryEventOnCommit() {
+    transaction.commit();
 
-        assertEquals(List.of(named("user updated"), named("wrong secret")), queued);
-    }
+    assertEquals(List.of(named("user updated"), named("wrong secret")), queued);
+  }
 
-    @Test
-    void itQueuesOnlyFailedAttemptsOnRollback() {
-        transaction.rollback();
+  @Test
+  void itQueuesOnlyFailedAttemptsOnRollback() {
+    transaction.rollback();
 
-        assertEquals(List.of(named("wrong secret")), queued);
-    }
+    assertEquals(List.of(named("wrong secret")), queued);
+  }
 
-    @Test
-    void aQueueThatThrowsDoesNotReachKeycloak() {
-        var failing = new ApiKeyPortalEventListener.AfterCompletion(event -> {
-            throw new IllegalStateException("full");
-        });
-        failing.begin();
-        failing.add(named("user updated"), false);
+  @Test
+  void aQueueThatThrowsDoesNotReachKeycloak() {
+    var failing =
+        new ApiKeyPortalEventListener.AfterCompletion(
+            event -> {
+              throw new IllegalStateException("full");
+            });
+    failing.begin();
+    failing.add(named("user updated"), false);
 
-        failing.commit();
-    }
+    failing.commit();
+  }
 
-    private static JsonNode named(String name) {
-        return JsonNodeFactory.instance.objectNode().put("name", name);
-    }
+  private static JsonNode named(String name) {
+    return JsonNodeFactory.instance.objectNode().put("name", name);
+  }
 }
