@@ -27,6 +27,7 @@ from apikeys.keycloak.client import Connection, Representation
 from apikeys.models import Api, ApiKey, User
 from tests.accounts import PASSWORD, KeycloakUser
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.factories import unique_user
 
 
 def pytest_configure() -> None:
@@ -192,6 +193,12 @@ def make_keycloak_user(bootstrapped: Connection) -> Iterator[KeycloakUser]:
 @pytest.fixture
 def owner(db: None) -> User:
     return User.objects.create(username=str(uuid.uuid4()), email="owner@example.com")
+
+
+@pytest.fixture
+def customer(db: None) -> User:
+    """A customer of their own (their own `sub` and email)."""
+    return unique_user()
 
 
 @pytest.fixture

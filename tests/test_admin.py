@@ -24,34 +24,18 @@ from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, ExpiryReminder, User
 from apikeys.operations import job_runs, jobs, lifecycle
-from tests import factories
 from tests.accounts import KeycloakUser
 from tests.browser import sign_in
+from tests.factories import issue, unique_user
 from tests.mail import messages_to, plain_text, wait_for_message
 from tests.tokens import request_token
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients", "real_smtp")]
 
 
-def unique_user(db: None, *, staff: bool = False) -> User:
-    name = uuid.uuid4().hex[:10]
-    return User.objects.create(
-        username=str(uuid.uuid4()),
-        email=f"{name}@example.com",
-        first_name="Pat",
-        last_name=name,
-        is_staff=staff,
-    )
-
-
-@pytest.fixture
-def customer(db: None) -> User:
-    return unique_user(db)
-
-
 @pytest.fixture
 def admin(db: None) -> User:
-    return unique_user(db, staff=True)
+    return unique_user(staff=True)
 
 
 @pytest.fixture
@@ -69,7 +53,7 @@ def guarded(sample: Api) -> Api:
 
 
 def request_key(owner: User, api: Api, name: str = "reporting") -> lifecycle.Revealed:
-    return factories.issue(
+    return issue(
         owner, api, name=name, lifetime_days=30, justification="Monthly reports for finance."
     )
 
@@ -77,7 +61,7 @@ def request_key(owner: User, api: Api, name: str = "reporting") -> lifecycle.Rev
 def test_every_admin_url_is_404_for_customers_and_sends_anonymous_visitors_to_sign_in(
     client: Client, customer: User, sample: Api
 ) -> None:
-    key = factories.issue(customer, sample, name="mine", lifetime_days=5).key
+    key = issue(customer, sample, name="mine", lifetime_days=5).key
     gets = [
         reverse(name)
         for name in (
@@ -164,7 +148,7 @@ def test_a_rejected_key_has_no_client_and_the_requester_reads_the_reason(
 def test_suspending_and_reinstating_change_what_keycloak_allows_next(
     admin_client: Client, customer: User, sample: Api
 ) -> None:
-    revealed = factories.issue(customer, sample, name="batch", lifetime_days=30)
+    revealed = issue(customer, sample, name="batch", lifetime_days=30)
     key = revealed.key
 
     admin_client.post(reverse("manage_suspend", args=[key.pk]), {"reason": "Abuse report #42"})
@@ -189,7 +173,7 @@ def test_suspending_and_reinstating_change_what_keycloak_allows_next(
 def test_an_admin_revokes_any_key_with_a_reason_and_never_sees_its_secret(
     admin_client: Client, customer: User, sample: Api
 ) -> None:
-    revealed = factories.issue(customer, sample, name="leaked", lifetime_days=30)
+    revealed = issue(customer, sample, name="leaked", lifetime_days=30)
 
     page = admin_client.get(reverse("manage_key", args=[revealed.key.pk])).content.decode()
     admin_client.post(
@@ -205,9 +189,9 @@ def test_an_admin_revokes_any_key_with_a_reason_and_never_sees_its_secret(
 def test_the_admin_key_list_searches_and_filters(
     admin_client: Client, customer: User, sample: Api
 ) -> None:
-    other = unique_user(None)
-    mine = factories.issue(customer, sample, name="alpha billing", lifetime_days=30).key
-    theirs = factories.issue(other, sample, name="beta export", lifetime_days=30).key
+    other = unique_user()
+    mine = issue(customer, sample, name="alpha billing", lifetime_days=30).key
+    theirs = issue(other, sample, name="beta export", lifetime_days=30).key
     lifecycle.revoke_key(theirs, actor=other)
 
     def listed(**query: str) -> str:
@@ -229,9 +213,9 @@ def test_the_admin_key_list_searches_and_filters(
 def test_each_action_is_audited_and_customers_see_only_their_own_entries(
     admin_client: Client, client: Client, customer: User, sample: Api
 ) -> None:
-    other = unique_user(None)
-    mine = factories.issue(customer, sample, name="mine", lifetime_days=30).key
-    theirs = factories.issue(other, sample, name="theirs", lifetime_days=30).key
+    other = unique_user()
+    mine = issue(customer, sample, name="mine", lifetime_days=30).key
+    theirs = issue(other, sample, name="theirs", lifetime_days=30).key
     lifecycle.rotate_secret(mine, actor=customer)
     lifecycle.revoke_key(theirs, actor=other)
 
@@ -255,7 +239,7 @@ def test_each_action_is_audited_and_customers_see_only_their_own_entries(
 def test_the_csv_export_defuses_spreadsheet_formulas(
     admin_client: Client, customer: User, sample: Api
 ) -> None:
-    key = factories.issue(customer, sample, name="x", lifetime_days=30).key
+    key = issue(customer, sample, name="x", lifetime_days=30).key
     lifecycle.revoke_key(key, actor=customer, reason='=HYPERLINK("http://evil")')
 
     exported = admin_client.get(reverse("manage_audit"), {"format": "csv", "action": "revoked"})
@@ -269,7 +253,7 @@ def test_the_csv_export_defuses_spreadsheet_formulas(
 def test_audit_entries_cannot_be_changed_or_deleted(customer: User, sample: Api) -> None:
     from django.db import DatabaseError, transaction
 
-    factories.issue(customer, sample, name="x", lifetime_days=30)
+    issue(customer, sample, name="x", lifetime_days=30)
     entry = AuditEntry.objects.get()
 
     with pytest.raises(ValueError, match="append-only"):
@@ -281,8 +265,8 @@ def test_audit_entries_cannot_be_changed_or_deleted(customer: User, sample: Api)
 
 
 def test_the_last_used_command_reads_real_client_logins(customer: User, sample: Api) -> None:
-    revealed = factories.issue(customer, sample, name="busy", lifetime_days=30)
-    unused = factories.issue(customer, sample, name="idle", lifetime_days=30).key
+    revealed = issue(customer, sample, name="busy", lifetime_days=30)
+    unused = issue(customer, sample, name="idle", lifetime_days=30).key
     before = timezone.now() - timedelta(seconds=5)
     assert request_token(revealed.key.client_id, revealed.secret).status_code == 200
 
@@ -322,7 +306,7 @@ def test_owners_are_reminded_once_per_threshold_with_a_link(
     customer: User, sample: Api, settings: Any
 ) -> None:
     settings.EXPIRY_REMINDER_DAYS = [30, 7, 1]
-    key = factories.issue(customer, sample, name="ending", lifetime_days=5).key
+    key = issue(customer, sample, name="ending", lifetime_days=5).key
 
     call_command("send_expiry_reminders")
     call_command("send_expiry_reminders")
@@ -392,7 +376,7 @@ def test_a_new_api_gets_its_scope_in_keycloak_and_lifespan_changes_reach_live_ke
     request.addfinalizer(lambda: keycloak.delete_client_scope(key_clients, scope["id"]))
     mapper = scope["protocolMappers"][0]["config"]
     assert mapper["included.custom.audience"] == f"https://api.example.com/{slug}"
-    revealed = factories.issue(customer, api, name="orders", lifetime_days=30)
+    revealed = issue(customer, api, name="orders", lifetime_days=30)
 
     admin_client.post(
         reverse("manage_api_edit", args=[slug]), form | {"access_token_lifespan": "120"}
@@ -438,13 +422,13 @@ def test_bad_catalog_input_is_refused_and_keycloak_down_changes_nothing(
 def test_a_retired_api_takes_no_new_keys_and_its_live_keys_keep_working(
     admin_client: Client, client: Client, customer: User, sample: Api
 ) -> None:
-    revealed = factories.issue(customer, sample, name="before", lifetime_days=30)
+    revealed = issue(customer, sample, name="before", lifetime_days=30)
 
     admin_client.post(reverse("manage_api_retire", args=["sample"]))
 
     assert request_token(revealed.key.client_id, revealed.secret).status_code == 200
     with pytest.raises(lifecycle.KeyNotIssued, match="retired"):
-        factories.issue(customer, sample, name="after", lifetime_days=30)
+        issue(customer, sample, name="after", lifetime_days=30)
     customer_client = Client()
     customer_client.force_login(customer)
     form = customer_client.get(reverse("new_key")).content.decode()

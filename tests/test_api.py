@@ -40,7 +40,7 @@ class Caller:
 
 
 @pytest.fixture
-def customer(make_keycloak_user: Callable[..., KeycloakUser]) -> Caller:
+def api_customer(make_keycloak_user: Callable[..., KeycloakUser]) -> Caller:
     return Caller(make_keycloak_user())
 
 
@@ -67,8 +67,8 @@ def assert_problem(response: Any, status: int, detail: str) -> dict[str, Any]:
     return problem
 
 
-def test_a_customer_creates_rotates_and_revokes_a_key_through_the_api(customer: Caller) -> None:
-    made = create(customer, lifetime_days=30)
+def test_a_customer_creates_rotates_and_revokes_a_key_through_the_api(api_customer: Caller) -> None:
+    made = create(api_customer, lifetime_days=30)
 
     assert made.status_code == 201, made.content
     assert made["Cache-Control"] == "no-store"
@@ -77,45 +77,49 @@ def test_a_customer_creates_rotates_and_revokes_a_key_through_the_api(customer: 
     assert first["key"]["status"] == "active"
     assert request_token(first["client_id"], first["client_secret"]).status_code == 200
     key_id = first["key"]["id"]
-    listed = customer("GET", "/keys").json()
+    listed = api_customer("GET", "/keys").json()
     assert [k["id"] for k in listed["items"]] == [key_id]
-    assert "client_secret" not in customer("GET", f"/keys/{key_id}").json()
+    assert "client_secret" not in api_customer("GET", f"/keys/{key_id}").json()
 
-    rotated = customer("POST", f"/keys/{key_id}/rotate").json()
+    rotated = api_customer("POST", f"/keys/{key_id}/rotate").json()
     assert request_token(first["client_id"], first["client_secret"]).status_code == 401
     assert request_token(first["client_id"], rotated["client_secret"]).status_code == 200
 
-    revoked = customer("POST", f"/keys/{key_id}/revoke")
+    revoked = api_customer("POST", f"/keys/{key_id}/revoke")
     assert revoked.json()["status"] == "revoked"
     assert request_token(first["client_id"], rotated["client_secret"]).status_code == 401
     actions = {e.action: e.via for e in AuditEntry.objects.filter(client_id=first["client_id"])}
     assert actions == {"created": "api", "rotated": "api", "revoked": "api"}
-    activity = customer("GET", "/activity").json()
+    activity = api_customer("GET", "/activity").json()
     assert {e["action"] for e in activity["items"]} == {"created", "rotated", "revoked"}
 
 
-def test_a_key_is_renamed_through_the_api_with_clear_refusals(customer: Caller) -> None:
-    first = create(customer, "first").json()["key"]
-    create(customer, "second")
+def test_a_key_is_renamed_through_the_api_with_clear_refusals(api_customer: Caller) -> None:
+    first = create(api_customer, "first").json()["key"]
+    create(api_customer, "second")
 
-    renamed = customer("PATCH", f"/keys/{first['id']}", {"name": "billing", "description": "ci"})
+    renamed = api_customer(
+        "PATCH", f"/keys/{first['id']}", {"name": "billing", "description": "ci"}
+    )
     assert renamed.status_code == 200, renamed.content
     assert (renamed.json()["name"], renamed.json()["description"]) == ("billing", "ci")
     problem = assert_problem(
-        customer("PATCH", f"/keys/{first['id']}", {"name": "second"}), 422, "Nothing was changed"
+        api_customer("PATCH", f"/keys/{first['id']}", {"name": "second"}),
+        422,
+        "Nothing was changed",
     )
     assert "already have a key with this name" in problem["errors"]["name"][0]
-    assert_problem(customer("PATCH", f"/keys/{first['id']}", {"nmae": "x"}), 422, "")
-    assert customer("GET", f"/keys/{first['id']}").json()["name"] == "billing"
+    assert_problem(api_customer("PATCH", f"/keys/{first['id']}", {"nmae": "x"}), 422, "")
+    assert api_customer("GET", f"/keys/{first['id']}").json()["name"] == "billing"
     entry = AuditEntry.objects.get(action=AuditEntry.Action.RENAMED)
     assert entry.via == "api"
 
 
-def test_the_same_idempotency_key_makes_one_key(customer: Caller) -> None:
-    first = customer(
+def test_the_same_idempotency_key_makes_one_key(api_customer: Caller) -> None:
+    first = api_customer(
         "POST", "/keys", {"name": "once", "api": "sample"}, **{"Idempotency-Key": "deploy-42"}
     )
-    again = customer(
+    again = api_customer(
         "POST", "/keys", {"name": "once", "api": "sample"}, **{"Idempotency-Key": "deploy-42"}
     )
 
@@ -126,34 +130,34 @@ def test_the_same_idempotency_key_makes_one_key(customer: Caller) -> None:
     assert ApiKey.objects.count() == 1
 
 
-def test_bad_input_is_a_problem_document_naming_the_fields(customer: Caller) -> None:
-    response = create(customer, name="", lifetime_days=9999)
+def test_bad_input_is_a_problem_document_naming_the_fields(api_customer: Caller) -> None:
+    response = create(api_customer, name="", lifetime_days=9999)
 
     problem = assert_problem(response, 422, "not created")
     assert set(problem["errors"]) >= {"name", "lifetime_days"}
     assert not ApiKey.objects.exists()
-    assert_problem(customer("POST", "/keys", {"api": "sample"}), 422, "not valid")
+    assert_problem(api_customer("POST", "/keys", {"api": "sample"}), 422, "not valid")
 
 
-def test_the_quota_holds_through_the_api(customer: Caller, settings: Any) -> None:
+def test_the_quota_holds_through_the_api(api_customer: Caller, settings: Any) -> None:
     settings.MAX_LIVE_KEYS_PER_USER = 1
-    assert create(customer, "one").status_code == 201
+    assert create(api_customer, "one").status_code == 201
 
-    assert_problem(create(customer, "two"), 409, "the most allowed")
+    assert_problem(create(api_customer, "two"), 409, "the most allowed")
 
 
-def test_key_actions_are_rate_limited(customer: Caller, settings: Any) -> None:
+def test_key_actions_are_rate_limited(api_customer: Caller, settings: Any) -> None:
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "keys": {"user": "1/m", "address": "99/m"}}
-    assert create(customer, "one").status_code == 201
+    assert create(api_customer, "one").status_code == 201
 
-    response = create(customer, "two")
+    response = create(api_customer, "two")
 
     assert_problem(response, 429, "Too many key actions")
     assert response["Retry-After"] == "60"
 
 
-def test_another_users_key_is_not_found(customer: Caller, other: Caller) -> None:
-    key_id = create(customer).json()["key"]["id"]
+def test_another_users_key_is_not_found(api_customer: Caller, other: Caller) -> None:
+    key_id = create(api_customer).json()["key"]["id"]
 
     for method, path in (
         ("GET", f"/keys/{key_id}"),
@@ -166,17 +170,17 @@ def test_another_users_key_is_not_found(customer: Caller, other: Caller) -> None
     assert ApiKey.objects.get().status == ApiKey.Status.ACTIVE
 
 
-def test_customers_may_not_use_the_admin_endpoints(customer: Caller) -> None:
+def test_customers_may_not_use_the_admin_endpoints(api_customer: Caller) -> None:
     for method, path in (("GET", "/admin/keys"), ("GET", "/admin/audit"), ("GET", "/admin/apis")):
-        assert_problem(customer(method, path), 403, "portal-admin role")
+        assert_problem(api_customer(method, path), 403, "portal-admin role")
 
 
-def test_requests_without_a_valid_token_get_401_problems(customer: Caller) -> None:
+def test_requests_without_a_valid_token_get_401_problems(api_customer: Caller) -> None:
     anonymous = Client().get(f"{API}/keys")
     assert_problem(anonymous, 401, "Send a Keycloak access token")
     assert anonymous["WWW-Authenticate"].startswith("Bearer")
 
-    key = create(customer).json()
+    key = create(api_customer).json()
     key_token = request_token(key["client_id"], key["client_secret"]).json()["access_token"]
     other_audience = Client().get(f"{API}/keys", headers={"Authorization": f"Bearer {key_token}"})
     assert_problem(other_audience, 401, "not meant for this API")
@@ -185,23 +189,23 @@ def test_requests_without_a_valid_token_get_401_problems(customer: Caller) -> No
     clock = validator.clock
     validator.clock = lambda: time.time() + 3600  # an hour on: the token has expired
     try:
-        assert_problem(customer("GET", "/keys"), 401, "expired")
+        assert_problem(api_customer("GET", "/keys"), 401, "expired")
     finally:
         validator.clock = clock
 
 
 def test_an_admin_decides_on_keys_and_reads_the_audit_trail(
-    customer: Caller, admin: Caller, sample: Api
+    api_customer: Caller, admin: Caller, sample: Api
 ) -> None:
     sample.requires_approval = True
     sample.save()
-    asked = create(customer, justification="Reports for finance.").json()
+    asked = create(api_customer, justification="Reports for finance.").json()
     key_id = asked["key"]["id"]
     assert asked["key"]["status"] == "pending"
 
     found = admin("GET", "/admin/keys?status=pending").json()
     assert [k["id"] for k in found["items"]] == [key_id]
-    assert found["items"][0]["owner_email"] == customer.account.email
+    assert found["items"][0]["owner_email"] == api_customer.account.email
     assert admin("POST", f"/admin/keys/{key_id}/approve").json()["status"] == "active"
     assert request_token(asked["client_id"], asked["client_secret"]).status_code == 200
     assert_problem(admin("POST", f"/admin/keys/{key_id}/suspend", {"reason": ""}), 422, "Say why")
@@ -216,7 +220,7 @@ def test_an_admin_decides_on_keys_and_reads_the_audit_trail(
     newest_first = ["revoked", "reinstated", "suspended", "approved", "created"]
     assert [e["action"] for e in trail] == newest_first
     assert all(e["via"] == "api" for e in trail)
-    seen_by_owner = customer("GET", "/activity").json()["items"]
+    seen_by_owner = api_customer("GET", "/activity").json()["items"]
     assert {e["actor"] for e in seen_by_owner if e["action"] != "created"} == {"an administrator"}
 
 
@@ -265,10 +269,12 @@ def test_the_openapi_document_is_openapi_3_1_and_valid(client: Client) -> None:
     assert "/static/ninja/swagger-ui-bundle.js" in docs.content.decode()
 
 
-def test_a_private_key_jwt_key_through_the_api_with_its_rotation(customer: Caller) -> None:
+def test_a_private_key_jwt_key_through_the_api_with_its_rotation(api_customer: Caller) -> None:
     first, second = KeyPair.rsa(), KeyPair.ed25519()
 
-    made = create(customer, "signed", credential="private_key_jwt", public_key=first.public_jwk())
+    made = create(
+        api_customer, "signed", credential="private_key_jwt", public_key=first.public_jwk()
+    )
 
     assert made.status_code == 201, made.content
     body = made.json()
@@ -277,20 +283,22 @@ def test_a_private_key_jwt_key_through_the_api_with_its_rotation(customer: Calle
     assert [k["kid"] for k in body["key"]["public_keys"]] == [first.kid]
     assert gets_token(first, body["client_id"])
     key_id = body["key"]["id"]
-    added = customer("POST", f"/keys/{key_id}/public-keys", {"public_key": second.public_jwk()})
+    added = api_customer("POST", f"/keys/{key_id}/public-keys", {"public_key": second.public_jwk()})
     assert added.status_code == 201, added.content
     assert gets_token(second, body["client_id"])
     assert gets_token(first, body["client_id"])
-    removed = customer("DELETE", f"/keys/{key_id}/public-keys/{first.kid}")
+    removed = api_customer("DELETE", f"/keys/{key_id}/public-keys/{first.kid}")
     assert [k["kid"] for k in removed.json()["public_keys"]] == [second.kid]
     assert not gets_token(first, body["client_id"])
-    assert_problem(customer("POST", f"/keys/{key_id}/rotate"), 409, "signs with a private key")
+    assert_problem(api_customer("POST", f"/keys/{key_id}/rotate"), 409, "signs with a private key")
 
 
-def test_a_private_key_sent_to_the_api_is_refused_and_not_echoed(customer: Caller) -> None:
+def test_a_private_key_sent_to_the_api_is_refused_and_not_echoed(api_customer: Caller) -> None:
     pair = KeyPair.rsa()
 
-    answer = create(customer, "oops", credential="private_key_jwt", public_key=pair.private_jwk())
+    answer = create(
+        api_customer, "oops", credential="private_key_jwt", public_key=pair.private_jwk()
+    )
 
     problem = assert_problem(answer, 422, "see errors")
     assert "treat it as exposed" in problem["errors"]["public_key"][0]
@@ -298,12 +306,12 @@ def test_a_private_key_sent_to_the_api_is_refused_and_not_echoed(customer: Calle
     assert not ApiKey.objects.exists()
 
 
-def test_a_rotation_with_grace_through_the_api_and_its_early_end(customer: Caller) -> None:
-    made = create(customer).json()
+def test_a_rotation_with_grace_through_the_api_and_its_early_end(api_customer: Caller) -> None:
+    made = create(api_customer).json()
     key_id, client_id = made["key"]["id"], made["client_id"]
 
-    too_long = customer("POST", f"/keys/{key_id}/rotate", {"grace_seconds": 169 * 3600})
-    rotated = customer("POST", f"/keys/{key_id}/rotate", {"grace_seconds": 3600})
+    too_long = api_customer("POST", f"/keys/{key_id}/rotate", {"grace_seconds": 169 * 3600})
+    rotated = api_customer("POST", f"/keys/{key_id}/rotate", {"grace_seconds": 3600})
 
     assert_problem(too_long, 422, "at most 168 hours")
     assert rotated.status_code == 200
@@ -311,16 +319,16 @@ def test_a_rotation_with_grace_through_the_api_and_its_early_end(customer: Calle
     assert second["key"]["previous_secret_until"] is not None
     assert request_token(client_id, made["client_secret"]).status_code == 200
     assert request_token(client_id, second["client_secret"]).status_code == 200
-    ended = customer("POST", f"/keys/{key_id}/end-grace")
+    ended = api_customer("POST", f"/keys/{key_id}/end-grace")
     assert ended.json()["previous_secret_until"] is None
     assert request_token(client_id, made["client_secret"]).status_code == 401
-    assert_problem(customer("POST", f"/keys/{key_id}/end-grace"), 409, "already stopped")
+    assert_problem(api_customer("POST", f"/keys/{key_id}/end-grace"), 409, "already stopped")
 
 
-def test_checking_a_secret_through_the_api(customer: Caller, other: Caller) -> None:
-    made = create(customer).json()
+def test_checking_a_secret_through_the_api(api_customer: Caller, other: Caller) -> None:
+    made = create(api_customer).json()
 
-    mine = customer("POST", "/secrets/check", {"secret": made["client_secret"]}).json()
+    mine = api_customer("POST", "/secrets/check", {"secret": made["client_secret"]}).json()
     theirs = other("POST", "/secrets/check", {"secret": made["client_secret"]}).json()
 
     assert mine["ours"] is True
@@ -337,18 +345,18 @@ def test_checking_a_secret_through_the_api(customer: Caller, other: Caller) -> N
 
 
 def test_a_misspelt_grace_or_a_body_that_is_not_json_is_refused_and_nothing_rotates(
-    customer: Caller,
+    api_customer: Caller,
 ) -> None:
-    made = create(customer).json()
+    made = create(api_customer).json()
     key_id = made["key"]["id"]
 
-    misspelt = customer("POST", f"/keys/{key_id}/rotate", {"grace": 3600})
-    huge = customer("POST", f"/keys/{key_id}/rotate", {"grace_seconds": 10**12})
-    as_form = customer.client.post(
+    misspelt = api_customer("POST", f"/keys/{key_id}/rotate", {"grace": 3600})
+    huge = api_customer("POST", f"/keys/{key_id}/rotate", {"grace_seconds": 10**12})
+    as_form = api_customer.client.post(
         f"{API}/keys/{key_id}/rotate",
         "grace_seconds=3600",
         content_type="application/x-www-form-urlencoded",
-        headers={"Authorization": f"Bearer {customer.token}"},
+        headers={"Authorization": f"Bearer {api_customer.token}"},
     )
 
     assert "grace" in assert_problem(misspelt, 422, "see errors")["errors"]
@@ -358,12 +366,12 @@ def test_a_misspelt_grace_or_a_body_that_is_not_json_is_refused_and_nothing_rota
 
 
 def test_a_public_key_given_with_a_secret_credential_is_refused_not_ignored(
-    customer: Caller,
+    api_customer: Caller,
 ) -> None:
     pair = KeyPair.rsa()
 
-    public = create(customer, "mixed", public_key=pair.public_pem())
-    private = create(customer, "mixed", public_key=pair.private_pem())
+    public = create(api_customer, "mixed", public_key=pair.public_pem())
+    private = create(api_customer, "mixed", public_key=pair.private_pem())
 
     assert (
         "Private key (signed JWT)"
@@ -377,35 +385,35 @@ def test_a_public_key_given_with_a_secret_credential_is_refused_not_ignored(
     assert not ApiKey.objects.exists()
 
 
-def test_webhook_endpoints_through_the_api(customer: Caller, other: Caller) -> None:
+def test_webhook_endpoints_through_the_api(api_customer: Caller, other: Caller) -> None:
     from tests.receivers import receiver
 
     with receiver() as inbox:
-        made = customer("POST", "/webhooks", {"url": inbox.url, "events": ["key.created"]})
+        made = api_customer("POST", "/webhooks", {"url": inbox.url, "events": ["key.created"]})
         assert made.status_code == 201, made.content
         assert made["Cache-Control"] == "no-store"
         secret = made.json()["signing_secret"]
         endpoint_id = made.json()["endpoint"]["id"]
-        assert [e["id"] for e in customer("GET", "/webhooks").json()] == [endpoint_id]
-        assert "signing_secret" not in customer("GET", f"/webhooks/{endpoint_id}").json()
-        assert customer("POST", f"/webhooks/{endpoint_id}/test").status_code == 202
-        create(customer)
+        assert [e["id"] for e in api_customer("GET", "/webhooks").json()] == [endpoint_id]
+        assert "signing_secret" not in api_customer("GET", f"/webhooks/{endpoint_id}").json()
+        assert api_customer("POST", f"/webhooks/{endpoint_id}/test").status_code == 202
+        create(api_customer)
         from apikeys.operations import webhooks
 
         webhooks.deliver_due()
-        log = customer("GET", f"/webhooks/{endpoint_id}/messages").json()
+        log = api_customer("GET", f"/webhooks/{endpoint_id}/messages").json()
         assert {m["event_type"] for m in log["items"]} == {"webhook.test", "key.created"}
         assert all(m["attempts_made"][0]["status_code"] == 200 for m in log["items"])
-        rotated = customer(
+        rotated = api_customer(
             "POST", f"/webhooks/{endpoint_id}/rotate-secret", {"overlap_seconds": 3600}
         ).json()
         assert rotated["signing_secret"] != secret
         assert rotated["endpoint"]["previous_secret_until"] is not None
-        paused = customer("PATCH", f"/webhooks/{endpoint_id}", {"active": False})
+        paused = api_customer("PATCH", f"/webhooks/{endpoint_id}", {"active": False})
         assert paused.json()["active"] is False
-        bad = customer("PATCH", f"/webhooks/{endpoint_id}", {"events": ["key.exploded"]})
+        bad = api_customer("PATCH", f"/webhooks/{endpoint_id}", {"events": ["key.exploded"]})
         assert_problem(bad, 422, "Unknown events: key.exploded")
         assert_problem(other("GET", f"/webhooks/{endpoint_id}"), 404, "no webhook endpoint")
-        assert customer("DELETE", f"/webhooks/{endpoint_id}").status_code == 204
+        assert api_customer("DELETE", f"/webhooks/{endpoint_id}").status_code == 204
 
     assert len(inbox.received) == 2

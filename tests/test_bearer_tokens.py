@@ -36,7 +36,7 @@ from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, User
 from apikeys.operations import lifecycle
-from tests import factories
+from tests.factories import issue
 from tests.tokens import claims, request_token
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
@@ -90,7 +90,7 @@ def realm_public_key_pem() -> bytes:
 
 @pytest.fixture
 def revealed(owner: User, sample: Api) -> lifecycle.Revealed:
-    return factories.issue(owner, sample, name="partner app", lifetime_days=30)
+    return issue(owner, sample, name="partner app", lifetime_days=30)
 
 
 @pytest.fixture
@@ -152,7 +152,7 @@ def test_a_token_for_another_api_is_refused(
 ) -> None:
     other = Api.objects.create(name="Other API", slug="other", audience="other-api")
     bootstrap.ensure_api_scope(key_clients, other)
-    other_token = new_token(factories.issue(owner, other, name="other", lifetime_days=9))
+    other_token = new_token(issue(owner, other, name="other", lifetime_days=9))
 
     validator = make_validator()
     assert validator.validate(other_token, "other-api")["aud"] == "other-api"
@@ -426,7 +426,7 @@ def test_a_key_for_one_api_is_refused_by_another_even_with_its_audience(
 ) -> None:
     other = Api.objects.create(name="Other API", slug="other", audience="other-api")
     bootstrap.ensure_api_scope(key_clients, other)
-    revealed = factories.issue(owner, other, name="other", lifetime_days=9)
+    revealed = issue(owner, other, name="other", lifetime_days=9)
     scope = keycloak.find_client_scope(key_clients, "api-other")
     assert scope is not None
     keycloak.add_mapper(  # someone adds the sample API's audience to it, in Keycloak

@@ -22,8 +22,8 @@ from apikeys.models import Api, User
 from apikeys.operations import lifecycle
 from devstack import keycloak_cluster
 from devstack.keycloak_server import Instance
-from tests import factories
 from tests.conftest import sample_api
+from tests.factories import issue
 
 pytestmark = pytest.mark.cluster
 FIRST, SECOND = keycloak_cluster.NODES
@@ -77,7 +77,7 @@ def test_a_key_made_through_one_node_works_on_the_other_and_a_revoke_reaches_it(
     on: Any, owner: User, sample: Api
 ) -> None:
     on(FIRST.url)
-    made = factories.issue(owner, sample, name="clustered", lifetime_days=30)
+    made = issue(owner, sample, name="clustered", lifetime_days=30)
 
     assert token_from(SECOND, made.key.client_id, made.secret) == 200  # at once
 
@@ -92,11 +92,11 @@ def test_the_portal_carries_on_through_the_balancer_when_a_node_dies(
     on: Any, owner: User, sample: Api
 ) -> None:
     on(keycloak_cluster.url())
-    before = factories.issue(owner, sample, name="before", lifetime_days=30)
+    before = issue(owner, sample, name="before", lifetime_days=30)
 
     keycloak_cluster.kill(1)
     try:
-        during = factories.issue(owner, sample, name="during", lifetime_days=30)
+        during = issue(owner, sample, name="during", lifetime_days=30)
         assert token_from(SECOND, during.key.client_id, during.secret) == 200
         assert token_from(SECOND, before.key.client_id, before.secret) == 200
         lifecycle.revoke_key(before.key, actor=owner)

@@ -15,22 +15,17 @@ from django.utils import timezone
 
 from apikeys.models import Api, ApiKey, AuditEntry, KeyUsage, UnusedNotice, User, WebhookMessage
 from apikeys.operations import dormancy, lifecycle
-from tests import factories
 from tests.accounts import KeycloakUser
+from tests.factories import issue, works
 from tests.test_api import Caller, create
-from tests.tokens import request_token
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
-
-
-def works(revealed: lifecycle.Revealed) -> bool:
-    return request_token(revealed.key.client_id, revealed.secret).status_code == 200
 
 
 def test_the_owner_and_admins_see_the_days_usage_and_a_warning_on_wrong_secrets(
     client: Client, owner: User, admin_user: User, sample: Api
 ) -> None:
-    key = factories.issue(owner, sample, name="reports", lifetime_days=30).key
+    key = issue(owner, sample, name="reports", lifetime_days=30).key
     today = timezone.now().date()
     KeyUsage.objects.create(key=key, day=today - timedelta(days=3), grants=40)
     KeyUsage.objects.create(key=key, day=today, grants=7, wrong_credentials=12)
@@ -52,7 +47,7 @@ def test_the_owner_and_admins_see_the_days_usage_and_a_warning_on_wrong_secrets(
 def test_a_key_never_used_shows_no_chart_and_no_warning(
     client: Client, owner: User, sample: Api
 ) -> None:
-    key = factories.issue(owner, sample, name="quiet", lifetime_days=30).key
+    key = issue(owner, sample, name="quiet", lifetime_days=30).key
     client.force_login(owner)
     html = client.get(reverse("key_detail", args=[key.pk])).content.decode()
     assert "No token requests in the last 30 days." in html
@@ -84,7 +79,7 @@ def test_a_dormant_key_is_warned_then_suspended_then_reinstated_by_its_owner(
     client: Client, owner: User, sample: Api, settings: Any
 ) -> None:
     settings.KEYCLOAK_PUSH_EVENTS = True  # last-used times are pushed: they can be trusted
-    revealed = factories.issue(owner, sample, name="nightly", lifetime_days=365)
+    revealed = issue(owner, sample, name="nightly", lifetime_days=365)
     key = revealed.key
     now = timezone.now()
     ApiKey.objects.filter(pk=key.pk).update(
@@ -133,7 +128,7 @@ def test_a_dormant_key_is_warned_then_suspended_then_reinstated_by_its_owner(
 def test_a_late_warning_still_gives_the_whole_notice_and_untrusted_use_suspends_nobody(
     owner: User, sample: Api, settings: Any
 ) -> None:
-    key = factories.issue(owner, sample, name="old", lifetime_days=365).key
+    key = issue(owner, sample, name="old", lifetime_days=365).key
     now = timezone.now()
     ApiKey.objects.filter(pk=key.pk).update(created_at=now - timedelta(days=200))
     # A notice from before the policy: the webhook event only, no mail to the owner.
@@ -152,7 +147,7 @@ def test_a_late_warning_still_gives_the_whole_notice_and_untrusted_use_suspends_
 def test_an_owner_cannot_reinstate_a_key_an_admin_suspended(
     client: Client, owner: User, admin_user: User, sample: Api
 ) -> None:
-    key = factories.issue(owner, sample, name="held", lifetime_days=30).key
+    key = issue(owner, sample, name="held", lifetime_days=30).key
     lifecycle.suspend_key(key, actor=admin_user, reason="fraud check")
     client.force_login(owner)
     assert (
@@ -168,7 +163,7 @@ def test_an_owner_cannot_reinstate_a_key_an_admin_suspended(
 
 def test_an_api_may_warn_sooner_and_never_suspend(owner: User, sample: Api) -> None:
     Api.objects.filter(pk=sample.pk).update(dormant_warn_days=5, dormant_suspend_days=0)
-    key = factories.issue(owner, sample, name="rare", lifetime_days=365).key
+    key = issue(owner, sample, name="rare", lifetime_days=365).key
     now = timezone.now()
     ApiKey.objects.filter(pk=key.pk).update(
         created_at=now - timedelta(days=9), last_used_at=now - timedelta(days=6)

@@ -21,7 +21,7 @@ from apikeys import crash_points
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, User
-from tests import factories
+from tests.factories import issue
 from tests.oidc import cli_tokens
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
@@ -96,7 +96,7 @@ def test_a_failure_while_rotating_shows_the_new_secret_nowhere(
     key_clients: Connection,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    key = factories.issue(owner, sample, name="rotating", lifetime_days=30).key
+    key = issue(owner, sample, name="rotating", lifetime_days=30).key
     failing_after_the_secret(client, owner, "rotate:secret-set")
 
     response = client.post(reverse("rotate_key", args=[key.pk]))

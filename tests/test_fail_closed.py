@@ -26,23 +26,11 @@ from apikeys.keycloak.client import Connection, KeycloakUnavailable
 from apikeys.models import Api, ApiKey, AuditEntry, JobState, User, WrongState
 from apikeys.operations import lifecycle
 from apikeys.operations.reconcile import reconcile
-from tests import factories
 from tests.accounts import KeycloakUser
+from tests.factories import issue, portal_user, works
 from tests.tokens import request_token
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
-
-
-def portal_user(account: KeycloakUser) -> User:
-    return User.objects.create(username=account.id, email=account.email, first_name="Pat")
-
-
-def issue(owner: User, api: Api, name: str = "app") -> lifecycle.Revealed:
-    return factories.issue(owner, api, name=name, lifetime_days=30)
-
-
-def works(revealed: lifecycle.Revealed) -> bool:
-    return request_token(revealed.key.client_id, revealed.secret).status_code == 200
 
 
 def whoami(client: Client, revealed: lifecycle.Revealed) -> int:
@@ -73,7 +61,10 @@ def test_one_users_failure_does_not_undo_another_users_offboarding(
     client: Client,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    stuck, leaving = portal_user(make_keycloak_user()), portal_user(make_keycloak_user())
+    stuck, leaving = (
+        portal_user(make_keycloak_user(), first_name="Pat"),
+        portal_user(make_keycloak_user(), first_name="Pat"),
+    )
     stuck_key, leaving_key = issue(stuck, sample), issue(leaving, sample)
     call_command("sync_users")  # start from now
     before = JobState.objects.get(name="user_sync").watermark
@@ -101,7 +92,7 @@ def test_one_users_failure_does_not_undo_another_users_offboarding(
 def test_a_key_whose_client_is_already_gone_does_not_stop_offboarding(
     make_keycloak_user: Callable[..., KeycloakUser], bootstrapped: Connection, sample: Api
 ) -> None:
-    owner = portal_user(make_keycloak_user())
+    owner = portal_user(make_keycloak_user(), first_name="Pat")
     gone, other = issue(owner, sample, "gone"), issue(owner, sample, "other")
     keycloak.delete_client(bootstrapped, gone.key.keycloak_id)  # behind the portal's back
     call_command("sync_users")
@@ -274,9 +265,7 @@ def test_reinstate_refuses_a_note_it_cannot_keep(
 def test_an_admin_cannot_approve_their_own_request(admin_user: User, sample: Api) -> None:
     sample.requires_approval = True
     sample.save()
-    key = factories.issue(
-        admin_user, sample, name="mine", lifetime_days=9, justification="for me"
-    ).key
+    key = issue(admin_user, sample, name="mine", lifetime_days=9, justification="for me").key
 
     with pytest.raises(WrongState, match="your own request"):
         lifecycle.approve_key(key, actor=admin_user)
@@ -394,7 +383,7 @@ def test_rotating_before_reconcile_does_not_revive_a_client_an_operator_deleted(
 def test_enabling_the_owner_again_does_not_undo_an_operators_disable(
     make_keycloak_user: Callable[..., KeycloakUser], bootstrapped: Connection, sample: Api
 ) -> None:
-    owner = portal_user(make_keycloak_user())
+    owner = portal_user(make_keycloak_user(), first_name="Pat")
     revealed = issue(owner, sample)
     call_command("sync_users")
     keycloak.update_client(bootstrapped, revealed.key.keycloak_id, {"enabled": False})
@@ -429,7 +418,7 @@ def test_a_rejection_completed_by_reconcile_still_tells_the_requester(
 ) -> None:
     sample.requires_approval = True
     sample.save()
-    key = factories.issue(owner, sample, name="ask", lifetime_days=9, justification="why").key
+    key = issue(owner, sample, name="ask", lifetime_days=9, justification="why").key
     failing_for(monkeypatch, key.keycloak_id)
     real_delete = keycloak.delete_client
     monkeypatch.setattr(

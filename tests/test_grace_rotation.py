@@ -19,18 +19,9 @@ from apikeys.keycloak.key_clients import ROTATED_EXPIRY_ATTRIBUTE
 from apikeys.models import Api, ApiKey, AuditEntry, User
 from apikeys.operations import lifecycle
 from apikeys.operations.reconcile import reconcile
-from tests import factories
-from tests.tokens import request_token
+from tests.factories import issue, secret_works
 
 pytestmark = pytest.mark.usefixtures("key_clients")
-
-
-def works(key: ApiKey, secret: str) -> bool:
-    return request_token(key.client_id, secret).status_code == 200
-
-
-def issue(owner: User, api: Api) -> lifecycle.Revealed:
-    return factories.issue(owner, api, name="app", lifetime_days=30)
 
 
 @pytest.mark.embedded
@@ -42,17 +33,17 @@ def test_during_the_grace_both_secrets_work_and_after_it_only_the_new_one(
     second = lifecycle.rotate_secret(first.key, actor=owner, grace=timedelta(seconds=4))
 
     assert is_well_formed(second.secret)
-    assert works(first.key, first.secret)
-    assert works(first.key, second.secret)
+    assert secret_works(first.key, first.secret)
+    assert secret_works(first.key, second.secret)
     key = ApiKey.objects.get(pk=first.key.pk)
     assert key.previous_secret_until is not None
     assert key.in_grace
     report = reconcile()  # during the grace: nothing to do, nothing cut short
     assert [f for f in report.findings if f.client_id == key.client_id] == []
-    assert works(key, first.secret)
+    assert secret_works(key, first.secret)
     time.sleep(max((key.previous_secret_until - timezone.now()).total_seconds(), 0) + 1.5)
-    assert not works(key, first.secret)
-    assert works(key, second.secret)
+    assert not secret_works(key, first.secret)
+    assert secret_works(key, second.secret)
 
 
 def test_the_grace_is_chosen_on_the_rotate_page_and_ended_early_from_the_key_page(
@@ -70,8 +61,8 @@ def test_the_grace_is_chosen_on_the_rotate_page_and_ended_early_from_the_key_pag
     page = rotated.content.decode()
     assert "The old secret keeps working until" in page
     second = page.split('data-testid="client-secret">')[1].split("<")[0]
-    assert works(first.key, first.secret)
-    assert works(first.key, second)
+    assert secret_works(first.key, first.secret)
+    assert secret_works(first.key, second)
     detail = client.get(reverse("key_detail", args=[first.key.pk])).content.decode()
     assert "Still works until" in detail
     assert "End it now" in detail
@@ -79,8 +70,8 @@ def test_the_grace_is_chosen_on_the_rotate_page_and_ended_early_from_the_key_pag
     ended = client.post(reverse("end_grace", args=[first.key.pk]), follow=True)
 
     assert "The previous secret stopped working" in ended.content.decode()
-    assert not works(first.key, first.secret)
-    assert works(first.key, second)
+    assert not secret_works(first.key, first.secret)
+    assert secret_works(first.key, second)
     assert AuditEntry.objects.filter(key=first.key, action=AuditEntry.Action.GRACE_ENDED).exists()
 
 
@@ -94,10 +85,10 @@ def test_a_grace_longer_than_the_api_allows_is_refused_and_nothing_changes(
 
     assert answer.status_code == 200
     assert "Select a valid choice" in answer.content.decode()
-    assert works(first.key, first.secret)
+    assert secret_works(first.key, first.secret)
     with pytest.raises(ValueError, match="at most 168 hours"):
         lifecycle.rotate_secret(first.key, actor=owner, grace=timedelta(hours=169))
-    assert works(first.key, first.secret)
+    assert secret_works(first.key, first.secret)
 
 
 def test_rotating_without_grace_also_stops_a_secret_still_in_an_earlier_grace(
@@ -108,9 +99,9 @@ def test_rotating_without_grace_also_stops_a_secret_still_in_an_earlier_grace(
 
     third = lifecycle.rotate_secret(first.key, actor=owner)
 
-    assert not works(first.key, first.secret)
-    assert not works(first.key, second.secret)
-    assert works(first.key, third.secret)
+    assert not secret_works(first.key, first.secret)
+    assert not secret_works(first.key, second.secret)
+    assert secret_works(first.key, third.secret)
     assert ApiKey.objects.get(pk=first.key.pk).previous_secret_until is None
 
 
@@ -122,14 +113,14 @@ def test_reconcile_ends_a_previous_secret_keycloak_still_takes_after_the_record_
     # A crash between Keycloak and the record of "end it now", played out: the record says
     # ended, Keycloak still takes the old secret.
     ApiKey.objects.filter(pk=first.key.pk).update(previous_secret_until=None)
-    assert works(first.key, first.secret)
+    assert secret_works(first.key, first.secret)
 
     report = reconcile()
 
     [finding] = [f for f in report.findings if f.client_id == first.key.client_id]
     assert finding.done
-    assert not works(first.key, first.secret)
-    assert works(first.key, second.secret)
+    assert not secret_works(first.key, first.secret)
+    assert secret_works(first.key, second.secret)
 
 
 def test_reconcile_shortens_a_grace_keycloak_holds_longer_than_recorded(
@@ -147,7 +138,7 @@ def test_reconcile_shortens_a_grace_keycloak_holds_longer_than_recorded(
     held = keycloak.get_key_client(bootstrapped, key.keycloak_id).rotated_secret_until
     assert key.previous_secret_until is not None
     assert held == int(key.previous_secret_until.timestamp())
-    assert works(key, first.secret)  # still within the hour the owner chose
+    assert secret_works(key, first.secret)  # still within the hour the owner chose
 
 
 def test_the_chosen_grace_is_recorded_in_keycloak_and_audited(
@@ -185,13 +176,13 @@ def test_ending_early_with_keycloak_down_records_the_end_and_reconcile_stops_the
     key = ApiKey.objects.get(pk=first.key.pk)
     assert key.previous_secret_until is None  # the record says it must not work
     assert AuditEntry.objects.filter(key=key, action=AuditEntry.Action.GRACE_ENDED).exists()
-    assert works(key, first.secret)  # Keycloak was not told
+    assert secret_works(key, first.secret)  # Keycloak was not told
     monkeypatch.setattr(keycloak, "delete_rotated_secret", real)
 
     reconcile()
 
-    assert not works(key, first.secret)
-    assert works(key, second.secret)
+    assert not secret_works(key, first.secret)
+    assert secret_works(key, second.secret)
     assert AuditEntry.objects.filter(key=key, action=AuditEntry.Action.REPAIRED).exists()
 
 
@@ -206,4 +197,4 @@ def test_reconcile_records_the_end_of_a_grace_keycloak_no_longer_holds(
 
     assert any(f.client_id == first.key.client_id and f.done for f in report.findings)
     assert ApiKey.objects.get(pk=first.key.pk).previous_secret_until is None
-    assert not works(first.key, first.secret)
+    assert not secret_works(first.key, first.secret)

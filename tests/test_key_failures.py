@@ -27,8 +27,8 @@ from apikeys.keycloak.client import Connection, KeycloakRejected, KeycloakUnavai
 from apikeys.models import Api, ApiKey, AuditEntry, User, WrongState
 from apikeys.operations import lifecycle
 from apikeys.operations.reconcile import reconcile
-from tests import factories
 from tests.conftest import key_clients_in_keycloak
+from tests.factories import issue
 from tests.tokens import request_token
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
@@ -54,10 +54,6 @@ def keycloak_silent(settings: Any) -> Iterator[None]:
         yield
 
 
-def issue(owner: User, api: Api, name: str = "billing") -> lifecycle.Revealed:
-    return factories.issue(owner, api, name=name, lifetime_days=30)
-
-
 def portal_clients(conn: Connection) -> list[str]:
     return [c["clientId"] for c in key_clients_in_keycloak(conn)]
 
@@ -80,7 +76,7 @@ def test_with_keycloak_down_creating_fails_fast_and_leaves_nothing(
 ) -> None:
     started = time.monotonic()
     with pytest.raises(lifecycle.KeyNotIssued, match="No key was created"):
-        issue(owner, sample)
+        issue(owner, sample, "billing")
 
     assert time.monotonic() - started < 5
     assert not ApiKey.objects.exists()
@@ -109,7 +105,7 @@ def test_an_answer_lost_after_the_client_was_made_is_undone(
     monkeypatch.setattr(keycloak, "create_client", lose_the_answer_after(keycloak.create_client))
 
     with pytest.raises(lifecycle.KeyNotIssued, match="No key was created"):
-        issue(owner, sample)
+        issue(owner, sample, "billing")
 
     assert not ApiKey.objects.exists()
     assert portal_clients(key_clients) == []
@@ -124,7 +120,7 @@ def test_a_server_error_on_create_leaves_nothing(
     monkeypatch.setattr(keycloak, "create_client", answer_500)
 
     with pytest.raises(lifecycle.KeyNotIssued, match="No key was created"):
-        issue(owner, sample)
+        issue(owner, sample, "billing")
 
     assert not ApiKey.objects.exists()
     assert portal_clients(key_clients) == []
@@ -139,7 +135,7 @@ def test_a_refusal_from_keycloak_is_reported_and_leaves_nothing(
     monkeypatch.setattr(keycloak, "create_client", refuse)
 
     with pytest.raises(lifecycle.KeyNotIssued, match="refused the request"):
-        issue(owner, sample)
+        issue(owner, sample, "billing")
 
     assert not ApiKey.objects.exists()
 
@@ -161,7 +157,7 @@ def test_a_key_left_unfinished_is_finished_later_with_one_client(
         keycloak, "create_client", lose_the_answer_after(keycloak.create_client, go_down)
     )
     with pytest.raises(lifecycle.KeyNotIssued, match="listed as unfinished"):
-        issue(owner, sample)
+        issue(owner, sample, "billing")
     key = ApiKey.objects.get()
     assert key.status == ApiKey.Status.UNFINISHED
     assert portal_clients(key_clients) == [key.client_id]
@@ -208,7 +204,7 @@ def test_a_client_with_the_keys_id_but_not_its_marker_is_left_alone(
 def test_with_keycloak_down_rotating_fails_and_the_old_secret_still_works(
     client: Client, owner: User, sample: Api, settings: Any
 ) -> None:
-    revealed = issue(owner, sample)
+    revealed = issue(owner, sample, "billing")
     real_url = settings.KEYCLOAK_URL
     settings.KEYCLOAK_URL = "http://127.0.0.1:9"
     client.force_login(owner)
@@ -224,7 +220,7 @@ def test_with_keycloak_down_rotating_fails_and_the_old_secret_still_works(
 def test_with_keycloak_down_a_revocation_is_recorded_and_completed_when_it_is_back(
     client: Client, owner: User, sample: Api, settings: Any
 ) -> None:
-    revealed = issue(owner, sample)
+    revealed = issue(owner, sample, "billing")
     real_url = settings.KEYCLOAK_URL
     settings.KEYCLOAK_URL = "http://127.0.0.1:9"
     client.force_login(owner)
@@ -244,7 +240,7 @@ def test_with_keycloak_down_a_revocation_is_recorded_and_completed_when_it_is_ba
 def test_a_revoke_that_died_after_deleting_the_client_completes_on_retry(
     owner: User, sample: Api, key_clients: Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    revealed = issue(owner, sample)
+    revealed = issue(owner, sample, "billing")
     monkeypatch.setattr(keycloak, "delete_client", lose_the_answer_after(keycloak.delete_client))
     with pytest.raises(KeycloakUnavailable):
         lifecycle.revoke_key(revealed.key, actor=owner)

@@ -19,6 +19,7 @@ from django.urls import reverse
 from apikeys.credentials.secret_format import PATTERN
 from apikeys.models import Api, ApiKey, User
 from tests.conftest import key_clients_in_keycloak
+from tests.factories import submit_key_form
 from tests.tokens import request_token
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
@@ -30,11 +31,6 @@ HTMX = {"HX-Request": "true", "HX-Current-URL": "http://testserver/keys/"}
 def signed_in(client: Client, owner: User) -> Client:
     client.force_login(owner)
     return client
-
-
-def create(client: Client, *, htmx: bool = False, **fields: str) -> Any:
-    data = {"name": "billing", "api": "sample", "lifetime_days": "90", **fields}
-    return client.post(reverse("new_key"), data, headers=HTMX if htmx else None)
 
 
 def secret_in(html: str) -> str:
@@ -66,7 +62,7 @@ def test_the_form_offers_the_catalog_and_90_days(signed_in: Client) -> None:
 def test_bad_input_gets_a_clear_message_and_makes_nothing(
     signed_in: Client, fields: dict[str, Any], message: str
 ) -> None:
-    response = create(signed_in, **fields)
+    response = submit_key_form(signed_in, **fields)
 
     assert response.status_code == 200
     assert message in response.content.decode()
@@ -75,7 +71,7 @@ def test_bad_input_gets_a_clear_message_and_makes_nothing(
 
 @pytest.mark.usefixtures("sample")
 def test_bad_input_keeps_what_was_typed(signed_in: Client) -> None:
-    response = create(signed_in, lifetime_days="999", description="nightly export")
+    response = submit_key_form(signed_in, lifetime_days="999", description="nightly export")
     html = response.content.decode()
     assert 'value="billing"' in html
     assert "nightly export" in html
@@ -83,8 +79,8 @@ def test_bad_input_keeps_what_was_typed(signed_in: Client) -> None:
 
 @pytest.mark.usefixtures("sample")
 def test_a_second_live_key_with_the_same_name_is_refused(signed_in: Client) -> None:
-    create(signed_in)
-    response = create(signed_in)
+    submit_key_form(signed_in)
+    response = submit_key_form(signed_in)
     assert "You already have a key with this name." in response.content.decode()
     assert ApiKey.objects.count() == 1
 
@@ -92,9 +88,9 @@ def test_a_second_live_key_with_the_same_name_is_refused(signed_in: Client) -> N
 @pytest.mark.usefixtures("sample")
 def test_at_the_quota_the_form_says_so(signed_in: Client, settings: Any) -> None:
     settings.MAX_LIVE_KEYS_PER_USER = 1
-    create(signed_in, name="one")
+    submit_key_form(signed_in, name="one")
 
-    response = create(signed_in, name="two")
+    response = submit_key_form(signed_in, name="two")
 
     assert "You already have 1 live keys, the most allowed." in response.content.decode()
     assert 'href="/keys/new/"' not in signed_in.get(reverse("home")).content.decode()
@@ -102,7 +98,7 @@ def test_at_the_quota_the_form_says_so(signed_in: Client, settings: Any) -> None
 
 @pytest.mark.usefixtures("sample")
 def test_the_reveal_shows_everything_needed_to_get_a_token_once(signed_in: Client) -> None:
-    response = create(signed_in)
+    response = submit_key_form(signed_in)
 
     html = response.content.decode()
     key = ApiKey.objects.get()
@@ -125,7 +121,7 @@ def test_the_reveal_shows_everything_needed_to_get_a_token_once(signed_in: Clien
 def test_with_htmx_the_reveal_goes_to_the_panel_and_the_list_is_refreshed(
     signed_in: Client,
 ) -> None:
-    response = create(signed_in, htmx=True)
+    response = submit_key_form(signed_in, headers=HTMX)
 
     html = response.content.decode()
     assert "<html" not in html
@@ -136,7 +132,7 @@ def test_with_htmx_the_reveal_goes_to_the_panel_and_the_list_is_refreshed(
 
 @pytest.mark.usefixtures("sample")
 def test_with_htmx_bad_input_returns_the_form_partial(signed_in: Client) -> None:
-    response = create(signed_in, name="", htmx=True)
+    response = submit_key_form(signed_in, name="", headers=HTMX)
     html = response.content.decode()
     assert "<html" not in html
     assert "This field is required." in html
@@ -146,7 +142,7 @@ def test_with_htmx_bad_input_returns_the_form_partial(signed_in: Client) -> None
 def test_without_javascript_revoking_redirects_to_the_list_with_a_notice(
     signed_in: Client,
 ) -> None:
-    create(signed_in)
+    submit_key_form(signed_in)
     key = ApiKey.objects.get()
     confirm = signed_in.get(reverse("revoke_key", args=[key.pk])).content.decode()
     assert "Revoke “billing”?" in confirm
@@ -159,7 +155,7 @@ def test_without_javascript_revoking_redirects_to_the_list_with_a_notice(
 
 @pytest.mark.usefixtures("sample")
 def test_with_htmx_revoking_updates_the_list_in_place(signed_in: Client) -> None:
-    create(signed_in)
+    submit_key_form(signed_in)
     key = ApiKey.objects.get()
 
     response = signed_in.post(reverse("revoke_key", args=[key.pk]), headers=HTMX)
@@ -174,7 +170,7 @@ def test_with_htmx_revoking_updates_the_list_in_place(signed_in: Client) -> None
 
 @pytest.mark.usefixtures("sample")
 def test_rotating_shows_the_new_secret_once(signed_in: Client) -> None:
-    first = secret_in(create(signed_in).content.decode())
+    first = secret_in(submit_key_form(signed_in).content.decode())
     key = ApiKey.objects.get()
 
     response = signed_in.post(reverse("rotate_key", args=[key.pk]))
@@ -200,7 +196,7 @@ def test_after_a_full_journey_no_secret_is_in_the_database_or_the_logs(
     owner = User.objects.create(username="journey-sub", email="journey@example.com")
     client.force_login(owner)
     seen = []
-    response = create(client)
+    response = submit_key_form(client)
     seen.append(secret_in(response.content.decode()))
     key = ApiKey.objects.get()
     response = client.post(reverse("rotate_key", args=[key.pk]), headers=HTMX)
@@ -225,7 +221,7 @@ def test_after_a_full_journey_no_secret_is_in_the_database_or_the_logs(
 
 @pytest.mark.usefixtures("sample")
 def test_the_revealed_snippets_run_as_pasted(signed_in: Client) -> None:
-    html = create(signed_in).content.decode()
+    html = submit_key_form(signed_in).content.decode()
 
     snippets = {
         kind: unescape(re.sub(r"<[^>]+>", "", body))
@@ -249,7 +245,7 @@ def test_the_revealed_snippets_run_as_pasted(signed_in: Client) -> None:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("sample", "live_server")
 def test_the_revealed_call_snippet_gets_a_token_and_calls_whoami(signed_in: Client) -> None:
-    html = create(signed_in, name="pasted").content.decode()
+    html = submit_key_form(signed_in, name="pasted").content.decode()
     snippet = re.search(r'<pre id="snippet-call-[^"]+">(.*?)</pre>', html, re.S)
     assert snippet is not None
     assert "partner guide" in html.lower()
@@ -273,8 +269,8 @@ def test_a_form_sent_twice_makes_one_key_and_says_so(signed_in: Client) -> None:
     request_id = re.search(r'name="request_id" value="([^"]+)"', form)
     assert request_id is not None
 
-    first = create(signed_in, request_id=request_id.group(1))
-    second = create(signed_in, request_id=request_id.group(1), htmx=True)
+    first = submit_key_form(signed_in, request_id=request_id.group(1))
+    second = submit_key_form(signed_in, request_id=request_id.group(1), headers=HTMX)
 
     assert PATTERN.search(first.content.decode())
     html = second.content.decode()
@@ -297,7 +293,7 @@ def test_a_double_click_racing_itself_makes_one_key() -> None:
         client = Client()
         client.force_login(owner)
         try:
-            return create(client, request_id=request_id).status_code  # type: ignore[no-any-return]
+            return submit_key_form(client, request_id=request_id).status_code  # type: ignore[no-any-return]
         finally:
             connections.close_all()
 

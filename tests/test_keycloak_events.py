@@ -10,7 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -26,8 +26,8 @@ from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, KeyUsage, User
 from apikeys.operations import lifecycle
 from apikeys.operations.accounts import OWNER_DISABLED
-from tests import factories
 from tests.accounts import KeycloakUser
+from tests.factories import issue, portal_user, record_key, works
 from tests.tokens import request_token
 
 # The live server answers the listener from its own thread: it must see what tests commit.
@@ -65,14 +65,6 @@ def pushing(
     bootstrap.ensure_realm(bootstrapped)
 
 
-def portal_user(account: KeycloakUser, **fields: Any) -> User:
-    return User.objects.create(username=account.id, email=account.email, **fields)
-
-
-def works(revealed: lifecycle.Revealed) -> bool:
-    return request_token(revealed.key.client_id, revealed.secret).status_code == 200
-
-
 def test_the_realm_has_the_listener_only_while_push_is_on(pushing: Connection) -> None:
     realm = pushing.admin.get_realm(pushing.realm)
     assert desired.EVENT_LISTENER in realm["eventsListeners"]
@@ -83,7 +75,7 @@ def test_disabled_then_enabled_in_keycloak_the_keys_follow_within_seconds_withou
     pushing: Connection, make_keycloak_user: Callable[..., KeycloakUser], sample: Api
 ) -> None:
     paused = portal_user(make_keycloak_user())
-    revealed = factories.issue(paused, sample, name="app", lifetime_days=30)
+    revealed = issue(paused, sample, name="app", lifetime_days=30)
     assert works(revealed)
 
     pushing.admin.update_user(paused.username, {"enabled": False})
@@ -105,7 +97,7 @@ def test_a_user_deleted_in_keycloak_has_their_keys_revoked_within_seconds(
 ) -> None:
     gone = portal_user(make_keycloak_user())
     bystander = portal_user(make_keycloak_user())
-    keys = [factories.issue(u, sample, name="app", lifetime_days=30) for u in (gone, bystander)]
+    keys = [issue(u, sample, name="app", lifetime_days=30) for u in (gone, bystander)]
 
     pushing.admin.delete_user(gone.username)
 
@@ -133,7 +125,7 @@ def test_a_user_who_deletes_their_own_account_has_their_keys_revoked(
     try:
         account = make_keycloak_user()
         leaving = portal_user(account)
-        revealed = factories.issue(leaving, sample, name="app", lifetime_days=30)
+        revealed = issue(leaving, sample, name="app", lifetime_days=30)
         account_client = admin.get_client_id("account")
         assert account_client is not None
         role = admin.get_client_role(account_client, "delete-account")
@@ -182,7 +174,7 @@ def test_the_admin_role_removed_in_keycloak_closes_the_admin_pages_within_second
 def test_a_token_request_updates_last_used_and_the_days_count_and_a_wrong_secret_counts(
     pushing: Connection, owner: User, sample: Api
 ) -> None:
-    revealed = factories.issue(owner, sample, name="app", lifetime_days=30)
+    revealed = issue(owner, sample, name="app", lifetime_days=30)
     before = timezone.now()
     assert works(revealed)
 
@@ -206,7 +198,7 @@ def test_with_the_portal_refusing_events_the_backstop_job_applies_the_change_aft
 ) -> None:
     """The portal "down": it takes no events (the listener gets a 404 and drops them)."""
     paused = portal_user(make_keycloak_user())
-    revealed = factories.issue(paused, sample, name="app", lifetime_days=30)
+    revealed = issue(paused, sample, name="app", lifetime_days=30)
     call_command("sync_users")  # start from now
     settings.KEYCLOAK_EVENTS_SECRET = ""
 
@@ -254,14 +246,7 @@ def login_event(key: ApiKey, **fields: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def a_key(owner: User, sample: Api) -> ApiKey:
-    return ApiKey.objects.create(
-        owner=owner,
-        api=sample,
-        name="counted",
-        client_id=f"apikey-{uuid.uuid4().hex}",
-        status=ApiKey.Status.ACTIVE,
-        expires_at=timezone.now() + timedelta(days=9),
-    )
+    return record_key(owner, sample, name="counted")
 
 
 def test_an_event_delivered_twice_is_applied_once(client: Client, a_key: ApiKey) -> None:

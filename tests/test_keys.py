@@ -16,19 +16,15 @@ from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, User, WrongState
 from apikeys.operations import lifecycle
-from tests import factories
 from tests.conftest import key_clients_in_keycloak
+from tests.factories import issue
 from tests.tokens import claims, request_token
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
 
 
-def issue(owner: User, api: Api, name: str = "billing service") -> lifecycle.Revealed:
-    return factories.issue(owner, api, name=name, lifetime_days=90)
-
-
 def test_a_new_key_gets_a_token_for_its_api_and_nothing_more(owner: User, sample: Api) -> None:
-    revealed = issue(owner, sample)
+    revealed = issue(owner, sample, "billing service", lifetime_days=90)
 
     response = request_token(revealed.key.client_id, revealed.secret)
 
@@ -48,7 +44,7 @@ def test_a_new_key_gets_a_token_for_its_api_and_nothing_more(owner: User, sample
 def test_the_key_client_allows_the_client_credentials_grant_only(
     owner: User, sample: Api, key_clients: Connection
 ) -> None:
-    key = issue(owner, sample).key
+    key = issue(owner, sample, "billing service", lifetime_days=90).key
 
     client = keycloak.get_client(key_clients, key.keycloak_id)
 
@@ -72,7 +68,7 @@ def test_the_key_client_allows_the_client_credentials_grant_only(
 def test_the_secret_is_recognisable_and_the_client_id_fixed_by_the_record(
     owner: User, sample: Api
 ) -> None:
-    revealed = issue(owner, sample)
+    revealed = issue(owner, sample, "billing service", lifetime_days=90)
 
     assert is_well_formed(revealed.secret)
     assert revealed.key.client_id == f"apikey-{revealed.key.pk.hex}"
@@ -80,7 +76,7 @@ def test_the_secret_is_recognisable_and_the_client_id_fixed_by_the_record(
 
 
 def test_rotating_refuses_the_old_secret_and_accepts_the_new(owner: User, sample: Api) -> None:
-    first = issue(owner, sample)
+    first = issue(owner, sample, "billing service", lifetime_days=90)
 
     second = lifecycle.rotate_secret(first.key, actor=owner)
 
@@ -93,7 +89,7 @@ def test_rotating_refuses_the_old_secret_and_accepts_the_new(owner: User, sample
 def test_a_revoked_key_gets_no_token_and_stays_in_the_history(
     owner: User, sample: Api, key_clients: Connection
 ) -> None:
-    revealed = issue(owner, sample)
+    revealed = issue(owner, sample, "billing service", lifetime_days=90)
 
     lifecycle.revoke_key(revealed.key, actor=owner, ip_address="192.0.2.7")
 
@@ -107,7 +103,7 @@ def test_a_revoked_key_gets_no_token_and_stays_in_the_history(
 
 
 def test_revoking_twice_is_refused_without_touching_keycloak(owner: User, sample: Api) -> None:
-    key = issue(owner, sample).key
+    key = issue(owner, sample, "billing service", lifetime_days=90).key
     lifecycle.revoke_key(key, actor=owner)
 
     with pytest.raises(WrongState):
@@ -117,8 +113,8 @@ def test_revoking_twice_is_refused_without_touching_keycloak(owner: User, sample
 def test_the_expiry_command_disables_keys_past_their_date(
     owner: User, sample: Api, key_clients: Connection
 ) -> None:
-    expiring = issue(owner, sample, "expiring")
-    lasting = issue(owner, sample, "lasting")
+    expiring = issue(owner, sample, "expiring", lifetime_days=90)
+    lasting = issue(owner, sample, "lasting", lifetime_days=90)
     ApiKey.objects.filter(pk=expiring.key.pk).update(
         expires_at=timezone.now() - timedelta(minutes=1)
     )
@@ -135,7 +131,7 @@ def test_the_expiry_command_disables_keys_past_their_date(
 
 
 def test_the_expiry_command_run_again_changes_nothing(owner: User, sample: Api) -> None:
-    key = issue(owner, sample).key
+    key = issue(owner, sample, "billing service", lifetime_days=90).key
     ApiKey.objects.filter(pk=key.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
     call_command("expire_keys")
 
@@ -147,8 +143,8 @@ def test_the_expiry_command_run_again_changes_nothing(owner: User, sample: Api) 
 def test_the_key_list_shows_live_keys_apart_from_ended_ones(
     client: Client, owner: User, sample: Api
 ) -> None:
-    live = issue(owner, sample, "still here").key
-    ended = issue(owner, sample, "gone").key
+    live = issue(owner, sample, "still here", lifetime_days=90).key
+    ended = issue(owner, sample, "gone", lifetime_days=90).key
     lifecycle.revoke_key(ended, actor=owner)
     client.force_login(owner)
 
@@ -163,19 +159,19 @@ def test_the_key_list_shows_live_keys_apart_from_ended_ones(
 
 
 def test_a_key_name_can_be_reused_once_the_old_key_is_revoked(owner: User, sample: Api) -> None:
-    old = issue(owner, sample, "production").key
+    old = issue(owner, sample, "production", lifetime_days=90).key
     with pytest.raises(lifecycle.NameTaken):
-        issue(owner, sample, "production")
+        issue(owner, sample, "production", lifetime_days=90)
 
     lifecycle.revoke_key(old, actor=owner)
 
-    assert issue(owner, sample, "production").key.status == ApiKey.Status.ACTIVE
+    assert issue(owner, sample, "production", lifetime_days=90).key.status == ApiKey.Status.ACTIVE
 
 
 def test_another_customers_key_is_the_same_as_no_key(
     client: Client, owner: User, other_user: User, sample: Api
 ) -> None:
-    key = issue(owner, sample).key
+    key = issue(owner, sample, "billing service", lifetime_days=90).key
     client.force_login(other_user)
 
     for name in ("key_detail", "rotate_key", "revoke_key"):
@@ -189,7 +185,7 @@ def test_another_customers_key_is_the_same_as_no_key(
 def test_every_key_url_sends_anonymous_visitors_to_sign_in(
     client: Client, owner: User, sample: Api
 ) -> None:
-    key = issue(owner, sample).key
+    key = issue(owner, sample, "billing service", lifetime_days=90).key
     urls = [reverse("home"), reverse("new_key")] + [
         reverse(name, args=[key.pk])
         for name in ("key_detail", "rotate_key", "revoke_key", "finish_key", "discard_key")
@@ -218,7 +214,7 @@ def test_concurrent_creates_beyond_the_quota_make_exactly_the_quota(
 
     def create(n: int) -> str:
         try:
-            return issue(owner, sample, f"key {n}").key.client_id
+            return issue(owner, sample, f"key {n}", lifetime_days=90).key.client_id
         except lifecycle.QuotaExceeded:
             return "refused"
         finally:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -24,9 +23,8 @@ from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, LeakReport, SecretFingerprint, User
 from apikeys.operations import leaks, lifecycle
-from tests import factories
+from tests.factories import issue, secret_works
 from tests.mail import plain_text, wait_for_message
-from tests.tokens import request_token
 
 pytestmark = pytest.mark.usefixtures("key_clients", "real_smtp")
 
@@ -72,25 +70,10 @@ def reporter(settings: Any, tmp_path: Path) -> Iterator[Reporter]:
     leaks.forget_trusted_keys()
 
 
-@pytest.fixture
-def customer(db: None) -> User:
-    return User.objects.create(
-        username=str(uuid.uuid4()), email=f"leaky-{uuid.uuid4().hex[:8]}@example.com"
-    )
-
-
 def found(
     secret: str, url: str = "https://github.com/octo/app/blob/abc/settings.py"
 ) -> dict[str, str]:
     return {"token": secret, "type": "apikey_portal_secret", "url": url, "source": "content"}
-
-
-def issue(owner: User, api: Api, name: str = "app") -> lifecycle.Revealed:
-    return factories.issue(owner, api, name=name, lifetime_days=30)
-
-
-def works(key: ApiKey, secret: str) -> bool:
-    return request_token(key.client_id, secret).status_code == 200
 
 
 @pytest.mark.embedded
@@ -113,7 +96,7 @@ def test_a_reported_current_secret_suspends_the_key_at_once_and_mails_the_owner(
     assert key.status == ApiKey.Status.SUSPENDED
     assert key.secret_exposed_at is not None
     assert not keycloak.get_client(bootstrapped, key.keycloak_id)["enabled"]
-    assert not works(key, revealed.secret)
+    assert not secret_works(key, revealed.secret)
     entry = key.audit_entries.get(action=AuditEntry.Action.SUSPENDED)
     assert entry.actor is None
     assert "github.com/octo/app" in entry.reason
@@ -144,8 +127,8 @@ def test_the_owners_one_click_rotate_brings_the_key_back_with_a_new_secret(
     assert key.status == ApiKey.Status.ACTIVE
     assert key.secret_exposed_at is None
     new = rotated.content.decode().split('data-testid="client-secret">')[1].split("<")[0]
-    assert works(key, new)
-    assert not works(key, revealed.secret)
+    assert secret_works(key, new)
+    assert not secret_works(key, revealed.secret)
     entry = key.audit_entries.filter(action=AuditEntry.Action.REINSTATED).get()
     assert entry.reason == "Its exposed secret was replaced."
 
@@ -159,7 +142,7 @@ def test_an_exposed_key_cannot_be_reinstated_or_approved_before_its_secret_is_ro
     with pytest.raises(Exception, match="must rotate it first"):
         lifecycle.reinstate_key(revealed.key, actor=admin_user)
 
-    assert not works(revealed.key, revealed.secret)
+    assert not secret_works(revealed.key, revealed.secret)
 
 
 def test_the_admin_setting_revokes_instead(
@@ -176,7 +159,7 @@ def test_the_admin_setting_revokes_instead(
 
     key = ApiKey.objects.get(pk=revealed.key.pk)
     assert key.status == ApiKey.Status.REVOKED
-    assert not works(key, revealed.secret)
+    assert not secret_works(key, revealed.secret)
     listing = admin.get(reverse("manage_leaks")).content.decode()
     assert key.client_id in listing
     assert "github.com/octo/app" in listing
@@ -193,8 +176,8 @@ def test_a_reported_previous_secret_ends_its_grace_and_leaves_the_current_one(
     assert answer.json()[0]["label"] == "true_positive"
     key = ApiKey.objects.get(pk=first.key.pk)
     assert key.status == ApiKey.Status.ACTIVE
-    assert not works(key, first.secret)
-    assert works(key, second.secret)
+    assert not secret_works(key, first.secret)
+    assert secret_works(key, second.secret)
     assert LeakReport.objects.get(key=key).verdict == LeakReport.Verdict.PREVIOUS
 
 
@@ -217,7 +200,7 @@ def test_a_bad_signature_is_refused_and_changes_nothing(
     assert unknown_key.status_code == 401
     assert forged["Content-Type"] == "application/problem+json"
     assert ApiKey.objects.get(pk=revealed.key.pk).status == ApiKey.Status.ACTIVE
-    assert works(revealed.key, revealed.secret)
+    assert secret_works(revealed.key, revealed.secret)
     assert not LeakReport.objects.exists()
 
 
@@ -260,7 +243,7 @@ def test_the_fingerprint_table_holds_no_secret(
 ) -> None:
     made = [issue(customer, sample, name=f"k{n}") for n in range(3)]
     rotated = [lifecycle.rotate_secret(r.key, actor=customer) for r in made[:2]]
-    another = factories.issue(customer, sample, name="another", lifetime_days=30)
+    another = issue(customer, sample, name="another", lifetime_days=30)
     secrets = [r.secret for r in made + rotated + [another]]
 
     with connection.cursor() as cursor:
@@ -335,5 +318,5 @@ def test_a_reported_previous_secret_stops_even_if_keycloak_cannot_be_told_at_onc
 
     reconcile()
 
-    assert not works(key, first.secret)
-    assert works(key, second.secret)
+    assert not secret_works(key, first.secret)
+    assert secret_works(key, second.secret)

@@ -13,17 +13,12 @@ from playwright.sync_api import Page, expect
 from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, User
 from apikeys.operations import lifecycle
-from tests import factories
 from tests.accounts import KeycloakUser
 from tests.browser import sign_in
 from tests.conftest import key_clients_in_keycloak
+from tests.factories import issue, submit_key_form
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
-
-
-def create(client: Client, name: str, **headers: str) -> Any:
-    data = {"name": name, "api": "sample", "lifetime_days": "9"}
-    return client.post(reverse("new_key"), data, headers=headers or None)
 
 
 @pytest.mark.usefixtures("sample")
@@ -33,17 +28,19 @@ def test_a_create_revoke_loop_is_stopped_with_a_clear_429(
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "keys": {"user": "4/m", "address": "100/m"}}
     client.force_login(owner)
     for n in range(2):
-        create(client, f"loop {n}")
+        submit_key_form(client, f"loop {n}", lifetime_days="9")
         client.post(reverse("revoke_key", args=[ApiKey.objects.get(name=f"loop {n}").pk]))
 
-    response = create(client, "one too many")
+    response = submit_key_form(client, "one too many", lifetime_days="9")
 
     assert response.status_code == 429
     assert response["Retry-After"] == "60"
     assert "Please slow down" in response.content.decode()
     assert not ApiKey.objects.filter(name="one too many").exists()
     assert [c["clientId"] for c in key_clients_in_keycloak(key_clients)] == []
-    htmx = create(client, "in the panel", HX_Request="true")
+    htmx = submit_key_form(
+        client, "in the panel", lifetime_days="9", headers={"HX-Request": "true"}
+    )
     assert htmx.status_code == 429
     assert 'data-testid="too-many"' in htmx.content.decode()
 
@@ -56,11 +53,11 @@ def test_many_accounts_from_one_address_share_its_limit(
     # (a hash of the key), so a minute's boundary may fall between the three requests.
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "keys": {"user": "100/h", "address": "2/h"}}
     client.force_login(owner)
-    assert create(client, "first").status_code == 200
+    assert submit_key_form(client, "first", lifetime_days="9").status_code == 200
     client.force_login(other_user)
-    assert create(client, "second").status_code == 200
+    assert submit_key_form(client, "second", lifetime_days="9").status_code == 200
 
-    assert create(client, "third").status_code == 429
+    assert submit_key_form(client, "third", lifetime_days="9").status_code == 429
 
 
 def test_the_daily_cap_on_keys_made_counts_revoked_ones(
@@ -68,11 +65,11 @@ def test_the_daily_cap_on_keys_made_counts_revoked_ones(
 ) -> None:
     settings.MAX_KEYS_MADE_PER_DAY = 2
     for n in range(2):
-        made = factories.issue(owner, sample, name=f"k{n}", lifetime_days=9)
+        made = issue(owner, sample, name=f"k{n}", lifetime_days=9)
         lifecycle.revoke_key(made.key, actor=owner)
 
     with pytest.raises(lifecycle.QuotaExceeded, match="in the last 24 hours"):
-        factories.issue(owner, sample, name="k2", lifetime_days=9)
+        issue(owner, sample, name="k2", lifetime_days=9)
 
 
 @pytest.mark.django_db

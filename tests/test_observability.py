@@ -19,7 +19,7 @@ from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
 from apikeys.models import Api, User
 from portal.request_ids import RequestIdFilter
-from tests import factories
+from tests.factories import issue
 
 pytestmark = [pytest.mark.embedded, pytest.mark.django_db, pytest.mark.usefixtures("key_clients")]
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +47,7 @@ def test_metrics_show_keycloak_calls_requests_jobs_queues_and_keys(
     calls_before = value(before, made) if made in before else 0.0
     missed_before = value(before, missing) if missing in before else 0.0
 
-    factories.issue(owner, sample, name="counted", lifetime_days=30)
+    issue(owner, sample, name="counted", lifetime_days=30)
     with pytest.raises(keycloak.NotFound):
         keycloak.get_client(key_clients, "00000000-0000-0000-0000-000000000000")
     call_command("expire_keys", stdout=io.StringIO())

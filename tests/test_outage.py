@@ -20,7 +20,7 @@ from django.urls import reverse
 from apikeys.models import Api, ApiKey, User
 from apikeys.operations.reconcile import reconcile
 from devstack import keycloak_server as devstack_keycloak
-from tests import factories
+from tests.factories import issue
 from tests.tokens import request_token
 
 pytestmark = pytest.mark.usefixtures("key_clients")
@@ -48,7 +48,7 @@ def test_with_keycloak_stopped_reads_work_actions_fail_fast_and_all_recovers(
     sample: Api,
     stop_keycloak: devstack_keycloak.Instance,
 ) -> None:
-    revealed = factories.issue(owner, sample, name="steady", lifetime_days=30)
+    revealed = issue(owner, sample, name="steady", lifetime_days=30)
     token = request_token(revealed.key.client_id, revealed.secret).json()["access_token"]
     whoami = {"Authorization": f"Bearer {token}"}
     assert client.get(reverse("whoami"), headers=whoami).status_code == 200

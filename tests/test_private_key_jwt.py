@@ -27,8 +27,8 @@ from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, PublicKey, User
 from apikeys.operations import lifecycle
 from apikeys.operations.reconcile import reconcile
-from tests import factories
 from tests.assertions import KeyPair, gets_token, jwks_server, token_with_assertion
+from tests.factories import issue
 
 pytestmark = pytest.mark.usefixtures("key_clients")
 
@@ -39,7 +39,7 @@ def make_signed_key(owner: User, api: Api, *pairs: KeyPair, name: str = "signed"
     accepted = [key for pair in pairs for key in public_keys.parse(pair.public_pem())]
     for pair, public in zip(pairs, accepted, strict=True):
         pair.kid = public.kid
-    revealed = factories.issue(
+    revealed = issue(
         owner,
         api,
         name=name,

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -29,8 +30,8 @@ from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, User, WrongState
 from apikeys.operations import lifecycle
 from apikeys.operations.reconcile import reconcile
-from tests import factories
 from tests.conftest import key_clients_in_keycloak
+from tests.factories import issue
 from tests.tokens import request_token
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
@@ -59,10 +60,6 @@ def assert_in_agreement(conn: Connection) -> None:
             assert client_id in clients or key.client_missing_since, f"lost client {client_id}"
 
 
-def issue(owner: User, api: Api, name: str = "key") -> lifecycle.Revealed:
-    return factories.issue(owner, api, name=name, lifetime_days=30, justification="why")
-
-
 @pytest.fixture
 def armed() -> Iterator[Callable[[str], None]]:
     def arm(point: str) -> None:
@@ -78,7 +75,7 @@ def armed() -> Iterator[Callable[[str], None]]:
 def test_a_client_enabled_behind_the_portals_back_is_disabled_again(
     owner: User, sample: Api, admin_user: User, key_clients: Connection
 ) -> None:
-    revealed = issue(owner, sample)
+    revealed = issue(owner, sample, "key", justification="why")
     lifecycle.suspend_key(revealed.key, actor=admin_user, reason="test")
     keycloak.update_client(key_clients, revealed.key.keycloak_id, {"enabled": True})
     assert request_token(revealed.key.client_id, revealed.secret).status_code == 200
@@ -95,7 +92,7 @@ def test_a_client_enabled_behind_the_portals_back_is_disabled_again(
 def test_a_removed_scope_and_changed_settings_are_restored(
     owner: User, sample: Api, key_clients: Connection
 ) -> None:
-    revealed = issue(owner, sample)
+    revealed = issue(owner, sample, "key", justification="why")
     uuid_ = revealed.key.keycloak_id
     scope = keycloak.find_client_scope(key_clients, "api-sample")
     assert scope is not None
@@ -125,7 +122,7 @@ def test_a_removed_scope_and_changed_settings_are_restored(
 def test_a_client_deleted_in_keycloak_suspends_the_key_until_an_admin_decides(
     client: Any, owner: User, admin_user: User, sample: Api, key_clients: Connection
 ) -> None:
-    revealed = issue(owner, sample)
+    revealed = issue(owner, sample, "key", justification="why")
     keycloak.delete_client(key_clients, revealed.key.keycloak_id)
 
     assert run_reconcile() == ["active key has no client in Keycloak"]
@@ -171,7 +168,7 @@ def test_reconcile_pages_through_more_clients_than_one_page(
     from apikeys.operations import reconcile as module
 
     monkeypatch.setattr(module, "PAGE", 2)
-    keys = [issue(owner, sample, f"k{n}").key for n in range(5)]
+    keys = [issue(owner, sample, f"k{n}", justification="why").key for n in range(5)]
     keycloak.update_client(key_clients, keys[4].keycloak_id, {"enabled": False})
 
     report = reconcile(grace=NOW_GRACE)
@@ -186,7 +183,7 @@ def test_reconcile_pages_through_more_clients_than_one_page(
 def _issue_crash(owner: User, sample: Api, point: str, arm: Callable[[str], None]) -> Any:
     arm(point)
     with pytest.raises(SimulatedCrash):
-        issue(owner, sample)
+        issue(owner, sample, "key", justification="why")
     crash_points.armed.clear()
     return None
 
@@ -226,7 +223,7 @@ def scenario_discard_client_deleted(ctx: dict[str, Any]) -> None:
 
 
 def scenario_rotate_secret_set(ctx: dict[str, Any]) -> None:
-    revealed = issue(ctx["owner"], ctx["api"])
+    revealed = issue(ctx["owner"], ctx["api"], "key", justification="why")
     ctx["arm"]("rotate:secret-set")
     with pytest.raises(SimulatedCrash):
         lifecycle.rotate_secret(revealed.key, actor=ctx["owner"])
@@ -236,106 +233,79 @@ def scenario_rotate_secret_set(ctx: dict[str, Any]) -> None:
     assert request_token(revealed.key.client_id, again.secret).status_code == 200
 
 
-def _ended_by(
-    ctx: dict[str, Any],
-    point: str,
-    setup: Callable[[lifecycle.Revealed], None] | None,
-    action: Callable[[ApiKey], object],
-    final: str,
-    works: bool,
-) -> None:
-    revealed = issue(ctx["owner"], ctx["api"])
-    if setup:
-        setup(revealed)
-    ctx["arm"](point)
-    with pytest.raises(SimulatedCrash):
-        action(revealed.key)
-    crash_points.armed.clear()
-    run_reconcile()  # carries out a decision recorded before the crash
-    key = ApiKey.objects.get(pk=revealed.key.pk)
-    with contextlib.suppress(WrongState):  # the retry a person would make, if still offered
-        action(key)
-    assert ApiKey.objects.get(pk=revealed.key.pk).status == final
-    code = request_token(revealed.key.client_id, revealed.secret).status_code
-    assert code == (200 if works else 401)
+@dataclass(frozen=True)
+class Ending:
+    """A crash inside an action that ends or restores a key: what it is, and where it ends."""
+
+    action: Callable[[dict[str, Any], ApiKey], object]
+    final: str
+    works: bool
+    setup: Callable[[dict[str, Any], ApiKey], object] | None = None
+    needs_approval: bool = False
 
 
-def scenario_revoke_client_deleted(ctx: dict[str, Any]) -> None:
-    _ended_by(
-        ctx,
-        "revoke:client-deleted",
-        None,
-        lambda k: lifecycle.revoke_key(k, actor=ctx["owner"]),
-        "revoked",
-        False,
-    )
-
-
-def scenario_approve_client_enabled(ctx: dict[str, Any]) -> None:
-    ctx["api"].requires_approval = True
-    ctx["api"].save()
-    _ended_by(
-        ctx,
-        "approve:client-enabled",
-        None,
-        lambda k: lifecycle.approve_key(k, actor=ctx["admin"]),
+ENDINGS = {
+    "revoke:client-deleted": Ending(
+        lambda ctx, k: lifecycle.revoke_key(k, actor=ctx["owner"]), "revoked", works=False
+    ),
+    "approve:client-enabled": Ending(
+        lambda ctx, k: lifecycle.approve_key(k, actor=ctx["admin"]),
         "active",
-        True,
-    )
-
-
-def scenario_reject_client_deleted(ctx: dict[str, Any]) -> None:
-    ctx["api"].requires_approval = True
-    ctx["api"].save()
-    _ended_by(
-        ctx,
-        "reject:client-deleted",
-        None,
-        lambda k: lifecycle.reject_key(k, actor=ctx["admin"], reason="no"),
+        works=True,
+        needs_approval=True,
+    ),
+    "reject:client-deleted": Ending(
+        lambda ctx, k: lifecycle.reject_key(k, actor=ctx["admin"], reason="no"),
         "rejected",
-        False,
-    )
-
-
-def scenario_suspend_client_disabled(ctx: dict[str, Any]) -> None:
-    _ended_by(
-        ctx,
-        "suspend:client-disabled",
-        None,
-        lambda k: lifecycle.suspend_key(k, actor=ctx["admin"], reason="r"),
+        works=False,
+        needs_approval=True,
+    ),
+    "suspend:client-disabled": Ending(
+        lambda ctx, k: lifecycle.suspend_key(k, actor=ctx["admin"], reason="r"),
         "suspended",
-        False,
-    )
-
-
-def scenario_reinstate_client_enabled(ctx: dict[str, Any]) -> None:
-    def suspend(revealed: lifecycle.Revealed) -> None:
-        lifecycle.suspend_key(revealed.key, actor=ctx["admin"], reason="r")
-
-    _ended_by(
-        ctx,
-        "reinstate:client-enabled",
-        suspend,
-        lambda k: lifecycle.reinstate_key(k, actor=ctx["admin"]),
+        works=False,
+    ),
+    "reinstate:client-enabled": Ending(
+        lambda ctx, k: lifecycle.reinstate_key(k, actor=ctx["admin"]),
         "active",
-        True,
-    )
-
-
-def scenario_expire_client_disabled(ctx: dict[str, Any]) -> None:
-    def past_expiry(revealed: lifecycle.Revealed) -> None:
-        ApiKey.objects.filter(pk=revealed.key.pk).update(
-            expires_at=timezone.now() - timedelta(minutes=1)
-        )
-
-    _ended_by(
-        ctx,
-        "expire:client-disabled",
-        past_expiry,
-        lambda k: lifecycle.expire_due_keys(),
+        works=True,
+        setup=lambda ctx, k: lifecycle.suspend_key(k, actor=ctx["admin"], reason="r"),
+    ),
+    "expire:client-disabled": Ending(
+        lambda ctx, k: lifecycle.expire_due_keys(),
         "expired",
-        False,
-    )
+        works=False,
+        setup=lambda ctx, k: ApiKey.objects.filter(pk=k.pk).update(
+            expires_at=timezone.now() - timedelta(minutes=1)
+        ),
+    ),
+}
+
+
+def scenario_ended(point: str) -> Callable[[dict[str, Any]], None]:
+    """A crash at `point`, then reconcile, then the retry a person would make, if offered."""
+    ending = ENDINGS[point]
+
+    def run(ctx: dict[str, Any]) -> None:
+        if ending.needs_approval:
+            ctx["api"].requires_approval = True
+            ctx["api"].save()
+        revealed = issue(ctx["owner"], ctx["api"], "key", justification="why")
+        if ending.setup:
+            ending.setup(ctx, revealed.key)
+        ctx["arm"](point)
+        with pytest.raises(SimulatedCrash):
+            ending.action(ctx, revealed.key)
+        crash_points.armed.clear()
+        run_reconcile()  # carries out a decision recorded before the crash
+        key = ApiKey.objects.get(pk=revealed.key.pk)
+        with contextlib.suppress(WrongState):
+            ending.action(ctx, key)
+        assert ApiKey.objects.get(pk=revealed.key.pk).status == ending.final
+        code = request_token(revealed.key.client_id, revealed.secret).status_code
+        assert code == (200 if ending.works else 401)
+
+    return run
 
 
 SCENARIOS = {
@@ -343,12 +313,7 @@ SCENARIOS = {
     "issue:client-created": scenario_issue_client_created,
     "discard:client-deleted": scenario_discard_client_deleted,
     "rotate:secret-set": scenario_rotate_secret_set,
-    "revoke:client-deleted": scenario_revoke_client_deleted,
-    "approve:client-enabled": scenario_approve_client_enabled,
-    "reject:client-deleted": scenario_reject_client_deleted,
-    "suspend:client-disabled": scenario_suspend_client_disabled,
-    "reinstate:client-enabled": scenario_reinstate_client_enabled,
-    "expire:client-disabled": scenario_expire_client_disabled,
+    **{point: scenario_ended(point) for point in ENDINGS},
 }
 
 

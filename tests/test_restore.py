@@ -38,9 +38,9 @@ from apikeys.models import Api, ApiKey, AuditEntry, User, WrongState
 from apikeys.operations import lifecycle
 from apikeys.operations.reconcile import describe, reconcile
 from devstack import postgres
-from tests import factories
 from tests.assertions import KeyPair, gets_token
 from tests.conftest import key_clients_in_keycloak
+from tests.factories import issue
 from tests.mail import messages_to, plain_text
 from tests.tokens import request_token
 
@@ -87,10 +87,6 @@ def take_backup(where: Path) -> Callable[[], None]:
     return restore
 
 
-def issue(owner: User, api: Api, name: str) -> lifecycle.Revealed:
-    return factories.issue(owner, api, name=name, lifetime_days=30)
-
-
 @dataclass
 class Lost:
     """A key whose client is in Keycloak but whose record this database never had."""
@@ -113,7 +109,7 @@ def lost_key(conn: Connection, owner: User, api: Api, **attributes: str) -> Lost
 def signed_key(owner: User, api: Api, pair: KeyPair) -> ApiKey:
     accepted = public_keys.parse(pair.public_pem())
     pair.kid = accepted[0].kid
-    return factories.issue(
+    return issue(
         owner,
         api,
         name="signed",

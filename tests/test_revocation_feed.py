@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,9 +24,9 @@ from apikeys.credentials import bearer as bearer_tokens
 from apikeys.credentials import revocations
 from apikeys.credentials.bearer import RevocationList
 from apikeys.credentials.challenge import StandingUnknown
-from apikeys.models import Api, ApiKey, User
+from apikeys.models import Api, User
 from apikeys.operations import lifecycle
-from tests import factories
+from tests.factories import issue, record_key
 from tests.receivers import free_port
 from tests.tokens import request_token
 
@@ -35,20 +34,6 @@ pytestmark = [pytest.mark.embedded]
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = 5.0
-
-
-def make_key(owner: User, api: Api, status: str = "active", **fields: Any) -> ApiKey:
-    return ApiKey.objects.create(
-        **{
-            "owner": owner,
-            "api": api,
-            "name": f"key {uuid.uuid4().hex[:6]}",
-            "client_id": f"apikey-{uuid.uuid4().hex}",
-            "status": status,
-            "expires_at": timezone.now() + timedelta(days=9),
-            **fields,
-        }
-    )
 
 
 def read_feed(client: Client, token: str) -> Any:
@@ -59,15 +44,15 @@ def test_the_feed_lists_only_its_apis_keys_that_may_no_longer_be_used(
     client: Client, owner: User, other_user: User, sample: Api
 ) -> None:
     other = Api.objects.create(name="Other API", slug="other", audience="other-api")
-    good = make_key(owner, sample)
-    suspended = make_key(owner, sample, "suspended")
-    revoked = make_key(owner, sample, "revoked", ended_at=timezone.now())
-    long_revoked = make_key(owner, sample, "revoked", ended_at=timezone.now() - timedelta(days=1))
-    past_expiry = make_key(owner, sample, expires_at=timezone.now() - timedelta(seconds=1))
+    good = record_key(owner, sample)
+    suspended = record_key(owner, sample, "suspended")
+    revoked = record_key(owner, sample, "revoked", ended_at=timezone.now())
+    long_revoked = record_key(owner, sample, "revoked", ended_at=timezone.now() - timedelta(days=1))
+    past_expiry = record_key(owner, sample, expires_at=timezone.now() - timedelta(seconds=1))
     User.objects.filter(pk=other_user.pk).update(is_active=False)
-    of_disabled_owner = make_key(other_user, sample)
-    elsewhere = make_key(owner, other, "revoked", ended_at=timezone.now())
-    waiting = make_key(owner, sample, "pending")
+    of_disabled_owner = record_key(other_user, sample)
+    elsewhere = record_key(owner, other, "revoked", ended_at=timezone.now())
+    waiting = record_key(owner, sample, "pending")
     token = revocations.new_feed_token(sample)
 
     response = read_feed(client, token)
@@ -120,7 +105,7 @@ def test_the_sample_api_reads_its_list_every_few_seconds_not_per_request(
 ) -> None:
     settings.REVOCATION_FEED_REFRESH_SECONDS = 2
     bearer_tokens.forget_revocation_lists()
-    revealed = factories.issue(owner, sample, name="app", lifetime_days=9)
+    revealed = issue(owner, sample, name="app", lifetime_days=9)
     token = request_token(revealed.key.client_id, revealed.secret).json()["access_token"]
     began = time.monotonic()
     for _ in range(100):
@@ -199,7 +184,7 @@ def resource_server(live_server: Any, sample: Api) -> Iterator[str]:
 def test_a_resource_server_of_its_own_refuses_a_revoked_keys_token_within_seconds(
     resource_server: str, owner: User, sample: Api, key_clients: Any
 ) -> None:
-    revealed = factories.issue(owner, sample, name="partner", lifetime_days=9)
+    revealed = issue(owner, sample, name="partner", lifetime_days=9)
     token = request_token(revealed.key.client_id, revealed.secret).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     reads_before = revocations.FEED_READS.labels(api="sample")._value.get()

@@ -12,15 +12,11 @@ from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, User
 from apikeys.operations import lifecycle
 from apikeys.operations.accounts import OWNER_DISABLED
-from tests import factories
 from tests.accounts import KeycloakUser
+from tests.factories import issue, portal_user
 from tests.tokens import request_token
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
-
-
-def portal_user(account: KeycloakUser) -> User:
-    return User.objects.create(username=account.id, email=account.email, first_name="Test")
 
 
 def test_deleted_and_disabled_users_keys_stop_after_one_sync_and_come_back_when_enabled(
@@ -29,9 +25,11 @@ def test_deleted_and_disabled_users_keys_stop_after_one_sync_and_come_back_when_
     sample: Api,
     client: Client,
 ) -> None:
-    gone, paused, bystander = (portal_user(make_keycloak_user()) for _ in range(3))
+    gone, paused, bystander = (
+        portal_user(make_keycloak_user(), first_name="Test") for _ in range(3)
+    )
     keys = {
-        user.email: factories.issue(user, sample, name="app", lifetime_days=30)
+        user.email: issue(user, sample, name="app", lifetime_days=30)
         for user in (gone, paused, bystander)
     }
     call_command("sync_users")  # start from now: older events are not this test's
@@ -70,8 +68,8 @@ def test_an_admin_suspension_survives_the_owner_being_enabled_again(
     sample: Api,
     admin_user: User,
 ) -> None:
-    owner = portal_user(make_keycloak_user())
-    revealed = factories.issue(owner, sample, name="app", lifetime_days=30)
+    owner = portal_user(make_keycloak_user(), first_name="Test")
+    revealed = issue(owner, sample, name="app", lifetime_days=30)
     lifecycle.suspend_key(revealed.key, actor=admin_user, reason="Abuse")
     call_command("sync_users")
 

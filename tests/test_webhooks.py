@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -35,19 +34,12 @@ from apikeys.models import (
     WebhookMessage,
 )
 from apikeys.operations import dormancy, jobs, lifecycle, webhooks
-from tests import factories
+from tests.factories import issue
 from tests.mail import plain_text, wait_for_message
 from tests.receivers import Receiver, free_port, receiver
 
 pytestmark = pytest.mark.usefixtures("key_clients")
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def customer(db: None) -> User:
-    return User.objects.create(
-        username=str(uuid.uuid4()), email=f"hooks-{uuid.uuid4().hex[:8]}@example.com"
-    )
 
 
 @pytest.fixture
@@ -82,21 +74,15 @@ def test_each_event_arrives_signed_and_verifies_with_the_standard_webhooks_libra
         made = webhooks.create_endpoint(customer, url=inbox.url, events=EVENT_TYPES)
         sample.requires_approval = True
         sample.save()
-        asked = factories.issue(
-            customer, sample, name="asked", lifetime_days=30, justification="reports"
-        )
+        asked = issue(customer, sample, name="asked", lifetime_days=30, justification="reports")
         lifecycle.approve_key(asked.key, actor=admin_user)
-        refused = factories.issue(
-            customer, sample, name="refused", lifetime_days=30, justification="reports"
-        )
+        refused = issue(customer, sample, name="refused", lifetime_days=30, justification="reports")
         lifecycle.reject_key(refused.key, actor=admin_user, reason="not this one")
         rotated = lifecycle.rotate_secret(asked.key, actor=customer)
         lifecycle.suspend_key(asked.key, actor=admin_user, reason="checking")
         lifecycle.reinstate_key(asked.key, actor=admin_user)
         lifecycle.revoke_key(asked.key, actor=customer)
-        soon = factories.issue(
-            customer, sample, name="soon", lifetime_days=1, justification="reports"
-        ).key
+        soon = issue(customer, sample, name="soon", lifetime_days=1, justification="reports").key
         lifecycle.approve_key(soon, actor=admin_user)
         jobs.send_expiry_reminders()
         ApiKey.objects.filter(pk=soon.pk).update(created_at=timezone.now() - timedelta(days=90))
@@ -136,7 +122,7 @@ def test_a_receiver_down_for_a_while_gets_each_event_once_when_it_is_back(
     down = Receiver(port=port)
     made = webhooks.create_endpoint(customer, url=down.url, events=["key.created"])
     for n in range(3):
-        factories.issue(customer, sample, name=f"k{n}", lifetime_days=30)
+        issue(customer, sample, name=f"k{n}", lifetime_days=30)
     for _ in range(4):  # refused connections, retried with backoff
         webhooks.deliver_due()
         time.sleep(0.3)
@@ -163,7 +149,7 @@ def test_a_worker_killed_in_the_middle_of_a_delivery_delivers_after_restart(
 ) -> None:
     with receiver(hang=20) as inbox:
         webhooks.create_endpoint(customer, url=inbox.url, events=["key.created"])
-        factories.issue(customer, sample, name="k", lifetime_days=30)
+        issue(customer, sample, name="k", lifetime_days=30)
         [message] = WebhookMessage.objects.all()
         worker = start_worker()
         try:
@@ -240,7 +226,7 @@ def test_a_redirect_is_not_followed(customer: User, sample: Api, fast_retries: N
     with receiver() as target, receiver(answers=[302], location="") as bouncer:
         bouncer.location = target.url
         webhooks.create_endpoint(customer, url=bouncer.url, events=["key.created"])
-        factories.issue(customer, sample, name="k", lifetime_days=30)
+        issue(customer, sample, name="k", lifetime_days=30)
         webhooks.deliver_due()
 
     [message] = WebhookMessage.objects.all()
@@ -283,9 +269,9 @@ def test_a_410_pauses_the_endpoint_and_the_owner_is_told(
 ) -> None:
     with receiver(answers=[410]) as inbox:
         made = webhooks.create_endpoint(customer, url=inbox.url, events=["key.created"])
-        factories.issue(customer, sample, name="a", lifetime_days=30)
+        issue(customer, sample, name="a", lifetime_days=30)
         webhooks.deliver_due()
-        factories.issue(customer, sample, name="b", lifetime_days=30)
+        issue(customer, sample, name="b", lifetime_days=30)
         webhooks.deliver_due()
 
         endpoint = WebhookEndpoint.objects.get(pk=made.endpoint.pk)
@@ -305,8 +291,8 @@ def test_after_the_retry_window_a_message_is_given_up_and_the_owner_mailed_once(
     settings.WEBHOOK_RETRY_HOURS = 1 / 3600  # a second
     with receiver(answers=[500] * 50) as inbox:
         webhooks.create_endpoint(customer, url=inbox.url, events=["key.created"])
-        factories.issue(customer, sample, name="a", lifetime_days=30)
-        factories.issue(customer, sample, name="b", lifetime_days=30)
+        issue(customer, sample, name="a", lifetime_days=30)
+        issue(customer, sample, name="b", lifetime_days=30)
         deliver_until(nothing_pending)
 
     assert set(WebhookMessage.objects.values_list("status", flat=True)) == {"failed"}
@@ -369,7 +355,7 @@ def test_a_state_change_and_its_message_commit_together(
     customer: User, sample: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     webhooks.create_endpoint(customer, url="http://127.0.0.1:9/hooks", events=EVENT_TYPES)
-    revealed = factories.issue(customer, sample, name="k", lifetime_days=30)
+    revealed = issue(customer, sample, name="k", lifetime_days=30)
     real = AuditEntry.record
 
     def recorded_then_failing(*args: Any, **kwargs: Any) -> AuditEntry:
@@ -391,7 +377,7 @@ def test_two_workers_at_once_deliver_each_message_once(customer: User, sample: A
     with receiver(delay=0.2) as inbox:
         webhooks.create_endpoint(customer, url=inbox.url, events=["key.created"])
         for n in range(6):
-            factories.issue(customer, sample, name=f"k{n}", lifetime_days=30)
+            issue(customer, sample, name=f"k{n}", lifetime_days=30)
 
         def worker() -> None:
             try:
@@ -416,7 +402,7 @@ def test_a_receiver_that_trickles_is_cut_at_the_deadline_and_retried(
     settings.WEBHOOK_TIMEOUT = 1
     with receiver(trickle=True) as inbox:
         webhooks.create_endpoint(customer, url=inbox.url, events=["key.created"])
-        factories.issue(customer, sample, name="k", lifetime_days=30)
+        issue(customer, sample, name="k", lifetime_days=30)
         started = time.monotonic()
         webhooks.deliver_due()
         took = time.monotonic() - started
@@ -434,7 +420,7 @@ def test_a_signing_secret_the_portal_cannot_read_is_logged_and_the_worker_goes_o
     with receiver() as inbox:
         broken = webhooks.create_endpoint(customer, url=inbox.url, events=["key.created"])
         settings.WEBHOOK_ENCRYPTION_KEY = "another-key-after-a-careless-change-0123456789"
-        factories.issue(customer, sample, name="k", lifetime_days=30)
+        issue(customer, sample, name="k", lifetime_days=30)
 
         webhooks.deliver_due()
 
@@ -452,7 +438,7 @@ def test_a_signing_secret_the_portal_cannot_read_is_logged_and_the_worker_goes_o
 def test_payloads_are_json_with_type_timestamp_and_data(customer: User, sample: Api) -> None:
     with receiver() as inbox:
         webhooks.create_endpoint(customer, url=inbox.url, events=["key.created"])
-        factories.issue(customer, sample, name="k", lifetime_days=30)
+        issue(customer, sample, name="k", lifetime_days=30)
         deliver_until(nothing_pending)
 
     [arrived] = inbox.received
