@@ -1,3 +1,9 @@
+"""What people type, checked: the forms the pages and the JSON API both validate with.
+
+A form that makes something hands the operation one value (`KeyForm.order()` → `KeyOrder`);
+its messages are the ones both doors show.
+"""
+
 from __future__ import annotations
 
 import uuid

@@ -1,3 +1,5 @@
+"""Every URL of the portal, door by door: the pages, the JSON API, the feeds and health."""
+
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, URLResolver, include, path
