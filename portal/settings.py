@@ -308,9 +308,10 @@ OUTBOUND_TIMEOUT = int(env("OUTBOUND_TIMEOUT", "5"))
 # The ports such addresses may name, in production.
 OUTBOUND_PORTS = [int(port) for port in env_list("OUTBOUND_PORTS", "443")]
 # Whether private_key_jwt keys may name a JWKS URL. Keycloak then fetches that URL itself,
-# from inside your network: allow it only if Keycloak's outbound traffic is restricted
-# (an egress proxy or firewall), as the README says.
-JWKS_URLS_ALLOWED = env("JWKS_URLS_ALLOWED", "true") == "true"
+# from inside your network, whenever it likes, to wherever the name points then (the portal's
+# own check of it cannot stop a DNS answer that changes later): off in production unless
+# Keycloak's outbound traffic is restricted (an egress proxy or firewall) and you turn it on.
+JWKS_URLS_ALLOWED = env("JWKS_URLS_ALLOWED", "true" if LOCAL else "false") == "true"
 
 # Leaked secrets (apikeys/operations/leaks.py). The key of the keyed fingerprint kept of every
 # secret the portal issues: a found secret is recognised by it, never recovered from it. Changing it

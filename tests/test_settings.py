@@ -124,3 +124,10 @@ def test_the_test_profile_answers_loopback_clients_only(client: Any) -> None:
     refused = client.get("/", REMOTE_ADDR="192.0.2.10")
     assert refused.status_code == 403
     assert "answers this machine only" in refused.content.decode()
+
+
+def test_production_lets_no_key_name_a_jwks_url_for_keycloak_to_fetch_unless_allowed() -> None:
+    show = "from django.conf import settings; print(settings.JWKS_URLS_ALLOWED)"
+    assert manage("shell", "-c", show, **PRODUCTION).stdout.splitlines()[-1] == "False"
+    allowed = manage("shell", "-c", show, **PRODUCTION, JWKS_URLS_ALLOWED="true")
+    assert allowed.stdout.splitlines()[-1] == "True"
