@@ -148,8 +148,8 @@ def test_a_marked_client_with_no_record_is_recovered_and_a_foreign_one_left_alon
 ) -> None:
     stray = ApiKey(owner=owner, api=sample, name="ghost", expires_at=timezone.now())
     stray.client_id = f"apikey-{stray.pk.hex}"
-    keycloak.create_client(
-        key_clients, desired.key_client(stray, now=timezone.now(), secret="kcak_x")
+    keycloak.create_client(  # by the portal, whose record of it was lost
+        keycloak.portal_connection(), desired.key_client(stray, now=timezone.now(), secret="kcak_x")
     )
     keycloak.create_client(key_clients, {"clientId": "apikey-made-by-hand", "publicClient": True})
 

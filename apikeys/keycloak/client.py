@@ -324,6 +324,22 @@ def get_admin_events(
     return _request(conn, "GET", "/admin-events", params=params)  # type: ignore[no-any-return]
 
 
+def client_creator(conn: Connection, client_uuid: str) -> str | None:
+    """GET /admin/realms/{realm}/admin-events?resourcePath=clients/{uuid}&operationTypes=CREATE:
+    Keycloak's id of the client whose token made the client `client_uuid` (None if no stored
+    admin event says: too old, or admin events off)."""
+    params = {
+        "resourceTypes": "CLIENT",
+        "operationTypes": "CREATE",
+        "resourcePath": f"clients/{client_uuid}",
+        "max": 1,
+    }
+    events = _request(conn, "GET", "/admin-events", params=params)
+    if not events:
+        return None
+    return str((events[0].get("authDetails") or {}).get("clientId") or "") or None
+
+
 # Client policies
 
 

@@ -251,17 +251,18 @@ def _check_unrecorded(
             done=True,
         )
         return _Plan(finding, lambda: None)
-    found = recovery.examine(conn, client, now)
+    claimed = claim_unstamped and client.instance is None
+    found = recovery.examine(conn, client, now, claimed=claimed)
     if isinstance(found, recovery.Rebuilt):
         return _Plan(
             Finding(client_id, "a client of this portal with no record", "rebuild its record"),
-            lambda: _recover(conn, client, found, now, scope_ids),
+            lambda: _recover(conn, client, found, now, scope_ids, claimed=claimed),
         )
     since = client.quarantined_since
     if since is None:
         return _Plan(
             Finding(client_id, f"no record, and {found.why}", "quarantine it (disable)"),
-            lambda: _recover(conn, client, found, now, scope_ids),
+            lambda: _recover(conn, client, found, now, scope_ids, claimed=claimed),
         )
     if client.enabled:
         return _Plan(
@@ -288,8 +289,10 @@ def _recover(
     found: recovery.Rebuilt | recovery.Unrecoverable,
     now: datetime,
     scope_ids: dict[str, str],
+    *,
+    claimed: bool = False,
 ) -> None:
-    outcome = recovery.recover(conn, client, found, now, scope_ids)
+    outcome = recovery.recover(conn, client, found, now, scope_ids, claimed=claimed)
     log.info("reconcile: %s: %s", client.client_id, outcome)
 
 

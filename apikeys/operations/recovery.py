@@ -89,6 +89,12 @@ def _owner(conn: Connection, sub: str) -> User | Unrecoverable:
     return owner
 
 
+def _made_by_this_portal(conn: Connection, client: KeyClient) -> bool:
+    service = keycloak.find_client(conn, settings.KEYCLOAK_SERVICE_CLIENT_ID)
+    creator = keycloak.client_creator(conn, client.id)
+    return service is not None and creator is not None and creator == service["id"]
+
+
 def _is_uuid(value: str) -> bool:
     try:
         uuid.UUID(value)
@@ -103,14 +109,25 @@ def quarantine_over(client: KeyClient, now: datetime) -> bool:
 
 
 @sensitive_variables()  # clients read from Keycloak hold secrets
-def examine(conn: Connection, client: KeyClient, now: datetime) -> Rebuilt | Unrecoverable:
-    """The record `client` stands for, unsaved; or why it cannot be rebuilt."""
+def examine(
+    conn: Connection, client: KeyClient, now: datetime, *, claimed: bool = False
+) -> Rebuilt | Unrecoverable:
+    """The record `client` stands for, unsaved; or why it cannot be rebuilt.
+
+    Marks can be copied by anyone who may make clients in the realm, so only a client that
+    Keycloak's admin events say this portal's service account made is rebuilt; `claimed`
+    (an operator's `--claim-unstamped`, for clients older than the events) skips that.
+    """
     try:
         key_id = uuid.UUID(client.key_id)
     except ValueError:
         return Unrecoverable("it carries no valid key id")
     if client.client_id != f"{ApiKey.CLIENT_ID_PREFIX}{key_id.hex}":
         return Unrecoverable("its key id does not match its client id")
+    if not claimed and not _made_by_this_portal(conn, client):
+        return Unrecoverable(
+            "Keycloak's admin events do not show this portal's service account making it"
+        )
     owner = _owner(conn, client.owner)
     if isinstance(owner, Unrecoverable):
         return owner
@@ -160,6 +177,8 @@ def recover(
     found: Rebuilt | Unrecoverable,
     now: datetime,
     scope_ids: dict[str, str],
+    *,
+    claimed: bool = False,
 ) -> str:
     """Rebuild the record `examine` found for `client` (or quarantine it); what was done.
 
@@ -173,7 +192,7 @@ def recover(
             return "a record appeared since the scan: left for the next run"
         current = keycloak.get_key_client(conn, client.id)
         if current.representation != client.representation or not _owner_still_active(found):
-            found = examine(conn, current, now)  # changed since the scan: as it is now
+            found = examine(conn, current, now, claimed=claimed)  # changed since the scan
         if isinstance(found, Unrecoverable):
             return quarantine(conn, current, found.why, now)
         key = found.key
