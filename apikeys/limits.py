@@ -10,6 +10,7 @@ rule on the records instead (`lifecycle._reserve`), exact whatever the cache.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -25,7 +26,14 @@ View = Callable[..., HttpResponse]
 
 
 def _by_address(group: str, request: HttpRequest) -> str:
-    return client_ip(request) or "unknown"
+    """The client's address; an IPv6 one by its /64, which one person commonly holds whole."""
+    address = client_ip(request)
+    if address is None:
+        return "unknown"
+    parsed = ipaddress.ip_address(address)
+    if parsed.version == 6 and parsed.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return address
 
 
 def _by_user(group: str, request: HttpRequest) -> str:

@@ -23,17 +23,29 @@ class User(AbstractUser):
     # The time (epoch ms, Keycloak's) of the newest account event applied to this user: an
     # older one arriving late (pushed batches are not ordered) changes nothing.
     account_event_at = models.BigIntegerField(null=True, blank=True, editable=False)
+    # The same for the `portal-admin` role: an older grant arriving after a newer removal
+    # gives no rights back.
+    role_event_at = models.BigIntegerField(null=True, blank=True, editable=False)
 
     @property
     def display_name(self) -> str:
         return self.get_full_name() or self.email or self.username
 
-    def set_admin_role(self, *, granted: bool, how: str) -> None:
-        """Give or take admin rights (`is_staff`, the `portal-admin` role), audited if changed."""
-        if self.is_staff == granted and not self._state.adding:
+    def set_admin_role(self, *, granted: bool, how: str, at_ms: int | None = None) -> None:
+        """Give or take admin rights (`is_staff`, the `portal-admin` role), audited if changed.
+
+        `at_ms`: the time of the Keycloak event that says so; a change older than one applied
+        already (events arrive out of order) changes nothing.
+        """
+        if self.is_staff == granted and not self._state.adding and at_ms is None:
             return  # the common case, with no write (on SQLite every write locks the database)
         with transaction.atomic():
             user = User.objects.select_for_update().get(pk=self.pk)
+            if at_ms is not None:
+                if user.role_event_at is not None and at_ms < user.role_event_at:
+                    return
+                user.role_event_at = at_ms
+                user.save(update_fields=["role_event_at"])
             if user.is_staff == granted:
                 return
             user.is_staff = granted
@@ -190,6 +202,7 @@ ACTIONS_ALLOWED: dict[str, tuple[KeyStatus, ...]] = {
     "approve": (KeyStatus.PENDING,),
     "reject": (KeyStatus.PENDING, KeyStatus.REJECTING),
     "suspend": (KeyStatus.ACTIVE, KeyStatus.SUSPENDING),
+    "hold": (KeyStatus.SUSPENDED,),  # an administrator's suspension on top of another
     "reinstate": (KeyStatus.SUSPENDED,),
     "rotate": _ISSUED,
     "end_grace": _ISSUED,
@@ -445,6 +458,7 @@ class ApiKey(models.Model):
     can_approve = _Allows()
     can_reject = _Allows()
     can_suspend = _Allows()
+    can_hold = _Allows()
     can_reinstate = _Allows()
     can_rotate = _Allows()
     can_revoke = _Allows()

@@ -97,7 +97,10 @@ def is_public(address: str) -> bool:
             carried = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if carried is not None and not carried.is_global:
             return False
-    return ip.is_global
+        if ip.is_site_local:  # deprecated, but still routed inside some sites
+            return False
+    # is_global counts multicast (224.0.0.0/4, ff0e::/16) as global: no receiver lives there.
+    return ip.is_global and not ip.is_multicast
 
 
 @dataclass(frozen=True)

@@ -315,7 +315,9 @@ JWKS_URLS_ALLOWED = env("JWKS_URLS_ALLOWED", "true" if LOCAL else "false") == "t
 
 # Leaked secrets (apikeys/operations/leaks.py). The key of the keyed fingerprint kept of every
 # secret the portal issues: a found secret is recognised by it, never recovered from it. Changing it
-# makes every fingerprint kept so far unrecognisable.
+# makes every fingerprint kept so far unrecognisable. It also seals each key client's marks
+# (apikeys/keycloak/key_clients.py: `seal`), which only the portal can, so a restore rebuilds
+# records only from clients it made; reconcile seals them again after a change.
 SECRET_FINGERPRINT_KEY = secret(
     "SECRET_FINGERPRINT_KEY", local="dev-only-fingerprint-key-not-for-production"
 )

@@ -369,3 +369,12 @@ def test_the_cli_installs_on_its_own_without_django(cli_venv: Path) -> None:
         [str(cli_venv / "bin" / "python"), "-c", "import django"], capture_output=True, check=False
     )
     assert django.returncode != 0
+
+
+def test_a_portal_not_on_https_nor_on_this_machine_is_refused_before_anything_is_sent(
+    cli: Cli,
+) -> None:
+    done = cli("--portal", "http://portal.example.com", "login", "--no-browser")
+
+    assert done.returncode == 2
+    assert "not https" in done.stderr

@@ -21,6 +21,7 @@ from apikeys.api.problems import Problem
 from apikeys.credentials.bearer import realm_validator
 from apikeys.credentials.challenge import TokenError
 from apikeys.models import User
+from apikeys.operations.accounts import holds_admin_role
 
 
 class PortalToken(HttpBearer):
@@ -48,11 +49,14 @@ class PortalToken(HttpBearer):
         if claims.get("azp") != settings.CLI_CLIENT_ID:
             raise Problem(401, "The token was not issued to the portal's command-line client.")
         user = _portal_user(claims)
-        admin = settings.OIDC_ADMIN_ROLE in claims.get(settings.OIDC_ROLES_CLAIM, [])
+        claimed = settings.OIDC_ADMIN_ROLE in claims.get(settings.OIDC_ROLES_CLAIM, [])
+        admin = claimed and holds_admin_role(user.username)  # the claim alone can be forged
         if user.is_staff != admin:
-            user.set_admin_role(granted=admin, how="in Keycloak (seen by the API)")
-            user.is_staff = admin
-        if self.admin and not admin:
+            # As of the token's issue: a role change Keycloak reported since outranks it.
+            issued_ms = int(claims.get("iat") or 0) * 1000
+            user.set_admin_role(granted=admin, how="in Keycloak (seen by the API)", at_ms=issued_ms)
+            user.refresh_from_db(fields=["is_staff"])
+        if self.admin and not user.is_staff:
             raise Problem(403, "This needs the portal-admin role.")
         request.user = user
         return user
@@ -67,8 +71,9 @@ def _portal_user(claims: dict[str, Any]) -> User:
         user = User(username=sub)
     elif not user.is_active:
         raise Problem(403, "Your account is disabled.")
+    verified = claims.get("email_verified") is True  # an unverified address is not taken
     profile = {
-        "email": str(claims.get("email", user.email)),
+        "email": str(claims.get("email", user.email)) if verified else user.email,
         "first_name": str(claims.get("given_name", user.first_name))[:150],
         "last_name": str(claims.get("family_name", user.last_name))[:150],
     }

@@ -300,6 +300,13 @@ def get_events(
     return _request(conn, "GET", "/events", params=params)  # type: ignore[no-any-return]
 
 
+def has_logged_in(conn: Connection, client_id: str) -> bool:
+    """GET /admin/realms/{realm}/events?type=CLIENT_LOGIN&client=…&max=1: whether Keycloak
+    has a stored token grant of the client (events are kept 90 days)."""
+    params = {"type": "CLIENT_LOGIN", "client": client_id, "max": 1}
+    return bool(_request(conn, "GET", "/events", params=params))
+
+
 def get_admin_events(
     conn: Connection,
     resource_type: str,
@@ -322,22 +329,6 @@ def get_admin_events(
         "max": page,
     }
     return _request(conn, "GET", "/admin-events", params=params)  # type: ignore[no-any-return]
-
-
-def client_creator(conn: Connection, client_uuid: str) -> str | None:
-    """GET /admin/realms/{realm}/admin-events?resourcePath=clients/{uuid}&operationTypes=CREATE:
-    Keycloak's id of the client whose token made the client `client_uuid` (None if no stored
-    admin event says: too old, or admin events off)."""
-    params = {
-        "resourceTypes": "CLIENT",
-        "operationTypes": "CREATE",
-        "resourcePath": f"clients/{client_uuid}",
-        "max": 1,
-    }
-    events = _request(conn, "GET", "/admin-events", params=params)
-    if not events:
-        return None
-    return str((events[0].get("authDetails") or {}).get("clientId") or "") or None
 
 
 # Client policies
@@ -510,6 +501,13 @@ def get_account(conn: Connection, user_id: str) -> Account | None:
         last_name=str(user.get("lastName") or ""),
         enabled=bool(user.get("enabled")),
     )
+
+
+def realm_roles_of(conn: Connection, user_id: str) -> set[str]:
+    """GET /admin/realms/{realm}/users/{id}/role-mappings/realm/composite (view-users): the
+    realm roles the user holds, directly, through groups or composite roles."""
+    roles = _request(conn, "GET", f"/users/{user_id}/role-mappings/realm/composite")
+    return {role["name"] for role in roles}
 
 
 def get_service_account_user(conn: Connection, client_uuid: str) -> Representation:

@@ -74,7 +74,7 @@ def plan(
     if isinstance(current, KeyClient):
         current = current.representation
     result = Plan(kind, current["id"], str(wanted.get("clientId") or wanted.get("name")))
-    top = {k: v for k, v in wanted.items() if k not in _NESTED}
+    top = {k: v for k, v in wanted.items() if k not in _NESTED and k != "id"}  # chosen once
     if "enabled" in top and current.get("enabled") != top["enabled"]:
         result.parts.append("enabled")
     if any(differs(current.get(k), v) for k, v in top.items() if k != "enabled"):

@@ -27,8 +27,10 @@ from apikeys.keycloak.key_clients import (
     ROTATED_CREATED_ATTRIBUTE,
     ROTATED_EXPIRY_ATTRIBUTE,
     ROTATED_SECRET_ATTRIBUTE,
+    SEAL_ATTRIBUTE,
     SECRET_EXPIRY_ATTRIBUTE,
     Representation,
+    seal,
 )
 from apikeys.models import Api, ApiKey
 
@@ -386,7 +388,11 @@ def key_client(key: ApiKey, *, now: datetime, secret: str | None = None) -> Repr
     JWKS the portal rebuilt from the keys it checked (`apikeys/credentials/public_keys.py`).
     """
     api = key.api
+    # Keycloak's id of the client is the portal's to choose when it makes it: the key's own
+    # (a client made before that keeps its id). The seal covers it.
+    client_uuid = key.keycloak_id or str(key.pk)
     client: Representation = {
+        "id": client_uuid,
         "clientId": key.client_id,
         "name": f"API key for {api.name}",
         "description": "Managed by the API key portal; change it there, not here.",
@@ -403,11 +409,7 @@ def key_client(key: ApiKey, *, now: datetime, secret: str | None = None) -> Repr
             "access.token.lifespan": str(api.access_token_lifespan),
             "use.refresh.tokens": "false",
             "client_credentials.use_refresh_token": "false",
-            MANAGED_ATTRIBUTE: "true",
-            KEY_ATTRIBUTE: str(key.pk),
-            OWNER_ATTRIBUTE: key.owner.username,
-            API_ATTRIBUTE: api.slug,
-            INSTANCE_ATTRIBUTE: settings.PORTAL_INSTANCE_ID,
+            **marks(key, client_uuid),
             **expires_attribute(key),
         },
         "defaultClientScopes": [api.scope_name, "basic", "service_account"],
@@ -424,6 +426,19 @@ def key_client(key: ApiKey, *, now: datetime, secret: str | None = None) -> Repr
         client["clientAuthenticatorType"] = "client-jwt"
         client["attributes"] |= jwt_attributes(key)
     return client
+
+
+def marks(key: ApiKey, client_uuid: str) -> dict[str, str]:
+    """What ties a key's client to its record, sealed (apikeys/keycloak/key_clients.py)."""
+    owner, api, instance = key.owner.username, key.api.slug, settings.PORTAL_INSTANCE_ID
+    return {
+        MANAGED_ATTRIBUTE: "true",
+        KEY_ATTRIBUTE: str(key.pk),
+        OWNER_ATTRIBUTE: owner,
+        API_ATTRIBUTE: api,
+        INSTANCE_ATTRIBUTE: instance,
+        SEAL_ATTRIBUTE: seal(client_uuid, key.client_id, str(key.pk), owner, api, instance),
+    }
 
 
 def jwt_attributes(key: ApiKey) -> dict[str, str]:

@@ -9,6 +9,10 @@ apart.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +31,9 @@ API_ATTRIBUTE = "portal.api"
 # epoch seconds: with the four above, enough to rebuild a lost record (recovery.examine).
 INSTANCE_ATTRIBUTE = "portal.instance"
 EXPIRES_ATTRIBUTE = "portal.expires"
+# A MAC of the client's ids and the four marks above it, under a key only the portal holds
+# (`seal`): anyone who may make clients in the realm can copy marks, nobody can seal them.
+SEAL_ATTRIBUTE = "portal.seal"
 # Set by reconcile on a marked client of this portal with no record whose owner or API
 # cannot be found: when it was disabled (epoch seconds), and whether it was enabled before.
 QUARANTINED_ATTRIBUTE = "portal.quarantined"
@@ -62,6 +69,28 @@ class KeyClient:
             marks=dict(representation.get("attributes") or {}),
             representation=representation,
         )
+
+    @property
+    def canonical_id(self) -> bool:
+        """Keycloak's id is a UUID, as Keycloak makes them (whoever makes a client may choose
+        another: it goes into admin paths, so the portal acts on no other)."""
+        try:
+            return str(uuid.UUID(self.id)) == self.id
+        except ValueError:
+            return False
+
+    @property
+    def sealed(self) -> bool:
+        """Its marks carry this portal's seal: the portal made it, for the key it names."""
+        wanted = seal(
+            self.id,
+            self.client_id,
+            self.key_id,
+            self.owner,
+            self.api,
+            self.marks.get(INSTANCE_ATTRIBUTE, ""),
+        )
+        return hmac.compare_digest(self.marks.get(SEAL_ATTRIBUTE, ""), wanted)
 
     @property
     def managed(self) -> bool:
@@ -136,6 +165,16 @@ class KeyClient:
             return int(self.marks.get(ROTATED_EXPIRY_ATTRIBUTE) or 0)
         except ValueError:
             return 0
+
+
+def seal(client_uuid: str, client_id: str, key_id: str, owner: str, api: str, instance: str) -> str:
+    """The MAC of a key client's identity (Keycloak's id of it, which the portal chooses, and
+    its marks), under a key derived from SECRET_FINGERPRINT_KEY (a secret the portal keeps out
+    of its database and of Keycloak): copied onto another client, it does not fit."""
+    key = hmac.new(settings.SECRET_FINGERPRINT_KEY.encode(), b"portal.seal", hashlib.sha256)
+    message = "\n".join((client_uuid, client_id, key_id, owner, api, instance)).encode()
+    digest = hmac.new(key.digest(), message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def _epoch(value: str | None) -> datetime | None:

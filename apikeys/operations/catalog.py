@@ -12,7 +12,7 @@ from django.utils import timezone
 from apikeys.keycloak import bootstrap, desired
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import KeycloakFailure
-from apikeys.models import Api, AuditEntry, User
+from apikeys.models import Api, AuditEntry, User, this_instance
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,10 @@ def _carry_lifespan(api: Api) -> list[str]:
     failed = []
     attributes = desired.token_lifespan(api)
     for client_id, client_uuid in (
-        api.keys.live().exclude(keycloak_id="").values_list("client_id", "keycloak_id")
+        api.keys.live()
+        .filter(instance=this_instance())  # another deployment's records are not ours to act on
+        .exclude(keycloak_id="")
+        .values_list("client_id", "keycloak_id")
     ):
         try:
             keycloak.update_client(conn, client_uuid, attributes)

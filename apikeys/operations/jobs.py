@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apikeys.keycloak import client as keycloak
-from apikeys.models import ApiKey, ExpiryReminder, WebhookMessage
+from apikeys.models import ApiKey, ExpiryReminder, WebhookMessage, this_instance
 from apikeys.operations import accounts, keycloak_events, notifications
 from apikeys.operations.job_runs import job_lock
 
@@ -170,6 +170,7 @@ def send_expiry_reminders(now: datetime | None = None) -> ReminderRun:
         return run
     soon = ApiKey.objects.filter(
         status=ApiKey.Status.ACTIVE,
+        instance=this_instance(),  # another deployment reminds its own
         expires_at__gt=now,
         expires_at__lte=now + timedelta(days=max(thresholds)),
     ).select_related("owner", "api")

@@ -45,7 +45,7 @@ from django.views.decorators.debug import sensitive_variables
 from apikeys.credentials import fingerprints
 from apikeys.credentials.secret_format import is_well_formed
 from apikeys.keycloak.client import KeycloakFailure
-from apikeys.models import ApiKey, AuditEntry, LeakReport, PortalSetting, User
+from apikeys.models import ApiKey, AuditEntry, LeakReport, PortalSetting, User, WrongState
 from apikeys.operations import lifecycle, notifications
 
 log = logging.getLogger(__name__)
@@ -115,10 +115,20 @@ def handle(found: list[Found], *, reporter: str) -> list[dict[str, str]]:
         {
             "token_hash": hashlib.sha256(item.token.encode()).hexdigest(),
             "token_type": item.type,
-            "label": "true_positive" if act_on(item, reporter=reporter) else "false_positive",
+            "label": "true_positive" if _each(item, reporter) else "false_positive",
         }
         for item in found
     ]
+
+
+@sensitive_variables()  # the reported token
+def _each(found: Found, reporter: str) -> bool:
+    """One token: whatever its key's state, the report's other tokens are still acted on."""
+    try:
+        return act_on(found, reporter=reporter)
+    except WrongState as refusal:  # a key acted on meanwhile: it is one of ours, left as it is
+        log.warning("A reported secret's key could not be acted on: %s", refusal)
+        return True
 
 
 @sensitive_variables()  # the reported token
@@ -157,9 +167,12 @@ def act_on(found: Found, *, reporter: str) -> bool:
             key.save(update_fields=["secret_exposed_at"])
             if decided := key.allows(stop):
                 key = lifecycle.decide(key, action=stop, actor=None, ip_address=None, reason=reason)
-        elif match.verdict == LeakReport.Verdict.PREVIOUS:
-            key = lifecycle.record_grace_end(key, actor=None, reason=reason)
-            previous = True
+        elif match.verdict == LeakReport.Verdict.PREVIOUS and key.allows("end_grace"):
+            try:
+                key = lifecycle.record_grace_end(key, actor=None, reason=reason)
+                previous = True
+            except WrongState:  # its grace ended meanwhile: nothing left to stop
+                pass
     action = _carry_out(key, decided=decided, previous=previous, verdict=match.verdict)
     report = LeakReport.objects.create(
         key=key,

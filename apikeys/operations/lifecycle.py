@@ -714,9 +714,33 @@ def suspend_key(
     reason: str,
     notify: bool = True,
 ) -> ApiKey:
-    """Record the suspension, disable the key's client (it stops at once), then end the step."""
+    """Record the suspension, disable the key's client (it stops at once), then end the step.
+
+    A person suspending a key already suspended (for being unused, an exposed secret, its
+    owner disabled) makes it theirs: `hold_suspension`.
+    """
+    if actor is not None and ApiKey.objects.get(pk=key.pk).status == ApiKey.Status.SUSPENDED:
+        return hold_suspension(key, actor=actor, ip_address=ip_address, reason=reason)
     key = decide(key, action="suspend", actor=actor, ip_address=ip_address, reason=reason)
     return carry_out(key, notify=notify)
+
+
+def hold_suspension(
+    key: ApiKey, *, actor: User, ip_address: str | None = None, reason: str
+) -> ApiKey:
+    """An administrator's own suspension of a key already suspended for another reason: the
+    reason becomes theirs, so what lifts an automatic suspension (the owner's reinstatement
+    of a dormant key, a rotation of an exposed secret, the owner enabled again) no longer
+    does. The client is disabled already; nothing changes in Keycloak."""
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        key.require("hold")
+        key.set_status(ApiKey.Status.SUSPENDED, reason=reason)
+        AuditEntry.record(
+            key, AuditEntry.Action.SUSPENDED, actor=actor, ip_address=ip_address, reason=reason
+        )
+    notifications.decision(key, AuditEntry.Action.SUSPENDED, reason)
+    return key
 
 
 # For each restrictive action: the status that records the decision, the audit entry that
@@ -741,8 +765,10 @@ def decide(
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
         key.require(action)
-        if key.status == deciding:
-            return key  # decided before; only Keycloak's step and the end are left
+        if key.status == deciding and (actor is None or reason == key.status_reason):
+            return key  # decided before (a retry): only Keycloak's step and the end are left
+        # A person deciding while an earlier decision is carried out: theirs is recorded too,
+        # and its reason is the key's (an automatic one would otherwise be what lifts it).
         # A revocation overrides a suspension still being carried out: the stronger wins.
         key.set_status(deciding, reason=reason)
         AuditEntry.record(key, audit_action, actor=actor, ip_address=ip_address, reason=reason)

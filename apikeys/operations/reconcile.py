@@ -235,22 +235,9 @@ def _check_unrecorded(
 ) -> _Plan:
     """A client with no record: recover it, quarantine it, or leave it alone (see the top)."""
     client_id = client.client_id
-    if not client.managed:
-        finding = Finding(
-            client_id,
-            "client without a portal record or marker",
-            "left alone (not made by the portal)",
-            done=True,
-        )
-        return _Plan(finding, lambda: None)
-    if client.instance is None and not claim_unstamped:
-        finding = Finding(
-            client_id,
-            "marked as a portal's but made before instance ids, and no record here",
-            "left alone: if this portal made it, run reconcile with --claim-unstamped",
-            done=True,
-        )
-        return _Plan(finding, lambda: None)
+    if (why := _not_to_touch(client, claim_unstamped)) is not None:
+        problem, action = why
+        return _Plan(Finding(client_id, problem, action, done=True), lambda: None)
     claimed = claim_unstamped and client.instance is None
     found = recovery.examine(conn, client, now, claimed=claimed)
     if isinstance(found, recovery.Rebuilt):
@@ -281,6 +268,21 @@ def _check_unrecorded(
         done=True,
     )
     return _Plan(finding, lambda: None)
+
+
+def _not_to_touch(client: KeyClient, claim_unstamped: bool) -> tuple[str, str] | None:
+    """Why a client with no record is not this portal's to act on (problem, action), if so."""
+    if not client.canonical_id:  # its id goes into admin paths: not a client to act on
+        problem = f"client without a portal record whose Keycloak id is not a UUID ({client.id!r})"
+        return problem, "left alone (not made by the portal)"
+    if not client.managed:
+        return "client without a portal record or marker", "left alone (not made by the portal)"
+    if client.instance is None and not claim_unstamped:
+        return (
+            "marked as a portal's but made before instance ids, and no record here",
+            "left alone: if this portal made it, run reconcile with --claim-unstamped",
+        )
+    return None
 
 
 def _recover(
@@ -391,6 +393,13 @@ def _check_unfinished(
     age = now - key.created_at
     if age < grace:
         return None
+    if age > ABANDONED and client.enabled and keycloak.has_logged_in(conn, key.client_id):
+        # Its owner saw the secret and partners use it: the record went back to before the
+        # key was finished (a restore of a backup taken in that instant). Never discard it.
+        return _Plan(
+            Finding(key.client_id, "unfinished record of a client that gets tokens", "finish it"),
+            lambda: _finish_from_client(conn, key, client, now),
+        )
     if age > ABANDONED:
         return _Plan(
             Finding(key.client_id, "unfinished for over a day", "discard client and record"),
@@ -442,6 +451,21 @@ def _delete_if_still(conn: Connection, client: KeyClient, key: ApiKey) -> None:
             return
         with contextlib.suppress(keycloak.NotFound):
             keycloak.delete_client(conn, client.id)
+
+
+@sensitive_variables()  # the secrets read to fingerprint them
+def _finish_from_client(conn: Connection, key: ApiKey, client: KeyClient, now: datetime) -> None:
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        if not key.is_unfinished:
+            return
+        key.set_status(ApiKey.Status.ACTIVE, keycloak_id=client.id)
+        kept = recovery.adopt_rotation(conn, key, client, now)
+        reason = (
+            "Reconcile finished its record: its client was made and gets tokens (a restore of "
+            f"the portal's database from the moment it was being made?). {kept}"
+        )
+        AuditEntry.record(key, AuditEntry.Action.RECOVERED, actor=None, reason=reason.strip())
 
 
 def _adopt(key: ApiKey, client: KeyClient) -> None:

@@ -89,12 +89,6 @@ def _owner(conn: Connection, sub: str) -> User | Unrecoverable:
     return owner
 
 
-def _made_by_this_portal(conn: Connection, client: KeyClient) -> bool:
-    service = keycloak.find_client(conn, settings.KEYCLOAK_SERVICE_CLIENT_ID)
-    creator = keycloak.client_creator(conn, client.id)
-    return service is not None and creator is not None and creator == service["id"]
-
-
 def _is_uuid(value: str) -> bool:
     try:
         uuid.UUID(value)
@@ -114,9 +108,9 @@ def examine(
 ) -> Rebuilt | Unrecoverable:
     """The record `client` stands for, unsaved; or why it cannot be rebuilt.
 
-    Marks can be copied by anyone who may make clients in the realm, so only a client that
-    Keycloak's admin events say this portal's service account made is rebuilt; `claimed`
-    (an operator's `--claim-unstamped`, for clients older than the events) skips that.
+    Marks can be copied by anyone who may make clients in the realm, so only a client whose
+    marks carry this portal's seal is rebuilt; `claimed` (an operator's `--claim-unstamped`,
+    for clients made before seals) skips that.
     """
     try:
         key_id = uuid.UUID(client.key_id)
@@ -124,10 +118,8 @@ def examine(
         return Unrecoverable("it carries no valid key id")
     if client.client_id != f"{ApiKey.CLIENT_ID_PREFIX}{key_id.hex}":
         return Unrecoverable("its key id does not match its client id")
-    if not claimed and not _made_by_this_portal(conn, client):
-        return Unrecoverable(
-            "Keycloak's admin events do not show this portal's service account making it"
-        )
+    if not claimed and not client.sealed:
+        return Unrecoverable("its marks do not carry this portal's seal")
     owner = _owner(conn, client.owner)
     if isinstance(owner, Unrecoverable):
         return owner

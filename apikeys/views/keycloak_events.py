@@ -36,10 +36,11 @@ def keycloak_events_received(request: HttpRequest) -> HttpResponse:
     if not settings.KEYCLOAK_EVENTS_SECRET:
         return _refusal(404, "This portal takes no pushed events (KEYCLOAK_EVENTS_SECRET unset).")
     try:
+        request.body.decode()  # the library would fail on a body that is not UTF-8 (a 500)
         payload = Webhook(settings.KEYCLOAK_EVENTS_SECRET).verify(
             request.body, {name.lower(): value for name, value in request.headers.items()}
         )
-    except WebhookVerificationError as error:
+    except (WebhookVerificationError, ValueError) as error:  # ValueError: malformed headers
         log.warning("refused pushed Keycloak events: %s", error)
         KEYCLOAK_EVENTS.labels(outcome="refused").inc()
         return _refusal(401, f"The signature does not verify: {error}.")

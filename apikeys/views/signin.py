@@ -33,6 +33,7 @@ from mozilla_django_oidc.views import OIDCAuthenticationRequestView
 
 from apikeys.limits import over_limit, too_many_requests
 from apikeys.models import User
+from apikeys.operations.accounts import holds_admin_role
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,9 @@ class KeycloakBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
         user.last_name = claims.get("family_name", "")[:150]
         user.set_unusable_password()
         user.save()
-        user.set_admin_role(granted=_is_admin(claims), how="(seen at sign-in)")
+        user.set_admin_role(
+            granted=_is_admin(claims), how="(seen at sign-in)", at_ms=_issued_ms(claims)
+        )
         user.refresh_from_db(fields=["is_staff"])
         return user
 
@@ -125,8 +128,16 @@ class LoginRequiredMiddleware(DjangoLoginRequiredMiddleware):
         return super().handle_no_permission(request, view_func)
 
 
+def _issued_ms(claims: Claims) -> int:
+    """When the token saying so was issued (epoch ms, as Keycloak's event times)."""
+    return int(claims.get("iat") or 0) * 1000
+
+
 def _is_admin(claims: Claims) -> bool:
-    return settings.OIDC_ADMIN_ROLE in claims.get(settings.OIDC_ROLES_CLAIM, [])
+    """The role in the ID token, confirmed by Keycloak's role mappings (a claim alone can be
+    made by any mapper someone who manages clients adds)."""
+    claimed = settings.OIDC_ADMIN_ROLE in claims.get(settings.OIDC_ROLES_CLAIM, [])
+    return claimed and holds_admin_role(str(claims.get("sub", "")))
 
 
 class KeycloakSessionMiddleware:
@@ -155,7 +166,9 @@ class KeycloakSessionMiddleware:
                     return self.get_response(request)
                 user = request.user
                 if claims is not None:
-                    user.set_admin_role(granted=_is_admin(claims), how="in Keycloak")
+                    user.set_admin_role(
+                        granted=_is_admin(claims), how="in Keycloak", at_ms=_issued_ms(claims)
+                    )
                     user.refresh_from_db(fields=["is_staff"])
                 elif now - confirmed > 2 * settings.KEYCLOAK_SESSION_CHECK_SECONDS:
                     user.is_staff = False  # unconfirmed for too long: no admin rights

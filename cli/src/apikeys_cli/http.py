@@ -6,7 +6,7 @@ import json
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
-from apikeys_cli.errors import Failure, NotFound, NotSignedIn, Refused, Unavailable
+from apikeys_cli.errors import Failure, NotFound, NotSignedIn, Refused, Unavailable, Usage
 
 if TYPE_CHECKING:
     import urllib.error
@@ -46,8 +46,10 @@ def request(
     import urllib.request
 
     prepared = urllib.request.Request(url, data=body, method=method, headers=all_headers)  # noqa: S310
+    # No redirects followed: urllib would send the bearer token on to wherever one points.
+    opener = urllib.request.build_opener(_no_redirect())
     try:
-        with urllib.request.urlopen(prepared, timeout=TIMEOUT) as response:  # noqa: S310
+        with opener.open(prepared, timeout=TIMEOUT) as response:
             raw = response.read()
     except urllib.error.HTTPError as error:
         raise _failure(error) from None
@@ -55,6 +57,27 @@ def request(
         reason = getattr(error, "reason", error)
         raise Unavailable(f"Cannot reach {urllib.parse.urlsplit(url).netloc}: {reason}") from None
     return json.loads(raw) if raw else None
+
+
+def require_safe_url(url: str) -> str:
+    """https, or http to this machine only (a portal in development): refused otherwise, so
+    that no token or sign-in travels in the clear."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https" or (
+        parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    ):
+        return url
+    raise Usage(f"{url} is not https: the CLI talks to a portal over https (or http on loopback).")
+
+
+def _no_redirect() -> type:
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None  # the 3xx is answered as an error, not followed
+
+    return NoRedirect
 
 
 def _failure(error: urllib.error.HTTPError) -> Failure:

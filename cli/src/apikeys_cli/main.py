@@ -16,7 +16,7 @@ from typing import Any
 
 from apikeys_cli import signin
 from apikeys_cli.errors import Failure, NotSignedIn, Usage
-from apikeys_cli.http import request
+from apikeys_cli.http import request, require_safe_url
 
 DEFAULT_PORTAL = "http://127.0.0.1:8000"
 KEY_COLUMNS = ("name", "api", "client_id", "status", "expires_at", "last_used_at")
@@ -560,7 +560,7 @@ def _portal(args: argparse.Namespace) -> str:
             chosen = signin.load()["portal"]
         except NotSignedIn:
             chosen = DEFAULT_PORTAL
-    return str(chosen).rstrip("/")
+    return require_safe_url(str(chosen).rstrip("/"))
 
 
 def _call(

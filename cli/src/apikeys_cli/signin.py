@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from apikeys_cli.errors import Failure, NotSignedIn
-from apikeys_cli.http import get_json, post_form
+from apikeys_cli.http import get_json, post_form, require_safe_url
 
 LOGIN_TIMEOUT = 300  # seconds to wait for the browser
 
@@ -85,7 +85,7 @@ def access_token(data: dict[str, Any]) -> str:
 
 def login(portal: str, *, open_browser: bool) -> dict[str, Any]:
     """The authorization-code flow with PKCE, answered on a loopback port of the OS's choice."""
-    config = get_json(f"{portal}/api/v1/cli")
+    config = _config(portal)
     verifier, challenge = _pkce()
     state = secrets.token_urlsafe(24)
     catcher = _Callback(state)
@@ -125,7 +125,7 @@ def login(portal: str, *, open_browser: bool) -> dict[str, Any]:
 
 def login_device(portal: str) -> dict[str, Any]:
     """The device authorization grant: the user signs in on another device with a code."""
-    config = get_json(f"{portal}/api/v1/cli")
+    config = _config(portal)
     verifier, challenge = _pkce()
     grant = post_form(
         config["device_authorization_endpoint"],
@@ -188,6 +188,15 @@ def logout() -> bool:
     return True
 
 
+def _config(portal: str) -> dict[str, Any]:
+    """How the portal's Keycloak signs the CLI in; every endpoint https (or loopback)."""
+    config: dict[str, Any] = get_json(f"{portal}/api/v1/cli")
+    for name, value in config.items():
+        if name.endswith("_endpoint"):
+            require_safe_url(str(value))
+    return config
+
+
 def _keep(portal: str, config: dict[str, Any], tokens: dict[str, Any]) -> dict[str, Any]:
     data = {
         "portal": portal,
@@ -235,8 +244,11 @@ class _Callback:
                     self.send_error(404)
                     return
                 if params.get("state") != catcher.state:
-                    catcher.error = "the answer did not match this sign-in (state)"
-                elif "error" in params:
+                    # Not this sign-in's answer (another page on this machine?): ignored, and
+                    # the real one is still awaited.
+                    self.send_error(400, "This is not the answer to this sign-in.")
+                    return
+                if "error" in params:
                     catcher.error = params.get("error_description") or params["error"]
                 else:
                     catcher.code = params.get("code")
