@@ -29,7 +29,7 @@ from devstack.process import cache_dir, http_ok, running_pid, spawn, stop, wait_
 from portal.secret_policy import DEV_EVENTS_SECRET
 
 # The newest 26.x on Maven Central (checked 2026-11-23) and the first with every 2026
-# manage-clients escalation fix of the 26.7 line (CVE-2026-16105 in 26.7.3); see README.
+# manage-clients escalation fix of the 26.7 line (CVE-2026-16105 in 26.7.3); see docs/operators.md.
 VERSION = "26.7.3"
 ARTIFACT = f"org.keycloak:keycloak-quarkus-dist:{VERSION}:tar.gz"
 SHA256 = "77657f30b7e90d70f727712ce1c967f430fd6a5e9f458d32d8c6df0635345f47"

@@ -1,4 +1,4 @@
-"""gunicorn settings for several workers with Prometheus metrics (README, "Operating it")."""
+"""gunicorn settings for several workers with Prometheus metrics (docs/operators.md, "Operating it")."""
 
 from __future__ import annotations
 
