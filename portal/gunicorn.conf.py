@@ -1,4 +1,7 @@
-"""gunicorn settings for several workers with Prometheus metrics (docs/operators.md, "Operating it")."""
+"""gunicorn settings for several workers with Prometheus metrics.
+
+See docs/operators.md, "Operating it".
+"""
 
 from __future__ import annotations
 

@@ -90,7 +90,8 @@ class RegistrationRequestView(OIDCAuthenticationRequestView):  # type: ignore[mi
         self.OIDC_OP_AUTH_ENDPOINT = settings.OIDC_OP_REGISTRATION_ENDPOINT
 
     def get(self, request: HttpRequest) -> HttpResponse:
-        # Keycloak's own registration page needs a limit at the proxy too (docs/customers-and-partners.md, "Limits at the proxy").
+        # Keycloak's own registration page needs a limit at the proxy too
+        # (docs/customers-and-partners.md, "Limits at the proxy").
         if over_limit(request, "register", method="GET"):
             return too_many_requests(request, "Too many accounts were started from your address.")
         response: HttpResponse = super().get(request)
