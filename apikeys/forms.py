@@ -20,6 +20,8 @@ from apikeys.models import (
     Api,
     ApiKey,
     AuditEntry,
+    Team,
+    TeamRole,
     User,
     printable_validator,
 )
@@ -29,6 +31,12 @@ PUBLIC_KEY_HELP = (
     "Its public key only: a PEM public key or certificate, a JWK or a JWKS. Never the "
     "private key. RSA (2048 bits or more), EC P-256 or P-384, or Ed25519."
 )
+
+
+def name_taken(team: Team | None) -> str:
+    if team is not None:
+        return f"The team {team.name} already has a key with this name."
+    return "You already have a key with this name."
 
 
 class KeyForm(forms.Form):
@@ -88,18 +96,20 @@ class KeyForm(forms.Form):
     # A new one with each blank form: submitting the same form twice makes one key.
     request_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
-    def __init__(self, *args: Any, owner: User, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, owner: User, team: Team | None = None, **kwargs: Any) -> None:
+        """`team`: the team the key is made for (the caller checked the owner may); None: a
+        personal key."""
         kwargs.setdefault(
             "initial",
             {"lifetime_days": settings.DEFAULT_KEY_LIFETIME_DAYS, "request_id": uuid.uuid4()},
         )
         super().__init__(*args, **kwargs)
-        self.owner = owner
+        self.owner, self.team = owner, team
 
     def clean_name(self) -> str:
         name: str = self.cleaned_data["name"]
-        if self.owner.api_keys.live().filter(name=name).exists():
-            raise forms.ValidationError("You already have a key with this name.")
+        if ApiKey.objects.held_by(self.owner, self.team).live().filter(name=name).exists():
+            raise forms.ValidationError(name_taken(self.team))
         return name
 
     def order(self) -> KeyOrder:
@@ -115,6 +125,7 @@ class KeyForm(forms.Form):
             public_keys=tuple(data["public_keys"]),
             jwks_url=data["jwks_url"],
             request_id=data["request_id"],
+            team=self.team,
         )
 
     def made_before(self) -> ApiKey | None:
@@ -209,9 +220,8 @@ class RenameForm(forms.Form):
 
     def clean_name(self) -> str:
         name: str = self.cleaned_data["name"]
-        taken = self.key.owner.api_keys.live().filter(name=name).exclude(pk=self.key.pk)
-        if taken.exists():
-            raise forms.ValidationError("You already have a key with this name.")
+        if self.key.siblings().live().filter(name=name).exists():
+            raise forms.ValidationError(name_taken(self.key.team))
         return name
 
 
@@ -387,6 +397,7 @@ class KeySearchForm(forms.Form):
         label="Unused for (days)",
         help_text="Not used (or never used) for at least this many days.",
     )
+    team = forms.UUIDField(required=False, widget=forms.HiddenInput)
     sort = forms.ChoiceField(
         required=False,
         choices=[
@@ -459,3 +470,52 @@ class WebhookSecretForm(forms.Form):
         help_text="Each message carries both signatures until then: update your receiver "
         "meanwhile.",
     )
+
+
+class TeamForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        validators=[printable_validator],
+        help_text="Your company or department, as your colleagues know it.",
+    )
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(help_text="They accept signed in with this address (verified).")
+    role = forms.ChoiceField(
+        choices=TeamRole.choices,
+        initial=TeamRole.DEVELOPER,
+        help_text="Viewer: sees the team's keys and activity. Developer: also makes and changes "
+        "keys and webhooks. Owner: also members, invitations and settings.",
+    )
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=TeamRole.choices)
+
+
+class MoveKeyForm(forms.Form):
+    """A person's: move a personal key into a team where they make keys."""
+
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), empty_label=None)
+
+    def __init__(self, *args: Any, teams: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cast(forms.ModelChoiceField[Team], self.fields["team"]).queryset = teams
+
+
+class AdminMoveForm(forms.Form):
+    """An administrator's: give a key to another person, or a team."""
+
+    to_email = forms.EmailField(
+        required=False,
+        label="To the person (email)",
+        help_text="Their personal key, or the team's key made by them if a team is given too.",
+    )
+    to_team = forms.UUIDField(required=False, label="To the team (its id)")
+    reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class AppointForm(forms.Form):
+    email = forms.EmailField(label="Owner's email", help_text="A person with a portal account.")
+    reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))

@@ -158,6 +158,106 @@ def printable_validator(value: str) -> None:
         raise ValidationError("Use printable characters only (no tabs, line breaks or controls).")
 
 
+class TeamRole(models.TextChoices):
+    """What a member may do in a team (apikeys/access.py decides with it)."""
+
+    # viewer: sees the team's keys, usage and activity; developer: also makes and changes its
+    # keys and webhooks; owner: also its members, invitations, roles and settings.
+    OWNER = "owner", "Owner"
+    DEVELOPER = "developer", "Developer"
+    VIEWER = "viewer", "Viewer"
+
+
+# A role includes every role below it.
+ROLE_RANK = {TeamRole.VIEWER: 0, TeamRole.DEVELOPER: 1, TeamRole.OWNER: 2}
+
+
+class Team(models.Model):
+    """A company's space: its keys and webhooks belong to it, not to the member who made them."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100, validators=[printable_validator])
+    created_at = models.DateTimeField(auto_now_add=True)
+    # The team's own quota of live keys; empty: MAX_LIVE_KEYS_PER_TEAM.
+    max_live_keys = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(100_000)]
+    )
+    # Set when the team lost its last owner (their account deleted in Keycloak, or a team
+    # rebuilt after a restore): administrators are asked to appoint one.
+    ownerless_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("name", "id")
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def key_quota(self) -> int:
+        return self.max_live_keys or settings.MAX_LIVE_KEYS_PER_TEAM
+
+    def owners(self) -> models.QuerySet[User]:
+        """Its owners whose accounts are active: who is told about its keys."""
+        return User.objects.filter(
+            memberships__team=self, memberships__role=TeamRole.OWNER, is_active=True
+        )
+
+
+class Membership(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=TeamRole.choices)
+    joined_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("joined_at", "id")
+        constraints = (
+            models.UniqueConstraint(fields=["team", "user"], name="one_membership_per_team"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
+
+    def allows(self, role: str) -> bool:
+        """Whether this member's role includes `role`."""
+        return ROLE_RANK[TeamRole(self.role)] >= ROLE_RANK[TeamRole(role)]
+
+
+class Invitation(models.Model):
+    """An invitation by email to join a team: single use, until it expires or is revoked.
+
+    The link's token is shown in the mail only; the portal keeps its SHA-256.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=16, choices=TeamRole.choices)
+    token_digest = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "id")
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.team} ({self.state})"
+
+    @property
+    def state(self) -> str:
+        if self.accepted_at:
+            return "accepted"
+        if self.revoked_at:
+            return "revoked"
+        return "expired" if self.expires_at <= timezone.now() else "pending"
+
+
 class KeyStatus(models.TextChoices):
     # Stored as "provisioning" (its first name), so existing records keep their meaning.
     UNFINISHED = "provisioning", "Unfinished"
@@ -234,6 +334,12 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
     def due_to_expire(self, now: datetime) -> ApiKeyQuerySet:
         return self.allowing("expire").filter(expires_at__lte=now)
 
+    def held_by(self, owner: User, team: Team | None) -> ApiKeyQuerySet:
+        """The keys of one space: the team's, or `owner`'s personal keys (not their team keys)."""
+        if team is not None:
+            return self.filter(team=team)
+        return self.filter(owner=owner, team__isnull=True)
+
     def made_by_request(self, request_id: uuid.UUID | None) -> ApiKey | None:
         """The key an earlier submission of the same create request made, if any."""
         return self.filter(request_id=request_id).first() if request_id else None
@@ -260,6 +366,8 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
                     keys = keys.filter(Q(name__icontains=q) | Q(owner__in=owners))
         if api := filters.get("api"):
             keys = keys.filter(api=api)
+        if team := filters.get("team"):
+            keys = keys.filter(team=team)
         if status := filters.get("status"):
             keys = keys.filter(status=status)
         if day := filters.get("created_after"):
@@ -350,7 +458,13 @@ class ApiKey(models.Model):
     CLIENT_ID_PREFIX = "apikey-"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Who made it; for a personal key (no team), also who holds it.
     owner = models.ForeignKey(User, on_delete=models.PROTECT, related_name="api_keys")
+    # The team that holds it, if any: its members reach it by their roles (apikeys/access.py),
+    # and it keeps working whatever becomes of the member who made it.
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.PROTECT, related_name="keys"
+    )
     api = models.ForeignKey(Api, on_delete=models.PROTECT, related_name="keys")
     name = models.CharField(max_length=64, validators=[printable_validator])
     description = models.CharField(max_length=500, blank=True)
@@ -397,8 +511,13 @@ class ApiKey(models.Model):
         constraints = (
             models.UniqueConstraint(
                 fields=["owner", "name"],
-                condition=models.Q(status__in=LIVE_STATUSES),
-                name="unique_live_key_name_per_owner",
+                condition=models.Q(status__in=LIVE_STATUSES, team__isnull=True),
+                name="unique_live_personal_key_name",
+            ),
+            models.UniqueConstraint(
+                fields=["team", "name"],
+                condition=models.Q(status__in=LIVE_STATUSES, team__isnull=False),
+                name="unique_live_team_key_name",
             ),
             models.UniqueConstraint(
                 fields=["owner", "request_id"], name="one_key_per_create_request"
@@ -436,6 +555,21 @@ class ApiKey(models.Model):
 
     def allows(self, action: str) -> bool:
         return self.status in ACTIONS_ALLOWED[action] and self.is_own
+
+    @property
+    def holder_active(self) -> bool:
+        """Whoever holds the key is still there: a team always is; a person while their
+        account is active in Keycloak. A team key outlives the member who made it."""
+        return self.team_id is not None or self.owner.is_active
+
+    @property
+    def space(self) -> str:
+        """Where the key is, in words: "the team Acme" or "personal"."""
+        return f"the team {self.team.name}" if self.team is not None else "personal"
+
+    def siblings(self) -> ApiKeyQuerySet:
+        """The keys of the same space (its team's, or its owner's personal keys)."""
+        return ApiKey.objects.held_by(self.owner, self.team).exclude(pk=self.pk)
 
     @property
     def is_own(self) -> bool:
@@ -521,7 +655,8 @@ class ApiKey(models.Model):
 
 _STANDING_SQL = """
     SELECT k.status, k.expires_at, k.name, a.name, a.audience,
-           u.first_name, u.last_name, u.email, u.username, u.is_active
+           u.first_name, u.last_name, u.email, u.username,
+           (u.is_active OR k.team_id IS NOT NULL)
     FROM apikeys_apikey k
     JOIN apikeys_api a ON a.id = k.api_id
     JOIN apikeys_user u ON u.id = k.owner_id
@@ -535,8 +670,15 @@ AUDIT_VIA: ContextVar[str] = ContextVar("audit_via", default="web")
 
 class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):
     def of_owner(self, owner: User) -> AuditEntryQuerySet:
-        """What a customer may read: the entries of their keys and of their account."""
-        return self.filter(Q(key__owner=owner) | Q(about_user=owner))
+        """What a customer may read: the entries of their personal keys and of their account
+        (their team keys' entries are the team's)."""
+        return self.filter(
+            Q(key__owner=owner, key__team__isnull=True) | Q(about_user=owner, team__isnull=True)
+        )
+
+    def of_team(self, team: Team) -> AuditEntryQuerySet:
+        """What a team's members may read: its keys' entries and its own."""
+        return self.filter(team=team)
 
     def matching(self, filters: dict[str, Any]) -> AuditEntryQuerySet:
         """The entries matching the audit trail's filters."""
@@ -594,6 +736,16 @@ class AuditEntry(models.Model):
         UNQUARANTINED = "unquarantined", "Client deleted after quarantine"
         RENAMED = "renamed", "Renamed"
         DORMANT_WARNED = "dormant_warned", "Owner warned: unused"
+        TEAM_CREATED = "team_created", "Team created"
+        TEAM_CHANGED = "team_changed", "Team settings changed"
+        INVITED = "invited", "Invited to the team"
+        INVITATION_REVOKED = "invite_revoked", "Invitation revoked"
+        MEMBER_JOINED = "member_joined", "Joined the team"
+        MEMBER_REMOVED = "member_removed", "Left the team"
+        ROLE_CHANGED = "role_changed", "Role changed"
+        OWNER_APPOINTED = "owner_appointed", "Owner appointed"
+        TEAM_OWNERLESS = "team_ownerless", "Team lost its last owner"
+        TRANSFERRED = "transferred", "Key moved"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # None when the portal acted by itself (expiry from cron, reconcile).
@@ -614,6 +766,13 @@ class AuditEntry(models.Model):
     about_user = models.ForeignKey(
         User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # The team an entry is about: its keys' entries, and its members and invitations.
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_entries"
+    )
+    # The actor's role in that team when they acted; empty for anyone else (an
+    # administrator): members see each other's addresses, never an administrator's.
+    actor_role = models.CharField(max_length=16, blank=True)
 
     objects = AuditEntryQuerySet.as_manager()
 
@@ -635,23 +794,25 @@ class AuditEntry(models.Model):
         raise ValueError("Audit entries are append-only.")
 
     def actor_as_seen_by(self, owner: User | None) -> str:
-        """Who acted. To a key's owner (`owner`), anyone else is "an administrator"."""
+        """Who acted. To a key's owner (`owner`) or a team's members, anyone but themselves
+        (and for a team, its members) is "an administrator"."""
         if self.actor_id is None:
             return "the portal"
-        if owner is None or self.actor_id == owner.pk:
+        if owner is None or self.actor_id == owner.pk or self.actor_role:
             return self.actor_email
         return "an administrator"
 
     def address_as_seen_by(self, owner: User | None) -> str:
-        """Where from. An owner sees their own addresses only, never an administrator's."""
-        if owner is None or self.actor_id == owner.pk:
+        """Where from. An owner sees their own addresses only, never an administrator's; a
+        team's members see each other's."""
+        if owner is None or self.actor_id == owner.pk or self.actor_role:
             return self.ip_address or ""
         return ""
 
     @classmethod
     def record(
         cls,
-        subject: ApiKey | Api | User | None,
+        subject: ApiKey | Api | User | Team | None,
         action: str,
         *,
         actor: User | None,
@@ -659,25 +820,35 @@ class AuditEntry(models.Model):
         reason: str = "",
         key_going: bool = False,
         client_id: str = "",
+        team: Team | None = None,
     ) -> AuditEntry:
         """Append what `actor` did to a key, a catalog API or a user's account.
 
         `key_going`: the key's record is about to be deleted (a discard), so the entry keeps
         its client id and owner instead of a link to it. `client_id`: a Keycloak client the
-        portal has no record of (reconcile's quarantine), when `subject` is None.
+        portal has no record of (reconcile's quarantine), when `subject` is None. `team`: the
+        team an entry about a user is about (they joined or left it).
         """
         about: dict[str, Any]
         if isinstance(subject, ApiKey) and key_going:
             about = {"client_id": subject.client_id, "api_id": subject.api_id}
             about["about_user"] = subject.owner
+            about["team_id"] = subject.team_id
         elif isinstance(subject, ApiKey):
             about = {"key": subject, "client_id": subject.client_id, "api_id": subject.api_id}
+            about["team_id"] = subject.team_id
         elif isinstance(subject, Api):
             about = {"api": subject}
         elif isinstance(subject, User):
-            about = {"about_user": subject}
+            about = {"about_user": subject, "team": team}
+        elif isinstance(subject, Team):
+            about = {"team": subject}
         else:  # a portal-wide setting, or a client with no record
             about = {"client_id": client_id}
+        if about.get("team_id") or about.get("team"):
+            team_id = about.get("team_id") or about["team"].pk
+            role = Membership.objects.filter(team_id=team_id, user=actor).values_list("role")
+            about["actor_role"] = next(iter(role), ("",))[0] if actor else ""
         entry = cls.objects.create(
             **about,
             via=AUDIT_VIA.get(),
@@ -825,6 +996,7 @@ KEY_EVENTS: dict[str, str] = {
     AuditEntry.Action.REINSTATED: "key.reinstated",
     AuditEntry.Action.REVOKED: "key.revoked",
     AuditEntry.Action.EXPIRED: "key.expired",
+    AuditEntry.Action.TRANSFERRED: "key.transferred",
 }
 # Sent by the jobs rather than an audited change: a reminder threshold, dormancy; and on demand.
 JOB_EVENTS = ("key.expiring", "key.unused")
@@ -841,11 +1013,23 @@ EVENT_LABELS = {
     "key.expiring": "A key expires soon (the reminder days)",
     "key.expired": "A key expired",
     "key.unused": "A key has not been used for a while",
+    "key.transferred": "A key moves to another team or owner",
 }
 
 
 def default_events() -> list[str]:
     return list(EVENT_TYPES)
+
+
+class WebhookEndpointQuerySet(models.QuerySet["WebhookEndpoint"]):
+    def held_by(self, owner: User, team: Team | None) -> WebhookEndpointQuerySet:
+        """The endpoints of one space: the team's, or `owner`'s personal ones."""
+        if team is not None:
+            return self.filter(team=team)
+        return self.filter(owner=owner, team__isnull=True)
+
+    def of_space(self, key: ApiKey) -> WebhookEndpointQuerySet:
+        return self.held_by(key.owner, key.team)
 
 
 class WebhookEndpoint(models.Model):
@@ -858,6 +1042,11 @@ class WebhookEndpoint(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    # A team's endpoint hears about the team's keys; a personal one (no team) about its
+    # owner's personal keys.
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.PROTECT, related_name="webhook_endpoints"
+    )
     url = models.URLField(max_length=500)
     description = models.CharField(max_length=200, blank=True)
     events = models.JSONField(default=default_events)
@@ -870,6 +1059,8 @@ class WebhookEndpoint(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # When its owner was last mailed about a delivery given up on (at most one a day).
     failure_mailed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = WebhookEndpointQuerySet.as_manager()
 
     class Meta:
         ordering = ("created_at", "id")
@@ -885,9 +1076,10 @@ class WebhookMessageQuerySet(models.QuerySet["WebhookMessage"]):
     def emit(
         self, key: ApiKey, event_type: str, *, entry: AuditEntry | None = None, **extra: Any
     ) -> list[WebhookMessage]:
-        """One message per endpoint of the key's owner that wants `event_type`. A paused
-        endpoint's messages wait: resuming it delivers them."""
-        endpoints = [e for e in key.owner.webhook_endpoints.all() if e.wants(event_type)]
+        """One message per endpoint of the key's space (its team's, or its owner's personal
+        ones) that wants `event_type`. A paused endpoint's messages wait: resuming it delivers
+        them."""
+        endpoints = [e for e in WebhookEndpoint.objects.of_space(key) if e.wants(event_type)]
         if not endpoints:
             return []
         data: dict[str, Any] = {"key": key_payload(key)} | extra
@@ -929,6 +1121,7 @@ def key_payload(key: ApiKey) -> dict[str, Any]:
         "api": key.api.slug,
         "api_name": key.api.name,
         "status": DECIDED_STATUS.get(key.status, key.status),
+        "team": str(key.team_id) if key.team_id else None,
         "credential": key.credential,
         "expires_at": key.expires_at.isoformat(),
     }

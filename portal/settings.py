@@ -104,6 +104,7 @@ MIDDLEWARE = [
     "apikeys.api.middleware.ApiRequestMiddleware",
     "apikeys.views.signin.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "apikeys.views.outcomes.RefusalMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -256,6 +257,10 @@ KEYCLOAK_EVENT_IDS_KEPT_HOURS = int(env("KEYCLOAK_EVENT_IDS_KEPT_HOURS", "24"))
 MAX_LIVE_KEYS_PER_USER = int(env("MAX_LIVE_KEYS_PER_USER", "10"))
 # Keys one customer may make in 24 hours, revoked ones included (create-revoke loops).
 MAX_KEYS_MADE_PER_DAY = int(env("MAX_KEYS_MADE_PER_DAY", "50"))
+# Teams: live keys per team (a team's own setting overrides it), and the days an invitation
+# to join one stays valid.
+MAX_LIVE_KEYS_PER_TEAM = int(env("MAX_LIVE_KEYS_PER_TEAM", "100"))
+TEAM_INVITATION_DAYS = int(env("TEAM_INVITATION_DAYS", "7"))
 # Requests per user and per client address on the key actions (apikeys/limits.py), and on
 # the registration page (per address), as django-ratelimit rates: count/period.
 RATE_LIMITS = {

@@ -15,11 +15,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from apikeys.access import NotAllowed
 from apikeys.api import admin, customer, webhooks
 from apikeys.api.problems import Problem, problem_response
 from apikeys.api.schemas import CliConfig
 from apikeys.keycloak.client import KeycloakFailure, KeycloakRejected
 from apikeys.models import WrongState
+from apikeys.operations.teams import TeamRefused
 
 
 class PortalApi(NinjaAPI):
@@ -80,6 +82,17 @@ def on_problem(request: HttpRequest, error: Problem) -> HttpResponse:
 def on_not_found(request: HttpRequest, error: Http404) -> HttpResponse:
     """Another person's key or endpoint (apikeys/access.py): as if it did not exist."""
     return problem_response(request, Problem(404, str(error) or "Not found."))
+
+
+@api.exception_handler(NotAllowed)
+def on_not_allowed(request: HttpRequest, error: NotAllowed) -> HttpResponse:
+    """A team member whose role does not allow the act (apikeys/access.py)."""
+    return problem_response(request, Problem(403, str(error)))
+
+
+@api.exception_handler(TeamRefused)
+def on_team_refused(request: HttpRequest, error: TeamRefused) -> HttpResponse:
+    return problem_response(request, Problem(409, str(error)))
 
 
 @api.exception_handler(WrongState)

@@ -54,7 +54,7 @@ def refused_keys(api: Api, now: datetime) -> dict[str, str]:
         )
         | Q(status__in=(status.REVOKED, status.EXPIRED, status.REJECTED), ended_at__gte=since)
         | Q(status=status.ACTIVE, expires_at__lte=now)
-        | Q(status=status.ACTIVE, owner__is_active=False)
+        | Q(status=status.ACTIVE, owner__is_active=False, team__isnull=True)  # a team's outlives
     )
     keys = ApiKey.objects.filter(refused, api=api).values_list(
         "client_id", "status", "expires_at", "owner__is_active"

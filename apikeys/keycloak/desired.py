@@ -29,6 +29,7 @@ from apikeys.keycloak.key_clients import (
     ROTATED_SECRET_ATTRIBUTE,
     SEAL_ATTRIBUTE,
     SECRET_EXPIRY_ATTRIBUTE,
+    TEAM_ATTRIBUTE,
     Representation,
     seal,
 )
@@ -289,7 +290,8 @@ def api_scope(api: Api) -> Representation:
 def key_client_enabled(key: ApiKey, now: datetime, *, status: str | None = None) -> bool:
     """Whether a key's client may give tokens: the one place this is decided.
 
-    Only an active key, before its expiry, of an owner who is active in Keycloak. `status`
+    Only an active key, before its expiry, of a holder still there: a team, or an owner who
+    is active in Keycloak (a team key outlives the member who made it). `status`
     is the key's status once the operation asking has recorded it (approve asks about
     "active" before the record says so). An unfinished key's client is made as the key will
     be: disabled while it waits for approval.
@@ -297,7 +299,7 @@ def key_client_enabled(key: ApiKey, now: datetime, *, status: str | None = None)
     status = status or key.status
     if status == ApiKey.Status.UNFINISHED:
         status = ApiKey.Status.PENDING if key.api.requires_approval else ApiKey.Status.ACTIVE
-    return status == ApiKey.Status.ACTIVE and key.expires_at > now and key.owner.is_active
+    return status == ApiKey.Status.ACTIVE and key.expires_at > now and key.holder_active
 
 
 def expiry_attributes(key: ApiKey) -> dict[str, str]:
@@ -429,16 +431,24 @@ def key_client(key: ApiKey, *, now: datetime, secret: str | None = None) -> Repr
 
 
 def marks(key: ApiKey, client_uuid: str) -> dict[str, str]:
-    """What ties a key's client to its record, sealed (apikeys/keycloak/key_clients.py)."""
+    """What ties a key's client to its record, sealed (apikeys/keycloak/key_clients.py): its
+    maker, and the team that holds it (empty for a personal key)."""
     owner, api, instance = key.owner.username, key.api.slug, settings.PORTAL_INSTANCE_ID
+    team = str(key.team_id or "")
     return {
         MANAGED_ATTRIBUTE: "true",
         KEY_ATTRIBUTE: str(key.pk),
         OWNER_ATTRIBUTE: owner,
         API_ATTRIBUTE: api,
         INSTANCE_ATTRIBUTE: instance,
-        SEAL_ATTRIBUTE: seal(client_uuid, key.client_id, str(key.pk), owner, api, instance),
-    }
+        SEAL_ATTRIBUTE: seal(client_uuid, key.client_id, str(key.pk), owner, api, instance, team),
+    } | ({TEAM_ATTRIBUTE: team} if team else {})
+
+
+def holder_marks(key: ApiKey) -> Representation:
+    """The change that gives a key's client its record's maker and team (after a transfer, or
+    a team mark changed by hand): a personal key's team mark is emptied."""
+    return {"attributes": {TEAM_ATTRIBUTE: ""} | marks(key, key.keycloak_id or str(key.pk))}
 
 
 def jwt_attributes(key: ApiKey) -> dict[str, str]:

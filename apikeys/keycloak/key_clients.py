@@ -27,6 +27,9 @@ MANAGED_ATTRIBUTE = "portal.managed"
 KEY_ATTRIBUTE = "portal.key"
 OWNER_ATTRIBUTE = "portal.owner"
 API_ATTRIBUTE = "portal.api"
+# The team that holds the key (its id), beside its maker (OWNER_ATTRIBUTE); none for a
+# personal key.
+TEAM_ATTRIBUTE = "portal.team"
 # Which portal deployment made it (settings.PORTAL_INSTANCE_ID), and the key's expiry as
 # epoch seconds: with the four above, enough to rebuild a lost record (recovery.examine).
 INSTANCE_ATTRIBUTE = "portal.instance"
@@ -89,6 +92,7 @@ class KeyClient:
             self.owner,
             self.api,
             self.marks.get(INSTANCE_ATTRIBUTE, ""),
+            self.team,
         )
         return hmac.compare_digest(self.marks.get(SEAL_ATTRIBUTE, ""), wanted)
 
@@ -120,6 +124,11 @@ class KeyClient:
     def owner(self) -> str:
         """The `sub` of the key's owner in Keycloak."""
         return self.marks.get(OWNER_ATTRIBUTE, "")
+
+    @property
+    def team(self) -> str:
+        """The id of the team that holds the key; "" for a personal key."""
+        return self.marks.get(TEAM_ATTRIBUTE, "")
 
     @property
     def api(self) -> str:
@@ -167,12 +176,16 @@ class KeyClient:
             return 0
 
 
-def seal(client_uuid: str, client_id: str, key_id: str, owner: str, api: str, instance: str) -> str:
+def seal(
+    client_uuid: str, client_id: str, key_id: str, owner: str, api: str, instance: str, team: str
+) -> str:
     """The MAC of a key client's identity (Keycloak's id of it, which the portal chooses, and
     its marks), under a key derived from SECRET_FINGERPRINT_KEY (a secret the portal keeps out
-    of its database and of Keycloak): copied onto another client, it does not fit."""
+    of its database and of Keycloak): copied onto another client, it does not fit. A personal
+    key's seal leaves the team out, so seals made before teams still fit."""
     key = hmac.new(settings.SECRET_FINGERPRINT_KEY.encode(), b"portal.seal", hashlib.sha256)
-    message = "\n".join((client_uuid, client_id, key_id, owner, api, instance)).encode()
+    parts = (client_uuid, client_id, key_id, owner, api, instance) + ((team,) if team else ())
+    message = "\n".join(parts).encode()
     digest = hmac.new(key.digest(), message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 

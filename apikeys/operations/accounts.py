@@ -5,9 +5,11 @@ stored events), and the sign-in session check (`apikeys/views/signin.py`). Keycl
 user's key clients when the user goes, so the portal must:
 
 - deleted (admin API or console, or the user's own "delete account"): the portal user is
-  deactivated, every live key revoked and unfinished ones discarded; that is final.
-- disabled: the portal user is deactivated (their portal session ends) and active keys
-  suspended with OWNER_DISABLED.
+  deactivated, every live personal key revoked and unfinished ones discarded; that is final.
+  Their team memberships end (apikeys/operations/teams.py); the keys they made for a team
+  stay the team's and keep working.
+- disabled: the portal user is deactivated (their portal session ends, and with it their
+  access to their teams) and active personal keys suspended with OWNER_DISABLED.
 - enabled again: the portal user is reactivated, and the keys suspended with
   OWNER_DISABLED are reinstated, unless they expired meanwhile. Keys an admin suspended
   stay suspended.
@@ -32,7 +34,7 @@ from django.db import DatabaseError, transaction
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import ApiKey, AuditEntry, User, WrongState
-from apikeys.operations import lifecycle
+from apikeys.operations import lifecycle, teams
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +69,9 @@ def apply_change(sub: str, change: str, at_ms: int | None = None) -> Outcome:
         return outcome
     if not _set_active(user, change == "enabled", change, at_ms):
         return outcome
-    keys = user.api_keys.all()
+    keys = user.api_keys.filter(team__isnull=True)  # a team's keys are not theirs to lose
     if change == "deleted":
+        teams.account_deleted(user)
         for key in keys.allowing("revoke"):
             _each(outcome, key, lambda k: lifecycle.revoke_key(k, actor=None, reason=OWNER_DELETED))
         for key in keys.allowing("discard"):

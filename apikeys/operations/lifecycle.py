@@ -57,6 +57,7 @@ from apikeys.models import (
     AuditEntry,
     KeyStatus,
     PublicKey,
+    Team,
     User,
     WrongState,
 )
@@ -139,6 +140,7 @@ class KeyOrder:
     public_keys: Sequence[AcceptedKey] = ()
     jwks_url: str = ""
     request_id: uuid.UUID | None = None
+    team: Team | None = None  # the team that will hold it; None: its maker's personal key
 
 
 @sensitive_variables()  # every local may hold the secret: none goes in an error report
@@ -198,15 +200,19 @@ def _take_apart(key: ApiKey, error: KeycloakFailure) -> None:
 def _reserve(owner: User, order: KeyOrder) -> ApiKey:
     """Step 1: the record (and its public keys), with its clientId fixed, within the quota."""
     with transaction.atomic():
-        # Lock the owner's row, so concurrent requests of one owner count their keys in turn.
+        # Lock the owner's row, so concurrent requests of one owner count their keys in turn,
+        # and the team's, so its members' requests count the team's keys in turn.
         User.objects.select_for_update().get(pk=owner.pk)
+        if order.team is not None:
+            Team.objects.select_for_update().get(pk=order.team.pk)
         if made := owner.api_keys.made_by_request(order.request_id):
             raise AlreadySubmitted(made)
-        _check_quota(owner, order.name)
+        _check_quota(owner, order.team, order.name)
         try:
             with transaction.atomic():
                 key = ApiKey.objects.create(
                     owner=owner,
+                    team=order.team,
                     api=order.api,
                     name=order.name,
                     description=order.description,
@@ -217,33 +223,47 @@ def _reserve(owner: User, order: KeyOrder) -> ApiKey:
                     jwks_url=order.jwks_url,
                 )
         except IntegrityError as error:  # the unique constraint, if a check above was raced
-            raise NameTaken(f"You already have a key called “{order.name}”.") from error
+            raise NameTaken(f"{_holder(order.team)} a key called “{order.name}”.") from error
         if order.public_keys:
             record_public_keys(key, order.public_keys)
         return key
 
 
-def _check_quota(owner: User, name: str) -> None:
-    """The owner's live keys, their names, and keys made today (under the owner's lock):
-    counted in one query."""
+def _holder(team: Team | None) -> str:
+    return f"The team {team.name} already has" if team is not None else "You already have"
+
+
+def _check_quota(owner: User, team: Team | None, name: str) -> None:
+    """The space's live keys and their names (a team's, or the owner's personal ones), and
+    the keys the space and the owner made today (under their locks): two counts."""
     live = Q(status__in=LIVE_STATUSES)
-    counts = owner.api_keys.aggregate(
+    counts = ApiKey.objects.held_by(owner, team).aggregate(
         live=Count("pk", filter=live),
         named=Count("pk", filter=live & Q(name=name)),
         today=Count("pk", filter=Q(created_at__gt=timezone.now() - timedelta(days=1))),
     )
-    if counts["live"] >= settings.MAX_LIVE_KEYS_PER_USER:
+    quota = team.key_quota if team is not None else settings.MAX_LIVE_KEYS_PER_USER
+    holder = _holder(team)
+    if counts["live"] >= quota:
         raise QuotaExceeded(
-            f"You already have {settings.MAX_LIVE_KEYS_PER_USER} live keys, the most "
-            "allowed. Revoke one you no longer use, then create the new one."
+            f"{holder} {quota} live keys, the most allowed. Revoke one you no longer use, "
+            "then create the new one."
         )
     if counts["named"]:
-        raise NameTaken(f"You already have a key called “{name}”. Choose another name.")
-    if counts["today"] >= settings.MAX_KEYS_MADE_PER_DAY:
+        raise NameTaken(f"{holder} a key called “{name}”. Choose another name.")
+    made_today = counts["today"]
+    if team is not None:  # a person's own pace counts too, whichever space they make keys in
+        made_today = max(made_today, owner.api_keys.filter(created_at__gt=_day_ago()).count())
+    if made_today >= settings.MAX_KEYS_MADE_PER_DAY:
         raise QuotaExceeded(
-            f"You have made {settings.MAX_KEYS_MADE_PER_DAY} keys in the last 24 hours, the "
+            f"{'The team' if team else 'You'} made {settings.MAX_KEYS_MADE_PER_DAY} keys in the "
+            "last 24 hours, the "
             "most allowed in a day (revoked ones count too). Try again tomorrow."
         )
+
+
+def _day_ago() -> datetime:
+    return timezone.now() - timedelta(days=1)
 
 
 @sensitive_variables()  # every local may hold the secret: none goes in an error report
@@ -307,16 +327,16 @@ def rename_key(
     """Give a key another name and description (the portal's own: Keycloak never sees them)."""
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
-        taken = key.owner.api_keys.live().filter(name=name).exclude(pk=key.pk)
+        taken = key.siblings().live().filter(name=name)
         if key.is_live and taken.exists():
-            raise NameTaken("You already have a key with this name.")
+            raise NameTaken(f"{_holder(key.team)} a key with this name.")
         was = key.name
         key.name, key.description, key.recovered_at = name, description, None
         try:
             with transaction.atomic():
                 key.save(update_fields=["name", "description", "recovered_at"])
         except IntegrityError:  # another key took the name at the same moment
-            raise NameTaken("You already have a key with this name.") from None
+            raise NameTaken(f"{_holder(key.team)} a key with this name.") from None
         reason = f"Renamed from “{was}”." if was != name else "Description changed."
         AuditEntry.record(
             key, AuditEntry.Action.RENAMED, actor=actor, ip_address=ip_address, reason=reason
@@ -457,7 +477,7 @@ def _back_from_exposure(key: ApiKey) -> KeyStatus | None:
     exposed = key.secret_exposed_at is not None and key.status_reason.startswith(EXPOSED)
     if key.status != ApiKey.Status.SUSPENDED or not exposed:
         return None
-    if key.expires_at <= timezone.now() or not key.owner.is_active:
+    if key.expires_at <= timezone.now() or not key.holder_active:
         return None
     return ApiKey.Status.ACTIVE
 
@@ -835,7 +855,7 @@ def approve_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> A
         key.require("approve")
         if actor == key.owner:
             raise WrongState("You cannot approve your own request: another administrator must.")
-        if not key.owner.is_active:
+        if not key.holder_active:
             raise WrongState(f"The owner of {key.client_id} is disabled in Keycloak.")
         _require_unexposed(key)
         now = timezone.now()
@@ -874,7 +894,7 @@ def reinstate_key(
         now = timezone.now()
         if key.expires_at <= now:
             raise WrongState(f"{key.client_id} has expired; it cannot be reinstated.")
-        if not key.owner.is_active:
+        if not key.holder_active:
             raise WrongState(f"The owner of {key.client_id} is disabled; it cannot be reinstated.")
         _require_unexposed(key)
         keycloak.update_client(

@@ -1,5 +1,8 @@
 """The portal's emails: requests to admins, decisions and reminders to owners.
 
+Who hears about a key is decided once (`told_of`): a personal key's owner; a team key's
+owners and the member who made it (while they are in the team).
+
 Mail is sent after the change it reports has been committed. A failure to send is logged and
 does not undo the change: the audit trail and the pages remain the record.
 """
@@ -14,7 +17,16 @@ from django.core.mail import send_mail
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from apikeys.models import ApiKey, LeakReport, User, WebhookEndpoint, WebhookMessage
+from apikeys.models import (
+    ApiKey,
+    Invitation,
+    LeakReport,
+    Membership,
+    Team,
+    User,
+    WebhookEndpoint,
+    WebhookMessage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +38,28 @@ def admin_recipients() -> list[str]:
     return sorted(set(emails))
 
 
+def told_of(key: ApiKey) -> list[str]:
+    """Who is mailed about a key: its owner (if active); for a team key, the team's owners and
+    the member who made it, while they are in the team."""
+    if key.team is None:
+        return [key.owner.email] if key.owner.is_active else []
+    people = set(key.team.owners().values_list("email", flat=True))
+    if key.owner.is_active and Membership.objects.filter(team=key.team, user=key.owner).exists():
+        people.add(key.owner.email)
+    return sorted(people)
+
+
+def endpoint_people(endpoint: WebhookEndpoint) -> list[str]:
+    """Who is mailed about a webhook endpoint: its owner, or its team's owners."""
+    if endpoint.team is not None:
+        return sorted(endpoint.team.owners().values_list("email", flat=True))
+    return [endpoint.owner.email]
+
+
 def request_arrived(key: ApiKey) -> None:
+    team = f" for the team {key.team.name}" if key.team is not None else ""
     _send(
-        f"Key request for {key.api.name}: “{key.name}” from {key.owner.email}",
+        f"Key request for {key.api.name}: “{key.name}” from {key.owner.email}{team}",
         "emails/request_arrived.txt",
         {"key": key, "queue_url": _url(reverse("manage_approvals"))},
         admin_recipients(),
@@ -37,8 +68,6 @@ def request_arrived(key: ApiKey) -> None:
 
 def decision(key: ApiKey, action: str, reason: str = "") -> None:
     """Tell the owner what was decided about their key, and why (not if they are gone)."""
-    if not key.owner.is_active:
-        return
     _send(
         f"Your API key “{key.name}” was {action}",
         "emails/decision.txt",
@@ -49,14 +78,12 @@ def decision(key: ApiKey, action: str, reason: str = "") -> None:
             "key_url": key_url(key),
             "reissue_url": _reissue_url(key) if key.client_missing_since else "",
         },
-        [key.owner.email],
+        told_of(key),
     )
 
 
 def secret_exposed(key: ApiKey, report: LeakReport) -> None:
     """Tell the owner where their secret was found, what the portal did, and how to rotate."""
-    if not key.owner.is_active:
-        return
     _send(
         f"The secret of your API key “{key.name}” was found exposed",
         "emails/secret_exposed.txt",
@@ -67,7 +94,7 @@ def secret_exposed(key: ApiKey, report: LeakReport) -> None:
             "rotate_url": _url(reverse("rotate_key", args=[key.pk])),
             "guide_url": _url(reverse("partner_docs")) + "#leaked-secret",
         },
-        [key.owner.email],
+        told_of(key),
     )
 
 
@@ -83,7 +110,7 @@ def webhook_failed(message: WebhookMessage) -> None:
             "hours": settings.WEBHOOK_RETRY_HOURS,
             "endpoint_url": _url(reverse("webhook_detail", args=[endpoint.pk])),
         },
-        [endpoint.owner.email],
+        endpoint_people(endpoint),
     )
 
 
@@ -92,7 +119,7 @@ def webhook_paused(endpoint: WebhookEndpoint) -> None:
         "A webhook endpoint was paused",
         "emails/webhook_paused.txt",
         {"endpoint": endpoint, "endpoint_url": _url(reverse("webhook_detail", args=[endpoint.pk]))},
-        [endpoint.owner.email],
+        endpoint_people(endpoint),
     )
 
 
@@ -102,7 +129,7 @@ def key_recovered(key: ApiKey) -> bool:
         f"Your API key for {key.api.name} was recovered: please name it",
         "emails/key_recovered.txt",
         {"key": key, "rename_url": _url(reverse("rename_key", args=[key.pk]))},
-        [key.owner.email],
+        told_of(key),
     )
 
 
@@ -112,7 +139,7 @@ def key_dormant(key: ApiKey, days: int, days_left: int | None) -> bool:
         f"Your API key “{key.name}” has not been used for {days} days",
         "emails/key_dormant.txt",
         {"key": key, "days": days, "days_left": days_left, "key_url": key_url(key)},
-        [key.owner.email],
+        told_of(key),
     )
 
 
@@ -121,7 +148,7 @@ def expiry_reminder(key: ApiKey, days: int) -> bool:
         f"Your API key “{key.name}” expires in {days} day{'s' if days != 1 else ''}",
         "emails/expiry_reminder.txt",
         {"key": key, "days": days, "key_url": key_url(key)},
-        [key.owner.email],
+        told_of(key),
     )
 
 
@@ -130,6 +157,30 @@ def approval_digest(pending: Sequence[ApiKey]) -> bool:
         f"{len(pending)} key request{'s' if len(pending) != 1 else ''} waiting for approval",
         "emails/approval_digest.txt",
         {"pending": pending, "queue_url": _url(reverse("manage_approvals"))},
+        admin_recipients(),
+    )
+
+
+def invitation(invite: Invitation, token: str) -> bool:
+    """The invitation to join a team, with its single-use link (the token is in it only)."""
+    return _send(
+        f"You are invited to the team {invite.team.name} on the API key portal",
+        "emails/invitation.txt",
+        {
+            "invite": invite,
+            "accept_url": _url(reverse("invitation", args=[token])),
+            "days": settings.TEAM_INVITATION_DAYS,
+        },
+        [invite.email],
+    )
+
+
+def team_ownerless(team: Team) -> bool:
+    """Ask the administrators to appoint an owner of a team that lost its last one."""
+    return _send(
+        f"The team {team.name} has no owner",
+        "emails/team_ownerless.txt",
+        {"team": team, "team_url": _url(reverse("manage_team", args=[team.pk]))},
         admin_recipients(),
     )
 

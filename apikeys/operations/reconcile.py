@@ -204,6 +204,8 @@ def _check_client(
             lambda: _delete_if_still(conn, client, key),
         )
     changes = convergence.plan(client, wanted).parts
+    if client.team != str(key.team_id or ""):
+        changes.append("team")
     if key.client_missing_since or key.keycloak_id != client.id:
         changes.append("record")
     if not changes:
@@ -432,6 +434,8 @@ def _repair(
             _suspend(key, lifecycle.CLIENT_DISABLED)  # disabled since the scan: it wins
             return
         plan = convergence.plan(current, wanted)
+        if current.team != str(key.team_id or ""):  # a team given or taken by hand
+            plan.add("team", desired.holder_marks(key))
         convergence.apply(conn, plan, scope_ids)
         key.keycloak_id = client.id
         key.client_missing_since = None

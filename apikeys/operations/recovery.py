@@ -15,6 +15,10 @@ needs to rebuild its record (`desired.key_client`): the marker, the key's id, it
   left as it is, except for what the portal keeps on every client (converged as any key's).
   A rotation's grace period the client still carries is kept until its end, and the
   secrets' fingerprints are recorded again (`adopt_rotation`).
+- a team's key (`portal.team`): rebuilt into its team whatever became of the member who made
+  it (a deleted maker is kept as a deactivated account). A team made after the backup is
+  rebuilt too, with its id, no members and flagged for the administrators to appoint an
+  owner (`Team.ownerless_since`); its keys keep working meanwhile.
 - no such account in Keycloak, a disabled one, no API, or markers that disagree:
   `quarantine` disables the client and notes when on the client itself (so a second restore
   does not lose it); audited with its client id. A quarantined client whose owner is enabled
@@ -41,7 +45,7 @@ from apikeys.keycloak import client as keycloak
 from apikeys.keycloak import convergence, desired
 from apikeys.keycloak.client import Connection
 from apikeys.keycloak.key_clients import KeyClient
-from apikeys.models import Api, ApiKey, AuditEntry, User
+from apikeys.models import Api, ApiKey, AuditEntry, Team, User
 from apikeys.operations import lifecycle, notifications
 
 log = logging.getLogger(__name__)
@@ -60,6 +64,7 @@ class Rebuilt:
     key: ApiKey
     public_keys: list[AcceptedKey] = field(default_factory=list)
     new_owner: User | None = None
+    new_team: Team | None = None
 
 
 @dataclass
@@ -67,26 +72,42 @@ class Unrecoverable:
     why: str
 
 
-def _owner(conn: Connection, sub: str) -> User | Unrecoverable:
-    """The key's owner: their account here, or one rebuilt (unsaved) from Keycloak's."""
+def _owner(conn: Connection, sub: str, *, team_key: bool) -> User | Unrecoverable:
+    """The key's owner (its maker): their account here, or one rebuilt (unsaved) from
+    Keycloak's. A team key does not need its maker: one gone is kept as deactivated."""
     owner = User.objects.filter(username=sub).first() if sub else None
     if owner is not None:
-        if not owner.is_active:
+        if not owner.is_active and not team_key:
             return Unrecoverable(f"its owner ({owner.email or sub}) is deactivated")
         return owner
     account = keycloak.get_account(conn, sub) if _is_uuid(sub) else None
-    if account is None:
-        return Unrecoverable(f"its owner ({sub or 'none named'}) has no account in Keycloak")
-    if not account.enabled:
-        return Unrecoverable(f"its owner ({account.email or sub}) is disabled in Keycloak")
-    owner = User(
-        username=sub,
-        email=account.email,
-        first_name=account.first_name[:150],
-        last_name=account.last_name[:150],
-    )
+    if not team_key:
+        if account is None:
+            return Unrecoverable(f"its owner ({sub or 'none named'}) has no account in Keycloak")
+        if not account.enabled:
+            return Unrecoverable(f"its owner ({account.email or sub}) is disabled in Keycloak")
+    elif not _is_uuid(sub):
+        return Unrecoverable(f"its maker ({sub or 'none named'}) is not a Keycloak user id")
+    owner = User(username=sub, is_active=account is not None and account.enabled)
+    if account is not None:
+        owner.email = account.email
+        owner.first_name, owner.last_name = account.first_name[:150], account.last_name[:150]
     owner.set_unusable_password()
     return owner
+
+
+def _team(client: KeyClient, now: datetime) -> Team | Unrecoverable | None:
+    """The team the key's client names: here, or rebuilt (unsaved, ownerless); None if none."""
+    if not client.team:
+        return None
+    if not _is_uuid(client.team):
+        return Unrecoverable("its team mark is not a team id")
+    team = Team.objects.filter(pk=client.team).first()
+    if team is not None:
+        return team
+    return Team(
+        id=uuid.UUID(client.team), name=f"Recovered team {client.team[:8]}", ownerless_since=now
+    )
 
 
 def _is_uuid(value: str) -> bool:
@@ -120,7 +141,10 @@ def examine(
         return Unrecoverable("its key id does not match its client id")
     if not claimed and not client.sealed:
         return Unrecoverable("its marks do not carry this portal's seal")
-    owner = _owner(conn, client.owner)
+    team = _team(client, now)
+    if isinstance(team, Unrecoverable):
+        return team
+    owner = _owner(conn, client.owner, team_key=team is not None)
     if isinstance(owner, Unrecoverable):
         return owner
     api = Api.objects.filter(slug=client.api).first() if client.api else None
@@ -131,6 +155,7 @@ def examine(
     key = ApiKey(
         id=key_id,
         owner=owner,
+        team=team,
         api=api,
         name=f"Recovered {key_id.hex[:8]}",
         client_id=client.client_id,
@@ -138,7 +163,11 @@ def examine(
         expires_at=_expiry(client, api, now),
         recovered_at=now,
     )
-    rebuilt = Rebuilt(key, new_owner=owner if owner._state.adding else None)
+    rebuilt = Rebuilt(
+        key,
+        new_owner=owner if owner._state.adding else None,
+        new_team=team if team is not None and team._state.adding else None,
+    )
     if client.signs_with_jwt:
         key.credential = ApiKey.Credential.SIGNED_JWT
         if client.jwks_url is not None:
@@ -148,6 +177,12 @@ def examine(
                 rebuilt.public_keys = from_jwks_text(client.jwks)
             except Refused as error:
                 return Unrecoverable(f"its public keys cannot be read ({error})")
+    _set_status(key, client, now)
+    return rebuilt
+
+
+def _set_status(key: ApiKey, client: KeyClient, now: datetime) -> None:
+    """The rebuilt key's status, as its client is: expired, active if enabled, else suspended."""
     was_enabled = client.enabled
     if client.quarantined_since is not None and not was_enabled:  # disabled by the quarantine
         was_enabled = client.enabled_before_quarantine
@@ -159,7 +194,6 @@ def examine(
     else:
         key.status = ApiKey.Status.SUSPENDED
         key.status_reason = DISABLED_WHEN_RECOVERED
-    return rebuilt
 
 
 @sensitive_variables()
@@ -189,6 +223,7 @@ def recover(
             return quarantine(conn, current, found.why, now)
         key = found.key
         key.owner = _save_owner(found)
+        key.team = _save_team(found)
         key.save(force_insert=True)
         lifecycle.record_public_keys(key, found.public_keys)
         reason = (
@@ -197,6 +232,8 @@ def recover(
         )
         if found.new_owner is not None:
             reason += f" Its owner's account ({key.owner.email}) was rebuilt from Keycloak's."
+        if found.new_team is not None:
+            reason += f" Its team was rebuilt as “{found.new_team.name}”, awaiting an owner."
         if grace := adopt_rotation(conn, key, current, now):
             reason += f" {grace}"
         AuditEntry.record(key, AuditEntry.Action.RECOVERED, actor=None, reason=reason)
@@ -213,6 +250,8 @@ def _owner_still_active(found: Rebuilt | Unrecoverable) -> bool:
     a deactivation waits, and then finds the recovered key to suspend or revoke)."""
     if isinstance(found, Unrecoverable) or found.new_owner is not None:
         return True  # a new owner was read from Keycloak just now
+    if found.key.team is not None:
+        return True  # a team key does not depend on its maker
     owner = User.objects.select_for_update().filter(pk=found.key.owner.pk).first()
     return owner is not None and owner.is_active
 
@@ -227,6 +266,23 @@ def _save_owner(found: Rebuilt) -> User:
     except IntegrityError:
         return User.objects.get(username=found.new_owner.username)
     return found.new_owner
+
+
+def _save_team(found: Rebuilt) -> Team | None:
+    """The key's team, saved if rebuilt (once: another key of it may have rebuilt it first);
+    the administrators are asked to appoint an owner."""
+    if found.new_team is None:
+        return found.key.team
+    try:
+        with transaction.atomic():
+            found.new_team.save(force_insert=True)
+    except IntegrityError:
+        return Team.objects.get(pk=found.new_team.pk)
+    reason = "Rebuilt from a key's client after a restore of the portal's database: no owner."
+    AuditEntry.record(found.new_team, AuditEntry.Action.TEAM_OWNERLESS, actor=None, reason=reason)
+    team = found.new_team
+    transaction.on_commit(lambda: notifications.team_ownerless(team))
+    return team
 
 
 @sensitive_variables()  # the secrets read to fingerprint them

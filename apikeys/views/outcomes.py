@@ -9,12 +9,16 @@ on the action, so each caller says it). The JSON API answers the same two in one
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.utils.http import url_has_allowed_host_and_scheme
 
+from apikeys.access import NotAllowed
 from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import WrongState
+from apikeys.operations.teams import TeamRefused
 
 
 def act_on_key(
@@ -42,3 +46,29 @@ def refusal(failure: KeycloakFailure | WrongState, then: str) -> str:
     if isinstance(failure, WrongState):
         return str(failure)
     return f"{failure.for_people} {then}"
+
+
+class RefusalMiddleware:
+    """A page's act that the team rules refuse (`NotAllowed`: a viewer rotating; `TeamRefused`:
+    the last owner leaving): a message on the page the person came from, not an error page."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, error: Exception) -> HttpResponse | None:
+        if request.path.startswith("/api/") or not isinstance(error, NotAllowed | TeamRefused):
+            return None
+        messages.error(request, str(error))
+        back = request.headers.get("Referer", "")
+        safe = url_has_allowed_host_and_scheme(
+            back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        )
+        target = back if safe and back and urlsplit(back).path != request.path else "/keys/"
+        if getattr(request, "htmx", False):
+            response = HttpResponse(status=204)
+            response["HX-Redirect"] = target
+            return response
+        return HttpResponseRedirect(target)

@@ -1,0 +1,388 @@
+"""Teams: their members and roles, invitations, and keys moved between spaces.
+
+Membership lives in the portal's database, not in Keycloak's Organizations: adding or
+removing an organization member through Keycloak's admin API needs `manage-users` on that
+user (realm-wide without fine-grained permissions: reset anyone's password, impersonate
+them), and managing organizations `manage-organizations` or `manage-realm`, over every
+organization in the realm. The portal's service account keeps neither (docs/security.md).
+
+Rules kept here:
+
+- A team never loses its last owner by anyone's act: every change of membership locks the
+  team's row and counts its owners under that lock, so two owners demoting each other at
+  once take turns, and the second is refused.
+- When an account is deleted in Keycloak, its memberships end (audited); a team left with no
+  owner is flagged for the administrators (`Team.ownerless_since`), who appoint one. Its keys
+  keep working throughout.
+- An invitation is single use: accepting it locks its row; it is accepted only by a signed-in
+  person whose verified email is the invited one.
+- Moving a key (into a team, or by an administrator to another owner) changes who reaches it,
+  never its secret: the record first, then the marks on its client, in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak import desired
+from apikeys.models import (
+    KEY_EVENTS,
+    ApiKey,
+    AuditEntry,
+    Invitation,
+    Membership,
+    Team,
+    TeamRole,
+    User,
+    WebhookEndpoint,
+    WebhookMessage,
+    key_payload,
+)
+from apikeys.operations import notifications
+
+
+class TeamRefused(Exception):
+    """What was asked cannot be done; the message is fit to show."""
+
+
+def create_team(person: User, name: str, *, ip_address: str | None = None) -> Team:
+    """A new team, with `person` as its first owner."""
+    with transaction.atomic():
+        team = Team.objects.create(name=name)
+        Membership.objects.create(team=team, user=person, role=TeamRole.OWNER)
+        AuditEntry.record(team, AuditEntry.Action.TEAM_CREATED, actor=person, ip_address=ip_address)
+    return team
+
+
+def rename_team(team: Team, name: str, *, actor: User, ip_address: str | None = None) -> Team:
+    with transaction.atomic():
+        team = Team.objects.select_for_update().get(pk=team.pk)
+        was, team.name = team.name, name
+        team.save(update_fields=["name"])
+        reason = f"Renamed from “{was}”."
+        AuditEntry.record(
+            team, AuditEntry.Action.TEAM_CHANGED, actor=actor, ip_address=ip_address, reason=reason
+        )
+    return team
+
+
+def set_quota(team: Team, quota: int | None, *, actor: User, reason: str = "") -> Team:
+    """An administrator's: the team's own quota of live keys (None: MAX_LIVE_KEYS_PER_TEAM)."""
+    with transaction.atomic():
+        team = Team.objects.select_for_update().get(pk=team.pk)
+        team.max_live_keys = quota
+        team.save(update_fields=["max_live_keys"])
+        said = f"Quota of live keys set to {quota or f'the default ({team.key_quota})'}."
+        AuditEntry.record(
+            team, AuditEntry.Action.TEAM_CHANGED, actor=actor, reason=f"{said} {reason}".strip()
+        )
+    return team
+
+
+# --- Invitations -------------------------------------------------------------------------
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Invited:
+    invitation: Invitation
+    token: str = field(repr=False)  # in the mail's link only
+    mailed: bool = True
+
+
+def invite(
+    team: Team, email: str, role: str, *, actor: User, ip_address: str | None = None
+) -> Invited:
+    """Invite `email` into `team` as `role`: a mail with a single-use link. A pending
+    invitation of the same address is replaced (the old link stops working)."""
+    email = email.strip()
+    with transaction.atomic():
+        team = Team.objects.select_for_update().get(pk=team.pk)
+        if Membership.objects.filter(team=team, user__email__iexact=email).exists():
+            raise TeamRefused(f"{email} is in the team already.")
+        now = timezone.now()
+        for old in team.invitations.filter(
+            email__iexact=email, accepted_at__isnull=True, revoked_at__isnull=True
+        ):
+            old.revoked_at = now
+            old.save(update_fields=["revoked_at"])
+        token = secrets.token_urlsafe(32)
+        invitation = Invitation.objects.create(
+            team=team,
+            email=email,
+            role=role,
+            token_digest=_digest(token),
+            invited_by=actor,
+            expires_at=now + timedelta(days=settings.TEAM_INVITATION_DAYS),
+        )
+        reason = f"{email} invited as {TeamRole(role).label.lower()}."
+        AuditEntry.record(
+            team, AuditEntry.Action.INVITED, actor=actor, ip_address=ip_address, reason=reason
+        )
+    mailed = notifications.invitation(invitation, token)
+    return Invited(invitation, token, mailed)
+
+
+def revoke_invitation(
+    invitation: Invitation, *, actor: User, ip_address: str | None = None
+) -> Invitation:
+    with transaction.atomic():
+        invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        if invitation.state != "pending":
+            raise TeamRefused(f"This invitation is {invitation.state}: nothing to revoke.")
+        invitation.revoked_at = timezone.now()
+        invitation.save(update_fields=["revoked_at"])
+        AuditEntry.record(
+            invitation.team,
+            AuditEntry.Action.INVITATION_REVOKED,
+            actor=actor,
+            ip_address=ip_address,
+            reason=f"The invitation of {invitation.email} was revoked.",
+        )
+    return invitation
+
+
+def invitation_by_token(token: str) -> Invitation | None:
+    return (
+        Invitation.objects.select_related("team", "invited_by")
+        .filter(token_digest=_digest(token))
+        .first()
+    )
+
+
+def accept(token: str, person: User, *, ip_address: str | None = None) -> Membership:
+    """Join the team the invitation `token` is for, as its role: once, before it expires,
+    and only as the person whose verified email was invited."""
+    found = invitation_by_token(token)
+    if found is None:
+        raise TeamRefused("This invitation link is not valid. Ask for a new invitation.")
+    with transaction.atomic():
+        Team.objects.select_for_update().get(pk=found.team_id)
+        invitation = Invitation.objects.select_for_update().get(pk=found.pk)
+        state = invitation.state
+        if state == "accepted":
+            raise TeamRefused("This invitation was used already: each works once.")
+        if state == "revoked":
+            raise TeamRefused("This invitation was revoked by an owner of the team.")
+        if state == "expired":
+            raise TeamRefused("This invitation has expired. Ask an owner of the team for another.")
+        if not person.email or person.email.lower() != invitation.email.lower():
+            raise TeamRefused(
+                f"This invitation is for {invitation.email}; you are signed in as "
+                f"{person.email or 'someone with no verified email'}. Sign in with the invited "
+                "address (its email verified) to accept it."
+            )
+        if Membership.objects.filter(team=invitation.team, user=person).exists():
+            raise TeamRefused(f"You are in the team {invitation.team.name} already.")
+        membership = Membership.objects.create(
+            team=invitation.team, user=person, role=invitation.role
+        )
+        invitation.accepted_at, invitation.accepted_by = timezone.now(), person
+        invitation.save(update_fields=["accepted_at", "accepted_by"])
+        reason = f"Joined as {TeamRole(invitation.role).label.lower()}, invited by " + (
+            f"{invitation.invited_by.email}."
+        )
+        AuditEntry.record(
+            person,
+            AuditEntry.Action.MEMBER_JOINED,
+            actor=person,
+            ip_address=ip_address,
+            reason=reason,
+            team=invitation.team,
+        )
+    return membership
+
+
+# --- Members -----------------------------------------------------------------------------
+
+
+def _locked_member(team: Team, user: User) -> tuple[Team, Membership]:
+    team = Team.objects.select_for_update().get(pk=team.pk)
+    membership = Membership.objects.filter(team=team, user=user).first()
+    if membership is None:
+        raise TeamRefused(f"{user.email or user.username} is not in the team {team.name}.")
+    return team, membership
+
+
+def _other_owners(team: Team, user: User) -> int:
+    return team.memberships.filter(role=TeamRole.OWNER).exclude(user=user).count()
+
+
+def change_role(
+    team: Team, user: User, role: str, *, actor: User, ip_address: str | None = None
+) -> Membership:
+    """Give a member another role; the last owner cannot be made anything less."""
+    with transaction.atomic():
+        team, membership = _locked_member(team, user)
+        if membership.role == role:
+            return membership
+        if membership.role == TeamRole.OWNER and not _other_owners(team, user):
+            raise TeamRefused(
+                f"{user.email} is the team's last owner: make another member an owner first."
+            )
+        was = TeamRole(membership.role).label.lower()
+        membership.role = role
+        membership.save(update_fields=["role"])
+        reason = f"{user.email}: {was} → {TeamRole(role).label.lower()}."
+        AuditEntry.record(
+            user,
+            AuditEntry.Action.ROLE_CHANGED,
+            actor=actor,
+            ip_address=ip_address,
+            reason=reason,
+            team=team,
+        )
+    return membership
+
+
+def remove_member(team: Team, user: User, *, actor: User, ip_address: str | None = None) -> None:
+    """Take a member out of the team (an owner's act, or the member leaving). Their access
+    ends with this request; the keys they made stay the team's and keep working."""
+    with transaction.atomic():
+        team, membership = _locked_member(team, user)
+        if membership.role == TeamRole.OWNER and not _other_owners(team, user):
+            raise TeamRefused(
+                f"{user.email} is the team's last owner: make another member an owner first."
+            )
+        membership.delete()
+        how = "Left the team." if actor == user else f"Removed by {actor.email}."
+        AuditEntry.record(
+            user,
+            AuditEntry.Action.MEMBER_REMOVED,
+            actor=actor,
+            ip_address=ip_address,
+            reason=f"{user.email}: {how} The team's keys keep working.",
+            team=team,
+        )
+
+
+def appoint_owner(team: Team, user: User, *, actor: User, reason: str) -> Membership:
+    """An administrator's: make `user` an owner of `team` (added if not a member)."""
+    if not user.is_active:
+        raise TeamRefused(f"{user.email} is deactivated: appoint someone whose account works.")
+    with transaction.atomic():
+        team = Team.objects.select_for_update().get(pk=team.pk)
+        membership, _ = Membership.objects.update_or_create(
+            team=team, user=user, defaults={"role": TeamRole.OWNER}
+        )
+        if team.ownerless_since is not None:
+            team.ownerless_since = None
+            team.save(update_fields=["ownerless_since"])
+        AuditEntry.record(
+            user,
+            AuditEntry.Action.OWNER_APPOINTED,
+            actor=actor,
+            reason=f"{user.email} appointed owner. {reason}".strip(),
+            team=team,
+        )
+    return membership
+
+
+def account_deleted(user: User) -> list[Team]:
+    """End the memberships of an account deleted in Keycloak; the teams it leaves ownerless
+    are flagged and the administrators mailed. Returns those teams."""
+    ownerless = []
+    for membership in Membership.objects.filter(user=user).select_related("team"):
+        with transaction.atomic():
+            team = Team.objects.select_for_update().get(pk=membership.team_id)
+            was_owner = membership.role == TeamRole.OWNER
+            Membership.objects.filter(pk=membership.pk).delete()
+            AuditEntry.record(
+                user,
+                AuditEntry.Action.MEMBER_REMOVED,
+                actor=None,
+                reason=f"{user.email}: the account was deleted in Keycloak. The team's keys "
+                "keep working.",
+                team=team,
+            )
+            if was_owner and not team.memberships.filter(role=TeamRole.OWNER).exists():
+                team.ownerless_since = timezone.now()
+                team.save(update_fields=["ownerless_since"])
+                AuditEntry.record(
+                    team,
+                    AuditEntry.Action.TEAM_OWNERLESS,
+                    actor=None,
+                    reason=f"Its last owner ({user.email}) was deleted in Keycloak: an "
+                    "administrator must appoint one.",
+                )
+                ownerless.append(team)
+                transaction.on_commit(partial(notifications.team_ownerless, team))
+    return ownerless
+
+
+# --- Moving keys -------------------------------------------------------------------------
+
+
+def move_key(
+    key: ApiKey,
+    *,
+    owner: User,
+    team: Team | None,
+    actor: User,
+    reason: str = "",
+    ip_address: str | None = None,
+) -> ApiKey:
+    """Give `key` to another holder: `team` (made by `owner`), or `owner`'s personal keys.
+
+    Nothing changes for partners: same client, same secret. The record changes first, then
+    the client's marks (so recovery after a restore puts it where it is now), under the key's
+    lock; if Keycloak fails, nothing changed. Audited, and sent as `key.transferred` to the
+    old space's webhooks and the new one's.
+    """
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        if not key.is_live:
+            raise TeamRefused(f"{key.client_id} has ended: there is nothing to move.")
+        if not key.is_own:
+            raise TeamRefused(f"{key.client_id} was made by another portal deployment.")
+        before = key.space
+        old_endpoints = list(WebhookEndpoint.objects.of_space(key))
+        if key.team == team and (team is not None or key.owner == owner):
+            raise TeamRefused(f"{key.client_id} is {before} already.")
+        if team is not None:
+            Team.objects.select_for_update().get(pk=team.pk)
+        clash = ApiKey.objects.held_by(owner, team).live().filter(name=key.name)
+        if clash.exclude(pk=key.pk).exists():
+            where = f"the team {team.name}" if team is not None else owner.email
+            raise TeamRefused(f"{where} has a live key called “{key.name}” already: rename one.")
+        key.owner, key.team = owner, team
+        key.save(update_fields=["owner", "team"])
+        after = key.space
+        said = f"Moved from {before} to {after}" + (
+            f" (made by {owner.email})." if team is None else "."
+        )
+        entry = AuditEntry.record(
+            key,
+            AuditEntry.Action.TRANSFERRED,
+            actor=actor,
+            ip_address=ip_address,
+            reason=f"{said} {reason}".strip(),
+        )
+        _tell_old_space(key, old_endpoints, entry)
+        if key.keycloak_id:
+            keycloak.update_client(
+                keycloak.portal_connection(), key.keycloak_id, desired.holder_marks(key)
+            )
+    return key
+
+
+def _tell_old_space(key: ApiKey, endpoints: list[WebhookEndpoint], entry: AuditEntry) -> None:
+    """The space a key left hears of it too (the new one heard through the audit entry)."""
+    new = {e.pk for e in WebhookEndpoint.objects.of_space(key)}
+    event = KEY_EVENTS[AuditEntry.Action.TRANSFERRED]
+    data = {"key": key_payload(key), "reason": entry.reason, "via": entry.via}
+    for endpoint in endpoints:
+        if endpoint.pk not in new and endpoint.wants(event):
+            WebhookMessage.objects.create(endpoint=endpoint, event_type=event, data=data)
