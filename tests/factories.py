@@ -82,3 +82,21 @@ def submit_key_form(
     """The create form, filled in and sent as a browser does (htmx or not: `headers`)."""
     data = {"name": name, "api": "sample", "lifetime_days": lifetime_days, **fields}
     return client.post(reverse("new_key"), data, headers=headers)
+
+
+def invitation_link(address: str, *, besides: tuple[str, ...] = (), timeout: float = 20) -> str:
+    """The link of a team invitation mailed to `address` (one not in `besides`), from the
+    mail sink, waiting for it to arrive."""
+    import re
+    import time
+
+    from tests.mail import messages_to, plain_text
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in messages_to(address):
+            found = re.search(r"https?://\S+/invitations/[^/\s]+/", plain_text(message))
+            if found and found.group(0) not in besides:
+                return found.group(0)
+        time.sleep(0.25)
+    raise AssertionError(f"No new invitation to {address} arrived within {timeout}s")

@@ -2,8 +2,9 @@
 
 django-ninja builds it from typed schemas (`schemas.py`) and describes it as OpenAPI 3.1
 (/api/v1/openapi.json, browsable at /docs/api/ with assets served by the portal). Errors are
-RFC 9457 problem documents (`problems.py`); the routes are in `customer.py` and `admin.py`,
-the authentication in `auth.py`. Audit entries of actions taken here say "via api".
+RFC 9457 problem documents (`problems.py`); the routes are in `customer.py`, `teams.py`,
+`webhooks.py` and `admin.py`, the authentication in `auth.py`. Audit entries of actions
+taken here say "via api".
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from apikeys.access import NotAllowed
-from apikeys.api import admin, customer, webhooks
+from apikeys.api import admin, customer, teams, webhooks
 from apikeys.api.problems import Problem, problem_response
 from apikeys.api.schemas import CliConfig
 from apikeys.keycloak.client import KeycloakFailure, KeycloakRejected
@@ -52,6 +53,7 @@ api = PortalApi(
     docs_url=None,  # the docs page is /docs/api/ (apikeys/urls.py)
 )
 api.add_router("/", customer.router)
+api.add_router("/", teams.router)
 api.add_router("/admin", admin.router)
 api.add_router("/webhooks", webhooks.router)
 

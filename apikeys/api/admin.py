@@ -1,13 +1,14 @@
 """The administrators' side of the API: every key, decisions on keys, the audit trail, the
-catalog. The same operations and rules as the admin pages (`apikeys/views/manage.py`); every
-route needs the `portal-admin` role in the token."""
+catalog, every team (an owner appointed, a key moved). The same operations and rules as the
+admin pages (`apikeys/views/manage.py`); every route needs the `portal-admin` role in the token."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from ninja import Query, Router, Schema, Status
+from django.db.models import Count, Q, QuerySet
+from ninja import Field, Query, Router, Schema, Status
 
 from apikeys.access import any_key
 from apikeys.api.auth import PortalToken
@@ -16,17 +17,29 @@ from apikeys.api.problems import FAILURES, Problem, form_errors
 from apikeys.api.schemas import (
     AdminKeyOut,
     AdminKeyPage,
+    AdminMoveIn,
+    AdminTeamOut,
+    AdminTeamPage,
     ApiIn,
     ApiOut,
+    AppointIn,
     AuditPage,
     NoteIn,
     ReasonIn,
 )
 from apikeys.client_address import client_ip
-from apikeys.forms import ApiForm, AuditFilterForm, KeySearchForm, OptionalReasonForm, ReasonForm
+from apikeys.forms import (
+    AdminMoveForm,
+    ApiForm,
+    AppointForm,
+    AuditFilterForm,
+    KeySearchForm,
+    OptionalReasonForm,
+    ReasonForm,
+)
 from apikeys.http import ApiRequest
-from apikeys.models import Api, ApiKey, AuditEntry
-from apikeys.operations import catalog, lifecycle
+from apikeys.models import LIVE_STATUSES, Api, ApiKey, AuditEntry, Team, TeamRole, User
+from apikeys.operations import catalog, lifecycle, teams
 
 router = Router(auth=PortalToken(admin=True), tags=["admin"])
 
@@ -39,6 +52,7 @@ class KeyFilters(PageQuery):
     created_before: str = ""
     expires_before: str = ""
     unused_days: str = ""
+    team: str = Field("", description="A team's id: its keys only.")
     sort: str = ""
 
 
@@ -55,8 +69,8 @@ def keys(request: ApiRequest, filters: Query[KeyFilters]) -> Any:
     form = KeySearchForm(_given(filters, PageQuery))
     if not form.is_valid():
         raise Problem(422, "The filters are not valid: see errors.", errors=form_errors(form))
-    keys = ApiKey.objects.search(form.cleaned_data).prefetch_related("public_keys")
-    return paginate(keys, filters)
+    keys = ApiKey.objects.search(form.cleaned_data).select_related("team")
+    return paginate(keys.prefetch_related("public_keys"), filters)
 
 
 @router.get("/keys/{key_id}", response={200: AdminKeyOut, **FAILURES}, summary="Any key")
@@ -92,6 +106,58 @@ def reinstate(request: ApiRequest, key_id: uuid.UUID, body: NoteIn) -> ApiKey:
 @router.post("/keys/{key_id}/revoke", response={200: AdminKeyOut, **FAILURES})
 def revoke(request: ApiRequest, key_id: uuid.UUID, body: ReasonIn) -> ApiKey:
     return lifecycle.revoke_key(any_key(key_id), reason=_reason(body), **_who(request))
+
+
+@router.post(
+    "/keys/{key_id}/move",
+    response={200: AdminKeyOut, **FAILURES},
+    summary="Give a key to a person (to_email) or a team (to_team); its secret keeps working",
+)
+def move_key(request: ApiRequest, key_id: uuid.UUID, body: AdminMoveIn) -> ApiKey:
+    key = any_key(key_id)
+    form = AdminMoveForm(body.dict(exclude_none=True))
+    if not form.is_valid():
+        raise Problem(422, "The key was not moved: see errors.", errors=form_errors(form))
+    given = form.cleaned_data
+    if not given["to_email"] and not given["to_team"]:
+        raise Problem(
+            422, "Say where to: to_email, to_team or both.", errors={"to_email": ["Required."]}
+        )
+    team = _team(given["to_team"]) if given["to_team"] else None
+    owner = _person(given["to_email"], field="to_email") if given["to_email"] else key.owner
+    return teams.move_key(key, owner=owner, team=team, reason=given["reason"], **_who(request))
+
+
+class TeamFilters(PageQuery):
+    q: str = Field("", description="The start, or any part, of the team's name.")
+
+
+@router.get("/teams", response={200: AdminTeamPage, **FAILURES}, summary="Every team")
+def list_teams(request: ApiRequest, filters: Query[TeamFilters]) -> Any:
+    found = _counted(Team.objects.all())
+    if q := filters.q.strip():
+        found = found.filter(name__icontains=q)
+    return paginate(found, filters, _team_summary)
+
+
+@router.get("/teams/{team_id}", response={200: AdminTeamOut, **FAILURES}, summary="Any team")
+def show_team(request: ApiRequest, team_id: uuid.UUID) -> Any:
+    return _team_out(_team(team_id))
+
+
+@router.post(
+    "/teams/{team_id}/owners",
+    response={200: AdminTeamOut, **FAILURES},
+    summary="Appoint an owner (added to the team if not a member), e.g. of an ownerless team",
+)
+def appoint_owner(request: ApiRequest, team_id: uuid.UUID, body: AppointIn) -> Any:
+    team = _team(team_id)
+    form = AppointForm(body.dict())
+    if not form.is_valid():
+        raise Problem(422, "No owner was appointed: see errors.", errors=form_errors(form))
+    person = _person(form.cleaned_data["email"], field="email")
+    teams.appoint_owner(team, person, actor=request.auth, reason=form.cleaned_data["reason"])
+    return _team_out(_team(team_id))
 
 
 @router.get("/audit", response={200: AuditPage, **FAILURES}, summary="The audit trail")
@@ -135,6 +201,50 @@ def _api(slug: str) -> Api:
     if api is None:
         raise Problem(404, "There is no API with this slug.")
     return api
+
+
+def _team(team_id: uuid.UUID) -> Team:
+    team = _counted(Team.objects.filter(pk=team_id)).first()
+    if team is None:
+        raise Problem(404, "There is no team with this id.")
+    return team
+
+
+def _person(email: str, *, field: str) -> User:
+    """The portal's account with this email (an active one first)."""
+    person = User.objects.filter(email__iexact=email).order_by("-is_active", "pk").first()
+    if person is None:
+        detail = f"No one with a portal account has the email {email}."
+        raise Problem(422, detail, errors={field: [detail]})
+    return person
+
+
+def _counted(found: QuerySet[Team]) -> QuerySet[Team]:
+    """Teams with their members, owners and live keys counted."""
+    owners = Q(memberships__role=TeamRole.OWNER)
+    return found.annotate(
+        member_count=Count("memberships", distinct=True),
+        owner_count=Count("memberships", filter=owners, distinct=True),
+        live_keys=Count("keys", filter=Q(keys__status__in=LIVE_STATUSES), distinct=True),
+    )
+
+
+def _team_summary(team: Any) -> dict[str, Any]:
+    return {
+        "id": team.pk,
+        "name": team.name,
+        "created_at": team.created_at,
+        "member_count": team.member_count,
+        "live_keys": team.live_keys,
+        "key_quota": team.key_quota,
+        "ownerless": not team.owner_count,
+        "ownerless_since": team.ownerless_since,
+    }
+
+
+def _team_out(team: Team) -> dict[str, Any]:
+    members = team.memberships.select_related("user")
+    return _team_summary(team) | {"members": list(members)}
 
 
 def _reason(body: ReasonIn) -> str:

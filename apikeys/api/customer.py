@@ -19,7 +19,7 @@ from django.views.decorators.debug import sensitive_variables
 from ninja import Header, Query, Router, Status
 from pydantic import ValidationError as PydanticValidationError
 
-from apikeys.access import key_for
+from apikeys.access import CHANGE, SEE, key_for, team_for
 from apikeys.api.auth import PortalToken
 from apikeys.api.paging import PageQuery, audit_out, paginate
 from apikeys.api.problems import FAILURES, Problem, form_errors, refuse_over_limit
@@ -31,6 +31,7 @@ from apikeys.api.schemas import (
     KeyOut,
     KeyPage,
     Me,
+    MoveIn,
     PublicKeyIn,
     PublicKeyOut,
     RenameIn,
@@ -45,7 +46,7 @@ from apikeys.forms import KeyForm, PublicKeyForm, RenameForm
 from apikeys.http import ApiRequest
 from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import Api, ApiKey, AuditEntry, User
-from apikeys.operations import dormancy, leaks, lifecycle, usage
+from apikeys.operations import dormancy, leaks, lifecycle, teams, usage
 
 router = Router(auth=PortalToken(), tags=["customer"])
 # A stable namespace for turning an Idempotency-Key into the create form's one-time id.
@@ -62,9 +63,17 @@ def apis(request: ApiRequest) -> Any:
     return Api.objects.open()
 
 
-@router.get("/keys", response={200: KeyPage, **FAILURES}, summary="Your keys")
-def list_keys(request: ApiRequest, query: Query[PageQuery], live: bool = False) -> Any:
-    keys = request.auth.api_keys.select_related("api").prefetch_related("public_keys")
+@router.get(
+    "/keys",
+    response={200: KeyPage, **FAILURES},
+    summary="Your personal keys, or with ?team= a team's keys",
+)
+def list_keys(
+    request: ApiRequest, query: Query[PageQuery], live: bool = False, team: uuid.UUID | None = None
+) -> Any:
+    space = team_for(request.auth, team, to=SEE) if team else None
+    keys = ApiKey.objects.held_by(request.auth, space).select_related("api", "team")
+    keys = keys.prefetch_related("public_keys")
     return paginate(keys.live() if live else keys, query)
 
 
@@ -80,11 +89,12 @@ def create_key(
     ),
 ) -> Any:
     owner = request.auth
+    team = team_for(owner, body.team, to=CHANGE) if body.team else None
     _limit(request)
     request_id = (
         uuid.uuid5(IDEMPOTENCY, f"{owner.pk}:{idempotency_key}") if idempotency_key else None
     )
-    form = KeyForm(_key_form_data(body) | {"request_id": request_id}, owner=owner)
+    form = KeyForm(_key_form_data(body) | {"request_id": request_id}, owner=owner, team=team)
     if not form.is_valid():
         # A retry whose first try made the key finds its name taken by that key: a repeat.
         if made := form.made_before():
@@ -101,7 +111,7 @@ def create_key(
 
 @router.get("/keys/{key_id}", response={200: KeyOut, **FAILURES}, summary="One of your keys")
 def show_key(request: ApiRequest, key_id: uuid.UUID) -> ApiKey:
-    return key_for(request.auth, key_id)
+    return key_for(request.auth, key_id, to=SEE)
 
 
 @router.get(
@@ -110,7 +120,7 @@ def show_key(request: ApiRequest, key_id: uuid.UUID) -> ApiKey:
     summary="One of your keys' daily tokens and failed attempts, last 30 days",
 )
 def key_usage(request: ApiRequest, key_id: uuid.UUID) -> UsageOut:
-    used = usage.of_key(key_for(request.auth, key_id))
+    used = usage.of_key(key_for(request.auth, key_id, to=SEE))
     days = [
         UsageDay(
             day=d.day, grants=d.grants, wrong_credentials=d.wrong_credentials, refused=d.refused
@@ -208,7 +218,7 @@ def reinstate_dormant(request: ApiRequest, key_id: uuid.UUID) -> ApiKey:
     summary="A private_key_jwt key's public keys",
 )
 def public_keys(request: ApiRequest, key_id: uuid.UUID) -> Any:
-    return key_for(request.auth, key_id).public_keys.all()
+    return key_for(request.auth, key_id, to=SEE).public_keys.all()
 
 
 @router.post(
@@ -304,7 +314,27 @@ def discard_key(request: ApiRequest, key_id: uuid.UUID) -> Any:
     return Status(204, None)
 
 
-@router.get("/activity", response={200: AuditPage, **FAILURES}, summary="Activity on your keys")
+@router.post(
+    "/keys/{key_id}/move",
+    response={200: KeyOut, **FAILURES},
+    summary="Move a personal key of yours into a team (you a developer or owner there)",
+)
+def move_key(request: ApiRequest, key_id: uuid.UUID, body: MoveIn) -> ApiKey:
+    key = key_for(request.auth, key_id)
+    if key.team is not None:
+        raise Problem(
+            409, f"{key.client_id} is a key of {key.space} already: only personal keys move."
+        )
+    team = team_for(request.auth, body.team, to=CHANGE)
+    _limit(request)
+    return teams.move_key(
+        key, owner=key.owner, team=team, actor=request.auth, ip_address=client_ip(request)
+    )
+
+
+@router.get(
+    "/activity", response={200: AuditPage, **FAILURES}, summary="Activity on your personal keys"
+)
 def activity(request: ApiRequest, query: Query[PageQuery]) -> Any:
     owner = request.auth
     entries = AuditEntry.objects.of_owner(owner).select_related("api")
@@ -321,7 +351,7 @@ def _limit(request: ApiRequest) -> None:
 
 def _key_form_data(body: KeyIn) -> dict[str, Any]:
     """The request body as the create form takes it."""
-    return body.dict() | {
+    return body.dict(exclude={"team"}) | {
         "lifetime_days": body.lifetime_days or settings.DEFAULT_KEY_LIFETIME_DAYS,
         "public_key": _as_text(body.public_key),
         "jwks_url": body.jwks_url or "",

@@ -9,7 +9,20 @@ from uuid import UUID
 from ninja import Field, Schema
 from pydantic import ConfigDict
 
-from apikeys.models import EVENT_TYPES, Api, ApiKey, PublicKey, User, WebhookAttempt, WebhookMessage
+from apikeys.models import (
+    EVENT_TYPES,
+    Api,
+    ApiKey,
+    Invitation,
+    Membership,
+    PublicKey,
+    User,
+    WebhookAttempt,
+    WebhookEndpoint,
+    WebhookMessage,
+)
+
+Role = Literal["owner", "developer", "viewer"]
 
 
 class Problem(Schema):
@@ -90,6 +103,16 @@ class KeyOut(Schema):
         description="When the portal rebuilt this key's record from Keycloak after a restore "
         "of its database; until you rename the key.",
     )
+    team: UUID | None = Field(description="The team that holds the key; null: a personal key.")
+    team_name: str | None = Field(description="That team's name; null: a personal key.")
+
+    @staticmethod
+    def resolve_team(key: ApiKey) -> UUID | None:
+        return key.team_id
+
+    @staticmethod
+    def resolve_team_name(key: ApiKey) -> str | None:
+        return key.team.name if key.team is not None else None
 
     @staticmethod
     def resolve_previous_secret_until(key: ApiKey) -> datetime | None:
@@ -146,6 +169,11 @@ class Credentials(Schema):
 class KeyIn(Schema):
     name: str = Field(description="1 to 64 printable characters, unique among your live keys.")
     api: str = Field(description="The slug of an API in the catalog.")
+    team: UUID | None = Field(
+        None,
+        description="The team that will hold the key (you a developer or owner there); "
+        "left out: a personal key.",
+    )
     lifetime_days: int | None = Field(None, description="Default 90; at most the API's limit.")
     description: str = ""
     justification: str = Field("", description="Required for APIs that need approval.")
@@ -263,9 +291,14 @@ class AuditPage(Page):
 
 class Me(Schema):
     sub: str
+    user_id: int = Field(description="Your id in the portal, as a team's member list shows it.")
     email: str
     name: str
     admin: bool
+
+    @staticmethod
+    def resolve_user_id(user: User) -> int:
+        return user.pk
 
     @staticmethod
     def resolve_sub(user: User) -> str:
@@ -297,6 +330,7 @@ class CliConfig(Schema):
 class EndpointOut(Schema):
     id: UUID
     url: str
+    team: UUID | None = Field(description="The team whose keys it hears about; null: yours.")
     description: str
     events: list[str]
     active: bool
@@ -306,9 +340,18 @@ class EndpointOut(Schema):
     )
     created_at: datetime
 
+    @staticmethod
+    def resolve_team(endpoint: WebhookEndpoint) -> UUID | None:
+        return endpoint.team_id
+
 
 class EndpointIn(Schema):
     url: str = Field(max_length=500, description="https, reachable from the internet.")
+    team: UUID | None = Field(
+        None,
+        description="The team whose keys it hears about (you a developer or owner there); "
+        "left out: your personal keys.",
+    )
     description: str = Field("", max_length=200)
     events: list[str] = Field(
         default_factory=lambda: list(EVENT_TYPES), description="Default: every key event."
@@ -377,3 +420,136 @@ class UsageOut(Schema):
     warning: str | None = Field(
         description="What the failed attempts of today and yesterday suggest, if anything."
     )
+
+
+# Teams
+
+
+class TeamIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="1 to 100 printable characters.")
+
+
+class TeamSummary(Schema):
+    """A team you are in, with your role there."""
+
+    id: UUID
+    name: str
+    role: Role = Field(
+        description="Yours: a viewer sees; a developer also changes keys and webhooks; an "
+        "owner also members, invitations and settings."
+    )
+    created_at: datetime
+
+
+class TeamOut(TeamSummary):
+    key_quota: int = Field(description="How many live keys the team may hold.")
+    live_keys: int = Field(description="How many it holds now.")
+    ownerless_since: datetime | None = Field(
+        description="Set while the team has no owner: an administrator appoints one."
+    )
+
+
+class MemberOut(Schema):
+    user_id: int = Field(description="The member's id in the portal (for role changes).")
+    email: str
+    name: str
+    role: Role
+    joined_at: datetime
+
+    @staticmethod
+    def resolve_user_id(member: Membership) -> int:
+        return member.user_id
+
+    @staticmethod
+    def resolve_email(member: Membership) -> str:
+        return member.user.email
+
+    @staticmethod
+    def resolve_name(member: Membership) -> str:
+        return member.user.display_name
+
+
+class RoleIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+
+
+class InviteIn(Schema):
+    email: str = Field(max_length=254, description="They accept signed in with this address.")
+    role: Role = "developer"
+
+
+class InvitationOut(Schema):
+    """An invitation; its link's token is in the mail only, never here."""
+
+    id: UUID
+    email: str
+    role: Role
+    state: Literal["pending", "accepted", "revoked", "expired"]
+    invited_by: str = Field(description="The inviting member's email.")
+    created_at: datetime
+    expires_at: datetime
+    accepted_at: datetime | None
+    revoked_at: datetime | None
+
+    @staticmethod
+    def resolve_invited_by(invitation: Invitation) -> str:
+        return invitation.invited_by.email
+
+
+class InvitationSent(Schema):
+    """A new invitation; its link went by mail, and is not shown here."""
+
+    invitation: InvitationOut
+    mailed: bool = Field(description="false: the mail could not be sent; invite them again.")
+
+
+class AcceptIn(Schema):
+    token: str = Field(
+        max_length=1000, description="The invitation's link (…/invitations/<token>/) or its token."
+    )
+
+
+class MoveIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    team: UUID = Field(description="A team where you are a developer or owner.")
+
+
+class AdminTeamSummary(Schema):
+    id: UUID
+    name: str
+    created_at: datetime
+    member_count: int
+    live_keys: int
+    key_quota: int
+    ownerless: bool = Field(description="No owner: appoint one (POST …/owners).")
+    ownerless_since: datetime | None
+
+
+class AdminTeamOut(AdminTeamSummary):
+    members: list[MemberOut]
+
+
+class AdminTeamPage(Page):
+    items: list[AdminTeamSummary]
+
+
+class AppointIn(Schema):
+    email: str = Field(max_length=254, description="A person with a portal account.")
+    reason: str = Field(description="Why: recorded in the team's activity.")
+
+
+class AdminMoveIn(Schema):
+    to_email: str | None = Field(
+        None,
+        description="The person who will hold it (alone: their personal key), or the member "
+        "who made it, with to_team.",
+    )
+    to_team: UUID | None = Field(
+        None, description="The team that will hold it (alone: its maker stays its maker)."
+    )
+    reason: str = Field(description="Why: the old and new holders read it.")

@@ -1,4 +1,8 @@
-"""The customer's webhook endpoints, for scripts: the same operations as /webhooks/."""
+"""The customer's webhook endpoints, for scripts: the same operations as /webhooks/.
+
+An endpoint is its owner's, hearing about their personal keys, or a team's (`team`), hearing
+about the team's keys: its members see it, developers and owners change it (apikeys/access.py).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from django.http import HttpResponse
 from django.views.decorators.debug import sensitive_variables
 from ninja import Query, Router, Status
 
-from apikeys.access import endpoint_for
+from apikeys.access import CHANGE, SEE, endpoint_for, team_for
 from apikeys.api.auth import PortalToken
 from apikeys.api.paging import PageQuery, paginate
 from apikeys.api.problems import FAILURES, Problem, refuse_over_limit
@@ -31,15 +35,21 @@ from apikeys.operations import webhooks
 router = Router(auth=PortalToken(), tags=["webhooks"])
 
 
-@router.get("", response={200: list[EndpointOut], **FAILURES}, summary="Your webhook endpoints")
-def list_endpoints(request: ApiRequest) -> Any:
-    return request.auth.webhook_endpoints.all()
+@router.get(
+    "",
+    response={200: list[EndpointOut], **FAILURES},
+    summary="Your webhook endpoints, or with ?team= a team's",
+)
+def list_endpoints(request: ApiRequest, team: uuid.UUID | None = None) -> Any:
+    space = team_for(request.auth, team, to=SEE) if team else None
+    return WebhookEndpoint.objects.held_by(request.auth, space)
 
 
 @router.post(
     "", response={201: EndpointSecret, **FAILURES}, summary="Add an endpoint (its secret, once)"
 )
 def create_endpoint(request: ApiRequest, response: HttpResponse, body: EndpointIn) -> Any:
+    team = team_for(request.auth, body.team, to=CHANGE) if body.team else None
     _limit(request)
     try:
         revealed = webhooks.create_endpoint(
@@ -48,6 +58,7 @@ def create_endpoint(request: ApiRequest, response: HttpResponse, body: EndpointI
             events=body.events,
             description=body.description,
             ip_address=client_ip(request),
+            team=team,
         )
     except webhooks.Refused as refusal:
         raise Problem(422, str(refusal)) from None
@@ -56,7 +67,7 @@ def create_endpoint(request: ApiRequest, response: HttpResponse, body: EndpointI
 
 @router.get("/{endpoint_id}", response={200: EndpointOut, **FAILURES}, summary="One endpoint")
 def show_endpoint(request: ApiRequest, endpoint_id: uuid.UUID) -> WebhookEndpoint:
-    return endpoint_for(request.auth, endpoint_id)
+    return endpoint_for(request.auth, endpoint_id, to=SEE)
 
 
 @router.patch(
@@ -122,7 +133,7 @@ def send_test(request: ApiRequest, endpoint_id: uuid.UUID) -> Any:
     summary="The delivery log: messages, newest first, with their attempts",
 )
 def messages(request: ApiRequest, endpoint_id: uuid.UUID, query: Query[PageQuery]) -> Any:
-    endpoint = endpoint_for(request.auth, endpoint_id)
+    endpoint = endpoint_for(request.auth, endpoint_id, to=SEE)
     return paginate(endpoint.messages.prefetch_related("attempts_made"), query)
 
 

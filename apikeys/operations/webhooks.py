@@ -56,6 +56,7 @@ from apikeys.models import (
     TEST_EVENT,
     WAKE_CHANNEL,
     AuditEntry,
+    Team,
     User,
     WebhookAttempt,
     WebhookEndpoint,
@@ -102,19 +103,25 @@ def create_endpoint(
     events: Iterable[str],
     description: str = "",
     ip_address: str | None = None,
+    team: Team | None = None,
 ) -> Revealed:
-    """A new endpoint with a new signing secret, shown once (audited)."""
+    """A new endpoint with a new signing secret, shown once (audited); `team`'s, if given
+    (the caller checked `owner` may), else `owner`'s own."""
     check_url(url)
     with transaction.atomic():
-        User.objects.select_for_update().get(pk=owner.pk)  # count under the owner's lock
-        if owner.webhook_endpoints.count() >= settings.MAX_WEBHOOK_ENDPOINTS_PER_USER:
-            raise Refused(
-                f"You already have {settings.MAX_WEBHOOK_ENDPOINTS_PER_USER} webhook endpoints, "
-                "the most allowed: delete one first."
-            )
+        # Counted under the lock of the space's holder: the team, or the owner.
+        if team is not None:
+            Team.objects.select_for_update().get(pk=team.pk)
+        else:
+            User.objects.select_for_update().get(pk=owner.pk)
+        most = settings.MAX_WEBHOOK_ENDPOINTS_PER_USER
+        if WebhookEndpoint.objects.held_by(owner, team).count() >= most:
+            who = f"The team {team.name} already has" if team is not None else "You already have"
+            raise Refused(f"{who} {most} webhook endpoints, the most allowed: delete one first.")
         secret = new_signing_secret()
         endpoint = WebhookEndpoint.objects.create(
             owner=owner,
+            team=team,
             url=url,
             events=_known(events),
             description=description,
@@ -126,6 +133,7 @@ def create_endpoint(
             actor=owner,
             ip_address=ip_address,
             reason=f"{url} ({', '.join(endpoint.events) or 'no events'})",
+            team=team,
         )
     return Revealed(endpoint, secret)
 
