@@ -15,11 +15,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from apikeys_cli import signin
-from apikeys_cli.errors import Failure, NotSignedIn, Usage
+from apikeys_cli.errors import Failure, NotFound, NotSignedIn, Usage
 from apikeys_cli.http import request, require_safe_url
 
 DEFAULT_PORTAL = "http://127.0.0.1:8000"
-KEY_COLUMNS = ("name", "api", "client_id", "status", "expires_at", "last_used_at")
+KEY_COLUMNS = ("name", "team", "api", "client_id", "status", "expires_at", "last_used_at")
+ROLES = ("owner", "developer", "viewer")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,8 +74,10 @@ def apis(args: argparse.Namespace) -> int:
 
 
 def keys_list(args: argparse.Namespace) -> int:
-    found = _call("GET", "/keys", query={"live": "false" if args.all else "true", "per_page": 200})
-    return _table(args, found["items"], KEY_COLUMNS)
+    query: dict[str, Any] = {"live": "false" if args.all else "true", "per_page": 200}
+    if args.team:
+        query["team"] = _team_id(args.team)
+    return _keys_table(args, _call("GET", "/keys", query=query)["items"], KEY_COLUMNS)
 
 
 def keys_create(args: argparse.Namespace) -> int:
@@ -85,6 +88,8 @@ def keys_create(args: argparse.Namespace) -> int:
         "description": args.description,
         "justification": args.justification,
     }
+    if args.team:
+        body["team"] = _team_id(args.team)
     if args.public_key or args.jwks_url:
         body["credential"] = "private_key_jwt"
         body["public_key"] = _read(args.public_key) if args.public_key else None
@@ -108,6 +113,16 @@ def keys_rename(args: argparse.Namespace) -> int:
     if not body:
         raise SystemExit("Give --name, --description or both.")
     return _show(args, _call("PATCH", f"/keys/{_key_id(args.key)}", body=body), None)
+
+
+def keys_move(args: argparse.Namespace) -> int:
+    """A personal key of yours into a team; its secret and clients go on working."""
+    body = {"team": _team_id(args.team)}
+    key = _call("POST", f"/keys/{_key_id(args.key)}/move", body=body)
+    if args.json:
+        return _show(args, key, None)
+    print(f"{key['client_id']} is now a key of the team {key['team_name']}; it works as before.")
+    return 0
 
 
 def keys_end_grace(args: argparse.Namespace) -> int:
@@ -167,11 +182,14 @@ WEBHOOK_COLUMNS = ("id", "url", "active", "description")
 
 
 def webhooks_list(args: argparse.Namespace) -> int:
-    return _table(args, _call("GET", "/webhooks"), WEBHOOK_COLUMNS)
+    query = {"team": _team_id(args.team)} if args.team else None
+    return _table(args, _call("GET", "/webhooks", query=query), WEBHOOK_COLUMNS)
 
 
 def webhooks_create(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"url": args.url, "description": args.description}
+    if args.team:
+        body["team"] = _team_id(args.team)
     if args.event:
         body["events"] = args.event
     return _signing_secret(args, _call("POST", "/webhooks", body=body))
@@ -251,6 +269,7 @@ def _signing_secret(args: argparse.Namespace, found: dict[str, Any]) -> int:
     _print_pairs(
         {
             "id": found["endpoint"]["id"],
+            "team": found["endpoint"]["team"] or "personal",
             "url": found["endpoint"]["url"],
             "signing_secret": found["signing_secret"],
             "old_secret_until": found["endpoint"]["previous_secret_until"],
@@ -263,11 +282,11 @@ def _signing_secret(args: argparse.Namespace, found: dict[str, Any]) -> int:
     return 0
 
 
-def _uuid(given: str) -> str:
+def _uuid(given: str, what: str = "an endpoint id (see `apikeys webhooks list`)") -> str:
     try:
         return str(uuid.UUID(given))
     except ValueError:
-        raise Usage(f"{given!r} is not an endpoint id (see `apikeys webhooks list`)") from None
+        raise Usage(f"{given!r} is not {what}") from None
 
 
 def secrets_check(args: argparse.Namespace) -> int:
@@ -316,11 +335,94 @@ def activity(args: argparse.Namespace) -> int:
     return _table(args, found["items"], ("at", "action", "client_id", "actor", "reason"))
 
 
+TEAM_COLUMNS = ("id", "name", "role", "key_quota", "live_keys", "ownerless_since")
+
+
+def teams_list(args: argparse.Namespace) -> int:
+    return _table(args, _call("GET", "/teams"), ("id", "name", "role"))
+
+
+def teams_create(args: argparse.Namespace) -> int:
+    return _show(args, _call("POST", "/teams", body={"name": args.name}), TEAM_COLUMNS)
+
+
+def teams_show(args: argparse.Namespace) -> int:
+    return _show(args, _call("GET", f"/teams/{_team_id(args.team)}"), TEAM_COLUMNS)
+
+
+def teams_members(args: argparse.Namespace) -> int:
+    found = _call("GET", f"/teams/{_team_id(args.team)}/members")
+    return _table(args, found, ("user_id", "email", "name", "role", "joined_at"))
+
+
+def teams_invite(args: argparse.Namespace) -> int:
+    body = {"email": args.email, "role": args.role}
+    sent = _call("POST", f"/teams/{_team_id(args.team)}/invitations", body=body)
+    if args.json:
+        return _show(args, sent, None)
+    invitation = sent["invitation"]
+    print(f"Invited {invitation['email']} as {invitation['role']} (id {invitation['id']}).")
+    if sent["mailed"]:
+        until = _cell(invitation["expires_at"])
+        print(f"The link is in their mail only; it works once, until {until} UTC.")
+    else:
+        print("apikeys: the mail could not be sent: invite them again later.", file=sys.stderr)
+    return 0 if sent["mailed"] else 6
+
+
+def teams_invitations(args: argparse.Namespace) -> int:
+    found = _call("GET", f"/teams/{_team_id(args.team)}/invitations")
+    return _table(args, found, ("id", "email", "role", "state", "invited_by", "expires_at"))
+
+
+def teams_revoke_invitation(args: argparse.Namespace) -> int:
+    team, invitation = _team_id(args.team), _uuid(args.invitation, "an invitation id")
+    found = _call("DELETE", f"/teams/{team}/invitations/{invitation}")
+    return _show(args, found, ("id", "email", "role", "state"))
+
+
+def teams_set_role(args: argparse.Namespace) -> int:
+    path = f"/teams/{_team_id(args.team)}/members/{_user_id(args.user)}"
+    return _show(args, _call("PATCH", path, body={"role": args.role}), ("email", "role"))
+
+
+def teams_remove(args: argparse.Namespace) -> int:
+    team, user = _team_id(args.team), _user_id(args.user)
+    if not _confirmed(args, f"Remove the member {args.user} from the team {args.team}?"):
+        return 2
+    _call("DELETE", f"/teams/{team}/members/{user}")
+    print("Removed. The keys they made stay the team's and keep working.")
+    return 0
+
+
+def teams_leave(args: argparse.Namespace) -> int:
+    team = _team_id(args.team)
+    if not _confirmed(args, f"Leave the team {args.team}? You no longer reach its keys."):
+        return 2
+    _call("DELETE", f"/teams/{team}/members/{_call('GET', '/me')['user_id']}")
+    print("You left the team. The keys you made there stay the team's.")
+    return 0
+
+
+def teams_accept(args: argparse.Namespace) -> int:
+    team = _call("POST", "/invitations/accept", body={"token": args.link})
+    if args.json:
+        return _show(args, team, None)
+    print(f"You joined the team {team['name']} as {team['role']} (id {team['id']}).")
+    return 0
+
+
+def teams_activity(args: argparse.Namespace) -> int:
+    found = _call("GET", f"/teams/{_team_id(args.team)}/activity", query={"per_page": args.limit})
+    return _table(args, found["items"], ("at", "action", "client_id", "actor", "reason"))
+
+
 def admin_keys(args: argparse.Namespace) -> int:
-    query = {name: getattr(args, name) for name in ("q", "api", "status", "unused_days", "sort")}
+    names = ("q", "api", "status", "unused_days", "team", "sort")
+    query = {name: getattr(args, name) for name in names}
     query["per_page"] = args.limit
     found = _call("GET", "/admin/keys", query={k: v for k, v in query.items() if v})
-    return _table(args, found["items"], ("owner_email", *KEY_COLUMNS))
+    return _keys_table(args, found["items"], ("owner_email", *KEY_COLUMNS))
 
 
 def admin_show(args: argparse.Namespace) -> int:
@@ -362,6 +464,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_keys_commands(commands)
     _add_public_keys_commands(commands)
     _add_webhooks_commands(commands)
+    _add_teams_commands(commands)
     _add_secrets_commands(commands)
     _add_admin_commands(commands)
     return parser
@@ -383,9 +486,9 @@ def _add_account_commands(commands: Any) -> None:
 
 def _add_keys_commands(commands: Any) -> None:
     keys = _group(commands, "keys", "your API keys")
-    _command(keys, "list", keys_list, "your live keys").add_argument(
-        "--all", action="store_true", help="ended keys too"
-    )
+    sub = _command(keys, "list", keys_list, "your live keys (personal, or a team's)")
+    sub.add_argument("--all", action="store_true", help="ended keys too")
+    _team_option(sub, "the team's keys instead of your personal ones")
     _add_keys_create(keys)
     _key_command(keys, "show", keys_show, "one key")
     text = "a new secret (shown once); the old one stops, or after --grace"
@@ -411,6 +514,8 @@ def _add_keys_commands(commands: Any) -> None:
     sub.add_argument("--output", choices=["table", "env"], default="table")
     sub = _key_command(keys, "discard", keys_discard, "discard an unfinished key")
     sub.add_argument("--yes", action="store_true", help="do not ask")
+    sub = _key_command(keys, "move", keys_move, "move a personal key into a team (same secret)")
+    sub.add_argument("--team", required=True, help="the team's id or name (you a developer there)")
 
 
 def _add_keys_create(keys: Any) -> None:
@@ -421,6 +526,7 @@ def _add_keys_create(keys: Any) -> None:
     sub.add_argument("--description", default="")
     sub.add_argument("--justification", default="", help="for APIs that need approval")
     sub.add_argument("--idempotency-key", help="the same key on a retry makes no second key")
+    _team_option(sub, "the team that will hold the key (default: a personal key)")
     sub.add_argument("--output", choices=["table", "env"], default="table")
     signed = sub.add_mutually_exclusive_group()
     signed.add_argument(
@@ -447,9 +553,10 @@ def _add_public_keys_commands(commands: Any) -> None:
 
 def _add_webhooks_commands(commands: Any) -> None:
     hooks = _group(commands, "webhooks", "endpoints that hear about your keys")
-    _command(hooks, "list", webhooks_list, "your endpoints")
+    _team_option(_command(hooks, "list", webhooks_list, "your endpoints"), "the team's endpoints")
     sub = _command(hooks, "create", webhooks_create, "add an endpoint; its secret is shown once")
     sub.add_argument("url")
+    _team_option(sub, "an endpoint of the team, hearing about its keys")
     sub.add_argument("--description", default="")
     sub.add_argument("--event", action="append", help="an event it wants (repeat; default all)")
     _command(hooks, "show", webhooks_show, "one endpoint").add_argument("endpoint")
@@ -476,6 +583,34 @@ def _add_webhooks_commands(commands: Any) -> None:
     sub.add_argument("message", help="the message id (msg_...)")
 
 
+def _add_teams_commands(commands: Any) -> None:
+    teams = _group(commands, "teams", "teams: keys and webhooks shared with colleagues")
+    _command(teams, "list", teams_list, "the teams you are in, with your role")
+    _command(teams, "create", teams_create, "make a team (you its owner)").add_argument("name")
+    _team_command(teams, "show", teams_show, "one team: your role, its quota and keys")
+    _team_command(teams, "members", teams_members, "a team's members and their roles")
+    sub = _team_command(teams, "invite", teams_invite, "invite someone by email (owners)")
+    sub.add_argument("email")
+    sub.add_argument("--role", choices=ROLES, default="developer")
+    _team_command(teams, "invitations", teams_invitations, "a team's invitations (owners)")
+    text = "revoke a pending invitation (owners)"
+    _team_command(teams, "revoke-invitation", teams_revoke_invitation, text).add_argument(
+        "invitation", help="its id (see `apikeys teams invitations`)"
+    )
+    sub = _team_command(teams, "set-role", teams_set_role, "give a member another role (owners)")
+    sub.add_argument("user", help="the member's user id (see `apikeys teams members`)")
+    sub.add_argument("role", choices=ROLES)
+    sub = _team_command(teams, "remove", teams_remove, "take a member out of a team (owners)")
+    sub.add_argument("user", help="the member's user id (see `apikeys teams members`)")
+    sub.add_argument("--yes", action="store_true", help="do not ask")
+    sub = _team_command(teams, "leave", teams_leave, "leave a team (its last owner cannot)")
+    sub.add_argument("--yes", action="store_true", help="do not ask")
+    sub = _command(teams, "accept", teams_accept, "accept an invitation, signed in as its email")
+    sub.add_argument("link", help="the link from the invitation's mail, or the token in it")
+    sub = _team_command(teams, "activity", teams_activity, "what happened in a team")
+    sub.add_argument("--limit", type=int, default=50)
+
+
 def _add_secrets_commands(commands: Any) -> None:
     secrets = _group(commands, "secrets", "secrets found somewhere")
     text = "is this secret (read from standard input) one of your keys', and does it work?"
@@ -487,6 +622,7 @@ def _add_admin_commands(commands: Any) -> None:
     sub = _command(admin, "keys", admin_keys, "every key, filtered")
     for name in ("q", "api", "status", "unused-days", "sort"):
         sub.add_argument(f"--{name}")
+    sub.add_argument("--team", help="a team's id: its keys only")
     sub.add_argument("--limit", type=int, default=50)
     _command(admin, "show", admin_show, "any key").add_argument("key")
     for decision, text in (
@@ -536,6 +672,19 @@ def _key_command(
     sub = _command(keys, name, run, text)
     sub.add_argument("key", help="the key's client id (apikey-...) or id")
     return sub
+
+
+def _team_command(
+    teams: Any, name: str, run: Callable[[argparse.Namespace], int], text: str
+) -> argparse.ArgumentParser:
+    """A command about one of your teams, named by its first argument."""
+    sub = _command(teams, name, run, text)
+    sub.add_argument("team", help="the team's id or name (see `apikeys teams list`)")
+    return sub
+
+
+def _team_option(sub: argparse.ArgumentParser, text: str) -> None:
+    sub.add_argument("--team", help=f"{text}: its id or name (see `apikeys teams list`)")
 
 
 # Helpers
@@ -625,6 +774,27 @@ def _key_id(given: str) -> str:
         raise Usage(f"{given!r} is neither a client id (apikey-...) nor a key id") from None
 
 
+def _team_id(given: str) -> str:
+    """A team's id, from the id itself or the name of a team you are in."""
+    try:
+        return str(uuid.UUID(given))
+    except ValueError:
+        pass
+    named = [t for t in _call("GET", "/teams") if t["name"].casefold() == given.casefold()]
+    if not named:
+        raise NotFound(f"You are in no team called {given!r} (see `apikeys teams list`).")
+    if len(named) > 1:
+        raise Usage(f"You are in {len(named)} teams called {given!r}: give the team's id.")
+    return str(named[0]["id"])
+
+
+def _user_id(given: str) -> int:
+    try:
+        return int(given)
+    except ValueError:
+        raise Usage(f"{given!r} is not a user id (see `apikeys teams members`)") from None
+
+
 def _confirmed(args: argparse.Namespace, question: str) -> bool:
     if args.yes:
         return True
@@ -649,6 +819,7 @@ def _secret(args: argparse.Namespace, credentials: dict[str, Any]) -> int:
     else:
         shown = {
             "name": key["name"],
+            "team": key.get("team_name") or "personal",
             "api": key["api"],
             "status": key["status"],
             "client_id": credentials["client_id"],
@@ -668,6 +839,15 @@ def _secret(args: argparse.Namespace, credentials: dict[str, Any]) -> int:
         if secret:
             print("\nThe secret is shown this once: keep it somewhere safe now.", file=sys.stderr)
     return 0
+
+
+def _keys_table(
+    args: argparse.Namespace, keys: list[dict[str, Any]], columns: Sequence[str]
+) -> int:
+    """Keys, each in its space: the team's name, or "personal" (JSON: as the API has them)."""
+    if args.json:
+        return _table(args, keys, columns)
+    return _table(args, [k | {"team": k.get("team_name") or "personal"} for k in keys], columns)
 
 
 def _show(args: argparse.Namespace, item: dict[str, Any], fields: Sequence[str] | None) -> int:
