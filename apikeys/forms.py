@@ -501,7 +501,7 @@ class MoveKeyForm(forms.Form):
 
     def __init__(self, *args: Any, teams: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        cast(forms.ModelChoiceField[Team], self.fields["team"]).queryset = teams
+        cast("forms.ModelChoiceField[Team]", self.fields["team"]).queryset = teams
 
 
 class AdminMoveForm(forms.Form):

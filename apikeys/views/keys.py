@@ -16,22 +16,23 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from apikeys.access import key_for
+from apikeys.access import CHANGE, SEE, key_for, role_in, team_for, teams_of
 from apikeys.client_address import client_ip
-from apikeys.forms import KeyForm, PublicKeyForm, RenameForm, RotateForm
+from apikeys.forms import KeyForm, MoveKeyForm, PublicKeyForm, RenameForm, RotateForm
 from apikeys.http import PageRequest
 from apikeys.keycloak.client import KeycloakFailure
 from apikeys.limits import rate_limited
-from apikeys.models import ApiKey, AuditEntry, User, WrongState
-from apikeys.operations import dormancy, lifecycle, usage
+from apikeys.models import ApiKey, AuditEntry, Team, TeamRole, User, WrongState
+from apikeys.operations import dormancy, lifecycle, teams, usage
 from apikeys.operations.lifecycle import AlreadySubmitted, KeyNotIssued, Revealed
 from apikeys.views.exports import audit_csv
 from apikeys.views.outcomes import act_on_key, refusal
@@ -40,7 +41,13 @@ from apikeys.views.public import partner_endpoints
 
 @require_GET
 def home(request: PageRequest) -> HttpResponse:
-    return render(request, "apikeys/home.html", _key_list_context(request.user))
+    return render(request, "apikeys/home.html", key_list_context(request.user, None))
+
+
+def _asked_team(request: PageRequest) -> Team | None:
+    """The team a new key is for (`?team=`), if the person may make its keys; else None."""
+    team_id = request.GET.get("team") or request.POST.get("team")
+    return team_for(request.user, team_id, to=CHANGE) if team_id else None
 
 
 @sensitive_variables()  # holds the new secret: never in an error page or report
@@ -49,7 +56,8 @@ def home(request: PageRequest) -> HttpResponse:
 @never_cache
 @require_http_methods(["GET", "POST"])
 def new_key(request: PageRequest) -> HttpResponse:
-    form = KeyForm(request.POST or None, owner=request.user)
+    team = _asked_team(request)
+    form = KeyForm(request.POST or None, owner=request.user, team=team)
     if request.method == "POST":
         if form.is_valid():
             try:
@@ -64,17 +72,31 @@ def new_key(request: PageRequest) -> HttpResponse:
                 return _reveal(request, revealed, "created")
         elif made := form.made_before():  # the same form again: its name is taken by its key
             return _page(request, "apikeys/already_submitted.html", {"key": made})
-    return _page(request, "apikeys/key_form.html", {"form": form})
+    context = {"form": form, "team": team, "new_key_url": _new_key_url(team)}
+    return _page(request, "apikeys/key_form.html", context)
+
+
+def _new_key_url(team: Team | None) -> str:
+    url = reverse("new_key")
+    return f"{url}?team={team.pk}" if team is not None else url
 
 
 @require_GET
 def key_detail(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
-    key = key_for(request.user, key_id)
-    return render(request, "apikeys/key_detail.html", _key_detail_context(key, PublicKeyForm()))
+    key = key_for(request.user, key_id, to=SEE)
+    context = _key_detail_context(key, PublicKeyForm(), request.user)
+    return render(request, "apikeys/key_detail.html", context)
 
 
-def _key_detail_context(key: ApiKey, public_key_form: PublicKeyForm) -> dict[str, Any]:
+def _key_detail_context(
+    key: ApiKey, public_key_form: PublicKeyForm, person: User
+) -> dict[str, Any]:
+    role = role_in(person, key.team) if key.team is not None else TeamRole.OWNER
+    move_to = [t.pk for t, r in teams_of(person) if r != TeamRole.VIEWER]
+    can_move = key.team is None and key.is_live and bool(move_to)
     return {
+        "can_change": role is not None and role != TeamRole.VIEWER,
+        "move_form": MoveKeyForm(teams=Team.objects.filter(pk__in=move_to)) if can_move else None,
         "key": key,
         "history": key.audit_entries.select_related("api"),
         "public_keys": key.public_keys.all(),
@@ -185,7 +207,7 @@ def add_public_key(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
         else:
             messages.success(request, "Added. Assertions signed with it work now.")
             return redirect("key_detail", key.pk)
-    context = _key_detail_context(key, form)
+    context = _key_detail_context(key, form, request.user)
     return render(request, "apikeys/key_detail.html", context, status=422)
 
 
@@ -234,11 +256,11 @@ def revoke_key(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
             lifecycle.revoke_key(key, actor=request.user, ip_address=client_ip(request))
         except KeycloakFailure as failure:
             notice = f"{failure.for_people} {lifecycle.decision_pending(key, 'revoked')}"
-            return _done(request, notice, error=True)
+            return _done(request, key, notice, error=True)
         except WrongState as failure:
             error = str(failure)
         else:
-            return _done(request, f"“{key.name}” is revoked. It can no longer get tokens.")
+            return _done(request, key, f"“{key.name}” is revoked. It can no longer get tokens.")
     return _page(request, "apikeys/confirm_revoke.html", {"key": key, "error": error})
 
 
@@ -251,7 +273,7 @@ def finish_key(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
     try:
         revealed = lifecycle.finish_key(key, actor=request.user, ip_address=client_ip(request))
     except (KeycloakFailure, WrongState) as failure:
-        return _done(request, refusal(failure, "The key is still unfinished."), error=True)
+        return _done(request, key, refusal(failure, "The key is still unfinished."), error=True)
     return _reveal(request, revealed, "created")
 
 
@@ -261,18 +283,27 @@ def discard_key(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
     try:
         lifecycle.discard_key(key, actor=request.user, ip_address=client_ip(request))
     except (KeycloakFailure, WrongState) as failure:
-        return _done(request, refusal(failure, "The key is still unfinished."), error=True)
-    return _done(request, f"The unfinished key “{key.name}” is discarded.")
+        return _done(request, key, refusal(failure, "The key is still unfinished."), error=True)
+    return _done(request, key, f"The unfinished key “{key.name}” is discarded.")
 
 
-def _key_list_context(owner: User) -> dict[str, Any]:
-    keys = owner.api_keys.select_related("api")
+def key_list_context(person: User, team: Team | None) -> dict[str, Any]:
+    """The key list of one space: `person`'s own keys, or `team`'s (they are in it)."""
+    keys = ApiKey.objects.held_by(person, team).select_related("api", "owner")
     live = list(keys.live())
+    quota = team.key_quota if team is not None else settings.MAX_LIVE_KEYS_PER_USER
+    role = role_in(person, team) if team is not None else TeamRole.OWNER
     return {
+        "team": team,
+        "role": role,
+        "teams": teams_of(person),
+        "can_change": role is not None and role != TeamRole.VIEWER,
+        "new_key_url": _new_key_url(team),
+        "activity_url": reverse("team_activity", args=[team.pk]) if team else reverse("activity"),
         "live_keys": live,
         "ended_keys": keys.ended()[:50],
-        "quota": settings.MAX_LIVE_KEYS_PER_USER,
-        "quota_left": max(settings.MAX_LIVE_KEYS_PER_USER - len(live), 0),
+        "quota": quota,
+        "quota_left": max(quota - len(live), 0),
         "now": timezone.now(),
     }
 
@@ -289,16 +320,42 @@ def _reveal(request: PageRequest, revealed: Revealed, event: str) -> HttpRespons
     context = {"key": revealed.key, "secret": revealed.secret, "event": event}
     context |= partner_endpoints()
     if request.htmx:
-        context |= _key_list_context(revealed.key.owner)
+        context |= key_list_context(request.user, revealed.key.team)
         context["panel_template"] = "apikeys/reveal.html#panel"
         return render(request, "apikeys/htmx_update.html", context)
     return render(request, "apikeys/reveal.html", context)
 
 
-def _done(request: PageRequest, notice: str, *, error: bool = False) -> HttpResponse:
-    """After an action without a secret: back to the list with a notice."""
+def _done(request: PageRequest, key: ApiKey, notice: str, *, error: bool = False) -> HttpResponse:
+    """After an action without a secret: back to the key's list with a notice."""
     if request.htmx:
-        context = _key_list_context(request.user) | {"notice": notice, "notice_error": error}
+        context = key_list_context(request.user, key.team)
+        context |= {"notice": notice, "notice_error": error}
         return render(request, "apikeys/htmx_update.html", context)
     (messages.error if error else messages.success)(request, notice)
-    return redirect("home")
+    return redirect("team", key.team_id) if key.team_id else redirect("home")
+
+
+@rate_limited("keys")
+@require_POST
+def move_key(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
+    """Move a personal key into a team where the person makes keys: same client, same secret."""
+    key = key_for(request.user, key_id)
+    if key.team is not None:
+        raise Http404("You have no personal key with this id.")
+    form = MoveKeyForm(request.POST, teams=Team.objects.all())
+    if not form.is_valid():
+        messages.error(request, "Choose a team.")
+        return redirect("key_detail", key.pk)
+    team = team_for(request.user, form.cleaned_data["team"].pk, to=CHANGE)
+    try:
+        teams.move_key(
+            key, owner=key.owner, team=team, actor=request.user, ip_address=client_ip(request)
+        )
+    except KeycloakFailure as failure:
+        messages.error(request, f"{failure.for_people} The key was not moved.")
+        return redirect("key_detail", key.pk)
+    messages.success(
+        request, f"“{key.name}” is the team {team.name}'s now. Its secret still works."
+    )
+    return redirect("key_detail", key.pk)

@@ -66,7 +66,7 @@ class RefusalMiddleware:
         safe = url_has_allowed_host_and_scheme(
             back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
         )
-        target = back if safe and back and urlsplit(back).path != request.path else "/keys/"
+        target = urlsplit(back).path if safe and back else "/keys/"
         if getattr(request, "htmx", False):
             response = HttpResponse(status=204)
             response["HX-Redirect"] = target

@@ -1,0 +1,110 @@
+"""The admin area's teams (/manage/teams/): every team, the ones without an owner first; a
+team's members and keys; appointing an owner; a team's quota; moving a key to another holder.
+
+Admins only (`admin_required`, 404 for everyone else), each act with a reason, audited.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import messages
+from django.db.models import Count, F, Q
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from apikeys.access import any_key
+from apikeys.forms import AdminMoveForm, AppointForm
+from apikeys.http import PageRequest
+from apikeys.keycloak.client import KeycloakFailure
+from apikeys.models import LIVE_STATUSES, Team, User
+from apikeys.operations import teams
+from apikeys.views.manage import PAGE_SIZE, admin_required
+
+
+@admin_required
+@require_GET
+def team_list(request: PageRequest) -> HttpResponse:
+    q = request.GET.get("q", "").strip()
+    found = Team.objects.annotate(
+        live_keys=Count("keys", filter=Q(keys__status__in=LIVE_STATUSES)),
+        members=Count("memberships", distinct=True),
+    )
+    if q:
+        found = found.filter(name__icontains=q)
+    found = found.order_by(F("ownerless_since").desc(nulls_last=True), "name", "id")
+    return render(request, "manage/teams.html", {"teams": found[: PAGE_SIZE * 4], "q": q})
+
+
+@admin_required
+@require_GET
+def team_detail(request: PageRequest, team_id: uuid.UUID) -> HttpResponse:
+    team = get_object_or_404(Team, pk=team_id)
+    context = {
+        "team": team,
+        "members": team.memberships.select_related("user").order_by("role", "user__email"),
+        "live_keys": team.keys.filter(status__in=LIVE_STATUSES).count(),
+        "keys_url": f"{reverse('manage_keys')}?team={team.pk}",
+        "appoint_form": AppointForm(),
+    }
+    return render(request, "manage/team_detail.html", context)
+
+
+@admin_required
+@require_POST
+def appoint(request: PageRequest, team_id: uuid.UUID) -> HttpResponse:
+    team = get_object_or_404(Team, pk=team_id)
+    form = AppointForm(request.POST)
+    person = None
+    if form.is_valid():
+        person = User.objects.filter(email__iexact=form.cleaned_data["email"]).first()
+    if person is None:
+        messages.error(request, "Give the email of a person with a portal account, and a reason.")
+        return redirect("manage_team", team.pk)
+    teams.appoint_owner(team, person, actor=request.user, reason=form.cleaned_data["reason"])
+    messages.success(request, f"{person.email} owns the team {team.name} now.")
+    return redirect("manage_team", team.pk)
+
+
+@admin_required
+@require_POST
+def set_quota(request: PageRequest, team_id: uuid.UUID) -> HttpResponse:
+    team = get_object_or_404(Team, pk=team_id)
+    raw = request.POST.get("max_live_keys", "").strip()
+    if raw and not (raw.isdigit() and 1 <= int(raw) <= 100_000):
+        messages.error(request, "The quota is a whole number from 1 to 100000, or empty.")
+        return redirect("manage_team", team.pk)
+    teams.set_quota(team, int(raw) if raw else None, actor=request.user)
+    messages.success(request, "Quota saved.")
+    return redirect("manage_team", team.pk)
+
+
+@admin_required
+@require_POST
+def move_key(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
+    """Give a key to another person or team, with a reason; same client, same secret."""
+    key = any_key(key_id)
+    form = AdminMoveForm(request.POST)
+    if not form.is_valid() or not (form.cleaned_data["to_email"] or form.cleaned_data["to_team"]):
+        messages.error(request, "Say to whom (a person's email, a team's id, or both) and why.")
+        return redirect("manage_key", key.pk)
+    data = form.cleaned_data
+    owner: User | None = key.owner
+    if data["to_email"]:
+        owner = User.objects.filter(email__iexact=data["to_email"], is_active=True).first()
+    if owner is None:
+        messages.error(request, f"No active portal account has the email {data['to_email']}.")
+        return redirect("manage_key", key.pk)
+    team = Team.objects.filter(pk=data["to_team"]).first() if data["to_team"] else None
+    if data["to_team"] and team is None:
+        messages.error(request, "There is no team with this id.")
+        return redirect("manage_key", key.pk)
+    try:
+        teams.move_key(key, owner=owner, team=team, actor=request.user, reason=data["reason"])
+    except KeycloakFailure as failure:
+        messages.error(request, f"{failure.for_people} The key was not moved.")
+    else:
+        messages.success(request, "Moved. Its client and secret are unchanged.")
+    return redirect("manage_key", key.pk)
