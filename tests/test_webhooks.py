@@ -33,7 +33,7 @@ from apikeys.models import (
     WebhookEndpoint,
     WebhookMessage,
 )
-from apikeys.operations import dormancy, jobs, lifecycle, webhooks
+from apikeys.operations import dormancy, jobs, lifecycle, teams, webhooks
 from tests.factories import issue
 from tests.mail import plain_text, wait_for_message
 from tests.receivers import Receiver, free_port, receiver
@@ -89,6 +89,9 @@ def test_each_event_arrives_signed_and_verifies_with_the_standard_webhooks_libra
         dormancy.run()
         ApiKey.objects.filter(pk=soon.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
         lifecycle.expire_due_keys()
+        moving = issue(customer, sample, name="moving", lifetime_days=30, justification="reports")
+        team = teams.create_team(customer, "Acme")
+        teams.move_key(moving.key, owner=customer, team=team, actor=customer)
         webhooks.send_test(made.endpoint)
 
         deliver_until(nothing_pending)
@@ -107,6 +110,8 @@ def test_each_event_arrives_signed_and_verifies_with_the_standard_webhooks_libra
     assert suspended["data"]["key"]["status"] == "suspended"  # the decision, as it stands
     revoked = next(p for p in payloads if p["type"] == "key.revoked")
     assert revoked["data"]["key"]["status"] == "revoked"
+    moved = next(p for p in payloads if p["type"] == "key.transferred")  # the space it left
+    assert moved["data"]["key"]["team"] == str(team.pk)
     expiring = next(p for p in payloads if p["type"] == "key.expiring")
     assert expiring["data"]["days_left"] == 1
     forged = inbox.received[0]

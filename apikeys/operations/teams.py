@@ -352,7 +352,9 @@ def move_key(
         if key.team == team and (team is not None or key.owner == owner):
             raise TeamRefused(f"{key.client_id} is {before} already.")
         if team is not None:
-            Team.objects.select_for_update().get(pk=team.pk)
+            team = Team.objects.select_for_update().get(pk=team.pk)
+            if team.keys.live().count() >= team.key_quota:
+                raise TeamRefused(f"The team {team.name} has {team.key_quota} live keys already.")
         clash = ApiKey.objects.held_by(owner, team).live().filter(name=key.name)
         if clash.exclude(pk=key.pk).exists():
             where = f"the team {team.name}" if team is not None else owner.email
