@@ -519,3 +519,9 @@ class AdminMoveForm(forms.Form):
 class AppointForm(forms.Form):
     email = forms.EmailField(label="Owner's email", help_text="A person with a portal account.")
     reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class TeamSearchForm(forms.Form):
+    """The admin's team search (pages and API)."""
+
+    q = forms.CharField(required=False, max_length=100, label="Name")

@@ -36,6 +36,7 @@ from apikeys.forms import (
     KeySearchForm,
     OptionalReasonForm,
     ReasonForm,
+    TeamSearchForm,
 )
 from apikeys.http import ApiRequest
 from apikeys.models import LIVE_STATUSES, Api, ApiKey, AuditEntry, Team, TeamRole, User
@@ -134,8 +135,11 @@ class TeamFilters(PageQuery):
 
 @router.get("/teams", response={200: AdminTeamPage, **FAILURES}, summary="Every team")
 def list_teams(request: ApiRequest, filters: Query[TeamFilters]) -> Any:
+    form = TeamSearchForm({"q": filters.q})
+    if not form.is_valid():
+        raise Problem(422, "The filters are not valid: see errors.", errors=form_errors(form))
     found = _counted(Team.objects.all())
-    if q := filters.q.strip():
+    if q := form.cleaned_data["q"].strip():
         found = found.filter(name__icontains=q)
     return paginate(found, filters, _team_summary)
 

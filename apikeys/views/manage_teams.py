@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from apikeys.access import any_key
-from apikeys.forms import AdminMoveForm, AppointForm
+from apikeys.forms import AdminMoveForm, AppointForm, TeamSearchForm
 from apikeys.http import PageRequest
 from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import LIVE_STATUSES, Team, User
@@ -27,7 +27,8 @@ from apikeys.views.manage import PAGE_SIZE, admin_required
 @admin_required
 @require_GET
 def team_list(request: PageRequest) -> HttpResponse:
-    q = request.GET.get("q", "").strip()
+    form = TeamSearchForm(request.GET)
+    q = form.cleaned_data["q"].strip() if form.is_valid() else ""
     found = Team.objects.annotate(
         live_keys=Count("keys", filter=Q(keys__status__in=LIVE_STATUSES)),
         members=Count("memberships", distinct=True),
