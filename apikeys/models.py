@@ -350,7 +350,7 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
 
     def search(self, filters: dict[str, Any]) -> ApiKeyQuerySet:
         """Every key matching the admin key list's filters; each uses an index where it can."""
-        keys = self.select_related("owner", "api")
+        keys = self.select_related("owner", "api", "team")
         if q := (filters.get("q") or "").strip():
             if q.startswith(ApiKey.CLIENT_ID_PREFIX):
                 keys = keys.filter(client_id__startswith=q)

@@ -1,8 +1,12 @@
-"""The admin key list with 1,000 and with 100,000 keys: server time and SQL queries.
+"""The admin key list with 1,000 and with 100,000 keys, and a team's page: server time and
+SQL queries.
 
 The same filters are requested at both sizes, through Django's full request cycle (test
 client, signed in as an admin), against PostgreSQL. Keys are bulk-inserted rows without
-Keycloak clients: the list reads only the database. The rows are deleted at the end.
+Keycloak clients: the list reads only the database. A third of the keys are team keys,
+spread over TEAMS teams; one team gets every hundredth key (10 keys at the small size, 1,000
+at the large one), and its page is requested by a member at both sizes. The rows are
+deleted at the end.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from apikeys.models import Api, ApiKey, User
+from apikeys.models import Api, ApiKey, Membership, Team, TeamRole, User
 
 SIZES = (1_000, 100_000)
 REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
 OWNERS = 2_000
+TEAMS = 300
 STATUSES = ["active"] * 14 + ["revoked", "revoked", "expired", "expired", "pending", "suspended"]
 FILTERS = {
     "no filter, page 1": {},
@@ -39,7 +44,16 @@ FILTERS = {
 }
 
 
-def make_keys(start: int, count: int, owners: list[User], api: Api, rng: random.Random) -> None:
+def team_of(n: int, teams: list[Team]) -> Team | None:
+    """Every hundredth key is the big team's (teams[0]); a third of the rest are teams'."""
+    if n % 100 == 0:
+        return teams[0]
+    return teams[1 + n % (len(teams) - 1)] if n % 3 == 0 else None
+
+
+def make_keys(
+    start: int, count: int, owners: list[User], teams: list[Team], api: Api, rng: random.Random
+) -> None:
     now = timezone.now()
     words = ["billing", "nightly", "export", "sync", "reporting", "mobile", "partner", "etl"]
     batch = []
@@ -52,6 +66,7 @@ def make_keys(start: int, count: int, owners: list[User], api: Api, rng: random.
                 id=pk,
                 client_id=f"{ApiKey.CLIENT_ID_PREFIX}{pk.hex}",
                 owner=owners[n % len(owners)],
+                team=team_of(n, teams),
                 api=api,
                 name=f"{rng.choice(words)} {rng.choice(words)} {n}",
                 status=rng.choice(STATUSES),
@@ -67,11 +82,24 @@ def make_keys(start: int, count: int, owners: list[User], api: Api, rng: random.
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE apikeys_apikey")
         cursor.execute("ANALYZE apikeys_user")
+        cursor.execute("ANALYZE apikeys_team")
 
 
-def measure(client: Client) -> dict[str, tuple[float, int]]:
+def measure_page(client: Client, url: str) -> tuple[float, int]:
+    times = []
+    for _ in range(REPEATS):
+        with CaptureQueriesContext(connection) as queries:
+            started = time.perf_counter()
+            response = client.get(url)
+            times.append(time.perf_counter() - started)
+        if response.status_code != 200:
+            raise SystemExit(f"{url}: {response.status_code}")
+    return statistics.median(times) * 1000, len(queries)
+
+
+def measure(client: Client, filters: dict[str, dict[str, str]]) -> dict[str, tuple[float, int]]:
     results = {}
-    for label, query in FILTERS.items():
+    for label, query in filters.items():
         times = []
         for _ in range(REPEATS):
             with CaptureQueriesContext(connection) as queries:
@@ -95,24 +123,32 @@ def main() -> None:
         User(username=f"bench-owner-{run}-{n}", email=f"bench-owner-{n:04d}-{run}@example.com")
         for n in range(OWNERS)
     )
+    teams = Team.objects.bulk_create(Team(name=f"bench team {run} {n}") for n in range(TEAMS))
+    Membership.objects.create(team=teams[0], user=admin, role=TeamRole.OWNER)
+    filters = FILTERS | {"one team's keys": {"team": str(teams[0].pk)}}
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(admin)
     results = {}
     try:
         made = 0
         for size in SIZES:
-            make_keys(made, size - made, owners, api, rng)
+            make_keys(made, size - made, owners, teams, api, rng)
             made = size
             client.get("/manage/keys/")  # warm up
-            results[size] = measure(client)
+            results[size] = measure(client, filters)
+            results[size]["the team's page (a member)"] = measure_page(
+                client, f"/teams/{teams[0].pk}/"
+            )
     finally:
         ApiKey.objects.filter(owner__in=owners).delete()
+        Team.objects.filter(pk__in=[t.pk for t in teams]).delete()
         User.objects.filter(pk__in=[o.pk for o in owners] + [admin.pk]).delete()
 
     small, large = SIZES
-    print(f"median of {REPEATS} requests each; PostgreSQL; {OWNERS} owners")
+    print(f"median of {REPEATS} requests each; PostgreSQL; {OWNERS} owners, {TEAMS} teams")
+    print("(the team's page: 10 of its keys at the small size, 1,000 at the large one)")
     print(f"{'filter':36} {small:>8,} keys    {large:>8,} keys    ratio")
-    for label in FILTERS:
+    for label in results[small]:
         (t1, q1), (t2, q2) = results[small][label], results[large][label]
         print(f"{label:36} {t1:7.1f} ms ({q1}q) {t2:7.1f} ms ({q2}q)  {t2 / t1:5.2f}")
 

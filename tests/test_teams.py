@@ -28,12 +28,22 @@ from apikeys.keycloak import bootstrap
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
 from apikeys.keycloak.key_clients import TEAM_ATTRIBUTE
-from apikeys.models import Api, ApiKey, AuditEntry, Invitation, Membership, Team, TeamRole, User
-from apikeys.operations import lifecycle, teams
+from apikeys.models import (
+    Api,
+    ApiKey,
+    AuditEntry,
+    Invitation,
+    Membership,
+    Team,
+    TeamRole,
+    User,
+    WebhookEndpoint,
+)
+from apikeys.operations import lifecycle, teams, webhooks
 from apikeys.operations.reconcile import reconcile
 from tests.accounts import PASSWORD, KeycloakUser
 from tests.browser import sign_in
-from tests.factories import issue, portal_user, secret_works, unique_user, works
+from tests.factories import issue, portal_user, record_key, secret_works, unique_user, works
 from tests.mail import messages_to, plain_text, wait_for_message
 from tests.test_restore import take_backup
 
@@ -444,3 +454,52 @@ def test_invitations_expire_after_the_configured_days(settings: Any, db: None) -
     invited = teams.invite(team_of(boss), "x@example.com", TeamRole.VIEWER, actor=boss)
     left = invited.invitation.expires_at - timezone.now()
     assert timedelta(days=2, hours=23) < left <= timedelta(days=3)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_teams_webhooks_hear_its_keys_and_its_viewers_cannot_add_one(sample: Api) -> None:
+    dev, viewer = unique_user(), unique_user()
+    team = team_of(dev, (viewer, TeamRole.VIEWER))
+    personal = webhooks.create_endpoint(dev, url="http://127.0.0.1:9/mine", events=[])
+    added = signed_in(dev).post(
+        f"{reverse('webhook_new')}?team={team.pk}",
+        {"url": "http://127.0.0.1:9/team", "events": ["key.created"]},
+    )
+    assert added.status_code == 200
+    endpoint = WebhookEndpoint.objects.get(url="http://127.0.0.1:9/team")
+    assert endpoint.team == team
+
+    issue(dev, sample, "shared", team=team)
+
+    assert endpoint.messages.filter(event_type="key.created").count() == 1
+    assert not personal.endpoint.messages.exists()
+    as_viewer = signed_in(viewer)
+    listed = as_viewer.get(f"{reverse('webhook_list')}?team={team.pk}").content.decode()
+    assert "http://127.0.0.1:9/team" in listed
+    assert "Add an endpoint" not in listed
+    refused = as_viewer.post(
+        f"{reverse('webhook_new')}?team={team.pk}",
+        {"url": "http://127.0.0.1:9/viewer", "events": ["key.created"]},
+        follow=True,
+    )
+    assert "you may not change its keys and webhooks" in refused.content.decode()
+    assert not WebhookEndpoint.objects.filter(url="http://127.0.0.1:9/viewer").exists()
+    history = AuditEntry.objects.of_team(team).filter(action=AuditEntry.Action.WEBHOOK_ADDED)
+    assert history.count() == 1
+
+
+def test_a_big_teams_page_lists_its_keys_a_hundred_at_a_time(sample: Api, db: None) -> None:
+    boss = unique_user()
+    team = team_of(boss)
+    team.max_live_keys = 500
+    team.save()
+    for n in range(101):
+        record_key(boss, sample, team=team, name=f"key {n:03d}")
+
+    first = signed_in(boss).get(reverse("team", args=[team.pk])).content.decode()
+    second = signed_in(boss).get(reverse("team", args=[team.pk]), {"page": 2}).content.decode()
+
+    assert first.count('data-client-id="') == 100
+    assert second.count('data-client-id="') == 1
+    assert "101 of 500 live keys" in first
+    assert "Page 1 of 2" in first

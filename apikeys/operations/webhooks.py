@@ -182,6 +182,7 @@ def update_endpoint(
             actor=actor,
             ip_address=ip_address,
             reason=f"{endpoint.url}: {'; '.join(changes)}",
+            team=endpoint.team,
         )
     return endpoint
 
@@ -198,6 +199,7 @@ def delete_endpoint(
             actor=actor,
             ip_address=ip_address,
             reason=endpoint.url,
+            team=endpoint.team,
         )
         endpoint.delete()
 
@@ -233,6 +235,7 @@ def rotate_signing_secret(
             actor=actor,
             ip_address=ip_address,
             reason=f"{endpoint.url}: signing secret rotated;{until or ' the old one stopped'}",
+            team=endpoint.team,
         )
     return Revealed(endpoint, secret)
 
@@ -470,6 +473,7 @@ def _pause_gone(endpoint: WebhookEndpoint, now: datetime) -> bool:
         AuditEntry.Action.WEBHOOK_CHANGED,
         actor=None,
         reason=f"{endpoint.url}: paused, {endpoint.disabled_reason}",
+        team=endpoint.team,
     )
     return True
 

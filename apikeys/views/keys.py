@@ -287,10 +287,15 @@ def discard_key(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
     return _done(request, key, f"The unfinished key “{key.name}” is discarded.")
 
 
-def key_list_context(person: User, team: Team | None) -> dict[str, Any]:
+# Live keys shown per page: a person's quota fits on one; a big team's take several.
+KEYS_PER_PAGE = 100
+
+
+def key_list_context(person: User, team: Team | None, page: str | None = None) -> dict[str, Any]:
     """The key list of one space: `person`'s own keys, or `team`'s (they are in it)."""
     keys = ApiKey.objects.held_by(person, team).select_related("api", "owner")
-    live = list(keys.live())
+    live = Paginator(keys.live(), KEYS_PER_PAGE).get_page(page)
+    live_count = live.paginator.count
     quota = team.key_quota if team is not None else settings.MAX_LIVE_KEYS_PER_USER
     role = role_in(person, team) if team is not None else TeamRole.OWNER
     return {
@@ -300,10 +305,12 @@ def key_list_context(person: User, team: Team | None) -> dict[str, Any]:
         "can_change": role is not None and role != TeamRole.VIEWER,
         "new_key_url": _new_key_url(team),
         "activity_url": reverse("team_activity", args=[team.pk]) if team else reverse("activity"),
-        "live_keys": live,
+        "live_keys": live.object_list,
+        "live_page": live,
+        "live_count": live_count,
         "ended_keys": keys.ended()[:50],
         "quota": quota,
-        "quota_left": max(quota - len(live), 0),
+        "quota_left": max(quota - live_count, 0),
         "now": timezone.now(),
     }
 

@@ -52,7 +52,7 @@ def team_list(request: PageRequest) -> HttpResponse:
 def team_page(request: PageRequest, team_id: uuid.UUID) -> HttpResponse:
     """A team's keys (the key list, as for personal keys), members and invitations."""
     team = team_for(request.user, team_id, to=SEE)
-    context = key_list_context(request.user, team)
+    context = key_list_context(request.user, team, request.GET.get("page"))
     context |= {
         "members": team.memberships.select_related("user").order_by("user__email"),
         "is_owner": context["role"] == TeamRole.OWNER,

@@ -18,19 +18,28 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from apikeys.access import endpoint_for
+from apikeys.access import CHANGE, SEE, endpoint_for, role_in, team_for, teams_of
 from apikeys.client_address import client_ip
 from apikeys.forms import WebhookForm, WebhookSecretForm
 from apikeys.http import PageRequest
 from apikeys.limits import rate_limited
-from apikeys.models import EVENT_LABELS, WebhookEndpoint, WebhookMessage, WrongState
+from apikeys.models import EVENT_LABELS, TeamRole, WebhookEndpoint, WebhookMessage, WrongState
 from apikeys.operations import webhooks
 
 
 @require_GET
 def webhook_list(request: PageRequest) -> HttpResponse:
-    endpoints = request.user.webhook_endpoints.all()
-    return render(request, "webhooks/list.html", {"endpoints": endpoints})
+    """One space's endpoints: the person's own, or a team's (`?team=`)."""
+    team_id = request.GET.get("team")
+    team = team_for(request.user, team_id, to=SEE) if team_id else None
+    role = role_in(request.user, team) if team is not None else TeamRole.OWNER
+    context = {
+        "endpoints": WebhookEndpoint.objects.held_by(request.user, team),
+        "team": team,
+        "teams": teams_of(request.user),
+        "can_change": role is not None and role != TeamRole.VIEWER,
+    }
+    return render(request, "webhooks/list.html", context)
 
 
 @sensitive_variables()  # the new signing secret
@@ -38,11 +47,14 @@ def webhook_list(request: PageRequest) -> HttpResponse:
 @never_cache
 @require_http_methods(["GET", "POST"])
 def webhook_new(request: PageRequest) -> HttpResponse:
+    team_id = request.GET.get("team")
+    team = team_for(request.user, team_id, to=CHANGE) if team_id else None
     form = WebhookForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             revealed = webhooks.create_endpoint(
                 request.user,
+                team=team,
                 url=form.cleaned_data["url"],
                 events=form.cleaned_data["events"],
                 description=form.cleaned_data["description"],
@@ -52,12 +64,12 @@ def webhook_new(request: PageRequest) -> HttpResponse:
             form.add_error(None, str(refusal))
         else:
             return _reveal(request, revealed, "created")
-    return render(request, "webhooks/form.html", {"form": form})
+    return render(request, "webhooks/form.html", {"form": form, "team": team})
 
 
 @require_GET
 def webhook_detail(request: PageRequest, endpoint_id: uuid.UUID) -> HttpResponse:
-    endpoint = endpoint_for(request.user, endpoint_id)
+    endpoint = endpoint_for(request.user, endpoint_id, to=SEE)
     form = WebhookForm(
         initial={
             "url": endpoint.url,
