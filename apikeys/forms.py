@@ -13,7 +13,7 @@ from django import forms
 from django.conf import settings
 from django.http import QueryDict
 
-from apikeys.credentials import public_keys
+from apikeys.credentials import networks, public_keys
 from apikeys.models import (
     EVENT_LABELS,
     EVENT_TYPES,
@@ -31,6 +31,33 @@ PUBLIC_KEY_HELP = (
     "Its public key only: a PEM public key or certificate, a JWK or a JWKS. Never the "
     "private key. RSA (2048 bits or more), EC P-256 or P-384, or Ed25519."
 )
+
+
+NETWORKS_HELP = (
+    "Where its applications ask for tokens from: CIDR ranges or addresses, e.g. "
+    "203.0.113.0/24, 2001:db8::/48, 198.51.100.7; one per line or comma-separated. Keycloak "
+    "refuses token requests from anywhere else. Empty: anywhere."
+)
+
+
+def _ranges(text: str) -> list[str]:
+    try:
+        return networks.parse(text)
+    except networks.BadRanges as bad:
+        raise forms.ValidationError(str(bad)) from None
+
+
+class NetworksForm(forms.Form):
+    networks = forms.CharField(
+        max_length=2000,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+        label="Allowed networks",
+        help_text=NETWORKS_HELP,
+    )
+
+    def clean_networks(self) -> list[str]:
+        return _ranges(self.cleaned_data["networks"])
 
 
 def name_taken(team: Team | None) -> str:
@@ -93,8 +120,19 @@ class KeyForm(forms.Form):
         help_text="Keycloak reads your public keys there, so you rotate them yourself.",
     )
 
+    networks = forms.CharField(
+        max_length=2000,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false"}),
+        label="Allowed networks",
+        help_text=NETWORKS_HELP,
+    )
+
     # A new one with each blank form: submitting the same form twice makes one key.
     request_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
+
+    def clean_networks(self) -> list[str]:
+        return _ranges(self.cleaned_data["networks"])
 
     def __init__(self, *args: Any, owner: User, team: Team | None = None, **kwargs: Any) -> None:
         """`team`: the team the key is made for (the caller checked the owner may); None: a
@@ -126,6 +164,7 @@ class KeyForm(forms.Form):
             jwks_url=data["jwks_url"],
             request_id=data["request_id"],
             team=self.team,
+            networks=tuple(data["networks"]),
         )
 
     def made_before(self) -> ApiKey | None:
@@ -319,6 +358,7 @@ class ApiForm(forms.ModelForm):  # type: ignore[type-arg]
         widgets: ClassVar = {"description": forms.Textarea(attrs={"rows": 3})}
         labels: ClassVar = {
             "requires_approval": "Needs an administrator's approval",
+            "requires_networks": "Every key must name the networks it is used from",
             "checks_revocation": "Checks every token against the revocation feed",
             "dormant_warn_days": "Warn owners of unused keys after (days)",
             "dormant_suspend_days": "Suspend unused keys after (days)",

@@ -84,6 +84,10 @@ class Api(models.Model):
         default=365, validators=[MinValueValidator(1), MaxValueValidator(3650)]
     )
     requires_approval = models.BooleanField(default=False)
+    # Whether every key of this API must be limited to network ranges.
+    requires_networks = models.BooleanField(
+        default=False, help_text="Every key must name the networks it is used from."
+    )
     # How long a customer may keep a rotated secret working beside the new one.
     max_rotation_grace_hours = models.PositiveIntegerField(
         default=168,
@@ -124,6 +128,7 @@ class Api(models.Model):
         "audience",
         "description",
         "requires_approval",
+        "requires_networks",
         "checks_revocation",
         "max_key_lifetime_days",
         "access_token_lifespan",
@@ -307,6 +312,7 @@ ACTIONS_ALLOWED: dict[str, tuple[KeyStatus, ...]] = {
     "rotate": _ISSUED,
     "end_grace": _ISSUED,
     "change_public_keys": _ISSUED,
+    "change_networks": _ISSUED,
     "revoke": (*_ISSUED, KeyStatus.REVOKING, KeyStatus.SUSPENDING),
     "expire": _ISSUED,
 }
@@ -503,6 +509,9 @@ class ApiKey(models.Model):
     recovered_at = models.DateTimeField(null=True, blank=True)
     # The last reinstatement: a new quiet spell for the dormant-key policy starts there.
     reinstated_at = models.DateTimeField(null=True, blank=True)
+    # The network ranges (normalised CIDR) its tokens may be requested from; empty: anywhere.
+    # Keycloak enforces them (apikeys/credentials/networks.py).
+    networks = models.JSONField(default=list, blank=True)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -597,6 +606,7 @@ class ApiKey(models.Model):
     can_rotate = _Allows()
     can_revoke = _Allows()
     can_change_public_keys = _Allows()
+    can_change_networks = _Allows()
 
     @property
     def uses_secret(self) -> bool:
@@ -723,6 +733,7 @@ class AuditEntry(models.Model):
         ADMIN_GRANTED = "admin_on", "Admin role granted"
         ADMIN_REMOVED = "admin_off", "Admin role removed"
         GRACE_ENDED = "grace_ended", "Previous secret ended"
+        NETWORKS_CHANGED = "networks", "Networks changed"
         PUBLIC_KEY_ADDED = "pubkey_added", "Public key added"
         PUBLIC_KEY_REMOVED = "pubkey_removed", "Public key removed"
         JWKS_REFRESHED = "jwks_refreshed", "Public keys re-read"
@@ -997,6 +1008,7 @@ KEY_EVENTS: dict[str, str] = {
     AuditEntry.Action.REVOKED: "key.revoked",
     AuditEntry.Action.EXPIRED: "key.expired",
     AuditEntry.Action.TRANSFERRED: "key.transferred",
+    AuditEntry.Action.NETWORKS_CHANGED: "key.updated",
 }
 # Sent by the jobs rather than an audited change: a reminder threshold, dormancy; and on demand.
 JOB_EVENTS = ("key.expiring", "key.unused")
@@ -1014,6 +1026,7 @@ EVENT_LABELS = {
     "key.expired": "A key expired",
     "key.unused": "A key has not been used for a while",
     "key.transferred": "A key moves to another team or owner",
+    "key.updated": "A key's allowed networks change",
 }
 
 
@@ -1124,6 +1137,7 @@ def key_payload(key: ApiKey) -> dict[str, Any]:
         "team": str(key.team_id) if key.team_id else None,
         "credential": key.credential,
         "expires_at": key.expires_at.isoformat(),
+        "networks": list(key.networks),
     }
 
 
@@ -1229,6 +1243,8 @@ class KeyUsage(models.Model):
     # every other refusal (the client disabled, deleted, or its secret expired).
     wrong_credentials = models.PositiveIntegerField(default=0)
     refused = models.PositiveIntegerField(default=0)
+    # Refused because the request came from outside the key's network ranges.
+    outside_networks = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = (

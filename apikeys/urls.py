@@ -66,6 +66,7 @@ urlpatterns = [
         name="remove_public_key",
     ),
     path("keys/<uuid:key_id>/move/", keys.move_key, name="move_key"),
+    path("keys/<uuid:key_id>/networks/", keys.set_networks, name="set_networks"),
     path("keys/check/", leaks.check_secret, name="check_secret"),
     path("teams/", teams.team_list, name="teams"),
     path("teams/<uuid:team_id>/", teams.team_page, name="team"),

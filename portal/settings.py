@@ -257,6 +257,10 @@ KEYCLOAK_EVENT_IDS_KEPT_HOURS = int(env("KEYCLOAK_EVENT_IDS_KEPT_HOURS", "24"))
 MAX_LIVE_KEYS_PER_USER = int(env("MAX_LIVE_KEYS_PER_USER", "10"))
 # Keys one customer may make in 24 hours, revoked ones included (create-revoke loops).
 MAX_KEYS_MADE_PER_DAY = int(env("MAX_KEYS_MADE_PER_DAY", "50"))
+# Whether Keycloak enforces keys' network ranges: its client profile uses the executor of the
+# portal's extension (keycloak-extension/, in Keycloak's providers/). Off: no key can be given
+# ranges (bootstrap_keycloak refuses to go on if it is on and the extension is missing).
+KEYCLOAK_NETWORK_RANGES = env("KEYCLOAK_NETWORK_RANGES", "true") == "true"
 # Teams: live keys per team (a team's own setting overrides it), and the days an invitation
 # to join one stays valid.
 MAX_LIVE_KEYS_PER_TEAM = int(env("MAX_LIVE_KEYS_PER_TEAM", "100"))

@@ -204,6 +204,29 @@ def test_a_key_made_rotated_and_revoked_from_the_terminal(
     assert ApiKey.objects.get().status == ApiKey.Status.REVOKED
 
 
+def test_a_key_limited_to_networks_from_the_terminal(
+    cli: Cli, live_server: Any, make_keycloak_user: Callable[..., KeycloakUser]
+) -> None:
+    cli.signed_in_as(make_keycloak_user(), live_server.url)
+
+    made = cli("keys", "create", "office", "--api", "sample", "--allow-from", "127.0.0.1", "--json")
+    assert made.returncode == 0, made.stderr
+    credentials = json.loads(made.stdout)
+    client_id, secret = credentials["client_id"], credentials["client_secret"]
+    assert credentials["key"]["networks"] == ["127.0.0.1/32"]
+    assert request_token(client_id, secret).status_code == 200
+
+    moved = cli("keys", "networks", client_id, "--allow-from", "10.0.0.0/8")
+    assert moved.returncode == 0, moved.stderr
+    assert "tokens from 10.0.0.0/8" in moved.stdout
+    assert request_token(client_id, secret).json()["error"] == "unauthorized_client"
+    bad = cli("keys", "networks", client_id, "--allow-from", "0.0.0.0/0")
+    assert bad.returncode == 5  # refused
+    assert "Nothing was changed" in bad.stderr
+    assert cli("keys", "networks", client_id, "--anywhere").returncode == 0
+    assert request_token(client_id, secret).status_code == 200
+
+
 def test_a_keys_usage_and_reinstating_a_dormant_key_from_the_terminal(
     cli: Cli, live_server: Any, make_keycloak_user: Callable[..., KeycloakUser]
 ) -> None:

@@ -68,6 +68,7 @@ def test_usage_through_the_api(make_keycloak_user: Callable[..., KeycloakUser]) 
         "day": timezone.now().date().isoformat(),
         "grants": 3,
         "wrong_credentials": 2,
+        "outside_networks": 0,
         "refused": 0,
     }
     assert "2 failed attempts" in usage["warning"]

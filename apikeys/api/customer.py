@@ -32,6 +32,7 @@ from apikeys.api.schemas import (
     KeyPage,
     Me,
     MoveIn,
+    NetworksIn,
     PublicKeyIn,
     PublicKeyOut,
     RenameIn,
@@ -42,7 +43,7 @@ from apikeys.api.schemas import (
     UsageOut,
 )
 from apikeys.client_address import client_ip
-from apikeys.forms import KeyForm, PublicKeyForm, RenameForm
+from apikeys.forms import KeyForm, NetworksForm, PublicKeyForm, RenameForm
 from apikeys.http import ApiRequest
 from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import Api, ApiKey, AuditEntry, User
@@ -123,7 +124,11 @@ def key_usage(request: ApiRequest, key_id: uuid.UUID) -> UsageOut:
     used = usage.of_key(key_for(request.auth, key_id, to=SEE))
     days = [
         UsageDay(
-            day=d.day, grants=d.grants, wrong_credentials=d.wrong_credentials, refused=d.refused
+            day=d.day,
+            grants=d.grants,
+            wrong_credentials=d.wrong_credentials,
+            outside_networks=d.outside_networks,
+            refused=d.refused,
         )
         for d in used.days
     ]
@@ -185,6 +190,22 @@ def rename_key(request: ApiRequest, key_id: uuid.UUID, body: RenameIn) -> Any:
         )
     except lifecycle.NameTaken as taken:
         raise Problem(422, str(taken), errors={"name": [str(taken)]}) from None
+
+
+@router.put(
+    "/keys/{key_id}/networks",
+    response={200: KeyOut, **FAILURES},
+    summary="Limit a key to network ranges (Keycloak refuses token requests from elsewhere)",
+)
+def set_networks(request: ApiRequest, key_id: uuid.UUID, body: NetworksIn) -> Any:
+    key = key_for(request.auth, key_id)
+    _limit(request)
+    form = NetworksForm({"networks": "\n".join(body.networks)})
+    if not form.is_valid():
+        raise Problem(422, "Nothing was changed: see errors.", errors=form_errors(form))
+    return lifecycle.set_networks(
+        key, form.cleaned_data["networks"], actor=request.auth, ip_address=client_ip(request)
+    )
 
 
 @router.post(
@@ -352,6 +373,7 @@ def _limit(request: ApiRequest) -> None:
 def _key_form_data(body: KeyIn) -> dict[str, Any]:
     """The request body as the create form takes it."""
     return body.dict(exclude={"team"}) | {
+        "networks": "\n".join(body.networks),
         "lifetime_days": body.lifetime_days or settings.DEFAULT_KEY_LIFETIME_DAYS,
         "public_key": _as_text(body.public_key),
         "jwks_url": body.jwks_url or "",

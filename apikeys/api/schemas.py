@@ -105,6 +105,10 @@ class KeyOut(Schema):
     )
     team: UUID | None = Field(description="The team that holds the key; null: a personal key.")
     team_name: str | None = Field(description="That team's name; null: a personal key.")
+    networks: list[str] = Field(
+        description="CIDR ranges its tokens may be requested from (Keycloak refuses others); "
+        "empty: anywhere."
+    )
 
     @staticmethod
     def resolve_team(key: ApiKey) -> UUID | None:
@@ -187,6 +191,19 @@ class KeyIn(Schema):
     )
     jwks_url: str | None = Field(
         None, description="private_key_jwt, instead of public_key: the URL of your JWKS."
+    )
+    networks: list[str] = Field(
+        default_factory=list,
+        description="IPv4/IPv6 CIDR ranges (or addresses) its tokens may be requested from, "
+        "at most 20; left out: anywhere.",
+    )
+
+
+class NetworksIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    networks: list[str] = Field(
+        description="The ranges its tokens may be requested from from now on; [] for anywhere."
     )
 
 
@@ -412,6 +429,9 @@ class UsageDay(Schema):
     day: date
     grants: int = Field(description="Tokens issued to the key that day (UTC).")
     wrong_credentials: int = Field(description="Attempts with a wrong secret or signature.")
+    outside_networks: int = Field(
+        description="Attempts from outside the key's allowed networks, refused by Keycloak."
+    )
     refused: int = Field(description="Other failed attempts: the key disabled, deleted, expired.")
 
 

@@ -37,6 +37,7 @@ def run(
     changes += ensure_client_realm_scope(conn, settings.CLI_CLIENT_ID, {settings.OIDC_ADMIN_ROLE})
     changes += ensure_client(conn, desired.service_client())
     changes += ensure_service_account_roles(conn, settings.KEYCLOAK_SERVICE_CLIENT_ID)
+    _require_networks_executor(conn)
     changes += ensure_client_policy(conn, "profiles", desired.key_secrets_profile())
     changes += ensure_client_policy(conn, "policies", desired.key_secrets_policy())
     for api in apis:
@@ -150,6 +151,21 @@ def ensure_client(conn: Connection, wanted: Representation) -> list[str]:
 
 class MissingListener(keycloak.KeycloakFailure):
     """Push is on, and Keycloak has no portal event listener to push with."""
+
+
+class MissingExecutor(keycloak.KeycloakFailure):
+    """Network ranges are on, and Keycloak has not loaded the extension that enforces them."""
+
+
+def _require_networks_executor(conn: Connection) -> None:
+    if not settings.KEYCLOAK_NETWORK_RANGES:
+        return
+    if desired.NETWORKS_EXECUTOR not in keycloak.providers(conn, "client-policy-executor"):
+        raise MissingExecutor(
+            f"Keycloak has no {desired.NETWORKS_EXECUTOR!r} client policy executor: put "
+            "keycloak-extension's jar in its providers/ (and run `kc.sh build`), or set "
+            "KEYCLOAK_NETWORK_RANGES=false (no key can then be limited to network ranges)."
+        )
 
 
 class ScopeTaken(keycloak.KeycloakRejected):

@@ -250,9 +250,14 @@ def all_pages(fetch: Fetch, page: int = 200) -> Iterator[list[Representation]]:
 
 def event_listeners(conn: Connection) -> set[str]:
     """The event listener providers the server has (GET /admin/serverinfo; a master admin)."""
+    return providers(conn, "eventsListener")
+
+
+def providers(conn: Connection, spi: str) -> set[str]:
+    """The providers of one SPI the server has loaded (GET /admin/serverinfo; a master admin)."""
     info = _request(conn, "GET", "/admin/serverinfo")
-    providers = (info.get("providers") or {}).get("eventsListener") or {}
-    return set(providers.get("providers") or {})
+    found = (info.get("providers") or {}).get(spi) or {}
+    return set(found.get("providers") or {})
 
 
 def get_realm(conn: Connection) -> Representation | None:

@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
+from apikeys.credentials import networks
 from apikeys.keycloak.key_clients import (
     API_ATTRIBUTE,
     EXPIRES_ATTRIBUTE,
@@ -413,6 +414,7 @@ def key_client(key: ApiKey, *, now: datetime, secret: str | None = None) -> Repr
             "client_credentials.use_refresh_token": "false",
             **marks(key, client_uuid),
             **expires_attribute(key),
+            **networks_attribute(key),
         },
         "defaultClientScopes": [api.scope_name, "basic", "service_account"],
         "optionalClientScopes": [],
@@ -451,6 +453,16 @@ def holder_marks(key: ApiKey) -> Representation:
     return {"attributes": {TEAM_ATTRIBUTE: ""} | marks(key, key.keycloak_id or str(key.pk))}
 
 
+def networks_attribute(key: ApiKey) -> dict[str, str]:
+    """The key's network ranges, for the extension's executor; none: no limit."""
+    return {networks.ATTRIBUTE: networks.attribute(key.networks)} if key.networks else {}
+
+
+def networks_change(key: ApiKey) -> Representation:
+    """The change that gives a key's client its record's ranges ("" removes the limit)."""
+    return {"attributes": {networks.ATTRIBUTE: networks.attribute(key.networks)}}
+
+
 def jwt_attributes(key: ApiKey) -> dict[str, str]:
     """Where Keycloak finds a private_key_jwt key's public keys: inline, or the partner's URL."""
     limits = {"token.endpoint.auth.signing.max.exp": str(ASSERTION_MAX_AGE_SECONDS)}
@@ -486,20 +498,31 @@ def grace_attributes(previous: str, *, now: datetime, until: datetime) -> dict[s
 KEY_SECRETS_POLICY = "portal-key-secrets"
 
 
+# The portal extension's executor that refuses a key's token request from outside its
+# network ranges (apikeys/credentials/networks.py).
+NETWORKS_EXECUTOR = "apikey-portal-networks"
+
+
 def key_secrets_profile() -> Representation:
+    """The client profile of every key's client: the secret's expiry kept, and (when
+    KEYCLOAK_NETWORK_RANGES) token requests refused from outside the key's ranges."""
+    executors: list[Representation] = [
+        {
+            "executor": "secret-rotation",
+            "configuration": {
+                "expiration-period": str(10 * 365 * 24 * 3600),
+                "rotated-expiration-period": "0",
+                "remaining-rotation-period": "0",
+            },
+        }
+    ]
+    if settings.KEYCLOAK_NETWORK_RANGES:
+        executors.append({"executor": NETWORKS_EXECUTOR, "configuration": {}})
     return {
         "name": KEY_SECRETS_POLICY,
-        "description": "API key portal: keep each key's secret expiry across admin updates",
-        "executors": [
-            {
-                "executor": "secret-rotation",
-                "configuration": {
-                    "expiration-period": str(10 * 365 * 24 * 3600),
-                    "rotated-expiration-period": "0",
-                    "remaining-rotation-period": "0",
-                },
-            }
-        ],
+        "description": "API key portal: keep each key's secret expiry across admin updates, "
+        "and its network ranges",
+        "executors": executors,
     }
 
 

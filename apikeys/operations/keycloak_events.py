@@ -34,6 +34,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from apikeys.credentials import networks
 from apikeys.models import ApiKey, KeyUsage, ReceivedEvent
 from apikeys.operations import accounts
 
@@ -112,7 +113,7 @@ def count_usage(events: Iterable[Event]) -> None:
         if event.get("type") == "CLIENT_LOGIN":
             column = "grants"
         elif event.get("type") == "CLIENT_LOGIN_ERROR":
-            column = "wrong_credentials" if event.get("error") == WRONG_CREDENTIALS else "refused"
+            column = _failure(event)
         else:
             continue
         counts[client_id, _moment(int(event["time"])).date(), column] += 1
@@ -126,6 +127,17 @@ def count_usage(events: Iterable[Event]) -> None:
             continue  # not a key of this portal (or another deployment's record)
         row, _ = KeyUsage.objects.get_or_create(key_id=keys[client_id], day=day)
         KeyUsage.objects.filter(pk=row.pk).update(**{column: F(column) + count})
+
+
+def _failure(event: Event) -> str:
+    """Which column a failed token request counts in: a wrong credential, a request from
+    outside the key's network ranges (the portal extension's reason), or another refusal."""
+    if event.get("error") == WRONG_CREDENTIALS:
+        return "wrong_credentials"
+    details = event.get("details") or {}
+    if str(details.get("client_policy_error_detail", "")).startswith(networks.ATTRIBUTE):
+        return "outside_networks"
+    return "refused"
 
 
 @dataclass

@@ -38,7 +38,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from apikeys.crash_points import crash_point
-from apikeys.credentials import fingerprints
+from apikeys.credentials import fingerprints, networks
 from apikeys.credentials.public_keys import AcceptedKey
 from apikeys.credentials.secret_format import new_secret
 from apikeys.keycloak import client as keycloak
@@ -141,6 +141,7 @@ class KeyOrder:
     jwks_url: str = ""
     request_id: uuid.UUID | None = None
     team: Team | None = None  # the team that will hold it; None: its maker's personal key
+    networks: Sequence[str] = ()  # normalised CIDR ranges (apikeys/credentials/networks.py)
 
 
 @sensitive_variables()  # every local may hold the secret: none goes in an error report
@@ -175,6 +176,12 @@ def _check_order(order: KeyOrder) -> None:
         raise KeyNotIssued(f"{api.name} is retired and takes no new keys.")
     if api.requires_approval and not order.justification.strip():
         raise KeyNotIssued(f"{api.name} needs an administrator's approval: say why you need it.")
+    if order.networks and not settings.KEYCLOAK_NETWORK_RANGES:
+        raise KeyNotIssued(
+            "This portal's Keycloak does not enforce network ranges: leave them out."
+        )
+    if api.requires_networks and not order.networks:
+        raise KeyNotIssued(f"Keys for {api.name} must name the networks they are used from.")
     signed = order.credential == ApiKey.Credential.SIGNED_JWT
     if signed and not (order.public_keys or order.jwks_url):
         raise KeyNotIssued("A key signed with a private key needs a public key or a JWKS URL.")
@@ -221,6 +228,7 @@ def _reserve(owner: User, order: KeyOrder) -> ApiKey:
                     request_id=order.request_id,
                     credential=order.credential,
                     jwks_url=order.jwks_url,
+                    networks=networks.parse(order.networks),
                 )
         except IntegrityError as error:  # the unique constraint, if a check above was raced
             raise NameTaken(f"{_holder(order.team)} a key called “{order.name}”.") from error
@@ -319,6 +327,40 @@ def discard_key(key: ApiKey, *, actor: User | None = None, ip_address: str | Non
             key, AuditEntry.Action.DISCARDED, actor=actor, ip_address=ip_address, key_going=True
         )
         key.delete()
+
+
+def set_networks(
+    key: ApiKey, ranges: Sequence[str], *, actor: User, ip_address: str | None = None
+) -> ApiKey:
+    """Limit the key to the network ranges `ranges` (normalised; empty: anywhere).
+
+    Recorded and given to Keycloak in one transaction under the key's lock: if Keycloak
+    fails, nothing changed. Takes effect at the next token request. Audited, and sent as
+    `key.updated`.
+    """
+    if ranges and not settings.KEYCLOAK_NETWORK_RANGES:
+        raise WrongState("This portal's Keycloak does not enforce network ranges.")
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        key.require("change_networks")
+        if key.api.requires_networks and not ranges:
+            raise WrongState(f"Keys for {key.api.name} must name the networks they are used from.")
+        was = list(key.networks)
+        key.networks = networks.parse(ranges)  # normalised, whoever calls
+        key.save(update_fields=["networks"])
+        now_allowed = ", ".join(key.networks) or "anywhere"
+        AuditEntry.record(
+            key,
+            AuditEntry.Action.NETWORKS_CHANGED,
+            actor=actor,
+            ip_address=ip_address,
+            reason=f"From {', '.join(was) or 'anywhere'} to {now_allowed}.",
+        )
+        if key.keycloak_id:
+            keycloak.update_client(
+                keycloak.portal_connection(), key.keycloak_id, desired.networks_change(key)
+            )
+    return key
 
 
 def rename_key(

@@ -61,9 +61,10 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from apikeys.credentials import networks
 from apikeys.keycloak import bootstrap, convergence, desired
 from apikeys.keycloak import client as keycloak
-from apikeys.keycloak.client import Connection, KeycloakFailure
+from apikeys.keycloak.client import Connection, KeycloakFailure, Representation
 from apikeys.keycloak.key_clients import KeyClient
 from apikeys.models import INTENTS, Api, ApiKey, AuditEntry, KeyStatus, WrongState, this_instance
 from apikeys.operations import lifecycle, recovery
@@ -203,17 +204,32 @@ def _check_client(
             Finding(client_id, f"{key.status} key still has a client", "delete the client"),
             lambda: _delete_if_still(conn, client, key),
         )
+    narrowed = _keep_narrowed_networks(client, key, wanted)
     changes = convergence.plan(client, wanted).parts
     if client.team != str(key.team_id or ""):
         changes.append("team")
     if key.client_missing_since or key.keycloak_id != client.id:
         changes.append("record")
+    if not changes and narrowed:
+        problem = "network ranges narrowed in Keycloak, outside the portal"
+        action = "kept (restrictive wins): set the key's ranges to match, or put them back"
+        return _Plan(Finding(client_id, problem, action, done=True), lambda: None)
     if not changes:
         return None
     return _Plan(
         Finding(client_id, f"drift in {', '.join(changes)}", "restore the portal's settings"),
         lambda: _repair(conn, client, key, now=now, scope_ids=scope_ids),
     )
+
+
+def _keep_narrowed_networks(client: KeyClient, key: ApiKey, wanted: Representation) -> bool:
+    """Restrictive wins: network ranges an operator narrowed in Keycloak are kept (and
+    reported), never widened back to the record's by reconcile; wider ones are narrowed."""
+    current = client.marks.get(networks.ATTRIBUTE, "")
+    if current == networks.attribute(key.networks) or not networks.narrower(current, key.networks):
+        return False
+    wanted["attributes"][networks.ATTRIBUTE] = current
+    return True
 
 
 def _another_portals(client: KeyClient, key: ApiKey) -> _Plan:
@@ -433,6 +449,7 @@ def _repair(
         if desired.key_client_enabled(key, now) and not current.enabled:
             _suspend(key, lifecycle.CLIENT_DISABLED)  # disabled since the scan: it wins
             return
+        _keep_narrowed_networks(current, key, wanted)
         plan = convergence.plan(current, wanted)
         if current.team != str(key.team_id or ""):  # a team given or taken by hand
             plan.add("team", desired.holder_marks(key))

@@ -23,13 +23,14 @@ class Day:
     grants: int
     wrong_credentials: int
     refused: int
+    outside_networks: int = 0
     x: int = 0
     grants_height: float = 0
     failures_height: float = 0
 
     @property
     def failures(self) -> int:
-        return self.wrong_credentials + self.refused
+        return self.wrong_credentials + self.refused + self.outside_networks
 
     @property
     def grants_y(self) -> float:
@@ -73,7 +74,9 @@ def of_key(key: ApiKey, *, today: date | None = None, days: int = DAYS) -> Usage
         day = first + timedelta(days=n)
         row = rows.get(day)
         counts.append(
-            Day(day, row.grants, row.wrong_credentials, row.refused) if row else Day(day, 0, 0, 0)
+            Day(day, row.grants, row.wrong_credentials, row.refused, row.outside_networks)
+            if row
+            else Day(day, 0, 0, 0)
         )
     peak = max((d.grants + d.failures for d in counts), default=0) or 1
     drawn = [
@@ -82,6 +85,7 @@ def of_key(key: ApiKey, *, today: date | None = None, days: int = DAYS) -> Usage
             d.grants,
             d.wrong_credentials,
             d.refused,
+            d.outside_networks,
             x=n * (BAR_WIDTH + BAR_GAP),
             grants_height=round(HEIGHT * d.grants / peak, 1),
             failures_height=round(HEIGHT * d.failures / peak, 1),
@@ -95,6 +99,14 @@ def warning(key: ApiKey, recent: list[Day]) -> str | None:
     """What the owner should hear about the failed attempts of today and yesterday (UTC)."""
     wrong = sum(d.wrong_credentials for d in recent)
     refused = sum(d.refused for d in recent)
+    outside = sum(d.outside_networks for d in recent)
+    if outside:
+        attempts = "attempt" if outside == 1 else "attempts"
+        return (
+            f"{outside} {attempts} to get a token since yesterday (UTC) from outside the key's "
+            "allowed networks, refused by Keycloak. If it is one of your applications, add its "
+            "network; if not, someone holds the secret: rotate it."
+        )
     if wrong:
         what = "secret" if key.credential == Credential.SECRET else "signature"
         attempts = "failed attempt" if wrong == 1 else "failed attempts"

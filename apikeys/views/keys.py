@@ -27,7 +27,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apikeys.access import CHANGE, SEE, key_for, role_in, team_for, teams_of
 from apikeys.client_address import client_ip
-from apikeys.forms import KeyForm, MoveKeyForm, PublicKeyForm, RenameForm, RotateForm
+from apikeys.forms import (
+    KeyForm,
+    MoveKeyForm,
+    NetworksForm,
+    PublicKeyForm,
+    RenameForm,
+    RotateForm,
+)
 from apikeys.http import PageRequest
 from apikeys.keycloak.client import KeycloakFailure
 from apikeys.limits import rate_limited
@@ -97,6 +104,7 @@ def _key_detail_context(
     return {
         "can_change": role is not None and role != TeamRole.VIEWER,
         "move_form": MoveKeyForm(teams=Team.objects.filter(pk__in=move_to)) if can_move else None,
+        "networks_form": NetworksForm(initial={"networks": "\n".join(key.networks)}),
         "key": key,
         "history": key.audit_entries.select_related("api"),
         "public_keys": key.public_keys.all(),
@@ -341,6 +349,27 @@ def _done(request: PageRequest, key: ApiKey, notice: str, *, error: bool = False
         return render(request, "apikeys/htmx_update.html", context)
     (messages.error if error else messages.success)(request, notice)
     return redirect("team", key.team_id) if key.team_id else redirect("home")
+
+
+@rate_limited("keys")
+@require_POST
+def set_networks(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
+    """The networks the key's tokens may be requested from (Keycloak enforces them)."""
+    key = key_for(request.user, key_id)
+    form = NetworksForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Nothing was changed: {form.errors['networks'][0]}")
+        return redirect("key_detail", key.pk)
+    ranges = form.cleaned_data["networks"]
+    return act_on_key(
+        request,
+        lambda: lifecycle.set_networks(
+            key, ranges, actor=request.user, ip_address=client_ip(request)
+        ),
+        done=f"From the next token on, only from: {', '.join(ranges) or 'anywhere'}.",
+        unreached=lambda why: f"Nothing was changed: {why} Try again in a minute.",
+        then=lambda: redirect("key_detail", key.pk),
+    )
 
 
 @rate_limited("keys")

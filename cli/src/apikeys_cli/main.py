@@ -90,6 +90,8 @@ def keys_create(args: argparse.Namespace) -> int:
     }
     if args.team:
         body["team"] = _team_id(args.team)
+    if args.allow_from:
+        body["networks"] = args.allow_from
     if args.public_key or args.jwks_url:
         body["credential"] = "private_key_jwt"
         body["public_key"] = _read(args.public_key) if args.public_key else None
@@ -122,6 +124,18 @@ def keys_move(args: argparse.Namespace) -> int:
     if args.json:
         return _show(args, key, None)
     print(f"{key['client_id']} is now a key of the team {key['team_name']}; it works as before.")
+    return 0
+
+
+def keys_networks(args: argparse.Namespace) -> int:
+    """Where a key's tokens may be requested from; Keycloak refuses every other address."""
+    if not args.allow_from and not args.anywhere:
+        raise SystemExit("Give --allow-from RANGE (repeatable) or --anywhere.")
+    body = {"networks": [] if args.anywhere else args.allow_from}
+    key = _call("PUT", f"/keys/{_key_id(args.key)}/networks", body=body)
+    if args.json:
+        return _show(args, key, None)
+    print(f"{key['client_id']}: tokens from {', '.join(key['networks']) or 'anywhere'}.")
     return 0
 
 
@@ -516,6 +530,21 @@ def _add_keys_commands(commands: Any) -> None:
     sub.add_argument("--yes", action="store_true", help="do not ask")
     sub = _key_command(keys, "move", keys_move, "move a personal key into a team (same secret)")
     sub.add_argument("--team", required=True, help="the team's id or name (you a developer there)")
+    text = "limit where a key's tokens may be requested from (Keycloak enforces it)"
+    sub = _key_command(keys, "networks", keys_networks, text)
+    _allow_from(sub)
+    sub.add_argument("--anywhere", action="store_true", help="no limit")
+
+
+def _allow_from(sub: Any) -> None:
+    sub.add_argument(
+        "--allow-from",
+        action="append",
+        default=[],
+        metavar="RANGE",
+        help="an IPv4/IPv6 CIDR range or address its tokens may be requested from "
+        "(repeatable; Keycloak refuses every other address)",
+    )
 
 
 def _add_keys_create(keys: Any) -> None:
@@ -527,6 +556,7 @@ def _add_keys_create(keys: Any) -> None:
     sub.add_argument("--justification", default="", help="for APIs that need approval")
     sub.add_argument("--idempotency-key", help="the same key on a retry makes no second key")
     _team_option(sub, "the team that will hold the key (default: a personal key)")
+    _allow_from(sub)
     sub.add_argument("--output", choices=["table", "env"], default="table")
     signed = sub.add_mutually_exclusive_group()
     signed.add_argument(
@@ -826,6 +856,7 @@ def _secret(args: argparse.Namespace, credentials: dict[str, Any]) -> int:
             "client_secret": secret,
             "token_endpoint": credentials["token_endpoint"],
             "expires_at": key["expires_at"],
+            "networks": ", ".join(key.get("networks") or []) or "anywhere",
         }
         if not secret:
             del shown["client_secret"]

@@ -1,0 +1,87 @@
+"""The network ranges a key may get tokens from: checked here, enforced inside Keycloak.
+
+Keycloak has no address allow-list for the client-credentials grant, so the portal's extension
+(keycloak-extension/, the `apikey-portal-networks` client policy executor) refuses a token
+request for a key's client from any address outside the client's `portal.networks` attribute,
+with `unauthorized_client`. Keycloak finds the caller's address itself, honouring its
+`proxy-headers` setting behind a reverse proxy (docs/operators.md).
+
+What an owner types is checked and normalised here: CIDR ranges (IPv4 or IPv6, a bare address
+is one address), at most MAX_RANGES, never `0.0.0.0/0` or `::/0` (every address is "anywhere":
+no ranges at all, said explicitly).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+
+# The attribute the executor reads (comma-separated), and the error detail it gives on a
+# refusal (Keycloak's CLIENT_LOGIN_ERROR event carries it as `client_policy_error_detail`,
+# with `error` unauthorized_client: the usage counts them apart).
+ATTRIBUTE = "portal.networks"
+REFUSED_REASON = "portal.networks: not allowed from this address"
+MAX_RANGES = 20
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class BadRanges(ValueError):
+    """What is wrong with the ranges given; the message is fit to show."""
+
+
+def parse(text: str | Iterable[str]) -> list[str]:
+    """Normalised ranges from a text (commas, spaces or lines between them) or a list;
+    BadRanges with every problem found."""
+    items = re.split(r"[\s,]+", text) if isinstance(text, str) else list(text)
+    items = [item.strip() for item in items if item and item.strip()]
+    problems, ranges = [], []
+    for item in items:
+        try:
+            network = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            problems.append(f"“{item[:60]}” is not an address or a CIDR range")
+            continue
+        if network.prefixlen == 0:
+            problems.append(f"{network} is every address: choose “anywhere” (no ranges) instead")
+            continue
+        if str(network) not in ranges:
+            ranges.append(str(network))
+    if len(ranges) > MAX_RANGES:
+        problems.append(f"at most {MAX_RANGES} ranges ({len(ranges)} given)")
+    if problems:
+        raise BadRanges("; ".join(problems) + ".")
+    return ranges
+
+
+def attribute(ranges: Sequence[str]) -> str:
+    """The client attribute's value: "" (no limit) or the ranges, comma-separated."""
+    return ",".join(ranges)
+
+
+def read(value: str | None) -> list[Network] | None:
+    """The ranges a client's attribute holds; None if it cannot be read."""
+    try:
+        return [
+            ipaddress.ip_network(v, strict=False) for v in re.split(r"[\s,]+", value or "") if v
+        ]
+    except ValueError:
+        return None
+
+
+def narrower(client: str | None, record: Sequence[str]) -> bool:
+    """Whether the client's ranges allow no address the record's do not (an operator narrowed
+    them in Keycloak): restrictive wins, and reconcile leaves them for an administrator."""
+    given = read(client)
+    if given is None:
+        return True  # unreadable: the executor refuses every request
+    if not given:
+        return False  # no limit at all
+    wanted = [ipaddress.ip_network(r) for r in record]
+    if not wanted:
+        return True  # the record allows every address
+    return all(
+        any(g.version == w.version and g.subnet_of(w) for w in wanted)  # type: ignore[arg-type]
+        for g in given
+    )
