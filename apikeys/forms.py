@@ -174,7 +174,14 @@ class KeyForm(forms.Form):
             request_id = uuid.UUID(str(self.data.get("request_id") or ""))
         except ValueError:
             return None
-        return self.owner.api_keys.made_by_request(request_id)
+        made = self.owner.api_keys.made_by_request(request_id)
+        if (
+            made is not None
+            and made.team is not None
+            and not made.team.memberships.filter(user=self.owner).exists()
+        ):
+            return None  # an ex-member learns nothing of the team's key
+        return made
 
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean() or {}
@@ -358,7 +365,7 @@ class ApiForm(forms.ModelForm):  # type: ignore[type-arg]
         widgets: ClassVar = {"description": forms.Textarea(attrs={"rows": 3})}
         labels: ClassVar = {
             "requires_approval": "Needs an administrator's approval",
-            "requires_networks": "Every key must name the networks it is used from",
+            "requires_networks": "Every key must be limited to network ranges",
             "checks_revocation": "Checks every token against the revocation feed",
             "dormant_warn_days": "Warn owners of unused keys after (days)",
             "dormant_suspend_days": "Suspend unused keys after (days)",

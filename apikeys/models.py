@@ -86,7 +86,7 @@ class Api(models.Model):
     requires_approval = models.BooleanField(default=False)
     # Whether every key of this API must be limited to network ranges.
     requires_networks = models.BooleanField(
-        default=False, help_text="Every key must name the networks it is used from."
+        default=False, help_text="Keys are refused unless limited to network ranges."
     )
     # How long a customer may keep a rotated secret working beside the new one.
     max_rotation_grace_hours = models.PositiveIntegerField(
@@ -809,14 +809,22 @@ class AuditEntry(models.Model):
         (and for a team, its members) is "an administrator"."""
         if self.actor_id is None:
             return "the portal"
-        if owner is None or self.actor_id == owner.pk or self.actor_role:
+        if owner is None or self.actor_id == owner.pk or self._by_a_member:
             return self.actor_email
         return "an administrator"
+
+    @property
+    def _by_a_member(self) -> bool:
+        """Done by a member of the team, about the team or a key still the team's (a key
+        moved out of the team does not show its new holder who its old team was)."""
+        if not self.actor_role:
+            return False
+        return self.key_id is None or (self.key is not None and self.key.team_id == self.team_id)
 
     def address_as_seen_by(self, owner: User | None) -> str:
         """Where from. An owner sees their own addresses only, never an administrator's; a
         team's members see each other's."""
-        if owner is None or self.actor_id == owner.pk or self.actor_role:
+        if owner is None or self.actor_id == owner.pk or self._by_a_member:
             return self.ip_address or ""
         return ""
 

@@ -264,6 +264,7 @@ KEYCLOAK_NETWORK_RANGES = env("KEYCLOAK_NETWORK_RANGES", "true") == "true"
 # Teams: live keys per team (a team's own setting overrides it), and the days an invitation
 # to join one stays valid.
 MAX_LIVE_KEYS_PER_TEAM = int(env("MAX_LIVE_KEYS_PER_TEAM", "100"))
+MAX_TEAMS_PER_USER = int(env("MAX_TEAMS_PER_USER", "10"))  # teams one person may own
 TEAM_INVITATION_DAYS = int(env("TEAM_INVITATION_DAYS", "7"))
 # Requests per user and per client address on the key actions (apikeys/limits.py), and on
 # the registration page (per address), as django-ratelimit rates: count/period.

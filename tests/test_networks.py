@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 
 from apikeys.credentials import networks
+from apikeys.keycloak import bootstrap
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, KeyUsage, User, WebhookMessage
@@ -164,3 +166,31 @@ def test_the_api_sets_ranges_and_refuses_bad_ones(
     changed = caller("PUT", path, {"networks": []})
     assert changed.status_code == 200
     assert changed.json()["networks"] == []
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ("::ffff:0:0/96", "0.0.0.0/0 is every address"),
+        ("0.0.0.0/1", "too wide: at most /8 for IPv4"),
+        ("2000::/3", "too wide: at most /16 for IPv6"),
+        ("fe80::1%eth0", "is not an address or a CIDR range"),
+    ],
+)
+def test_ranges_the_executor_would_read_wider_or_not_at_all_are_refused(
+    given: str, problem: str
+) -> None:
+    with pytest.raises(networks.BadRanges, match=problem):
+        networks.parse(given)
+    assert networks.parse("::ffff:10.0.0.0/104") == ["10.0.0.0/8"]  # as the executor reads it
+
+
+def test_ranges_cannot_be_turned_off_while_keys_count_on_them(
+    owner: User, sample: Api, key_clients: Connection, settings: Any
+) -> None:
+    made = issue(owner, sample, "limited", networks=["127.0.0.1"])
+    settings.KEYCLOAK_NETWORK_RANGES = False
+    with pytest.raises(bootstrap.MissingExecutor, match="1 live keys are limited"):
+        bootstrap.run(key_clients, [sample])
+    settings.KEYCLOAK_NETWORK_RANGES = True
+    assert works(made)

@@ -503,3 +503,25 @@ def test_a_big_teams_page_lists_its_keys_a_hundred_at_a_time(sample: Api, db: No
     assert second.count('data-client-id="') == 1
     assert "101 of 500 live keys" in first
     assert "Page 1 of 2" in first
+
+
+@pytest.mark.django_db(transaction=True)
+def test_invitations_sent_by_someone_who_is_no_longer_an_owner_stop_working() -> None:
+    boss, other_owner = unique_user(), unique_user()
+    alias = unique_user()
+    team = team_of(boss, (other_owner, TeamRole.OWNER))
+    sent = teams.invite(team, alias.email, TeamRole.OWNER, actor=boss)
+
+    teams.remove_member(team, boss, actor=other_owner)
+
+    with pytest.raises(teams.TeamRefused, match="revoked"):
+        teams.accept(sent.token, alias)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_disabled_co_owner_does_not_count_as_the_owner_left() -> None:
+    boss, disabled = unique_user(), unique_user(is_active=False)
+    team = team_of(boss, (disabled, TeamRole.OWNER))
+
+    with pytest.raises(teams.TeamRefused, match="last owner"):
+        teams.remove_member(team, boss, actor=boss)

@@ -92,6 +92,8 @@ def test_each_event_arrives_signed_and_verifies_with_the_standard_webhooks_libra
         moving = issue(customer, sample, name="moving", lifetime_days=30, justification="reports")
         team = teams.create_team(customer, "Acme")
         teams.move_key(moving.key, owner=customer, team=team, actor=customer)
+        ranged = issue(customer, sample, name="ranged", lifetime_days=30, justification="reports")
+        lifecycle.set_networks(ranged.key, ["127.0.0.0/8"], actor=customer)
         webhooks.send_test(made.endpoint)
 
         deliver_until(nothing_pending)

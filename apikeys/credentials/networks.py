@@ -7,8 +7,9 @@ with `unauthorized_client`. Keycloak finds the caller's address itself, honourin
 `proxy-headers` setting behind a reverse proxy (docs/operators.md).
 
 What an owner types is checked and normalised here: CIDR ranges (IPv4 or IPv6, a bare address
-is one address), at most MAX_RANGES, never `0.0.0.0/0` or `::/0` (every address is "anywhere":
-no ranges at all, said explicitly).
+is one address), at most MAX_RANGES, none wider than an IPv4 /8 or an IPv6 /16 (every address
+is "anywhere": no ranges at all, said explicitly), no IPv6 zone, and IPv4-mapped IPv6 ranges
+written as the IPv4 ranges they are (as the executor reads them).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Iterable, Sequence
 ATTRIBUTE = "portal.networks"
 REFUSED_REASON = "portal.networks: not allowed from this address"
 MAX_RANGES = 20
+WIDEST = {4: 8, 6: 16}  # the shortest prefix allowed, by IP version
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -38,13 +40,18 @@ def parse(text: str | Iterable[str]) -> list[str]:
     items = [item.strip() for item in items if item and item.strip()]
     problems, ranges = [], []
     for item in items:
-        try:
-            network = ipaddress.ip_network(item, strict=False)
-        except ValueError:
+        network = _network(item)
+        if network is None or "%" in item:
             problems.append(f"“{item[:60]}” is not an address or a CIDR range")
             continue
         if network.prefixlen == 0:
             problems.append(f"{network} is every address: choose “anywhere” (no ranges) instead")
+            continue
+        if network.prefixlen < WIDEST[network.version]:
+            problems.append(
+                f"{network} is too wide: at most /{WIDEST[network.version]} for "
+                f"IPv{network.version}, or “anywhere”"
+            )
             continue
         if str(network) not in ranges:
             ranges.append(str(network))
@@ -55,6 +62,20 @@ def parse(text: str | Iterable[str]) -> list[str]:
     return ranges
 
 
+def _network(text: str) -> Network | None:
+    """The range `text` names; an IPv4-mapped IPv6 range as its IPv4 range; None if none."""
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    mapped = getattr(network.network_address, "ipv4_mapped", None)
+    if isinstance(network, ipaddress.IPv6Network) and mapped is not None:
+        if network.prefixlen < 96:
+            return network  # wider than the mapped block: an IPv6 range (the executor agrees)
+        return ipaddress.IPv4Network(f"{mapped}/{network.prefixlen - 96}")
+    return network
+
+
 def attribute(ranges: Sequence[str]) -> str:
     """The client attribute's value: "" (no limit) or the ranges, comma-separated."""
     return ",".join(ranges)
@@ -62,12 +83,10 @@ def attribute(ranges: Sequence[str]) -> str:
 
 def read(value: str | None) -> list[Network] | None:
     """The ranges a client's attribute holds; None if it cannot be read."""
-    try:
-        return [
-            ipaddress.ip_network(v, strict=False) for v in re.split(r"[\s,]+", value or "") if v
-        ]
-    except ValueError:
+    found = [_network(v) for v in re.split(r"[\s,]+", value or "") if v]
+    if "%" in (value or "") or any(n is None for n in found):
         return None
+    return [n for n in found if n is not None]
 
 
 def narrower(client: str | None, record: Sequence[str]) -> bool:

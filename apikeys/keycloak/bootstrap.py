@@ -18,7 +18,7 @@ from django.conf import settings
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak import convergence, desired
 from apikeys.keycloak.client import Connection, Representation
-from apikeys.models import Api
+from apikeys.models import Api, ApiKey
 
 
 def run(
@@ -158,7 +158,16 @@ class MissingExecutor(keycloak.KeycloakFailure):
 
 
 def _require_networks_executor(conn: Connection) -> None:
+    """Ranges on: Keycloak has the executor. Off: no live key counts on ranges (the profile
+    without the executor would let them get tokens from anywhere: fail closed, say so)."""
     if not settings.KEYCLOAK_NETWORK_RANGES:
+        limited = ApiKey.objects.live().exclude(networks=[]).count()
+        if limited:
+            raise MissingExecutor(
+                f"KEYCLOAK_NETWORK_RANGES is false, but {limited} live keys are limited to "
+                "network ranges, which Keycloak would stop enforcing: set them to anywhere "
+                "first, or keep it true."
+            )
         return
     if desired.NETWORKS_EXECUTOR not in keycloak.providers(conn, "client-policy-executor"):
         raise MissingExecutor(

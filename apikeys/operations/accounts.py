@@ -71,11 +71,11 @@ def apply_change(sub: str, change: str, at_ms: int | None = None) -> Outcome:
         return outcome
     keys = user.api_keys.filter(team__isnull=True)  # a team's keys are not theirs to lose
     if change == "deleted":
-        teams.account_deleted(user)
         for key in keys.allowing("revoke"):
             _each(outcome, key, lambda k: lifecycle.revoke_key(k, actor=None, reason=OWNER_DELETED))
         for key in keys.allowing("discard"):
             _each(outcome, key, lambda k: lifecycle.discard_key(k, actor=None))
+        _leave_teams(outcome, user)
     elif change == "disabled":
         for key in keys.allowing("suspend"):
             _each(outcome, key, lambda k: lifecycle.suspend_key(k, actor=None, reason=_why(k)))
@@ -151,6 +151,15 @@ def _set_active(user: User, active: bool, change: str, at_ms: int | None) -> boo
         reason = f"The account was {change} in Keycloak."
         AuditEntry.record(user, action, actor=None, reason=reason)
     return True
+
+
+def _leave_teams(outcome: Outcome, user: User) -> None:
+    """A deleted account's memberships end, after its own keys are dealt with."""
+    try:
+        teams.account_deleted(user)
+    except DatabaseError as error:
+        log.warning("user %s: memberships not ended: %s", user.pk, error)
+        outcome.failures.append(f"memberships of {user.email or user.username}: {error}")
 
 
 def _each(outcome: Outcome, key: ApiKey, act: Callable[[ApiKey], object]) -> None:

@@ -144,8 +144,10 @@ def _suspend(result: DormancyRun, key: ApiKey, days: int) -> None:
 
 
 def reinstate_by_owner(key: ApiKey, *, owner: User, ip_address: str | None = None) -> ApiKey:
-    """The owner's one click: a key the dormant-key policy suspended works again."""
-    if key.owner_id != owner.pk or not is_dormant_suspension(key):
+    """The owner's one click: a key the dormant-key policy suspended works again. The door
+    checked that `owner` may change the key (its owner, or a developer of its team)."""
+    mine = key.owner_id == owner.pk or key.team_id is not None
+    if not mine or not is_dormant_suspension(key):
         raise WrongState(
             "Only a key suspended for being unused can be reinstated by its owner; ask an "
             "administrator about the others."

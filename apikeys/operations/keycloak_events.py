@@ -135,8 +135,8 @@ def _failure(event: Event) -> str:
     if event.get("error") == WRONG_CREDENTIALS:
         return "wrong_credentials"
     details = event.get("details") or {}
-    if str(details.get("client_policy_error_detail", "")).startswith(networks.ATTRIBUTE):
-        return "outside_networks"
+    if details.get("client_policy_error_detail") == networks.REFUSED_REASON:
+        return "outside_networks"  # not "unreadable ranges": that is a broken key, refused
     return "refused"
 
 

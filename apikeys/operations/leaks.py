@@ -45,7 +45,15 @@ from django.views.decorators.debug import sensitive_variables
 from apikeys.credentials import fingerprints
 from apikeys.credentials.secret_format import is_well_formed
 from apikeys.keycloak.client import KeycloakFailure
-from apikeys.models import ApiKey, AuditEntry, LeakReport, PortalSetting, User, WrongState
+from apikeys.models import (
+    ApiKey,
+    AuditEntry,
+    LeakReport,
+    Membership,
+    PortalSetting,
+    User,
+    WrongState,
+)
 from apikeys.operations import lifecycle, notifications
 
 log = logging.getLogger(__name__)
@@ -219,9 +227,16 @@ def check(secret: str, *, viewer: User) -> CheckAnswer:
     if not is_well_formed(secret):
         return CheckAnswer(well_formed=False, match=None)
     match = fingerprints.identify(secret, now=timezone.now())
-    if match is not None and not (viewer.is_staff or match.key.owner_id == viewer.pk):
+    if match is not None and not (viewer.is_staff or _reaches(viewer, match.key)):
         match = None
     return CheckAnswer(well_formed=True, match=match)
+
+
+def _reaches(viewer: User, key: ApiKey) -> bool:
+    """The viewer's own personal key, or a key of a team they are in now."""
+    if key.team_id is None:
+        return key.owner_id == viewer.pk
+    return Membership.objects.filter(team_id=key.team_id, user=viewer).exists()
 
 
 def _text(value: object) -> str:

@@ -213,6 +213,8 @@ def _reserve(owner: User, order: KeyOrder) -> ApiKey:
         if order.team is not None:
             Team.objects.select_for_update().get(pk=order.team.pk)
         if made := owner.api_keys.made_by_request(order.request_id):
+            if made.team is not None and not made.team.memberships.filter(user=owner).exists():
+                raise KeyNotIssued("This request was sent before, for a team you are no longer in.")
             raise AlreadySubmitted(made)
         _check_quota(owner, order.team, order.name)
         try:

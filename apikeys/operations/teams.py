@@ -55,8 +55,14 @@ class TeamRefused(Exception):
 
 
 def create_team(person: User, name: str, *, ip_address: str | None = None) -> Team:
-    """A new team, with `person` as its first owner."""
+    """A new team, with `person` as its first owner (at most MAX_TEAMS_PER_USER they own)."""
     with transaction.atomic():
+        User.objects.select_for_update().get(pk=person.pk)
+        owned = Membership.objects.filter(user=person, role=TeamRole.OWNER).count()
+        if owned >= settings.MAX_TEAMS_PER_USER:
+            raise TeamRefused(
+                f"You own {owned} teams, the most allowed: leave or hand over one first."
+            )
         team = Team.objects.create(name=name)
         Membership.objects.create(team=team, user=person, role=TeamRole.OWNER)
         AuditEntry.record(team, AuditEntry.Action.TEAM_CREATED, actor=person, ip_address=ip_address)
@@ -217,7 +223,17 @@ def _locked_member(team: Team, user: User) -> tuple[Team, Membership]:
 
 
 def _other_owners(team: Team, user: User) -> int:
-    return team.memberships.filter(role=TeamRole.OWNER).exclude(user=user).count()
+    """The team's other owners whose accounts work (a disabled one cannot act for it)."""
+    owners = team.memberships.filter(role=TeamRole.OWNER, user__is_active=True)
+    return owners.exclude(user=user).count()
+
+
+def _revoke_invitations_of(team: Team, user: User) -> None:
+    """Pending invitations `user` sent stop working when they stop being an owner: nobody
+    gets back in, or in, on the word of someone who may no longer invite."""
+    team.invitations.filter(
+        invited_by=user, accepted_at__isnull=True, revoked_at__isnull=True
+    ).update(revoked_at=timezone.now())
 
 
 def change_role(
@@ -235,6 +251,8 @@ def change_role(
         was = TeamRole(membership.role).label.lower()
         membership.role = role
         membership.save(update_fields=["role"])
+        if role != TeamRole.OWNER:
+            _revoke_invitations_of(team, user)
         reason = f"{user.email}: {was} → {TeamRole(role).label.lower()}."
         AuditEntry.record(
             user,
@@ -257,6 +275,7 @@ def remove_member(team: Team, user: User, *, actor: User, ip_address: str | None
                 f"{user.email} is the team's last owner: make another member an owner first."
             )
         membership.delete()
+        _revoke_invitations_of(team, user)
         how = "Left the team." if actor == user else f"Removed by {actor.email}."
         AuditEntry.record(
             user,
@@ -299,6 +318,7 @@ def account_deleted(user: User) -> list[Team]:
             team = Team.objects.select_for_update().get(pk=membership.team_id)
             was_owner = membership.role == TeamRole.OWNER
             Membership.objects.filter(pk=membership.pk).delete()
+            _revoke_invitations_of(team, user)
             AuditEntry.record(
                 user,
                 AuditEntry.Action.MEMBER_REMOVED,
@@ -307,7 +327,7 @@ def account_deleted(user: User) -> list[Team]:
                 "keep working.",
                 team=team,
             )
-            if was_owner and not team.memberships.filter(role=TeamRole.OWNER).exists():
+            if was_owner and not _other_owners(team, user):
                 team.ownerless_since = timezone.now()
                 team.save(update_fields=["ownerless_since"])
                 AuditEntry.record(
@@ -347,6 +367,8 @@ def move_key(
             raise TeamRefused(f"{key.client_id} has ended: there is nothing to move.")
         if not key.is_own:
             raise TeamRefused(f"{key.client_id} was made by another portal deployment.")
+        if team is None and not owner.is_active:
+            raise TeamRefused(f"{owner.email} is deactivated: give the key to someone active.")
         before = key.space
         old_endpoints = list(WebhookEndpoint.objects.of_space(key))
         if key.team == team and (team is not None or key.owner == owner):

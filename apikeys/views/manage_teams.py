@@ -74,7 +74,7 @@ def appoint(request: PageRequest, team_id: uuid.UUID) -> HttpResponse:
 def set_quota(request: PageRequest, team_id: uuid.UUID) -> HttpResponse:
     team = get_object_or_404(Team, pk=team_id)
     raw = request.POST.get("max_live_keys", "").strip()
-    if raw and not (raw.isdigit() and 1 <= int(raw) <= 100_000):
+    if raw and not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 100_000):
         messages.error(request, "The quota is a whole number from 1 to 100000, or empty.")
         return redirect("manage_team", team.pk)
     teams.set_quota(team, int(raw) if raw else None, actor=request.user)
