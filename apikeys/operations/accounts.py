@@ -71,11 +71,11 @@ def apply_change(sub: str, change: str, at_ms: int | None = None) -> Outcome:
         return outcome
     keys = user.api_keys.filter(team__isnull=True)  # a team's keys are not theirs to lose
     if change == "deleted":
+        _leave_teams(outcome, user)  # a failure there is reported; the keys go on below
         for key in keys.allowing("revoke"):
             _each(outcome, key, lambda k: lifecycle.revoke_key(k, actor=None, reason=OWNER_DELETED))
         for key in keys.allowing("discard"):
             _each(outcome, key, lambda k: lifecycle.discard_key(k, actor=None))
-        _leave_teams(outcome, user)
     elif change == "disabled":
         for key in keys.allowing("suspend"):
             _each(outcome, key, lambda k: lifecycle.suspend_key(k, actor=None, reason=_why(k)))
@@ -154,7 +154,8 @@ def _set_active(user: User, active: bool, change: str, at_ms: int | None) -> boo
 
 
 def _leave_teams(outcome: Outcome, user: User) -> None:
-    """A deleted account's memberships end, after its own keys are dealt with."""
+    """A deleted account's memberships end; a failure is reported (the next feed of the
+    event, or the polling backstop, tries again) and never stops its keys' revocation."""
     try:
         teams.account_deleted(user)
     except DatabaseError as error:
