@@ -17,6 +17,8 @@ from bench.common import bench_owner, setup_django
 
 setup_django()
 
+from django.conf import settings
+
 from apikeys.models import Api, ApiKey
 from apikeys.operations import lifecycle
 from bench.grants import THREADS, grants_per_second
@@ -42,6 +44,7 @@ def make(name: str, ranges: list[str]) -> list[tuple[str, str]]:
 
 
 def main() -> None:
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"  # no mail here
     plain = make("bench plain", [])
     limited = make("bench limited", RANGES)
     try:
@@ -51,7 +54,8 @@ def main() -> None:
             results["without"].append(grants_per_second(plain))
             results["with 20"].append(grants_per_second(limited))
     finally:
-        for key in ApiKey.objects.filter(name__startswith="bench "):
+        made = [client_id for client_id, _ in plain + limited]
+        for key in ApiKey.objects.filter(client_id__in=made).live():
             lifecycle.revoke_key(key, actor=None, reason="benchmark over")
     best = {label: max(runs, key=lambda run: run[0]) for label, runs in results.items()}
     print(f"client-credentials grants, {THREADS} callers, {KEYS} keys each, best of {ROUNDS}")
