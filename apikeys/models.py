@@ -676,6 +676,10 @@ _STANDING_SQL = """
 
 # Set by the JSON API for its requests (apikeys/api/middleware.py): entries say "via api".
 AUDIT_VIA: ContextVar[str] = ContextVar("audit_via", default="web")
+# Set for requests to the admin area and the admin API (apikeys/api/middleware.py): an
+# administrator acting there acts as one, even on a team they are in (their entries then
+# show the team "an administrator", with no address).
+AUDIT_AS_ADMIN: ContextVar[bool] = ContextVar("audit_as_admin", default=False)
 
 
 class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):
@@ -867,7 +871,8 @@ class AuditEntry(models.Model):
         if about.get("team_id") or about.get("team"):
             team_id = about.get("team_id") or about["team"].pk
             role = Membership.objects.filter(team_id=team_id, user=actor).values_list("role")
-            about["actor_role"] = next(iter(role), ("",))[0] if actor else ""
+            as_member = actor is not None and not AUDIT_AS_ADMIN.get()
+            about["actor_role"] = next(iter(role), ("",))[0] if as_member else ""
         entry = cls.objects.create(
             **about,
             via=AUDIT_VIA.get(),

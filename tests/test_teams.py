@@ -525,3 +525,25 @@ def test_a_disabled_co_owner_does_not_count_as_the_owner_left() -> None:
 
     with pytest.raises(teams.TeamRefused, match="last owner"):
         teams.remove_member(team, boss, actor=boss)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_administrator_in_a_team_acts_from_the_admin_area_as_an_administrator(
+    sample: Api,
+) -> None:
+    boss = unique_user()
+    admin = unique_user(staff=True)
+    team = team_of(boss, (admin, TeamRole.DEVELOPER))
+    made = issue(boss, sample, "shared", team=team)
+
+    signed_in(admin).post(
+        reverse("manage_suspend", args=[made.key.pk]), {"reason": "checking a report"}
+    )
+
+    entry = AuditEntry.objects.get(key=made.key, action=AuditEntry.Action.SUSPENDED)
+    assert entry.actor_role == ""
+    assert entry.actor_as_seen_by(boss) == "an administrator"
+    assert entry.address_as_seen_by(boss) == ""
+    teams.rename_team(team, "Acme 2", actor=admin)  # as a member, on the team's page
+    renamed = AuditEntry.objects.get(team=team, action=AuditEntry.Action.TEAM_CHANGED)
+    assert renamed.actor_role == TeamRole.DEVELOPER
