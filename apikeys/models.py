@@ -351,8 +351,13 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
         return self.filter(request_id=request_id).first() if request_id else None
 
     def locked(self, pk: uuid.UUID) -> ApiKey:
-        """The key as it is now, its row locked until the transaction ends."""
-        return self.select_for_update().select_related("api", "owner").get(pk=pk)
+        """The key as it is now, its row locked until the transaction ends: its row only, not
+        its API's, owner's or team's read with it (locking those would stop every insert that
+        names them, another key of the API, an audit entry of the team, and deadlock with the
+        quota's locks of owner and team)."""
+        return (
+            self.select_for_update(of=("self",)).select_related("api", "owner", "team").get(pk=pk)
+        )
 
     def search(self, filters: dict[str, Any]) -> ApiKeyQuerySet:
         """Every key matching the admin key list's filters; each uses an index where it can."""
