@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -209,3 +210,31 @@ def other_user(db: None) -> User:
 @pytest.fixture
 def admin_user(db: None) -> User:
     return User.objects.create(username=str(uuid.uuid4()), email="admin@example.com", is_staff=True)
+
+
+TARGET = 5.0  # seconds from the change in Keycloak to its effect in the portal
+
+
+def eventually(check: Callable[[], bool], *, within: float = TARGET) -> float:
+    """Seconds until `check()` held; fails if it did not within `within`."""
+    began = time.monotonic()
+    while not check():
+        assert time.monotonic() - began < within, f"not within {within} s"
+        time.sleep(0.05)
+    return time.monotonic() - began
+
+
+@pytest.fixture
+def pushing(
+    live_server: Any,
+    bootstrapped: Connection,
+    settings: Any,
+    make_keycloak_user: Callable[..., KeycloakUser],
+) -> Iterator[Connection]:
+    """The realm's portal listener on, pushing to the live server, for this test only (off
+    again before the test's users are deleted, whose deletion would be pushed too)."""
+    settings.KEYCLOAK_PUSH_EVENTS = True
+    assert bootstrap.ensure_realm(bootstrapped) == [f"updated realm {bootstrapped.realm}"]
+    yield bootstrapped
+    settings.KEYCLOAK_PUSH_EVENTS = False
+    bootstrap.ensure_realm(bootstrapped)

@@ -9,7 +9,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,12 +21,13 @@ from django.utils import timezone
 from playwright.sync_api import Page
 from standardwebhooks.webhooks import Webhook
 
-from apikeys.keycloak import bootstrap, desired
+from apikeys.keycloak import desired
 from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, KeyUsage, User
 from apikeys.operations import lifecycle
 from apikeys.operations.accounts import OWNER_DISABLED
 from tests.accounts import KeycloakUser
+from tests.conftest import TARGET, eventually
 from tests.factories import issue, portal_user, record_key, works
 from tests.tokens import request_token
 
@@ -36,33 +37,6 @@ pytestmark = [
     pytest.mark.usefixtures("key_clients"),
     pytest.mark.django_db(transaction=True),
 ]
-
-TARGET = 5.0  # seconds from the change in Keycloak to its effect in the portal
-
-
-def eventually(check: Callable[[], bool], *, within: float = TARGET) -> float:
-    """Seconds until `check()` held; fails if it did not within `within`."""
-    began = time.monotonic()
-    while not check():
-        assert time.monotonic() - began < within, f"not within {within} s"
-        time.sleep(0.05)
-    return time.monotonic() - began
-
-
-@pytest.fixture
-def pushing(
-    live_server: Any,
-    bootstrapped: Connection,
-    settings: Any,
-    make_keycloak_user: Callable[..., KeycloakUser],
-) -> Iterator[Connection]:
-    """The realm's portal listener on, pushing to the live server, for this test only (off
-    again before the test's users are deleted, whose deletion would be pushed too)."""
-    settings.KEYCLOAK_PUSH_EVENTS = True
-    assert bootstrap.ensure_realm(bootstrapped) == [f"updated realm {bootstrapped.realm}"]
-    yield bootstrapped
-    settings.KEYCLOAK_PUSH_EVENTS = False
-    bootstrap.ensure_realm(bootstrapped)
 
 
 def test_the_realm_has_the_listener_only_while_push_is_on(pushing: Connection) -> None:

@@ -11,7 +11,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +24,6 @@ from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from apikeys.keycloak import bootstrap
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
 from apikeys.keycloak.key_clients import TEAM_ATTRIBUTE
@@ -43,6 +42,7 @@ from apikeys.operations import lifecycle, teams, webhooks
 from apikeys.operations.reconcile import reconcile
 from tests.accounts import PASSWORD, KeycloakUser
 from tests.browser import sign_in
+from tests.conftest import eventually
 from tests.factories import issue, portal_user, record_key, secret_works, unique_user, works
 from tests.mail import messages_to, plain_text, wait_for_message
 from tests.test_restore import take_backup
@@ -81,30 +81,6 @@ def invitation_link(email: str) -> str:
     link = re.search(r"https?://\S+/invitations/\S+/", text)
     assert link is not None, text
     return link.group(0)
-
-
-@pytest.fixture
-def pushing(
-    live_server: Any,
-    bootstrapped: Connection,
-    settings: Any,
-    make_keycloak_user: Callable[..., KeycloakUser],
-) -> Iterator[Connection]:
-    """Keycloak's event listener pushing to the live portal, for this test only (off again
-    before the test's users are deleted)."""
-    settings.KEYCLOAK_PUSH_EVENTS = True
-    bootstrap.ensure_realm(bootstrapped)
-    yield bootstrapped
-    settings.KEYCLOAK_PUSH_EVENTS = False
-    bootstrap.ensure_realm(bootstrapped)
-
-
-def eventually(check: Callable[[], bool], *, within: float = 5.0) -> float:
-    began = time.monotonic()
-    while not check():
-        assert time.monotonic() - began < within, f"not within {within} s"
-        time.sleep(0.05)
-    return time.monotonic() - began
 
 
 # --- The journey: invite, register, accept, make, rotate, leave -------------------------

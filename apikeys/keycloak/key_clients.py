@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 Representation = dict[str, Any]
 
@@ -63,6 +64,7 @@ class KeyClient:
     representation: Representation = field(repr=False)  # as read, secret included
 
     @classmethod
+    @sensitive_variables()  # the representation holds the client's secret
     def read(cls, representation: Representation) -> KeyClient:
         return cls(
             id=str(representation["id"]),
