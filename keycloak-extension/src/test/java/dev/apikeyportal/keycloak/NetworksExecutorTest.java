@@ -114,11 +114,13 @@ class NetworksExecutorTest {
 
   @Test
   void keycloakFindsTheFactory() {
-    var factories = ServiceLoader.load(ClientPolicyExecutorProviderFactory.class).stream().toList();
+    ClientPolicyExecutorProviderFactory factory =
+        ServiceLoader.load(ClientPolicyExecutorProviderFactory.class).stream()
+            .map(ServiceLoader.Provider::get)
+            .filter(found -> found.getId().equals("apikey-portal-networks"))
+            .findFirst()
+            .orElseThrow();
 
-    assertEquals(1, factories.size());
-    ClientPolicyExecutorProviderFactory factory = factories.get(0).get();
-    assertEquals("apikey-portal-networks", factory.getId());
     assertTrue(factory.getConfigProperties().isEmpty());
     assertEquals("apikey-portal-networks", factory.create(null).getProviderId());
   }
