@@ -163,6 +163,42 @@ def printable_validator(value: str) -> None:
         raise ValidationError("Use printable characters only (no tabs, line breaks or controls).")
 
 
+# A permission's name: a resource and an action ("invoices:read"), lower case, no spaces. The
+# colon keeps names apart from Keycloak's own scopes (openid, profile…) and the APIs' (api-…).
+permission_name_validator = RegexValidator(
+    r"^[a-z][a-z0-9_-]{0,30}(:[a-z][a-z0-9_-]{0,30}){1,2}\Z",
+    "Use a resource and an action such as invoices:read: lower-case letters, digits, - and _, "
+    "parts joined by a colon (two or three parts).",
+)
+
+
+class Permission(models.Model):
+    """One thing a key of an API may do (`invoices:read`). Keycloak holds it as a client scope
+    of the same name (apikeys/keycloak/desired.py), a default scope of the keys that hold it,
+    so their tokens carry it in `scope`; the API's servers check it (`bearer_token_required`).
+    """
+
+    api = models.ForeignKey(Api, on_delete=models.PROTECT, related_name="permissions")
+    # Also the client scope's name, so unique in the realm, and never changed.
+    name = models.CharField(max_length=64, unique=True, validators=[permission_name_validator])
+    description = models.CharField(max_length=200, validators=[printable_validator])
+    # Granting it (to a new key or an existing one) waits for an administrator's approval.
+    requires_approval = models.BooleanField(default=False)
+    # New keys get it unless their maker leaves it out.
+    default = models.BooleanField(default=True)
+    # The client scope's id in Keycloak, known once it exists.
+    scope_id = models.CharField(max_length=36, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    EDITABLE_FIELDS = ("description", "requires_approval", "default")
+
+    class Meta:
+        ordering = ("api", "name")
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class TeamRole(models.TextChoices):
     """What a member may do in a team (apikeys/access.py decides with it)."""
 
@@ -313,6 +349,7 @@ ACTIONS_ALLOWED: dict[str, tuple[KeyStatus, ...]] = {
     "end_grace": _ISSUED,
     "change_public_keys": _ISSUED,
     "change_networks": _ISSUED,
+    "change_permissions": _ISSUED,
     "revoke": (*_ISSUED, KeyStatus.REVOKING, KeyStatus.SUSPENDING),
     "expire": _ISSUED,
 }
@@ -517,6 +554,8 @@ class ApiKey(models.Model):
     # The network ranges (normalised CIDR) its tokens may be requested from; empty: anywhere.
     # Keycloak enforces them (apikeys/credentials/networks.py).
     networks = models.JSONField(default=list, blank=True)
+    # What its tokens may do at its API: these permissions, in their `scope` claim.
+    permissions = models.ManyToManyField(Permission, blank=True, related_name="keys")
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -612,6 +651,19 @@ class ApiKey(models.Model):
     can_revoke = _Allows()
     can_change_public_keys = _Allows()
     can_change_networks = _Allows()
+    can_change_permissions = _Allows()
+
+    @property
+    def needs_approval(self) -> bool:
+        """An administrator approves it before it works: its API, or one of its permissions,
+        says so."""
+        return self.api.requires_approval or any(
+            p.requires_approval for p in self.permissions.all()
+        )
+
+    @property
+    def permission_names(self) -> list[str]:
+        return sorted(p.name for p in self.permissions.all())
 
     @property
     def uses_secret(self) -> bool:
@@ -685,6 +737,40 @@ AUDIT_VIA: ContextVar[str] = ContextVar("audit_via", default="web")
 # administrator acting there acts as one, even on a team they are in (their entries then
 # show the team "an administrator", with no address).
 AUDIT_AS_ADMIN: ContextVar[bool] = ContextVar("audit_as_admin", default=False)
+
+
+class PermissionRequest(models.Model):
+    """A key's request for permissions that need an administrator's approval. The key keeps
+    working with what it has until an administrator decides; one open request per key."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="permission_requests")
+    permissions = models.ManyToManyField(Permission, related_name="+")
+    justification = models.TextField()
+    requested_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    approved = models.BooleanField(null=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("created_at",)
+        constraints = (
+            models.UniqueConstraint(
+                fields=["key"],
+                condition=models.Q(decided_at__isnull=True),
+                name="one_open_permission_request_per_key",
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{', '.join(self.names)} for {self.key}"
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(p.name for p in self.permissions.all())
 
 
 class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):
@@ -766,6 +852,11 @@ class AuditEntry(models.Model):
         OWNER_APPOINTED = "owner_appointed", "Owner appointed"
         TEAM_OWNERLESS = "team_ownerless", "Team lost its last owner"
         TRANSFERRED = "transferred", "Key moved"
+        PERMISSIONS_CHANGED = "permissions", "Permissions changed"
+        PERMISSIONS_REQUESTED = "perm_requested", "Permissions requested"
+        PERMISSIONS_REFUSED = "perm_refused", "Permissions refused"
+        PERMISSION_DEFINED = "perm_defined", "Permission added to the API"
+        PERMISSION_CHANGED = "perm_changed", "Permission changed"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # None when the portal acted by itself (expiry from cron, reconcile).
@@ -1027,6 +1118,7 @@ KEY_EVENTS: dict[str, str] = {
     AuditEntry.Action.EXPIRED: "key.expired",
     AuditEntry.Action.TRANSFERRED: "key.transferred",
     AuditEntry.Action.NETWORKS_CHANGED: "key.updated",
+    AuditEntry.Action.PERMISSIONS_CHANGED: "key.updated",
 }
 # Sent by the jobs rather than an audited change: a reminder threshold, dormancy; and on demand.
 JOB_EVENTS = ("key.expiring", "key.unused")
@@ -1044,7 +1136,7 @@ EVENT_LABELS = {
     "key.expired": "A key expired",
     "key.unused": "A key has not been used for a while",
     "key.transferred": "A key moves to another team or owner",
-    "key.updated": "A key's allowed networks change",
+    "key.updated": "A key's permissions or allowed networks change",
 }
 
 
@@ -1156,6 +1248,7 @@ def key_payload(key: ApiKey) -> dict[str, Any]:
         "credential": key.credential,
         "expires_at": key.expires_at.isoformat(),
         "networks": list(key.networks),
+        "permissions": sorted(p.name for p in key.permissions.all()),
     }
 
 

@@ -10,10 +10,11 @@ import requests
 from django.conf import settings
 
 
-def request_token(client_id: str, secret: str) -> requests.Response:
+def request_token(client_id: str, secret: str, *, scope: str | None = None) -> requests.Response:
+    """The client-credentials grant, asking for `scope` if given (RFC 6749 §3.3)."""
     return requests.post(
         settings.TOKEN_ENDPOINT,
-        data={"grant_type": "client_credentials"},
+        data={"grant_type": "client_credentials"} | ({"scope": scope} if scope else {}),
         auth=(client_id, secret),
         timeout=10,
     )

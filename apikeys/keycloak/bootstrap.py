@@ -18,7 +18,7 @@ from django.conf import settings
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak import convergence, desired
 from apikeys.keycloak.client import Connection, Representation
-from apikeys.models import Api, ApiKey
+from apikeys.models import Api, ApiKey, Permission
 
 
 def run(
@@ -42,6 +42,9 @@ def run(
     changes += ensure_client_policy(conn, "policies", desired.key_secrets_policy())
     for api in apis:
         changes += ensure_api_scope(conn, api)
+        held = api.permissions.select_related("api") if api.pk else []  # in the catalog
+        for permission in held:
+            changes += ensure_permission_scope(conn, permission)
     return changes
 
 
@@ -169,11 +172,15 @@ def _require_networks_executor(conn: Connection) -> None:
                 "first, or keep it true."
             )
         return
-    if desired.NETWORKS_EXECUTOR not in keycloak.providers(conn, "client-policy-executor"):
+    loaded = keycloak.providers(conn, "client-policy-executor")
+    for executor in (desired.NETWORKS_EXECUTOR, desired.PERMISSIONS_EXECUTOR):
+        if executor in loaded:
+            continue
         raise MissingExecutor(
-            f"Keycloak has no {desired.NETWORKS_EXECUTOR!r} client policy executor: put "
+            f"Keycloak has no {executor!r} client policy executor: put "
             "keycloak-extension's jar in its providers/ (and run `kc.sh build`), or set "
-            "KEYCLOAK_NETWORK_RANGES=false (no key can then be limited to network ranges)."
+            "KEYCLOAK_NETWORK_RANGES=false (no key can then be limited to network ranges, "
+            "nor a token to fewer permissions than its key has)."
         )
 
 
@@ -194,6 +201,19 @@ def ensure_api_scope(conn: Connection, api: Api, *, adopt: bool = True) -> list[
     made before scopes were marked, and is marked (and said so).
     """
     return ensure_client_scope(conn, desired.api_scope(api), adopt=adopt)
+
+
+def ensure_permission_scope(
+    conn: Connection, permission: Permission, *, adopt: bool = True
+) -> list[str]:
+    """Create or repair a permission's client scope (see ensure_api_scope), and remember its
+    id on the record: keys' clients are given the scope by id."""
+    changes = ensure_client_scope(conn, desired.permission_scope(permission), adopt=adopt)
+    scope = keycloak.find_client_scope(conn, permission.name)
+    if scope is not None and scope["id"] != permission.scope_id:
+        permission.scope_id = scope["id"]
+        Permission.objects.filter(pk=permission.pk).update(scope_id=scope["id"])
+    return changes
 
 
 def ensure_client_scope(

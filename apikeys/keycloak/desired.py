@@ -34,7 +34,7 @@ from apikeys.keycloak.key_clients import (
     Representation,
     seal,
 )
-from apikeys.models import Api, ApiKey
+from apikeys.models import Api, ApiKey, Permission
 
 # How long after its `iat` Keycloak takes a private_key_jwt client assertion (its default
 # too, made explicit): an assertion is made for one token request, not kept.
@@ -288,6 +288,34 @@ def api_scope(api: Api) -> Representation:
     }
 
 
+# Marks a client scope as one of the catalog's permissions: the extension's executor narrows
+# a token's permissions to those its request's `scope` names (keycloak-extension/).
+PERMISSION_ATTRIBUTE = "portal.permission"
+
+
+def permission_scope(permission: Permission) -> Representation:
+    """The client scope of one permission: its name in the `scope` claim, nothing else (no
+    mapper; the description for people stays in the portal)."""
+    return {
+        "name": permission.name,
+        "description": f"Permission of {permission.api.name}",
+        "protocol": "openid-connect",
+        "attributes": {
+            "include.in.token.scope": "true",
+            "display.on.consent.screen": "false",
+            MANAGED_ATTRIBUTE: "true",
+            PERMISSION_ATTRIBUTE: "true",
+        },
+        "protocolMappers": [],
+    }
+
+
+def key_scopes(key: ApiKey) -> list[str]:
+    """A key client's default client scopes: its API's audience, `basic` (for `sub`),
+    `service_account` (Keycloak attaches it anyway) and the key's permissions."""
+    return [key.api.scope_name, "basic", "service_account", *key.permission_names]
+
+
 def key_client_enabled(key: ApiKey, now: datetime, *, status: str | None = None) -> bool:
     """Whether a key's client may give tokens: the one place this is decided.
 
@@ -384,9 +412,8 @@ def key_client(key: ApiKey, *, now: datetime, secret: str | None = None) -> Repr
     """The whole Keycloak client of a key: sent in one POST (with the new `secret`, if any).
 
     Without a secret it is what reconcile compares a client with. Only client-credentials is
-    on. `fullScopeAllowed` is off and no role is in scope, so tokens carry no roles. Default
-    scopes are the API's audience scope, `basic` (for `sub`) and `service_account`, which
-    Keycloak attaches to every service-account client anyway. No customer input goes in:
+    on. `fullScopeAllowed` is off and no role is in scope, so tokens carry no roles. Its
+    default scopes are `key_scopes`. No customer input goes in:
     names and descriptions stay in the portal; a private_key_jwt key's public keys are the
     JWKS the portal rebuilt from the keys it checked (`apikeys/credentials/public_keys.py`).
     """
@@ -416,7 +443,7 @@ def key_client(key: ApiKey, *, now: datetime, secret: str | None = None) -> Repr
             **expires_attribute(key),
             **networks_attribute(key),
         },
-        "defaultClientScopes": [api.scope_name, "basic", "service_account"],
+        "defaultClientScopes": key_scopes(key),
         "optionalClientScopes": [],
         "protocolMappers": [],
     }
@@ -501,11 +528,14 @@ KEY_SECRETS_POLICY = "portal-key-secrets"
 # The portal extension's executor that refuses a key's token request from outside its
 # network ranges (apikeys/credentials/networks.py).
 NETWORKS_EXECUTOR = "apikey-portal-networks"
+# Its executor that narrows a token's permissions to those its request's `scope` names.
+PERMISSIONS_EXECUTOR = "apikey-portal-permissions"
 
 
 def key_secrets_profile() -> Representation:
     """The client profile of every key's client: the secret's expiry kept, and (when
-    KEYCLOAK_NETWORK_RANGES) token requests refused from outside the key's ranges."""
+    KEYCLOAK_NETWORK_RANGES: the portal's extension is there) token requests refused from
+    outside the key's ranges, and tokens narrowed to the permissions their request asks for."""
     executors: list[Representation] = [
         {
             "executor": "secret-rotation",
@@ -516,8 +546,9 @@ def key_secrets_profile() -> Representation:
             },
         }
     ]
-    if settings.KEYCLOAK_NETWORK_RANGES:
+    if settings.KEYCLOAK_NETWORK_RANGES:  # the portal's extension is in Keycloak
         executors.append({"executor": NETWORKS_EXECUTOR, "configuration": {}})
+        executors.append({"executor": PERMISSIONS_EXECUTOR, "configuration": {}})
     return {
         "name": KEY_SECRETS_POLICY,
         "description": "API key portal: keep each key's secret expiry across admin updates, "

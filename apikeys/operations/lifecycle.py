@@ -56,12 +56,13 @@ from apikeys.models import (
     ApiKey,
     AuditEntry,
     KeyStatus,
+    Permission,
     PublicKey,
     Team,
     User,
     WrongState,
 )
-from apikeys.operations import notifications
+from apikeys.operations import notifications, permissions
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,8 @@ class KeyOrder:
     request_id: uuid.UUID | None = None
     team: Team | None = None  # the team that will hold it; None: its maker's personal key
     networks: Sequence[str] = ()  # normalised CIDR ranges (apikeys/credentials/networks.py)
+    # The API's permissions it gets, by name; None: those the API gives new keys by default.
+    permissions: Sequence[str] | None = None
 
 
 @sensitive_variables()  # every local may hold the secret: none goes in an error report
@@ -174,8 +177,11 @@ def _check_order(order: KeyOrder) -> None:
     api = Api.objects.get(pk=order.api.pk)
     if api.retired_at is not None:
         raise KeyNotIssued(f"{api.name} is retired and takes no new keys.")
-    if api.requires_approval and not order.justification.strip():
-        raise KeyNotIssued(f"{api.name} needs an administrator's approval: say why you need it.")
+    chosen = _chosen_permissions(api, order)
+    waits = [p.name for p in chosen if p.requires_approval]
+    if (api.requires_approval or waits) and not order.justification.strip():
+        what = api.name if api.requires_approval else ", ".join(waits)
+        raise KeyNotIssued(f"{what} needs an administrator's approval: say why you need it.")
     if order.networks and not settings.KEYCLOAK_NETWORK_RANGES:
         raise KeyNotIssued(
             "This portal's Keycloak does not enforce network ranges: leave them out."
@@ -185,6 +191,13 @@ def _check_order(order: KeyOrder) -> None:
     signed = order.credential == ApiKey.Credential.SIGNED_JWT
     if signed and not (order.public_keys or order.jwks_url):
         raise KeyNotIssued("A key signed with a private key needs a public key or a JWKS URL.")
+
+
+def _chosen_permissions(api: Api, order: KeyOrder) -> list[Permission]:
+    try:
+        return permissions.resolve(api, order.permissions)
+    except permissions.PermissionRefused as refused:
+        raise KeyNotIssued(str(refused)) from None
 
 
 def _take_apart(key: ApiKey, error: KeycloakFailure) -> None:
@@ -236,6 +249,7 @@ def _reserve(owner: User, order: KeyOrder) -> ApiKey:
             raise NameTaken(f"{_holder(order.team)} a key called “{order.name}”.") from error
         if order.public_keys:
             record_public_keys(key, order.public_keys)
+        key.permissions.set(_chosen_permissions(order.api, order))
         return key
 
 
@@ -304,7 +318,7 @@ def finish_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> Re
         crash_point("issue:client-created")
         if secret is not None:  # its first: an attempt that died recorded none
             fingerprints.record_first(key, secret, now=now)
-        status = ApiKey.Status.PENDING if key.api.requires_approval else ApiKey.Status.ACTIVE
+        status = ApiKey.Status.PENDING if key.needs_approval else ApiKey.Status.ACTIVE
         key.set_status(status, keycloak_id=client_uuid)
         AuditEntry.record(key, AuditEntry.Action.CREATED, actor=actor, ip_address=ip_address)
     if key.status == ApiKey.Status.PENDING:

@@ -22,6 +22,7 @@ from apikeys.models import (
     Invitation,
     LeakReport,
     Membership,
+    PermissionRequest,
     Team,
     User,
     WebhookEndpoint,
@@ -62,6 +63,16 @@ def request_arrived(key: ApiKey) -> None:
         f"Key request for {key.api.name}: “{key.name}” from {key.owner.email}{team}",
         "emails/request_arrived.txt",
         {"key": key, "queue_url": _url(reverse("manage_approvals"))},
+        admin_recipients(),
+    )
+
+
+def permissions_requested(request: PermissionRequest) -> None:
+    key = request.key
+    _send(
+        f"Permissions requested for “{key.name}” ({key.api.name}): {', '.join(request.names)}",
+        "emails/permissions_requested.txt",
+        {"request": request, "key": key, "queue_url": _url(reverse("manage_approvals"))},
         admin_recipients(),
     )
 

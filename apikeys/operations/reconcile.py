@@ -66,7 +66,16 @@ from apikeys.keycloak import bootstrap, convergence, desired
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection, KeycloakFailure, Representation
 from apikeys.keycloak.key_clients import KeyClient
-from apikeys.models import INTENTS, Api, ApiKey, AuditEntry, KeyStatus, WrongState, this_instance
+from apikeys.models import (
+    INTENTS,
+    Api,
+    ApiKey,
+    AuditEntry,
+    KeyStatus,
+    Permission,
+    WrongState,
+    this_instance,
+)
 from apikeys.operations import lifecycle, recovery
 
 log = logging.getLogger(__name__)
@@ -124,9 +133,10 @@ def reconcile(
     seen: set[str] = set()
     scope_ids = convergence.scope_ids_by_name(conn)
     for clients in keycloak.key_clients(conn, ApiKey.CLIENT_ID_PREFIX, PAGE):
-        records = ApiKey.objects.select_related("api", "owner").in_bulk(
-            [c.client_id for c in clients], field_name="client_id"
+        with_permissions = ApiKey.objects.select_related("api", "owner").prefetch_related(
+            "permissions"
         )
+        records = with_permissions.in_bulk([c.client_id for c in clients], field_name="client_id")
         for client in clients:
             seen.add(client.client_id)
             key = records.get(client.client_id)
@@ -204,15 +214,15 @@ def _check_client(
             Finding(client_id, f"{key.status} key still has a client", "delete the client"),
             lambda: _delete_if_still(conn, client, key),
         )
-    narrowed = _keep_narrowed_networks(client, key, wanted)
+    narrowed = _keep_narrowed(client, key, wanted)
     changes = convergence.plan(client, wanted).parts
     if client.team != str(key.team_id or ""):
         changes.append("team")
     if key.client_missing_since or key.keycloak_id != client.id:
         changes.append("record")
     if not changes and narrowed:
-        problem = "network ranges narrowed in Keycloak, outside the portal"
-        action = "kept (restrictive wins): set the key's ranges to match, or put them back"
+        problem = f"{' and '.join(narrowed)} narrowed in Keycloak, outside the portal"
+        action = "kept (restrictive wins): change the key to match, or put them back"
         return _Plan(Finding(client_id, problem, action, done=True), lambda: None)
     if not changes:
         return None
@@ -220,6 +230,24 @@ def _check_client(
         Finding(client_id, f"drift in {', '.join(changes)}", "restore the portal's settings"),
         lambda: _repair(conn, client, key, now=now, scope_ids=scope_ids),
     )
+
+
+def _keep_narrowed(client: KeyClient, key: ApiKey, wanted: Representation) -> list[str]:
+    """What an operator narrowed in Keycloak and reconcile keeps: the key's network ranges,
+    its permissions (a permission's scope taken off the client). Wider is narrowed back."""
+    kept = ["network ranges"] if _keep_narrowed_networks(client, key, wanted) else []
+    return kept + (["permissions"] if _keep_removed_permissions(client, key, wanted) else [])
+
+
+def _keep_removed_permissions(client: KeyClient, key: ApiKey, wanted: Representation) -> bool:
+    """Restrictive wins: a permission's scope an operator took off the key's client stays off
+    (and is reported); one added by hand is taken off again."""
+    have = set(client.representation.get("defaultClientScopes") or [])
+    removed = set(key.permission_names) - have
+    if removed:
+        kept = [scope for scope in wanted["defaultClientScopes"] if scope not in removed]
+        wanted["defaultClientScopes"] = kept
+    return bool(removed)
 
 
 def _keep_narrowed_networks(client: KeyClient, key: ApiKey, wanted: Representation) -> bool:
@@ -449,7 +477,7 @@ def _repair(
         if desired.key_client_enabled(key, now) and not current.enabled:
             _suspend(key, lifecycle.CLIENT_DISABLED)  # disabled since the scan: it wins
             return
-        _keep_narrowed_networks(current, key, wanted)
+        _keep_narrowed(current, key, wanted)
         plan = convergence.plan(current, wanted)
         if current.team != str(key.team_id or ""):  # a team given or taken by hand
             plan.add("team", desired.holder_marks(key))
@@ -592,7 +620,36 @@ def _check_api_scopes(conn: Connection) -> list[_Plan]:
                 lambda api=api: _restore_scope(conn, api),  # type: ignore[misc]
             )
         )
+    return plans + _check_permission_scopes(conn, scopes)
+
+
+def _check_permission_scopes(conn: Connection, scopes: dict[str, Representation]) -> list[_Plan]:
+    """Each permission's client scope, converged like bootstrap does (or made, if missing)."""
+    plans = []
+    for permission in Permission.objects.select_related("api"):
+        current = scopes.get(permission.name)
+        wanted = desired.permission_scope(permission)
+        if current is None:
+            problem = "the permission's client scope is missing"
+        elif not desired.is_managed(current):
+            problem = "the permission's client scope is not marked as the portal's"
+        elif plan := convergence.plan(current, wanted, kind="client scope"):
+            problem = f"drift in {', '.join(plan.parts)}"
+        else:
+            continue
+        plans.append(
+            _Plan(
+                Finding(permission.name, problem, "restore it"),
+                lambda p=permission: _restore_permission_scope(conn, p),  # type: ignore[misc]
+            )
+        )
     return plans
+
+
+def _restore_permission_scope(conn: Connection, permission: Permission) -> None:
+    if changes := bootstrap.ensure_permission_scope(conn, permission):
+        reason = f"Reconcile restored the client scope of {permission.name}: " + "; ".join(changes)
+        AuditEntry.record(permission.api, AuditEntry.Action.REPAIRED, actor=None, reason=reason)
 
 
 def _restore_scope(conn: Connection, api: Api) -> None:

@@ -45,7 +45,7 @@ from apikeys.keycloak import client as keycloak
 from apikeys.keycloak import convergence, desired
 from apikeys.keycloak.client import Connection
 from apikeys.keycloak.key_clients import KeyClient
-from apikeys.models import Api, ApiKey, AuditEntry, Team, User
+from apikeys.models import Api, ApiKey, AuditEntry, Permission, Team, User
 from apikeys.operations import lifecycle, notifications
 
 log = logging.getLogger(__name__)
@@ -226,6 +226,7 @@ def recover(
         key.team = _save_team(found)
         key.save(force_insert=True)
         lifecycle.record_public_keys(key, found.public_keys)
+        key.permissions.set(_held_permissions(key, current))
         reason = (
             "Rebuilt from its client in Keycloak: the portal had no record of it (a restore "
             f"of the portal's database?). Recovered as {key.get_status_display().lower()}."
@@ -243,6 +244,12 @@ def recover(
         convergence.apply(conn, plan, scope_ids)
         transaction.on_commit(lambda: notifications.key_recovered(key))
     return f"recovered as {key.status}"
+
+
+def _held_permissions(key: ApiKey, client: KeyClient) -> list[Permission]:
+    """The permissions of the key's API whose scopes its client has: what its tokens carry."""
+    scopes = client.representation.get("defaultClientScopes") or []
+    return list(key.api.permissions.filter(name__in=scopes))
 
 
 def _owner_still_active(found: Rebuilt | Unrecoverable) -> bool:

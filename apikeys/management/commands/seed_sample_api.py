@@ -4,7 +4,12 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from apikeys.models import Api
+from apikeys.models import Api, Permission
+
+SAMPLE_PERMISSIONS = (
+    ("orders:read", "Read the orders (GET /api/v1/sample/orders)", False),
+    ("orders:write", "Place orders (POST /api/v1/sample/orders)", True),
+)
 
 
 class Command(BaseCommand):
@@ -23,3 +28,14 @@ class Command(BaseCommand):
             },
         )
         self.stdout.write(f"{api.name}: {'added' if created else 'already in the catalog'}")
+        # What its endpoints check (apikeys/views/sample_api.py); bootstrap makes the scopes.
+        for name, description, needs_approval in SAMPLE_PERMISSIONS:
+            Permission.objects.get_or_create(
+                name=name,
+                defaults={
+                    "api": api,
+                    "description": description,
+                    "requires_approval": needs_approval,
+                    "default": not needs_approval,
+                },
+            )

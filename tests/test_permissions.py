@@ -1,0 +1,278 @@
+"""Permissions within an API, on the real Keycloak: each a client scope the portal makes, a
+default scope of the keys that hold it, in their tokens' `scope` claim; fewer on request
+(the extension's `apikey-portal-permissions` executor), never more (Keycloak refuses)."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.test import Client
+
+from apikeys.keycloak import bootstrap, desired
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak.client import Connection
+from apikeys.models import Api, ApiKey, AuditEntry, Permission, User, WebhookMessage
+from apikeys.operations import lifecycle, permissions, webhooks
+from apikeys.operations.reconcile import reconcile
+from tests.factories import issue
+from tests.tokens import claims, request_token
+
+pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
+
+READ, WRITE = "orders:read", "orders:write"
+
+
+@pytest.fixture
+def orders(sample: Api, admin_user: User) -> dict[str, Permission]:
+    """The sample API's permissions: reading is given by default, writing needs approval."""
+    read = permissions.define_permission(
+        sample, name=READ, description="Read the orders", actor=admin_user
+    ).permission
+    write = permissions.define_permission(
+        sample,
+        name=WRITE,
+        description="Place orders",
+        requires_approval=True,
+        default=False,
+        actor=admin_user,
+    ).permission
+    return {READ: read, WRITE: write}
+
+
+def scope_of(made: lifecycle.Revealed, *, scope: str | None = None) -> set[str]:
+    answer = request_token(made.key.client_id, made.secret, scope=scope)
+    assert answer.status_code == 200, answer.text
+    return set(claims(answer.json()["access_token"]).get("scope", "").split())
+
+
+def bearer(made: lifecycle.Revealed) -> dict[str, str]:
+    token = request_token(made.key.client_id, made.secret).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_read_only_key_reads_and_is_refused_writing(
+    client: Client, owner: User, orders: dict[str, Permission]
+) -> None:
+    made = issue(owner, orders[READ].api, "reader")  # the API's defaults: read only
+
+    assert made.key.status == ApiKey.Status.ACTIVE
+    scope = scope_of(made)
+    assert READ in scope
+    assert WRITE not in scope
+    assert client.get("/api/v1/sample/orders", headers=bearer(made)).status_code == 200
+    order = {"item": "x"}
+    refused = client.post(
+        "/api/v1/sample/orders", order, content_type="application/json", headers=bearer(made)
+    )
+    assert refused.status_code == 403
+    challenge = refused["WWW-Authenticate"]
+    assert 'error="insufficient_scope"' in challenge
+    assert f'scope="{WRITE}"' in challenge
+
+
+def test_narrowing_takes_effect_on_the_next_token_and_is_audited(
+    owner: User, orders: dict[str, Permission]
+) -> None:
+    made = issue(owner, orders[READ].api, "both", permissions=[READ], lifetime_days=5)
+    assert READ in scope_of(made)
+
+    outcome = permissions.set_key_permissions(made.key, [], actor=owner)
+
+    assert outcome.removed == [READ]
+    assert outcome.requested is None
+    assert READ not in scope_of(made)
+    entry = AuditEntry.objects.filter(key=made.key).latest("at")
+    assert entry.action == AuditEntry.Action.PERMISSIONS_CHANGED
+    assert entry.reason == "Removed orders:read. Now: none."
+
+
+def test_widening_to_a_permission_that_needs_approval_waits_for_an_administrator(
+    owner: User, admin_user: User, orders: dict[str, Permission]
+) -> None:
+    made = issue(owner, orders[READ].api, "grows")
+    with pytest.raises(permissions.PermissionRefused, match="say why"):
+        permissions.set_key_permissions(made.key, [READ, WRITE], actor=owner)
+
+    outcome = permissions.set_key_permissions(
+        made.key, [READ, WRITE], justification="We place orders now", actor=owner
+    )
+
+    assert outcome.requested is not None
+    assert outcome.requested.names == [WRITE]
+    assert WRITE not in scope_of(made)  # the key works meanwhile, with what it had
+    assert READ in scope_of(made)
+    with pytest.raises(permissions.PermissionRefused, match="already has a request waiting"):
+        permissions.set_key_permissions(made.key, [READ, WRITE], justification="again", actor=owner)
+    with pytest.raises(lifecycle.WrongState, match="your own request"):
+        permissions.decide_request(outcome.requested, approve=True, actor=owner)
+
+    permissions.decide_request(outcome.requested, approve=True, actor=admin_user)
+
+    assert scope_of(made) >= {READ, WRITE}
+    assert ApiKey.objects.get(pk=made.key.pk).permission_names == [READ, WRITE]
+
+
+def test_a_refused_request_changes_nothing_and_says_why(
+    owner: User, admin_user: User, orders: dict[str, Permission]
+) -> None:
+    made = issue(owner, orders[READ].api, "refused")
+    asked = permissions.set_key_permissions(
+        made.key, [READ, WRITE], justification="please", actor=owner
+    ).requested
+    assert asked is not None
+
+    permissions.decide_request(asked, approve=False, actor=admin_user, reason="Not for tests")
+
+    assert WRITE not in scope_of(made)
+    entry = AuditEntry.objects.filter(key=made.key).latest("at")
+    assert entry.action == AuditEntry.Action.PERMISSIONS_REFUSED
+    assert entry.reason == "Refused orders:write: Not for tests"
+    with pytest.raises(lifecycle.WrongState, match="already decided"):
+        permissions.decide_request(asked, approve=True, actor=admin_user)
+
+
+def test_a_new_key_asking_for_a_permission_that_needs_approval_waits_as_a_whole(
+    owner: User, admin_user: User, orders: dict[str, Permission]
+) -> None:
+    api = orders[READ].api
+    with pytest.raises(lifecycle.KeyNotIssued, match="orders:write needs an administrator"):
+        issue(owner, api, "writer", permissions=[WRITE])
+
+    made = issue(owner, api, "writer", permissions=[WRITE], justification="we sell")
+
+    assert made.key.status == ApiKey.Status.PENDING
+    lifecycle.approve_key(made.key, actor=admin_user)
+    assert scope_of(made) >= {WRITE}
+
+
+def test_a_partner_may_ask_for_fewer_and_never_gets_more(
+    owner: User, admin_user: User, orders: dict[str, Permission]
+) -> None:
+    made = issue(owner, orders[READ].api, "all", permissions=[READ, WRITE], justification="j")
+    lifecycle.approve_key(made.key, actor=admin_user)
+    assert scope_of(made) >= {READ, WRITE}
+
+    assert WRITE not in scope_of(made, scope=READ)
+    assert READ in scope_of(made, scope=READ)
+    assert not scope_of(made, scope=orders[READ].api.scope_name) & {READ, WRITE}
+
+    reader = issue(owner, orders[READ].api, "reader only")
+    more = request_token(reader.key.client_id, reader.secret, scope=f"{READ} {WRITE}")
+    assert more.status_code == 400
+    assert more.json()["error"] == "invalid_scope"
+
+
+def test_an_unknown_permission_is_refused_with_the_ones_there_are(
+    owner: User, orders: dict[str, Permission]
+) -> None:
+    with pytest.raises(lifecycle.KeyNotIssued, match=r"has no permission refunds:write\. Its perm"):
+        issue(owner, orders[READ].api, "x", permissions=["refunds:write"])
+    assert not ApiKey.objects.filter(owner=owner).exists()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "orders",  # no action
+        "Orders:Read",
+        "orders:read write",
+        "${jndi:ldap://x}:read",
+        'a:b"}],"protocolMappers":[{"x":"y',
+        "openid",
+        "api-sample:x:y:z",
+    ],
+)
+def test_permission_names_are_strict_and_nothing_reaches_keycloak(
+    sample: Api, admin_user: User, key_clients: Connection, name: str
+) -> None:
+    with pytest.raises(ValidationError, match="resource and an action"):
+        permissions.define_permission(sample, name=name, description="d", actor=admin_user)
+    assert not Permission.objects.exists()
+    assert keycloak.find_client_scope(key_clients, name) is None
+
+
+def test_a_name_taken_in_the_realm_by_someone_else_is_refused(
+    sample: Api, admin_user: User, key_clients: Connection
+) -> None:
+    theirs = {"name": "billing:export", "protocol": "openid-connect"}
+    existing = keycloak.find_client_scope(key_clients, "billing:export")
+    scope_id = existing["id"] if existing else keycloak.create_client_scope(key_clients, theirs)
+    try:
+        with pytest.raises(bootstrap.ScopeTaken):
+            permissions.define_permission(
+                sample, name="billing:export", description="d", actor=admin_user
+            )
+        assert not Permission.objects.exists()
+    finally:
+        keycloak.delete_client_scope(key_clients, scope_id)
+
+
+def test_keys_that_exist_are_given_a_new_permission_when_the_admin_says_so(
+    owner: User, sample: Api, admin_user: User
+) -> None:
+    made = issue(owner, sample, "old key")
+    assert made.key.permission_names == []
+
+    permissions.define_permission(
+        sample, name=READ, description="Read", give_to_live_keys=True, actor=admin_user
+    )
+
+    assert ApiKey.objects.get(pk=made.key.pk).permission_names == [READ]
+    assert READ in scope_of(made)
+
+
+def test_a_change_of_permissions_is_sent_as_key_updated(
+    owner: User, orders: dict[str, Permission]
+) -> None:
+    endpoint = webhooks.create_endpoint(owner, url="http://127.0.0.1:9/h", events=["key.updated"])
+    made = issue(owner, orders[READ].api, "hooked")
+
+    permissions.set_key_permissions(made.key, [], actor=owner)
+
+    message = WebhookMessage.objects.get(endpoint=endpoint.endpoint, event_type="key.updated")
+    assert message.data["key"]["permissions"] == []
+
+
+def test_reconcile_takes_off_a_scope_added_by_hand_and_keeps_one_taken_off(
+    owner: User, admin_user: User, orders: dict[str, Permission], key_clients: Connection
+) -> None:
+    made = issue(owner, orders[READ].api, "drift")
+    client_uuid = made.key.keycloak_id
+    write_id, read_id = orders[WRITE].scope_id, orders[READ].scope_id
+    # An operator gives the key orders:write in the admin console: reconcile takes it back.
+    scopes = keycloak.set_client_scope_of_client
+    scopes(key_clients, client_uuid, "default", write_id, attached=True)
+    assert WRITE in scope_of(made)
+
+    report = reconcile()
+
+    assert WRITE not in scope_of(made)
+    assert any("drift in default scopes" in f.problem for f in report.findings)
+    # An operator takes orders:read off: restrictive wins, it stays off and is reported.
+    scopes(key_clients, client_uuid, "default", read_id, attached=False)
+
+    report = reconcile()
+
+    assert READ not in scope_of(made)
+    kept = [f for f in report.findings if f.client_id == made.key.client_id]
+    assert kept
+    assert kept[0].problem == "permissions narrowed in Keycloak, outside the portal"
+
+
+def test_reconcile_restores_a_permission_scope_changed_by_hand(
+    orders: dict[str, Permission], key_clients: Connection
+) -> None:
+    read = orders[READ]
+    keycloak.update_client_scope(
+        key_clients,
+        read.scope_id,
+        desired.permission_scope(read) | {"attributes": {"include.in.token.scope": "false"}},
+    )
+
+    report = reconcile()
+
+    assert any(f.client_id == READ for f in report.findings)
+    scope = keycloak.find_client_scope(key_clients, READ)
+    assert scope is not None
+    assert scope["attributes"]["include.in.token.scope"] == "true"
+    assert scope["attributes"][desired.PERMISSION_ATTRIBUTE] == "true"
