@@ -20,6 +20,7 @@ from apikeys.models import (
     Api,
     ApiKey,
     AuditEntry,
+    Permission,
     Team,
     TeamRole,
     User,
@@ -128,6 +129,18 @@ class KeyForm(forms.Form):
         help_text=NETWORKS_HELP,
     )
 
+    # Each as "<api slug>/<name>": the page offers every open API's, and only the chosen
+    # API's count. `permissions_given` off (the API's body left them out): the API's defaults.
+    permissions = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Permissions",
+        help_text="What the key may do at its API (the permissions of the API you chose). "
+        "You can take them away later at once; adding one that needs approval waits for an "
+        "administrator.",
+    )
+    permissions_given = forms.BooleanField(required=False, initial=True, widget=forms.HiddenInput)
+
     # A new one with each blank form: submitting the same form twice makes one key.
     request_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
@@ -137,12 +150,20 @@ class KeyForm(forms.Form):
     def __init__(self, *args: Any, owner: User, team: Team | None = None, **kwargs: Any) -> None:
         """`team`: the team the key is made for (the caller checked the owner may); None: a
         personal key."""
+        offered = Permission.objects.filter(api__retired_at__isnull=True).select_related("api")
         kwargs.setdefault(
             "initial",
-            {"lifetime_days": settings.DEFAULT_KEY_LIFETIME_DAYS, "request_id": uuid.uuid4()},
+            {
+                "lifetime_days": settings.DEFAULT_KEY_LIFETIME_DAYS,
+                "request_id": uuid.uuid4(),
+                "permissions": [permission_choice(p) for p in offered if p.default],
+            },
         )
         super().__init__(*args, **kwargs)
         self.owner, self.team = owner, team
+        self.offered = {permission_choice(p): p for p in offered}
+        field = cast(forms.MultipleChoiceField, self.fields["permissions"])
+        field.choices = [(value, _permission_label(p)) for value, p in self.offered.items()]
 
     def clean_name(self) -> str:
         name: str = self.cleaned_data["name"]
@@ -165,6 +186,7 @@ class KeyForm(forms.Form):
             request_id=data["request_id"],
             team=self.team,
             networks=tuple(data["networks"]),
+            permissions=data["chosen_permissions"],
         )
 
     def made_before(self) -> ApiKey | None:
@@ -191,11 +213,19 @@ class KeyForm(forms.Form):
                 "lifetime_days",
                 f"Keys for {api.name} can be valid for at most {api.max_key_lifetime_days} days.",
             )
-        if api is not None and api.requires_approval and not cleaned.get("justification"):
+        chosen = self._chosen_permissions(cleaned)
+        waits = [p.name for p in chosen or () if p.requires_approval]
+        if (
+            api is not None
+            and (api.requires_approval or waits)
+            and not cleaned.get("justification")
+        ):
+            what = api.name if api.requires_approval else ", ".join(waits)
             self.add_error(
                 "justification",
-                f"{api.name} needs an administrator's approval: say what you will use it for.",
+                f"{what} needs an administrator's approval: say what you will use it for.",
             )
+        cleaned["chosen_permissions"] = None if chosen is None else [p.name for p in chosen]
         cleaned["public_keys"] = []
         cleaned["credential"] = cleaned.get("credential") or ApiKey.Credential.SECRET
         if cleaned["credential"] == ApiKey.Credential.SIGNED_JWT:
@@ -212,6 +242,80 @@ class KeyForm(forms.Form):
                     "public key and the JWKS URL empty for a client secret.",
                 )
         return cleaned
+
+    def _chosen_permissions(self, cleaned: dict[str, Any]) -> list[Permission] | None:
+        """The chosen API's permissions that were ticked; None: not given (its defaults)."""
+        api = cleaned.get("api")
+        if not cleaned.get("permissions_given") or api is None:
+            return None
+        ticked = [self.offered[value] for value in cleaned.get("permissions") or ()]
+        return [p for p in ticked if p.api_id == api.pk]
+
+
+def permission_choice(permission: Permission) -> str:
+    return f"{permission.api.slug}/{permission.name}"
+
+
+def _permission_label(permission: Permission) -> str:
+    approval = " (needs approval)" if permission.requires_approval else ""
+    return f"{permission.api.name}: {permission.name} — {permission.description}{approval}"
+
+
+class PermissionsForm(forms.Form):
+    """A key's permissions, as its holder changes them: the ticked ones of its API."""
+
+    permissions = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple, label="Permissions"
+    )
+    justification = forms.CharField(
+        max_length=2000,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Why the key needs more",
+        help_text="Needed when you add a permission that needs approval: an administrator "
+        "reads it. The key keeps working with what it has until they decide.",
+    )
+
+    def __init__(self, *args: Any, key: ApiKey, **kwargs: Any) -> None:
+        kwargs.setdefault("initial", {"permissions": key.permission_names})
+        super().__init__(*args, **kwargs)
+        field = cast(forms.MultipleChoiceField, self.fields["permissions"])
+        field.choices = [
+            (
+                p.name,
+                f"{p.name} — {p.description}"
+                + (" (needs approval)" if p.requires_approval else ""),
+            )
+            for p in key.api.permissions.all()
+        ]
+
+
+class PermissionDefinitionForm(forms.ModelForm):  # type: ignore[type-arg]
+    """An administrator's new permission of an API (its name is fixed once made)."""
+
+    give_to_live_keys = forms.BooleanField(
+        required=False,
+        label="Give it to the API's keys that exist now",
+        help_text="So their partners keep working when the API starts checking it.",
+    )
+
+    class Meta:
+        model = Permission
+        fields = ("name", "description", "requires_approval", "default")
+        labels: ClassVar[dict[str, str]] = {
+            "requires_approval": "Granting it needs an administrator's approval",
+            "default": "New keys get it unless their maker leaves it out",
+        }
+        help_texts: ClassVar[dict[str, str]] = {
+            "name": "A resource and an action, e.g. invoices:read. It cannot change."
+        }
+
+
+class PermissionChangeForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = Permission
+        fields = Permission.EDITABLE_FIELDS
+        labels = PermissionDefinitionForm.Meta.labels
 
 
 def read_public_keys(form: forms.Form, cleaned: dict[str, Any]) -> None:
@@ -433,6 +537,14 @@ class KeySearchForm(forms.Form):
         to_field_name="slug",
         empty_label="Any API",
         label="API",
+    )
+    permission = forms.ModelChoiceField(
+        queryset=Permission.objects.all(),
+        required=False,
+        to_field_name="name",
+        empty_label="Any permission",
+        label="Permission",
+        help_text="Keys that hold it.",
     )
     status = forms.ChoiceField(choices=[("", "Any status"), *ApiKey.Status.choices], required=False)
     created_after = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))

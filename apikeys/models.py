@@ -398,7 +398,7 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
 
     def search(self, filters: dict[str, Any]) -> ApiKeyQuerySet:
         """Every key matching the admin key list's filters; each uses an index where it can."""
-        keys = self.select_related("owner", "api", "team")
+        keys = self.select_related("owner", "api", "team").prefetch_related("permissions")
         if q := (filters.get("q") or "").strip():
             if q.startswith(ApiKey.CLIENT_ID_PREFIX):
                 keys = keys.filter(client_id__startswith=q)
@@ -416,6 +416,8 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
             keys = keys.filter(api=api)
         if team := filters.get("team"):
             keys = keys.filter(team=team)
+        if permission := filters.get("permission"):  # a Permission, or its name
+            keys = keys.filter(permissions__name=getattr(permission, "name", permission))
         if status := filters.get("status"):
             keys = keys.filter(status=status)
         if day := filters.get("created_after"):

@@ -67,6 +67,12 @@ urlpatterns = [
     ),
     path("keys/<uuid:key_id>/move/", keys.move_key, name="move_key"),
     path("keys/<uuid:key_id>/networks/", keys.set_networks, name="set_networks"),
+    path("keys/<uuid:key_id>/permissions/", keys.set_permissions, name="set_permissions"),
+    path(
+        "keys/<uuid:key_id>/permissions/request/withdraw/",
+        keys.withdraw_permission_request,
+        name="withdraw_permission_request",
+    ),
     path("keys/check/", leaks.check_secret, name="check_secret"),
     path("teams/", teams.team_list, name="teams"),
     path("teams/<uuid:team_id>/", teams.team_page, name="team"),
@@ -126,6 +132,28 @@ urlpatterns = [
     path("manage/apis/new/", manage.api_edit, name="manage_api_new"),
     path("manage/apis/<slug:slug>/", manage.api_edit, name="manage_api_edit"),
     path("manage/apis/<slug:slug>/retire/", manage.api_retire, name="manage_api_retire"),
+    path(
+        "manage/apis/<slug:slug>/permissions/",
+        manage.permission_add,
+        name="manage_permission_add",
+    ),
+    path(
+        "manage/apis/<slug:slug>/permissions/<str:name>/",
+        manage.permission_edit,
+        name="manage_permission_edit",
+    ),
+    path(
+        "manage/permission-requests/<int:request_id>/approve/",
+        manage.decide_permissions,
+        {"approve": True},
+        name="manage_grant_permissions",
+    ),
+    path(
+        "manage/permission-requests/<int:request_id>/refuse/",
+        manage.decide_permissions,
+        {"approve": False},
+        name="manage_refuse_permissions",
+    ),
     path("manage/audit/", manage.audit, name="manage_audit"),
     path("manage/leaks/", manage.leaks, name="manage_leaks"),
 ]

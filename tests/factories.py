@@ -77,7 +77,7 @@ def submit_key_form(
     *,
     lifetime_days: str = "90",
     headers: dict[str, str] | None = None,
-    **fields: str,
+    **fields: str | list[str],
 ) -> Any:
     """The create form, filled in and sent as a browser does (htmx or not: `headers`)."""
     data = {"name": name, "api": "sample", "lifetime_days": lifetime_days, **fields}

@@ -7,14 +7,24 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 from django.test import Client
+from django.urls import reverse
 
 from apikeys.keycloak import bootstrap, desired
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
-from apikeys.models import Api, ApiKey, AuditEntry, Permission, User, WebhookMessage
+from apikeys.models import (
+    Api,
+    ApiKey,
+    AuditEntry,
+    Permission,
+    PermissionRequest,
+    User,
+    WebhookMessage,
+    WrongState,
+)
 from apikeys.operations import lifecycle, permissions, webhooks
 from apikeys.operations.reconcile import reconcile
-from tests.factories import issue
+from tests.factories import issue, submit_key_form
 from tests.tokens import claims, request_token
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
@@ -103,7 +113,7 @@ def test_widening_to_a_permission_that_needs_approval_waits_for_an_administrator
     assert READ in scope_of(made)
     with pytest.raises(permissions.PermissionRefused, match="already has a request waiting"):
         permissions.set_key_permissions(made.key, [READ, WRITE], justification="again", actor=owner)
-    with pytest.raises(lifecycle.WrongState, match="your own request"):
+    with pytest.raises(WrongState, match="your own request"):
         permissions.decide_request(outcome.requested, approve=True, actor=owner)
 
     permissions.decide_request(outcome.requested, approve=True, actor=admin_user)
@@ -127,7 +137,7 @@ def test_a_refused_request_changes_nothing_and_says_why(
     entry = AuditEntry.objects.filter(key=made.key).latest("at")
     assert entry.action == AuditEntry.Action.PERMISSIONS_REFUSED
     assert entry.reason == "Refused orders:write: Not for tests"
-    with pytest.raises(lifecycle.WrongState, match="already decided"):
+    with pytest.raises(WrongState, match="already decided"):
         permissions.decide_request(asked, approve=True, actor=admin_user)
 
 
@@ -276,3 +286,88 @@ def test_reconcile_restores_a_permission_scope_changed_by_hand(
     assert scope is not None
     assert scope["attributes"]["include.in.token.scope"] == "true"
     assert scope["attributes"][desired.PERMISSION_ATTRIBUTE] == "true"
+
+
+def test_the_create_form_gives_the_ticked_permissions_of_the_chosen_api_only(
+    client: Client, owner: User, orders: dict[str, Permission]
+) -> None:
+    client.force_login(owner)
+    page = client.get(reverse("new_key")).content.decode()
+    assert 'value="sample/orders:read"' in page
+    assert "orders:write — Place orders (needs approval)" in page
+
+    submit_key_form(client, "ticked", permissions_given="True", permissions=["sample/orders:read"])
+    submit_key_form(client, "none ticked", permissions_given="True")
+    answer = submit_key_form(
+        client, "writer", permissions_given="True", permissions=["sample/orders:write"]
+    )
+
+    assert "orders:write needs an administrator" in answer.content.decode()
+    made = {k.name: k.permission_names for k in ApiKey.objects.filter(owner=owner)}
+    assert made == {"ticked": [READ], "none ticked": []}
+
+
+def test_the_key_page_narrows_at_once_and_asks_for_more(
+    client: Client, owner: User, orders: dict[str, Permission]
+) -> None:
+    made = issue(owner, orders[READ].api, "paged")
+    client.force_login(owner)
+    url = reverse("set_permissions", args=[made.key.pk])
+
+    refused = client.post(url, {"permissions": [READ, WRITE]}, follow=True)
+    assert "say why the key needs them" in refused.content.decode()
+    answer = client.post(
+        url, {"permissions": [WRITE], "justification": "We sell"}, follow=True
+    ).content.decode()
+
+    assert "From the next token on, its permissions are: none." in answer
+    assert "orders:write asked for: an administrator decides" in answer
+    assert 'data-testid="permission-request"' in answer
+    assert READ not in scope_of(made)
+    client.post(reverse("withdraw_permission_request", args=[made.key.pk]))
+    assert not PermissionRequest.objects.filter(decided_at__isnull=True).exists()
+
+
+def test_an_admin_decides_requests_from_the_queue(
+    client: Client, owner: User, admin_user: User, orders: dict[str, Permission]
+) -> None:
+    made = issue(owner, orders[READ].api, "queued")
+    asked = permissions.set_key_permissions(
+        made.key, [READ, WRITE], justification="Orders from the shop", actor=owner
+    ).requested
+    assert asked is not None
+    client.force_login(admin_user)
+    queue = client.get(reverse("manage_approvals")).content.decode()
+    assert "Orders from the shop" in queue
+    assert "asks for orders:write" in queue
+
+    refused = client.post(reverse("manage_refuse_permissions", args=[asked.pk]), follow=True)
+    assert "Say why the permissions are refused" in refused.content.decode()
+    client.post(reverse("manage_grant_permissions", args=[asked.pk]))
+
+    assert WRITE in scope_of(made)
+    listed = client.get(reverse("manage_keys"), {"permission": WRITE}).content.decode()
+    assert made.key.client_id in listed
+
+
+def test_an_admin_adds_a_permission_on_the_api_page(
+    client: Client, sample: Api, admin_user: User, key_clients: Connection
+) -> None:
+    client.force_login(admin_user)
+    url = reverse("manage_permission_add", args=[sample.slug])
+
+    bad = client.post(url, {"name": "Refunds", "description": "Give money back"})
+    assert bad.status_code == 422
+    assert "resource and an action" in bad.content.decode()
+    assert keycloak.find_client_scope(key_clients, "Refunds") is None
+    client.post(url, {"name": "refunds:write", "description": "Give money back", "default": ""})
+
+    permission = Permission.objects.get(name="refunds:write")
+    assert not permission.default
+    scope = keycloak.find_client_scope(key_clients, "refunds:write")
+    assert scope is not None
+    assert scope["id"] == permission.scope_id
+    assert (
+        'data-testid="permission-refunds:write"'
+        in client.get(reverse("manage_api_edit", args=[sample.slug])).content.decode()
+    )

@@ -31,6 +31,7 @@ from apikeys.forms import (
     KeyForm,
     MoveKeyForm,
     NetworksForm,
+    PermissionsForm,
     PublicKeyForm,
     RenameForm,
     RotateForm,
@@ -39,7 +40,7 @@ from apikeys.http import PageRequest
 from apikeys.keycloak.client import KeycloakFailure
 from apikeys.limits import rate_limited
 from apikeys.models import ApiKey, AuditEntry, Team, TeamRole, User, WrongState
-from apikeys.operations import dormancy, lifecycle, teams, usage
+from apikeys.operations import dormancy, lifecycle, permissions, teams, usage
 from apikeys.operations.lifecycle import AlreadySubmitted, KeyNotIssued, Revealed
 from apikeys.views.exports import audit_csv
 from apikeys.views.outcomes import act_on_key, refusal
@@ -105,6 +106,8 @@ def _key_detail_context(
         "can_change": role is not None and role != TeamRole.VIEWER,
         "move_form": MoveKeyForm(teams=Team.objects.filter(pk__in=move_to)) if can_move else None,
         "networks_form": NetworksForm(initial={"networks": "\n".join(key.networks)}),
+        "permissions_form": PermissionsForm(key=key),
+        "permission_request": key.permission_requests.filter(decided_at__isnull=True).first(),
         "key": key,
         "history": key.audit_entries.select_related("api"),
         "public_keys": key.public_keys.all(),
@@ -302,6 +305,7 @@ KEYS_PER_PAGE = 100
 def key_list_context(person: User, team: Team | None, page: str | None = None) -> dict[str, Any]:
     """The key list of one space: `person`'s own keys, or `team`'s (they are in it)."""
     keys = ApiKey.objects.held_by(person, team).select_related("api", "owner")
+    keys = keys.prefetch_related("permissions")
     live = Paginator(keys.live(), KEYS_PER_PAGE).get_page(page)
     live_count = live.paginator.count
     quota = team.key_quota if team is not None else settings.MAX_LIVE_KEYS_PER_USER
@@ -368,6 +372,70 @@ def set_networks(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
         ),
         done=f"From the next token on, only from: {', '.join(ranges) or 'anywhere'}.",
         unreached=lambda why: f"Nothing was changed: {why} Try again in a minute.",
+        then=lambda: redirect("key_detail", key.pk),
+    )
+
+
+@rate_limited("keys")
+@require_POST
+def set_permissions(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
+    """What the key's tokens may do: fewer at once, more at once or after approval."""
+    key = key_for(request.user, key_id)
+    form = PermissionsForm(request.POST, key=key)
+    if not form.is_valid():
+        errors = next(iter(form.errors.values()))
+        messages.error(request, f"Nothing was changed: {errors[0]}")
+        return redirect("key_detail", key.pk)
+    outcome: list[permissions.PermissionsOutcome] = []
+    try:
+        return act_on_key(
+            request,
+            lambda: outcome.append(
+                permissions.set_key_permissions(
+                    key,
+                    form.cleaned_data["permissions"],
+                    justification=form.cleaned_data["justification"],
+                    actor=request.user,
+                    ip_address=client_ip(request),
+                )
+            ),
+            done=lambda: _permissions_done(outcome[0]),
+            unreached=lambda why: f"Nothing was changed: {why} Try again in a minute.",
+            then=lambda: redirect("key_detail", key.pk),
+        )
+    except permissions.PermissionRefused as refused:
+        messages.error(request, f"Nothing was changed: {refused}")
+        return redirect("key_detail", key.pk)
+
+
+def _permissions_done(outcome: permissions.PermissionsOutcome) -> str:
+    said = []
+    if outcome.added or outcome.removed:
+        held = ", ".join(outcome.key.permission_names) or "none"
+        said.append(f"From the next token on, its permissions are: {held}.")
+    if outcome.requested is not None:
+        said.append(
+            f"{', '.join(outcome.requested.names)} asked for: an administrator decides; the "
+            "key works with what it has until then."
+        )
+    return " ".join(said) or "Nothing to change: the key already has these permissions."
+
+
+@rate_limited("keys")
+@require_POST
+def withdraw_permission_request(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
+    key = key_for(request.user, key_id)
+    waiting = key.permission_requests.filter(decided_at__isnull=True).first()
+    if waiting is None:
+        messages.error(request, "This key has no request waiting.")
+        return redirect("key_detail", key.pk)
+    return act_on_key(
+        request,
+        lambda: permissions.withdraw_request(
+            waiting, actor=request.user, ip_address=client_ip(request)
+        ),
+        done="Request withdrawn: the key keeps the permissions it has.",
+        unreached=lambda why: why,
         then=lambda: redirect("key_detail", key.pk),
     )
 

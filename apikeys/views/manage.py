@@ -29,6 +29,8 @@ from apikeys.forms import (
     KeySearchForm,
     LeakPolicyForm,
     OptionalReasonForm,
+    PermissionChangeForm,
+    PermissionDefinitionForm,
     ReasonForm,
 )
 from apikeys.http import PageRequest
@@ -39,9 +41,11 @@ from apikeys.models import (
     ApiKey,
     AuditEntry,
     LeakReport,
+    Permission,
+    PermissionRequest,
     PortalSetting,
 )
-from apikeys.operations import catalog, lifecycle, usage
+from apikeys.operations import catalog, lifecycle, permissions, usage
 from apikeys.views.exports import audit_csv
 from apikeys.views.outcomes import act_on_key
 
@@ -65,7 +69,30 @@ def admin_required(view: View) -> View:
 @require_GET
 def approvals(request: PageRequest) -> HttpResponse:
     pending = ApiKey.objects.filter(status=ApiKey.Status.PENDING).select_related("owner", "api")
-    return render(request, "manage/approvals.html", {"pending": pending.order_by("created_at")})
+    pending = pending.prefetch_related("permissions").order_by("created_at")
+    context = {"pending": pending, "asked": permissions.open_requests()}
+    return render(request, "manage/approvals.html", context)
+
+
+@admin_required
+@require_POST
+def decide_permissions(request: PageRequest, request_id: int, approve: bool) -> HttpResponse:
+    """Grant or refuse what a key's permission request asks for (a refusal says why)."""
+    asked = get_object_or_404(PermissionRequest, pk=request_id)
+    form = OptionalReasonForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    if not approve and not reason:
+        messages.error(request, "Say why the permissions are refused: the requester reads it.")
+        return redirect("manage_approvals")
+    act_on_key(
+        request,
+        lambda: permissions.decide_request(asked, approve=approve, reason=reason, **_who(request)),
+        done=f"{', '.join(asked.names)} {'given to' if approve else 'refused for'} "
+        f"“{asked.key.name}”. The requester is told.",
+        unreached=lambda why: f"{why} Nothing was changed; try again in a minute.",
+        then=lambda: redirect("manage_approvals"),
+    )
+    return redirect("manage_approvals")
 
 
 @admin_required
@@ -160,7 +187,67 @@ def api_edit(request: PageRequest, slug: str | None = None) -> HttpResponse:
                     "keys; the reconcile job will retry them.",
                 )
             return redirect("manage_apis")
-    return render(request, "manage/api_form.html", {"form": form, "api": api})
+    context = {"form": form, "api": api, "new_permission": PermissionDefinitionForm()}
+    return render(request, "manage/api_form.html", context)
+
+
+@admin_required
+@require_POST
+def permission_add(request: PageRequest, slug: str) -> HttpResponse:
+    """A new permission of the API: its client scope made in Keycloak with it."""
+    api = get_object_or_404(Api, slug=slug)
+    form = PermissionDefinitionForm(request.POST, instance=Permission(api=api))
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            defined = permissions.define_permission(
+                api,
+                name=data["name"],
+                description=data["description"],
+                requires_approval=data["requires_approval"],
+                default=data["default"],
+                give_to_live_keys=data["give_to_live_keys"],
+                **_who(request),
+            )
+        except KeycloakFailure as error:
+            form.add_error(None, f"{error.for_people} Nothing was changed.")
+        else:
+            _say_defined(request, defined)
+            return redirect("manage_api_edit", slug=api.slug)
+    context = {"form": ApiForm(instance=api), "api": api, "new_permission": form}
+    return render(request, "manage/api_form.html", context, status=422)
+
+
+def _say_defined(request: PageRequest, defined: permissions.PermissionDefined) -> None:
+    name = defined.permission.name
+    messages.success(request, f"{name} is a permission of {defined.permission.api.name} now.")
+    if defined.keys_not_updated:
+        messages.warning(
+            request,
+            f"{len(defined.keys_not_updated)} keys could not be given {name} (Keycloak "
+            "failed): give it to them from their pages, or add the permission's keys again.",
+        )
+
+
+@admin_required
+@require_POST
+def permission_edit(request: PageRequest, slug: str, name: str) -> HttpResponse:
+    permission = get_object_or_404(Permission, api__slug=slug, name=name)
+    form = PermissionChangeForm(request.POST, instance=Permission.objects.get(pk=permission.pk))
+    if not form.is_valid():
+        errors = "; ".join(str(e) for errors in form.errors.values() for e in errors)
+        messages.error(request, f"Nothing was changed: {errors}")
+        return redirect("manage_api_edit", slug=slug)
+    data = form.cleaned_data
+    permissions.change_permission(
+        permission,
+        description=data["description"],
+        requires_approval=data["requires_approval"],
+        default=data["default"],
+        **_who(request),
+    )
+    messages.success(request, f"{name} is saved.")
+    return redirect("manage_api_edit", slug=slug)
 
 
 @admin_required
