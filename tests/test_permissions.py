@@ -170,6 +170,7 @@ def test_a_partner_may_ask_for_fewer_and_never_gets_more(
     more = request_token(reader.key.client_id, reader.secret, scope=f"{READ} {WRITE}")
     assert more.status_code == 400
     assert more.json()["error"] == "invalid_scope"
+    assert more.json()["error_description"] == f"Invalid scopes: {READ} {WRITE}"
 
 
 def test_an_unknown_permission_is_refused_with_the_ones_there_are(
