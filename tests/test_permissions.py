@@ -4,6 +4,9 @@ default scope of the keys that hold it, in their tokens' `scope` claim; fewer on
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.test import Client
@@ -25,6 +28,7 @@ from apikeys.models import (
 from apikeys.operations import lifecycle, permissions, webhooks
 from apikeys.operations.reconcile import reconcile
 from tests.factories import issue, submit_key_form
+from tests.test_restore import take_backup
 from tests.tokens import claims, request_token
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
@@ -372,3 +376,18 @@ def test_an_admin_adds_a_permission_on_the_api_page(
         'data-testid="permission-refunds:write"'
         in client.get(reverse("manage_api_edit", args=[sample.slug])).content.decode()
     )
+
+
+@pytest.mark.django_db(transaction=True)  # the backup must see what was committed
+def test_a_key_rebuilt_after_a_restore_keeps_its_permissions(
+    owner: User, orders: dict[str, Permission], tmp_path: Path
+) -> None:
+    put_back = take_backup(tmp_path / "backup")
+    made = issue(owner, orders[READ].api, "after the backup", permissions=[READ])
+
+    put_back()
+    reconcile(grace=timedelta(0))
+
+    assert ApiKey.objects.get(client_id=made.key.client_id).permission_names == [READ]
+    assert READ in scope_of(made)
+    assert reconcile(grace=timedelta(0)).findings == []
