@@ -5,6 +5,9 @@ For resource servers written in Django:
     @bearer_token_required(audience="sample-api", strict=True)
     def whoami(request: TokenRequest): ...  # request.token holds the verified claims
 
+    @bearer_token_required(audience="sample-api", permissions="orders:write")
+    def create_order(request: TokenRequest): ...  # a token without orders:write gets a 403
+
 A token is accepted only if it is a compact JWS signed with RS256 (the only algorithm
 allowed) by a key in the realm's JWKS, from the realm's issuer, current (`exp`, `nbf`,
 with a small leeway), of type Bearer, and with the API's audience in `aud`. PyJWT does the
@@ -18,6 +21,12 @@ keys), at most once per `JWKS_REFETCH_SECONDS`; and again once it is older than
 `JWKS_MAX_AGE_SECONDS`, when keys the realm no longer publishes are dropped, with the
 tokens they signed. Verified tokens are remembered, within a bounded cache, until they
 expire. A token seen before costs a dictionary lookup and a clock reading.
+
+A key's permissions are the names in its tokens' `scope` claim (space-separated, RFC 8693
+§4.2), split once when the token is verified. A call that needs one the token lacks is refused
+with a 403 `insufficient_scope` naming the permissions it needs (RFC 6750 §3.1), after the
+token itself and, in strict mode, the key's standing were checked (a revoked key's token is a
+401 whatever it carries). `require_permissions` is the same check for other code.
 
 Strict mode, the default, also refuses tokens of the API's keys that are no longer in good
 standing (revoked, suspended, expired or being ended, unfinished or pending, of owners
@@ -38,9 +47,10 @@ import binascii
 import contextlib
 import logging
 import math
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache, wraps
 from typing import Any, NamedTuple, cast
 
@@ -56,6 +66,7 @@ from jwt.algorithms import get_default_algorithms
 from jwt.exceptions import PyJWKSetError
 
 from apikeys.credentials.challenge import (
+    InsufficientScope,
     MalformedRequest,
     MissingToken,
     StandingUnknown,
@@ -75,10 +86,20 @@ _RS256 = get_default_algorithms()[ALGORITHM]
 _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _MAX_TOKEN_LENGTH = 16_384
 _MAX_HEADERS_REMEMBERED = 64
+# A scope token as RFC 6749 §3.3 allows it (no space, quote or backslash), so that a permission
+# can be written in the challenge's scope="..." as it is.
+_PERMISSION = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
+class VerifiedClaims(dict[str, Any]):
+    """A verified token's claims, and its permissions: the `scope` claim, split once."""
+
+    __slots__ = ("permissions",)
+    permissions: frozenset[str]
 
 
 class _Verified(NamedTuple):  # a tuple: the cheapest record to build on the hot path
-    claims: Claims
+    claims: VerifiedClaims
     audiences: str | list[str]
     expires: float
     not_before: float
@@ -116,7 +137,7 @@ class TokenValidator:
         self._fetch_lock = threading.Lock()
         self._verified: dict[str, _Verified] = {}
 
-    def validate(self, token: str, audience: str) -> Claims:
+    def validate(self, token: str, audience: str) -> VerifiedClaims:
         """The token's claims if it is valid for `audience`; otherwise TokenError says why."""
         now = self.clock()
         if now - self._fetched_at > self.max_age:
@@ -150,7 +171,9 @@ class TokenValidator:
         if not _RS256.verify(raw[:last], key, _b64decode(raw[last + 1 :])):
             raise TokenError("The token's signature is not valid.")
         # The signature covered these exact bytes, which Keycloak wrote: no need to vet them.
-        claims = _json_object(_b64decode(raw[first + 1 : last], strict=False), "payload")
+        payload = _json_object(_b64decode(raw[first + 1 : last], strict=False), "payload")
+        claims = VerifiedClaims(payload)
+        claims.permissions = granted_permissions(payload)
         if claims.get("iss") != self.issuer:
             raise TokenError("The token comes from another issuer.")
         if claims.get("typ") != "Bearer":  # an ID or refresh token, or none said
@@ -436,17 +459,59 @@ def check_standing(claims: Claims, audience: str) -> str:
     return client_id
 
 
+def granted_permissions(claims: Mapping[str, Any]) -> frozenset[str]:
+    """The permissions a token carries: its `scope` claim's names (none if it has no claim)."""
+    if isinstance(claims, VerifiedClaims):
+        return claims.permissions
+    scope = claims.get("scope")
+    return frozenset(scope.split()) if isinstance(scope, str) else frozenset()
+
+
+def permission_set(needed: str | Iterable[str]) -> frozenset[str]:
+    """The permissions a call needs, as `require_permissions` takes them fastest.
+
+    A str is one permission. ValueError for a name a `scope` claim could not carry.
+    """
+    names = frozenset((needed,) if isinstance(needed, str) else needed)
+    for name in names:
+        if not _PERMISSION.fullmatch(name):
+            raise ValueError(f"{name!r} is not a permission's name (a scope token, RFC 6749 §3.3)")
+    return names
+
+
+def require_permissions(claims: Mapping[str, Any], needed: str | Iterable[str]) -> None:
+    """Refuse (InsufficientScope, a 403) a token that lacks any of the `needed` permissions.
+
+    `claims` are a validated token's; pass `permission_set(...)` once made on a hot path.
+    """
+    wanted = needed if isinstance(needed, frozenset) else permission_set(needed)
+    # The validator's claims carry their permissions: no call on the hot path.
+    granted = (
+        claims.permissions if isinstance(claims, VerifiedClaims) else granted_permissions(claims)
+    )
+    if wanted <= granted:
+        return
+    missing = sorted(wanted - granted)
+    named = f"permission {missing[0]}" if len(missing) == 1 else f"permissions {' '.join(missing)}"
+    raise InsufficientScope(
+        f"The token does not carry the {named}, which this call needs.",
+        scope=" ".join(sorted(wanted)),
+    )
+
+
 def bearer_token_required(
-    audience: str, *, strict: bool = True
+    audience: str, *, strict: bool = True, permissions: str | Iterable[str] = ()
 ) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """Guard an API view: only requests with a valid access token for `audience` reach it.
 
     The view finds the claims in `request.token`, and in strict mode (the default) the key's
     client id, checked against the API's revocation list, in `request.client_id`.
     `strict=False` trusts a token until its `exp` (a revoked key's tokens keep working until
-    then).
+    then). `permissions` (one name, or several) must all be in the token's `scope` claim;
+    a token without one of them gets a 403 insufficient_scope.
     Such views need no session or CSRF token: the bearer token is the credential.
     """
+    needed = permission_set(permissions)  # bad names fail here, at import, not per request
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)
@@ -456,6 +521,8 @@ def bearer_token_required(
                 claims = realm_validator().validate(bearer_token(request), audience)
                 if strict:
                     checked.client_id = check_standing(claims, audience)
+                if needed:
+                    require_permissions(claims, needed)
             except TokenError as error:
                 return error_response(error, audience)
             checked.token = claims

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from django.http import JsonResponse
 
+from apikeys.http import problem
+
 
 class TokenError(Exception):
     """Why a request's token was not accepted, in RFC 6750 terms."""
@@ -30,6 +32,17 @@ class MalformedRequest(TokenError):
     error = "invalid_request"
 
 
+class InsufficientScope(TokenError):
+    """A valid token that lacks a permission the call needs (RFC 6750 §3.1)."""
+
+    status = 403
+    error = "insufficient_scope"
+
+    def __init__(self, description: str, *, scope: str) -> None:
+        super().__init__(description)
+        self.scope = scope  # every permission the call needs, space-separated
+
+
 class StandingUnknown(TokenError):
     """The API's revocation list is too old to trust: refuse every token until it is read."""
 
@@ -37,14 +50,23 @@ class StandingUnknown(TokenError):
     error = "temporarily_unavailable"
 
 
-def error_response(error: TokenError, audience: str) -> JsonResponse:
-    """RFC 6750 §3: the WWW-Authenticate challenge, and the same in a JSON body."""
-    challenge = f'Bearer realm="{audience}"'
-    body = {"error": error.error or "unauthorized", "error_description": error.description}
+def challenge(error: TokenError, audience: str) -> str:
+    """RFC 6750 §3: the WWW-Authenticate value that says why `error` refused the token."""
+    value = f'Bearer realm="{audience}"'
     if error.error:
         description = error.description.replace('"', "'")
-        challenge += f', error="{error.error}", error_description="{description}"'
-    response = JsonResponse(body, status=error.status)
-    response["WWW-Authenticate"] = challenge
+        value += f', error="{error.error}", error_description="{description}"'
+    if isinstance(error, InsufficientScope):
+        value += f', scope="{error.scope}"'
+    return value
+
+
+def error_response(error: TokenError, audience: str) -> JsonResponse:
+    """The challenge, and the same in a JSON body; a 403 is an RFC 9457 problem document."""
+    headers = {"WWW-Authenticate": challenge(error, audience)}
+    if isinstance(error, InsufficientScope):
+        return problem(error.status, error.description, headers=headers)
+    body = {"error": error.error or "unauthorized", "error_description": error.description}
+    response = JsonResponse(body, status=error.status, headers=headers)
     response["Cache-Control"] = "no-store"
     return response
