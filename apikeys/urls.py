@@ -106,6 +106,7 @@ urlpatterns = [
     path("keys/<uuid:key_id>/discard/", keys.discard_key, name="discard_key"),
     path("docs/", public.partner_docs, name="partner_docs"),
     path("api/v1/whoami/", sample_api.whoami, name="whoami"),
+    path("api/v1/sample/orders", sample_api.orders, name="sample_orders"),
     path("api/v1/", include((api_patterns, api_app), namespace=api_namespace)),
     path("docs/api/", api_docs, name="api_docs"),
     path("health/", health.health, name="health"),
