@@ -13,12 +13,19 @@ It needs none of the portal's database or models, only `apikeys/credentials/`,
     REVOCATION_FEED_TOKEN=rfeed_... \\
     .venv/bin/python examples/resource_server.py 127.0.0.1:8766
 
-(`manage.py revocation_feed_token sample` prints the last two lines.) GET /orders answers
-with the calling key's client id.
+(`manage.py revocation_feed_token sample` prints the last two lines.) Each endpoint names the
+permissions it needs, which a key's tokens carry in their `scope` claim: GET /orders needs
+orders:read and answers with the calling key's client id; POST /orders needs orders:write and
+answers 201 with the order it would place. A token without the permission gets a 403
+insufficient_scope; try it with curl:
+
+    curl -i -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8766/orders
+    curl -i -H "Authorization: Bearer $TOKEN" -d '{"item": "widget"}' http://127.0.0.1:8766/orders
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -58,16 +65,35 @@ django.setup()
 
 from django.core.servers.basehttp import run
 from django.core.wsgi import get_wsgi_application
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apikeys.credentials.bearer import bearer_token_required
-from apikeys.http import TokenRequest
+from apikeys.http import TokenRequest, problem
 
 
-@bearer_token_required(audience=AUDIENCE)
-def orders(request: TokenRequest) -> JsonResponse:
+@require_http_methods(["GET", "POST"])
+def orders(request: HttpRequest) -> HttpResponse:
+    return place_order(request) if request.method == "POST" else list_orders(request)
+
+
+@require_GET
+@bearer_token_required(audience=AUDIENCE, permissions="orders:read")
+def list_orders(request: TokenRequest) -> JsonResponse:
     return JsonResponse({"client_id": request.client_id, "orders": []})
+
+
+@require_POST
+@bearer_token_required(audience=AUDIENCE, permissions="orders:write")
+def place_order(request: TokenRequest) -> JsonResponse:
+    try:
+        order = json.loads(request.body)
+    except ValueError:
+        order = None
+    if not isinstance(order, dict):
+        return problem(400, "Send the order as a JSON object.")
+    return JsonResponse({"client_id": request.client_id, "order": order}, status=201)
 
 
 urlpatterns = [path("orders", orders)]
