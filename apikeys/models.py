@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -156,6 +157,24 @@ class Api(models.Model):
     def scope_name(self) -> str:
         """The Keycloak client scope that carries this API's audience."""
         return f"api-{self.slug}"
+
+    def permissions_called(self, names: Iterable[str] | None) -> list[Permission]:
+        """Its permissions called `names`; None: those it gives new keys by default. An
+        unknown name is refused (UnknownPermission) with the ones there are."""
+        offered = {p.name: p for p in self.permissions.all()}
+        if names is None:
+            return [p for p in offered.values() if p.default]
+        wanted = {name.strip() for name in names if name.strip()}
+        if unknown := sorted(wanted - offered.keys()):
+            there = ", ".join(sorted(offered)) or "none"
+            raise UnknownPermission(
+                f"{self.name} has no permission {', '.join(unknown)}. Its permissions: {there}."
+            )
+        return [offered[name] for name in sorted(wanted)]
+
+
+class UnknownPermission(ValueError):
+    """A name that is not a permission of the API (the message lists the ones there are)."""
 
 
 def printable_validator(value: str) -> None:

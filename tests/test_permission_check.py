@@ -100,13 +100,12 @@ def test_a_token_without_the_permission_gets_403_insufficient_scope(token: str) 
         'Bearer realm="sample-api", error="insufficient_scope", '
         f'error_description="{detail}", scope="orders:read"'
     )
-    assert response["Content-Type"] == "application/problem+json"
+    assert response["Content-Type"] == "application/json"
     assert response["Cache-Control"] == "no-store"
     assert json_of(response) == {
-        "type": "about:blank",
-        "title": "Forbidden",
-        "status": 403,
-        "detail": detail,
+        "error": "insufficient_scope",
+        "error_description": detail,
+        "scope": "orders:read",
     }
 
 
@@ -201,7 +200,7 @@ def test_the_sample_orders_refuse_a_key_without_orders_permissions(
     )
     assert placed.status_code == 403
     assert placed["WWW-Authenticate"].endswith(', scope="orders:write"')
-    assert placed.json()["detail"] == (
+    assert placed.json()["error_description"] == (
         "The token does not carry the permission orders:write, which this call needs."
     )
 

@@ -25,7 +25,7 @@ from apikeys.credentials import revocations
 from apikeys.credentials.bearer import RevocationList
 from apikeys.credentials.challenge import StandingUnknown
 from apikeys.models import Api, User
-from apikeys.operations import lifecycle
+from apikeys.operations import lifecycle, permissions
 from tests.factories import issue, record_key
 from tests.receivers import free_port
 from tests.tokens import request_token
@@ -182,8 +182,12 @@ def resource_server(live_server: Any, sample: Api) -> Iterator[str]:
 
 @pytest.mark.django_db(transaction=True)  # the live server serves the feed from its thread
 def test_a_resource_server_of_its_own_refuses_a_revoked_keys_token_within_seconds(
-    resource_server: str, owner: User, sample: Api, key_clients: Any
+    resource_server: str, owner: User, admin_user: User, sample: Api, key_clients: Any
 ) -> None:
+    # The example's GET /orders needs orders:read: the sample API's keys get it by default.
+    permissions.define_permission(
+        sample, name="orders:read", description="Read the orders", actor=admin_user
+    )
     revealed = issue(owner, sample, name="partner", lifetime_days=9)
     token = request_token(revealed.key.client_id, revealed.secret).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from django.http import JsonResponse
 
-from apikeys.http import problem
-
 
 class TokenError(Exception):
     """Why a request's token was not accepted, in RFC 6750 terms."""
@@ -62,11 +60,11 @@ def challenge(error: TokenError, audience: str) -> str:
 
 
 def error_response(error: TokenError, audience: str) -> JsonResponse:
-    """The challenge, and the same in a JSON body; a 403 is an RFC 9457 problem document."""
+    """The challenge, and the same in a JSON body (with the needed `scope` for a 403)."""
     headers = {"WWW-Authenticate": challenge(error, audience)}
-    if isinstance(error, InsufficientScope):
-        return problem(error.status, error.description, headers=headers)
     body = {"error": error.error or "unauthorized", "error_description": error.description}
+    if isinstance(error, InsufficientScope):
+        body["scope"] = error.scope
     response = JsonResponse(body, status=error.status, headers=headers)
     response["Cache-Control"] = "no-store"
     return response

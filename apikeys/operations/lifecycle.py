@@ -59,10 +59,11 @@ from apikeys.models import (
     Permission,
     PublicKey,
     Team,
+    UnknownPermission,
     User,
     WrongState,
 )
-from apikeys.operations import notifications, permissions
+from apikeys.operations import notifications
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +196,9 @@ def _check_order(order: KeyOrder) -> None:
 
 def _chosen_permissions(api: Api, order: KeyOrder) -> list[Permission]:
     try:
-        return permissions.resolve(api, order.permissions)
-    except permissions.PermissionRefused as refused:
-        raise KeyNotIssued(str(refused)) from None
+        return api.permissions_called(order.permissions)
+    except UnknownPermission as unknown:
+        raise KeyNotIssued(str(unknown)) from None
 
 
 def _take_apart(key: ApiKey, error: KeycloakFailure) -> None:

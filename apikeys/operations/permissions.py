@@ -30,6 +30,7 @@ from apikeys.models import (
     AuditEntry,
     Permission,
     PermissionRequest,
+    UnknownPermission,
     User,
     WrongState,
 )
@@ -144,18 +145,11 @@ def _give_to_live_keys(permission: Permission, actor: User, ip_address: str | No
 
 
 def resolve(api: Api, names: Iterable[str] | None) -> list[Permission]:
-    """The API's permissions called `names`; None: those it gives new keys by default.
-    An unknown name is refused with the ones there are."""
-    offered = {p.name: p for p in api.permissions.all()}
-    if names is None:
-        return [p for p in offered.values() if p.default]
-    wanted = {name.strip() for name in names if name.strip()}
-    if unknown := sorted(wanted - offered.keys()):
-        there = ", ".join(sorted(offered)) or "none"
-        raise PermissionRefused(
-            f"{api.name} has no permission {', '.join(unknown)}. Its permissions: {there}."
-        )
-    return [offered[name] for name in sorted(wanted)]
+    """The API's permissions called `names`; None: those it gives new keys by default."""
+    try:
+        return api.permissions_called(names)
+    except UnknownPermission as unknown:
+        raise PermissionRefused(str(unknown)) from None
 
 
 @dataclass

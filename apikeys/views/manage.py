@@ -188,7 +188,7 @@ def api_edit(request: PageRequest, slug: str | None = None) -> HttpResponse:
                 )
             return redirect("manage_apis")
     # An API's first permissions go to its keys that exist, so their partners keep working.
-    first = {"give_to_live_keys": api.pk is not None and not api.permissions.exists()}
+    first = {"give_to_live_keys": slug is not None and not api.permissions.exists()}
     context = {"form": form, "api": api, "new_permission": PermissionDefinitionForm(initial=first)}
     return render(request, "manage/api_form.html", context)
 
