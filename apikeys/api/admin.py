@@ -1,12 +1,14 @@
-"""The administrators' side of the API: every key, decisions on keys, the audit trail, the
-catalog, every team (an owner appointed, a key moved). The same operations and rules as the
-admin pages (`apikeys/views/manage.py`); every route needs the `portal-admin` role in the token."""
+"""The administrators' side of the API: every key, decisions on keys and on permission
+requests, the audit trail, the catalog and its permissions, every team (an owner appointed, a
+key moved). The same operations and rules as the admin pages (`apikeys/views/manage.py`);
+every route needs the `portal-admin` role in the token."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet
 from ninja import Field, Query, Router, Schema, Status
 
@@ -18,6 +20,7 @@ from apikeys.api.schemas import (
     AdminKeyOut,
     AdminKeyPage,
     AdminMoveIn,
+    AdminPermissionRequestOut,
     AdminTeamOut,
     AdminTeamPage,
     ApiIn,
@@ -25,7 +28,12 @@ from apikeys.api.schemas import (
     AppointIn,
     AuditPage,
     NoteIn,
+    PermissionDefined,
+    PermissionIn,
+    PermissionOut,
+    PermissionPatch,
     ReasonIn,
+    with_key_details,
 )
 from apikeys.client_address import client_ip
 from apikeys.forms import (
@@ -39,8 +47,19 @@ from apikeys.forms import (
     TeamSearchForm,
 )
 from apikeys.http import ApiRequest
-from apikeys.models import LIVE_STATUSES, Api, ApiKey, AuditEntry, Team, TeamRole, User
-from apikeys.operations import catalog, lifecycle, teams
+from apikeys.keycloak.bootstrap import ScopeTaken
+from apikeys.models import (
+    LIVE_STATUSES,
+    Api,
+    ApiKey,
+    AuditEntry,
+    Permission,
+    PermissionRequest,
+    Team,
+    TeamRole,
+    User,
+)
+from apikeys.operations import catalog, lifecycle, permissions, teams
 
 router = Router(auth=PortalToken(admin=True), tags=["admin"])
 
@@ -54,6 +73,7 @@ class KeyFilters(PageQuery):
     expires_before: str = ""
     unused_days: str = ""
     team: str = Field("", description="A team's id: its keys only.")
+    permission: str = Field("", description="A permission's name: the keys that hold it.")
     sort: str = ""
 
 
@@ -70,8 +90,7 @@ def keys(request: ApiRequest, filters: Query[KeyFilters]) -> Any:
     form = KeySearchForm(_given(filters, PageQuery))
     if not form.is_valid():
         raise Problem(422, "The filters are not valid: see errors.", errors=form_errors(form))
-    keys = ApiKey.objects.search(form.cleaned_data).select_related("team")
-    return paginate(keys.prefetch_related("public_keys"), filters)
+    return paginate(with_key_details(ApiKey.objects.search(form.cleaned_data)), filters)
 
 
 @router.get("/keys/{key_id}", response={200: AdminKeyOut, **FAILURES}, summary="Any key")
@@ -164,6 +183,36 @@ def appoint_owner(request: ApiRequest, team_id: uuid.UUID, body: AppointIn) -> A
     return _team_out(_team(team_id))
 
 
+@router.get(
+    "/permission-requests",
+    response={200: list[AdminPermissionRequestOut], **FAILURES},
+    summary="Keys' requests for permissions that wait for a decision, oldest first",
+)
+def permission_requests(request: ApiRequest) -> Any:
+    return list(permissions.open_requests())
+
+
+@router.post(
+    "/permission-requests/{request_id}/approve",
+    response={200: AdminPermissionRequestOut, **FAILURES},
+    summary="Give the key what it asked for (from its next token; the owner is told)",
+)
+def approve_permissions(request: ApiRequest, request_id: int) -> PermissionRequest:
+    asked = _permission_request(request_id)
+    return permissions.decide_request(asked, approve=True, **_who(request))
+
+
+@router.post(
+    "/permission-requests/{request_id}/refuse",
+    response={200: AdminPermissionRequestOut, **FAILURES},
+    summary="Refuse what a key asked for, saying why (the key keeps what it has)",
+)
+def refuse_permissions(request: ApiRequest, request_id: int, body: ReasonIn) -> PermissionRequest:
+    asked = _permission_request(request_id)
+    reason = _reason(body)
+    return permissions.decide_request(asked, approve=False, reason=reason, **_who(request))
+
+
 @router.get("/audit", response={200: AuditPage, **FAILURES}, summary="The audit trail")
 def audit(request: ApiRequest, filters: Query[AuditFilters]) -> Any:
     form = AuditFilterForm(_given(filters, PageQuery))
@@ -193,6 +242,46 @@ def retire_api(request: ApiRequest, slug: str) -> Api:
     return catalog.retire_api(_api(slug), **_who(request))
 
 
+@router.post(
+    "/apis/{slug}/permissions",
+    response={201: PermissionDefined, **FAILURES},
+    summary="Add a permission to an API (its client scope made in Keycloak with it)",
+)
+def define_permission(request: ApiRequest, slug: str, body: PermissionIn) -> Any:
+    api = _api(slug)
+    try:
+        defined = permissions.define_permission(api, **body.dict(), **_who(request))
+    except ValidationError as invalid:
+        errors = permissions.field_errors(invalid)
+        raise Problem(422, "The permission was not added: see errors.", errors=errors) from None
+    except ScopeTaken:
+        detail = (
+            f"Keycloak already has a client scope {body.name} that the portal did not make: "
+            "choose another name, or remove that scope in Keycloak first."
+        )
+        raise Problem(409, detail, errors={"name": [detail]}) from None
+    made = PermissionOut.model_validate(defined.permission).model_dump()
+    return Status(201, made | {"keys_not_updated": defined.keys_not_updated})
+
+
+@router.patch(
+    "/apis/{slug}/permissions/{name}",
+    response={200: PermissionOut, **FAILURES},
+    summary="Change a permission's description or how it is given (not its name)",
+)
+def change_permission(request: ApiRequest, slug: str, name: str, body: PermissionPatch) -> Any:
+    permission = Permission.objects.filter(api=_api(slug), name=name).first()
+    if permission is None:
+        raise Problem(404, "The API has no permission with this name.")
+    wanted = {field: getattr(permission, field) for field in Permission.EDITABLE_FIELDS}
+    wanted |= body.dict(exclude_none=True)
+    try:
+        return permissions.change_permission(permission, **wanted, **_who(request))
+    except ValidationError as invalid:
+        errors = permissions.field_errors(invalid)
+        raise Problem(422, "Nothing was changed: see errors.", errors=errors) from None
+
+
 def _save_api(request: ApiRequest, api: Api, body: ApiIn) -> Api:
     form = ApiForm(body.dict(), instance=api)
     if not form.is_valid():
@@ -205,6 +294,13 @@ def _api(slug: str) -> Api:
     if api is None:
         raise Problem(404, "There is no API with this slug.")
     return api
+
+
+def _permission_request(request_id: int) -> PermissionRequest:
+    asked = PermissionRequest.objects.filter(pk=request_id).first()
+    if asked is None:
+        raise Problem(404, "There is no permission request with this id.")
+    return asked
 
 
 def _team(team_id: uuid.UUID) -> Team:

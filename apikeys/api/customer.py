@@ -33,6 +33,8 @@ from apikeys.api.schemas import (
     Me,
     MoveIn,
     NetworksIn,
+    PermissionsChanged,
+    PermissionsIn,
     PublicKeyIn,
     PublicKeyOut,
     RenameIn,
@@ -41,13 +43,14 @@ from apikeys.api.schemas import (
     SecretIn,
     UsageDay,
     UsageOut,
+    with_key_details,
 )
 from apikeys.client_address import client_ip
 from apikeys.forms import KeyForm, NetworksForm, PublicKeyForm, RenameForm
 from apikeys.http import ApiRequest
 from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import Api, ApiKey, AuditEntry, User
-from apikeys.operations import dormancy, leaks, lifecycle, teams, usage
+from apikeys.operations import dormancy, leaks, lifecycle, permissions, teams, usage
 
 router = Router(auth=PortalToken(), tags=["customer"])
 # A stable namespace for turning an Idempotency-Key into the create form's one-time id.
@@ -61,7 +64,7 @@ def me(request: ApiRequest) -> User:
 
 @router.get("/apis", response={200: list[ApiOut], **FAILURES}, summary="The API catalog")
 def apis(request: ApiRequest) -> Any:
-    return Api.objects.open()
+    return Api.objects.open().prefetch_related("permissions")
 
 
 @router.get(
@@ -73,9 +76,8 @@ def list_keys(
     request: ApiRequest, query: Query[PageQuery], live: bool = False, team: uuid.UUID | None = None
 ) -> Any:
     space = team_for(request.auth, team, to=SEE) if team else None
-    keys = ApiKey.objects.held_by(request.auth, space).select_related("api", "team")
-    keys = keys.prefetch_related("public_keys")
-    return paginate(keys.live() if live else keys, query)
+    keys = ApiKey.objects.held_by(request.auth, space)
+    return paginate(with_key_details(keys.live() if live else keys), query)
 
 
 @router.post(
@@ -100,7 +102,8 @@ def create_key(
         # A retry whose first try made the key finds its name taken by that key: a repeat.
         if made := form.made_before():
             raise _already_made(made)
-        raise Problem(422, "The key was not created: see errors.", errors=form_errors(form))
+        errors = _explain_permissions(form, body)
+        raise Problem(422, "The key was not created: see errors.", errors=errors)
     try:
         revealed = lifecycle.issue_key(owner, form.order(), ip_address=client_ip(request))
     except lifecycle.AlreadySubmitted as repeat:
@@ -206,6 +209,47 @@ def set_networks(request: ApiRequest, key_id: uuid.UUID, body: NetworksIn) -> An
     return lifecycle.set_networks(
         key, form.cleaned_data["networks"], actor=request.auth, ip_address=client_ip(request)
     )
+
+
+@router.put(
+    "/keys/{key_id}/permissions",
+    response={200: PermissionsChanged, **FAILURES},
+    summary="What a key may do: fewer at once, more at once or after an administrator's approval",
+)
+def set_permissions(request: ApiRequest, key_id: uuid.UUID, body: PermissionsIn) -> Any:
+    key = key_for(request.auth, key_id)
+    _limit(request)
+    try:
+        outcome = permissions.set_key_permissions(
+            key,
+            body.permissions,
+            justification=body.justification,
+            actor=request.auth,
+            ip_address=client_ip(request),
+        )
+    except permissions.PermissionRefused as refused:
+        raise Problem(422, f"Nothing was changed: {refused}") from None
+    return {
+        "key": outcome.key,
+        "added": outcome.added,
+        "removed": outcome.removed,
+        "requested": outcome.requested,
+    }
+
+
+@router.delete(
+    "/keys/{key_id}/permission-request",
+    response={200: KeyOut, **FAILURES},
+    summary="Withdraw a key's request for permissions no administrator has decided yet",
+)
+def withdraw_permission_request(request: ApiRequest, key_id: uuid.UUID) -> ApiKey:
+    key = key_for(request.auth, key_id)
+    _limit(request)
+    waiting = key.permission_requests.filter(decided_at__isnull=True).first()
+    if waiting is None:
+        raise Problem(404, "This key has no request for permissions waiting.")
+    permissions.withdraw_request(waiting, actor=request.auth, ip_address=client_ip(request))
+    return key
 
 
 @router.post(
@@ -377,7 +421,23 @@ def _key_form_data(body: KeyIn) -> dict[str, Any]:
         "lifetime_days": body.lifetime_days or settings.DEFAULT_KEY_LIFETIME_DAYS,
         "public_key": _as_text(body.public_key),
         "jwks_url": body.jwks_url or "",
+        # The form's choices are "<api slug>/<name>" (the page offers every API's at once).
+        "permissions": [f"{body.api}/{name.strip()}" for name in body.permissions or ()],
+        "permissions_given": body.permissions is not None,
     }
+
+
+def _explain_permissions(form: KeyForm, body: KeyIn) -> dict[str, list[str]]:
+    """The form's errors, a permission the API does not have said as the operation says it
+    (naming the ones there are), not as a choice of the page's list."""
+    errors = form_errors(form)
+    api = form.cleaned_data.get("api")
+    if "permissions" in errors and api is not None:
+        try:
+            permissions.resolve(api, body.permissions)
+        except permissions.PermissionRefused as refused:
+            errors["permissions"] = [str(refused)]
+    return errors
 
 
 @sensitive_variables()  # (every API view is marked so too: apikeys/urls.py)

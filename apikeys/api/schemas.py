@@ -6,6 +6,7 @@ from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
+from django.db.models import Prefetch, QuerySet
 from ninja import Field, Schema
 from pydantic import ConfigDict
 
@@ -15,6 +16,8 @@ from apikeys.models import (
     ApiKey,
     Invitation,
     Membership,
+    Permission,
+    PermissionRequest,
     PublicKey,
     User,
     WebhookAttempt,
@@ -36,6 +39,15 @@ class Problem(Schema):
     key_id: UUID | None = None  # an earlier request with this Idempotency-Key made this key
 
 
+class PermissionOut(Schema):
+    name: str = Field(description="What its tokens carry in their scope claim: orders:read.")
+    description: str
+    requires_approval: bool = Field(
+        description="Giving it to a key (new or existing) waits for an administrator."
+    )
+    default: bool = Field(description="New keys get it unless their maker leaves it out.")
+
+
 class ApiOut(Schema):
     slug: str
     name: str
@@ -53,10 +65,17 @@ class ApiOut(Schema):
         description="0: never; null: the portal's DORMANT_SUSPEND_DAYS."
     )
     retired: bool
+    permissions: list[PermissionOut] = Field(
+        description="What its keys may be allowed to do; ask for them by name."
+    )
 
     @staticmethod
     def resolve_retired(api: Api) -> bool:
         return api.retired_at is not None
+
+    @staticmethod
+    def resolve_permissions(api: Api) -> list[Permission]:
+        return list(api.permissions.all())
 
 
 class PublicKeyOut(Schema):
@@ -70,6 +89,19 @@ class PublicKeyOut(Schema):
     @staticmethod
     def resolve_alg(public_key: PublicKey) -> str:
         return str(public_key.jwk.get("alg", ""))
+
+
+class PermissionRequestOut(Schema):
+    """Permissions asked for a key, waiting for an administrator's decision."""
+
+    id: int
+    permissions: list[str] = Field(description="What was asked for.")
+    justification: str
+    created_at: datetime
+
+    @staticmethod
+    def resolve_permissions(request: PermissionRequest) -> list[str]:
+        return request.names
 
 
 class KeyOut(Schema):
@@ -109,6 +141,21 @@ class KeyOut(Schema):
         description="CIDR ranges its tokens may be requested from (Keycloak refuses others); "
         "empty: anywhere."
     )
+    permissions: list[str] = Field(
+        description="What it may do at its API: the permissions its tokens carry in scope."
+    )
+    permission_request: PermissionRequestOut | None = Field(
+        description="More permissions asked for and waiting for an administrator (the key "
+        "works with what it has meanwhile); null: none."
+    )
+
+    @staticmethod
+    def resolve_permissions(key: ApiKey) -> list[str]:
+        return key.permission_names
+
+    @staticmethod
+    def resolve_permission_request(key: ApiKey) -> PermissionRequest | None:
+        return next((r for r in key.permission_requests.all() if r.decided_at is None), None)
 
     @staticmethod
     def resolve_team(key: ApiKey) -> UUID | None:
@@ -141,6 +188,16 @@ class KeyOut(Schema):
     @staticmethod
     def resolve_client_missing(key: ApiKey) -> bool:
         return key.client_missing_since is not None
+
+
+def with_key_details(keys: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
+    """Keys with what KeyOut shows of each fetched in a few queries, not a few per key."""
+    waiting = PermissionRequest.objects.filter(decided_at__isnull=True)
+    return keys.select_related("api", "team").prefetch_related(
+        "public_keys",
+        "permissions",
+        Prefetch("permission_requests", queryset=waiting.prefetch_related("permissions")),
+    )
 
 
 class AdminKeyOut(KeyOut):
@@ -197,6 +254,12 @@ class KeyIn(Schema):
         description="IPv4/IPv6 CIDR ranges (or addresses) its tokens may be requested from, "
         "at most 20; left out: anywhere.",
     )
+    permissions: list[str] | None = Field(
+        None,
+        description="The API's permissions it gets, by name (GET /apis lists them); left out "
+        "or null: those the API gives new keys by default; []: none. One that needs approval "
+        "makes the key wait for an administrator, and needs a justification.",
+    )
 
 
 class NetworksIn(Schema):
@@ -204,6 +267,31 @@ class NetworksIn(Schema):
 
     networks: list[str] = Field(
         description="The ranges its tokens may be requested from from now on; [] for anywhere."
+    )
+
+
+class PermissionsIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    permissions: list[str] = Field(
+        description="Every permission it should have from now on, by name; [] for none."
+    )
+    justification: str = Field(
+        "",
+        max_length=2000,
+        description="Why it needs more: required when one added needs approval (an "
+        "administrator reads it).",
+    )
+
+
+class PermissionsChanged(Schema):
+    """What a change of permissions did: at once, or asked for."""
+
+    key: KeyOut
+    added: list[str] = Field(description="Given now: from the key's next token on.")
+    removed: list[str] = Field(description="Taken away now: from the key's next token on.")
+    requested: PermissionRequestOut | None = Field(
+        description="Asked for (they need approval): the key works without them meanwhile."
     )
 
 
@@ -272,6 +360,81 @@ class ApiIn(Schema):
     dormant_suspend_days: int | None = Field(
         None, description="Days unused before suspension (0: never); null: the portal's setting."
     )
+
+
+class PermissionIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        description="A resource and an action, e.g. invoices:read: the client scope Keycloak "
+        "puts in tokens; unique in the catalog, fixed once made."
+    )
+    description: str = Field(description="What it allows, for the keys' makers; ≤200 chars.")
+    requires_approval: bool = Field(False, description="Giving it waits for an administrator.")
+    default: bool = Field(True, description="New keys get it unless their maker leaves it out.")
+    give_to_live_keys: bool = Field(
+        False,
+        description="Give it to the API's keys that exist now too, so their partners keep "
+        "working when the API starts checking it.",
+    )
+
+
+class PermissionDefined(PermissionOut):
+    keys_not_updated: list[str] = Field(
+        description="With give_to_live_keys: the keys Keycloak could not be told about (their "
+        "client ids); give it to them from their pages."
+    )
+
+
+class PermissionPatch(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = None
+    requires_approval: bool | None = None
+    default: bool | None = None
+
+
+class AdminPermissionRequestOut(PermissionRequestOut):
+    key_id: UUID
+    client_id: str
+    key_name: str
+    api: str = Field(description="The key's API's slug.")
+    owner_email: str
+    team_name: str | None = Field(description="The team that holds the key; null: personal.")
+    held: list[str] = Field(description="The permissions the key has now.")
+    requested_by: str = Field(description="The email of the person who asked.")
+    decided_at: datetime | None
+    approved: bool | None = Field(description="null: open, or withdrawn by its requester.")
+    reason: str
+
+    @staticmethod
+    def resolve_client_id(request: PermissionRequest) -> str:
+        return request.key.client_id
+
+    @staticmethod
+    def resolve_key_name(request: PermissionRequest) -> str:
+        return request.key.name
+
+    @staticmethod
+    def resolve_api(request: PermissionRequest) -> str:
+        return request.key.api.slug
+
+    @staticmethod
+    def resolve_owner_email(request: PermissionRequest) -> str:
+        return request.key.owner.email
+
+    @staticmethod
+    def resolve_team_name(request: PermissionRequest) -> str | None:
+        team = request.key.team
+        return team.name if team is not None else None
+
+    @staticmethod
+    def resolve_held(request: PermissionRequest) -> list[str]:
+        return request.key.permission_names
+
+    @staticmethod
+    def resolve_requested_by(request: PermissionRequest) -> str:
+        return request.requested_by.email
 
 
 class AuditOut(Schema):
