@@ -19,7 +19,16 @@ from apikeys_cli.errors import Failure, NotFound, NotSignedIn, Usage
 from apikeys_cli.http import request, require_safe_url
 
 DEFAULT_PORTAL = "http://127.0.0.1:8000"
-KEY_COLUMNS = ("name", "team", "api", "client_id", "status", "expires_at", "last_used_at")
+KEY_COLUMNS = (
+    "name",
+    "team",
+    "api",
+    "client_id",
+    "status",
+    "permissions",
+    "expires_at",
+    "last_used_at",
+)
 ROLES = ("owner", "developer", "viewer")
 
 
@@ -33,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except Failure as failure:
         print(f"apikeys: {failure}", file=sys.stderr)
+        for field, messages in _field_errors(failure).items():
+            print(f"  {field}: {' '.join(messages)}", file=sys.stderr)
         return failure.exit_code
     except KeyboardInterrupt:
         return 130
@@ -70,7 +81,10 @@ def me(args: argparse.Namespace) -> int:
 def apis(args: argparse.Namespace) -> int:
     found = _call("GET", "/admin/apis" if getattr(args, "all", False) else "/apis")
     columns = ("slug", "name", "requires_approval", "max_key_lifetime_days", "retired")
-    return _table(args, found, columns)
+    if args.json:
+        return _table(args, found, columns)
+    rows = [api | {"permissions": [p["name"] for p in api["permissions"]]} for api in found]
+    return _table(args, rows, (*columns, "permissions"))
 
 
 def keys_list(args: argparse.Namespace) -> int:
@@ -92,6 +106,8 @@ def keys_create(args: argparse.Namespace) -> int:
         body["team"] = _team_id(args.team)
     if args.allow_from:
         body["networks"] = args.allow_from
+    if args.permission or args.no_permissions:
+        body["permissions"] = args.permission
     if args.public_key or args.jwks_url:
         body["credential"] = "private_key_jwt"
         body["public_key"] = _read(args.public_key) if args.public_key else None
@@ -101,7 +117,13 @@ def keys_create(args: argparse.Namespace) -> int:
 
 
 def keys_show(args: argparse.Namespace) -> int:
-    return _show(args, _call("GET", f"/keys/{_key_id(args.key)}"), None)
+    key = _call("GET", f"/keys/{_key_id(args.key)}")
+    if args.json:
+        return _show(args, key, None)
+    waiting = key["permission_request"]
+    asked = f"{', '.join(waiting['permissions'])} (waiting for approval)" if waiting else None
+    shown = key | {"permissions": key["permissions"] or "none", "permission_request": asked}
+    return _show(args, shown, None)
 
 
 def keys_rotate(args: argparse.Namespace) -> int:
@@ -137,6 +159,51 @@ def keys_networks(args: argparse.Namespace) -> int:
         return _show(args, key, None)
     print(f"{key['client_id']}: tokens from {', '.join(key['networks']) or 'anywhere'}.")
     return 0
+
+
+def keys_permissions(args: argparse.Namespace) -> int:
+    """What a key may do at its API, and what it asked for; with --set, change that."""
+    key_id = _key_id(args.key)
+    if args.withdraw:
+        key = _call("DELETE", f"/keys/{key_id}/permission-request")
+        said = ["Request withdrawn: the key keeps the permissions it has."]
+    elif args.set is not None:
+        body = {"permissions": args.set, "justification": args.justification}
+        changed = _call("PUT", f"/keys/{key_id}/permissions", body=body)
+        if args.json:
+            return _show(args, changed, None)
+        key, said = changed["key"], _permission_changes(changed)
+    else:
+        key, said = _call("GET", f"/keys/{key_id}"), []
+    if args.json:
+        return _show(args, key, None)
+    for line in said:
+        print(line)
+    _print_pairs(_permissions_of(key))
+    return 0
+
+
+def _permission_changes(changed: dict[str, Any]) -> list[str]:
+    said = [f"Added: {', '.join(changed['added'])}."] if changed["added"] else []
+    if changed["removed"]:
+        said.append(f"Removed: {', '.join(changed['removed'])}.")
+    if changed["requested"]:
+        asked = ", ".join(changed["requested"]["permissions"])
+        said.append(
+            f"Requested: {asked}. An administrator decides; the key works with what it has "
+            "until then."
+        )
+    return said or ["Nothing to change: the key already has these permissions."]
+
+
+def _permissions_of(key: dict[str, Any]) -> dict[str, Any]:
+    waiting = key["permission_request"]
+    shown = {"client_id": key["client_id"], "permissions": key["permissions"] or "none"}
+    if waiting:
+        shown["requested"] = ", ".join(waiting["permissions"])
+        shown["requested_at"] = waiting["created_at"]
+        shown["justification"] = waiting["justification"]
+    return shown
 
 
 def keys_end_grace(args: argparse.Namespace) -> int:
@@ -432,7 +499,7 @@ def teams_activity(args: argparse.Namespace) -> int:
 
 
 def admin_keys(args: argparse.Namespace) -> int:
-    names = ("q", "api", "status", "unused_days", "team", "sort")
+    names = ("q", "api", "status", "unused_days", "team", "permission", "sort")
     query = {name: getattr(args, name) for name in names}
     query["per_page"] = args.limit
     found = _call("GET", "/admin/keys", query={k: v for k, v in query.items() if v})
@@ -449,6 +516,28 @@ def admin_decide(args: argparse.Namespace) -> int:
     body = None if args.decision == "approve" else {"reason": args.reason or ""}
     found = _call("POST", f"/admin/keys/{_key_id(args.key)}/{args.decision}", body=body)
     return _show(args, found, ("name", "client_id", "owner_email", "status", "status_reason"))
+
+
+REQUEST_COLUMNS = ("id", "client_id", "owner_email", "held", "permissions", "justification")
+
+
+def admin_requests(args: argparse.Namespace) -> int:
+    """Keys' requests for permissions that wait for a decision, oldest first."""
+    return _table(args, _call("GET", "/admin/permission-requests"), REQUEST_COLUMNS)
+
+
+def admin_decide_permissions(args: argparse.Namespace) -> int:
+    request_id = _request_id(args.request)
+    body = {"reason": args.reason} if args.decision == "refuse" else None
+    found = _call("POST", f"/admin/permission-requests/{request_id}/{args.decision}", body=body)
+    if args.json:
+        return _show(args, found, None)
+    asked = ", ".join(found["permissions"])
+    if args.decision == "approve":
+        print(f"{found['client_id']} has {asked} from its next token on; its owner is told.")
+    else:
+        print(f"{asked} refused for {found['client_id']}; its owner is told why.")
+    return 0
 
 
 def admin_audit(args: argparse.Namespace) -> int:
@@ -534,6 +623,18 @@ def _add_keys_commands(commands: Any) -> None:
     sub = _key_command(keys, "networks", keys_networks, text)
     _allow_from(sub)
     sub.add_argument("--anywhere", action="store_true", help="no limit")
+    text = "what a key may do at its API, and its request waiting; --set changes it"
+    sub = _key_command(keys, "permissions", keys_permissions, text)
+    changes = sub.add_mutually_exclusive_group()
+    changes.add_argument(
+        "--set",
+        nargs="*",
+        metavar="NAME",
+        help="every permission it should have (none given: none); fewer take effect at "
+        "once, more too unless they need approval (then they are requested)",
+    )
+    changes.add_argument("--withdraw", action="store_true", help="withdraw the request that waits")
+    sub.add_argument("--justification", default="", help="why it needs more (for approval)")
 
 
 def _allow_from(sub: Any) -> None:
@@ -557,6 +658,16 @@ def _add_keys_create(keys: Any) -> None:
     sub.add_argument("--idempotency-key", help="the same key on a retry makes no second key")
     _team_option(sub, "the team that will hold the key (default: a personal key)")
     _allow_from(sub)
+    given = sub.add_mutually_exclusive_group()
+    given.add_argument(
+        "--permission",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a permission of the API it gets (repeatable; none given: the API's defaults, "
+        "see `apikeys apis`)",
+    )
+    given.add_argument("--no-permissions", action="store_true", help="no permission at all")
     sub.add_argument("--output", choices=["table", "env"], default="table")
     signed = sub.add_mutually_exclusive_group()
     signed.add_argument(
@@ -653,8 +764,19 @@ def _add_admin_commands(commands: Any) -> None:
     for name in ("q", "api", "status", "unused-days", "sort"):
         sub.add_argument(f"--{name}")
     sub.add_argument("--team", help="a team's id: its keys only")
+    sub.add_argument("--permission", help="a permission's name: the keys that hold it")
     sub.add_argument("--limit", type=int, default=50)
     _command(admin, "show", admin_show, "any key").add_argument("key")
+    _command(admin, "requests", admin_requests, "keys' requests for permissions, waiting")
+    for decision, text in (
+        ("approve", "give a key the permissions it asked for"),
+        ("refuse", "refuse a key's request for permissions, with a reason"),
+    ):
+        sub = _command(admin, f"{decision}-permissions", admin_decide_permissions, text)
+        sub.set_defaults(decision=decision)
+        sub.add_argument("request", help="the request's id (see `apikeys admin requests`)")
+        if decision == "refuse":
+            sub.add_argument("--reason", required=True, help="the key's owner reads it")
     for decision, text in (
         ("approve", "approve a pending key"),
         ("reject", "reject a pending key, with a reason"),
@@ -818,6 +940,21 @@ def _team_id(given: str) -> str:
     return str(named[0]["id"])
 
 
+def _request_id(given: str) -> int:
+    try:
+        return int(given)
+    except ValueError:
+        raise Usage(f"{given!r} is not a request id (see `apikeys admin requests`)") from None
+
+
+def _field_errors(failure: Failure) -> dict[str, list[str]]:
+    """A refusal's errors by field, as the portal's problem document names them."""
+    errors = failure.body.get("errors") if isinstance(failure.body, dict) else None
+    if not isinstance(errors, dict):
+        return {}
+    return {str(field): [str(m) for m in messages] for field, messages in errors.items()}
+
+
 def _user_id(given: str) -> int:
     try:
         return int(given)
@@ -857,6 +994,7 @@ def _secret(args: argparse.Namespace, credentials: dict[str, Any]) -> int:
             "token_endpoint": credentials["token_endpoint"],
             "expires_at": key["expires_at"],
             "networks": ", ".join(key.get("networks") or []) or "anywhere",
+            "permissions": ", ".join(key.get("permissions") or []) or "none",
         }
         if not secret:
             del shown["client_secret"]
@@ -915,6 +1053,8 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return ", ".join(value) or "-"
     text = str(value)
     return (
         text[:19].replace("T", " ")
