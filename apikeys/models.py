@@ -876,6 +876,7 @@ class AuditEntry(models.Model):
         PERMISSIONS_CHANGED = "permissions", "Permissions changed"
         PERMISSIONS_REQUESTED = "perm_requested", "Permissions requested"
         PERMISSIONS_REFUSED = "perm_refused", "Permissions refused"
+        PERMISSIONS_WITHDRAWN = "perm_withdrawn", "Permission request withdrawn"
         PERMISSION_DEFINED = "perm_defined", "Permission added to the API"
         PERMISSION_CHANGED = "perm_changed", "Permission changed"
 

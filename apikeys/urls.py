@@ -144,6 +144,11 @@ urlpatterns = [
         name="manage_permission_edit",
     ),
     path(
+        "manage/apis/<slug:slug>/permissions/<str:name>/give/",
+        manage.permission_give,
+        name="manage_permission_give",
+    ),
+    path(
         "manage/permission-requests/<int:request_id>/approve/",
         manage.decide_permissions,
         {"approve": True},

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -14,7 +15,7 @@ from django.urls import reverse
 
 from apikeys.keycloak import bootstrap, desired
 from apikeys.keycloak import client as keycloak
-from apikeys.keycloak.client import Connection
+from apikeys.keycloak.client import Connection, KeycloakUnavailable
 from apikeys.models import (
     Api,
     ApiKey,
@@ -272,6 +273,11 @@ def test_reconcile_takes_off_a_scope_added_by_hand_and_keeps_one_taken_off(
     kept = [f for f in report.findings if f.client_id == made.key.client_id]
     assert kept
     assert kept[0].problem == "permissions narrowed in Keycloak, outside the portal"
+    assert ApiKey.objects.get(pk=made.key.pk).permission_names == []  # the record follows
+    entry = AuditEntry.objects.filter(key=made.key).latest("at")
+    assert entry.actor is None
+    assert entry.reason.startswith("orders:read taken off its client in Keycloak")
+    assert not [f for f in reconcile().findings if f.client_id == made.key.client_id]
 
 
 def test_reconcile_restores_a_permission_scope_changed_by_hand(
@@ -391,3 +397,81 @@ def test_a_key_rebuilt_after_a_restore_keeps_its_permissions(
     assert ApiKey.objects.get(client_id=made.key.client_id).permission_names == [READ]
     assert READ in scope_of(made)
     assert reconcile(grace=timedelta(0)).findings == []
+
+
+def test_a_pending_key_asks_for_what_needs_approval_like_any_other(
+    owner: User, admin_user: User, orders: dict[str, Permission]
+) -> None:
+    """Its approver approves what it held when asked: more waits for a decision of its own."""
+    made = issue(owner, orders[READ].api, "pending", permissions=[WRITE], justification="j")
+    assert made.key.status == ApiKey.Status.PENDING
+
+    outcome = permissions.set_key_permissions(
+        made.key, [READ, WRITE], justification="and read", actor=owner
+    )
+    assert outcome.added == [READ]
+    assert outcome.requested is None  # orders:write is held already: its key's approval
+    permissions.set_key_permissions(made.key, [READ], actor=owner)
+    asked = permissions.set_key_permissions(
+        made.key, [READ, WRITE], justification="back", actor=owner
+    ).requested
+
+    assert asked is not None
+    assert asked.names == [WRITE]
+
+
+def test_keycloak_failing_midway_leaves_the_key_as_it_was(
+    owner: User, orders: dict[str, Permission], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write = orders[WRITE]
+    write.requires_approval = False
+    write.save()
+    made = issue(owner, orders[READ].api, "half", permissions=[READ])
+    real = keycloak.set_client_scope_of_client
+
+    def fails_to_attach(conn: Connection, *args: object, attached: bool) -> None:
+        if attached and args[-1] == write.scope_id:
+            raise KeycloakUnavailable("Keycloak is unreachable.", reached=False)
+        real(conn, *args, attached=attached)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(keycloak, "set_client_scope_of_client", fails_to_attach)
+    with pytest.raises(KeycloakUnavailable):
+        permissions.set_key_permissions(made.key, [WRITE], actor=owner)  # read off, write on
+    monkeypatch.undo()
+
+    assert ApiKey.objects.get(pk=made.key.pk).permission_names == [READ]
+    assert scope_of(made) & {READ, WRITE} == {READ}  # orders:read was put back
+    assert not [f for f in reconcile().findings if f.client_id == made.key.client_id]
+
+
+def test_a_request_ends_with_its_key_and_decisions_are_mailed_to_who_asked(
+    owner: User, admin_user: User, orders: dict[str, Permission], mailoutbox: list[Any]
+) -> None:
+    made = issue(owner, orders[READ].api, "mailed")
+    asked = permissions.set_key_permissions(
+        made.key, [READ, WRITE], justification="j", actor=owner
+    ).requested
+    assert asked is not None
+    permissions.decide_request(asked, approve=False, actor=admin_user, reason="Not now")
+    refusal = mailoutbox[-1]
+    assert refusal.to == [owner.email]
+    assert refusal.subject == "Permissions refused for your API key “mailed”: orders:write"
+    assert "Why: Not now" in str(refusal.body)
+
+    again = permissions.set_key_permissions(
+        made.key, [READ, WRITE], justification="j", actor=owner
+    ).requested
+    assert again is not None
+    permissions.withdraw_request(again, actor=owner)
+    entry = AuditEntry.objects.filter(key=made.key).latest("at")
+    assert entry.action == AuditEntry.Action.PERMISSIONS_WITHDRAWN
+    last = permissions.set_key_permissions(
+        made.key, [READ, WRITE], justification="j", actor=owner
+    ).requested
+    assert last is not None
+
+    lifecycle.revoke_key(made.key, actor=owner)
+
+    last.refresh_from_db()
+    assert last.decided_at is not None
+    assert last.reason == "The key was revoked."

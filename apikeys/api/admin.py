@@ -27,6 +27,7 @@ from apikeys.api.schemas import (
     ApiOut,
     AppointIn,
     AuditPage,
+    KeysNotUpdated,
     NoteIn,
     PermissionDefined,
     PermissionIn,
@@ -224,7 +225,7 @@ def audit(request: ApiRequest, filters: Query[AuditFilters]) -> Any:
 
 @router.get("/apis", response={200: list[ApiOut], **FAILURES}, summary="The whole catalog")
 def apis(request: ApiRequest) -> Any:
-    return Api.objects.all()
+    return Api.objects.prefetch_related("permissions")
 
 
 @router.post("/apis", response={201: ApiOut, **FAILURES}, summary="Add an API")
@@ -280,6 +281,18 @@ def change_permission(request: ApiRequest, slug: str, name: str, body: Permissio
     except ValidationError as invalid:
         errors = permissions.field_errors(invalid)
         raise Problem(422, "Nothing was changed: see errors.", errors=errors) from None
+
+
+@router.post(
+    "/apis/{slug}/permissions/{name}/keys",
+    response={200: KeysNotUpdated, **FAILURES},
+    summary="Give a permission to its API's live keys that lack it",
+)
+def give_permission(request: ApiRequest, slug: str, name: str) -> Any:
+    permission = Permission.objects.filter(api=_api(slug), name=name).first()
+    if permission is None:
+        raise Problem(404, "The API has no permission with this name.")
+    return {"keys_not_updated": permissions.give_to_keys_lacking(permission, **_who(request))}
 
 
 def _save_api(request: ApiRequest, api: Api, body: ApiIn) -> Api:

@@ -382,7 +382,13 @@ class PermissionIn(Schema):
 class PermissionDefined(PermissionOut):
     keys_not_updated: list[str] = Field(
         description="With give_to_live_keys: the keys Keycloak could not be told about (their "
-        "client ids); give it to them from their pages."
+        "client ids); POST …/permissions/{name}/keys gives it to the keys that still lack it."
+    )
+
+
+class KeysNotUpdated(Schema):
+    keys_not_updated: list[str] = Field(
+        description="The keys Keycloak could not be told about (their client ids): call again."
     )
 
 

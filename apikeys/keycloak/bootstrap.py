@@ -157,7 +157,8 @@ class MissingListener(keycloak.KeycloakFailure):
 
 
 class MissingExecutor(keycloak.KeycloakFailure):
-    """Network ranges are on, and Keycloak has not loaded the extension that enforces them."""
+    """Keycloak has not loaded the extension's executors that network ranges and permissions
+    need (or they are turned off while keys count on them)."""
 
 
 def _require_networks_executor(conn: Connection) -> None:
@@ -170,6 +171,12 @@ def _require_networks_executor(conn: Connection) -> None:
                 f"KEYCLOAK_NETWORK_RANGES is false, but {limited} live keys are limited to "
                 "network ranges, which Keycloak would stop enforcing: set them to anywhere "
                 "first, or keep it true."
+            )
+        if Permission.objects.exists():
+            raise MissingExecutor(
+                "KEYCLOAK_NETWORK_RANGES is false, but the catalog has permissions: without "
+                "the extension's executors a token request asking for fewer would get all of "
+                "its key's. Keep it true."
             )
         return
     loaded = keycloak.providers(conn, "client-policy-executor")
@@ -204,10 +211,11 @@ def ensure_api_scope(conn: Connection, api: Api, *, adopt: bool = True) -> list[
 
 
 def ensure_permission_scope(
-    conn: Connection, permission: Permission, *, adopt: bool = True
+    conn: Connection, permission: Permission, *, adopt: bool = False
 ) -> list[str]:
     """Create or repair a permission's client scope (see ensure_api_scope), and remember its
-    id on the record: keys' clients are given the scope by id."""
+    id on the record: keys' clients are given the scope by id. A scope of that name the portal
+    did not make is never taken over (ScopeTaken): permissions have no unmarked past."""
     changes = ensure_client_scope(conn, desired.permission_scope(permission), adopt=adopt)
     scope = keycloak.find_client_scope(conn, permission.name)
     if scope is not None and scope["id"] != permission.scope_id:

@@ -1018,7 +1018,12 @@ def _expire(pk: uuid.UUID, now: datetime) -> ApiKey | None:
 
 
 def _end(key: ApiKey, status: KeyStatus, when: datetime | None = None) -> None:
-    key.set_status(status, ended_at=when or timezone.now())
+    """The key ends: its status, and its permission request, if one waits, with it."""
+    when = when or timezone.now()
+    key.set_status(status, ended_at=when)
+    key.permission_requests.filter(decided_at__isnull=True).update(
+        decided_at=when, reason=f"The key was {status.label.lower()}."
+    )
 
 
 def _own_client(conn: keycloak.Connection, key: ApiKey) -> KeyClient | None:

@@ -77,6 +77,24 @@ def permissions_requested(request: PermissionRequest) -> None:
     )
 
 
+def permissions_decided(request: PermissionRequest, key: ApiKey) -> None:
+    """Tell whoever asked (and the key's people) what was decided about more permissions."""
+    given = "given" if request.approved else "refused"
+    _send(
+        f"Permissions {given} for your API key “{key.name}”: {', '.join(request.names)}",
+        "emails/permissions_decided.txt",
+        {"request": request, "key": key, "given": given, "key_url": key_url(key)},
+        sorted(set(told_of(key)) | _asker(request, key)),
+    )
+
+
+def _asker(request: PermissionRequest, key: ApiKey) -> set[str]:
+    """Who asked, while they are active and still reach the key."""
+    asker = request.requested_by
+    reaches = key.team is None or Membership.objects.filter(team=key.team, user=asker).exists()
+    return {asker.email} if asker.is_active and reaches and asker.email else set()
+
+
 def decision(key: ApiKey, action: str, reason: str = "") -> None:
     """Tell the owner what was decided about their key, and why (not if they are gone)."""
     _send(

@@ -16,8 +16,9 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apikeys.keycloak import bootstrap
@@ -47,7 +48,8 @@ class PermissionRefused(Exception):
 @dataclass
 class PermissionDefined:
     permission: Permission
-    # Live keys that could not be given it (Keycloak failed); the next attempt retries them.
+    # Live keys that could not be given it (Keycloak failed); `give_to_keys_lacking`
+    # gives it to the keys that still lack it.
     keys_not_updated: list[str] = field(default_factory=list)
 
 
@@ -75,10 +77,22 @@ def define_permission(
         requires_approval=requires_approval,
         default=default,
     )
+    if not settings.KEYCLOAK_NETWORK_RANGES:
+        raise ValidationError(
+            {
+                NON_FIELD_ERRORS: "This portal's Keycloak runs without the portal's extension "
+                "(KEYCLOAK_NETWORK_RANGES=false), which narrows a token to the permissions "
+                "its request asks for: turn it on first."
+            }
+        )
     permission.full_clean()  # the name's pattern, and unique in the catalog
     with transaction.atomic():
-        permission.save()
-        bootstrap.ensure_permission_scope(keycloak.portal_connection(), permission, adopt=False)
+        try:
+            with transaction.atomic():
+                permission.save()
+        except IntegrityError:  # the same name, defined at the same moment
+            raise ValidationError({"name": "A permission with this name exists."}) from None
+        bootstrap.ensure_permission_scope(keycloak.portal_connection(), permission)
         AuditEntry.record(
             api,
             AuditEntry.Action.PERMISSION_DEFINED,
@@ -88,7 +102,9 @@ def define_permission(
         )
     defined = PermissionDefined(Permission.objects.get(pk=permission.pk))
     if give_to_live_keys:
-        defined.keys_not_updated = _give_to_live_keys(defined.permission, actor, ip_address)
+        defined.keys_not_updated = give_to_keys_lacking(
+            defined.permission, actor=actor, ip_address=ip_address
+        )
     return defined
 
 
@@ -126,9 +142,14 @@ def _terms(permission: Permission) -> str:
     return f"{approval}, {'given' if permission.default else 'not given'} to new keys by default"
 
 
-def _give_to_live_keys(permission: Permission, actor: User, ip_address: str | None) -> list[str]:
+def give_to_keys_lacking(
+    permission: Permission, *, actor: User, ip_address: str | None = None
+) -> list[str]:
+    """Give the permission to its API's keys that exist and lack it, one client at a time;
+    the client ids of those Keycloak failed for (a second call retries them)."""
     failed = []
-    for key in permission.api.keys.allowing("change_permissions").exclude(keycloak_id=""):
+    keys = permission.api.keys.allowing("change_permissions").exclude(keycloak_id="")
+    for key in keys.exclude(permissions=permission):
         try:
             with transaction.atomic():
                 key = ApiKey.objects.locked(key.pk)
@@ -177,16 +198,14 @@ def set_key_permissions(
         key.require("change_permissions")
         wanted = set(resolve(key.api, names))
         held = set(key.permissions.all())
+        # Even on a pending key: its approver approves what it held when asked, not more.
         waiting = {p for p in wanted - held if p.requires_approval}
-        if key.status == ApiKey.Status.PENDING:
-            waiting = set()  # the key's own approval covers what it asks for
         outcome = PermissionsOutcome(key)
         if waiting:
             outcome.requested = _request(key, waiting, justification, actor, ip_address)
         added, removed = (wanted - held) - waiting, held - wanted
         if added or removed:
-            _attach(key, removed, attached=False)
-            _attach(key, added, attached=True)
+            _change_client(key, removed=removed, added=added)
             key.permissions.remove(*removed)
             key.permissions.add(*added)
             outcome.added, outcome.removed = _names(added), _names(removed)
@@ -208,6 +227,8 @@ def _request(
         raise PermissionRefused(
             f"{names} need an administrator's approval: say why the key needs them."
         )
+    if not justification.replace("\n", "").replace("\r", "").isprintable():
+        raise PermissionRefused("Write the justification in printable characters only.")
     if key.permission_requests.filter(decided_at__isnull=True).exists():
         raise PermissionRefused(
             "This key already has a request waiting for an administrator: wait for the "
@@ -246,7 +267,7 @@ def decide_request(
         if approve:
             key.require("change_permissions")
             new = [p for p in request.permissions.all() if p not in set(key.permissions.all())]
-            _attach(key, new, attached=True)
+            _change_client(key, removed=set(), added=set(new))
             key.permissions.add(*new)
             _record_change(key, f"Approved: {', '.join(names)}.", actor, ip_address)
         else:
@@ -258,7 +279,7 @@ def decide_request(
                 reason=f"Refused {', '.join(names)}: {reason}".rstrip(": "),
             )
         _close(request, actor, approved=approve, reason=reason)
-    notifications.decision(key, f"{'given' if approve else 'refused'} {', '.join(names)}", reason)
+    notifications.permissions_decided(request, key)
     return request
 
 
@@ -271,7 +292,7 @@ def withdraw_request(
         request = _open_request(request)
         AuditEntry.record(
             key,
-            AuditEntry.Action.PERMISSIONS_REFUSED,
+            AuditEntry.Action.PERMISSIONS_WITHDRAWN,
             actor=actor,
             ip_address=ip_address,
             reason=f"Request for {', '.join(request.names)} withdrawn.",
@@ -302,6 +323,25 @@ def open_requests() -> Iterable[PermissionRequest]:
         .select_related("key", "key__api", "key__owner", "key__team", "requested_by")
         .prefetch_related("permissions", "key__permissions")
     )
+
+
+def _change_client(key: ApiKey, *, removed: set[Permission], added: set[Permission]) -> None:
+    """Take the `removed` permissions' scopes off the key's client, then give it the `added`.
+    If Keycloak fails midway, what was done is undone (as far as Keycloak lets): the record's
+    transaction rolls back, and the two agree again. What could not be undone, reconcile
+    finds: a permission the client lacks leaves the record too (restrictive wins)."""
+    done: list[tuple[Permission, bool]] = []
+    try:
+        for permission, attached in [(p, False) for p in removed] + [(p, True) for p in added]:
+            _attach(key, [permission], attached=attached)
+            done.append((permission, attached))
+    except KeycloakFailure:
+        for permission, attached in reversed(done):
+            try:
+                _attach(key, [permission], attached=not attached)
+            except KeycloakFailure as error:
+                log.warning("%s: %s not put back: %s", key.client_id, permission.name, error)
+        raise
 
 
 def _attach(key: ApiKey, permissions: Iterable[Permission], *, attached: bool) -> None:

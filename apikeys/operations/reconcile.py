@@ -222,8 +222,12 @@ def _check_client(
         changes.append("record")
     if not changes and narrowed:
         problem = f"{' and '.join(narrowed)} narrowed in Keycloak, outside the portal"
-        action = "kept (restrictive wins): change the key to match, or put them back"
-        return _Plan(Finding(client_id, problem, action, done=True), lambda: None)
+        action = "kept (restrictive wins): the key's record follows"
+        lost = "permissions" in narrowed
+        return _Plan(
+            Finding(client_id, problem, action, done=not lost),
+            lambda: _drop_lost_permissions(key, client) if lost else None,
+        )
     if not changes:
         return None
     return _Plan(
@@ -248,6 +252,24 @@ def _keep_removed_permissions(client: KeyClient, key: ApiKey, wanted: Representa
         kept = [scope for scope in wanted["defaultClientScopes"] if scope not in removed]
         wanted["defaultClientScopes"] = kept
     return bool(removed)
+
+
+def _drop_lost_permissions(key: ApiKey, client: KeyClient) -> None:
+    """The permissions whose scopes the key's client lost leave its record too, audited (and
+    sent as `key.updated`): what the pages and webhooks say is what its tokens carry."""
+    have = set(client.representation.get("defaultClientScopes") or [])
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        lost = [p for p in key.permissions.all() if p.name not in have]
+        if not lost:
+            return
+        key.permissions.remove(*lost)
+        names = ", ".join(sorted(p.name for p in lost))
+        reason = (
+            f"{names} taken off its client in Keycloak, outside the portal: the key no longer "
+            f"holds them (restrictive wins). Now: {', '.join(key.permission_names) or 'none'}."
+        )
+        AuditEntry.record(key, AuditEntry.Action.PERMISSIONS_CHANGED, actor=None, reason=reason)
 
 
 def _keep_narrowed_networks(client: KeyClient, key: ApiKey, wanted: Representation) -> bool:
@@ -477,7 +499,8 @@ def _repair(
         if desired.key_client_enabled(key, now) and not current.enabled:
             _suspend(key, lifecycle.CLIENT_DISABLED)  # disabled since the scan: it wins
             return
-        _keep_narrowed(current, key, wanted)
+        if "permissions" in _keep_narrowed(current, key, wanted):
+            _drop_lost_permissions(key, current)
         plan = convergence.plan(current, wanted)
         if current.team != str(key.team_id or ""):  # a team given or taken by hand
             plan.add("team", desired.holder_marks(key))

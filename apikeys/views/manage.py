@@ -14,6 +14,7 @@ from functools import wraps
 from typing import Any
 
 from django.contrib import messages
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpResponse
@@ -213,6 +214,9 @@ def permission_add(request: PageRequest, slug: str) -> HttpResponse:
             )
         except KeycloakFailure as error:
             form.add_error(None, f"{error.for_people} Nothing was changed.")
+        except ValidationError as invalid:  # a name taken at the same moment; no extension
+            for name, errors in permissions.field_errors(invalid).items():
+                form.add_error(None if name == NON_FIELD_ERRORS else name, errors)
         else:
             _say_defined(request, defined)
             return redirect("manage_api_edit", slug=api.slug)
@@ -227,8 +231,23 @@ def _say_defined(request: PageRequest, defined: permissions.PermissionDefined) -
         messages.warning(
             request,
             f"{len(defined.keys_not_updated)} keys could not be given {name} (Keycloak "
-            "failed): give it to them from their pages, or add the permission's keys again.",
+            "failed): press “Give it to the keys that lack it” to try them again.",
         )
+
+
+@admin_required
+@require_POST
+def permission_give(request: PageRequest, slug: str, name: str) -> HttpResponse:
+    """Give a permission to its API's keys that exist and lack it."""
+    permission = get_object_or_404(Permission, api__slug=slug, name=name)
+    failed = permissions.give_to_keys_lacking(permission, **_who(request))
+    if failed:
+        messages.warning(
+            request, f"{len(failed)} keys could not be given {name} (Keycloak failed): try again."
+        )
+    else:
+        messages.success(request, f"Every live key of {permission.api.name} holds {name}.")
+    return redirect("manage_api_edit", slug=slug)
 
 
 @admin_required

@@ -1055,7 +1055,9 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return ", ".join(value) or "-"
-    text = str(value)
+    # What people typed (a justification, a name) never drives the terminal: control
+    # characters, escape sequences included, are shown as spaces.
+    text = "".join(c if c.isprintable() else " " for c in str(value))
     return (
         text[:19].replace("T", " ")
         if len(text) >= 19 and text[4:5] == "-" and "T" in text
