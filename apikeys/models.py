@@ -577,6 +577,19 @@ class ApiKey(models.Model):
     networks = models.JSONField(default=list, blank=True)
     # What its tokens may do at its API: these permissions, in their `scope` claim.
     permissions = models.ManyToManyField(Permission, blank=True, related_name="keys")
+    # Set when software registered it with a registration token (RFC 7591), with the SHA-256
+    # of the registration access token that reads, updates and deletes it (RFC 7592).
+    registered_with = models.ForeignKey(
+        "RegistrationToken",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="keys",
+    )
+    registration_access_digest = models.CharField(max_length=64, blank=True, editable=False)
+    # What the registering software said of itself (RFC 7591 metadata: contacts, its
+    # token_endpoint_auth_method), given back when it reads its registration.
+    software_metadata = models.JSONField(default=dict, blank=True)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -760,6 +773,56 @@ AUDIT_VIA: ContextVar[str] = ContextVar("audit_via", default="web")
 AUDIT_AS_ADMIN: ContextVar[bool] = ContextVar("audit_as_admin", default=False)
 
 
+class RegistrationToken(models.Model):
+    """A registration token (RFC 7591's initial access token): software holding it registers
+    keys for one API at the portal's registration endpoint, within its limits. Only the
+    SHA-256 of the token is kept; it was shown once."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Who made it; the keys it registers are theirs (personal), or their team's.
+    owner = models.ForeignKey(User, on_delete=models.PROTECT, related_name="registration_tokens")
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.PROTECT, related_name="registration_tokens"
+    )
+    api = models.ForeignKey(Api, on_delete=models.PROTECT, related_name="registration_tokens")
+    name = models.CharField(max_length=64, validators=[printable_validator])
+    # What the keys it registers get: these permissions (none: the API's defaults).
+    permissions = models.ManyToManyField(Permission, blank=True, related_name="+")
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    max_registrations = models.PositiveIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(1000)]
+    )
+    registrations = models.PositiveIntegerField(default=0)
+    # Where registrations may come from (normalised CIDR); empty: anywhere.
+    networks = models.JSONField(default=list, blank=True)
+    key_lifetime_days = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.api.name})"
+
+    @property
+    def uses_left(self) -> int:
+        return max(self.max_registrations - self.registrations, 0)
+
+    def refusal(self, now: datetime) -> str | None:
+        """Why the token registers nothing now, or None if it may."""
+        if self.revoked_at is not None:
+            return "The registration token was revoked."
+        if self.expires_at <= now:
+            return "The registration token has expired."
+        if not self.uses_left:
+            return f"The registration token was used {self.max_registrations} times, its limit."
+        if self.api.retired_at is not None:
+            return f"{self.api.name} is retired and takes no new keys."
+        return None
+
+
 class PermissionRequest(models.Model):
     """A key's request for permissions that need an administrator's approval. The key keeps
     working with what it has until an administrator decides; one open request per key."""
@@ -879,6 +942,10 @@ class AuditEntry(models.Model):
         PERMISSIONS_WITHDRAWN = "perm_withdrawn", "Permission request withdrawn"
         PERMISSION_DEFINED = "perm_defined", "Permission added to the API"
         PERMISSION_CHANGED = "perm_changed", "Permission changed"
+        REGISTRATION_TOKEN_CREATED = "regtok_created", "Registration token created"
+        REGISTRATION_TOKEN_REVOKED = "regtok_revoked", "Registration token revoked"
+        REGISTERED = "registered", "Registered by software"
+        REGISTRATION_UPDATED = "reg_updated", "Registration updated by software"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # None when the portal acted by itself (expiry from cron, reconcile).

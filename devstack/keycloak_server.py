@@ -171,7 +171,25 @@ def listener_environment() -> dict[str, str]:
             "KEYCLOAK_EVENTS_SECRET", DEV_EVENTS_SECRET
         ),
     }
+    defaults |= registration_endpoint_environment(portal)
     return {name: os.environ.get(name, value) for name, value in defaults.items()}
+
+
+def registration_endpoint_environment(portal: str) -> dict[str, str]:
+    """The realm's discovery documents advertise the portal's registration endpoint (where
+    software registers keys, RFC 7591), not Keycloak's own, which the portal closes: Keycloak's
+    `openid-configuration-override` option, a JSON file merged into the documents."""
+    override = (
+        cache_dir()
+        / "keycloak"
+        / f"well-known-{hashlib.sha256(portal.encode()).hexdigest()[:12]}.json"
+    )
+    override.parent.mkdir(parents=True, exist_ok=True)
+    override.write_text(f'{{"registration_endpoint": "{portal}/register"}}\n')
+    return {
+        f"KC_SPI_WELL_KNOWN__{provider}__OPENID_CONFIGURATION_OVERRIDE": str(override)
+        for provider in ("OPENID_CONFIGURATION", "OAUTH_AUTHORIZATION_SERVER")
+    }
 
 
 def find_java_home() -> Path:

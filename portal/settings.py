@@ -266,6 +266,8 @@ KEYCLOAK_NETWORK_RANGES = env("KEYCLOAK_NETWORK_RANGES", "true") == "true"
 MAX_LIVE_KEYS_PER_TEAM = int(env("MAX_LIVE_KEYS_PER_TEAM", "100"))
 MAX_TEAMS_PER_USER = int(env("MAX_TEAMS_PER_USER", "10"))  # teams one person may own
 TEAM_INVITATION_DAYS = int(env("TEAM_INVITATION_DAYS", "7"))
+# Registration tokens (software registering keys, RFC 7591): the longest a token may live.
+REGISTRATION_TOKEN_MAX_DAYS = int(env("REGISTRATION_TOKEN_MAX_DAYS", "90"))
 # Requests per user and per client address on the key actions (apikeys/limits.py), and on
 # the registration page (per address), as django-ratelimit rates: count/period.
 RATE_LIMITS = {

@@ -104,3 +104,18 @@ def narrower(client: str | None, record: Sequence[str]) -> bool:
         any(g.version == w.version and g.subnet_of(w) for w in wanted)  # type: ignore[arg-type]
         for g in given
     )
+
+
+def allows(ranges: Sequence[str], address: str | None) -> bool:
+    """Whether `address` is in one of the (normalised) `ranges`; an IPv4-mapped IPv6
+    address counts as its IPv4 address. No address known: not allowed (fail closed)."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(
+        ip.version == network.version and ip in network
+        for network in map(ipaddress.ip_network, ranges)
+    )

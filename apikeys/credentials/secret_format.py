@@ -23,18 +23,29 @@ CHECKSUM_LENGTH = 6  # 62**6 > 2**32, so any CRC32 fits
 PATTERN = re.compile(rf"\b{PREFIX}[0-9A-Za-z]{{{BODY_LENGTH + CHECKSUM_LENGTH}}}\b")
 
 
+# The other tokens the portal shows once, in the same format with their own prefixes: a
+# registration token (software registers keys with it: RFC 7591's initial access token), and
+# a registered key's registration access token (RFC 7592).
+REGISTRATION_PREFIX = "kcrt_"
+REGISTRATION_ACCESS_PREFIX = "kcra_"
+
+
 @sensitive_variables()
-def new_secret() -> str:
+def new_secret(prefix: str = PREFIX) -> str:
     body = "".join(secrets.choice(ALPHABET) for _ in range(BODY_LENGTH))
-    return f"{PREFIX}{body}{_checksum(body)}"
+    return f"{prefix}{body}{_checksum(body)}"
 
 
 @sensitive_variables()
-def is_well_formed(candidate: str) -> bool:
-    """True if `candidate` has the portal's prefix, length, alphabet and a correct checksum."""
-    if not PATTERN.fullmatch(candidate):
+def is_well_formed(candidate: str, prefix: str = PREFIX) -> bool:
+    """True if `candidate` has the prefix, length, alphabet and a correct checksum."""
+    if len(candidate) != len(prefix) + BODY_LENGTH + CHECKSUM_LENGTH:
         return False
-    body = candidate[len(PREFIX) : len(PREFIX) + BODY_LENGTH]
+    if not candidate.startswith(prefix) or not candidate[len(prefix) :].isalnum():
+        return False
+    if not candidate.isascii():
+        return False
+    body = candidate[len(prefix) : len(prefix) + BODY_LENGTH]
     return candidate.endswith(_checksum(body))
 
 

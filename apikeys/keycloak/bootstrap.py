@@ -40,6 +40,7 @@ def run(
     _require_networks_executor(conn)
     changes += ensure_client_policy(conn, "profiles", desired.key_secrets_profile())
     changes += ensure_client_policy(conn, "policies", desired.key_secrets_policy())
+    changes += ensure_registration_closed(conn)
     for api in apis:
         changes += ensure_api_scope(conn, api)
         held = api.permissions.select_related("api") if api.pk else []  # in the catalog
@@ -189,6 +190,24 @@ def _require_networks_executor(conn: Connection) -> None:
             "KEYCLOAK_NETWORK_RANGES=false (no key can then be limited to network ranges, "
             "nor a token to fewer permissions than its key has)."
         )
+
+
+def ensure_registration_closed(conn: Connection) -> list[str]:
+    """Keycloak's own registration endpoints refuse every client (desired.registration_closed);
+    the realm's other registration policies stay as they are."""
+    current = {
+        c["name"]: c for c in keycloak.list_components(conn, desired.REGISTRATION_POLICY_TYPE)
+    }
+    changes = []
+    for wanted in desired.registration_closed():
+        have = current.get(wanted["name"])
+        if have is None:
+            keycloak.create_component(conn, wanted)
+            changes.append(f"closed Keycloak's {wanted['subType']} client registration")
+        elif convergence.differs(have, wanted):
+            keycloak.update_component(conn, have["id"], {**have, **wanted})
+            changes.append(f"closed Keycloak's {wanted['subType']} client registration again")
+    return changes
 
 
 class ScopeTaken(keycloak.KeycloakRejected):

@@ -580,6 +580,22 @@ def update_client_scope(conn: Connection, scope_id: str, rep: Representation) ->
     _request(conn, "PUT", f"/client-scopes/{scope_id}", rep)
 
 
+def list_components(conn: Connection, provider_type: str) -> list[Representation]:
+    """GET /admin/realms/{realm}/components?type=… (the realm's, e.g. its registration
+    policies)."""
+    return _request(conn, "GET", "/components", params={"type": provider_type})  # type: ignore[no-any-return]
+
+
+def create_component(conn: Connection, rep: Representation) -> None:
+    """POST /admin/realms/{realm}/components (its parent: the realm)."""
+    _request(conn, "POST", "/components", rep)
+
+
+def update_component(conn: Connection, component_id: str, rep: Representation) -> None:
+    """PUT /admin/realms/{realm}/components/{id}."""
+    _request(conn, "PUT", f"/components/{component_id}", rep)
+
+
 # Protocol mappers, of a client (`/clients/{uuid}`) or a client scope (`/client-scopes/{id}`)
 
 

@@ -316,6 +316,28 @@ def key_scopes(key: ApiKey) -> list[str]:
     return [key.api.scope_name, "basic", "service_account", *key.permission_names]
 
 
+# Keycloak's own client registration (its `clients-registrations` endpoints) is closed to
+# everyone: software registers keys at the portal's endpoint, by the portal's rules
+# (apikeys/operations/registration.py). A "max clients" policy of 0 refuses every
+# registration, anonymous or with one of Keycloak's initial access tokens.
+REGISTRATION_POLICY_TYPE = (
+    "org.keycloak.services.clientregistration.policy.ClientRegistrationPolicy"
+)
+
+
+def registration_closed() -> list[Representation]:
+    return [
+        {
+            "name": f"API key portal: register at the portal ({kind})",
+            "providerId": "max-clients",
+            "providerType": REGISTRATION_POLICY_TYPE,
+            "subType": kind,
+            "config": {"max-clients": ["0"]},
+        }
+        for kind in ("anonymous", "authenticated")
+    ]
+
+
 def key_client_enabled(key: ApiKey, now: datetime, *, status: str | None = None) -> bool:
     """Whether a key's client may give tokens: the one place this is decided.
 

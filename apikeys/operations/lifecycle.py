@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -58,6 +59,7 @@ from apikeys.models import (
     KeyStatus,
     Permission,
     PublicKey,
+    RegistrationToken,
     Team,
     UnknownPermission,
     User,
@@ -146,6 +148,11 @@ class KeyOrder:
     networks: Sequence[str] = ()  # normalised CIDR ranges (apikeys/credentials/networks.py)
     # The API's permissions it gets, by name; None: those the API gives new keys by default.
     permissions: Sequence[str] | None = None
+    # Registered by software (apikeys/operations/registration.py): with this registration
+    # token, managed with the registration access token of this digest; what it said of itself.
+    registered_with: RegistrationToken | None = None
+    registration_access_digest: str = ""
+    software_metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @sensitive_variables()  # every local may hold the secret: none goes in an error report
@@ -245,6 +252,9 @@ def _reserve(owner: User, order: KeyOrder) -> ApiKey:
                     credential=order.credential,
                     jwks_url=order.jwks_url,
                     networks=networks.parse(order.networks),
+                    registered_with=order.registered_with,
+                    registration_access_digest=order.registration_access_digest,
+                    software_metadata=dict(order.software_metadata),
                 )
         except IntegrityError as error:  # the unique constraint, if a check above was raced
             raise NameTaken(f"{_holder(order.team)} a key called “{order.name}”.") from error

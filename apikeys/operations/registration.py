@@ -1,0 +1,373 @@
+"""Software that registers itself: registration tokens, and RFC 7591/7592 registration.
+
+Design: the portal's own registration endpoint (apikeys/views/registration.py), not Keycloak's.
+A registered client is made exactly as every key is (`lifecycle.issue_key`: the record and its
+quota first, then one POST of the whole client, the portal's secret format, approval, audit,
+webhooks); Keycloak's own registration endpoints stay closed to everyone by realm policy
+(`desired.registration_closed`). So there is one path that makes keys and one set of rules.
+
+A registration token (`kcrt_…`, shown once, SHA-256 kept) belongs to a person or a team, names
+an API and the permissions its keys get, and limits how many keys it registers, until when,
+and from which networks. Each key it registers gets a registration access token (`kcra_…`,
+RFC 7592) that reads, updates and deletes that one key; it changes with every update.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from apikeys.credentials import networks
+from apikeys.credentials.public_keys import AcceptedKey
+from apikeys.credentials.secret_format import (
+    REGISTRATION_ACCESS_PREFIX,
+    REGISTRATION_PREFIX,
+    is_well_formed,
+    new_secret,
+)
+from apikeys.models import (
+    Api,
+    ApiKey,
+    AuditEntry,
+    Permission,
+    RegistrationToken,
+    Team,
+    User,
+    WrongState,
+)
+from apikeys.operations import lifecycle, permissions
+from apikeys.operations.lifecycle import KeyOrder
+
+
+class RegistrationRefused(Exception):
+    """The registration breaks a rule: RFC 7591's error code, and a description for people."""
+
+    def __init__(self, error: str, description: str, *, status: int = 400) -> None:
+        super().__init__(description)
+        self.error, self.description, self.status = error, description, status
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewRegistrationToken:
+    token: RegistrationToken
+    secret: str = field(repr=False)  # the `kcrt_…` token itself, shown once
+
+
+@sensitive_variables()
+def create_token(
+    owner: User,
+    *,
+    api: Api,
+    name: str,
+    max_registrations: int,
+    expires_in_days: int,
+    key_lifetime_days: int,
+    permissions: Sequence[str] | None = None,
+    allow_from: Sequence[str] = (),
+    team: Team | None = None,
+    ip_address: str | None = None,
+) -> NewRegistrationToken:
+    """A new registration token, within the administrators' bounds (its life, its count)."""
+    if api.retired_at is not None:
+        raise WrongState(f"{api.name} is retired and takes no new keys.")
+    if not 1 <= expires_in_days <= settings.REGISTRATION_TOKEN_MAX_DAYS:
+        raise WrongState(
+            f"A registration token lives 1 to {settings.REGISTRATION_TOKEN_MAX_DAYS} days."
+        )
+    if not 1 <= key_lifetime_days <= api.max_key_lifetime_days:
+        raise WrongState(
+            f"Keys for {api.name} can be valid for at most {api.max_key_lifetime_days} days."
+        )
+    chosen = api.permissions_called(permissions)  # UnknownPermission names the ones there are
+    secret = new_secret(REGISTRATION_PREFIX)
+    with transaction.atomic():
+        token = RegistrationToken(
+            owner=owner,
+            team=team,
+            api=api,
+            name=name,
+            digest=digest(secret),
+            max_registrations=max_registrations,
+            networks=networks.parse(allow_from),
+            key_lifetime_days=key_lifetime_days,
+            expires_at=timezone.now() + timedelta(days=expires_in_days),
+        )
+        token.full_clean()
+        token.save()
+        token.permissions.set(chosen)
+        AuditEntry.record(
+            team if team is not None else owner,
+            AuditEntry.Action.REGISTRATION_TOKEN_CREATED,
+            actor=owner,
+            ip_address=ip_address,
+            reason=_describe(token, chosen),
+        )
+    return NewRegistrationToken(token, secret)
+
+
+def _describe(token: RegistrationToken, chosen: Sequence[Permission]) -> str:
+    where = ", ".join(token.networks) or "anywhere"
+    held = ", ".join(p.name for p in chosen) or "none"
+    return (
+        f"“{token.name}” for {token.api.name}: up to {token.max_registrations} keys until "
+        f"{token.expires_at:%Y-%m-%d}, from {where}; permissions: {held}."
+    )
+
+
+def revoke_token(
+    token: RegistrationToken, *, actor: User, ip_address: str | None = None
+) -> RegistrationToken:
+    """It registers nothing more; the keys it registered stay (revoke them one by one)."""
+    with transaction.atomic():
+        token = RegistrationToken.objects.select_for_update().get(pk=token.pk)
+        if token.revoked_at is None:
+            token.revoked_at = timezone.now()
+            token.save(update_fields=["revoked_at"])
+            AuditEntry.record(
+                token.team if token.team is not None else token.owner,
+                AuditEntry.Action.REGISTRATION_TOKEN_REVOKED,
+                actor=actor,
+                ip_address=ip_address,
+                reason=f"“{token.name}” ({token.registrations} keys registered with it).",
+            )
+    return token
+
+
+@sensitive_variables()
+def token_for(secret: str) -> RegistrationToken | None:
+    """The registration token `secret` is, if it is one (well formed, and known)."""
+    if not is_well_formed(secret, REGISTRATION_PREFIX):
+        return None
+    return (
+        RegistrationToken.objects.select_related("api", "owner", "team")
+        .filter(digest=digest(secret))
+        .first()
+    )
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """A registration request's client metadata, checked (RFC 7591 §2)."""
+
+    client_name: str
+    contacts: list[str]
+    auth_method: str  # client_secret_basic, client_secret_post or private_key_jwt
+    scope: list[str] | None  # permissions asked for; None: the token's
+    public_keys: Sequence[AcceptedKey] = ()
+    jwks_uri: str = ""
+
+
+@dataclass(frozen=True)
+class Registered:
+    key: ApiKey
+    secret: str = field(repr=False)  # "" for private_key_jwt
+    access_token: str = field(repr=False)  # the registration access token (RFC 7592)
+
+
+@sensitive_variables()
+def register(secret: str, metadata: Metadata, *, ip_address: str | None) -> Registered:
+    """Register a key with the registration token `secret`: counted first (under its lock,
+    so two registrations never both take its last use), then issued like any key. A key
+    that is not issued gives its use back."""
+    token = _take_a_use(secret, ip_address)
+    try:
+        return _issue(token, metadata, ip_address)
+    except (lifecycle.KeyNotIssued, lifecycle.AlreadySubmitted) as refused:
+        _give_back(token)
+        raise RegistrationRefused("invalid_client_metadata", str(refused), status=400) from refused
+    except BaseException:
+        _give_back(token)
+        raise
+
+
+def _take_a_use(secret: str, ip_address: str | None) -> RegistrationToken:
+    found = token_for(secret)
+    if found is None:
+        raise RegistrationRefused(
+            "invalid_token", "The registration token is not valid.", status=401
+        )
+    with transaction.atomic():
+        token = RegistrationToken.objects.select_for_update().get(pk=found.pk)
+        if refusal := token.refusal(timezone.now()):
+            raise RegistrationRefused("invalid_token", refusal, status=401)
+        if token.networks and not networks.allows(token.networks, ip_address):
+            raise RegistrationRefused(
+                "access_denied",
+                "The registration token does not register from this address.",
+                status=403,
+            )
+        token.registrations = F("registrations") + 1
+        token.save(update_fields=["registrations"])
+        token.refresh_from_db()
+    return token
+
+
+def _give_back(token: RegistrationToken) -> None:
+    RegistrationToken.objects.filter(pk=token.pk, registrations__gt=0).update(
+        registrations=F("registrations") - 1
+    )
+
+
+@sensitive_variables()
+def _issue(token: RegistrationToken, metadata: Metadata, ip_address: str | None) -> Registered:
+    names = metadata.scope
+    if names is None:
+        held = list(token.permissions.all())
+        names = [p.name for p in held] if held else None
+    elif not set(names) <= {p.name for p in token.permissions.all()}:
+        raise RegistrationRefused(
+            "invalid_client_metadata",
+            f"scope may name only the registration token's permissions: "
+            f"{', '.join(p.name for p in token.permissions.all()) or 'none'}.",
+        )
+    access = new_secret(REGISTRATION_ACCESS_PREFIX)
+    order = KeyOrder(
+        api=token.api,
+        name=_free_name(token, metadata.client_name),
+        lifetime_days=token.key_lifetime_days,
+        description=f"Registered with the token “{token.name}”.",
+        justification=f"Registered by software ({metadata.client_name}) with the "
+        f"registration token “{token.name}”.",
+        credential=ApiKey.Credential.SIGNED_JWT
+        if metadata.auth_method == "private_key_jwt"
+        else ApiKey.Credential.SECRET,
+        public_keys=metadata.public_keys,
+        jwks_url=metadata.jwks_uri,
+        team=token.team,
+        permissions=names,
+        registered_with=token,
+        registration_access_digest=digest(access),
+        software_metadata=_software(metadata),
+        request_id=uuid.uuid4(),
+    )
+    revealed = lifecycle.issue_key(token.owner, order, ip_address=ip_address)
+    AuditEntry.record(
+        revealed.key,
+        AuditEntry.Action.REGISTERED,
+        actor=None,
+        ip_address=ip_address,
+        reason=f"By “{metadata.client_name}” with the registration token “{token.name}”"
+        + (f" (contacts: {', '.join(metadata.contacts)})." if metadata.contacts else "."),
+    )
+    return Registered(revealed.key, revealed.secret, access)
+
+
+def _free_name(token: RegistrationToken, wanted: str) -> str:
+    """The software's name, made unique among the space's live keys ("name (2)")."""
+    base = (wanted or f"Registered with {token.name}")[:56]
+    taken = set(
+        ApiKey.objects.held_by(token.owner, token.team)
+        .live()
+        .filter(name__startswith=base)
+        .values_list("name", flat=True)
+    )
+    if base not in taken:
+        return base
+    return next(f"{base} ({n})" for n in range(2, 10_000) if f"{base} ({n})" not in taken)
+
+
+@sensitive_variables()
+def registered_key(client_id: str, access_token: str) -> ApiKey | None:
+    """The key `access_token` manages (RFC 7592), if it is that key's and the key lives."""
+    if not is_well_formed(access_token, REGISTRATION_ACCESS_PREFIX):
+        return None
+    return (
+        ApiKey.objects.select_related("api", "owner", "team", "registered_with")
+        .filter(client_id=client_id, registration_access_digest=digest(access_token))
+        .live()
+        .first()
+    )
+
+
+@sensitive_variables()
+def update(key: ApiKey, metadata: Metadata, *, ip_address: str | None) -> tuple[ApiKey, str]:
+    """RFC 7592 update, within the same rules: its name, contacts and permissions (narrowed,
+    or widened within the token's); not how it authenticates. A new registration access token
+    replaces the one used."""
+    token = key.registered_with
+    if token is None:
+        raise WrongState(f"{key.client_id} was not registered by software.")
+    allowed = {p.name for p in token.permissions.all()} or {
+        p.name for p in key.api.permissions_called(None)
+    }
+    if metadata.scope is not None and not set(metadata.scope) <= allowed:
+        raise RegistrationRefused(
+            "invalid_client_metadata",
+            f"scope may name only the registration token's permissions: "
+            f"{', '.join(sorted(allowed)) or 'none'}.",
+        )
+    wanted_auth = "private_key_jwt" if not key.uses_secret else metadata.auth_method
+    if metadata.auth_method != wanted_auth:
+        raise RegistrationRefused(
+            "invalid_client_metadata",
+            "token_endpoint_auth_method cannot change: register a new client instead.",
+        )
+    access = new_secret(REGISTRATION_ACCESS_PREFIX)
+    with transaction.atomic():
+        if metadata.scope is not None:
+            permissions.set_key_permissions(
+                key, metadata.scope, justification="", actor=key.owner, ip_address=ip_address
+            )
+        key = ApiKey.objects.locked(key.pk)
+        if metadata.client_name and metadata.client_name != key.name:
+            key.name = _free_name(token, metadata.client_name)
+        key.software_metadata = _software(metadata)
+        key.registration_access_digest = digest(access)
+        key.save(update_fields=["name", "software_metadata", "registration_access_digest"])
+        AuditEntry.record(
+            key,
+            AuditEntry.Action.REGISTRATION_UPDATED,
+            actor=None,
+            ip_address=ip_address,
+            reason=f"Name “{key.name}”; contacts: {', '.join(metadata.contacts) or 'none'}.",
+        )
+    return key, access
+
+
+def _software(metadata: Metadata) -> dict[str, Any]:
+    return {"contacts": metadata.contacts, "token_endpoint_auth_method": metadata.auth_method}
+
+
+def delete(key: ApiKey, *, ip_address: str | None) -> None:
+    """RFC 7592 delete: the key is revoked (its record stays, for history)."""
+    lifecycle.revoke_key(
+        key,
+        actor=None,
+        ip_address=ip_address,
+        reason="Deleted by the software that registered it (RFC 7592).",
+    )
+
+
+def client_metadata(key: ApiKey) -> dict[str, Any]:
+    """What the registration endpoint says of a registered key (RFC 7591 §3.2.1)."""
+    default = "private_key_jwt" if not key.uses_secret else "client_secret_basic"
+    auth = key.software_metadata.get("token_endpoint_auth_method") or default
+    data: dict[str, Any] = {
+        "client_id": key.client_id,
+        "client_id_issued_at": int(key.created_at.timestamp()),
+        "client_name": key.name,
+        "contacts": list(key.software_metadata.get("contacts") or []),
+        "grant_types": ["client_credentials"],
+        "response_types": [],
+        "token_endpoint_auth_method": auth,
+        "scope": " ".join(key.permission_names),
+    }
+    if key.uses_secret:
+        data["client_secret_expires_at"] = int(key.expires_at.timestamp())
+    if key.jwks_url:
+        data["jwks_uri"] = key.jwks_url
+    return data
