@@ -451,3 +451,28 @@ def test_a_rotation_made_after_the_backup_keeps_its_grace_period(
         assert new.key.previous_secret_until is not None
         assert abs(recorded - new.key.previous_secret_until) < timedelta(seconds=1)
     assert reconcile(grace=timedelta(0)).findings == []
+
+
+@pytest.mark.django_db(transaction=True)  # the backup must see what was committed
+def test_a_key_software_registered_after_the_backup_is_still_its_to_manage(
+    owner: User, sample: Api, key_clients: Connection, tmp_path: Path
+) -> None:
+    from apikeys.operations import registration
+
+    made = registration.create_token(
+        owner, api=sample, name="ci", max_registrations=3, expires_in_days=7, key_lifetime_days=9
+    )
+    put_back = take_backup(tmp_path / "backup")
+    metadata = registration.Metadata(
+        client_name="deploy", contacts=[], auth_method="client_secret_basic", scope=None
+    )
+    registered = registration.register(made.secret, metadata, ip_address="127.0.0.1")
+
+    put_back()
+    reconcile(grace=timedelta(0))
+
+    key = registration.registered_key(registered.key.client_id, registered.access_token)
+    assert key is not None
+    assert key.registered_with == made.token
+    assert request_token(key.client_id, registered.secret).status_code == 200
+    assert reconcile(grace=timedelta(0)).findings == []

@@ -25,6 +25,8 @@ from apikeys.keycloak.key_clients import (
     OWNER_ATTRIBUTE,
     QUARANTINED_ATTRIBUTE,
     QUARANTINED_ENABLED_ATTRIBUTE,
+    REGISTERED_WITH_ATTRIBUTE,
+    REGISTRATION_DIGEST_ATTRIBUTE,
     ROTATED_CREATED_ATTRIBUTE,
     ROTATED_EXPIRY_ATTRIBUTE,
     ROTATED_SECRET_ATTRIBUTE,
@@ -486,14 +488,30 @@ def marks(key: ApiKey, client_uuid: str) -> dict[str, str]:
     maker, and the team that holds it (empty for a personal key)."""
     owner, api, instance = key.owner.username, key.api.slug, settings.PORTAL_INSTANCE_ID
     team = str(key.team_id or "")
+    return (
+        {
+            MANAGED_ATTRIBUTE: "true",
+            KEY_ATTRIBUTE: str(key.pk),
+            OWNER_ATTRIBUTE: owner,
+            API_ATTRIBUTE: api,
+            INSTANCE_ATTRIBUTE: instance,
+            SEAL_ATTRIBUTE: seal(
+                client_uuid, key.client_id, str(key.pk), owner, api, instance, team
+            ),
+        }
+        | ({TEAM_ATTRIBUTE: team} if team else {})
+        | registration_marks(key)
+    )
+
+
+def registration_marks(key: ApiKey) -> dict[str, str]:
+    """A registered key's registration token and registration access token (its SHA-256)."""
+    if key.registered_with_id is None:
+        return {}
     return {
-        MANAGED_ATTRIBUTE: "true",
-        KEY_ATTRIBUTE: str(key.pk),
-        OWNER_ATTRIBUTE: owner,
-        API_ATTRIBUTE: api,
-        INSTANCE_ATTRIBUTE: instance,
-        SEAL_ATTRIBUTE: seal(client_uuid, key.client_id, str(key.pk), owner, api, instance, team),
-    } | ({TEAM_ATTRIBUTE: team} if team else {})
+        REGISTERED_WITH_ATTRIBUTE: str(key.registered_with_id),
+        REGISTRATION_DIGEST_ATTRIBUTE: key.registration_access_digest,
+    }
 
 
 def holder_marks(key: ApiKey) -> Representation:

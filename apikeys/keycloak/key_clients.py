@@ -31,6 +31,10 @@ API_ATTRIBUTE = "portal.api"
 # The team that holds the key (its id), beside its maker (OWNER_ATTRIBUTE); none for a
 # personal key.
 TEAM_ATTRIBUTE = "portal.team"
+# Set on a key registered by software (RFC 7591): the registration token's id, and the
+# SHA-256 of its registration access token (RFC 7592), so that a restore keeps both.
+REGISTERED_WITH_ATTRIBUTE = "portal.registered_with"
+REGISTRATION_DIGEST_ATTRIBUTE = "portal.registration_digest"
 # Which portal deployment made it (settings.PORTAL_INSTANCE_ID), and the key's expiry as
 # epoch seconds: with the four above, enough to rebuild a lost record (recovery.examine).
 INSTANCE_ATTRIBUTE = "portal.instance"
@@ -131,6 +135,11 @@ class KeyClient:
     def team(self) -> str:
         """The id of the team that holds the key; "" for a personal key."""
         return self.marks.get(TEAM_ATTRIBUTE, "")
+
+    @property
+    def registered_with(self) -> str:
+        """The id of the registration token software registered it with; "" if none."""
+        return self.marks.get(REGISTERED_WITH_ATTRIBUTE, "")
 
     @property
     def api(self) -> str:

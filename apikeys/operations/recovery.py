@@ -44,8 +44,16 @@ from apikeys.credentials.public_keys import AcceptedKey, Refused, from_jwks_text
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak import convergence, desired
 from apikeys.keycloak.client import Connection
-from apikeys.keycloak.key_clients import KeyClient
-from apikeys.models import Api, ApiKey, AuditEntry, Permission, Team, User
+from apikeys.keycloak.key_clients import REGISTRATION_DIGEST_ATTRIBUTE, KeyClient
+from apikeys.models import (
+    Api,
+    ApiKey,
+    AuditEntry,
+    Permission,
+    RegistrationToken,
+    Team,
+    User,
+)
 from apikeys.operations import lifecycle, notifications
 
 log = logging.getLogger(__name__)
@@ -227,6 +235,7 @@ def recover(
         key.save(force_insert=True)
         lifecycle.record_public_keys(key, found.public_keys)
         key.permissions.set(_held_permissions(key, current))
+        _relink_registration(key, current)
         reason = (
             "Rebuilt from its client in Keycloak: the portal had no record of it (a restore "
             f"of the portal's database?). Recovered as {key.get_status_display().lower()}."
@@ -244,6 +253,25 @@ def recover(
         convergence.apply(conn, plan, scope_ids)
         transaction.on_commit(lambda: notifications.key_recovered(key))
     return f"recovered as {key.status}"
+
+
+def _relink_registration(key: ApiKey, client: KeyClient) -> None:
+    """A key software registered stays tied to its registration token (if the restored
+    records have it) and managed by the same registration access token."""
+    if not client.registered_with:
+        return
+    token = RegistrationToken.objects.filter(pk__in=_uuid_or_none(client.registered_with))
+    key.registered_with = token.first()
+    key.registration_access_digest = client.marks.get(REGISTRATION_DIGEST_ATTRIBUTE, "")
+    if key.registered_with is not None:
+        key.save(update_fields=["registered_with", "registration_access_digest"])
+
+
+def _uuid_or_none(text: str) -> list[uuid.UUID]:
+    try:
+        return [uuid.UUID(text)]
+    except ValueError:
+        return []
 
 
 def _held_permissions(key: ApiKey, client: KeyClient) -> list[Permission]:

@@ -35,6 +35,8 @@ from apikeys.credentials.secret_format import (
     is_well_formed,
     new_secret,
 )
+from apikeys.keycloak import client as keycloak
+from apikeys.keycloak import desired
 from apikeys.models import (
     Api,
     ApiKey,
@@ -328,6 +330,12 @@ def update(key: ApiKey, metadata: Metadata, *, ip_address: str | None) -> tuple[
         key.software_metadata = _software(metadata)
         key.registration_access_digest = digest(access)
         key.save(update_fields=["name", "software_metadata", "registration_access_digest"])
+        if key.keycloak_id:  # the digest is on the client too, for a restore (desired.py)
+            keycloak.update_client(
+                keycloak.portal_connection(),
+                key.keycloak_id,
+                {"attributes": desired.registration_marks(key)},
+            )
         AuditEntry.record(
             key,
             AuditEntry.Action.REGISTRATION_UPDATED,
