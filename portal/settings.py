@@ -276,6 +276,8 @@ RATE_LIMITS = {
         "address": env("RATE_LIMIT_KEYS_PER_ADDRESS", "60/m"),
     },
     "register": {"address": env("RATE_LIMIT_REGISTER_PER_ADDRESS", "10/h")},
+    # Software registering keys at /register (RFC 7591), per address.
+    "registration": {"address": env("RATE_LIMIT_REGISTRATIONS_PER_ADDRESS", "60/m")},
     # Reports of found secrets (the secret-scanning endpoint), per reporting address.
     "leaks": {"address": env("RATE_LIMIT_LEAK_REPORTS_PER_ADDRESS", "120/m")},
     # Webhook endpoint changes and test events, per user.

@@ -28,6 +28,7 @@ from apikeys.credentials import public_keys
 from apikeys.credentials.bearer import bearer_token
 from apikeys.credentials.challenge import TokenError
 from apikeys.keycloak.client import KeycloakFailure
+from apikeys.limits import over_limit
 from apikeys.models import ApiKey, WrongState
 from apikeys.operations import registration
 from apikeys.operations.permissions import PermissionRefused
@@ -68,6 +69,10 @@ def refuse(error: str, description: str, status: int = 400) -> JsonResponse:
 @sensitive_variables()
 def register(request: HttpRequest) -> HttpResponse:
     """RFC 7591 §3: a client-credentials key for the registration token's API."""
+    if over_limit(request, "registration"):
+        answer = refuse("temporarily_unavailable", "Too many registrations: try in a minute.", 429)
+        answer["Retry-After"] = "60"
+        return answer
     try:
         secret = bearer_token(request)
         metadata = read_metadata(request.body)
