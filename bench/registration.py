@@ -38,6 +38,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "20"))
 def gunicorn() -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        "RATE_LIMIT_REGISTRATIONS_PER_ADDRESS": "100000/m",
         "MAX_KEYS_MADE_PER_DAY": "100000",
         "MAX_LIVE_KEYS_PER_USER": "100000",
     }
