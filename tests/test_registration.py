@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -389,6 +391,7 @@ def test_keycloaks_own_registration_refuses_its_own_initial_access_tokens_too(
         admin.raw_delete(f"{path}/{initial['id']}")
 
     assert answer.status_code == 403, answer.text
+    assert "max 0 clients" in answer.json()["error_description"]
     assert clients_in_realm(key_clients) == before
 
 
@@ -496,6 +499,12 @@ def test_an_update_within_the_rules_renames_narrows_and_changes_the_access_token
     assert manage(client, "GET", registered, old).status_code == 401
     assert manage(client, "GET", registered, new).json()["client_name"] == "agent v2"
 
+    back = manage(client, "PUT", registered | {"update": {"scope": f"{READ} {INVOICES}"}}, new)
+
+    assert back.status_code == 200, back.content
+    assert back.json()["scope"] == f"{INVOICES} {READ}"
+    assert scope_claim(registered) >= {READ, INVOICES}
+
 
 @pytest.mark.parametrize(
     ("update", "error"),
@@ -532,6 +541,46 @@ def test_an_update_breaking_a_rule_changes_nothing(
     assert (key.name, key.permission_names) == ("agent", [INVOICES, READ])
     assert scope_claim(registered) >= {READ, INVOICES}
     assert manage(client, "GET", registered, access).status_code == 200  # still the token
+
+
+def test_an_update_cannot_add_a_permission_that_needs_approval(
+    client: Client, owner: User, sample: Api, catalog: dict[str, Permission]
+) -> None:
+    """RFC 7592 has no member for a justification: the owner asks on the key's page."""
+    token = new_token(owner, sample, permissions=[READ, WRITE])
+    body = register(client, token.secret, {"scope": READ}).json()
+    assert body["scope"] == READ
+
+    answer = manage(
+        client,
+        "PUT",
+        body | {"update": {"scope": f"{READ} {WRITE}"}},
+        body["registration_access_token"],
+    )
+
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": "invalid_client_metadata",
+        "error_description": f"{WRITE} need an administrator's approval: "
+        "say why the key needs them.",
+    }
+    assert ApiKey.objects.get(client_id=body["client_id"]).permission_names == [READ]
+
+
+def test_a_registration_past_its_owners_key_quota_is_refused_and_gives_its_use_back(
+    client: Client, made: registration.NewRegistrationToken, key_clients: Connection, settings: Any
+) -> None:
+    settings.MAX_LIVE_KEYS_PER_USER = 1
+    assert register(client, made.secret, {"client_name": "first"}).status_code == 201
+
+    answer = register(client, made.secret, {"client_name": "second"})
+
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "invalid_client_metadata"
+    assert "1 live keys, the most allowed" in answer.json()["error_description"]
+    made.token.refresh_from_db()
+    assert made.token.registrations == 1
+    assert len(key_clients_in_keycloak(key_clients)) == 1
 
 
 def test_deleting_the_registration_revokes_the_key_and_removes_its_client(
@@ -733,3 +782,77 @@ def test_oauth4webapi_reports_a_refusal_with_rfc_7591s_error(
         "status": 401,
     }
     assert key_clients_in_keycloak(key_clients) == []
+
+
+# docs/registering-software.md, run as pasted
+
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "registering-software.md"
+
+
+def guide_blocks(language: str) -> list[str]:
+    """The guide's code blocks in `language` that say a test runs them, in order."""
+    mark = re.escape("<!-- run by tests/test_registration.py -->")
+    return re.findall(rf"{mark}\n```{language}\n(.*?)```", GUIDE.read_text(), re.DOTALL)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_guides_pipeline_registers_uses_and_deletes_a_key_as_pasted(
+    live_server: Any, owner: User, sample: Api, key_clients: Connection
+) -> None:
+    token = new_token(owner, sample)
+    blocks = guide_blocks("sh")
+    assert len(blocks) == 3
+    # The CI's secret store, here: the values stay in the shell for the next blocks.
+    script = 'set -euo pipefail\nstore_secret() { export "$1=$2"; }\n' + "\n".join(blocks)
+
+    ran = subprocess.run(
+        ["bash", "-c", script],
+        env=guide_environment(live_server, token) | {"ENVIRONMENT": "staging"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    whoami, deleted = ran.stdout.splitlines()
+    key = ApiKey.objects.get(registered_with=token.token)
+    assert json.loads(whoami)["client_id"] == key.client_id
+    assert deleted == "204"
+    assert (key.name, key.status) == ("deploy staging", ApiKey.Status.REVOKED)
+    assert key_clients_in_keycloak(key_clients) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_guides_agent_registers_with_a_key_pair_as_pasted(
+    live_server: Any, owner: User, sample: Api, key_clients: Connection
+) -> None:
+    token = new_token(owner, sample)
+    (agent,) = guide_blocks("python")
+
+    ran = subprocess.run(
+        [sys.executable, "-c", agent],
+        env=guide_environment(live_server, token),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert ran.stdout.splitlines() == ["200 True", "204"]
+    key = ApiKey.objects.get(registered_with=token.token)
+    assert (key.name, key.uses_secret, key.status) == (
+        "support agent",
+        False,
+        ApiKey.Status.REVOKED,
+    )
+
+
+def guide_environment(live_server: Any, token: registration.NewRegistrationToken) -> dict[str, str]:
+    return {
+        **os.environ,
+        "ISSUER": f"{settings.KEYCLOAK_URL}/realms/{settings.KEYCLOAK_REALM}",
+        "REGISTRATION_TOKEN": token.secret,
+        "API_URL": f"{live_server.url}/api/v1/whoami/",
+    }
