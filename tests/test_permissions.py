@@ -156,6 +156,7 @@ def test_a_new_key_asking_for_a_permission_that_needs_approval_waits_as_a_whole(
     made = issue(owner, api, "writer", permissions=[WRITE], justification="we sell")
 
     assert made.key.status == ApiKey.Status.PENDING
+    assert request_token(made.key.client_id, made.secret).status_code != 200  # disabled
     lifecycle.approve_key(made.key, actor=admin_user)
     assert scope_of(made) >= {WRITE}
 

@@ -351,7 +351,7 @@ def key_client_enabled(key: ApiKey, now: datetime, *, status: str | None = None)
     """
     status = status or key.status
     if status == ApiKey.Status.UNFINISHED:
-        status = ApiKey.Status.PENDING if key.api.requires_approval else ApiKey.Status.ACTIVE
+        status = ApiKey.Status.PENDING if key.needs_approval else ApiKey.Status.ACTIVE
     return status == ApiKey.Status.ACTIVE and key.expires_at > now and key.holder_active
 
 

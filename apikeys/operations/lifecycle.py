@@ -167,11 +167,23 @@ def issue_key(owner: User, order: KeyOrder, *, ip_address: str | None = None) ->
     have made the client and cannot be asked does the record stay unfinished; the key list
     shows it so, and the customer can finish or discard it.
     """
+    return complete_key(reserve_key(owner, order), actor=owner, ip_address=ip_address)
+
+
+def reserve_key(owner: User, order: KeyOrder) -> ApiKey:
+    """Step 1 of `issue_key`, for a caller that reserves under a lock of its own (software
+    registering under its registration token's): the order checked, the record made."""
     _check_order(order)
     key = _reserve(owner, order)
     crash_point("issue:reserved")
+    return key
+
+
+@sensitive_variables()  # every local may hold the secret: none goes in an error report
+def complete_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> Revealed:
+    """Steps 2 and 3 of `issue_key`; if Keycloak fails, the key is taken apart again."""
     try:
-        return finish_key(key, actor=owner, ip_address=ip_address)
+        return finish_key(key, actor=actor, ip_address=ip_address)
     except KeycloakFailure as error:
         log.warning("Issuing %s failed: %s", key.client_id, error)
         _take_apart(key, error)

@@ -9,21 +9,19 @@ webhooks); Keycloak's own registration endpoints stay closed to everyone by real
 A registration token (`kcrt_…`, shown once, SHA-256 kept) belongs to a person or a team, names
 an API and the permissions its keys get, and limits how many keys it registers, until when,
 and from which networks. Each key it registers gets a registration access token (`kcra_…`,
-RFC 7592) that reads, updates and deletes that one key; it changes with every update.
+RFC 7592) that reads, updates and deletes that one key; it changes with every update. Tokens
+are made and revoked in apikeys/operations/registration_tokens.py (`create_token` and
+`revoke_token` are named here too, as they were first).
 """
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -38,17 +36,17 @@ from apikeys.credentials.secret_format import (
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak import desired
 from apikeys.models import (
-    Api,
     ApiKey,
     AuditEntry,
-    Permission,
     RegistrationToken,
-    Team,
-    User,
     WrongState,
 )
 from apikeys.operations import lifecycle, permissions
 from apikeys.operations.lifecycle import KeyOrder
+from apikeys.operations.registration_tokens import NewRegistrationToken as NewRegistrationToken
+from apikeys.operations.registration_tokens import create_token as create_token
+from apikeys.operations.registration_tokens import digest
+from apikeys.operations.registration_tokens import revoke_token as revoke_token
 
 
 class RegistrationRefused(Exception):
@@ -57,96 +55,6 @@ class RegistrationRefused(Exception):
     def __init__(self, error: str, description: str, *, status: int = 400) -> None:
         super().__init__(description)
         self.error, self.description, self.status = error, description, status
-
-
-def digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class NewRegistrationToken:
-    token: RegistrationToken
-    secret: str = field(repr=False)  # the `kcrt_…` token itself, shown once
-
-
-@sensitive_variables()
-def create_token(
-    owner: User,
-    *,
-    api: Api,
-    name: str,
-    max_registrations: int,
-    expires_in_days: int,
-    key_lifetime_days: int,
-    permissions: Sequence[str] | None = None,
-    allow_from: Sequence[str] = (),
-    team: Team | None = None,
-    ip_address: str | None = None,
-) -> NewRegistrationToken:
-    """A new registration token, within the administrators' bounds (its life, its count)."""
-    if api.retired_at is not None:
-        raise WrongState(f"{api.name} is retired and takes no new keys.")
-    if not 1 <= expires_in_days <= settings.REGISTRATION_TOKEN_MAX_DAYS:
-        raise WrongState(
-            f"A registration token lives 1 to {settings.REGISTRATION_TOKEN_MAX_DAYS} days."
-        )
-    if not 1 <= key_lifetime_days <= api.max_key_lifetime_days:
-        raise WrongState(
-            f"Keys for {api.name} can be valid for at most {api.max_key_lifetime_days} days."
-        )
-    chosen = api.permissions_called(permissions)  # UnknownPermission names the ones there are
-    secret = new_secret(REGISTRATION_PREFIX)
-    with transaction.atomic():
-        token = RegistrationToken(
-            owner=owner,
-            team=team,
-            api=api,
-            name=name,
-            digest=digest(secret),
-            max_registrations=max_registrations,
-            networks=networks.parse(allow_from),
-            key_lifetime_days=key_lifetime_days,
-            expires_at=timezone.now() + timedelta(days=expires_in_days),
-        )
-        token.full_clean()
-        token.save()
-        token.permissions.set(chosen)
-        AuditEntry.record(
-            team if team is not None else owner,
-            AuditEntry.Action.REGISTRATION_TOKEN_CREATED,
-            actor=owner,
-            ip_address=ip_address,
-            reason=_describe(token, chosen),
-        )
-    return NewRegistrationToken(token, secret)
-
-
-def _describe(token: RegistrationToken, chosen: Sequence[Permission]) -> str:
-    where = ", ".join(token.networks) or "anywhere"
-    held = ", ".join(p.name for p in chosen) or "none"
-    return (
-        f"“{token.name}” for {token.api.name}: up to {token.max_registrations} keys until "
-        f"{token.expires_at:%Y-%m-%d}, from {where}; permissions: {held}."
-    )
-
-
-def revoke_token(
-    token: RegistrationToken, *, actor: User, ip_address: str | None = None
-) -> RegistrationToken:
-    """It registers nothing more; the keys it registered stay (revoke them one by one)."""
-    with transaction.atomic():
-        token = RegistrationToken.objects.select_for_update().get(pk=token.pk)
-        if token.revoked_at is None:
-            token.revoked_at = timezone.now()
-            token.save(update_fields=["revoked_at"])
-            AuditEntry.record(
-                token.team if token.team is not None else token.owner,
-                AuditEntry.Action.REGISTRATION_TOKEN_REVOKED,
-                actor=actor,
-                ip_address=ip_address,
-                reason=f"“{token.name}” ({token.registrations} keys registered with it).",
-            )
-    return token
 
 
 @sensitive_variables()
@@ -182,90 +90,91 @@ class Registered:
 
 @sensitive_variables()
 def register(secret: str, metadata: Metadata, *, ip_address: str | None) -> Registered:
-    """Register a key with the registration token `secret`: counted first (under its lock,
-    so two registrations never both take its last use), then issued like any key. A key
-    that is not issued gives its use back."""
-    token = _take_a_use(secret, ip_address)
+    """Register a key with the registration token `secret`.
+
+    The key's record is made under the token's lock, and the token's uses are the records
+    made with it, so two registrations never both take its last use, and a key that is
+    discarded (Keycloak refused it) gives its use back by being gone. Then the client is made
+    as every key's is; if Keycloak fails, the key is taken apart (or left unfinished, still
+    counted, for its owner to finish or discard)."""
+    access = new_secret(REGISTRATION_ACCESS_PREFIX)
+    with transaction.atomic():
+        token = _locked_usable(secret, ip_address)
+        key = _reserve(token, metadata, digest(access))
     try:
-        return _issue(token, metadata, ip_address)
-    except (lifecycle.KeyNotIssued, lifecycle.AlreadySubmitted) as refused:
-        _give_back(token)
-        raise RegistrationRefused("invalid_client_metadata", str(refused), status=400) from refused
-    except BaseException:
-        _give_back(token)
-        raise
+        revealed = lifecycle.complete_key(key, actor=token.owner, ip_address=ip_address)
+    except lifecycle.KeyNotIssued as refused:
+        raise RegistrationRefused("temporarily_unavailable", str(refused), status=503) from refused
+    AuditEntry.record(
+        revealed.key,
+        AuditEntry.Action.REGISTERED,
+        actor=None,
+        ip_address=ip_address,
+        reason=f"By “{metadata.client_name or key.name}” with the registration token "
+        f"“{token.name}”"
+        + (f" (contacts: {', '.join(metadata.contacts)})." if metadata.contacts else "."),
+    )
+    return Registered(revealed.key, revealed.secret, access)
 
 
-def _take_a_use(secret: str, ip_address: str | None) -> RegistrationToken:
+def _locked_usable(secret: str, ip_address: str | None) -> RegistrationToken:
+    """The token `secret` is, its row locked, if it may register now (else refused)."""
     found = token_for(secret)
     if found is None:
         raise RegistrationRefused(
             "invalid_token", "The registration token is not valid.", status=401
         )
-    with transaction.atomic():
-        token = RegistrationToken.objects.select_for_update().get(pk=found.pk)
-        if refusal := token.refusal(timezone.now()):
-            raise RegistrationRefused("invalid_token", refusal, status=401)
-        if token.networks and not networks.allows(token.networks, ip_address):
-            raise RegistrationRefused(
-                "access_denied",
-                "The registration token does not register from this address.",
-                status=403,
-            )
-        token.registrations = F("registrations") + 1
-        token.save(update_fields=["registrations"])
-        token.refresh_from_db()
+    token = (
+        RegistrationToken.objects.select_related("api", "owner", "team")
+        .select_for_update(of=("self",))
+        .get(pk=found.pk)
+    )
+    token.registrations = token.keys.count()  # the records made with it: its uses
+    if refusal := token.refusal(timezone.now()):
+        raise RegistrationRefused("invalid_token", refusal, status=401)
+    if token.networks and not networks.allows(token.networks, ip_address):
+        raise RegistrationRefused(
+            "access_denied",
+            "The registration token does not register from this address.",
+            status=403,
+        )
     return token
 
 
-def _give_back(token: RegistrationToken) -> None:
-    RegistrationToken.objects.filter(pk=token.pk, registrations__gt=0).update(
-        registrations=F("registrations") - 1
-    )
-
-
-@sensitive_variables()
-def _issue(token: RegistrationToken, metadata: Metadata, ip_address: str | None) -> Registered:
+def _reserve(token: RegistrationToken, metadata: Metadata, access_digest: str) -> ApiKey:
+    """The key's record, under the token's lock, counted as one of its uses."""
+    allowed = [p.name for p in token.permissions.all()]
     names = metadata.scope
-    if names is None:
-        held = list(token.permissions.all())
-        names = [p.name for p in held] if held else None
-    elif not set(names) <= {p.name for p in token.permissions.all()}:
+    if names is not None and allowed and not set(names) <= set(allowed):
         raise RegistrationRefused(
             "invalid_client_metadata",
-            f"scope may name only the registration token's permissions: "
-            f"{', '.join(p.name for p in token.permissions.all()) or 'none'}.",
+            f"scope may name only the registration token's permissions: {', '.join(allowed)}.",
         )
-    access = new_secret(REGISTRATION_ACCESS_PREFIX)
     order = KeyOrder(
         api=token.api,
         name=_free_name(token, metadata.client_name),
         lifetime_days=token.key_lifetime_days,
         description=f"Registered with the token “{token.name}”.",
-        justification=f"Registered by software ({metadata.client_name}) with the "
-        f"registration token “{token.name}”.",
+        justification=f"Registered by software ({metadata.client_name or 'unnamed'}) with "
+        f"the registration token “{token.name}”.",
         credential=ApiKey.Credential.SIGNED_JWT
         if metadata.auth_method == "private_key_jwt"
         else ApiKey.Credential.SECRET,
         public_keys=metadata.public_keys,
         jwks_url=metadata.jwks_uri,
         team=token.team,
-        permissions=names,
+        permissions=names if names is not None else (allowed or None),
         registered_with=token,
-        registration_access_digest=digest(access),
+        registration_access_digest=access_digest,
         software_metadata=_software(metadata),
         request_id=uuid.uuid4(),
     )
-    revealed = lifecycle.issue_key(token.owner, order, ip_address=ip_address)
-    AuditEntry.record(
-        revealed.key,
-        AuditEntry.Action.REGISTERED,
-        actor=None,
-        ip_address=ip_address,
-        reason=f"By “{metadata.client_name}” with the registration token “{token.name}”"
-        + (f" (contacts: {', '.join(metadata.contacts)})." if metadata.contacts else "."),
-    )
-    return Registered(revealed.key, revealed.secret, access)
+    try:
+        key = lifecycle.reserve_key(token.owner, order)
+    except lifecycle.KeyNotIssued as refused:  # the quota, the API's rules, a permission
+        raise RegistrationRefused("invalid_client_metadata", str(refused)) from refused
+    RegistrationToken.objects.filter(pk=token.pk).update(registrations=token.registrations + 1)
+    return key
 
 
 def _free_name(token: RegistrationToken, wanted: str) -> str:
@@ -312,8 +221,8 @@ def update(key: ApiKey, metadata: Metadata, *, ip_address: str | None) -> tuple[
             f"scope may name only the registration token's permissions: "
             f"{', '.join(sorted(allowed)) or 'none'}.",
         )
-    wanted_auth = "private_key_jwt" if not key.uses_secret else metadata.auth_method
-    if metadata.auth_method != wanted_auth:
+    secret_methods = ("client_secret_basic", "client_secret_post")
+    if (metadata.auth_method in secret_methods) != key.uses_secret:
         raise RegistrationRefused(
             "invalid_client_metadata",
             "token_endpoint_auth_method cannot change: register a new client instead.",
