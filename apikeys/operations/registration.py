@@ -282,6 +282,8 @@ def client_metadata(key: ApiKey) -> dict[str, Any]:
         "response_types": [],
         "token_endpoint_auth_method": auth,
         "scope": " ".join(key.permission_names),
+        # Not RFC 7591's: "pending" while an administrator approves the key (no token yet).
+        "key_status": key.status,
     }
     if key.uses_secret:
         data["client_secret_expires_at"] = int(key.expires_at.timestamp())
