@@ -817,7 +817,7 @@ class RegistrationToken(models.Model):
         if self.expires_at <= now:
             return "The registration token has expired."
         if not self.uses_left:
-            return f"The registration token was used {self.max_registrations} times, its limit."
+            return f"The registration token has made all of its {self.max_registrations} keys."
         if self.api.retired_at is not None:
             return f"{self.api.name} is retired and takes no new keys."
         return None

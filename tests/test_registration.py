@@ -165,7 +165,7 @@ def test_a_second_registration_past_the_tokens_count_is_refused(
     assert answer.status_code == 401
     assert answer.json() == {
         "error": "invalid_token",
-        "error_description": "The registration token was used 1 times, its limit.",
+        "error_description": "The registration token has made all of its 1 keys.",
     }
     assert answer["WWW-Authenticate"] == 'Bearer error="invalid_token"'
     assert len(key_clients_in_keycloak(key_clients)) == 1
@@ -464,6 +464,7 @@ def test_the_registration_is_read_back_with_its_access_token_and_no_secret(
         "response_types": [],
         "token_endpoint_auth_method": "client_secret_basic",
         "scope": f"{INVOICES} {READ}",
+        "key_status": "active",
         "client_secret_expires_at": registered["client_secret_expires_at"],
     }
     assert registered["registration_client_uri"] == (
