@@ -1,13 +1,15 @@
 """Who may reach what: the one rule every door uses (pages, the JSON API, the CLI through the
 API, the admin area for its own objects).
 
-A key, webhook endpoint or team is either someone's personal one or a team's:
+A key, webhook endpoint, registration token or team is either someone's personal one or a
+team's:
 
 - personal: its owner reaches it; for everyone else it does not exist.
 - a team's: its members reach it, each as their role allows (`TeamRole`): a viewer sees, a
-  developer also changes keys and webhooks, an owner also the team itself. A member whose
-  role falls short is refused with `NotAllowed` (403 in the API, a message on the page); for
-  anyone outside the team, an ex-member from their next request on, it does not exist.
+  developer also changes keys, webhooks and registration tokens, an owner also the team
+  itself. A member whose role falls short is refused with `NotAllowed` (403 in the API, a
+  message on the page); for anyone outside the team, an ex-member from their next request
+  on, it does not exist.
 
 "Does not exist" is `Http404`, which the pages show as their 404 page and the API turns into
 its 404 problem document (apikeys/api/__init__.py). Every query starts from the person asking.
@@ -18,11 +20,13 @@ from __future__ import annotations
 import uuid
 
 from django.core.exceptions import PermissionDenied
+from django.db.models import F, Q, QuerySet
 from django.http import Http404
 
 from apikeys.models import (
     ApiKey,
     Membership,
+    RegistrationToken,
     Team,
     TeamRole,
     User,
@@ -72,6 +76,50 @@ def endpoint_for(person: User, endpoint_id: uuid.UUID, *, to: TeamRole = CHANGE)
     if endpoint.team is not None:
         _require(person, endpoint.team, to, missing=missing)
     return endpoint
+
+
+def registration_token_for(
+    person: User, token_id: uuid.UUID, *, to: TeamRole = CHANGE
+) -> RegistrationToken:
+    """The registration token `token_id`, if `person` may `to` it; else Http404 or NotAllowed."""
+    tokens = RegistrationToken.objects.select_related("api", "owner", "team")
+    token = tokens.filter(pk=token_id).first()
+    missing = "You have no registration token with this id."
+    if token is None or (token.team_id is None and token.owner_id != person.pk):
+        raise Http404(missing)
+    if token.team is not None:
+        _require(person, token.team, to, missing=missing)
+    return token
+
+
+def registration_tokens_of(person: User, team: Team | None) -> QuerySet[RegistrationToken]:
+    """The registration tokens of one space: `team`'s (the caller checked `person` is in it),
+    or `person`'s personal ones."""
+    if team is not None:
+        return team.registration_tokens.all()
+    return person.registration_tokens.filter(team__isnull=True)
+
+
+# A key in the space of the token that registered it: the same team, or both personal, of
+# the same person.
+IN_TOKENS_SPACE = Q(team=F("registered_with__team")) | Q(
+    team__isnull=True, registered_with__team__isnull=True, owner=F("registered_with__owner")
+)
+
+
+def keys_registered_with(token: RegistrationToken) -> QuerySet[ApiKey]:
+    """The keys `token` registered that its space still holds, newest first: who may see the
+    token may see them (a key moved to another space since is that space's business)."""
+    return ApiKey.objects.filter(IN_TOKENS_SPACE, registered_with=token).order_by("-created_at")
+
+
+def any_registration_token(token_id: uuid.UUID) -> RegistrationToken:
+    """Any registration token, for administrators (their doors let only them through)."""
+    tokens = RegistrationToken.objects.select_related("api", "owner", "team")
+    found = tokens.filter(pk=token_id).first()
+    if found is None:
+        raise Http404("There is no registration token with this id.")
+    return found
 
 
 def team_for(person: User, team_id: uuid.UUID | str, *, to: TeamRole = SEE) -> Team:

@@ -7,7 +7,7 @@ its messages are the ones both doors show.
 from __future__ import annotations
 
 import uuid
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, TypedDict, cast
 
 from django import forms
 from django.conf import settings
@@ -23,6 +23,7 @@ from apikeys.models import (
     Permission,
     Team,
     TeamRole,
+    UnknownPermission,
     User,
     printable_validator,
 )
@@ -629,6 +630,159 @@ class WebhookSecretForm(forms.Form):
         help_text="Each message carries both signatures until then: update your receiver "
         "meanwhile.",
     )
+
+
+class RegistrationTokenOrder(TypedDict):
+    """A registration token asked for: `registration.create_token`'s keywords, checked."""
+
+    api: Api
+    name: str
+    max_registrations: int
+    expires_in_days: int
+    key_lifetime_days: int
+    permissions: list[str] | None
+    allow_from: list[str]
+    team: Team | None
+
+
+class PermissionNames(forms.MultipleChoiceField):
+    """Ticked permissions as "<api slug>/<name>", checked against the chosen API in the
+    form's `clean`, which names the API's permissions when one is unknown."""
+
+    def valid_value(self, value: str) -> bool:
+        return True
+
+
+class RegistrationTokenForm(forms.Form):
+    """A customer's new registration token: the keys it registers, and its limits. The bounds
+    are the operation's (`registration.create_token`), said here field by field."""
+
+    name = forms.CharField(
+        max_length=64,
+        validators=[printable_validator],
+        help_text="To tell your tokens apart, e.g. “CI pipeline, staging”. Each key it "
+        "registers is named by the software that registers it.",
+    )
+    # Any API, so that a retired one is refused as the operation says it (WrongState: 409 in
+    # the JSON API); the page offers the open ones only.
+    api = forms.ModelChoiceField(
+        queryset=Api.objects.all(),
+        empty_label=None,
+        label="API",
+        to_field_name="slug",
+        error_messages={"invalid_choice": "There is no API with this slug."},
+    )
+    max_registrations = forms.IntegerField(
+        initial=1,
+        label="How many keys it may register",
+        help_text="1 to 1000. Each registration uses one, even if its key is revoked later.",
+    )
+    expires_in_days = forms.IntegerField(label="It registers keys for (days)")
+    key_lifetime_days = forms.IntegerField(
+        required=False,  # left out: the portal's default, within the API's limit
+        label="Each key it registers is valid for (days)",
+        help_text="From its registration; at most the API's limit.",
+    )
+    permissions = PermissionNames(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Permissions of the keys it registers",
+        help_text="Of the API you chose; none ticked: the API's defaults. Software may ask "
+        "for fewer when it registers, never for more.",
+    )
+    permissions_given = forms.BooleanField(required=False, initial=True, widget=forms.HiddenInput)
+    networks = forms.CharField(
+        max_length=2000,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false"}),
+        label="Registers from these networks only",
+        help_text="Where software may register from: CIDR ranges or addresses, e.g. "
+        "203.0.113.0/24, 2001:db8::/48; one per line or comma-separated. Empty: anywhere. "
+        "(The keys it registers get tokens from anywhere; limit them on their pages.)",
+    )
+
+    def __init__(self, *args: Any, team: Team | None = None, **kwargs: Any) -> None:
+        """`team`: the team the token is made for (the caller checked the person may)."""
+        offered = Permission.objects.filter(api__retired_at__isnull=True).select_related("api")
+        longest = settings.REGISTRATION_TOKEN_MAX_DAYS
+        kwargs.setdefault(
+            "initial",
+            {
+                "expires_in_days": min(30, longest),
+                "key_lifetime_days": settings.DEFAULT_KEY_LIFETIME_DAYS,
+                "permissions": [permission_choice(p) for p in offered if p.default],
+            },
+        )
+        super().__init__(*args, **kwargs)
+        self.team = team
+        field = cast(forms.MultipleChoiceField, self.fields["permissions"])
+        field.choices = [(permission_choice(p), _permission_label(p)) for p in offered]
+        apis = cast("forms.ModelChoiceField[Api]", self.fields["api"])
+        apis.choices = [(api.slug, api.name) for api in Api.objects.open()]
+        self.fields["expires_in_days"].help_text = (
+            f"1 to {longest}. After that it registers nothing; the keys it registered keep "
+            "working until their own expiry."
+        )
+
+    def clean_max_registrations(self) -> int:
+        count: int = self.cleaned_data["max_registrations"]
+        if not 1 <= count <= 1000:
+            raise forms.ValidationError("A registration token registers 1 to 1000 keys.")
+        return count
+
+    def clean_expires_in_days(self) -> int:
+        days: int = self.cleaned_data["expires_in_days"]
+        longest = settings.REGISTRATION_TOKEN_MAX_DAYS
+        if not 1 <= days <= longest:
+            raise forms.ValidationError(f"A registration token lives 1 to {longest} days.")
+        return days
+
+    def clean_networks(self) -> list[str]:
+        return _ranges(self.cleaned_data["networks"])
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        api, days = cleaned.get("api"), cleaned.get("key_lifetime_days")
+        if api is not None and days is None and "key_lifetime_days" not in self.errors:
+            days = min(settings.DEFAULT_KEY_LIFETIME_DAYS, api.max_key_lifetime_days)
+            cleaned["key_lifetime_days"] = days
+        if days is not None and days < 1:
+            self.add_error("key_lifetime_days", "Each key is valid for at least 1 day.")
+        elif api is not None and days is not None and days > api.max_key_lifetime_days:
+            self.add_error(
+                "key_lifetime_days",
+                f"Keys for {api.name} can be valid for at most {api.max_key_lifetime_days} days.",
+            )
+        cleaned["chosen_permissions"] = self._chosen_permissions(cleaned)
+        return cleaned
+
+    def _chosen_permissions(self, cleaned: dict[str, Any]) -> list[str] | None:
+        """The chosen API's permissions that were ticked; None: its defaults."""
+        api = cleaned.get("api")
+        if api is None or not cleaned.get("permissions_given"):
+            return None
+        prefix = f"{api.slug}/"
+        ticked = cleaned.get("permissions") or ()
+        names = [value.removeprefix(prefix) for value in ticked if value.startswith(prefix)]
+        try:
+            api.permissions_called(names)
+        except UnknownPermission as unknown:
+            self.add_error("permissions", str(unknown))
+        return names or None
+
+    def order(self) -> RegistrationTokenOrder:
+        """The token asked for, once the form is valid."""
+        data = self.cleaned_data
+        return RegistrationTokenOrder(
+            api=data["api"],
+            name=data["name"],
+            max_registrations=data["max_registrations"],
+            expires_in_days=data["expires_in_days"],
+            key_lifetime_days=data["key_lifetime_days"],
+            permissions=data["chosen_permissions"],
+            allow_from=data["networks"],
+            team=self.team,
+        )
 
 
 class TeamForm(forms.Form):
