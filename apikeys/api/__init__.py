@@ -3,8 +3,8 @@
 django-ninja builds it from typed schemas (`schemas.py`) and describes it as OpenAPI 3.1
 (/api/v1/openapi.json, browsable at /docs/api/ with assets served by the portal). Errors are
 RFC 9457 problem documents (`problems.py`); the routes are in `customer.py`, `teams.py`,
-`webhooks.py` and `admin.py`, the authentication in `auth.py`. Audit entries of actions
-taken here say "via api".
+`webhooks.py`, `registration_tokens.py` and `admin.py`, the authentication in `auth.py`.
+Audit entries of actions taken here say "via api".
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from apikeys.access import NotAllowed
-from apikeys.api import admin, customer, teams, webhooks
+from apikeys.api import admin, customer, registration_tokens, teams, webhooks
 from apikeys.api.problems import Problem, problem_response
 from apikeys.api.schemas import CliConfig
 from apikeys.keycloak.client import KeycloakFailure, KeycloakRejected
@@ -56,6 +56,7 @@ api.add_router("/", customer.router)
 api.add_router("/", teams.router)
 api.add_router("/admin", admin.router)
 api.add_router("/webhooks", webhooks.router)
+api.add_router("/registration-tokens", registration_tokens.router)
 
 
 @api.get("/cli", auth=None, response=CliConfig, tags=["sign-in"], summary="How the CLI signs in")

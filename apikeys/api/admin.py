@@ -1,7 +1,7 @@
 """The administrators' side of the API: every key, decisions on keys and on permission
 requests, the audit trail, the catalog and its permissions, every team (an owner appointed, a
-key moved). The same operations and rules as the admin pages (`apikeys/views/manage.py`);
-every route needs the `portal-admin` role in the token."""
+key moved), every registration token (revoked). The same operations and rules as the admin
+pages (`apikeys/views/manage.py`); every route needs the `portal-admin` role in the token."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet
 from ninja import Field, Query, Router, Schema, Status
 
-from apikeys.access import any_key
+from apikeys.access import any_key, any_registration_token
 from apikeys.api.auth import PortalToken
 from apikeys.api.paging import PageQuery, audit_out, paginate
 from apikeys.api.problems import FAILURES, Problem, form_errors
@@ -34,7 +34,10 @@ from apikeys.api.schemas import (
     PermissionOut,
     PermissionPatch,
     ReasonIn,
+    RegistrationTokenDetail,
+    RegistrationTokenPage,
     with_key_details,
+    with_token_details,
 )
 from apikeys.client_address import client_ip
 from apikeys.forms import (
@@ -56,11 +59,12 @@ from apikeys.models import (
     AuditEntry,
     Permission,
     PermissionRequest,
+    RegistrationToken,
     Team,
     TeamRole,
     User,
 )
-from apikeys.operations import catalog, lifecycle, permissions, teams
+from apikeys.operations import catalog, lifecycle, permissions, registration_tokens, teams
 
 router = Router(auth=PortalToken(admin=True), tags=["admin"])
 
@@ -212,6 +216,44 @@ def refuse_permissions(request: ApiRequest, request_id: int, body: ReasonIn) -> 
     asked = _permission_request(request_id)
     reason = _reason(body)
     return permissions.decide_request(asked, approve=False, reason=reason, **_who(request))
+
+
+class RegistrationTokenFilters(PageQuery):
+    q: str = Field(
+        "", description="The start of its maker's email, or part of its team's or its name."
+    )
+    api: str = Field("", description="An API's slug: its tokens only.")
+
+
+@router.get(
+    "/registration-tokens",
+    response={200: RegistrationTokenPage, **FAILURES},
+    summary="Every registration token, newest first",
+)
+def list_registration_tokens(request: ApiRequest, filters: Query[RegistrationTokenFilters]) -> Any:
+    tokens = with_token_details(RegistrationToken.objects.all())
+    if q := filters.q.strip():
+        tokens = tokens.filter(
+            Q(owner__email__istartswith=q) | Q(team__name__icontains=q) | Q(name__icontains=q)
+        )
+    if filters.api:
+        tokens = tokens.filter(api__slug=filters.api)
+    return paginate(tokens, filters)
+
+
+@router.post(
+    "/registration-tokens/{token_id}/revoke",
+    response={200: RegistrationTokenDetail, **FAILURES},
+    summary="Revoke any registration token, saying why if you will: it registers nothing "
+    "more (its keys keep working)",
+)
+def revoke_registration_token(request: ApiRequest, token_id: uuid.UUID, body: NoteIn) -> Any:
+    form = OptionalReasonForm(body.dict())
+    if not form.is_valid():
+        raise Problem(422, "The reason was not accepted: see errors.", errors=form_errors(form))
+    token = any_registration_token(token_id)
+    reason = form.cleaned_data["reason"]
+    return registration_tokens.revoke_token(token, reason=reason, **_who(request))
 
 
 @router.get("/audit", response={200: AuditPage, **FAILURES}, summary="The audit trail")

@@ -7,9 +7,11 @@ from typing import Any, Literal
 from uuid import UUID
 
 from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
 from ninja import Field, Schema
 from pydantic import ConfigDict
 
+from apikeys.access import keys_registered_with
 from apikeys.models import (
     EVENT_TYPES,
     Api,
@@ -19,6 +21,7 @@ from apikeys.models import (
     Permission,
     PermissionRequest,
     PublicKey,
+    RegistrationToken,
     User,
     WebhookAttempt,
     WebhookEndpoint,
@@ -742,3 +745,136 @@ class AdminMoveIn(Schema):
         None, description="The team that will hold it (alone: its maker stays its maker)."
     )
     reason: str = Field(description="Why: the old and new holders read it.")
+
+
+# Registration tokens
+
+
+class RegistrationTokenIn(Schema):
+    model_config = ConfigDict(extra="forbid")  # a misspelt limit must not become no limit
+
+    api: str = Field(description="The slug of an open API: the keys it registers are for it.")
+    name: str = Field(description="1 to 64 printable characters, to tell your tokens apart.")
+    max_registrations: int = Field(description="How many keys it may register: 1 to 1000.")
+    expires_in_days: int = Field(
+        description="How long it registers keys: 1 to the portal's REGISTRATION_TOKEN_MAX_DAYS "
+        "(90 unless its operators chose otherwise)."
+    )
+    key_lifetime_days: int | None = Field(
+        None,
+        description="How long each key it registers is valid, from its registration: at most "
+        "the API's max_key_lifetime_days; left out: 90, or the API's limit if lower.",
+    )
+    permissions: list[str] | None = Field(
+        None,
+        description="The API's permissions its keys get, by name (GET /apis lists them); left "
+        "out, null or []: those the API gives new keys by default. Software may ask for fewer "
+        "when it registers (scope), never for more.",
+    )
+    networks: list[str] = Field(
+        default_factory=list,
+        description="IPv4/IPv6 CIDR ranges (or addresses) software may register from; left "
+        "out: anywhere. The keys it registers are not limited by them.",
+    )
+    team: UUID | None = Field(
+        None,
+        description="The team whose keys it registers (you a developer or owner there); left "
+        "out: your personal keys.",
+    )
+
+
+class RegisteredKeyOut(Schema):
+    """A key a registration token registered (GET /keys/{id} has the rest)."""
+
+    id: UUID
+    client_id: str
+    name: str
+    status: str
+    created_at: datetime
+
+
+class RegistrationTokenOut(Schema):
+    """A registration token, without the token itself (shown once, when it was made)."""
+
+    id: UUID
+    name: str
+    api: str = Field(description="The API's slug.")
+    api_name: str
+    team: UUID | None = Field(description="The team whose keys it registers; null: personal.")
+    team_name: str | None
+    made_by: str = Field(description="The email of the person who made it.")
+    permissions: list[str] = Field(description="What the keys it registers get.")
+    max_registrations: int
+    registrations: int = Field(description="How many keys it registered so far.")
+    uses_left: int
+    networks: list[str] = Field(description="Where software may register from; empty: anywhere.")
+    key_lifetime_days: int = Field(description="How long each key it registers is valid.")
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    registers: bool = Field(description="Whether it registers keys now.")
+    refusal: str | None = Field(
+        description="Why it registers nothing now (revoked, expired, used up, its API "
+        "retired); null: it registers."
+    )
+
+    @staticmethod
+    def resolve_api(token: RegistrationToken) -> str:
+        return token.api.slug
+
+    @staticmethod
+    def resolve_api_name(token: RegistrationToken) -> str:
+        return token.api.name
+
+    @staticmethod
+    def resolve_team(token: RegistrationToken) -> UUID | None:
+        return token.team_id
+
+    @staticmethod
+    def resolve_team_name(token: RegistrationToken) -> str | None:
+        return token.team.name if token.team is not None else None
+
+    @staticmethod
+    def resolve_made_by(token: RegistrationToken) -> str:
+        return token.owner.email
+
+    @staticmethod
+    def resolve_permissions(token: RegistrationToken) -> list[str]:
+        return sorted(p.name for p in token.permissions.all())
+
+    @staticmethod
+    def resolve_registers(token: RegistrationToken) -> bool:
+        return token.refusal(timezone.now()) is None
+
+    @staticmethod
+    def resolve_refusal(token: RegistrationToken) -> str | None:
+        return token.refusal(timezone.now())
+
+
+class RegistrationTokenDetail(RegistrationTokenOut):
+    keys: list[RegisteredKeyOut] = Field(
+        description="The keys it registered that its space holds, newest first."
+    )
+
+    @staticmethod
+    def resolve_keys(token: RegistrationToken) -> list[ApiKey]:
+        return list(keys_registered_with(token))
+
+
+class RegistrationTokenSecret(Schema):
+    """A new registration token: the one response that holds the token itself."""
+
+    registration_token: RegistrationTokenOut
+    token: str = Field(description="The token (kcrt_…): send it as a bearer token to register.")
+    registration_endpoint: str = Field(
+        description="Where software registers its keys (RFC 7591): POST, with the token."
+    )
+
+
+class RegistrationTokenPage(Page):
+    items: list[RegistrationTokenOut]
+
+
+def with_token_details(tokens: QuerySet[RegistrationToken]) -> QuerySet[RegistrationToken]:
+    """Tokens with what RegistrationTokenOut shows of each fetched in a few queries."""
+    return tokens.select_related("api", "owner", "team").prefetch_related("permissions")
