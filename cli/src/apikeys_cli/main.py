@@ -370,6 +370,109 @@ def _uuid(given: str, what: str = "an endpoint id (see `apikeys webhooks list`)"
         raise Usage(f"{given!r} is not {what}") from None
 
 
+TOKEN_COLUMNS = ("id", "name", "team", "api", "permissions", "uses", "expires_at", "state")
+
+
+def registration_tokens_list(args: argparse.Namespace) -> int:
+    query: dict[str, Any] = {"per_page": 200}
+    if args.team:
+        query["team"] = _team_id(args.team)
+    found = _call("GET", "/registration-tokens", query=query)["items"]
+    if args.json:
+        return _table(args, found, TOKEN_COLUMNS)
+    return _table(args, [_token_row(token) for token in found], TOKEN_COLUMNS)
+
+
+def registration_tokens_create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {
+        "api": args.api,
+        "name": args.name,
+        "max_registrations": args.max,
+        "expires_in_days": args.days,
+    }
+    if args.key_days is not None:
+        body["key_lifetime_days"] = args.key_days
+    if args.permission:
+        body["permissions"] = args.permission
+    if args.allow_from:
+        body["networks"] = args.allow_from
+    if args.team:
+        body["team"] = _team_id(args.team)
+    made = _call("POST", "/registration-tokens", body=body)
+    if args.json:
+        print(json.dumps(made, indent=2))
+        return 0
+    if args.output == "env":
+        print(f"REGISTRATION_TOKEN={made['token']}")
+        print(f"REGISTRATION_ENDPOINT={made['registration_endpoint']}")
+        return 0
+    _print_pairs(
+        _token_pairs(made["registration_token"])
+        | {"registration_endpoint": made["registration_endpoint"], "token": made["token"]}
+    )
+    print(
+        "\nThe token is shown this once: give it to the software that registers its keys "
+        "(POST to the registration endpoint with `Authorization: Bearer <token>`).",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def registration_tokens_show(args: argparse.Namespace) -> int:
+    token = _call("GET", f"/registration-tokens/{_token_id(args.token)}")
+    if args.json:
+        return _show(args, token, None)
+    _print_pairs(_token_pairs(token))
+    if token["keys"]:
+        print()
+        _table(args, token["keys"], ("client_id", "name", "status", "created_at"))
+    return 0
+
+
+def registration_tokens_revoke(args: argparse.Namespace) -> int:
+    token_id = _token_id(args.token)
+    question = f"Revoke the registration token {args.token}? It registers nothing more."
+    if not _confirmed(args, question):
+        return 2
+    token = _call("DELETE", f"/registration-tokens/{token_id}")
+    if args.json:
+        return _show(args, token, None)
+    print(
+        f"Revoked: “{_cell(token['name'])}” registers nothing more. The "
+        f"{token['registrations']} keys it registered keep working; revoke them with "
+        "`apikeys keys revoke` if they should stop too."
+    )
+    return 0
+
+
+def _token_row(token: dict[str, Any]) -> dict[str, Any]:
+    return token | {
+        "team": token["team_name"] or "personal",
+        "permissions": token["permissions"] or "-",
+        "uses": f"{token['registrations']}/{token['max_registrations']}",
+        "state": "active" if token["registers"] else token["refusal"],
+    }
+
+
+def _token_pairs(token: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": token["id"],
+        "name": token["name"],
+        "team": token["team_name"] or "personal",
+        "api": token["api"],
+        "permissions": ", ".join(token["permissions"]) or "none",
+        "uses": f"{token['registrations']} of {token['max_registrations']}",
+        "key_lifetime_days": token["key_lifetime_days"],
+        "networks": ", ".join(token["networks"]) or "anywhere",
+        "expires_at": token["expires_at"],
+        "state": "active" if token["registers"] else token["refusal"],
+    }
+
+
+def _token_id(given: str) -> str:
+    return _uuid(given, "a registration token id (see `apikeys registration-tokens list`)")
+
+
 def secrets_check(args: argparse.Namespace) -> int:
     """Read a secret from standard input (never from the command line: shell history)."""
     if sys.stdin.isatty():
@@ -567,6 +670,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_keys_commands(commands)
     _add_public_keys_commands(commands)
     _add_webhooks_commands(commands)
+    _add_registration_tokens_commands(commands)
     _add_teams_commands(commands)
     _add_secrets_commands(commands)
     _add_admin_commands(commands)
@@ -722,6 +826,46 @@ def _add_webhooks_commands(commands: Any) -> None:
     sub = _command(hooks, "resend", webhooks_resend, "deliver a message again (same id)")
     sub.add_argument("endpoint")
     sub.add_argument("message", help="the message id (msg_...)")
+
+
+def _add_registration_tokens_commands(commands: Any) -> None:
+    text = "tokens with which software registers its own keys (RFC 7591)"
+    tokens = _group(commands, "registration-tokens", text)
+    sub = _command(tokens, "list", registration_tokens_list, "your registration tokens")
+    _team_option(sub, "the team's tokens instead of your personal ones")
+    text = "make a registration token; the token is shown once"
+    sub = _command(tokens, "create", registration_tokens_create, text)
+    sub.add_argument("--api", required=True, help="the API's slug (see `apikeys apis`)")
+    sub.add_argument("--name", required=True, help="to tell your tokens apart")
+    sub.add_argument("--max", type=int, required=True, help="how many keys it may register")
+    sub.add_argument("--days", type=int, required=True, help="how long it registers keys")
+    sub.add_argument(
+        "--key-days", type=int, help="how long each key it registers is valid (default 90)"
+    )
+    sub.add_argument(
+        "--permission",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a permission of the API its keys get (repeatable; none given: the API's "
+        "defaults, see `apikeys apis`)",
+    )
+    sub.add_argument(
+        "--allow-from",
+        action="append",
+        default=[],
+        metavar="RANGE",
+        help="an IPv4/IPv6 CIDR range or address software may register from (repeatable; "
+        "default anywhere)",
+    )
+    _team_option(sub, "the team whose keys it registers (default: your personal keys)")
+    sub.add_argument("--output", choices=["table", "env"], default="table")
+    text = "one registration token, with the keys it registered"
+    _command(tokens, "show", registration_tokens_show, text).add_argument("token")
+    text = "revoke a registration token: it registers nothing more"
+    sub = _command(tokens, "revoke", registration_tokens_revoke, text)
+    sub.add_argument("token", help="its id (see `apikeys registration-tokens list`)")
+    sub.add_argument("--yes", action="store_true", help="do not ask")
 
 
 def _add_teams_commands(commands: Any) -> None:
