@@ -132,5 +132,5 @@ def _revealed(
     return {
         "registration_token": made.token,
         "token": made.secret,
-        "registration_endpoint": f"{settings.PORTAL_URL}{reverse('register')}",
+        "registration_endpoint": f"{settings.PORTAL_URL}{reverse('software_registration')}",
     }

@@ -304,7 +304,7 @@ KEYS_PER_PAGE = 100
 
 def key_list_context(person: User, team: Team | None, page: str | None = None) -> dict[str, Any]:
     """The key list of one space: `person`'s own keys, or `team`'s (they are in it)."""
-    keys = ApiKey.objects.held_by(person, team).select_related("api", "owner")
+    keys = ApiKey.objects.held_by(person, team).select_related("api", "owner", "registered_with")
     keys = keys.prefetch_related("permissions")
     live = Paginator(keys.live(), KEYS_PER_PAGE).get_page(page)
     live_count = live.paginator.count

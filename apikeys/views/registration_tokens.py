@@ -182,7 +182,7 @@ def _reveal(request: PageRequest, made: registration_tokens.NewRegistrationToken
     context = {
         "token": made.token,
         "secret": made.secret,
-        "endpoint": f"{settings.PORTAL_URL}{reverse('register')}",
+        "endpoint": f"{settings.PORTAL_URL}{reverse('software_registration')}",
         "back": _space_url("registration_tokens", made.token.team),
     }
     return render(request, "registration/reveal.html", context)
