@@ -466,6 +466,8 @@ def test_the_registration_is_read_back_with_its_access_token_and_no_secret(
         "scope": f"{INVOICES} {READ}",
         "key_status": "active",
         "client_secret_expires_at": registered["client_secret_expires_at"],
+        "registration_access_token": registered["registration_access_token"],
+        "registration_client_uri": registered["registration_client_uri"],
     }
     assert registered["registration_client_uri"] == (
         f"{settings.PORTAL_URL}/register/{registered['client_id']}"
@@ -863,3 +865,112 @@ def guide_environment(live_server: Any, token: registration.NewRegistrationToken
         "REGISTRATION_TOKEN": token.secret,
         "API_URL": f"{live_server.url}/api/v1/whoami/",
     }
+
+
+# What the review found (the rules' edges)
+
+
+def test_a_token_that_gives_no_permission_gives_none(
+    client: Client, owner: User, sample: Api, catalog: dict[str, Permission]
+) -> None:
+    bare = new_token(owner, sample, permissions=[])
+
+    asked = register(client, bare.secret, {"client_name": "greedy", "scope": READ})
+    plain = register(client, bare.secret, {"client_name": "plain"})
+
+    assert asked.status_code == 400
+    assert asked.json()["error_description"].endswith("permissions: none.")
+    assert plain.status_code == 201
+    assert plain.json()["scope"] == ""
+
+
+def test_a_teams_token_stops_when_its_maker_stops_making_the_teams_keys(
+    client: Client, owner: User, other_user: User, sample: Api
+) -> None:
+    from apikeys.models import Membership, Team, TeamRole
+
+    team = Team.objects.create(name="Shop")
+    Membership.objects.create(team=team, user=owner, role=TeamRole.OWNER)
+    Membership.objects.create(team=team, user=other_user, role=TeamRole.DEVELOPER)
+    theirs = new_token(other_user, sample, team=team)
+    assert register(client, theirs.secret, {"client_name": "first"}).status_code == 201
+
+    Membership.objects.filter(team=team, user=other_user).update(role=TeamRole.VIEWER)
+    answer = register(client, theirs.secret, {"client_name": "second"})
+
+    assert answer.status_code == 401
+    assert answer.json()["error_description"] == (
+        "The registration token's maker no longer makes this team's keys."
+    )
+
+
+def test_unknown_metadata_is_ignored_and_a_read_answer_can_be_sent_back(
+    client: Client, made: registration.NewRegistrationToken
+) -> None:
+    answer = register(
+        client,
+        made.secret,
+        {"client_name": "app", "application_type": "web", "client_name#fr": "x"},
+    )
+    assert answer.status_code == 201, answer.content
+    body = answer.json()
+    access = body["registration_access_token"]
+
+    read = manage(client, "GET", body, access)
+    assert read.json()["registration_access_token"] == access
+    assert read.json()["registration_client_uri"] == body["registration_client_uri"]
+    again = manage(client, "PUT", body | {"update": read.json()}, access)
+
+    assert again.status_code == 200, again.content
+    assert again.json()["client_name"] == "app"  # not renamed "app (2)" by its own name
+    snake = register(client, made.secret, {"protocol_mappers": [{"name": "x"}]})
+    assert snake.status_code == 400
+    assert "protocol_mappers" in snake.json()["error_description"]
+
+
+def test_public_keys_do_not_change_through_an_update(
+    client: Client, made: registration.NewRegistrationToken
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+    body = register(
+        client,
+        made.secret,
+        {"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [jwk]}},
+    ).json()
+    other = json.loads(ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP256R1()).public_key()))
+    access = body["registration_access_token"]
+
+    answer = manage(
+        client,
+        "PUT",
+        body
+        | {"update": {"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [other]}}},
+        access,
+    )
+    kept = manage(
+        client,
+        "PUT",
+        body | {"update": {"token_endpoint_auth_method": "private_key_jwt", "client_name": "n"}},
+        access,
+    )
+
+    assert answer.status_code == 400
+    assert "Public keys are changed on the key's page" in answer.json()["error_description"]
+    assert kept.status_code == 200, kept.content
+
+
+def test_a_key_moved_to_another_space_is_no_longer_the_softwares(
+    client: Client, owner: User, admin_user: User, made: registration.NewRegistrationToken
+) -> None:
+    from apikeys.models import Team
+    from apikeys.operations import teams
+
+    body = register(client, made.secret, {"client_name": "moving"}).json()
+    team = Team.objects.create(name="Elsewhere")
+    key = ApiKey.objects.get(client_id=body["client_id"])
+    teams.move_key(key, owner=owner, team=team, actor=admin_user)
+
+    answer = manage(client, "GET", body, body["registration_access_token"])
+
+    assert answer.status_code == 401

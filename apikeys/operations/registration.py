@@ -38,7 +38,9 @@ from apikeys.keycloak import desired
 from apikeys.models import (
     ApiKey,
     AuditEntry,
+    Membership,
     RegistrationToken,
+    TeamRole,
     WrongState,
 )
 from apikeys.operations import lifecycle, permissions
@@ -47,6 +49,9 @@ from apikeys.operations.registration_tokens import NewRegistrationToken as NewRe
 from apikeys.operations.registration_tokens import create_token as create_token
 from apikeys.operations.registration_tokens import digest
 from apikeys.operations.registration_tokens import revoke_token as revoke_token
+
+# Who makes a team's keys (apikeys/access.py): a team's token registers while its maker does.
+MAKERS = (TeamRole.OWNER, TeamRole.DEVELOPER)
 
 
 class RegistrationRefused(Exception):
@@ -130,7 +135,7 @@ def _locked_usable(secret: str, ip_address: str | None) -> RegistrationToken:
         .get(pk=found.pk)
     )
     token.registrations = token.keys.count()  # the records made with it: its uses
-    if refusal := token.refusal(timezone.now()):
+    if refusal := token.refusal(timezone.now()) or _maker_gone(token):
         raise RegistrationRefused("invalid_token", refusal, status=401)
     if token.networks and not networks.allows(token.networks, ip_address):
         raise RegistrationRefused(
@@ -141,19 +146,24 @@ def _locked_usable(secret: str, ip_address: str | None) -> RegistrationToken:
     return token
 
 
+def _maker_gone(token: RegistrationToken) -> str | None:
+    """A token registers only while its maker still makes keys in its space: an active
+    account, and for a team's token a developer or owner of the team."""
+    if not token.owner.is_active:
+        return "The registration token's maker no longer has an active account."
+    makes = Membership.objects.filter(team=token.team_id, user=token.owner, role__in=MAKERS)
+    if token.team is not None and not makes.exists():
+        return "The registration token's maker no longer makes this team's keys."
+    return None
+
+
 def _reserve(token: RegistrationToken, metadata: Metadata, access_digest: str) -> ApiKey:
     """The key's record, under the token's lock, counted as one of its uses."""
-    allowed = [p.name for p in token.permissions.all()]
-    names = metadata.scope
-    if names is not None and allowed and not set(names) <= set(allowed):
-        raise RegistrationRefused(
-            "invalid_client_metadata",
-            f"scope may name only the registration token's permissions: {', '.join(allowed)}.",
-        )
+    names = _within_token(token, metadata.scope)
     order = KeyOrder(
         api=token.api,
         name=_free_name(token, metadata.client_name),
-        lifetime_days=token.key_lifetime_days,
+        lifetime_days=min(token.key_lifetime_days, token.api.max_key_lifetime_days),
         description=f"Registered with the token “{token.name}”.",
         justification=f"Registered by software ({metadata.client_name or 'unnamed'}) with "
         f"the registration token “{token.name}”.",
@@ -163,7 +173,7 @@ def _reserve(token: RegistrationToken, metadata: Metadata, access_digest: str) -
         public_keys=metadata.public_keys,
         jwks_url=metadata.jwks_uri,
         team=token.team,
-        permissions=names if names is not None else (allowed or None),
+        permissions=names,
         registered_with=token,
         registration_access_digest=access_digest,
         software_metadata=_software(metadata),
@@ -177,15 +187,28 @@ def _reserve(token: RegistrationToken, metadata: Metadata, access_digest: str) -
     return key
 
 
-def _free_name(token: RegistrationToken, wanted: str) -> str:
+def _within_token(token: RegistrationToken, scope: list[str] | None) -> list[str]:
+    """The permissions a registered key gets: what `scope` names (None: all the token's),
+    never one the token does not give (a token made without any gives none)."""
+    allowed = sorted(p.name for p in token.permissions.all())
+    if scope is None:
+        return allowed
+    if not set(scope) <= set(allowed):
+        raise RegistrationRefused(
+            "invalid_client_metadata",
+            f"scope may name only the registration token's permissions: "
+            f"{', '.join(allowed) or 'none'}.",
+        )
+    return sorted(set(scope))
+
+
+def _free_name(token: RegistrationToken, wanted: str, *, besides: ApiKey | None = None) -> str:
     """The software's name, made unique among the space's live keys ("name (2)")."""
     base = (wanted or f"Registered with {token.name}")[:56]
-    taken = set(
-        ApiKey.objects.held_by(token.owner, token.team)
-        .live()
-        .filter(name__startswith=base)
-        .values_list("name", flat=True)
-    )
+    others = ApiKey.objects.held_by(token.owner, token.team).live()
+    if besides is not None:
+        others = others.exclude(pk=besides.pk)
+    taken = set(others.filter(name__startswith=base).values_list("name", flat=True))
     if base not in taken:
         return base
     return next(f"{base} ({n})" for n in range(2, 10_000) if f"{base} ({n})" not in taken)
@@ -196,30 +219,36 @@ def registered_key(client_id: str, access_token: str) -> ApiKey | None:
     """The key `access_token` manages (RFC 7592), if it is that key's and the key lives."""
     if not is_well_formed(access_token, REGISTRATION_ACCESS_PREFIX):
         return None
-    return (
+    key = (
         ApiKey.objects.select_related("api", "owner", "team", "registered_with")
         .filter(client_id=client_id, registration_access_digest=digest(access_token))
         .live()
         .first()
     )
+    token = key.registered_with if key is not None else None
+    if key is None or token is None or key.team_id != token.team_id:
+        return None  # moved to another space: no longer the registering software's
+    if token.team_id is None and key.owner_id != token.owner_id:
+        return None
+    return key
 
 
 @sensitive_variables()
-def update(key: ApiKey, metadata: Metadata, *, ip_address: str | None) -> tuple[ApiKey, str]:
+def update(
+    key: ApiKey, metadata: Metadata, *, used: str, ip_address: str | None
+) -> tuple[ApiKey, str]:
     """RFC 7592 update, within the same rules: its name, contacts and permissions (narrowed,
-    or widened within the token's); not how it authenticates. A new registration access token
-    replaces the one used."""
+    or widened within the token's); not how it authenticates, nor its public keys. A new
+    registration access token replaces `used`, the one presented: checked again under the
+    key's lock, so of two updates with one token only the first succeeds."""
     token = key.registered_with
     if token is None:
         raise WrongState(f"{key.client_id} was not registered by software.")
-    allowed = {p.name for p in token.permissions.all()} or {
-        p.name for p in key.api.permissions_called(None)
-    }
-    if metadata.scope is not None and not set(metadata.scope) <= allowed:
+    wanted = None if metadata.scope is None else _within_token(token, metadata.scope)
+    if metadata.public_keys or metadata.jwks_uri not in ("", key.jwks_url):
         raise RegistrationRefused(
             "invalid_client_metadata",
-            f"scope may name only the registration token's permissions: "
-            f"{', '.join(sorted(allowed)) or 'none'}.",
+            "Public keys are changed on the key's page or through the portal's API, not here.",
         )
     secret_methods = ("client_secret_basic", "client_secret_post")
     if (metadata.auth_method in secret_methods) != key.uses_secret:
@@ -229,13 +258,18 @@ def update(key: ApiKey, metadata: Metadata, *, ip_address: str | None) -> tuple[
         )
     access = new_secret(REGISTRATION_ACCESS_PREFIX)
     with transaction.atomic():
-        if metadata.scope is not None:
-            permissions.set_key_permissions(
-                key, metadata.scope, justification="", actor=key.owner, ip_address=ip_address
-            )
         key = ApiKey.objects.locked(key.pk)
+        if key.registration_access_digest != digest(used):
+            raise RegistrationRefused(
+                "invalid_token", "The registration access token is not valid.", status=401
+            )
+        if wanted is not None:
+            permissions.set_key_permissions(
+                key, wanted, justification="", actor=key.owner, ip_address=ip_address
+            )
+            key = ApiKey.objects.locked(key.pk)
         if metadata.client_name and metadata.client_name != key.name:
-            key.name = _free_name(token, metadata.client_name)
+            key.name = _free_name(token, metadata.client_name, besides=key)
         key.software_metadata = _software(metadata)
         key.registration_access_digest = digest(access)
         key.save(update_fields=["name", "software_metadata", "registration_access_digest"])

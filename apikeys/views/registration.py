@@ -12,6 +12,7 @@ RFC 7591's error codes.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from django.conf import settings
@@ -35,21 +36,30 @@ from apikeys.operations.permissions import PermissionRefused
 from apikeys.operations.registration import Metadata, RegistrationRefused
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
-# RFC 7591 metadata for people, taken and not used.
-IGNORED = {"client_uri", "logo_uri", "tos_uri", "policy_uri", "software_id", "software_version"}
-TAKEN = {
-    "client_name",
-    "contacts",
-    "scope",
-    "grant_types",
-    "response_types",
-    "token_endpoint_auth_method",
-    "jwks",
-    "jwks_uri",
-    "redirect_uris",
-    "software_statement",
-    "client_id",  # in an RFC 7592 update, it must be the client's own
-    *IGNORED,
+# What a Keycloak client representation (or its snake-case spelling) would set beyond the
+# portal's rules: refused by name. Other metadata the portal does not know is ignored, as
+# RFC 7591 §2 asks (none of it reaches Keycloak).
+KEYCLOAK_SETTINGS = {
+    *(
+        name
+        for camel in (
+            "protocolMappers",
+            "fullScopeAllowed",
+            "defaultClientScopes",
+            "optionalClientScopes",
+            "serviceAccountsEnabled",
+            "standardFlowEnabled",
+            "implicitFlowEnabled",
+            "directAccessGrantsEnabled",
+            "publicClient",
+            "bearerOnly",
+            "authorizationServicesEnabled",
+            "attributes",
+            "clientAuthenticatorType",
+            "webOrigins",
+        )
+        for name in (camel, re.sub(r"(?<!^)([A-Z])", r"_\1", camel).lower())
+    )
 }
 
 
@@ -75,12 +85,18 @@ def register(request: HttpRequest) -> HttpResponse:
         return answer
     try:
         secret = bearer_token(request)
+        if registration.token_for(secret) is None:  # before reading anything it sent
+            raise RegistrationRefused(
+                "invalid_token", "The registration token is not valid.", status=401
+            )
         metadata = read_metadata(request.body)
         made = registration.register(secret, metadata, ip_address=client_ip(request))
     except TokenError:
         return refuse("invalid_token", "Send the registration token as a bearer token.", 401)
     except RegistrationRefused as refused:
         return refuse(refused.error, refused.description, refused.status)
+    except WrongState as refused:  # the API retired, public keys refused, meanwhile
+        return refuse("invalid_client_metadata", str(refused))
     except KeycloakFailure as failure:
         return refuse("temporarily_unavailable", failure.for_people, 503)
     body = registration.client_metadata(made.key) | _credentials(request, made)
@@ -118,7 +134,8 @@ def _answer(body: dict[str, Any], status: int = 200) -> JsonResponse:
 def registered_client(request: HttpRequest, client_id: str) -> HttpResponse:
     """RFC 7592: read, update (within the same rules) or delete one registered key."""
     try:
-        key = registration.registered_key(client_id, bearer_token(request))
+        used = bearer_token(request)
+        key = registration.registered_key(client_id, used)
     except TokenError:
         key = None
     if key is None:  # RFC 7592 §2: an unknown client and a wrong token look alike
@@ -128,10 +145,10 @@ def registered_client(request: HttpRequest, client_id: str) -> HttpResponse:
         if request.method == "DELETE":
             registration.delete(key, ip_address=ip)
             return HttpResponse(status=204)
-        if request.method == "GET":
-            return _answer(registration.client_metadata(key))
-        metadata = read_metadata(request.body, client_id=key.client_id)
-        key, access = registration.update(key, metadata, ip_address=ip)
+        access = used
+        if request.method == "PUT":
+            metadata = read_metadata(request.body, client_id=key.client_id)
+            key, access = registration.update(key, metadata, used=used, ip_address=ip)
     except RegistrationRefused as refused:
         return refuse(refused.error, refused.description, refused.status)
     except (PermissionRefused, WrongState) as refused:
@@ -149,7 +166,7 @@ def read_metadata(raw: bytes, *, client_id: str | None = None) -> Metadata:
     """A registration request's metadata, or RegistrationRefused with RFC 7591's code."""
     try:
         body = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise RegistrationRefused("invalid_client_metadata", "Send a JSON object.") from None
     if not isinstance(body, dict):
         raise RegistrationRefused("invalid_client_metadata", "Send a JSON object.")
@@ -160,7 +177,7 @@ def read_metadata(raw: bytes, *, client_id: str | None = None) -> Metadata:
             "invalid_client_metadata",
             f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}.",
         )
-    keys, jwks_uri = _public_keys(body, auth)
+    keys, jwks_uri = _public_keys(body, auth, updating=client_id is not None)
     return Metadata(
         client_name=_text(body.get("client_name"), "client_name", 64),
         contacts=_contacts(body.get("contacts")),
@@ -172,11 +189,20 @@ def read_metadata(raw: bytes, *, client_id: str | None = None) -> Metadata:
 
 
 def _refuse_what_keys_do_not_do(body: dict[str, Any], client_id: str | None) -> None:
-    if unknown := sorted(set(body) - TAKEN):
+    if refused := sorted(set(body) & KEYCLOAK_SETTINGS):
         raise RegistrationRefused(
             "invalid_client_metadata",
-            f"Not accepted here: {', '.join(unknown)}. A key is a client-credentials client "
+            f"Not accepted here: {', '.join(refused)}. A key is a client-credentials client "
             "made by the portal's rules (no mappers, scopes or settings of its own).",
+        )
+    if body.get("redirectUris"):
+        raise RegistrationRefused(
+            "invalid_redirect_uri",
+            "A key uses the client-credentials grant only: it has no redirect URIs.",
+        )
+    if client_id is None and "client_secret" in body:  # an update may echo it: ignored
+        raise RegistrationRefused(
+            "invalid_client_metadata", "The portal makes the secret: leave client_secret out."
         )
     if body.get("software_statement") is not None:
         raise RegistrationRefused(
@@ -228,8 +254,12 @@ def _scope(value: Any) -> list[str] | None:
     return value.split()
 
 
-def _public_keys(body: dict[str, Any], auth: str) -> tuple[list[public_keys.AcceptedKey], str]:
+def _public_keys(
+    body: dict[str, Any], auth: str, *, updating: bool
+) -> tuple[list[public_keys.AcceptedKey], str]:
     jwks, uri = body.get("jwks"), body.get("jwks_uri")
+    if updating and jwks is None and uri is None:
+        return [], ""  # an update keeps the key's public keys
     if auth != "private_key_jwt":
         if jwks is not None or uri is not None:
             raise RegistrationRefused(
@@ -247,6 +277,11 @@ def _public_keys(body: dict[str, Any], auth: str) -> tuple[list[public_keys.Acce
                 raise public_keys.Refused("This portal takes public keys only, not JWKS URLs.")
             public_keys.from_url(str(uri))  # checked now; Keycloak reads it itself
             return [], str(uri)
-        return public_keys.from_jwks_text(json.dumps(jwks)), ""
+        accepted = public_keys.from_jwks_text(json.dumps(jwks))
+        if len(accepted) > settings.MAX_PUBLIC_KEYS_PER_KEY:
+            raise public_keys.Refused(
+                f"At most {settings.MAX_PUBLIC_KEYS_PER_KEY} public keys per key."
+            )
+        return accepted, ""
     except public_keys.Refused as refused:
         raise RegistrationRefused("invalid_client_metadata", str(refused)) from None
