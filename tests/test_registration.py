@@ -974,3 +974,23 @@ def test_a_key_moved_to_another_space_is_no_longer_the_softwares(
     answer = manage(client, "GET", body, body["registration_access_token"])
 
     assert answer.status_code == 401
+
+
+def test_a_leaked_registration_token_is_revoked_and_a_leaked_access_token_stops(
+    client: Client, made: registration.NewRegistrationToken
+) -> None:
+    from apikeys.operations import leaks
+
+    body = register(client, made.secret, {"client_name": "leaky"}).json()
+    found = [
+        leaks.Found(token=t, type="apikey_portal", url="https://paste.example/1", source="paste")
+        for t in (made.secret, body["registration_access_token"])
+    ]
+
+    assert all(leaks.act_on(f, reporter="scanner") for f in found)
+
+    made.token.refresh_from_db()
+    assert made.token.revoked_at is not None
+    assert register(client, made.secret, {"client_name": "after"}).status_code == 401
+    assert manage(client, "GET", body, body["registration_access_token"]).status_code == 401
+    assert request_token(body["client_id"], body["client_secret"]).status_code == 200  # the key

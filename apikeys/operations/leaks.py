@@ -43,7 +43,11 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from apikeys.credentials import fingerprints
-from apikeys.credentials.secret_format import is_well_formed
+from apikeys.credentials.secret_format import (
+    REGISTRATION_ACCESS_PREFIX,
+    REGISTRATION_PREFIX,
+    is_well_formed,
+)
 from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import (
     ApiKey,
@@ -54,7 +58,7 @@ from apikeys.models import (
     User,
     WrongState,
 )
-from apikeys.operations import lifecycle, notifications
+from apikeys.operations import lifecycle, notifications, registration_tokens
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +152,10 @@ def act_on(found: Found, *, reporter: str) -> bool:
     audited; Keycloak is told after, so a failure there leaves the decision standing for
     reconcile to carry out.
     """
+    if is_well_formed(found.token, REGISTRATION_PREFIX):
+        return _registration_token_found(found, reporter)
+    if is_well_formed(found.token, REGISTRATION_ACCESS_PREFIX):
+        return _registration_access_token_found(found, reporter)
     if not is_well_formed(found.token):
         return False
     seen = fingerprints.identify(found.token, now=timezone.now())
@@ -193,6 +201,45 @@ def act_on(found: Found, *, reporter: str) -> bool:
     key.refresh_from_db()  # as the action left it
     notifications.secret_exposed(key, report)
     log.warning("Exposed secret of %s reported (%s): %s", key.client_id, match.verdict, action)
+    return True
+
+
+@sensitive_variables()  # the reported token
+def _registration_token_found(found: Found, reporter: str) -> bool:
+    """A registration token found exposed registers nothing more (revoked at once, whatever
+    the leak policy: it makes keys, it is not one)."""
+    token = registration_tokens.token_for(found.token)
+    if token is None:
+        return False
+    where = f" at {found.url}" if found.url else ""
+    registration_tokens.revoke_token(
+        token, actor=None, reason=f"Found exposed{where} (reported by {reporter})."
+    )
+    log.warning("Exposed registration token %s reported: revoked", token.pk)
+    return True
+
+
+@sensitive_variables()  # the reported token
+def _registration_access_token_found(found: Found, reporter: str) -> bool:
+    """A registration access token found exposed manages its key no more (its owner still
+    does, on the portal's pages)."""
+    key = ApiKey.objects.filter(
+        registration_access_digest=registration_tokens.digest(found.token)
+    ).first()
+    if key is None:
+        return False
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        key.registration_access_digest = ""
+        key.save(update_fields=["registration_access_digest"])
+        where = f" at {found.url}" if found.url else ""
+        AuditEntry.record(
+            key,
+            AuditEntry.Action.LEAK_REPORTED,
+            actor=None,
+            reason=f"Its registration access token was found exposed{where} (reported by "
+            f"{reporter}): software can no longer manage the key through it.",
+        )
     return True
 
 

@@ -29,7 +29,6 @@ from apikeys.credentials import networks
 from apikeys.credentials.public_keys import AcceptedKey
 from apikeys.credentials.secret_format import (
     REGISTRATION_ACCESS_PREFIX,
-    REGISTRATION_PREFIX,
     is_well_formed,
     new_secret,
 )
@@ -49,6 +48,7 @@ from apikeys.operations.registration_tokens import NewRegistrationToken as NewRe
 from apikeys.operations.registration_tokens import create_token as create_token
 from apikeys.operations.registration_tokens import digest
 from apikeys.operations.registration_tokens import revoke_token as revoke_token
+from apikeys.operations.registration_tokens import token_for as token_for
 
 # Who makes a team's keys (apikeys/access.py): a team's token registers while its maker does.
 MAKERS = (TeamRole.OWNER, TeamRole.DEVELOPER)
@@ -60,18 +60,6 @@ class RegistrationRefused(Exception):
     def __init__(self, error: str, description: str, *, status: int = 400) -> None:
         super().__init__(description)
         self.error, self.description, self.status = error, description, status
-
-
-@sensitive_variables()
-def token_for(secret: str) -> RegistrationToken | None:
-    """The registration token `secret` is, if it is one (well formed, and known)."""
-    if not is_well_formed(secret, REGISTRATION_PREFIX):
-        return None
-    return (
-        RegistrationToken.objects.select_related("api", "owner", "team")
-        .filter(digest=digest(secret))
-        .first()
-    )
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from apikeys.credentials import networks
-from apikeys.credentials.secret_format import REGISTRATION_PREFIX, new_secret
+from apikeys.credentials.secret_format import REGISTRATION_PREFIX, is_well_formed, new_secret
 from apikeys.models import (
     Api,
     AuditEntry,
@@ -103,7 +103,11 @@ def _describe(token: RegistrationToken, chosen: Sequence[Permission]) -> str:
 
 
 def revoke_token(
-    token: RegistrationToken, *, actor: User, ip_address: str | None = None, reason: str = ""
+    token: RegistrationToken,
+    *,
+    actor: User | None,
+    ip_address: str | None = None,
+    reason: str = "",
 ) -> RegistrationToken:
     """It registers nothing more; the keys it registered stay (revoke them one by one).
     `reason`: why, if the person says (an administrator may)."""
@@ -121,3 +125,15 @@ def revoke_token(
                 + (f" {reason}" if reason else ""),
             )
     return token
+
+
+@sensitive_variables()
+def token_for(secret: str) -> RegistrationToken | None:
+    """The registration token `secret` is, if it is one (well formed, and known)."""
+    if not is_well_formed(secret, REGISTRATION_PREFIX):
+        return None
+    return (
+        RegistrationToken.objects.select_related("api", "owner", "team")
+        .filter(digest=digest(secret))
+        .first()
+    )
