@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from django.conf import settings
 from django.core.cache import caches
 from django.core.servers.basehttp import ThreadedWSGIServer
@@ -22,13 +26,16 @@ from keycloak.exceptions import KeycloakDeleteError
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playwright
 
 from apikeys.credentials import bearer as bearer_tokens
+from apikeys.credentials import revocations
 from apikeys.keycloak import bootstrap
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection, Representation
-from apikeys.models import Api, ApiKey, User
+from apikeys.models import Api, ApiKey, Permission, User
+from apikeys.operations import permissions
 from tests.accounts import PASSWORD, KeycloakUser
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.factories import unique_user
+from tests.receivers import free_port
 
 
 def pytest_configure() -> None:
@@ -238,3 +245,56 @@ def pushing(
     yield bootstrapped
     settings.KEYCLOAK_PUSH_EVENTS = False
     bootstrap.ensure_realm(bootstrapped)
+
+
+@pytest.fixture
+def orders(sample: Api, admin_user: User) -> dict[str, Permission]:
+    """The sample API's permissions (apikeys/views/sample_api.py): orders:read is given to new
+    keys by default, orders:write needs approval."""
+    read = permissions.define_permission(
+        sample, name="orders:read", description="Read the orders", actor=admin_user
+    ).permission
+    write = permissions.define_permission(
+        sample,
+        name="orders:write",
+        description="Place orders",
+        requires_approval=True,
+        default=False,
+        actor=admin_user,
+    ).permission
+    return {"orders:read": read, "orders:write": write}
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture
+def resource_server(live_server: Any, sample: Api) -> Iterator[str]:
+    """examples/resource_server.py in a process of its own, reading the sample API's feed."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "TOKEN_ISSUER": settings.TOKEN_ISSUER,
+        "OIDC_OP_JWKS_ENDPOINT": settings.OIDC_OP_JWKS_ENDPOINT,
+        "API_AUDIENCE": sample.audience,
+        "REVOCATION_FEED_URL": f"{live_server.url}/feeds/revocations",
+        "REVOCATION_FEED_TOKEN": revocations.new_feed_token(sample),
+    }
+    process = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "resource_server.py"), f"127.0.0.1:{port}"],
+        env=environment,
+    )
+    url = f"http://127.0.0.1:{port}/orders"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(url, timeout=1)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "the resource server did not start"
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -4,12 +4,7 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,7 +14,6 @@ from django.http import HttpResponse, JsonResponse
 from django.test import Client, RequestFactory
 from django.urls import reverse
 
-from apikeys.credentials import revocations
 from apikeys.credentials.bearer import (
     bearer_token_required,
     granted_permissions,
@@ -32,13 +26,11 @@ from apikeys.http import TokenRequest
 from apikeys.models import Api, Permission, User
 from apikeys.operations import lifecycle, permissions
 from tests.factories import issue
-from tests.receivers import free_port
 from tests.tokens import claims, request_token
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
 
 READ, WRITE = "orders:read", "orders:write"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -272,38 +264,6 @@ def test_the_sample_orders_take_only_get_and_post(client: Client, token: str) ->
 
 
 # examples/resource_server.py
-
-
-@pytest.fixture
-def resource_server(live_server: Any, sample: Api) -> Iterator[str]:
-    """examples/resource_server.py in a process of its own, reading the sample API's feed."""
-    port = free_port()
-    environment = {
-        **os.environ,
-        "TOKEN_ISSUER": settings.TOKEN_ISSUER,
-        "OIDC_OP_JWKS_ENDPOINT": settings.OIDC_OP_JWKS_ENDPOINT,
-        "API_AUDIENCE": sample.audience,
-        "REVOCATION_FEED_URL": f"{live_server.url}/feeds/revocations",
-        "REVOCATION_FEED_TOKEN": revocations.new_feed_token(sample),
-    }
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "resource_server.py"), f"127.0.0.1:{port}"],
-        env=environment,
-    )
-    url = f"http://127.0.0.1:{port}/orders"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(url, timeout=1)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, "the resource server did not start"
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.mark.django_db(transaction=True)  # the live server serves the feed from its thread

@@ -37,23 +37,6 @@ pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients")]
 READ, WRITE = "orders:read", "orders:write"
 
 
-@pytest.fixture
-def orders(sample: Api, admin_user: User) -> dict[str, Permission]:
-    """The sample API's permissions: reading is given by default, writing needs approval."""
-    read = permissions.define_permission(
-        sample, name=READ, description="Read the orders", actor=admin_user
-    ).permission
-    write = permissions.define_permission(
-        sample,
-        name=WRITE,
-        description="Place orders",
-        requires_approval=True,
-        default=False,
-        actor=admin_user,
-    ).permission
-    return {READ: read, WRITE: write}
-
-
 def scope_of(made: lifecycle.Revealed, *, scope: str | None = None) -> set[str]:
     answer = request_token(made.key.client_id, made.secret, scope=scope)
     assert answer.status_code == 200, answer.text

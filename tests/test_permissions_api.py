@@ -12,8 +12,7 @@ import pytest
 
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
-from apikeys.models import Api, ApiKey, AuditEntry, Membership, Permission, Team, User
-from apikeys.operations import permissions
+from apikeys.models import ApiKey, AuditEntry, Membership, Permission, Team, User
 from tests.accounts import KeycloakUser
 from tests.test_api import Caller, assert_problem, create
 from tests.tokens import claims, request_token
@@ -21,23 +20,6 @@ from tests.tokens import claims, request_token
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients", "sample")]
 
 READ, WRITE = "orders:read", "orders:write"
-
-
-@pytest.fixture
-def orders(sample: Api, admin_user: User) -> dict[str, Permission]:
-    """The sample API's permissions: reading is given by default, writing needs approval."""
-    read = permissions.define_permission(
-        sample, name=READ, description="Read the orders", actor=admin_user
-    ).permission
-    write = permissions.define_permission(
-        sample,
-        name=WRITE,
-        description="Place orders",
-        requires_approval=True,
-        default=False,
-        actor=admin_user,
-    ).permission
-    return {READ: read, WRITE: write}
 
 
 @pytest.fixture

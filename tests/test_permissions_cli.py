@@ -11,8 +11,6 @@ from typing import Any
 
 import pytest
 
-from apikeys.models import Api, Permission, User
-from apikeys.operations import permissions
 from tests.accounts import KeycloakUser
 from tests.test_cli import Cli
 from tests.tokens import claims, request_token
@@ -20,23 +18,6 @@ from tests.tokens import claims, request_token
 pytestmark = pytest.mark.usefixtures("key_clients", "sample")
 
 READ, WRITE = "orders:read", "orders:write"
-
-
-@pytest.fixture
-def orders(sample: Api, admin_user: User) -> dict[str, Permission]:
-    """The sample API's permissions: reading is given by default, writing needs approval."""
-    read = permissions.define_permission(
-        sample, name=READ, description="Read the orders", actor=admin_user
-    ).permission
-    write = permissions.define_permission(
-        sample,
-        name=WRITE,
-        description="Place orders",
-        requires_approval=True,
-        default=False,
-        actor=admin_user,
-    ).permission
-    return {READ: read, WRITE: write}
 
 
 @pytest.fixture

@@ -3,18 +3,12 @@ read every few seconds by its resource servers, which then make no call per requ
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
@@ -27,12 +21,10 @@ from apikeys.credentials.challenge import StandingUnknown
 from apikeys.models import Api, User
 from apikeys.operations import lifecycle, permissions
 from tests.factories import issue, record_key
-from tests.receivers import free_port
 from tests.tokens import request_token
 
 pytestmark = [pytest.mark.embedded]
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGET = 5.0
 
 
@@ -146,38 +138,6 @@ def test_a_feed_of_another_api_is_not_taken_for_this_ones() -> None:
     )
     with pytest.raises(StandingUnknown):
         feed.refusal("apikey-x", [])
-
-
-@pytest.fixture
-def resource_server(live_server: Any, sample: Api) -> Iterator[str]:
-    """examples/resource_server.py in a process of its own, reading the sample API's feed."""
-    port = free_port()
-    environment = {
-        **os.environ,
-        "TOKEN_ISSUER": settings.TOKEN_ISSUER,
-        "OIDC_OP_JWKS_ENDPOINT": settings.OIDC_OP_JWKS_ENDPOINT,
-        "API_AUDIENCE": sample.audience,
-        "REVOCATION_FEED_URL": f"{live_server.url}/feeds/revocations",
-        "REVOCATION_FEED_TOKEN": revocations.new_feed_token(sample),
-    }
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "resource_server.py"), f"127.0.0.1:{port}"],
-        env=environment,
-    )
-    url = f"http://127.0.0.1:{port}/orders"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(url, timeout=1)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, "the resource server did not start"
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.mark.django_db(transaction=True)  # the live server serves the feed from its thread
