@@ -236,6 +236,8 @@ def ensure_permission_scope(
     id on the record: keys' clients are given the scope by id. A scope of that name the portal
     did not make is never taken over (ScopeTaken): permissions have no unmarked past."""
     changes = ensure_client_scope(conn, desired.permission_scope(permission), adopt=adopt)
+    if permission.scope_id and not any(c.startswith("created") for c in changes):
+        return changes  # the scope the record names is still there: no second read
     scope = keycloak.find_client_scope(conn, permission.name)
     if scope is not None and scope["id"] != permission.scope_id:
         permission.scope_id = scope["id"]
