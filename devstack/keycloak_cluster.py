@@ -17,6 +17,8 @@ a node dead to the other one.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -24,7 +26,16 @@ import time
 from pathlib import Path
 
 from devstack import postgres, process
-from devstack.keycloak_server import CONF, Instance, install, is_ready, launch
+from devstack.keycloak_server import (
+    CONF,
+    EXTENSION_JAR,
+    Instance,
+    build_extension,
+    find_java_home,
+    install,
+    is_ready,
+    launch,
+)
 from devstack.process import cache_dir, running_pid, spawn, stop
 
 BALANCER_PORT = 8480
@@ -55,20 +66,59 @@ def start(*, timeout: float = 300) -> float:
         # Nodes that were killed leave their addresses in JDBC_PING's table; a new node
         # would wait for them to answer its JOIN, then give up. None runs: forget them all.
         postgres.execute(DATABASE, FORGET_MEMBERS)
+    build([node for node in NODES if not running_pid(node.pid_file)])
     for node in NODES:
         start_node(node, timeout=timeout)
     _start_nginx()
     return time.monotonic() - began
 
 
+def build(nodes: list[Instance]) -> None:
+    """`kc.sh build` the nodes whose build is not of this deploy/keycloak.conf and extension
+    (a marker file holds their digest), all at once: each then starts `--optimized`, instead
+    of building again at every start (about 15 s a node on these machines)."""
+    wanted = _build_digest()
+    pending = [node for node in nodes if _built_for(node) != wanted]
+    environment = {**os.environ, "JAVA_HOME": str(find_java_home())}
+    builds = []
+    for node in pending:
+        home = install(node)
+        shutil.copyfile(CONF, home / "conf" / "keycloak.conf")
+        shutil.copy2(build_extension(), home / "providers" / EXTENSION_JAR.name)
+        print(f"Building Keycloak for {node.name} (kc.sh build, once per configuration)…")
+        with node.log_file.open("ab") as log:
+            command = [str(home / "bin" / "kc.sh"), "build"]
+            running = subprocess.Popen(command, stdout=log, stderr=log, env=environment)
+            builds.append((node, running))
+    for node, running in builds:
+        if running.wait(timeout=600) != 0:
+            raise RuntimeError(f"kc.sh build failed for {node.name}; see {node.log_file}")
+        (node.home / BUILT_FOR).write_text(wanted)
+
+
+BUILT_FOR = "built-for"  # in each node's server: the digest its build was made for
+
+
+def _built_for(node: Instance) -> str:
+    marker = node.home / BUILT_FOR
+    return marker.read_text(errors="replace") if marker.exists() else ""
+
+
+def _build_digest() -> str:
+    digest = hashlib.sha256(CONF.read_bytes())
+    digest.update(build_extension().read_bytes())
+    return digest.hexdigest()
+
+
 def start_node(node: Instance, *, timeout: float = 300) -> None:
     if running_pid(node.pid_file) and is_ready(node):
         return
-    shutil.copyfile(CONF, install(node) / "conf" / "keycloak.conf")
+    build([node])
     launch(
         node,
         [
             "start",
+            "--optimized",
             f"--hostname={url()}",
             "--http-host=127.0.0.1",
             f"--http-port={node.port}",

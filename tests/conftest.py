@@ -44,6 +44,15 @@ def pytest_configure() -> None:
     LiveServerThread.server_class = _ReusableServer  # type: ignore[attr-defined]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that drive the browser are marked `browser`, and bin/test's SQLite pass leaves them
+    out: a page is the same HTML and JavaScript on either database, and the test client's
+    tests of the same pages and operations (marked `embedded`) run on both."""
+    for item in items:
+        if "page" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+
+
 class _ReusableServer(ThreadedWSGIServer):
     """The live server on its fixed port (Keycloak knows its exact redirect URI), bound even
     while the port's connections from a run just before are in TIME_WAIT: Django turns
