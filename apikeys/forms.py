@@ -7,13 +7,14 @@ its messages are the ones both doors show.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any, ClassVar, TypedDict, cast
 
 from django import forms
 from django.conf import settings
 from django.http import QueryDict
 
-from apikeys.credentials import networks, public_keys
+from apikeys.credentials import networks, public_keys, workloads
 from apikeys.models import (
     EVENT_LABELS,
     EVENT_TYPES,
@@ -25,6 +26,7 @@ from apikeys.models import (
     TeamRole,
     UnknownPermission,
     User,
+    WorkloadIssuer,
     printable_validator,
 )
 from apikeys.operations.lifecycle import KeyOrder
@@ -39,6 +41,14 @@ NETWORKS_HELP = (
     "Where its applications ask for tokens from: CIDR ranges or addresses, e.g. "
     "203.0.113.0/24, 2001:db8::/48, 198.51.100.7; one per line or comma-separated. Keycloak "
     "refuses token requests from anywhere else. Empty: anywhere."
+)
+
+
+DPOP_LABEL = "Require DPoP-bound tokens (RFC 9449)"
+DPOP_HELP = (
+    "Your partner's software then proves it holds a key of its own with each token request "
+    "and each API call, so a stolen token is useless alone: its HTTP library needs DPoP "
+    "support (e.g. requests-oauth2client in Python)."
 )
 
 
@@ -60,6 +70,25 @@ class NetworksForm(forms.Form):
 
     def clean_networks(self) -> list[str]:
         return _ranges(self.cleaned_data["networks"])
+
+
+class DpopForm(forms.Form):
+    """Whether the key's tokens are bound to DPoP proofs (RFC 9449), on its page."""
+
+    # Required, "true" or "false": a request without it changes nothing (never turns it off).
+    requires_dpop = forms.TypedChoiceField(
+        choices=(("true", "required"), ("false", "not required")),
+        coerce=lambda value: value == "true",
+        label=DPOP_LABEL,
+        help_text=DPOP_HELP,
+    )
+
+
+class IssuerChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
+    """A trusted workload issuer, chosen by its short name, shown with its issuer URL."""
+
+    def label_from_instance(self, obj: WorkloadIssuer) -> str:
+        return f"{obj.name} ({obj.issuer})"
 
 
 def name_taken(team: Team | None) -> str:
@@ -104,7 +133,9 @@ class KeyForm(forms.Form):
         widget=forms.RadioSelect,
         label="How your application signs in",
         help_text="A secret is simplest. With a private key, your application signs each "
-        "token request and no secret is shared: give its public key below.",
+        "token request and no secret is shared: give its public key below. With a workload "
+        "identity, it presents the token its platform (a Kubernetes cluster, a CI system) gives "
+        "it: there is nothing to keep secret.",
     )
     public_key = forms.CharField(
         max_length=public_keys.MAX_TEXT,
@@ -121,6 +152,23 @@ class KeyForm(forms.Form):
         label="…or the URL of your JWKS (private key only)",
         help_text="Keycloak reads your public keys there, so you rotate them yourself.",
     )
+    workload_issuer = IssuerChoiceField(
+        queryset=WorkloadIssuer.objects.all(),
+        required=False,
+        to_field_name="slug",
+        empty_label="Choose the issuer of your workload's tokens",
+        label="Trusted issuer (workload identity only)",
+        error_messages={
+            "invalid_choice": "No workload issuer with this short name is trusted here."
+        },
+    )
+    workload_subject = forms.CharField(
+        max_length=255,
+        required=False,
+        widget=forms.TextInput(attrs={"spellcheck": "false", "autocomplete": "off"}),
+        label="Subject (workload identity only)",
+    )
+    requires_dpop = forms.BooleanField(required=False, label=DPOP_LABEL, help_text=DPOP_HELP)
 
     networks = forms.CharField(
         max_length=2000,
@@ -165,6 +213,28 @@ class KeyForm(forms.Form):
         self.offered = {permission_choice(p): p for p in offered}
         field = cast(forms.MultipleChoiceField, self.fields["permissions"])
         field.choices = [(value, _permission_label(p)) for value, p in self.offered.items()]
+        self._offer_issuers()
+
+    def _offer_issuers(self) -> None:
+        """The trusted workload issuers, each with what its subjects look like; with none,
+        the workload choice says so and offers nothing to fill in."""
+        issuers = list(WorkloadIssuer.objects.all())
+        self.issuers_trusted = bool(issuers)
+        if not issuers:
+            for name in ("workload_issuer", "workload_subject"):
+                self.fields[name].widget = forms.HiddenInput()
+            credential = cast(forms.ChoiceField, self.fields["credential"])
+            credential.choices = [
+                (value, f"{label} (no issuer is trusted here yet: ask an administrator)")
+                if value == ApiKey.Credential.WORKLOAD
+                else (value, label)
+                for value, label in ApiKey.Credential.choices
+            ]
+            return
+        hints = [f"{i.name}: {i.subject_hint}." for i in issuers if i.subject_hint]
+        self.fields["workload_subject"].help_text = " ".join(
+            ["The sub claim of your workload's tokens, exactly as its issuer writes it.", *hints]
+        )
 
     def clean_name(self) -> str:
         name: str = self.cleaned_data["name"]
@@ -188,6 +258,9 @@ class KeyForm(forms.Form):
             team=self.team,
             networks=tuple(data["networks"]),
             permissions=data["chosen_permissions"],
+            requires_dpop=data["requires_dpop"],
+            workload_issuer=data["workload_issuer"],
+            workload_subject=data["workload_subject"],
         )
 
     def made_before(self) -> ApiKey | None:
@@ -216,6 +289,9 @@ class KeyForm(forms.Form):
             )
         chosen = self._chosen_permissions(cleaned)
         waits = [p.name for p in chosen or () if p.requires_approval]
+        issuer = cleaned.get("workload_issuer")
+        if isinstance(issuer, WorkloadIssuer) and issuer.keys_need_approval:
+            waits.append(f"a key for a workload of {issuer.name}")
         if (
             api is not None
             and (api.requires_approval or waits)
@@ -242,7 +318,36 @@ class KeyForm(forms.Form):
                     "You gave a public key: choose “Private key (signed JWT)”, or leave the "
                     "public key and the JWKS URL empty for a client secret.",
                 )
+        self._check_workload(cleaned)
         return cleaned
+
+    def _check_workload(self, cleaned: dict[str, Any]) -> None:
+        """A workload identity key names a trusted issuer and a subject; others name neither."""
+        issuer, subject = cleaned.get("workload_issuer"), cleaned.get("workload_subject", "")
+        if "credential" not in cleaned:
+            return  # refused already, with what to choose
+        if cleaned["credential"] != ApiKey.Credential.WORKLOAD:
+            if issuer is not None or subject:  # never silently ignored
+                self.add_error(
+                    "credential",
+                    "You named a workload issuer or subject: choose “Workload identity”, or "
+                    "leave both empty.",
+                )
+            return
+        if not self.issuers_trusted:
+            self.add_error(
+                "credential",
+                "No workload issuer is trusted here yet: ask an administrator to trust your "
+                "platform's issuer, or choose a secret or a private key.",
+            )
+            return
+        if issuer is None and "workload_issuer" not in self.errors:
+            self.add_error("workload_issuer", "Choose the issuer of your workload's tokens.")
+        if "workload_subject" not in self.errors:
+            try:
+                workloads.check_subject(subject)
+            except ValueError as bad:
+                self.add_error("workload_subject", str(bad))
 
     def _chosen_permissions(self, cleaned: dict[str, Any]) -> list[Permission] | None:
         """The chosen API's permissions that were ticked; None: not given (its defaults)."""
@@ -508,6 +613,97 @@ class ApiForm(forms.ModelForm):  # type: ignore[type-arg]
     def clean_max_rotation_grace_hours(self) -> int:
         hours = self.cleaned_data["max_rotation_grace_hours"]
         return 168 if hours is None else int(hours)
+
+
+class IssuerForm(forms.Form):
+    """An administrator's new trusted workload issuer, checked field by field with the rules
+    `workload_issuers.trust_issuer` holds it to (apikeys/credentials/workloads.py)."""
+
+    slug = forms.CharField(
+        max_length=40,
+        label="Short name",
+        help_text="Lowercase letters, digits and hyphens, e.g. prod-cluster. It names the "
+        "issuer's identity provider in Keycloak (workload-<short name>) and cannot change.",
+    )
+    name = forms.CharField(
+        max_length=100,
+        validators=[printable_validator],
+        help_text="As customers will recognise it, e.g. “Production Kubernetes cluster”.",
+    )
+    issuer = forms.CharField(
+        max_length=500,
+        widget=forms.URLInput(attrs={"spellcheck": "false"}),
+        label="Issuer URL",
+        help_text="Exactly the iss claim of its tokens, e.g. "
+        "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE or "
+        "https://token.actions.githubusercontent.com.",
+    )
+    jwks_url = forms.CharField(
+        max_length=500,
+        widget=forms.URLInput(attrs={"spellcheck": "false"}),
+        label="JWKS URL",
+        help_text="Where the issuer publishes its public keys. Keycloak reads them when a "
+        "token arrives, so nothing is fetched now.",
+    )
+    allows_reuse = forms.BooleanField(
+        required=False,
+        label="A token may be presented again until it expires",
+        help_text="Kubernetes projected service-account tokens need this: the kubelet writes "
+        "one token, renews it well before it expires, and the workload presents it for each "
+        "token request. Leave it off for issuers that make a new token each time (CI "
+        "systems): a token then works once.",
+    )
+    max_token_age = forms.IntegerField(
+        min_value=60,
+        max_value=86400,
+        required=False,  # left out: 300, Keycloak's default
+        initial=300,
+        label="Longest token age (seconds)",
+        help_text="Keycloak takes a token up to this long after it was issued: 60 to 86,400. "
+        "Kubernetes renews a projected token at 80% of its life, so a workload may present "
+        "one up to 48 minutes old (with expirationSeconds: 3600): give a Kubernetes issuer "
+        "3600. 300 suits issuers that make a new token for each request.",
+    )
+    keys_need_approval = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Keys bound to it need an administrator's approval",
+        help_text="Anyone may name any subject of an issuer, and each subject holds one live "
+        "key: with approval, an administrator checks that the subject is the customer's (their "
+        "namespace, their repository) before the key works. Leave it on for a shared issuer.",
+    )
+    subject_hint = forms.CharField(
+        max_length=200,
+        required=False,
+        label="What subjects look like",
+        help_text="Shown to customers when they make a key, e.g. "
+        "system:serviceaccount:<namespace>:<service account>.",
+    )
+
+    def clean_slug(self) -> str:
+        return _checked(workloads.check_issuer_slug, self.cleaned_data["slug"])
+
+    def clean_max_token_age(self) -> int:
+        age = self.cleaned_data["max_token_age"]
+        return 300 if age is None else int(age)
+
+    def clean_issuer(self) -> str:
+        return _checked(workloads.check_issuer_url, self.cleaned_data["issuer"], "issuer")
+
+    def clean_jwks_url(self) -> str:
+        return _checked(workloads.check_issuer_url, self.cleaned_data["jwks_url"], "JWKS URL")
+
+    def order(self) -> workloads.IssuerOrder:
+        """The issuer to trust, once the form is valid."""
+        return workloads.IssuerOrder(**self.cleaned_data)
+
+
+def _checked(check: Callable[..., str], *given: str) -> str:
+    """`check(*given)`, its ValueError as the field's message."""
+    try:
+        return check(*given)
+    except ValueError as bad:
+        raise forms.ValidationError(str(bad)) from None
 
 
 class ReasonForm(forms.Form):

@@ -369,6 +369,7 @@ ACTIONS_ALLOWED: dict[str, tuple[KeyStatus, ...]] = {
     "change_public_keys": _ISSUED,
     "change_networks": _ISSUED,
     "change_permissions": _ISSUED,
+    "change_dpop": _ISSUED,
     "revoke": (*_ISSUED, KeyStatus.REVOKING, KeyStatus.SUSPENDING),
     "expire": _ISSUED,
 }
@@ -503,6 +504,52 @@ class Credential(models.TextChoices):
     # The application signs a short-lived assertion with a private key only it holds;
     # Keycloak checks it against the public keys the owner gave (client-jwt).
     SIGNED_JWT = "private_key_jwt", "Private key (signed JWT)"
+    # The application presents a token its platform issued it (a Kubernetes service account's,
+    # a CI job's): Keycloak checks it against a trusted issuer's keys (federated-jwt). The key
+    # has nothing to leak.
+    WORKLOAD = "workload", "Workload identity"
+
+
+class WorkloadIssuer(models.Model):
+    """An issuer of workload identity tokens the portal trusts (an administrator's choice): a
+    Kubernetes cluster's service-account issuer, a CI system's OIDC issuer. Keycloak holds it
+    as an OpenID Connect identity provider that accepts client assertions and nothing else;
+    keys bound to it authenticate with its tokens for their subject."""
+
+    # Its identity provider's alias in Keycloak (ALIAS_PREFIX + slug).
+    ALIAS_PREFIX = "workload-"
+
+    slug = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=100, validators=[printable_validator])
+    # The tokens' `iss`, exactly; Keycloak finds the issuer by it.
+    issuer = models.URLField(max_length=500, unique=True)
+    jwks_url = models.URLField(max_length=500)
+    # Whether one token may be presented again while it is young enough (a Kubernetes
+    # projected service-account token is read from its file for many requests); otherwise
+    # each token request needs a new one.
+    allows_reuse = models.BooleanField(default=False)
+    # Keycloak takes a token at most this long after its `iat` (its default: 300 s, measured
+    # on 26.7.3). The kubelet renews a projected token at 80% of its life: one of
+    # expirationSeconds 3600 is read up to 2,880 s old, so a Kubernetes issuer needs 3600.
+    max_token_age = models.PositiveIntegerField(
+        default=300, validators=[MinValueValidator(60), MaxValueValidator(86400)]
+    )
+    # Keys bound to it wait for an administrator's approval, who sees the subject: anyone may
+    # name any subject of a shared issuer, and a workload holds one live key (first come).
+    keys_need_approval = models.BooleanField(default=True)
+    # What subjects look like, shown to customers (e.g. system:serviceaccount:<ns>:<name>).
+    subject_hint = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def alias(self) -> str:
+        return f"{self.ALIAS_PREFIX}{self.slug}"
 
 
 class _Allows:
@@ -587,6 +634,15 @@ class ApiKey(models.Model):
         related_name="keys",
     )
     registration_access_digest = models.CharField(max_length=64, blank=True, editable=False)
+    # Its tokens are bound to a key its application holds (DPoP, RFC 9449): Keycloak gives
+    # tokens only with a proof, and APIs take them only with a fresh one.
+    requires_dpop = models.BooleanField(default=False)
+    # A workload identity key's trusted issuer and the subject its tokens must name.
+    # Removing an issuer needs its keys ended first; ended keys then lose the link.
+    workload_issuer = models.ForeignKey(
+        WorkloadIssuer, null=True, blank=True, on_delete=models.SET_NULL, related_name="keys"
+    )
+    workload_subject = models.CharField(max_length=255, blank=True)
     # What the registering software said of itself (RFC 7591 metadata: contacts, its
     # token_endpoint_auth_method), given back when it reads its registration.
     software_metadata = models.JSONField(default=dict, blank=True)
@@ -608,6 +664,12 @@ class ApiKey(models.Model):
             ),
             models.UniqueConstraint(
                 fields=["owner", "request_id"], name="one_key_per_create_request"
+            ),
+            # Keycloak finds a workload's client by its issuer and subject alone.
+            models.UniqueConstraint(
+                fields=["workload_issuer", "workload_subject"],
+                condition=models.Q(status__in=LIVE_STATUSES, workload_issuer__isnull=False),
+                name="one_live_key_per_workload",
             ),
         )
         indexes = (
@@ -686,13 +748,16 @@ class ApiKey(models.Model):
     can_change_public_keys = _Allows()
     can_change_networks = _Allows()
     can_change_permissions = _Allows()
+    can_change_dpop = _Allows()
 
     @property
     def needs_approval(self) -> bool:
-        """An administrator approves it before it works: its API, or one of its permissions,
-        says so."""
-        return self.api.requires_approval or any(
-            p.requires_approval for p in self.permissions.all()
+        """An administrator approves it before it works: its API, one of its permissions, or
+        its workload issuer says so."""
+        return (
+            self.api.requires_approval
+            or any(p.requires_approval for p in self.permissions.all())
+            or (self.workload_issuer is not None and self.workload_issuer.keys_need_approval)
         )
 
     @property
@@ -702,6 +767,10 @@ class ApiKey(models.Model):
     @property
     def uses_secret(self) -> bool:
         return self.credential == Credential.SECRET
+
+    @property
+    def uses_workload(self) -> bool:
+        return self.credential == Credential.WORKLOAD
 
     def previous_secret_works(self, now: datetime) -> bool:
         """Whether the secret before the last rotation still gets tokens (its grace)."""
@@ -946,6 +1015,9 @@ class AuditEntry(models.Model):
         REGISTRATION_TOKEN_REVOKED = "regtok_revoked", "Registration token revoked"
         REGISTERED = "registered", "Registered by software"
         REGISTRATION_UPDATED = "reg_updated", "Registration updated by software"
+        DPOP_CHANGED = "dpop", "Proof of possession changed"
+        ISSUER_ADDED = "issuer_added", "Workload issuer trusted"
+        ISSUER_REMOVED = "issuer_removed", "Workload issuer no longer trusted"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # None when the portal acted by itself (expiry from cron, reconcile).
@@ -1208,6 +1280,7 @@ KEY_EVENTS: dict[str, str] = {
     AuditEntry.Action.TRANSFERRED: "key.transferred",
     AuditEntry.Action.NETWORKS_CHANGED: "key.updated",
     AuditEntry.Action.PERMISSIONS_CHANGED: "key.updated",
+    AuditEntry.Action.DPOP_CHANGED: "key.updated",
 }
 # Sent by the jobs rather than an audited change: a reminder threshold, dormancy; and on demand.
 JOB_EVENTS = ("key.expiring", "key.unused")
@@ -1225,7 +1298,7 @@ EVENT_LABELS = {
     "key.expired": "A key expired",
     "key.unused": "A key has not been used for a while",
     "key.transferred": "A key moves to another team or owner",
-    "key.updated": "A key's permissions or allowed networks change",
+    "key.updated": "A key's permissions, allowed networks or DPoP requirement change",
 }
 
 
@@ -1338,6 +1411,12 @@ def key_payload(key: ApiKey) -> dict[str, Any]:
         "expires_at": key.expires_at.isoformat(),
         "networks": list(key.networks),
         "permissions": sorted(p.name for p in key.permissions.all()),
+        "dpop": key.requires_dpop,
+        "workload": (
+            {"issuer": key.workload_issuer.slug, "subject": key.workload_subject}
+            if key.workload_issuer is not None
+            else None
+        ),
     }
 
 

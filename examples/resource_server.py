@@ -21,6 +21,19 @@ insufficient_scope; try it with curl:
 
     curl -i -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8766/orders
     curl -i -H "Authorization: Bearer $TOKEN" -d '{"item": "widget"}' http://127.0.0.1:8766/orders
+
+A key that requires DPoP (RFC 9449) sends its token as `Authorization: DPoP` with a new proof
+for each request, signed by the key the token is bound to, for the method, the URL without
+query, and the token's hash (`requests-oauth2client`'s DPoPToken makes them):
+
+    curl -i -H "Authorization: DPoP $TOKEN" -H "DPoP: $PROOF" http://127.0.0.1:8766/orders
+
+A proof's `htu` is compared with the URL this server sees (`request.build_absolute_uri`): behind
+a proxy, the proxy must pass the public host and scheme on, and Django be told to trust them
+(USE_X_FORWARDED_HOST, SECURE_PROXY_SSL_HEADER). Used proofs are remembered in this process's
+memory for DPOP_PROOF_MAX_AGE_SECONDS + DPOP_PROOF_CLOCK_SKEW_SECONDS: this server is one
+process, but an API served by several would accept a proof replayed to another one within that
+window, unless its settings name a cache they share (Redis) in DPOP_REPLAY_CACHE and CACHES.
 """
 
 from __future__ import annotations
@@ -54,6 +67,9 @@ settings.configure(
     REVOCATION_FEED_TOKEN=os.environ["REVOCATION_FEED_TOKEN"],
     REVOCATION_FEED_REFRESH_SECONDS=float(os.environ.get("REVOCATION_FEED_REFRESH_SECONDS", "2")),
     REVOCATION_FEED_MAX_AGE=float(os.environ.get("REVOCATION_FEED_MAX_AGE", "30")),
+    DPOP_PROOF_MAX_AGE_SECONDS=int(os.environ.get("DPOP_PROOF_MAX_AGE_SECONDS", "60")),
+    DPOP_PROOF_CLOCK_SKEW_SECONDS=int(os.environ.get("DPOP_PROOF_CLOCK_SKEW_SECONDS", "5")),
+    DPOP_REPLAY_CACHE="",  # this process's memory
     # No line per request on the console; warnings (a feed that cannot be read) still show.
     LOGGING={
         "version": 1,

@@ -230,6 +230,15 @@ REVOCATION_FEED_REFRESH_SECONDS = float(env("REVOCATION_FEED_REFRESH_SECONDS", "
 REVOCATION_FEED_MAX_AGE = float(env("REVOCATION_FEED_MAX_AGE", "30"))
 REVOCATION_FEED_URL = env("REVOCATION_FEED_URL", "")
 REVOCATION_FEED_TOKEN = env("REVOCATION_FEED_TOKEN", "")
+# DPoP proofs (apikeys/credentials/dpop.py): how old a proof may be (its `iat`; a client makes
+# one per request, just before it), and how far ahead of the API's clock (a client's clock
+# running fast). Used proofs are remembered that long, so that none is accepted twice: in a
+# cache every process shares (a CACHES alias: in production the Redis of "ratelimit"), or in
+# each process's memory ("", the dev and test profiles: a proof replayed to another process of
+# the API within the window is then accepted there).
+DPOP_PROOF_MAX_AGE_SECONDS = int(env("DPOP_PROOF_MAX_AGE_SECONDS", "60"))
+DPOP_PROOF_CLOCK_SKEW_SECONDS = int(env("DPOP_PROOF_CLOCK_SKEW_SECONDS", "5"))
+DPOP_REPLAY_CACHE = env("DPOP_REPLAY_CACHE", "ratelimit", local="")
 
 # Keycloak's event listener (keycloak-extension/) pushes account changes and client logins
 # to /keycloak/events, signed as Standard Webhooks with this shared secret (whsec_ + base64,
@@ -261,6 +270,10 @@ MAX_KEYS_MADE_PER_DAY = int(env("MAX_KEYS_MADE_PER_DAY", "50"))
 # portal's extension (keycloak-extension/, in Keycloak's providers/). Off: no key can be given
 # ranges (bootstrap_keycloak refuses to go on if it is on and the extension is missing).
 KEYCLOAK_NETWORK_RANGES = env("KEYCLOAK_NETWORK_RANGES", "true") == "true"
+# Whether administrators may trust workload issuers (workload identity keys). On, the portal's
+# Keycloak identity holds manage-identity-providers, which reaches every identity provider of
+# the realm, their mappers included: an operator opts in (docs/security.md says what it costs).
+KEYCLOAK_WORKLOAD_ISSUERS = env("KEYCLOAK_WORKLOAD_ISSUERS", "false", local="true") == "true"
 # Teams: live keys per team (a team's own setting overrides it), and the days an invitation
 # to join one stays valid.
 MAX_LIVE_KEYS_PER_TEAM = int(env("MAX_LIVE_KEYS_PER_TEAM", "100"))
@@ -305,6 +318,15 @@ CACHES = {
     ),
 }
 RATELIMIT_USE_CACHE = "ratelimit"
+if not 0 < DPOP_PROOF_MAX_AGE_SECONDS <= 600 or not 0 <= DPOP_PROOF_CLOCK_SKEW_SECONDS <= 60:
+    raise ImproperlyConfigured(
+        "DPOP_PROOF_MAX_AGE_SECONDS must be 1 to 600, DPOP_PROOF_CLOCK_SKEW_SECONDS 0 to 60."
+    )
+if DPOP_REPLAY_CACHE and DPOP_REPLAY_CACHE not in CACHES:
+    raise ImproperlyConfigured(
+        f"DPOP_REPLAY_CACHE names no cache of CACHES ({', '.join(CACHES)}); empty: each "
+        "process's memory."
+    )
 RATELIMIT_IP_META_KEY = "REMOTE_ADDR"  # unused: the portal's own keys read TRUSTED_PROXIES
 SILENCED_SYSTEM_CHECKS = [
     # django-ratelimit lists only django-redis; Django's own RedisCache increments

@@ -35,6 +35,7 @@ from apikeys.operations import permissions
 from tests.accounts import PASSWORD, KeycloakUser
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.factories import unique_user
+from tests.issuer import Issuer, serving
 from tests.receivers import free_port
 
 
@@ -205,6 +206,14 @@ def make_keycloak_user(bootstrapped: Connection) -> Iterator[KeycloakUser]:
     for user_id in made:
         with contextlib.suppress(KeycloakDeleteError):  # the test may have deleted it
             admin.delete_user(user_id)
+
+
+@pytest.fixture
+def loopback_issuer() -> Iterator[Issuer]:
+    """A workload platform's token issuer of the test's own (tests/issuer.py), serving its
+    keys and discovery document on a free loopback port for the test."""
+    with serving() as issuer:
+        yield issuer
 
 
 @pytest.fixture

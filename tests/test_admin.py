@@ -70,6 +70,7 @@ def test_every_admin_url_is_404_for_customers_and_sends_anonymous_visitors_to_si
             "manage_apis",
             "manage_api_new",
             "manage_audit",
+            "manage_issuers",
         )
     ]
     gets += [reverse("manage_key", args=[key.pk]), reverse("manage_api_edit", args=["sample"])]
@@ -82,7 +83,11 @@ def test_every_admin_url_is_404_for_customers_and_sends_anonymous_visitors_to_si
             "manage_reinstate",
             "manage_revoke",
         )
-    ] + [reverse("manage_api_retire", args=["sample"])]
+    ] + [
+        reverse("manage_api_retire", args=["sample"]),
+        reverse("manage_issuer_add"),
+        reverse("manage_issuer_remove", args=["any"]),
+    ]
 
     for url in gets + posts:
         response = client.get(url) if url in gets else client.post(url, {"reason": "x"})

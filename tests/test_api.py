@@ -171,7 +171,13 @@ def test_another_users_key_is_not_found(api_customer: Caller, other: Caller) -> 
 
 
 def test_customers_may_not_use_the_admin_endpoints(api_customer: Caller) -> None:
-    for method, path in (("GET", "/admin/keys"), ("GET", "/admin/audit"), ("GET", "/admin/apis")):
+    for method, path in (
+        ("GET", "/admin/keys"),
+        ("GET", "/admin/audit"),
+        ("GET", "/admin/apis"),
+        ("GET", "/admin/workload-issuers"),
+        ("DELETE", "/admin/workload-issuers/any"),
+    ):
         assert_problem(api_customer(method, path), 403, "portal-admin role")
 
 

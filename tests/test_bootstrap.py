@@ -121,7 +121,7 @@ def test_the_service_account_holds_only_its_least_roles(bootstrapped: Connection
     management = keycloak.find_client(bootstrapped, "realm-management")
     assert management is not None
     held = keycloak.get_roles(bootstrapped, keycloak.user_roles_path(user["id"], management["id"]))
-    assert held == {"manage-clients", "view-events", "view-users"}
+    assert held == {"manage-clients", "view-events", "view-users", "manage-identity-providers"}
 
 
 def test_each_catalog_api_has_an_audience_scope(bootstrapped: Connection) -> None:
@@ -160,7 +160,7 @@ def test_it_repairs_settings_changed_behind_its_back(bootstrapped: Connection) -
     assert repaired is not None
     assert repaired["directAccessGrantsEnabled"] is False
     held = keycloak.get_roles(bootstrapped, keycloak.user_roles_path(user["id"], management["id"]))
-    assert held == {"manage-clients", "view-events", "view-users"}
+    assert held == {"manage-clients", "view-events", "view-users", "manage-identity-providers"}
 
 
 def test_it_keeps_an_operators_smtp_and_event_settings(bootstrapped: Connection) -> None:

@@ -1,7 +1,8 @@
 """The administrators' side of the API: every key, decisions on keys and on permission
 requests, the audit trail, the catalog and its permissions, every team (an owner appointed, a
-key moved), every registration token (revoked). The same operations and rules as the admin
-pages (`apikeys/views/manage.py`); every route needs the `portal-admin` role in the token."""
+key moved), every registration token (revoked), the trusted workload issuers. The same
+operations and rules as the admin pages (`apikeys/views/manage.py`); every route needs the
+`portal-admin` role in the token."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from apikeys.api.schemas import (
     AdminPermissionRequestOut,
     AdminTeamOut,
     AdminTeamPage,
+    AdminWorkloadIssuerOut,
     ApiIn,
     ApiOut,
     AppointIn,
@@ -36,22 +38,26 @@ from apikeys.api.schemas import (
     ReasonIn,
     RegistrationTokenDetail,
     RegistrationTokenPage,
+    WorkloadIssuerIn,
     with_key_details,
+    with_live_keys,
     with_token_details,
 )
 from apikeys.client_address import client_ip
+from apikeys.credentials.workloads import ISSUER_SLUG
 from apikeys.forms import (
     AdminMoveForm,
     ApiForm,
     AppointForm,
     AuditFilterForm,
+    IssuerForm,
     KeySearchForm,
     OptionalReasonForm,
     ReasonForm,
     TeamSearchForm,
 )
 from apikeys.http import ApiRequest
-from apikeys.keycloak.bootstrap import ScopeTaken
+from apikeys.keycloak.bootstrap import ProviderTaken, ScopeTaken
 from apikeys.models import (
     LIVE_STATUSES,
     Api,
@@ -63,8 +69,16 @@ from apikeys.models import (
     Team,
     TeamRole,
     User,
+    WorkloadIssuer,
 )
-from apikeys.operations import catalog, lifecycle, permissions, registration_tokens, teams
+from apikeys.operations import (
+    catalog,
+    lifecycle,
+    permissions,
+    registration_tokens,
+    teams,
+    workload_issuers,
+)
 
 router = Router(auth=PortalToken(admin=True), tags=["admin"])
 
@@ -254,6 +268,54 @@ def revoke_registration_token(request: ApiRequest, token_id: uuid.UUID, body: No
     token = any_registration_token(token_id)
     reason = form.cleaned_data["reason"]
     return registration_tokens.revoke_token(token, reason=reason, **_who(request))
+
+
+@router.get(
+    "/workload-issuers",
+    response={200: list[AdminWorkloadIssuerOut], **FAILURES},
+    summary="The trusted issuers of workload identity tokens, with their live keys counted",
+)
+def list_workload_issuers(request: ApiRequest) -> Any:
+    return with_live_keys(WorkloadIssuer.objects.all())
+
+
+@router.post(
+    "/workload-issuers",
+    response={201: AdminWorkloadIssuerOut, **FAILURES},
+    summary="Trust an issuer of workload identity tokens (its identity provider made in "
+    "Keycloak with it)",
+)
+def trust_workload_issuer(request: ApiRequest, body: WorkloadIssuerIn) -> Any:
+    form = IssuerForm(body.dict())
+    if not form.is_valid():
+        raise Problem(422, "The issuer was not trusted: see errors.", errors=form_errors(form))
+    try:
+        issuer = workload_issuers.trust_issuer(form.order(), **_who(request))
+    except workload_issuers.IssuerTaken as taken:  # the unique constraints, race-free
+        raise Problem(409, f"{taken} GET /admin/workload-issuers lists them.") from None
+    except workload_issuers.IssuerRefused as refused:
+        raise Problem(400, f"The issuer was not trusted: {refused}") from None
+    except ProviderTaken as taken:
+        raise Problem(409, taken.for_people) from None
+    return Status(201, with_live_keys(WorkloadIssuer.objects.filter(pk=issuer.pk)).get())
+
+
+@router.delete(
+    "/workload-issuers/{slug}",
+    response={204: None, **FAILURES},
+    summary="Stop trusting a workload issuer: refused while live keys are bound to it",
+)
+def distrust_workload_issuer(request: ApiRequest, slug: str) -> Any:
+    issuer = None
+    if ISSUER_SLUG.fullmatch(slug):  # not looked up otherwise: the database refuses NUL
+        issuer = WorkloadIssuer.objects.filter(slug=slug).first()
+    if issuer is None:
+        raise Problem(404, "No workload issuer with this short name is trusted.")
+    try:
+        workload_issuers.distrust_issuer(issuer, **_who(request))
+    except workload_issuers.IssuerRefused as refused:
+        raise Problem(409, str(refused)) from None
+    return Status(204, None)
 
 
 @router.get("/audit", response={200: AuditPage, **FAILURES}, summary="The audit trail")

@@ -24,9 +24,11 @@ from apikeys.api.auth import PortalToken
 from apikeys.api.paging import PageQuery, audit_out, paginate
 from apikeys.api.problems import FAILURES, Problem, form_errors, refuse_over_limit
 from apikeys.api.schemas import (
+    JWT_BEARER,
     ApiOut,
     AuditPage,
     Credentials,
+    DpopIn,
     KeyIn,
     KeyOut,
     KeyPage,
@@ -43,13 +45,15 @@ from apikeys.api.schemas import (
     SecretIn,
     UsageDay,
     UsageOut,
+    WorkloadIssuerOut,
     with_key_details,
 )
 from apikeys.client_address import client_ip
+from apikeys.credentials.workloads import ISSUER_SLUG
 from apikeys.forms import KeyForm, NetworksForm, PublicKeyForm, RenameForm
 from apikeys.http import ApiRequest
 from apikeys.keycloak.client import KeycloakFailure
-from apikeys.models import Api, ApiKey, AuditEntry, User
+from apikeys.models import Api, ApiKey, AuditEntry, User, WorkloadIssuer
 from apikeys.operations import dormancy, leaks, lifecycle, permissions, teams, usage
 
 router = Router(auth=PortalToken(), tags=["customer"])
@@ -94,6 +98,7 @@ def create_key(
     owner = request.auth
     team = team_for(owner, body.team, to=CHANGE) if body.team else None
     _limit(request)
+    _require_trusted(body.workload_issuer)
     request_id = (
         uuid.uuid5(IDEMPOTENCY, f"{owner.pk}:{idempotency_key}") if idempotency_key else None
     )
@@ -209,6 +214,26 @@ def set_networks(request: ApiRequest, key_id: uuid.UUID, body: NetworksIn) -> An
     return lifecycle.set_networks(
         key, form.cleaned_data["networks"], actor=request.auth, ip_address=client_ip(request)
     )
+
+
+@router.put(
+    "/keys/{key_id}/dpop",
+    response={200: KeyOut, **FAILURES},
+    summary="Require DPoP-bound tokens of a key (RFC 9449), or stop requiring them",
+)
+def set_dpop(request: ApiRequest, key_id: uuid.UUID, body: DpopIn) -> ApiKey:
+    key = key_for(request.auth, key_id)
+    _limit(request)
+    return lifecycle.set_dpop(key, body.required, actor=request.auth, ip_address=client_ip(request))
+
+
+@router.get(
+    "/workload-issuers",
+    response={200: list[WorkloadIssuerOut], **FAILURES},
+    summary="The issuers of workload identity tokens the portal trusts, for workload keys",
+)
+def workload_issuers(request: ApiRequest) -> Any:
+    return WorkloadIssuer.objects.all()
 
 
 @router.put(
@@ -416,15 +441,31 @@ def _limit(request: ApiRequest) -> None:
 
 def _key_form_data(body: KeyIn) -> dict[str, Any]:
     """The request body as the create form takes it."""
-    return body.dict(exclude={"team"}) | {
+    return body.dict(exclude={"team", "dpop"}) | {
         "networks": "\n".join(body.networks),
         "lifetime_days": body.lifetime_days or settings.DEFAULT_KEY_LIFETIME_DAYS,
         "public_key": _as_text(body.public_key),
         "jwks_url": body.jwks_url or "",
+        "requires_dpop": body.dpop,
+        "workload_issuer": body.workload_issuer or "",
+        "workload_subject": body.workload_subject or "",
         # The form's choices are "<api slug>/<name>" (the page offers every API's at once).
         "permissions": [f"{body.api}/{name.strip()}" for name in body.permissions or ()],
         "permissions_given": body.permissions is not None,
     }
+
+
+def _require_trusted(slug: str | None) -> None:
+    """400 for a new key that names a workload issuer not trusted here (a name that cannot be
+    an issuer's is not looked up: the database refuses some characters, NUL)."""
+    if not slug:
+        return
+    if not ISSUER_SLUG.fullmatch(slug) or not WorkloadIssuer.objects.filter(slug=slug).exists():
+        detail = (
+            f"No workload issuer called “{slug}” is trusted here: GET /workload-issuers lists "
+            "those that are (`apikeys workload-issuers list`); an administrator adds others."
+        )
+        raise Problem(400, detail, errors={"workload_issuer": [detail]})
 
 
 def _explain_permissions(form: KeyForm, body: KeyIn) -> dict[str, list[str]]:
@@ -450,6 +491,21 @@ def _credentials(revealed: lifecycle.Revealed, response: HttpResponse) -> dict[s
         "client_secret": revealed.secret or None,
         "token_endpoint": settings.TOKEN_ENDPOINT,
         "assertion_audience": None if key.uses_secret else settings.TOKEN_ISSUER,
+        "client_assertion_type": None if key.uses_secret else JWT_BEARER,
+        "workload": _workload_setup(key),
+    }
+
+
+def _workload_setup(key: ApiKey) -> dict[str, Any] | None:
+    """How a workload identity key's workload asks for tokens (None: another kind of key)."""
+    issuer = key.workload_issuer
+    if not key.uses_workload or issuer is None:
+        return None
+    return {
+        "issuer": issuer.issuer,
+        "subject": key.workload_subject,
+        "audience": settings.TOKEN_ISSUER,
+        "reuse": issuer.allows_reuse,
     }
 
 

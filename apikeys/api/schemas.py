@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 from ninja import Field, Schema
 from pydantic import ConfigDict
@@ -14,6 +14,7 @@ from pydantic import ConfigDict
 from apikeys.access import keys_registered_with
 from apikeys.models import (
     EVENT_TYPES,
+    LIVE_STATUSES,
     Api,
     ApiKey,
     Invitation,
@@ -26,9 +27,13 @@ from apikeys.models import (
     WebhookAttempt,
     WebhookEndpoint,
     WebhookMessage,
+    WorkloadIssuer,
 )
 
 Role = Literal["owner", "developer", "viewer"]
+CredentialKind = Literal["secret", "private_key_jwt", "workload"]
+# How a private_key_jwt or workload identity key's application presents its assertion.
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 class Problem(Schema):
@@ -107,6 +112,11 @@ class PermissionRequestOut(Schema):
         return request.names
 
 
+class WorkloadOut(Schema):
+    issuer: str = Field(description="The trusted issuer's slug (GET /workload-issuers).")
+    subject: str = Field(description="The `sub` its workload's tokens carry.")
+
+
 class KeyOut(Schema):
     id: UUID
     name: str
@@ -124,7 +134,15 @@ class KeyOut(Schema):
     ended_at: datetime | None
     client_missing: bool
     justification: str
-    credential: Literal["secret", "private_key_jwt"]
+    credential: CredentialKind
+    dpop: bool = Field(
+        description="Its tokens are bound to a key its application holds (DPoP, RFC 9449): "
+        "Keycloak issues them only with a DPoP proof, as token_type DPoP."
+    )
+    workload: WorkloadOut | None = Field(
+        description="A workload identity key's trusted issuer and the subject its workload's "
+        "tokens carry; null: not a workload identity key."
+    )
     previous_secret_until: datetime | None = Field(
         description="After a rotation with a grace period: the previous secret works until then."
     )
@@ -155,6 +173,16 @@ class KeyOut(Schema):
     @staticmethod
     def resolve_permissions(key: ApiKey) -> list[str]:
         return key.permission_names
+
+    @staticmethod
+    def resolve_dpop(key: ApiKey) -> bool:
+        return key.requires_dpop
+
+    @staticmethod
+    def resolve_workload(key: ApiKey) -> dict[str, str] | None:
+        if key.workload_issuer is None:
+            return None
+        return {"issuer": key.workload_issuer.slug, "subject": key.workload_subject}
 
     @staticmethod
     def resolve_permission_request(key: ApiKey) -> PermissionRequest | None:
@@ -196,7 +224,7 @@ class KeyOut(Schema):
 def with_key_details(keys: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
     """Keys with what KeyOut shows of each fetched in a few queries, not a few per key."""
     waiting = PermissionRequest.objects.filter(decided_at__isnull=True)
-    return keys.select_related("api", "team").prefetch_related(
+    return keys.select_related("api", "team", "workload_issuer").prefetch_related(
         "public_keys",
         "permissions",
         Prefetch("permission_requests", queryset=waiting.prefetch_related("permissions")),
@@ -216,11 +244,31 @@ class AdminKeyOut(KeyOut):
         return key.owner.display_name
 
 
+class WorkloadSetup(Schema):
+    """How a workload identity key's workload gets tokens: no secret, but a token its platform
+    issues it, sent as the client assertion of a client-credentials request."""
+
+    issuer: str = Field(description="The `iss` its platform's token carries.")
+    subject: str = Field(description="The `sub` it carries.")
+    audience: str = Field(
+        description="The `aud` it must carry: have the platform issue the token for this "
+        "audience (a Kubernetes projected service-account token's audience, a CI job's "
+        "OIDC audience)."
+    )
+    grant_type: Literal["client_credentials"] = "client_credentials"
+    client_assertion_type: str = JWT_BEARER
+    reuse: bool = Field(
+        description="Whether one platform token may be sent again until it expires; false: "
+        "a new one for each token request."
+    )
+
+
 class Credentials(Schema):
     """A key with its secret: in the one response that makes or rotates it, never again.
 
     A private_key_jwt key has no secret (null): its application signs a client assertion
-    with `assertion_audience` as its `aud`.
+    with `assertion_audience` as its `aud`. A workload identity key has none either: its
+    workload sends a token of its platform, as `workload` says.
     """
 
     key: KeyOut
@@ -228,6 +276,12 @@ class Credentials(Schema):
     client_secret: str | None
     token_endpoint: str
     assertion_audience: str | None = None
+    client_assertion_type: str | None = Field(
+        None, description="private_key_jwt and workload keys: how the assertion is sent."
+    )
+    workload: WorkloadSetup | None = Field(
+        None, description="A workload identity key: how its workload gets tokens."
+    )
 
 
 class KeyIn(Schema):
@@ -241,8 +295,23 @@ class KeyIn(Schema):
     lifetime_days: int | None = Field(None, description="Default 90; at most the API's limit.")
     description: str = ""
     justification: str = Field("", description="Required for APIs that need approval.")
-    credential: Literal["secret", "private_key_jwt"] = Field(
-        "secret", description="private_key_jwt: the application signs with its private key."
+    credential: CredentialKind = Field(
+        "secret",
+        description="private_key_jwt: the application signs with its private key; workload: "
+        "it sends a token its platform issued it (workload_issuer, workload_subject).",
+    )
+    dpop: bool = Field(
+        False,
+        description="Bind its tokens to a key the application holds (DPoP, RFC 9449): Keycloak "
+        "then issues tokens only to requests with a DPoP proof.",
+    )
+    workload_issuer: str | None = Field(
+        None, description="workload: the slug of a trusted issuer (GET /workload-issuers)."
+    )
+    workload_subject: str | None = Field(
+        None,
+        description="workload: the `sub` of the workload's tokens, e.g. "
+        "system:serviceaccount:billing:invoicer. One live key per issuer and subject.",
     )
     public_key: str | dict[str, Any] | None = Field(
         None,
@@ -270,6 +339,15 @@ class NetworksIn(Schema):
 
     networks: list[str] = Field(
         description="The ranges its tokens may be requested from from now on; [] for anywhere."
+    )
+
+
+class DpopIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    required: bool = Field(
+        description="true: tokens only with a DPoP proof (RFC 9449), from the next token "
+        "request on; false: plain bearer tokens again."
     )
 
 
@@ -878,3 +956,77 @@ class RegistrationTokenPage(Page):
 def with_token_details(tokens: QuerySet[RegistrationToken]) -> QuerySet[RegistrationToken]:
     """Tokens with what RegistrationTokenOut shows of each fetched in a few queries."""
     return tokens.select_related("api", "owner", "team").prefetch_related("permissions")
+
+
+# Workload issuers
+
+
+class WorkloadIssuerOut(Schema):
+    """An issuer of workload identity tokens the portal trusts: a workload identity key names
+    it by its slug."""
+
+    slug: str
+    name: str
+    issuer: str = Field(description="The `iss` of its tokens, exactly.")
+    subject_hint: str = Field(description="What the subjects of its tokens look like.")
+    allows_reuse: bool = Field(
+        description="Whether one of its tokens may be sent again while young enough; false: "
+        "a new one for each token request."
+    )
+    max_token_age: int = Field(
+        description="Keycloak takes its tokens up to this many seconds after they were issued."
+    )
+    keys_need_approval: bool = Field(
+        description="Keys bound to it wait for an administrator's approval."
+    )
+
+
+class AdminWorkloadIssuerOut(WorkloadIssuerOut):
+    jwks_url: str = Field(description="Where Keycloak reads its public keys.")
+    created_at: datetime
+    live_keys: int = Field(description="Live keys bound to it: it is removed only at 0.")
+
+
+class WorkloadIssuerIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    slug: str = Field(
+        max_length=40,
+        description="Its short name, for keys to name it: lowercase letters, digits and "
+        "hyphens (e.g. prod-cluster).",
+    )
+    name: str = Field(max_length=100, description="A name people will recognise.")
+    issuer: str = Field(
+        max_length=500,
+        description="The `iss` of its tokens, exactly: an https URL (http only on loopback).",
+    )
+    jwks_url: str = Field(max_length=500, description="The URL of its public keys (JWKS).")
+    allows_reuse: bool = Field(
+        False,
+        description="Accept one token again while it is young enough (Kubernetes projected "
+        "tokens are read from a file for many requests); default: each token once.",
+    )
+    max_token_age: int = Field(
+        300,
+        ge=60,
+        le=86400,
+        description="Keycloak takes a token up to this many seconds after its iat (300; give a "
+        "Kubernetes issuer 3600: the kubelet renews a token at 80% of its life).",
+    )
+    keys_need_approval: bool = Field(
+        True,
+        description="Keys bound to it wait for an administrator, who checks the subject is "
+        "the customer's (anyone may name any subject; each holds one live key).",
+    )
+    subject_hint: str = Field(
+        "",
+        max_length=200,
+        description="What its subjects look like, shown to customers: "
+        "system:serviceaccount:<namespace>:<name>.",
+    )
+
+
+def with_live_keys(issuers: QuerySet[WorkloadIssuer]) -> QuerySet[WorkloadIssuer]:
+    """Issuers with their live keys counted (AdminWorkloadIssuerOut.live_keys)."""
+    live = Q(keys__status__in=LIVE_STATUSES)
+    return issuers.annotate(live_keys=Count("keys", filter=live))

@@ -1,4 +1,5 @@
-"""Checking the access tokens that partner applications send to APIs (RFC 6750 bearer tokens).
+"""Checking the access tokens that partner applications send to APIs (RFC 6750 bearer tokens,
+and RFC 9449 DPoP-bound tokens with their proofs).
 
 For resource servers written in Django:
 
@@ -10,8 +11,8 @@ For resource servers written in Django:
 
 A token is accepted only if it is a compact JWS signed with RS256 (the only algorithm
 allowed) by a key in the realm's JWKS, from the realm's issuer, current (`exp`, `nbf`,
-with a small leeway), of type Bearer, and with the API's audience in `aud`. PyJWT does the
-cryptography. This module splits the token and checks the claims itself: PyJWT's own
+with a small leeway), of type Bearer or DPoP, and with the API's audience in `aud`. PyJWT does
+the cryptography. This module splits the token and checks the claims itself: PyJWT's own
 `decode` costs about five signature checks per token, since it vets base64 one character
 at a time in Python.
 
@@ -21,6 +22,14 @@ keys), at most once per `JWKS_REFETCH_SECONDS`; and again once it is older than
 `JWKS_MAX_AGE_SECONDS`, when keys the realm no longer publishes are dropped, with the
 tokens they signed. Verified tokens are remembered, within a bounded cache, until they
 expire. A token seen before costs a dictionary lookup and a clock reading.
+
+A token bound to a key (DPoP: a `cnf.jkt` claim, which Keycloak gives the tokens of keys that
+require DPoP) is accepted only as `Authorization: DPoP <token>` with a valid proof in a `DPoP`
+header (apikeys/credentials/dpop.py), checked before the key's standing and permissions;
+presented as a bearer token it is refused, and so is an unbound token presented as DPoP.
+Refusals of DPoP requests carry a DPoP challenge (RFC 9449 §7.1). A DPoP request costs one
+signature check more, and one call to the shared cache of used proofs where one is configured
+(DPOP_REPLAY_CACHE); a plain bearer token pays one attribute read for all this.
 
 A key's permissions are the names in its tokens' `scope` claim (space-separated, RFC 8693
 §4.2), split once when the token is verified. A call that needs one the token lacks is refused
@@ -66,6 +75,7 @@ from jwt.algorithms import get_default_algorithms
 from jwt.exceptions import PyJWKSetError
 
 from apikeys.credentials.challenge import (
+    BoundTokenAsBearer,
     InsufficientScope,
     MalformedRequest,
     MissingToken,
@@ -73,6 +83,7 @@ from apikeys.credentials.challenge import (
     TokenError,
     error_response,
 )
+from apikeys.credentials.dpop import proof_checker
 from apikeys.http import TokenRequest
 
 log = logging.getLogger(__name__)
@@ -92,10 +103,12 @@ _PERMISSION = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 
 class VerifiedClaims(dict[str, Any]):
-    """A verified token's claims, and its permissions: the `scope` claim, split once."""
+    """A verified token's claims, its permissions (the `scope` claim, split once), and the
+    thumbprint of the key it is bound to (`cnf.jkt`; None for a bearer token)."""
 
-    __slots__ = ("permissions",)
+    __slots__ = ("jkt", "permissions")
     permissions: frozenset[str]
+    jkt: str | None
 
 
 class _Verified(NamedTuple):  # a tuple: the cheapest record to build on the hot path
@@ -104,6 +117,7 @@ class _Verified(NamedTuple):  # a tuple: the cheapest record to build on the hot
     expires: float
     not_before: float
     kid: str
+    jkt: str | None
 
 
 class TokenValidator:
@@ -137,8 +151,12 @@ class TokenValidator:
         self._fetch_lock = threading.Lock()
         self._verified: dict[str, _Verified] = {}
 
-    def validate(self, token: str, audience: str) -> VerifiedClaims:
-        """The token's claims if it is valid for `audience`; otherwise TokenError says why."""
+    def validate(self, token: str, audience: str, *, checks_dpop: bool = False) -> VerifiedClaims:
+        """The token's claims if it is valid for `audience`; otherwise TokenError says why.
+
+        A token bound to a key (DPoP) is refused unless the caller checks its proof
+        (`checks_dpop`, as `bearer_token_required` does): without one, it is a bearer token.
+        """
         now = self.clock()
         if now - self._fetched_at > self.max_age:
             self._refresh(now)
@@ -146,15 +164,17 @@ class TokenValidator:
         if known is None:
             known = self._verify(token, now)
             self._remember(token, known)
-        if now > known.expires + self.leeway:
+        claims, audiences, expires, not_before, _, jkt = known  # one unpacking: the hot path
+        if now > expires + self.leeway:
             self._verified.pop(token, None)
             raise TokenError("The token has expired.")
-        if now < known.not_before - self.leeway:
+        if now < not_before - self.leeway:
             raise TokenError("The token is not valid yet.")
-        audiences = known.audiences
         if audience != audiences and (isinstance(audiences, str) or audience not in audiences):
             raise TokenError(f"The token is not meant for this API (audience {audience}).")
-        return known.claims
+        if jkt is not None and not checks_dpop:
+            raise BoundTokenAsBearer(USE_DPOP)
+        return claims
 
     def _verify(self, token: str, now: float) -> _Verified:
         if len(token) > _MAX_TOKEN_LENGTH:
@@ -176,15 +196,20 @@ class TokenValidator:
         claims.permissions = granted_permissions(payload)
         if claims.get("iss") != self.issuer:
             raise TokenError("The token comes from another issuer.")
-        if claims.get("typ") != "Bearer":  # an ID or refresh token, or none said
+        kind, confirmation = claims.get("typ"), claims.get("cnf")
+        if kind not in ("Bearer", "DPoP"):  # an ID or refresh token, or none said
             raise TokenError("The token is not an access token.")
+        jkt = confirmation.get("jkt") if isinstance(confirmation, dict) else None
+        if (kind == "DPoP" or jkt is not None) and not isinstance(jkt, str):
+            raise TokenError("The token's key binding (cnf.jkt) is missing or malformed.")
+        claims.jkt = jkt
         expires, not_before = claims.get("exp"), claims.get("nbf", 0)
         if not isinstance(expires, int | float) or not isinstance(not_before, int | float):
             raise TokenError("The token has no valid expiry.")
         audience = claims.get("aud", [])
         if not isinstance(audience, str | list):
             raise TokenError("The token's audience is malformed.")
-        return _Verified(claims, audience, float(expires), float(not_before), kid)
+        return _Verified(claims, audience, float(expires), float(not_before), kid, jkt)
 
     def _key_for(self, header_part: bytes) -> tuple[str, RSAPublicKey]:
         """The signing key a header names, and its id; headers repeat, so each is parsed once."""
@@ -307,8 +332,57 @@ def realm_validator() -> TokenValidator:
     )
 
 
+USE_DPOP = (
+    "The token is bound to a key (DPoP): send it as Authorization: DPoP <token>, with a proof."
+)
+
+
+def presented_token(request: HttpRequest) -> tuple[str, bool]:
+    """The access token from `Authorization: Bearer …` or `Authorization: DPoP …` (the only
+    places a token is accepted), and whether it came with the DPoP scheme."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    scheme = scheme.lower()
+    if scheme != "bearer" and scheme != "dpop":
+        raise MissingToken(
+            "Send an access token: Authorization: Bearer <token>, "
+            "or DPoP <token> with a proof for a key that requires DPoP."
+        )
+    dpop = scheme == "dpop"
+    token = token.strip()
+    if not token or " " in token:
+        malformed = MalformedRequest(
+            f"The Authorization header must be: {'DPoP' if dpop else 'Bearer'} <token>."
+        )
+        malformed.dpop = dpop
+        raise malformed
+    return token, dpop
+
+
+def check_proof(request: HttpRequest, token: str, claims: VerifiedClaims, *, dpop: bool) -> None:
+    """RFC 9449 §7: a token bound to a key needs the DPoP scheme and a valid proof of this
+    request; the DPoP scheme needs a bound token."""
+    if claims.jkt is None:
+        raise TokenError(
+            "The token is not bound to a key: send it as Authorization: Bearer <token>."
+        )
+    if not dpop:
+        raise BoundTokenAsBearer(USE_DPOP)
+    # The URL as the client addressed it: behind a proxy, Django must know the public scheme
+    # (SECURE_PROXY_SSL_HEADER) and host (the Host header passed on, or USE_X_FORWARDED_HOST),
+    # or every proof's `htu` differs.
+    proof_checker().check(
+        request.headers.get("DPoP"),
+        method=request.method or "",
+        url=request.build_absolute_uri(request.path),
+        access_token=token,
+        jkt=claims.jkt,
+    )
+
+
 def bearer_token(request: HttpRequest) -> str:
-    """The token from `Authorization: Bearer …`; the only place a token is accepted."""
+    """The token from `Authorization: Bearer …`, for credentials that are only ever bearer
+    tokens (registration tokens); access tokens come through `presented_token`."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer":
@@ -509,7 +583,9 @@ def bearer_token_required(
     `strict=False` trusts a token until its `exp` (a revoked key's tokens keep working until
     then). `permissions` (one name, or several) must all be in the token's `scope` claim;
     a token without one of them gets a 403 insufficient_scope.
-    Such views need no session or CSRF token: the bearer token is the credential.
+    A token bound to a key comes as `Authorization: DPoP <token>` with a `DPoP` proof header,
+    checked before the key's standing and permissions.
+    Such views need no session or CSRF token: the token (and its proof) is the credential.
     """
     needed = permission_set(permissions)  # bad names fail here, at import, not per request
 
@@ -517,14 +593,18 @@ def bearer_token_required(
         @wraps(view)
         def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             checked = cast(TokenRequest, request)
+            dpop = False
             try:
-                claims = realm_validator().validate(bearer_token(request), audience)
+                token, dpop = presented_token(request)
+                claims = realm_validator().validate(token, audience, checks_dpop=True)
+                if dpop or claims.jkt is not None:  # a bearer token: one attribute read
+                    check_proof(request, token, claims, dpop=dpop)
                 if strict:
                     checked.client_id = check_standing(claims, audience)
                 if needed and not needed <= claims.permissions:  # the hot path: one subset test
                     require_permissions(claims, needed)  # refuses, naming what is missing
             except TokenError as error:
-                return error_response(error, audience)
+                return error_response(error, audience, dpop=dpop)
             checked.token = claims
             return view(checked, *args, **kwargs)
 

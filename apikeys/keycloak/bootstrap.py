@@ -18,14 +18,19 @@ from django.conf import settings
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak import convergence, desired
 from apikeys.keycloak.client import Connection, Representation
-from apikeys.models import Api, ApiKey, Permission
+from apikeys.models import Api, ApiKey, Permission, WorkloadIssuer
 
 
 def run(
-    conn: Connection, apis: Iterable[Api], *, tell: Callable[[str], None] = lambda line: None
+    conn: Connection,
+    apis: Iterable[Api],
+    *,
+    issuers: Iterable[WorkloadIssuer] = (),
+    tell: Callable[[str], None] = lambda line: None,
 ) -> list[str]:
-    """Bring the realm and everything the portal owns in it to the wanted state; `tell`
-    hears what a long step waits for."""
+    """Bring the realm and everything the portal owns in it to the wanted state: the APIs'
+    scopes and the trusted issuers' providers given (the caller reads them, as it may have
+    no database yet); `tell` hears what a long step waits for."""
     changes = ensure_realm(conn, tell=tell)
     changes += ensure_realm_role(conn, desired.admin_role())
     changes += ensure_client(conn, desired.login_client())
@@ -46,7 +51,36 @@ def run(
         held = api.permissions.select_related("api") if api.pk else []  # in the catalog
         for permission in held:
             changes += ensure_permission_scope(conn, permission)
+    for issuer in issuers:
+        changes += ensure_workload_provider(conn, issuer)
     return changes
+
+
+class ProviderTaken(keycloak.KeycloakRejected):
+    """An identity provider with a workload issuer's alias exists; the portal did not make it."""
+
+    for_people = (
+        "Keycloak already has an identity provider of that alias that the portal did not make: "
+        "choose another short name, or remove that provider in Keycloak first."
+    )
+
+
+def ensure_workload_provider(conn: Connection, issuer: WorkloadIssuer) -> list[str]:
+    """Create or repair the identity provider of a trusted workload issuer. One the portal did
+    not make (no marker in its config) is never taken over (ProviderTaken)."""
+    wanted = desired.workload_provider(issuer)
+    current = keycloak.get_identity_provider(conn, issuer.alias)
+    if current is None:
+        keycloak.create_identity_provider(conn, wanted)
+        return [f"created identity provider {issuer.alias}"]
+    config = current.get("config") or {}
+    if not desired.is_own_provider(current):
+        raise ProviderTaken(409, f"identity provider {issuer.alias} exists and is not the portal's")
+    if not convergence.differs(current, wanted):
+        return []
+    merged = current | wanted | {"config": config | wanted["config"]}
+    keycloak.update_identity_provider(conn, issuer.alias, merged)
+    return [f"updated identity provider {issuer.alias}"]
 
 
 def ensure_realm(conn: Connection, *, tell: Callable[[str], None] = lambda line: None) -> list[str]:
@@ -276,7 +310,7 @@ def ensure_client_realm_scope(conn: Connection, client_id: str, roles: set[str])
 
 
 def ensure_service_account_roles(conn: Connection, client_id: str) -> list[str]:
-    """Grant the service account exactly SERVICE_ROLES of realm-management, no more.
+    """Grant the service account exactly `desired.service_roles()` of realm-management, no more.
 
     The roles are both held by the service-account user and put in the client's scope,
     since fullScopeAllowed is off.
@@ -295,13 +329,13 @@ def ensure_service_account_roles(conn: Connection, client_id: str) -> list[str]:
 def _converge_roles(
     conn: Connection, path: str, roles: dict[str, Representation], what: str
 ) -> list[str]:
-    """Make the roles mapped at `path` exactly SERVICE_ROLES."""
+    """Make the roles mapped at `path` exactly `desired.service_roles()`."""
     have = keycloak.get_roles(conn, path)
     changes = []
-    if extra := have - desired.SERVICE_ROLES:
+    if extra := have - desired.service_roles():
         keycloak.set_roles(conn, path, [roles[n] for n in sorted(extra)], granted=False)
         changes.append(f"removed {sorted(extra)} from the {what}")
-    if missing := desired.SERVICE_ROLES - have:
+    if missing := desired.service_roles() - have:
         keycloak.set_roles(conn, path, [roles[n] for n in sorted(missing)], granted=True)
         changes.append(f"added {sorted(missing)} to the {what}")
     return changes

@@ -612,3 +612,45 @@ def update_mapper(conn: Connection, owner_path: str, mapper_id: str, rep: Repres
 def delete_mapper(conn: Connection, owner_path: str, mapper_id: str) -> None:
     """DELETE /admin/realms/{realm}{owner_path}/protocol-mappers/models/{mapperId}."""
     _request(conn, "DELETE", f"{owner_path}/protocol-mappers/models/{mapper_id}")
+
+
+# Identity providers: the trusted issuers of workload identity keys (WorkloadIssuer).
+
+
+def list_identity_providers(conn: Connection) -> list[Representation]:
+    """GET /admin/realms/{realm}/identity-provider/instances (every one, full)."""
+    params = {"briefRepresentation": "false", "max": 1000}
+    return _request(conn, "GET", "/identity-provider/instances", params=params)  # type: ignore[no-any-return]
+
+
+def get_identity_provider(conn: Connection, alias: str) -> Representation | None:
+    """The identity provider `alias`, or None."""
+    try:
+        return _request(conn, "GET", f"/identity-provider/instances/{alias}")  # type: ignore[no-any-return]
+    except NotFound:
+        return None
+
+
+def create_identity_provider(conn: Connection, rep: Representation) -> None:
+    """POST /admin/realms/{realm}/identity-provider/instances."""
+    _request(conn, "POST", "/identity-provider/instances", rep)
+
+
+def update_identity_provider(conn: Connection, alias: str, rep: Representation) -> None:
+    """PUT /admin/realms/{realm}/identity-provider/instances/{alias} (the whole provider)."""
+    _request(conn, "PUT", f"/identity-provider/instances/{alias}", rep)
+
+
+def delete_identity_provider(conn: Connection, alias: str) -> None:
+    """DELETE /admin/realms/{realm}/identity-provider/instances/{alias}."""
+    _request(conn, "DELETE", f"/identity-provider/instances/{alias}")
+
+
+def list_provider_mappers(conn: Connection, alias: str) -> list[Representation]:
+    """GET /admin/realms/{realm}/identity-provider/instances/{alias}/mappers."""
+    return _request(conn, "GET", f"/identity-provider/instances/{alias}/mappers")  # type: ignore[no-any-return]
+
+
+def delete_provider_mapper(conn: Connection, alias: str, mapper_id: str) -> None:
+    """DELETE /admin/realms/{realm}/identity-provider/instances/{alias}/mappers/{id}."""
+    _request(conn, "DELETE", f"/identity-provider/instances/{alias}/mappers/{mapper_id}")

@@ -18,7 +18,9 @@ from django.views.decorators.debug import sensitive_variables
 from apikeys.credentials import networks
 from apikeys.keycloak.key_clients import (
     API_ATTRIBUTE,
+    DPOP_ATTRIBUTE,
     EXPIRES_ATTRIBUTE,
+    FEDERATED_AUTHENTICATOR,
     INSTANCE_ATTRIBUTE,
     KEY_ATTRIBUTE,
     MANAGED_ATTRIBUTE,
@@ -33,10 +35,12 @@ from apikeys.keycloak.key_clients import (
     SEAL_ATTRIBUTE,
     SECRET_EXPIRY_ATTRIBUTE,
     TEAM_ATTRIBUTE,
+    WORKLOAD_ISSUER_ATTRIBUTE,
+    WORKLOAD_SUBJECT_ATTRIBUTE,
     Representation,
     seal,
 )
-from apikeys.models import Api, ApiKey, Permission
+from apikeys.models import Api, ApiKey, Permission, WorkloadIssuer
 
 # How long after its `iat` Keycloak takes a private_key_jwt client assertion (its default
 # too, made explicit): an assertion is made for one token request, not kept.
@@ -44,9 +48,20 @@ ASSERTION_MAX_AGE_SECONDS = 60
 
 # The least realm-management roles the portal's run-time identity needs: create, update and
 # delete key clients and client scopes (manage-clients), read CLIENT_LOGIN events (view-events),
-# and read one account by id (view-users): after a restore, whether the owner a key's client
+# read one account by id (view-users): after a restore, whether the owner a key's client
 # names is a real, enabled person (apikeys/operations/recovery.py). No user is ever changed.
 SERVICE_ROLES = frozenset({"manage-clients", "view-events", "view-users"})
+# With KEYCLOAK_WORKLOAD_ISSUERS, also the identity providers that stand for trusted workload
+# issuers, which an administrator adds and removes in the portal.
+WORKLOAD_ISSUERS_ROLE = "manage-identity-providers"
+
+
+def service_roles() -> frozenset[str]:
+    """The realm-management roles the portal's run-time identity holds, exactly."""
+    extra = {WORKLOAD_ISSUERS_ROLE} if settings.KEYCLOAK_WORKLOAD_ISSUERS else set()
+    return SERVICE_ROLES | extra
+
+
 # The event listener of keycloak-extension/ (its provider id), which pushes events.
 EVENT_LISTENER = "apikey-portal"
 # Which user events Keycloak stores, and for how long.
@@ -395,7 +410,10 @@ def grace_end(until: datetime) -> Representation:
 
 
 def public_keys_of(key: ApiKey) -> Representation:
-    """A private_key_jwt key's public keys (or JWKS URL), as its client holds them."""
+    """A private_key_jwt key's public keys (or JWKS URL), as its client holds them; a
+    workload identity key's issuer and subject."""
+    if key.uses_workload:
+        return {"attributes": workload_attributes(key)}
     return {"attributes": jwt_attributes(key)}
 
 
@@ -466,6 +484,7 @@ def key_client(key: ApiKey, *, now: datetime, secret: str | None = None) -> Repr
             **marks(key, client_uuid),
             **expires_attribute(key),
             **networks_attribute(key),
+            **dpop_attribute(key),
         },
         "defaultClientScopes": key_scopes(key),
         "optionalClientScopes": [],
@@ -477,10 +496,63 @@ def key_client(key: ApiKey, *, now: datetime, secret: str | None = None) -> Repr
         client["attributes"] |= expiry_attributes(key) if key.expires_at > now else {}
         if secret is not None:
             client["secret"] = secret
+    elif key.uses_workload:
+        client["clientAuthenticatorType"] = FEDERATED_AUTHENTICATOR
+        client["attributes"] |= workload_attributes(key)
     else:
         client["clientAuthenticatorType"] = "client-jwt"
         client["attributes"] |= jwt_attributes(key)
     return client
+
+
+def dpop_attribute(key: ApiKey) -> dict[str, str]:
+    """Keycloak binds the key's tokens to a DPoP proof's key (RFC 9449), if it requires DPoP.
+    Never "false" here: reconcile keeps DPoP that an operator turned on (restrictive wins)."""
+    return {DPOP_ATTRIBUTE: "true"} if key.requires_dpop else {}
+
+
+def dpop_change(key: ApiKey) -> Representation:
+    """The change that gives a key's client its record's DPoP requirement, on or off."""
+    return {"attributes": {DPOP_ATTRIBUTE: str(key.requires_dpop).lower()}}
+
+
+def workload_attributes(key: ApiKey) -> dict[str, str]:
+    """Whose tokens authenticate a workload identity key: its issuer's, for its subject. An
+    ended key whose issuer was removed since has none: its client gives no token anyway."""
+    if key.workload_issuer is None:
+        return {}
+    return {
+        WORKLOAD_ISSUER_ATTRIBUTE: key.workload_issuer.alias,
+        WORKLOAD_SUBJECT_ATTRIBUTE: key.workload_subject,
+    }
+
+
+def workload_provider(issuer: WorkloadIssuer) -> Representation:
+    """A trusted workload issuer as Keycloak holds it: an OpenID Connect identity provider that
+    only checks client assertions. Nobody signs in through it: it is hidden, link-only, and
+    has no authorization endpoint to send a browser to."""
+    return {
+        "alias": issuer.alias,
+        "displayName": f"Workload issuer: {issuer.name}",
+        "providerId": "oidc",
+        "enabled": True,
+        "hideOnLogin": True,
+        "linkOnly": True,
+        "trustEmail": False,
+        "storeToken": False,
+        "addReadTokenRoleOnCreate": False,
+        "config": {
+            "issuer": issuer.issuer,
+            "jwksUrl": issuer.jwks_url,
+            "useJwksUrl": "true",
+            "validateSignature": "true",
+            "supportsClientAssertions": "true",
+            "supportsClientAssertionReuse": str(issuer.allows_reuse).lower(),
+            "fedClientAssertionMaxExp": str(issuer.max_token_age),
+            MANAGED_ATTRIBUTE: "true",
+            INSTANCE_ATTRIBUTE: settings.PORTAL_INSTANCE_ID,
+        },
+    }
 
 
 def marks(key: ApiKey, client_uuid: str) -> dict[str, str]:
@@ -617,3 +689,17 @@ def key_secrets_policy() -> Representation:
 def is_managed(client: Representation) -> bool:
     """True if the client carries the portal's marker (made by the portal for a key)."""
     return (client.get("attributes") or {}).get(MANAGED_ATTRIBUTE) == "true"
+
+
+def is_managed_provider(provider: Representation) -> bool:
+    """True if the identity provider carries the portal's marker (a trusted workload issuer)."""
+    return (provider.get("config") or {}).get(MANAGED_ATTRIBUTE) == "true"
+
+
+def is_own_provider(provider: Representation) -> bool:
+    """A trusted workload issuer's provider made by this portal deployment."""
+    config = provider.get("config") or {}
+    return is_managed_provider(provider) and config.get(INSTANCE_ATTRIBUTE) in (
+        None,
+        settings.PORTAL_INSTANCE_ID,
+    )

@@ -54,6 +54,13 @@ SECRET_EXPIRY_ATTRIBUTE = "client.secret.expiration.time"  # noqa: S105 - a name
 ROTATED_SECRET_ATTRIBUTE = "client.secret.rotated"  # noqa: S105
 ROTATED_CREATED_ATTRIBUTE = "client.secret.rotated.creation.time"
 ROTATED_EXPIRY_ATTRIBUTE = "client.secret.rotated.expiration.time"
+# Keycloak's own (OIDCConfigAttributes): tokens only with a DPoP proof, bound to its key.
+DPOP_ATTRIBUTE = "dpop.bound.access.tokens"
+# Keycloak's federated client authentication (FederatedJWTClientAuthenticator): the client
+# presents a token of the identity provider ISSUER (its alias) whose `sub` is SUBJECT.
+FEDERATED_AUTHENTICATOR = "federated-jwt"
+WORKLOAD_ISSUER_ATTRIBUTE = "jwt.credential.issuer"
+WORKLOAD_SUBJECT_ATTRIBUTE = "jwt.credential.sub"
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class KeyClient:
     client_id: str
     enabled: bool
     signs_with_jwt: bool  # private_key_jwt, not a secret
+    federated: bool  # a workload identity's token, not a secret
     marks: Mapping[str, str]  # its attributes: the portal's marks and Keycloak's own
     representation: Representation = field(repr=False)  # as read, secret included
 
@@ -75,6 +83,7 @@ class KeyClient:
             client_id=str(representation["clientId"]),
             enabled=bool(representation.get("enabled")),
             signs_with_jwt=representation.get("clientAuthenticatorType") == "client-jwt",
+            federated=representation.get("clientAuthenticatorType") == FEDERATED_AUTHENTICATOR,
             marks=dict(representation.get("attributes") or {}),
             representation=representation,
         )
@@ -121,6 +130,10 @@ class KeyClient:
         """The client this portal made for the key `key_id` (not one made by hand with its
         clientId, nor another deployment's client for a copy of this record)."""
         return self.marks.get(KEY_ATTRIBUTE) == str(key_id) and self.is_own
+
+    @property
+    def requires_dpop(self) -> bool:
+        return self.marks.get(DPOP_ATTRIBUTE) == "true"
 
     @property
     def key_id(self) -> str:

@@ -39,7 +39,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from apikeys.crash_points import crash_point
-from apikeys.credentials import fingerprints, networks
+from apikeys.credentials import fingerprints, networks, workloads
 from apikeys.credentials.public_keys import AcceptedKey
 from apikeys.credentials.secret_format import new_secret
 from apikeys.keycloak import client as keycloak
@@ -63,6 +63,7 @@ from apikeys.models import (
     Team,
     UnknownPermission,
     User,
+    WorkloadIssuer,
     WrongState,
 )
 from apikeys.operations import notifications
@@ -89,8 +90,16 @@ CLIENT_DELETED_SIGNED = (
 )
 
 
+CLIENT_DELETED_WORKLOAD = (
+    "Its client was deleted in Keycloak, outside the portal. Send the key to Keycloak again to "
+    "make a new client; an administrator then decides whether to reinstate it."
+)
+
+
 def client_deleted(key: ApiKey) -> str:
     """Why a key whose client was deleted outside the portal is suspended, and what to do."""
+    if key.uses_workload:
+        return CLIENT_DELETED_WORKLOAD
     return CLIENT_DELETED if key.uses_secret else CLIENT_DELETED_SIGNED
 
 
@@ -153,6 +162,10 @@ class KeyOrder:
     registered_with: RegistrationToken | None = None
     registration_access_digest: str = ""
     software_metadata: dict[str, Any] = field(default_factory=dict)
+    requires_dpop: bool = False  # tokens bound to a key the application holds (RFC 9449)
+    # A workload identity key's trusted issuer and subject (credential "workload").
+    workload_issuer: WorkloadIssuer | None = None
+    workload_subject: str = ""
 
 
 @sensitive_variables()  # every local may hold the secret: none goes in an error report
@@ -199,6 +212,8 @@ def _check_order(order: KeyOrder) -> None:
         raise KeyNotIssued(f"{api.name} is retired and takes no new keys.")
     chosen = _chosen_permissions(api, order)
     waits = [p.name for p in chosen if p.requires_approval]
+    if order.workload_issuer is not None and order.workload_issuer.keys_need_approval:
+        waits.append(f"a key for a workload of {order.workload_issuer.name}")
     if (api.requires_approval or waits) and not order.justification.strip():
         what = api.name if api.requires_approval else ", ".join(waits)
         raise KeyNotIssued(f"{what} needs an administrator's approval: say why you need it.")
@@ -211,6 +226,22 @@ def _check_order(order: KeyOrder) -> None:
     signed = order.credential == ApiKey.Credential.SIGNED_JWT
     if signed and not (order.public_keys or order.jwks_url):
         raise KeyNotIssued("A key signed with a private key needs a public key or a JWKS URL.")
+    _check_workload(order)
+
+
+def _check_workload(order: KeyOrder) -> None:
+    """A workload identity key names a trusted issuer and a subject; others name neither."""
+    workload = order.credential == ApiKey.Credential.WORKLOAD
+    if not workload:
+        if order.workload_issuer is not None or order.workload_subject:
+            raise KeyNotIssued("Only a workload identity key names a workload issuer and subject.")
+        return
+    if order.workload_issuer is None or not order.workload_subject:
+        raise KeyNotIssued("A workload identity key needs a trusted issuer and a subject.")
+    try:
+        workloads.check_subject(order.workload_subject)
+    except ValueError as error:
+        raise KeyNotIssued(str(error)) from None
 
 
 def _chosen_permissions(api: Api, order: KeyOrder) -> list[Permission]:
@@ -250,6 +281,8 @@ def _reserve(owner: User, order: KeyOrder) -> ApiKey:
                 raise KeyNotIssued("This request was sent before, for a team you are no longer in.")
             raise AlreadySubmitted(made)
         _check_quota(owner, order.team, order.name)
+        if order.workload_issuer is not None:
+            _check_workload_free(order.workload_issuer, order)
         try:
             with transaction.atomic():
                 key = ApiKey.objects.create(
@@ -267,13 +300,29 @@ def _reserve(owner: User, order: KeyOrder) -> ApiKey:
                     registered_with=order.registered_with,
                     registration_access_digest=order.registration_access_digest,
                     software_metadata=dict(order.software_metadata),
+                    requires_dpop=order.requires_dpop,
+                    workload_issuer=order.workload_issuer,
+                    workload_subject=order.workload_subject,
                 )
-        except IntegrityError as error:  # the unique constraint, if a check above was raced
+        except IntegrityError as error:  # a unique constraint, if a check above was raced
+            if "workload" in str(error):
+                raise KeyNotIssued(workloads.TAKEN) from error
             raise NameTaken(f"{_holder(order.team)} a key called “{order.name}”.") from error
         if order.public_keys:
             record_public_keys(key, order.public_keys)
         key.permissions.set(_chosen_permissions(order.api, order))
         return key
+
+
+def _check_workload_free(issuer: WorkloadIssuer, order: KeyOrder) -> None:
+    """The issuer is still trusted (its row locked: an administrator removing it waits), and
+    no live key is bound to the workload: Keycloak would not know which key it is."""
+    if not WorkloadIssuer.objects.select_for_update().filter(pk=issuer.pk).exists():
+        raise KeyNotIssued("That workload issuer is no longer trusted here.")
+    if ApiKey.objects.filter(
+        workload_issuer=issuer, workload_subject=order.workload_subject, status__in=LIVE_STATUSES
+    ).exists():
+        raise KeyNotIssued(workloads.TAKEN)
 
 
 def _holder(team: Team | None) -> str:
@@ -402,6 +451,35 @@ def set_networks(
     return key
 
 
+def set_dpop(key: ApiKey, required: bool, *, actor: User, ip_address: str | None = None) -> ApiKey:
+    """Require DPoP-bound tokens of the key (RFC 9449), or stop requiring them.
+
+    Recorded and given to Keycloak in one transaction under the key's lock: if Keycloak
+    fails, nothing changed. Takes effect at the next token request (tokens already issued
+    stay as they were until they expire). Audited, and sent as `key.updated`.
+    """
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        key.require("change_dpop")
+        if key.requires_dpop == required:
+            return key
+        key.requires_dpop = required
+        key.save(update_fields=["requires_dpop"])
+        now_required = "required" if required else "no longer required"
+        AuditEntry.record(
+            key,
+            AuditEntry.Action.DPOP_CHANGED,
+            actor=actor,
+            ip_address=ip_address,
+            reason=f"DPoP-bound tokens (RFC 9449) {now_required}.",
+        )
+        if key.keycloak_id:
+            keycloak.update_client(
+                keycloak.portal_connection(), key.keycloak_id, desired.dpop_change(key)
+            )
+    return key
+
+
 def rename_key(
     key: ApiKey, *, name: str, description: str, actor: User, ip_address: str | None = None
 ) -> ApiKey:
@@ -453,6 +531,10 @@ def rotate_secret(
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
         key.require("rotate")
+        if key.uses_workload:
+            raise WrongState(
+                f"{key.client_id} authenticates with its workload's tokens: it has no secret."
+            )
         if not key.uses_secret:
             raise WrongState(f"{key.client_id} signs with a private key: add a new public key.")
         grace = check_grace(key, grace)
@@ -735,7 +817,7 @@ def _remake_signed_client(key: ApiKey) -> ApiKey:
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
         if key.status == ApiKey.Status.ACTIVE:
-            _suspend_for_deleted_client(key, CLIENT_DELETED_SIGNED)
+            _suspend_for_deleted_client(key, client_deleted(key))
         client = desired.key_client(key, now=timezone.now())
         key.keycloak_id = keycloak.create_client(keycloak.portal_connection(), client)
         key.client_missing_since = None
@@ -749,6 +831,8 @@ def _require_inline_keys(key: ApiKey) -> None:
     key.require("change_public_keys")
     if key.uses_secret:
         raise WrongState(f"{key.client_id} uses a secret, not public keys.")
+    if key.uses_workload:
+        raise WrongState(f"{key.client_id} uses its workload's tokens, not public keys.")
     if key.jwks_url:
         raise WrongState(
             f"{key.client_id} reads its public keys from {key.jwks_url}: change them there."

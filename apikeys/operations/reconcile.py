@@ -55,6 +55,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -76,7 +77,7 @@ from apikeys.models import (
     WrongState,
     this_instance,
 )
-from apikeys.operations import lifecycle, recovery
+from apikeys.operations import lifecycle, recovery, workload_issuers
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +134,9 @@ def reconcile(
     seen: set[str] = set()
     scope_ids = convergence.scope_ids_by_name(conn)
     for clients in keycloak.key_clients(conn, ApiKey.CLIENT_ID_PREFIX, PAGE):
-        with_permissions = ApiKey.objects.select_related("api", "owner").prefetch_related(
-            "permissions"
-        )
+        with_permissions = ApiKey.objects.select_related(
+            "api", "owner", "workload_issuer"
+        ).prefetch_related("permissions")
         records = with_permissions.in_bulk([c.client_id for c in clients], field_name="client_id")
         for client in clients:
             seen.add(client.client_id)
@@ -161,7 +162,7 @@ def reconcile(
                 plans.append(plan)
     missing = _records_without_clients(seen, now, grace)
     plans += [_missing_client(conn, key, now) for key in missing]
-    plans += _check_api_scopes(conn)
+    plans += _check_api_scopes(conn) + _check_workload_issuers(conn)
     report.records_checked = ApiKey.objects.count()
     for plan in plans:
         report.findings.append(plan.finding)
@@ -223,10 +224,10 @@ def _check_client(
     if not changes and narrowed:
         problem = f"{' and '.join(narrowed)} narrowed in Keycloak, outside the portal"
         action = "kept (restrictive wins): the key's record follows"
-        lost = "permissions" in narrowed
+        follows = "permissions" in narrowed or "DPoP" in narrowed
         return _Plan(
-            Finding(client_id, problem, action, done=not lost),
-            lambda: _drop_lost_permissions(key, client) if lost else None,
+            Finding(client_id, problem, action, done=not follows),
+            lambda: _record_narrowed(conn, key, client),
         )
     if not changes:
         return None
@@ -240,6 +241,7 @@ def _keep_narrowed(client: KeyClient, key: ApiKey, wanted: Representation) -> li
     """What an operator narrowed in Keycloak and reconcile keeps: the key's network ranges,
     its permissions (a permission's scope taken off the client). Wider is narrowed back."""
     kept = ["network ranges"] if _keep_narrowed_networks(client, key, wanted) else []
+    kept += ["DPoP"] if client.requires_dpop and not key.requires_dpop else []
     return kept + (["permissions"] if _keep_removed_permissions(client, key, wanted) else [])
 
 
@@ -252,6 +254,37 @@ def _keep_removed_permissions(client: KeyClient, key: ApiKey, wanted: Representa
         kept = [scope for scope in wanted["defaultClientScopes"] if scope not in removed]
         wanted["defaultClientScopes"] = kept
     return bool(removed)
+
+
+def _record_narrowed(conn: Connection, key: ApiKey, client: KeyClient) -> None:
+    """The key's record follows what an operator narrowed on its client: lost permissions,
+    DPoP turned on."""
+    _drop_lost_permissions(key, client)
+    if client.requires_dpop and not key.requires_dpop:
+        _require_dpop(conn, key, client.id)
+
+
+def _require_dpop(conn: Connection, key: ApiKey, client_uuid: str) -> bool:
+    """DPoP an operator turned on in Keycloak stays on, and the record says so, audited (and
+    sent as `key.updated`). Turned off there, reconcile turns it on again (drift). Whether
+    the record now requires it.
+
+    The client is read again under the key's lock: an owner who turned DPoP off since the
+    scan (record off, then Keycloak off) is not taken for an operator turning it on."""
+    with transaction.atomic():
+        key = ApiKey.objects.locked(key.pk)
+        if key.requires_dpop:
+            return True
+        if not keycloak.get_key_client(conn, client_uuid).requires_dpop:
+            return False
+        key.requires_dpop = True
+        key.save(update_fields=["requires_dpop"])
+        reason = (
+            "DPoP-bound tokens turned on in Keycloak, outside the portal: the key requires them "
+            "now (restrictive wins)."
+        )
+        AuditEntry.record(key, AuditEntry.Action.DPOP_CHANGED, actor=None, reason=reason)
+        return True
 
 
 def _drop_lost_permissions(key: ApiKey, client: KeyClient) -> None:
@@ -499,8 +532,11 @@ def _repair(
         if desired.key_client_enabled(key, now) and not current.enabled:
             _suspend(key, lifecycle.CLIENT_DISABLED)  # disabled since the scan: it wins
             return
-        if "permissions" in _keep_narrowed(current, key, wanted):
+        narrowed = _keep_narrowed(current, key, wanted)
+        if "permissions" in narrowed:
             _drop_lost_permissions(key, current)
+        if "DPoP" in narrowed:
+            key.requires_dpop = _require_dpop(conn, key, current.id)
         plan = convergence.plan(current, wanted)
         if current.team != str(key.team_id or ""):  # a team given or taken by hand
             plan.add("team", desired.holder_marks(key))
@@ -666,6 +702,23 @@ def _check_permission_scopes(conn: Connection, scopes: dict[str, Representation]
                 lambda p=permission: _restore_permission_scope(conn, p),  # type: ignore[misc]
             )
         )
+    return plans
+
+
+def _check_workload_issuers(conn: Connection) -> list[_Plan]:
+    """Each trusted workload issuer's identity provider, converged like bootstrap does; a
+    provider of the portal's whose issuer is not trusted here is removed."""
+    plans = []
+    for alias, problem, action in workload_issuers.drift(conn):
+        if action == "leave":
+            finding = Finding(alias, problem, "left alone: remove it in Keycloak", done=True)
+            plans.append(_Plan(finding, lambda: None))
+        elif action == "restore":
+            act = partial(workload_issuers.restore, conn, alias)
+            plans.append(_Plan(Finding(alias, problem, "restore it"), act))
+        else:
+            act = partial(workload_issuers.remove_untrusted, conn, alias)
+            plans.append(_Plan(Finding(alias, problem, "remove it"), act))
     return plans
 
 

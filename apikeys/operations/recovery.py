@@ -44,8 +44,14 @@ from apikeys.credentials.public_keys import AcceptedKey, Refused, from_jwks_text
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak import convergence, desired
 from apikeys.keycloak.client import Connection
-from apikeys.keycloak.key_clients import REGISTRATION_DIGEST_ATTRIBUTE, KeyClient
+from apikeys.keycloak.key_clients import (
+    REGISTRATION_DIGEST_ATTRIBUTE,
+    WORKLOAD_ISSUER_ATTRIBUTE,
+    WORKLOAD_SUBJECT_ATTRIBUTE,
+    KeyClient,
+)
 from apikeys.models import (
+    LIVE_STATUSES,
     Api,
     ApiKey,
     AuditEntry,
@@ -53,6 +59,7 @@ from apikeys.models import (
     RegistrationToken,
     Team,
     User,
+    WorkloadIssuer,
 )
 from apikeys.operations import lifecycle, notifications
 
@@ -170,6 +177,7 @@ def examine(
         keycloak_id=client.id,
         expires_at=_expiry(client, api, now),
         recovered_at=now,
+        requires_dpop=client.requires_dpop,
     )
     rebuilt = Rebuilt(
         key,
@@ -185,8 +193,30 @@ def examine(
                 rebuilt.public_keys = from_jwks_text(client.jwks)
             except Refused as error:
                 return Unrecoverable(f"its public keys cannot be read ({error})")
+    elif client.federated:
+        workload = _workload(client, key)
+        if workload is not None:
+            return workload
     _set_status(key, client, now)
     return rebuilt
+
+
+def _workload(client: KeyClient, key: ApiKey) -> Unrecoverable | None:
+    """A workload identity key's issuer (trusted here still) and subject, from its client."""
+    alias = client.marks.get(WORKLOAD_ISSUER_ATTRIBUTE, "")
+    slug = alias.removeprefix(WorkloadIssuer.ALIAS_PREFIX)
+    issuer = WorkloadIssuer.objects.filter(slug=slug).first() if alias != slug else None
+    subject = client.marks.get(WORKLOAD_SUBJECT_ATTRIBUTE, "")
+    if issuer is None or not subject:
+        return Unrecoverable(f"its workload issuer ({alias or 'none named'}) is not trusted here")
+    held = ApiKey.objects.filter(
+        workload_issuer=issuer, workload_subject=subject, status__in=LIVE_STATUSES
+    )
+    if held.exists():  # Keycloak would not know which client the workload's tokens are for
+        return Unrecoverable(f"a live key holds its workload ({subject}) already")
+    key.credential = ApiKey.Credential.WORKLOAD
+    key.workload_issuer, key.workload_subject = issuer, subject
+    return None
 
 
 def _set_status(key: ApiKey, client: KeyClient, now: datetime) -> None:

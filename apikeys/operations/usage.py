@@ -108,7 +108,9 @@ def warning(key: ApiKey, recent: list[Day]) -> str | None:
             "network; if not, someone holds the secret: rotate it."
         )
     if wrong:
-        what = "secret" if key.credential == Credential.SECRET else "signature"
+        what = {Credential.SECRET: "secret", Credential.WORKLOAD: "workload token"}.get(
+            Credential(key.credential), "signature"
+        )
         attempts = "failed attempt" if wrong == 1 else "failed attempts"
         return (
             f"{wrong} {attempts} with a wrong {what} since yesterday (UTC): someone may be "

@@ -18,3 +18,12 @@ def actor_for(entry: AuditEntry, viewer: User | str | None) -> str:
 @register.filter
 def address_for(entry: AuditEntry, viewer: User | str | None) -> str:
     return entry.address_as_seen_by(viewer if isinstance(viewer, User) else None)
+
+
+ISSUER_ACTIONS = frozenset({AuditEntry.Action.ISSUER_ADDED, AuditEntry.Action.ISSUER_REMOVED})
+
+
+@register.filter
+def about_issuer(entry: AuditEntry) -> bool:
+    """Whether the entry is about a trusted workload issuer (named in its reason)."""
+    return entry.action in ISSUER_ACTIONS

@@ -28,6 +28,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from apikeys.access import CHANGE, SEE, key_for, role_in, team_for, teams_of
 from apikeys.client_address import client_ip
 from apikeys.forms import (
+    DpopForm,
     KeyForm,
     MoveKeyForm,
     NetworksForm,
@@ -106,6 +107,7 @@ def _key_detail_context(
         "can_change": role is not None and role != TeamRole.VIEWER,
         "move_form": MoveKeyForm(teams=Team.objects.filter(pk__in=move_to)) if can_move else None,
         "networks_form": NetworksForm(initial={"networks": "\n".join(key.networks)}),
+        "dpop_form": DpopForm(),
         "permissions_form": PermissionsForm(key=key),
         "permission_request": key.permission_requests.filter(decided_at__isnull=True).first(),
         "key": key,
@@ -245,13 +247,18 @@ def remove_public_key(request: PageRequest, key_id: uuid.UUID, kid: str) -> Http
 @require_POST
 def refresh_public_keys(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
     key = key_for(request.user, key_id)
-    done = "Keycloak reads your JWKS URL again" if key.jwks_url else "Keycloak has the keys"
+    if key.uses_workload:
+        done = "Keycloak has the key's issuer and subject: only that workload's tokens work."
+    elif key.jwks_url:
+        done = "Keycloak reads your JWKS URL again: only the keys listed work now."
+    else:
+        done = "Keycloak has the keys: only the keys listed work now."
     return act_on_key(
         request,
         lambda: lifecycle.refresh_public_keys(
             key, actor=request.user, ip_address=client_ip(request)
         ),
-        done=f"{done}: only the keys listed work now.",
+        done=done,
         unreached=lambda why: f"{why} Try again in a minute.",
         then=lambda: redirect("key_detail", key.pk),
     )
@@ -371,6 +378,34 @@ def set_networks(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
             key, ranges, actor=request.user, ip_address=client_ip(request)
         ),
         done=f"From the next token on, only from: {', '.join(ranges) or 'anywhere'}.",
+        unreached=lambda why: f"Nothing was changed: {why} Try again in a minute.",
+        then=lambda: redirect("key_detail", key.pk),
+    )
+
+
+@rate_limited("keys")
+@require_POST
+def set_dpop(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
+    """Require DPoP-bound tokens of the key (RFC 9449), or stop requiring them."""
+    key = key_for(request.user, key_id)
+    form = DpopForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Nothing was changed: say whether DPoP is required.")
+        return redirect("key_detail", key.pk)
+    required = form.cleaned_data["requires_dpop"]
+    if required:
+        done = (
+            "From the next token request on, Keycloak gives tokens only with a DPoP proof, "
+            "bound to the proof's key. Tokens already issued run out as usual."
+        )
+    else:
+        done = "From the next token request on, DPoP proofs are no longer required."
+    return act_on_key(
+        request,
+        lambda: lifecycle.set_dpop(
+            key, required, actor=request.user, ip_address=client_ip(request)
+        ),
+        done=done,
         unreached=lambda why: f"Nothing was changed: {why} Try again in a minute.",
         then=lambda: redirect("key_detail", key.pk),
     )

@@ -69,7 +69,8 @@ def admin_required(view: View) -> View:
 @admin_required
 @require_GET
 def approvals(request: PageRequest) -> HttpResponse:
-    pending = ApiKey.objects.filter(status=ApiKey.Status.PENDING).select_related("owner", "api")
+    pending = ApiKey.objects.filter(status=ApiKey.Status.PENDING)
+    pending = pending.select_related("owner", "api", "workload_issuer")
     pending = pending.prefetch_related("permissions").order_by("created_at")
     context = {"pending": pending, "asked": permissions.open_requests()}
     return render(request, "manage/approvals.html", context)

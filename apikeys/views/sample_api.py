@@ -1,6 +1,15 @@
 """The sample API the portal serves itself, guarded like any resource server written in
 Django would be (apikeys/credentials/bearer.py): GET /api/v1/whoami/ for any of its keys,
 GET and POST /api/v1/sample/orders for keys with the permissions orders:read and orders:write.
+
+A key that requires DPoP sends its token with a fresh proof for each request (RFC 9449), made
+for the method and the URL without its query, and the token's hash:
+
+    curl -H "Authorization: DPoP $TOKEN" -H "DPoP: $PROOF" https://portal.example/api/v1/whoami/
+
+(`requests-oauth2client`'s DPoPToken, used as a `requests` auth, makes them). Behind a proxy
+the proof's `htu` is compared with `request.build_absolute_uri(request.path)`: the proxy must
+pass the public host and scheme on (Host, X-Forwarded-Proto).
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ def whoami(request: TokenRequest) -> JsonResponse:
             "owner": key.owner_name if key else None,
             "api": key.api_name if key else None,
             "token_expires_at": expires.isoformat(),
+            "token_type": request.token.get("typ"),  # "DPoP" for a token bound to a key
         }
     )
 

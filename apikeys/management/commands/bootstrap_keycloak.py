@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apikeys.keycloak import bootstrap
 from apikeys.keycloak import client as keycloak
-from apikeys.models import Api
+from apikeys.models import Api, WorkloadIssuer
 from portal.secret_policy import HOW, weakness
 
 
@@ -56,7 +56,12 @@ class Command(BaseCommand):
             timeout=settings.KEYCLOAK_BOOTSTRAP_TIMEOUT,  # one-time heavy steps are slow
         )
         try:
-            changes = bootstrap.run(conn, Api.objects.all(), tell=self.stdout.write)
+            changes = bootstrap.run(
+                conn,
+                Api.objects.all(),
+                issuers=WorkloadIssuer.objects.all(),
+                tell=self.stdout.write,
+            )
         except keycloak.KeycloakFailure as error:
             raise CommandError(str(error)) from error
         for line in changes:

@@ -26,6 +26,8 @@ KEY_COLUMNS = (
     "client_id",
     "status",
     "permissions",
+    "dpop",
+    "workload",
     "expires_at",
     "last_used_at",
 )
@@ -112,6 +114,17 @@ def keys_create(args: argparse.Namespace) -> int:
         body["credential"] = "private_key_jwt"
         body["public_key"] = _read(args.public_key) if args.public_key else None
         body["jwks_url"] = args.jwks_url
+    if args.workload_issuer or args.workload_subject:
+        if not (args.workload_issuer and args.workload_subject):
+            raise Usage(
+                "a workload identity key needs both --workload-issuer and --workload-subject "
+                "(see `apikeys workload-issuers list`)"
+            )
+        body["credential"] = "workload"
+        body["workload_issuer"] = args.workload_issuer
+        body["workload_subject"] = args.workload_subject
+    if args.dpop:
+        body["dpop"] = True
     headers = {"Idempotency-Key": args.idempotency_key or str(uuid.uuid4())}
     return _secret(args, _call("POST", "/keys", body=body, headers=headers))
 
@@ -122,7 +135,10 @@ def keys_show(args: argparse.Namespace) -> int:
         return _show(args, key, None)
     waiting = key["permission_request"]
     asked = f"{', '.join(waiting['permissions'])} (waiting for approval)" if waiting else None
-    shown = key | {"permissions": key["permissions"] or "none", "permission_request": asked}
+    shown = _readable(key) | {
+        "permissions": key["permissions"] or "none",
+        "permission_request": asked,
+    }
     return _show(args, shown, None)
 
 
@@ -158,6 +174,21 @@ def keys_networks(args: argparse.Namespace) -> int:
     if args.json:
         return _show(args, key, None)
     print(f"{key['client_id']}: tokens from {', '.join(key['networks']) or 'anywhere'}.")
+    return 0
+
+
+def keys_dpop(args: argparse.Namespace) -> int:
+    """Require DPoP-bound tokens of a key (RFC 9449), or stop requiring them."""
+    key = _call("PUT", f"/keys/{_key_id(args.key)}/dpop", body={"required": args.on})
+    if args.json:
+        return _show(args, key, None)
+    if key["dpop"]:
+        print(
+            f"{key['client_id']}: from its next token request on, Keycloak issues tokens only "
+            "with a DPoP proof (RFC 9449), bound to the proof's key."
+        )
+    else:
+        print(f"{key['client_id']}: plain bearer tokens again, from its next token request on.")
     return 0
 
 
@@ -610,7 +641,8 @@ def admin_keys(args: argparse.Namespace) -> int:
 
 
 def admin_show(args: argparse.Namespace) -> int:
-    return _show(args, _call("GET", f"/admin/keys/{_key_id(args.key)}"), None)
+    key = _call("GET", f"/admin/keys/{_key_id(args.key)}")
+    return _show(args, key if args.json else _readable(key), None)
 
 
 def admin_decide(args: argparse.Namespace) -> int:
@@ -640,6 +672,49 @@ def admin_decide_permissions(args: argparse.Namespace) -> int:
         print(f"{found['client_id']} has {asked} from its next token on; its owner is told.")
     else:
         print(f"{asked} refused for {found['client_id']}; its owner is told why.")
+    return 0
+
+
+ISSUER_COLUMNS = ("slug", "name", "issuer", "subject_hint", "allows_reuse")
+
+
+def workload_issuers_list(args: argparse.Namespace) -> int:
+    """The issuers of workload identity tokens the portal trusts."""
+    return _table(args, _call("GET", "/workload-issuers"), ISSUER_COLUMNS)
+
+
+def admin_issuers_list(args: argparse.Namespace) -> int:
+    found = _call("GET", "/admin/workload-issuers")
+    return _table(args, found, ("slug", "name", "issuer", "jwks_url", "allows_reuse", "live_keys"))
+
+
+def admin_issuers_add(args: argparse.Namespace) -> int:
+    body = {
+        "slug": args.slug,
+        "name": args.name,
+        "issuer": args.issuer,
+        "jwks_url": args.jwks_url,
+        "allows_reuse": args.allow_reuse,
+        "max_token_age": args.max_token_age,
+        "keys_need_approval": not args.no_approval,
+        "subject_hint": args.subject_hint,
+    }
+    issuer = _call("POST", "/admin/workload-issuers", body=body)
+    if args.json:
+        return _show(args, issuer, None)
+    print(
+        f"{issuer['name']} is trusted: keys name it as {issuer['slug']} "
+        f"(`apikeys keys create ... --workload-issuer {issuer['slug']}`)."
+    )
+    return 0
+
+
+def admin_issuers_remove(args: argparse.Namespace) -> int:
+    question = f"Stop trusting the workload issuer {args.slug}?"
+    if not _confirmed(args, question):
+        return 2
+    _call("DELETE", f"/admin/workload-issuers/{_path_part(args.slug)}")
+    print(f"{args.slug} is no longer trusted.")
     return 0
 
 
@@ -673,6 +748,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_registration_tokens_commands(commands)
     _add_teams_commands(commands)
     _add_secrets_commands(commands)
+    _add_workload_issuers_commands(commands)
     _add_admin_commands(commands)
     return parser
 
@@ -727,6 +803,11 @@ def _add_keys_commands(commands: Any) -> None:
     sub = _key_command(keys, "networks", keys_networks, text)
     _allow_from(sub)
     sub.add_argument("--anywhere", action="store_true", help="no limit")
+    text = "require DPoP-bound tokens of a key (RFC 9449), or stop requiring them"
+    sub = _key_command(keys, "dpop", keys_dpop, text)
+    turned = sub.add_mutually_exclusive_group(required=True)
+    turned.add_argument("--on", action="store_true", help="tokens only with a DPoP proof")
+    turned.add_argument("--off", action="store_true", help="plain bearer tokens again")
     text = "what a key may do at its API, and its request waiting; --set changes it"
     sub = _key_command(keys, "permissions", keys_permissions, text)
     changes = sub.add_mutually_exclusive_group()
@@ -781,6 +862,22 @@ def _add_keys_create(keys: Any) -> None:
         "JWKS, from FILE (- for standard input). Never the private key.",
     )
     signed.add_argument("--jwks-url", help="private_key_jwt, with your JWKS at this URL")
+    signed.add_argument(
+        "--workload-issuer",
+        metavar="SLUG",
+        help="a workload identity key: no secret, the workload sends a token of this trusted "
+        "issuer (see `apikeys workload-issuers list`); with --workload-subject",
+    )
+    sub.add_argument(
+        "--workload-subject",
+        metavar="SUBJECT",
+        help="the sub of the workload's tokens, e.g. system:serviceaccount:billing:invoicer",
+    )
+    sub.add_argument(
+        "--dpop",
+        action="store_true",
+        help="bind its tokens to a key the application holds (DPoP, RFC 9449)",
+    )
 
 
 def _add_public_keys_commands(commands: Any) -> None:
@@ -943,6 +1040,50 @@ def _add_admin_commands(commands: Any) -> None:
     sub.add_argument("--limit", type=int, default=50)
     sub = _command(admin, "apis", apis, "the whole catalog")
     sub.set_defaults(all=True)
+    _add_admin_issuers_commands(admin)
+
+
+def _add_workload_issuers_commands(commands: Any) -> None:
+    text = "the issuers of workload identity tokens the portal trusts"
+    issuers = _group(commands, "workload-issuers", text)
+    _command(issuers, "list", workload_issuers_list, "the trusted issuers, by slug")
+
+
+def _add_admin_issuers_commands(admin: Any) -> None:
+    text = "trust, or stop trusting, issuers of workload identity tokens"
+    issuers = _group(admin, "workload-issuers", text)
+    _command(issuers, "list", admin_issuers_list, "the trusted issuers, their keys counted")
+    text = "trust an issuer (a Kubernetes cluster's, a CI system's): workload keys may name it"
+    sub = _command(issuers, "add", admin_issuers_add, text)
+    sub.add_argument("slug", help="its short name: lowercase letters, digits and hyphens")
+    sub.add_argument("--name", required=True, help="a name people will recognise")
+    sub.add_argument("--issuer", required=True, help="the iss of its tokens, exactly")
+    sub.add_argument("--jwks-url", required=True, help="where its public keys are (JWKS)")
+    sub.add_argument(
+        "--allow-reuse",
+        action="store_true",
+        help="accept one token again while young enough (default: each token once)",
+    )
+    sub.add_argument(
+        "--max-token-age",
+        type=int,
+        default=300,
+        help="seconds after its iat Keycloak takes a token (300; 3600 for Kubernetes)",
+    )
+    sub.add_argument(
+        "--no-approval",
+        action="store_true",
+        help="keys bound to it work without an administrator's approval (default: approval)",
+    )
+    sub.add_argument(
+        "--subject-hint",
+        default="",
+        help="what its subjects look like, e.g. system:serviceaccount:<namespace>:<name>",
+    )
+    text = "stop trusting an issuer (refused while live keys are bound to it)"
+    sub = _command(issuers, "remove", admin_issuers_remove, text, out=False)
+    sub.add_argument("slug")
+    sub.add_argument("--yes", action="store_true", help="do not ask")
 
 
 def _command(
@@ -1084,6 +1225,12 @@ def _team_id(given: str) -> str:
     return str(named[0]["id"])
 
 
+def _path_part(given: str) -> str:
+    from urllib.parse import quote
+
+    return quote(given, safe="")
+
+
 def _request_id(given: str) -> int:
     try:
         return int(given)
@@ -1126,7 +1273,11 @@ def _secret(args: argparse.Namespace, credentials: dict[str, Any]) -> int:
             print(f"CLIENT_SECRET={secret}")
         else:
             print(f"ASSERTION_AUDIENCE={credentials['assertion_audience']}")
+            print(f"CLIENT_ASSERTION_TYPE={credentials['client_assertion_type']}")
         print(f"TOKEN_ENDPOINT={credentials['token_endpoint']}")
+        if workload := credentials.get("workload"):
+            print(f"WORKLOAD_ISSUER={workload['issuer']}")
+            print(f"WORKLOAD_SUBJECT={workload['subject']}")
     else:
         shown = {
             "name": key["name"],
@@ -1143,15 +1294,56 @@ def _secret(args: argparse.Namespace, credentials: dict[str, Any]) -> int:
         if not secret:
             del shown["client_secret"]
             shown["assertion_audience"] = credentials["assertion_audience"]
+        if credentials.get("workload"):
+            shown["workload"] = _workload_text(key)
+        elif not secret:
             shown["public_keys"] = (
                 ", ".join(k["kid"] for k in key["public_keys"]) or key["jwks_url"]
             )
+        if key.get("dpop"):
+            shown["dpop"] = "required (RFC 9449): each token request carries a DPoP proof"
         if key.get("previous_secret_until"):
             shown["old_secret_until"] = key["previous_secret_until"]
         _print_pairs(shown)
+        if credentials.get("workload"):
+            print(_workload_instructions(credentials))
         if secret:
             print("\nThe secret is shown this once: keep it somewhere safe now.", file=sys.stderr)
     return 0
+
+
+def _workload_instructions(credentials: dict[str, Any]) -> str:
+    """How a workload identity key's workload gets tokens: with its platform's, no secret."""
+    setup = {name: _printable(value) for name, value in credentials["workload"].items()}
+    once = (
+        "A platform token may be sent again until it expires."
+        if credentials["workload"]["reuse"]
+        else "Each platform token is accepted once: send a new one with each request."
+    )
+    proof = '    -H "DPoP: <a proof for this request>" \\\n' if credentials["key"]["dpop"] else ""
+    return (
+        "\nThis key has no secret. Have the workload's platform issue it a token with\n"
+        f"  iss {setup['issuer']}\n  sub {setup['subject']}\n  aud {setup['audience']}\n"
+        "(a Kubernetes projected service-account token's audience, a CI job's OIDC audience),\n"
+        "and ask for access tokens with it:\n\n"
+        f"  curl -X POST {_printable(credentials['token_endpoint'])} \\\n"
+        f"{proof}"
+        f"    -d grant_type={setup['grant_type']} \\\n"
+        f"    -d client_assertion_type={setup['client_assertion_type']} \\\n"
+        '    -d client_assertion="$(cat /path/to/the/platform/token)"\n\n'
+        f"{once}"
+    )
+
+
+def _workload_text(key: dict[str, Any]) -> str | None:
+    """A key's workload binding as a person reads it: its issuer's slug and the subject."""
+    workload = key.get("workload")
+    return f"{workload['subject']} (issuer {workload['issuer']})" if workload else None
+
+
+def _readable(key: dict[str, Any]) -> dict[str, Any]:
+    """A key as a person reads it: the binding to a workload as one line."""
+    return key | {"workload": _workload_text(key)} if "workload" in key else key
 
 
 def _keys_table(
@@ -1160,7 +1352,8 @@ def _keys_table(
     """Keys, each in its space: the team's name, or "personal" (JSON: as the API has them)."""
     if args.json:
         return _table(args, keys, columns)
-    return _table(args, [k | {"team": k.get("team_name") or "personal"} for k in keys], columns)
+    rows = [_readable(k) | {"team": k.get("team_name") or "personal"} for k in keys]
+    return _table(args, rows, columns)
 
 
 def _show(args: argparse.Namespace, item: dict[str, Any], fields: Sequence[str] | None) -> int:
@@ -1199,14 +1392,18 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return ", ".join(value) or "-"
-    # What people typed (a justification, a name) never drives the terminal: control
-    # characters, escape sequences included, are shown as spaces.
-    text = "".join(c if c.isprintable() else " " for c in str(value))
+    text = _printable(value)
     return (
         text[:19].replace("T", " ")
         if len(text) >= 19 and text[4:5] == "-" and "T" in text
         else text
     )
+
+
+def _printable(value: Any) -> str:
+    """What people typed (a justification, a name) never drives the terminal: control
+    characters, escape sequences included, are shown as spaces."""
+    return "".join(c if c.isprintable() else " " for c in str(value))
 
 
 if __name__ == "__main__":
