@@ -654,8 +654,8 @@ class IssuerForm(forms.Form):
         "systems): a token then works once.",
     )
     max_token_age = forms.IntegerField(
-        min_value=60,
-        max_value=86400,
+        min_value=WorkloadIssuer.TOKEN_AGES[0],
+        max_value=WorkloadIssuer.TOKEN_AGES[1],
         required=False,  # left out: 300, Keycloak's default
         initial=300,
         label="Longest token age (seconds)",

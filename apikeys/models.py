@@ -518,6 +518,8 @@ class WorkloadIssuer(models.Model):
 
     # Its identity provider's alias in Keycloak (ALIAS_PREFIX + slug).
     ALIAS_PREFIX = "workload-"
+    # The longest token age an administrator may give, in seconds (`max_token_age`).
+    TOKEN_AGES = (60, 86400)
 
     slug = models.SlugField(max_length=40, unique=True)
     name = models.CharField(max_length=100, validators=[printable_validator])
@@ -532,7 +534,8 @@ class WorkloadIssuer(models.Model):
     # on 26.7.3). The kubelet renews a projected token at 80% of its life: one of
     # expirationSeconds 3600 is read up to 2,880 s old, so a Kubernetes issuer needs 3600.
     max_token_age = models.PositiveIntegerField(
-        default=300, validators=[MinValueValidator(60), MaxValueValidator(86400)]
+        default=300,
+        validators=[MinValueValidator(TOKEN_AGES[0]), MaxValueValidator(TOKEN_AGES[1])],
     )
     # Keys bound to it wait for an administrator's approval, who sees the subject: anyone may
     # name any subject of a shared issuer, and a workload holds one live key (first come).

@@ -1008,8 +1008,8 @@ class WorkloadIssuerIn(Schema):
     )
     max_token_age: int = Field(
         300,
-        ge=60,
-        le=86400,
+        ge=WorkloadIssuer.TOKEN_AGES[0],
+        le=WorkloadIssuer.TOKEN_AGES[1],
         description="Keycloak takes a token up to this many seconds after its iat (300; give a "
         "Kubernetes issuer 3600: the kubelet renews a token at 80% of its life).",
     )

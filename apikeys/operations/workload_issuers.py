@@ -60,8 +60,9 @@ def trust_issuer(
     check_url(order.jwks_url, "JWKS URL")
     if not order.name.strip():
         raise IssuerRefused("Give the issuer a name people will recognise.")
-    if not 60 <= order.max_token_age <= 86400:
-        raise IssuerRefused("The longest token age is 60 to 86,400 seconds.")
+    shortest, longest = WorkloadIssuer.TOKEN_AGES
+    if not shortest <= order.max_token_age <= longest:
+        raise IssuerRefused(f"The longest token age is {shortest} to {longest:,} seconds.")
     conn = keycloak.portal_connection()
     if clash := _same_issuer(keycloak.list_identity_providers(conn), order.issuer, ""):
         raise IssuerRefused(

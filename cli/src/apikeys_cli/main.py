@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -1393,11 +1394,11 @@ def _cell(value: Any) -> str:
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return ", ".join(value) or "-"
     text = _printable(value)
-    return (
-        text[:19].replace("T", " ")
-        if len(text) >= 19 and text[4:5] == "-" and "T" in text
-        else text
-    )
+    # A timestamp (2026-12-06T10:15:02.123+00:00) is shown to the second, in UTC as sent.
+    return text[:19].replace("T", " ") if _TIMESTAMP.match(text) else text
+
+
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 
 
 def _printable(value: Any) -> str:
