@@ -28,6 +28,7 @@ from apikeys import crash_points
 from apikeys.crash_points import SimulatedCrash
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
+from apikeys.keycloak.key_clients import DPOP_ATTRIBUTE as DPOP
 from apikeys.models import Api, ApiKey, Permission, RegistrationToken, User
 from apikeys.operations import lifecycle, permissions, registration
 from apikeys.operations.reconcile import ABANDONED, reconcile
@@ -464,6 +465,7 @@ def test_the_registration_is_read_back_with_its_access_token_and_no_secret(
         "response_types": [],
         "token_endpoint_auth_method": "client_secret_basic",
         "scope": f"{INVOICES} {READ}",
+        "dpop_bound_access_tokens": False,
         "key_status": "active",
         "client_secret_expires_at": registered["client_secret_expires_at"],
         "registration_access_token": registered["registration_access_token"],
@@ -994,3 +996,30 @@ def test_a_leaked_registration_token_is_revoked_and_a_leaked_access_token_stops(
     assert register(client, made.secret, {"client_name": "after"}).status_code == 401
     assert manage(client, "GET", body, body["registration_access_token"]).status_code == 401
     assert request_token(body["client_id"], body["client_secret"]).status_code == 200  # the key
+
+
+def test_software_registers_a_key_whose_tokens_are_bound_to_its_dpop_key(
+    client: Client, made: registration.NewRegistrationToken, key_clients: Connection
+) -> None:
+    bad = register(client, made.secret, {"client_name": "edge", "dpop_bound_access_tokens": 1})
+    assert bad.json()["error"] == "invalid_client_metadata"
+
+    bound = {"client_name": "edge", "dpop_bound_access_tokens": True}
+    answer = register(client, made.secret, bound)
+
+    assert answer.status_code == 201, answer.content
+    body = answer.json()
+    assert body["dpop_bound_access_tokens"] is True
+    key = ApiKey.objects.get(client_id=body["client_id"])
+    assert key.requires_dpop
+    assert keycloak.get_client(key_clients, key.keycloak_id)["attributes"][DPOP] == "true"
+    refused = request_token(body["client_id"], body["client_secret"])  # no proof
+    assert refused.json()["error_description"] == "DPoP proof is missing"
+    # RFC 7592: an update that says nothing of it keeps it; one that says false drops it.
+    same = body | {"update": {"client_name": "edge"}}
+    kept = manage(client, "PUT", same, body["registration_access_token"])
+    assert kept.json()["dpop_bound_access_tokens"] is True
+    off = body | {"update": {"client_name": "edge", "dpop_bound_access_tokens": False}}
+    dropped = manage(client, "PUT", off, kept.json()["registration_access_token"])
+    assert dropped.json()["dpop_bound_access_tokens"] is False
+    assert keycloak.get_client(key_clients, key.keycloak_id)["attributes"][DPOP] == "false"

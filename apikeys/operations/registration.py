@@ -72,6 +72,9 @@ class Metadata:
     scope: list[str] | None  # permissions asked for; None: the token's
     public_keys: Sequence[AcceptedKey] = ()
     jwks_uri: str = ""
+    # RFC 9449 §5.2: tokens bound to a DPoP key; None (not said): false for a new key, kept
+    # as it is by an update.
+    dpop: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,7 @@ def _reserve(token: RegistrationToken, metadata: Metadata, access_digest: str) -
         registration_access_digest=access_digest,
         software_metadata=_software(metadata),
         request_id=uuid.uuid4(),
+        requires_dpop=bool(metadata.dpop),
     )
     try:
         key = lifecycle.reserve_key(token.owner, order)
@@ -251,6 +255,8 @@ def update(
             raise RegistrationRefused(
                 "invalid_token", "The registration access token is not valid.", status=401
             )
+        if metadata.dpop is not None and metadata.dpop != key.requires_dpop:
+            key = lifecycle.set_dpop(key, metadata.dpop, actor=key.owner, ip_address=ip_address)
         if wanted is not None:
             permissions.set_key_permissions(
                 key, wanted, justification="", actor=key.owner, ip_address=ip_address
@@ -304,6 +310,7 @@ def client_metadata(key: ApiKey) -> dict[str, Any]:
         "response_types": [],
         "token_endpoint_auth_method": auth,
         "scope": " ".join(key.permission_names),
+        "dpop_bound_access_tokens": key.requires_dpop,  # RFC 9449 §5.2
         # Not RFC 7591's: "pending" while an administrator approves the key (no token yet).
         "key_status": key.status,
     }

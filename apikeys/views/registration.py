@@ -185,6 +185,16 @@ def read_metadata(raw: bytes, *, client_id: str | None = None) -> Metadata:
         scope=_scope(body.get("scope")),
         public_keys=keys,
         jwks_uri=jwks_uri,
+        dpop=_dpop(body.get("dpop_bound_access_tokens")),
+    )
+
+
+def _dpop(value: Any) -> bool | None:
+    """RFC 9449 §5.2's dpop_bound_access_tokens: None if not said."""
+    if value is None or isinstance(value, bool):
+        return value
+    raise RegistrationRefused(
+        "invalid_client_metadata", "dpop_bound_access_tokens must be true or false."
     )
 
 
