@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from requests_oauth2client import DPoPKey, OAuth2Client
 
+from apikeys.credentials import workloads
 from apikeys.keycloak import bootstrap, desired
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
@@ -312,3 +313,11 @@ def test_without_the_operators_opt_in_no_issuer_is_trusted(
         trust(loopback_issuer, admin_user)
     assert not WorkloadIssuer.objects.exists()
     assert desired.WORKLOAD_ISSUERS_ROLE not in desired.service_roles()
+
+
+def test_in_production_an_issuer_is_trusted_over_https_only(settings: Any) -> None:
+    settings.PROFILE = "production"
+
+    with pytest.raises(ValueError, match="must use https"):
+        workloads.check_issuer_url("http://127.0.0.1:8799/", "issuer")
+    assert workloads.check_issuer_url("https://oidc.example.com/id/1", "issuer")

@@ -998,7 +998,8 @@ class WorkloadIssuerIn(Schema):
     name: str = Field(max_length=100, description="A name people will recognise.")
     issuer: str = Field(
         max_length=500,
-        description="The `iss` of its tokens, exactly: an https URL (http only on loopback).",
+        description="The `iss` of its tokens, exactly: an https URL (http only on loopback, "
+        "in dev and test).",
     )
     jwks_url: str = Field(max_length=500, description="The URL of its public keys (JWKS).")
     allows_reuse: bool = Field(

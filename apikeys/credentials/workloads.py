@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from django.conf import settings
+
 # A token's `sub` as platforms write them: system:serviceaccount:billing:invoicer,
 # spiffe://example.org/ns/billing/sa/invoicer, repo:acme/billing:ref:refs/heads/main.
 _SUBJECT = re.compile(r"[\x21-\x7e]{1,255}")
@@ -63,15 +65,16 @@ def check_issuer_slug(slug: str) -> str:
 
 
 def check_issuer_url(url: str, what: str) -> str:
-    """An https URL (http only on a loopback address, for a local issuer), or ValueError
-    saying what is wrong with the issuer's `what` (its "issuer", its "JWKS URL")."""
+    """An https URL (http only on a loopback address in dev and test, for a local issuer),
+    or ValueError saying what is wrong with the issuer's `what` ("issuer", "JWKS URL")."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"The {what} must be an https URL.")
     if parts.username or parts.password or parts.fragment:
         raise ValueError(f"The {what} may not carry a user, a password or a #fragment.")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
-        raise ValueError(f"The {what} must use https (http only on this machine's loopback).")
+    local = settings.PROFILE != "production" and _loopback(parts.hostname)
+    if parts.scheme == "http" and not local:
+        raise ValueError(f"The {what} must use https.")
     return url
 
 
