@@ -28,7 +28,6 @@ from pathlib import Path
 from devstack import postgres, process
 from devstack.keycloak_server import (
     CONF,
-    EXTENSION,
     EXTENSION_JAR,
     Instance,
     build_extension,
@@ -106,13 +105,10 @@ def _built_for(node: Instance) -> str:
 
 
 def _build_digest() -> str:
-    """keycloak.conf and the extension's sources (not its jar: a clone builds the same classes
-    into a jar of other bytes), so a build is kept across clones of the same code."""
+    """keycloak.conf and the extension's jar as it will be copied in: Keycloak started
+    `--optimized` with another jar than it was built with does not come up."""
     digest = hashlib.sha256(CONF.read_bytes())
-    sources = [EXTENSION / "pom.xml", *sorted((EXTENSION / "src").rglob("*"))]
-    for path in sources:
-        if path.is_file():
-            digest.update(str(path.relative_to(EXTENSION)).encode() + b"\0" + path.read_bytes())
+    digest.update(build_extension().read_bytes())
     return digest.hexdigest()
 
 
