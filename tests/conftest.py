@@ -30,7 +30,7 @@ from apikeys.credentials import revocations
 from apikeys.keycloak import bootstrap
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection, Representation
-from apikeys.models import Api, ApiKey, Permission, User
+from apikeys.models import Api, ApiKey, Permission, User, WorkloadIssuer
 from apikeys.operations import permissions
 from tests.accounts import PASSWORD, KeycloakUser
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
@@ -316,3 +316,14 @@ def resource_server(live_server: Any, sample: Api) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def providers_removed(bootstrapped: Connection) -> Iterator[None]:
+    """Deletes the trusted issuers' identity providers from Keycloak after the test (their
+    records go with the test's database), so that no later reconcile or bootstrap finds them."""
+    yield
+    for provider in keycloak.list_identity_providers(bootstrapped):
+        if provider["alias"].startswith(WorkloadIssuer.ALIAS_PREFIX):
+            with contextlib.suppress(keycloak.NotFound):
+                keycloak.delete_identity_provider(bootstrapped, provider["alias"])

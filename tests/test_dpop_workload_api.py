@@ -5,7 +5,7 @@ workload's owner is told, and which trusted issuers may go."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from django.conf import settings
 from apikeys.api.schemas import JWT_BEARER
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
-from apikeys.models import ApiKey, AuditEntry, Membership, Team, User, WorkloadIssuer
+from apikeys.models import ApiKey, AuditEntry, Membership, Team, User
 from tests.accounts import KeycloakUser
 from tests.assertions import token_with_assertion
 from tests.issuer import Issuer
@@ -42,15 +42,6 @@ def terminal(
         return tool
 
     return make
-
-
-@pytest.fixture
-def workload_providers(bootstrapped: Connection) -> Iterator[None]:
-    """Removes the trusted issuers' identity providers a test left in Keycloak."""
-    yield
-    for provider in keycloak.list_identity_providers(bootstrapped):
-        if provider["alias"].startswith(WorkloadIssuer.ALIAS_PREFIX):
-            keycloak.delete_identity_provider(bootstrapped, provider["alias"])
 
 
 def client_of(conn: Connection, client_id: str) -> dict[str, Any]:
@@ -101,7 +92,7 @@ def test_a_dpop_key_gets_tokens_only_with_a_proof_until_its_holder_turns_that_of
     assert (entry.via, entry.actor.username) == ("api", owner.account.id)  # type: ignore[union-attr]
 
 
-@pytest.mark.usefixtures("workload_providers")
+@pytest.mark.usefixtures("providers_removed")
 def test_a_workload_key_made_from_the_terminal_gets_tokens_with_its_platforms_token(
     terminal: Callable[..., Cli], key_clients: Connection, loopback_issuer: Issuer
 ) -> None:

@@ -7,13 +7,11 @@ when a workload's token arrives, and none does here (tests/test_workload_identit
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from html import unescape
 from typing import Any
 
@@ -129,17 +127,6 @@ def issuer_url() -> str:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
     return f"http://127.0.0.1:{port}/"
-
-
-@pytest.fixture
-def providers_removed(bootstrapped: Connection) -> Iterator[None]:
-    """Deletes the workload providers the test made in Keycloak (records go with its
-    database), so that no later reconcile or bootstrap finds them."""
-    yield
-    for provider in keycloak.list_identity_providers(bootstrapped):
-        if provider["alias"].startswith(WorkloadIssuer.ALIAS_PREFIX):
-            with contextlib.suppress(keycloak.NotFound):
-                keycloak.delete_identity_provider(bootstrapped, provider["alias"])
 
 
 @pytest.mark.usefixtures("providers_removed")

@@ -8,9 +8,7 @@ the records in agreement: distrust, bootstrap, reconcile, recovery, DPoP changed
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -43,17 +41,6 @@ NO_PROOF = "DPoP proof is missing"
 TOO_OLD = "Token was issued too far in the past to be used now"
 
 pytestmark = pytest.mark.usefixtures("key_clients", "providers_removed")
-
-
-@pytest.fixture
-def providers_removed(bootstrapped: Connection) -> Iterator[None]:
-    """Deletes the portal's workload providers from Keycloak after the test (their records
-    go with the test's database), so that no later reconcile finds them."""
-    yield
-    for provider in keycloak.list_identity_providers(bootstrapped):
-        if provider["alias"].startswith(WorkloadIssuer.ALIAS_PREFIX):
-            with contextlib.suppress(keycloak.NotFound):
-                keycloak.delete_identity_provider(bootstrapped, provider["alias"])
 
 
 def trust(
