@@ -10,13 +10,14 @@ per change it made.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterable
 
 from django.conf import settings
 
 from apikeys.keycloak import client as keycloak
-from apikeys.keycloak import convergence, desired
+from apikeys.keycloak import convergence, desired, signin_flow
 from apikeys.keycloak.client import Connection, Representation
 from apikeys.models import Api, ApiKey, Permission, WorkloadIssuer
 
@@ -33,6 +34,7 @@ def run(
     no database yet); `tell` hears what a long step waits for."""
     changes = ensure_realm(conn, tell=tell)
     changes += ensure_realm_role(conn, desired.admin_role())
+    changes += signin_flow.ensure_signin(conn)  # the levels the clients' `acr` values name
     changes += ensure_client(conn, desired.login_client())
     changes += ensure_client_realm_scope(
         conn, settings.OIDC_RP_CLIENT_ID, {settings.OIDC_ADMIN_ROLE}
@@ -99,13 +101,25 @@ def ensure_realm(conn: Connection, *, tell: Callable[[str], None] = lambda line:
     wanted["smtpServer"] = {**(current.get("smtpServer") or {}), **wanted["smtpServer"]}
     events = set(current.get("enabledEventTypes") or []) | set(wanted["enabledEventTypes"])
     wanted["enabledEventTypes"] = sorted(events)
-    wanted["attributes"] = {**(current.get("attributes") or {}), **wanted["attributes"]}
+    attributes = current.get("attributes") or {}
+    wanted["attributes"] = {**attributes, **wanted["attributes"]}
+    if operators := _levels(attributes.get("acr.loa.map")):  # their own names for levels stay
+        wanted["attributes"]["acr.loa.map"] = json.dumps(operators | desired.ACR_LEVELS)
     compared = {**wanted, "smtpServer": {**wanted["smtpServer"]}}
     compared["smtpServer"].pop("password", None)
     if convergence.differs(current, compared):
         keycloak.update_realm(conn, wanted)
         return [f"updated realm {conn.realm}"]
     return []
+
+
+def _levels(text: str | None) -> dict[str, int]:
+    """An `acr.loa.map` as Keycloak keeps it (a JSON object); {} if absent or unreadable."""
+    try:
+        found = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _create_realm(conn: Connection, wanted: Representation, tell: Callable[[str], None]) -> None:

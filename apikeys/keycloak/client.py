@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import requests
 import urllib3
@@ -508,6 +509,12 @@ def get_account(conn: Connection, user_id: str) -> Account | None:
     )
 
 
+def credential_types(conn: Connection, user_id: str) -> set[str]:
+    """GET /admin/realms/{realm}/users/{id}/credentials (view-users): the kinds of credential
+    the person has (`password`, `otp`, `webauthn`...); never their secrets' values."""
+    return {str(c.get("type")) for c in _request(conn, "GET", f"/users/{user_id}/credentials")}
+
+
 def realm_roles_of(conn: Connection, user_id: str) -> set[str]:
     """GET /admin/realms/{realm}/users/{id}/role-mappings/realm/composite (view-users): the
     realm roles the user holds, directly, through groups or composite roles."""
@@ -654,3 +661,93 @@ def list_provider_mappers(conn: Connection, alias: str) -> list[Representation]:
 def delete_provider_mapper(conn: Connection, alias: str, mapper_id: str) -> None:
     """DELETE /admin/realms/{realm}/identity-provider/instances/{alias}/mappers/{id}."""
     _request(conn, "DELETE", f"/identity-provider/instances/{alias}/mappers/{mapper_id}")
+
+
+# Authentication flows (bootstrap's admin identity only: the run-time one cannot)
+
+
+def _flow_path(alias: str) -> str:
+    return f"/authentication/flows/{quote(alias, safe='')}"
+
+
+def top_level_flows(conn: Connection) -> list[Representation]:
+    """GET /admin/realms/{realm}/authentication/flows: the top-level flows only."""
+    return _request(conn, "GET", "/authentication/flows")  # type: ignore[no-any-return]
+
+
+def copy_flow(conn: Connection, alias: str, new_alias: str) -> None:
+    """POST …/authentication/flows/{alias}/copy: sub-flows are copied as "{new_alias} …"."""
+    _request(conn, "POST", f"{_flow_path(alias)}/copy", {"newName": new_alias})
+
+
+def flow_steps(conn: Connection, alias: str) -> list[Representation]:
+    """GET …/authentication/flows/{alias}/executions: every execution and sub-flow below the
+    flow, depth first, `level` 0 for its direct children (a sub-flow's alias in `displayName`)."""
+    return _request(conn, "GET", f"{_flow_path(alias)}/executions")  # type: ignore[no-any-return]
+
+
+def add_subflow(conn: Connection, parent: str, alias: str, description: str) -> None:
+    """POST …/authentication/flows/{parent}/executions/flow (a basic flow, added disabled)."""
+    body = {"alias": alias, "type": "basic-flow", "provider": "registration-page-form"}
+    _request(
+        conn, "POST", f"{_flow_path(parent)}/executions/flow", body | {"description": description}
+    )
+
+
+def add_execution(conn: Connection, parent: str, provider: str) -> None:
+    """POST …/authentication/flows/{parent}/executions/execution (most are added disabled)."""
+    _request(conn, "POST", f"{_flow_path(parent)}/executions/execution", {"provider": provider})
+
+
+def set_requirement(conn: Connection, parent: str, step: Representation, requirement: str) -> None:
+    """PUT …/authentication/flows/{parent}/executions: REQUIRED, ALTERNATIVE, CONDITIONAL...
+    Its priority is sent back as it is (one left out is set to 0, Keycloak 25+)."""
+    body = {"id": step["id"], "requirement": requirement}
+    _request(conn, "PUT", f"{_flow_path(parent)}/executions", body | _priority(step))
+
+
+def _priority(step: Representation) -> dict[str, Any]:
+    return {"priority": step["priority"]} if "priority" in step else {}
+
+
+def set_priority(conn: Connection, parent: str, step: Representation, priority: int) -> None:
+    """PUT …/authentication/flows/{parent}/executions with the step's `priority` (Keycloak
+    25+ orders a flow's steps by it; its requirement is sent back as it is)."""
+    body = {"id": step["id"], "requirement": step["requirement"], "priority": priority}
+    _request(conn, "PUT", f"{_flow_path(parent)}/executions", body)
+
+
+def delete_execution(conn: Connection, step_id: str) -> None:
+    """DELETE …/authentication/executions/{id} (a sub-flow's execution takes the sub-flow)."""
+    _request(conn, "DELETE", f"/authentication/executions/{step_id}")
+
+
+def get_step_config(conn: Connection, config_id: str) -> Representation:
+    """GET …/authentication/config/{id}: `alias` and `config`."""
+    return _request(conn, "GET", f"/authentication/config/{config_id}")  # type: ignore[no-any-return]
+
+
+def add_step_config(conn: Connection, step_id: str, rep: Representation) -> None:
+    """POST …/authentication/executions/{id}/config."""
+    _request(conn, "POST", f"/authentication/executions/{step_id}/config", rep)
+
+
+def update_step_config(conn: Connection, config_id: str, rep: Representation) -> None:
+    """PUT …/authentication/config/{id}."""
+    _request(conn, "PUT", f"/authentication/config/{config_id}", rep)
+
+
+def required_actions(conn: Connection) -> list[Representation]:
+    """GET …/authentication/required-actions."""
+    return _request(conn, "GET", "/authentication/required-actions")  # type: ignore[no-any-return]
+
+
+def register_required_action(conn: Connection, alias: str) -> None:
+    """POST …/authentication/register-required-action."""
+    body = {"providerId": alias, "name": alias}
+    _request(conn, "POST", "/authentication/register-required-action", body)
+
+
+def update_required_action(conn: Connection, alias: str, rep: Representation) -> None:
+    """PUT …/authentication/required-actions/{alias}."""
+    _request(conn, "PUT", f"/authentication/required-actions/{quote(alias, safe='')}", rep)

@@ -49,7 +49,8 @@ ASSERTION_MAX_AGE_SECONDS = 60
 # The least realm-management roles the portal's run-time identity needs: create, update and
 # delete key clients and client scopes (manage-clients), read CLIENT_LOGIN events (view-events),
 # read one account by id (view-users): after a restore, whether the owner a key's client
-# names is a real, enabled person (apikeys/operations/recovery.py). No user is ever changed.
+# names is a real, enabled person (apikeys/operations/recovery.py), and which kinds of
+# credential a person has (a second factor or not). No user is ever changed.
 SERVICE_ROLES = frozenset({"manage-clients", "view-events", "view-users"})
 # With KEYCLOAK_WORKLOAD_ISSUERS, also the identity providers that stand for trusted workload
 # issuers, which an administrator adds and removes in the portal.
@@ -127,7 +128,11 @@ def realm() -> Representation:
         "adminEventsEnabled": True,
         "adminEventsDetailsEnabled": True,
         # Admin events record each key client made and deleted: kept as long as user events.
-        "attributes": {"adminEventsExpiration": str(EVENTS_EXPIRATION_SECONDS)},
+        "attributes": {
+            "adminEventsExpiration": str(EVENTS_EXPIRATION_SECONDS),
+            # The levels a sign-in can reach, named in `acr` (docs/security.md).
+            "acr.loa.map": json.dumps(ACR_LEVELS),
+        },
     }
 
 
@@ -146,6 +151,123 @@ def smtp_server() -> dict[str, str]:
         server |= {"auth": "true", "user": settings.KEYCLOAK_SMTP_USER}
         server["password"] = settings.KEYCLOAK_SMTP_PASSWORD
     return server
+
+
+# Levels of authentication (Keycloak's ACR to LoA mapping): the names go into tokens' `acr`.
+PASSWORD_LEVEL = "password"  # noqa: S105 - a level's name
+SECOND_FACTOR_LEVEL = "second-factor"
+ACR_LEVELS = {PASSWORD_LEVEL: 1, SECOND_FACTOR_LEVEL: 2}
+# The kinds of Keycloak credential that count as a second factor.
+SECOND_FACTORS = ("otp", "webauthn")
+# Required actions that enrol a second factor: registered and enabled in the realm.
+ENROLMENT_ACTIONS = ("CONFIGURE_TOTP", "webauthn-register")
+
+# The sign-in flow (apikeys/keycloak/signin_flow.py): a copy of Keycloak's `browser` flow,
+# bound as the realm's browser flow, whose forms are rebuilt as levels.
+SIGNIN_FLOW = "portal browser"
+SIGNIN_FORMS = f"{SIGNIN_FLOW} forms"  # the name Keycloak's copy gives the forms sub-flow
+# How long a level lasts in Keycloak's session: the realm's SSO session maximum by default.
+LEVEL_MAX_AGE_SECONDS = 36000
+
+
+def signin_flow() -> list[Representation]:
+    """The sub-flows of the sign-in flow's forms, in order, each with its executions.
+
+    Level 1 is the password. Level 2 is a one-time password or a passkey, asked only of
+    people who have one (others asked for level 2 stay at level 1, "level 2 not available").
+    Administrators (the portal-admin role) use a second factor at every sign-in, whatever
+    level was asked for, and enrol TOTP at sign-in if they have none.
+    """
+    return [
+        _flow(
+            LEVEL_1,
+            "Level 1: username and password",
+            [
+                _level_condition(1),
+                _step("auth-username-password-form"),
+            ],
+        ),
+        _flow(
+            LEVEL_2,
+            "Level 2: a second factor, for people who have one",
+            [
+                _level_condition(2),
+                _step("conditional-user-configured"),
+                *_factor(),
+            ],
+        ),
+        _administrators_flow(),
+        # Level 2 asked of someone without a second factor on an existing session: both
+        # levels skipped would fail the sign-in ("Invalid username or password").
+        _flow(
+            "portal level 2 not available",
+            "No second factor to step up with: level 1",
+            [
+                _not_run(LEVEL_1, "portal level 1 not run"),
+                _not_run(LEVEL_2, "portal level 2 not run"),
+                _step("allow-access-authenticator"),
+            ],
+        ),
+    ]
+
+
+LEVEL_1, LEVEL_2 = "portal password (level 1)", "portal second factor (level 2)"
+ADMIN_USES = "portal administrator uses a second factor"
+
+
+def _administrators_flow() -> Representation:
+    """A second factor at every sign-in of a portal-admin, unless level 2 used one already
+    (one code, never two); TOTP enrolment there and then for one who has none."""
+    role = {"condUserRole": settings.OIDC_ADMIN_ROLE, "negate": "false"}
+    unused = {"credentials": "##".join(SECOND_FACTORS), "included": "false"}
+    return _flow(
+        "portal administrators' second factor",
+        "portal-admin must use a second factor",
+        [
+            _step("conditional-user-role", config=("portal administrators", role)),
+            _step("conditional-credential", config=("no second factor used yet", unused)),
+            _flow(
+                ADMIN_USES,
+                "An administrator's one-time password or passkey",
+                [
+                    _step("conditional-user-configured"),
+                    *_factor(),
+                ],
+            ),
+            _flow(
+                "portal administrator enrols a second factor",
+                "One without: TOTP now",
+                [
+                    _not_run(ADMIN_USES, "administrator has no second factor"),
+                    _step("auth-otp-form"),  # unconfigured and required: CONFIGURE_TOTP
+                ],
+            ),
+        ],
+    )
+
+
+def _factor() -> list[Representation]:
+    return [_step("auth-otp-form", "ALTERNATIVE"), _step("webauthn-authenticator", "ALTERNATIVE")]
+
+
+def _flow(alias: str, description: str, steps: list[Representation]) -> Representation:
+    return {"flow": alias, "description": description, "requirement": "CONDITIONAL", "steps": steps}
+
+
+def _step(
+    provider: str, requirement: str = "REQUIRED", config: tuple[str, dict[str, str]] | None = None
+) -> Representation:
+    return {"provider": provider, "requirement": requirement, "config": config}
+
+
+def _level_condition(level: int) -> Representation:
+    wanted = {"loa-condition-level": str(level), "loa-max-age": str(LEVEL_MAX_AGE_SECONDS)}
+    return _step("conditional-level-of-authentication", config=(f"portal level {level}", wanted))
+
+
+def _not_run(flow: str, alias: str) -> Representation:
+    wanted = {"flow_to_check": flow, "check_result": "not-executed"}
+    return _step("conditional-sub-flow-executed", config=(alias, wanted))
 
 
 def admin_role() -> Representation:
@@ -170,8 +292,12 @@ def login_client() -> Representation:
             **EXTRA_GRANTS_OFF,
             "pkce.code.challenge.method": "S256",
             "post.logout.redirect.uris": f"{portal}/",
+            # Every sign-in asks for the second factor of people who have one, and a request
+            # asking for less (acr_values=password) is raised to it.
+            "default.acr.values": SECOND_FACTOR_LEVEL,
+            "minimum.acr.value": SECOND_FACTOR_LEVEL,
         },
-        "defaultClientScopes": ["basic", "profile", "email"],
+        "defaultClientScopes": ["basic", "profile", "email", "acr"],
         "optionalClientScopes": [],
         # With fullScopeAllowed off, only roles in the client's scope (portal-admin) reach
         # this claim, whatever other roles the user holds.
@@ -219,8 +345,11 @@ def cli_client() -> Representation:
             "oauth2.device.authorization.grant.enabled": "true",
             "pkce.code.challenge.method": "S256",
             "post.logout.redirect.uris": "-",
+            # (The device grant ignores both: the API refuses its writes, apikeys/api/auth.py.)
+            "default.acr.values": SECOND_FACTOR_LEVEL,
+            "minimum.acr.value": SECOND_FACTOR_LEVEL,
         },
-        "defaultClientScopes": ["basic", "profile", "email", PORTAL_API_SCOPE],
+        "defaultClientScopes": ["basic", "profile", "email", "acr", PORTAL_API_SCOPE],
         "optionalClientScopes": [],
         "protocolMappers": [portal_roles_mapper(access_token=True)],
     }
