@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db.models import F, Q, QuerySet
 from django.http import Http404
 
+from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import (
     ApiKey,
     Membership,
@@ -32,6 +34,7 @@ from apikeys.models import (
     User,
     WebhookEndpoint,
 )
+from apikeys.operations.identity import has_second_factor
 
 # What each kind of act needs of a team member.
 SEE = TeamRole.VIEWER
@@ -158,4 +161,23 @@ def _require(person: User, team: Team, to: TeamRole, *, missing: str) -> None:
         raise NotAllowed(
             f"You are a {role.label.lower()} in the team {team.name}: you may not "
             f"{_NEEDS[to]}. Ask one of its owners."
+        )
+    if to != SEE and team.requires_second_factor:
+        _require_second_factor(person, team)
+
+
+def _require_second_factor(person: User, team: Team) -> None:
+    """A team that requires a second factor: its members read, but act only with one."""
+    try:
+        has = has_second_factor(person)
+    except KeycloakFailure:
+        raise NotAllowed(
+            f"The team {team.name} requires a second factor, and Keycloak cannot say now "
+            "whether you have one. Try again in a minute."
+        ) from None
+    if not has:
+        raise NotAllowed(
+            f"The team {team.name} requires its members to have a second factor before they "
+            "change anything. Add a one-time password or a passkey under Signing in in your "
+            f"Keycloak account ({settings.KEYCLOAK_ACCOUNT_URL}), then try again."
         )

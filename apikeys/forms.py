@@ -989,6 +989,17 @@ class TeamForm(forms.Form):
     )
 
 
+class SecondFactorRuleForm(forms.Form):
+    requires_second_factor = forms.BooleanField(
+        required=False,
+        label="Require a second factor of every member",
+        help_text="Members without a one-time password or a passkey in their Keycloak account "
+        "can still see the team's keys and activity, but change nothing (keys, webhooks, "
+        "registration tokens, the team) until they add one. You need one yourself to turn "
+        "this on.",
+    )
+
+
 class InviteForm(forms.Form):
     email = forms.EmailField(help_text="They accept signed in with this address (verified).")
     role = forms.ChoiceField(

@@ -245,6 +245,9 @@ class Team(models.Model):
     # Set when the team lost its last owner (their account deleted in Keycloak, or a team
     # rebuilt after a restore): administrators are asked to appoint one.
     ownerless_since = models.DateTimeField(null=True, blank=True)
+    # Members change nothing (keys, webhooks, tokens, the team) without a second factor in
+    # Keycloak (apikeys/access.py); they can still read.
+    requires_second_factor = models.BooleanField(default=False)
 
     class Meta:
         ordering = ("name", "id")
@@ -1021,6 +1024,7 @@ class AuditEntry(models.Model):
         DPOP_CHANGED = "dpop", "Proof of possession changed"
         ISSUER_ADDED = "issuer_added", "Workload issuer trusted"
         ISSUER_REMOVED = "issuer_removed", "Workload issuer no longer trusted"
+        STEPPED_UP = "stepped_up", "Stepped up (signed in again)"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # None when the portal acted by itself (expiry from cron, reconcile).

@@ -9,6 +9,7 @@ from ninja.openapi.docs import Swagger
 
 from apikeys.api import api
 from apikeys.views import (
+    account,
     feeds,
     health,
     keycloak_events,
@@ -21,6 +22,7 @@ from apikeys.views import (
     registration,
     registration_tokens,
     sample_api,
+    step_up,
     teams,
     webhooks,
 )
@@ -49,6 +51,7 @@ def api_docs(request: HttpRequest) -> HttpResponse:
 urlpatterns = [
     path("", public.landing, name="landing"),
     path("keys/", keys.home, name="home"),
+    path("account/", account.account_page, name="account"),
     path("keys/new/", keys.new_key, name="new_key"),
     path("keys/activity/", keys.activity, name="activity"),
     path("keys/<uuid:key_id>/", keys.key_detail, name="key_detail"),
@@ -78,10 +81,16 @@ urlpatterns = [
         name="withdraw_permission_request",
     ),
     path("keys/check/", leaks.check_secret, name="check_secret"),
+    path("step-up/continue/", step_up.continue_after_step_up, name="step_up_continue"),
     path("teams/", teams.team_list, name="teams"),
     path("teams/<uuid:team_id>/", teams.team_page, name="team"),
     path("teams/<uuid:team_id>/activity/", teams.team_activity, name="team_activity"),
     path("teams/<uuid:team_id>/rename/", teams.rename, name="team_rename"),
+    path(
+        "teams/<uuid:team_id>/second-factor/",
+        teams.set_second_factor_rule,
+        name="team_second_factor",
+    ),
     path("teams/<uuid:team_id>/invite/", teams.invite, name="team_invite"),
     path(
         "teams/<uuid:team_id>/invitations/<uuid:invitation_id>/revoke/",

@@ -105,6 +105,7 @@ MIDDLEWARE = [
     "apikeys.views.signin.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "apikeys.views.outcomes.RefusalMiddleware",
+    "apikeys.views.step_up.StepUpMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -416,8 +417,14 @@ OIDC_OP_JWKS_ENDPOINT = f"{_realm_back}/certs"
 OIDC_OP_LOGOUT_URL_METHOD = "apikeys.views.signin.keycloak_logout_url"
 OIDC_TIMEOUT = KEYCLOAK_TIMEOUT
 OIDC_ADMIN_ROLE = "portal-admin"
+# Keycloak's account console, where people add a one-time password or a passkey.
+KEYCLOAK_ACCOUNT_URL = f"{KEYCLOAK_PUBLIC_URL}/realms/{KEYCLOAK_REALM}/account/"
 # How often a signed-in session is confirmed with Keycloak (apikeys/views/signin.py).
 KEYCLOAK_SESSION_CHECK_SECONDS = int(env("KEYCLOAK_SESSION_CHECK_SECONDS", "60"))
+# How recent a second factor a sensitive act needs, of people who have one (apikeys/assurance.py).
+STEP_UP_WINDOW_SECONDS = int(env("STEP_UP_WINDOW_SECONDS", "600"))
+if not 60 <= STEP_UP_WINDOW_SECONDS <= 86400:
+    raise ImproperlyConfigured("STEP_UP_WINDOW_SECONDS must be between 60 and 86400 seconds.")
 OIDC_ROLES_CLAIM = "portal_roles"
 LOGIN_URL = "oidc_authentication_init"
 LOGIN_REDIRECT_URL = "home"

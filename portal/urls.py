@@ -9,6 +9,7 @@ from mozilla_django_oidc.views import (
 )
 
 from apikeys.views.signin import RegistrationRequestView
+from apikeys.views.step_up import StepUpRequestView
 
 # Everything requires sign-in (LoginRequiredMiddleware) except the views that perform it.
 oidc_patterns = [
@@ -23,6 +24,7 @@ oidc_patterns = [
         name="oidc_authentication_init",
     ),
     path("register/", login_not_required(RegistrationRequestView.as_view()), name="register"),
+    path("step-up/", StepUpRequestView.as_view(), name="oidc_step_up"),  # signed in already
     path("logout/", login_not_required(OIDCLogoutView.as_view()), name="oidc_logout"),
 ]
 

@@ -7,6 +7,7 @@ import re
 from django.conf import settings
 from playwright.sync_api import Page
 
+from tests import second_factor
 from tests.accounts import PASSWORD
 from tests.mail import plain_text, wait_for_message
 
@@ -24,12 +25,33 @@ CHROMIUM_ARGS = [
 ]
 
 
-def sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
-    page.goto("/keys/")
+def sign_in(page: Page, email: str, password: str = PASSWORD, *, url: str = "/keys/") -> None:
+    """Sign in at Keycloak's pages from `url`: the password, then the enrolment of an
+    authenticator app or a one-time password when Keycloak asks (administrators)."""
+    page.goto(url)
     page.fill("#username", email)
     page.fill("#password", password)
     page.click("#kc-login")
-    page.wait_for_url("**/keys/")
+    answer_second_factor(page, email)
+    page.wait_for_url(f"**{url}")
+
+
+def answer_second_factor(page: Page, email: str) -> None:
+    """Enrol TOTP (reading the key Keycloak shows) or type a code, if Keycloak asks for it."""
+    page.wait_for_load_state()
+    portal = settings.PORTAL_URL
+    while not page.url.startswith(portal):
+        if page.locator("#totpSecret").count():  # "Mobile Authenticator Setup"
+            second_factor.remember_raw(email, page.locator("#totpSecret").input_value())
+            page.fill("#totp", second_factor.code(email))
+            page.fill("#userLabel", "phone")
+            page.click("#saveTOTPBtn")
+        elif page.locator("#otp").count():
+            page.fill("#otp", second_factor.code(email))
+            page.click("#kc-login")
+        else:
+            return
+        page.wait_for_load_state()
 
 
 def sign_out(page: Page) -> None:

@@ -24,8 +24,8 @@ from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, ExpiryReminder, User
 from apikeys.operations import job_runs, jobs, lifecycle
-from tests.accounts import KeycloakUser
-from tests.browser import sign_in
+from tests.accounts import KeycloakUser, force_login_with_second_factor
+from tests.browser import answer_second_factor, sign_in
 from tests.factories import issue, unique_user
 from tests.mail import messages_to, plain_text, wait_for_message
 from tests.tokens import request_token
@@ -40,7 +40,7 @@ def admin(db: None) -> User:
 
 @pytest.fixture
 def admin_client(client: Client, admin: User) -> Client:
-    client.force_login(admin)
+    force_login_with_second_factor(client, admin)
     return client
 
 
@@ -446,9 +446,11 @@ def test_every_admin_button_works_in_the_browser(
 ) -> None:
     revealed = request_key(customer, guarded, "clicked through")
     key = revealed.key
-    sign_in(page, make_keycloak_user(roles=("portal-admin",)).email)
+    admin = make_keycloak_user(roles=("portal-admin",))
+    sign_in(page, admin.email)  # Keycloak makes them set up an authenticator app
 
     page.get_by_role("link", name="Admin").click()
+    answer_second_factor(page, admin.email)  # and the admin area, use it
     page.locator(f"[data-client-id='{key.client_id}']").get_by_role(
         "button", name="Approve"
     ).click()

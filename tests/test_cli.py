@@ -83,9 +83,10 @@ class Cli:
     def credentials(self) -> Path:
         return self.home / "apikeys" / "credentials.json"
 
-    def signed_in_as(self, account: KeycloakUser, portal: str) -> None:
-        """Keep a token set as `apikeys login` would (got through Keycloak's real page)."""
-        tokens = cli_tokens(account.email, account.password)
+    def signed_in_as(self, account: KeycloakUser, portal: str, *, step_up: bool = True) -> None:
+        """Keep a token set as `apikeys login` would (got through Keycloak's real page;
+        `step_up=False`: the level-1 sign-in of someone who has a second factor)."""
+        tokens = cli_tokens(account.email, account.password, step_up=step_up)
         oidc = f"{settings.KEYCLOAK_URL}/realms/{settings.KEYCLOAK_REALM}/protocol/openid-connect"
         self.credentials.parent.mkdir(parents=True, exist_ok=True)
         self.credentials.write_text(

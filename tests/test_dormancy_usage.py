@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apikeys.models import Api, ApiKey, AuditEntry, KeyUsage, UnusedNotice, User, WebhookMessage
 from apikeys.operations import dormancy, lifecycle
-from tests.accounts import KeycloakUser
+from tests.accounts import KeycloakUser, force_login_with_second_factor
 from tests.factories import issue, works
 from tests.test_api import Caller, create
 
@@ -34,7 +34,7 @@ def test_the_owner_and_admins_see_the_days_usage_and_a_warning_on_wrong_secrets(
         (owner, reverse("key_detail", args=[key.pk])),
         (admin_user, reverse("manage_key", args=[key.pk])),
     ):
-        client.force_login(viewer)
+        force_login_with_second_factor(client, viewer)
         html = client.get(page).content.decode()
         assert "12 failed attempts with a wrong secret since yesterday" in html
         assert "someone may be using an old or leaked secret" in html
@@ -178,7 +178,7 @@ def test_an_api_may_warn_sooner_and_never_suspend(owner: User, sample: Api) -> N
 def test_the_api_form_refuses_a_suspension_before_the_warning(
     client: Client, admin_user: User, sample: Api
 ) -> None:
-    client.force_login(admin_user)
+    force_login_with_second_factor(client, admin_user)
     url = reverse("manage_api_edit", args=[sample.slug])
     form = client.get(url).context["form"]
     data = {name: value for name, value in form.initial.items() if value is not None}

@@ -27,6 +27,7 @@ from apikeys.keycloak.client import Connection
 from apikeys.keycloak.key_clients import DPOP_ATTRIBUTE
 from apikeys.models import Api, ApiKey, Membership, TeamRole, User, WorkloadIssuer
 from apikeys.operations import lifecycle, teams
+from tests.accounts import force_login_with_second_factor
 from tests.factories import submit_key_form, unique_user
 from tests.tokens import request_token
 
@@ -37,7 +38,7 @@ SUBJECT = "system:serviceaccount:billing:invoicer"
 
 def signed_in(person: User) -> Client:
     client = Client()
-    client.force_login(person)
+    force_login_with_second_factor(client, person)  # administrators need it; others may
     return client
 
 

@@ -26,7 +26,7 @@ from apikeys.keycloak.client import Connection, KeycloakUnavailable
 from apikeys.models import Api, ApiKey, AuditEntry, JobState, User, WrongState
 from apikeys.operations import lifecycle
 from apikeys.operations.reconcile import reconcile
-from tests.accounts import KeycloakUser
+from tests.accounts import KeycloakUser, force_login_with_second_factor
 from tests.factories import issue, portal_user, works
 from tests.tokens import request_token
 
@@ -226,7 +226,7 @@ def test_an_owner_sees_an_administrator_not_their_address(
         assert "203.0.113.9" not in text
         assert "HYPERLINK" not in text
     admin = Client()
-    admin.force_login(admin_user)
+    force_login_with_second_factor(admin, admin_user)
     audit = admin.get(reverse("manage_audit"), {"format": "csv"}).getvalue().decode()
     rows = list(csv.reader(io.StringIO(audit)))
     assert any(row[1].startswith("'=HYPERLINK") and row[5] == "203.0.113.9" for row in rows)
@@ -252,7 +252,7 @@ def test_reinstate_refuses_a_note_it_cannot_keep(
     client: Client, owner: User, admin_user: User, sample: Api
 ) -> None:
     key = lifecycle.suspend_key(issue(owner, sample).key, actor=admin_user, reason="x")
-    client.force_login(admin_user)
+    force_login_with_second_factor(client, admin_user)
 
     response = client.post(
         reverse("manage_reinstate", args=[key.pk]), {"reason": "y" * 1001}, follow=True
@@ -330,7 +330,7 @@ def test_a_new_api_does_not_take_over_a_scope_the_portal_did_not_make(
     foreign_id = keycloak.create_client_scope(
         key_clients, {"name": "api-ledger", "protocol": "openid-connect"}
     )
-    client.force_login(admin_user)
+    force_login_with_second_factor(client, admin_user)
     try:
         response = client.post(
             reverse("manage_api_new"),

@@ -26,7 +26,7 @@ from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, KeyUsage, User
 from apikeys.operations import lifecycle
 from apikeys.operations.accounts import OWNER_DISABLED
-from tests.accounts import KeycloakUser
+from tests.accounts import KeycloakUser, force_login_with_second_factor
 from tests.conftest import TARGET, eventually
 from tests.factories import issue, portal_user, record_key, works
 from tests.tokens import request_token
@@ -133,7 +133,7 @@ def test_the_admin_role_removed_in_keycloak_closes_the_admin_pages_within_second
 ) -> None:
     account = make_keycloak_user(roles=(settings.OIDC_ADMIN_ROLE,))
     admin_user = portal_user(account, is_staff=True)
-    client.force_login(admin_user)
+    force_login_with_second_factor(client, admin_user)
     assert client.get("/manage/keys/").status_code == 200
 
     role = pushing.admin.get_realm_role(settings.OIDC_ADMIN_ROLE)

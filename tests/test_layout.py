@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = [
     {"urls"},
     {"views", "api", "management", "templatetags", "apps"},
-    {"forms", "access", "limits"},
+    {"forms", "access", "assurance", "limits"},
     {"operations"},
     {"keycloak", "credentials"},
     {"models", "migrations", "http", "client_address", "observability", "crash_points"},

@@ -23,6 +23,7 @@ from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, AuditEntry, LeakReport, SecretFingerprint, User
 from apikeys.operations import leaks, lifecycle
+from tests.accounts import force_login_with_second_factor
 from tests.factories import issue, secret_works
 from tests.mail import plain_text, wait_for_message
 
@@ -149,7 +150,7 @@ def test_the_admin_setting_revokes_instead(
     reporter: Reporter, customer: User, sample: Api, client: Client, admin_user: User
 ) -> None:
     admin = Client()
-    admin.force_login(admin_user)
+    force_login_with_second_factor(admin, admin_user)
     saved = admin.post(reverse("manage_leaks"), {"action": "revoke"}, follow=True)
     assert "will be revoked" in saved.content.decode()
     assert AuditEntry.objects.filter(action=AuditEntry.Action.SETTING_CHANGED).exists()

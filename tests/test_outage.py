@@ -20,6 +20,7 @@ from django.urls import reverse
 from apikeys.models import Api, ApiKey, User
 from apikeys.operations.reconcile import reconcile
 from devstack import keycloak_server as devstack_keycloak
+from tests.accounts import force_login_with_second_factor
 from tests.factories import issue
 from tests.tokens import request_token
 
@@ -84,7 +85,7 @@ def test_with_keycloak_stopped_reads_work_actions_fail_fast_and_all_recovers(
     assert ApiKey.objects.get().status == ApiKey.Status.REVOKING
     assert client.get(reverse("whoami"), headers=whoami).status_code == 401
     admin = Client()
-    admin.force_login(admin_user)
+    force_login_with_second_factor(admin, admin_user)
     assert admin.get(reverse("manage_keys")).status_code == 200
     assert admin.get(reverse("manage_audit")).status_code == 200
 

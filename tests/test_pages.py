@@ -9,6 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from apikeys.models import User
+from tests.accounts import force_login_with_second_factor
 
 pytestmark = [pytest.mark.embedded, pytest.mark.django_db]
 
@@ -109,7 +110,7 @@ def test_the_audit_address_trusts_only_the_configured_proxies(
 def test_no_template_syntax_shows_on_a_page(client: Client, admin_user: User, path: str) -> None:
     """A `{# #}` comment spans one line only: one that spans two prints on the page."""
     if path != "/":
-        client.force_login(admin_user)
+        force_login_with_second_factor(client, admin_user)
 
     response = client.get(path)
 

@@ -28,6 +28,7 @@ from apikeys.models import (
 )
 from apikeys.operations import lifecycle, permissions, webhooks
 from apikeys.operations.reconcile import reconcile
+from tests.accounts import force_login_with_second_factor
 from tests.factories import issue, submit_key_form
 from tests.test_restore import take_backup
 from tests.tokens import claims, request_token
@@ -331,7 +332,7 @@ def test_an_admin_decides_requests_from_the_queue(
         made.key, [READ, WRITE], justification="Orders from the shop", actor=owner
     ).requested
     assert asked is not None
-    client.force_login(admin_user)
+    force_login_with_second_factor(client, admin_user)
     queue = client.get(reverse("manage_approvals")).content.decode()
     assert "Orders from the shop" in queue
     assert "asks for orders:write" in queue
@@ -348,7 +349,7 @@ def test_an_admin_decides_requests_from_the_queue(
 def test_an_admin_adds_a_permission_on_the_api_page(
     client: Client, sample: Api, admin_user: User, key_clients: Connection
 ) -> None:
-    client.force_login(admin_user)
+    force_login_with_second_factor(client, admin_user)
     url = reverse("manage_permission_add", args=[sample.slug])
 
     bad = client.post(url, {"name": "Refunds", "description": "Give money back"})

@@ -29,7 +29,7 @@ from apikeys.models import (
     User,
 )
 from apikeys.operations import registration, teams
-from tests.accounts import KeycloakUser
+from tests.accounts import KeycloakUser, force_login_with_second_factor
 from tests.factories import unique_user
 from tests.test_api import Caller, assert_problem
 from tests.test_cli import Cli
@@ -413,7 +413,8 @@ def test_administrators_list_and_revoke_every_token_on_the_pages(sample: Api) ->
     person, boss, admin = unique_user(), unique_user(), unique_user(staff=True)
     personal = make_token(person, sample, name="personal one")
     teamed = make_token(boss, sample, name="team one", team=team_with(boss))
-    as_admin = signed_in(admin)
+    as_admin = Client()
+    force_login_with_second_factor(as_admin, admin)  # the admin area needs level 2
 
     listed = as_admin.get(reverse("manage_registration_tokens")).content.decode()
     assert "personal one" in listed

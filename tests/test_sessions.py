@@ -14,7 +14,7 @@ from apikeys.keycloak.client import Connection
 from apikeys.models import AuditEntry, User
 from apikeys.operations import notifications
 from tests.accounts import KeycloakUser
-from tests.browser import sign_in
+from tests.browser import answer_second_factor, sign_in
 
 pytestmark = pytest.mark.usefixtures("key_clients")
 
@@ -31,8 +31,9 @@ def test_an_admin_whose_role_is_removed_loses_the_admin_area_at_the_next_check(
     page: Page, make_keycloak_user: Callable[..., KeycloakUser], bootstrapped: Connection
 ) -> None:
     account = make_keycloak_user(roles=("portal-admin",))
-    sign_in(page, account.email)
-    page.goto("/manage/")
+    sign_in(page, account.email)  # sets up an authenticator app
+    page.goto("/manage/")  # and uses it: the admin area needs level 2
+    answer_second_factor(page, account.email)
     expect(page.get_by_role("heading", name="Key requests waiting for approval")).to_be_visible()
 
     admin = bootstrapped.admin

@@ -40,7 +40,7 @@ from apikeys.models import (
 )
 from apikeys.operations import lifecycle, teams, webhooks
 from apikeys.operations.reconcile import reconcile
-from tests.accounts import PASSWORD, KeycloakUser
+from tests.accounts import PASSWORD, KeycloakUser, force_login_with_second_factor
 from tests.browser import sign_in
 from tests.conftest import eventually
 from tests.factories import issue, portal_user, record_key, secret_works, unique_user, works
@@ -60,6 +60,13 @@ def team_of(owner: User, *members: tuple[User, str], name: str = "Acme") -> Team
 def signed_in(person: User) -> Client:
     client = Client()
     client.force_login(person)
+    return client
+
+
+def signed_in_as_admin(person: User) -> Client:
+    """The admin area needs the second factor used in this sign-in (apikeys/assurance.py)."""
+    client = Client()
+    force_login_with_second_factor(client, person)
     return client
 
 
@@ -291,7 +298,7 @@ def test_a_team_whose_last_owner_is_deleted_is_flagged_and_an_admin_appoints_one
     eventually(lambda: Team.objects.get(pk=team.pk).ownerless_since is not None)
     eventually(lambda: bool(messages_to(admin_user.email)))  # the administrators are asked
     assert works(made)
-    listed = signed_in(admin_user).get(reverse("manage_teams")).content.decode()
+    listed = signed_in_as_admin(admin_user).get(reverse("manage_teams")).content.decode()
     assert 'data-testid="ownerless"' in listed
     teams.appoint_owner(team, dev, actor=admin_user, reason="Asked by the CTO.")
     assert Team.objects.get(pk=team.pk).ownerless_since is None
@@ -408,7 +415,7 @@ def test_an_admin_moves_a_key_to_another_person_with_a_reason(
     leaver, successor = unique_user(), unique_user()
     made = issue(leaver, sample, "handover")
 
-    signed_in(admin_user).post(
+    signed_in_as_admin(admin_user).post(
         reverse("manage_move", args=[made.key.pk]),
         {"to_email": successor.email, "reason": "Handover before leaving."},
     )
@@ -512,7 +519,7 @@ def test_an_administrator_in_a_team_acts_from_the_admin_area_as_an_administrator
     team = team_of(boss, (admin, TeamRole.DEVELOPER))
     made = issue(boss, sample, "shared", team=team)
 
-    signed_in(admin).post(
+    signed_in_as_admin(admin).post(
         reverse("manage_suspend", args=[made.key.pk]), {"reason": "checking a report"}
     )
 

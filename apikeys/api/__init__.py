@@ -20,6 +20,7 @@ from apikeys.access import NotAllowed
 from apikeys.api import admin, customer, registration_tokens, teams, webhooks
 from apikeys.api.problems import Problem, problem_response
 from apikeys.api.schemas import CliConfig
+from apikeys.assurance import FactorUnknown, StepUpRequired
 from apikeys.keycloak.client import KeycloakFailure, KeycloakRejected
 from apikeys.models import WrongState
 from apikeys.operations.teams import TeamRefused
@@ -91,6 +92,28 @@ def on_not_found(request: HttpRequest, error: Http404) -> HttpResponse:
 def on_not_allowed(request: HttpRequest, error: NotAllowed) -> HttpResponse:
     """A team member whose role does not allow the act (apikeys/access.py)."""
     return problem_response(request, Problem(403, str(error)))
+
+
+@api.exception_handler(StepUpRequired)
+def on_step_up(request: HttpRequest, error: StepUpRequired) -> HttpResponse:
+    """RFC 9470: the token's sign-in is too weak or too old for the act; the CLI signs in
+    again with what the challenge asks for (apikeys/assurance.py)."""
+    # RFC 6750 §3: error_description is printable ASCII without '"' and '\\'.
+    description = "".join(c for c in error.message if " " <= c <= "~" and c not in '"\\')
+    challenge = (
+        f'Bearer realm="{settings.PORTAL_API_AUDIENCE}", error="insufficient_user_authentication", '
+        f'error_description="{description}", acr_values="{error.acr_values}"'
+    )
+    if error.max_age is not None:
+        challenge += f', max_age="{error.max_age}"'
+    problem = Problem(401, error.message, headers={"WWW-Authenticate": challenge})
+    return problem_response(request, problem)
+
+
+@api.exception_handler(FactorUnknown)
+def on_factor_unknown(request: HttpRequest, error: FactorUnknown) -> HttpResponse:
+    problem = Problem(503, str(error), headers={"Retry-After": "30"})
+    return problem_response(request, problem)
 
 
 @api.exception_handler(TeamRefused)

@@ -17,11 +17,12 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
+from apikeys import assurance
 from apikeys.api.problems import Problem
 from apikeys.credentials.bearer import realm_validator
 from apikeys.credentials.challenge import TokenError
 from apikeys.models import User
-from apikeys.operations.accounts import holds_admin_role
+from apikeys.operations.identity import holds_admin_role
 
 
 class PortalToken(HttpBearer):
@@ -59,6 +60,11 @@ class PortalToken(HttpBearer):
         if self.admin and not user.is_staff:
             raise Problem(403, "This needs the portal-admin role.")
         request.user = user
+        assurance.attach(request, assurance.Assurance.of_claims(claims))
+        if self.admin:
+            assurance.require_admin_level(request)
+        elif request.method not in ("GET", "HEAD", "OPTIONS"):
+            assurance.require_factor_used_if_any(request, user)
         return user
 
 

@@ -48,6 +48,7 @@ from apikeys.api.schemas import (
     WorkloadIssuerOut,
     with_key_details,
 )
+from apikeys.assurance import recent_factor_required_keycloak_decides
 from apikeys.client_address import client_ip
 from apikeys.credentials.workloads import ISSUER_SLUG
 from apikeys.forms import KeyForm, NetworksForm, PublicKeyForm, RenameForm
@@ -155,6 +156,7 @@ def key_usage(request: ApiRequest, key_id: uuid.UUID) -> UsageOut:
         }
     },
 )
+@recent_factor_required_keycloak_decides
 def rotate_key(request: ApiRequest, response: HttpResponse, key_id: uuid.UUID) -> Any:
     key = key_for(request.auth, key_id)
     _limit(request)
@@ -205,6 +207,7 @@ def rename_key(request: ApiRequest, key_id: uuid.UUID, body: RenameIn) -> Any:
     response={200: KeyOut, **FAILURES},
     summary="Limit a key to network ranges (Keycloak refuses token requests from elsewhere)",
 )
+@recent_factor_required_keycloak_decides
 def set_networks(request: ApiRequest, key_id: uuid.UUID, body: NetworksIn) -> Any:
     key = key_for(request.auth, key_id)
     _limit(request)
@@ -241,6 +244,7 @@ def workload_issuers(request: ApiRequest) -> Any:
     response={200: PermissionsChanged, **FAILURES},
     summary="What a key may do: fewer at once, more at once or after an administrator's approval",
 )
+@recent_factor_required_keycloak_decides
 def set_permissions(request: ApiRequest, key_id: uuid.UUID, body: PermissionsIn) -> Any:
     key = key_for(request.auth, key_id)
     _limit(request)
@@ -316,6 +320,7 @@ def public_keys(request: ApiRequest, key_id: uuid.UUID) -> Any:
     response={201: KeyOut, **FAILURES},
     summary="Add public keys (a rotation: add, move over, remove the old one)",
 )
+@recent_factor_required_keycloak_decides  # a new credential for the key: a rotation by another name
 def add_public_key(request: ApiRequest, key_id: uuid.UUID, body: PublicKeyIn) -> Any:
     key = key_for(request.auth, key_id)
     _limit(request)
@@ -377,6 +382,7 @@ def check_secret(request: ApiRequest, body: SecretIn) -> Any:
 
 
 @router.post("/keys/{key_id}/revoke", response={200: KeyOut, **FAILURES}, summary="Revoke a key")
+@recent_factor_required_keycloak_decides
 def revoke_key(request: ApiRequest, key_id: uuid.UUID) -> ApiKey:
     key = key_for(request.auth, key_id)
     _limit(request)

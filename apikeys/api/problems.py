@@ -8,13 +8,25 @@ from uuid import UUID
 
 from django import forms
 from django.http import HttpRequest, HttpResponse
+from ninja import Schema
 
-from apikeys.api.schemas import Problem as ProblemOut
 from apikeys.http import problem
 from apikeys.limits import over_limit
 
+
+class ProblemDocument(Schema):
+    """An RFC 9457 problem document; `errors` names the fields at fault, if any."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: dict[str, list[str]] | None = None
+    key_id: UUID | None = None  # an earlier request with this Idempotency-Key made this key
+
+
 FAILURES: dict[int | str, Any] = dict.fromkeys(
-    (400, 401, 403, 404, 409, 415, 422, 429, 502, 503), ProblemOut
+    (400, 401, 403, 404, 409, 415, 422, 429, 502, 503), ProblemDocument
 )
 
 

@@ -35,6 +35,7 @@ from apikeys.api.schemas import (
     RegistrationTokenSecret,
     with_token_details,
 )
+from apikeys.assurance import recent_factor_required
 from apikeys.client_address import client_ip
 from apikeys.credentials.networks import BadRanges
 from apikeys.forms import RegistrationTokenForm
@@ -64,6 +65,7 @@ def list_tokens(request: ApiRequest, query: Query[PageQuery], team: uuid.UUID | 
     "(RFC 7591) to register a key for the API, with the token's permissions, as many times "
     "as it allows and until it expires. Bounds refused by field (422); a retired API, 409.",
 )
+@recent_factor_required
 def create_token(request: ApiRequest, response: HttpResponse, body: RegistrationTokenIn) -> Any:
     team = team_for(request.auth, body.team, to=CHANGE) if body.team else None
     _limit(request)

@@ -12,6 +12,7 @@ from ninja import Field, Schema
 from pydantic import ConfigDict
 
 from apikeys.access import keys_registered_with
+from apikeys.assurance import second_factors_to_show
 from apikeys.models import (
     EVENT_TYPES,
     LIVE_STATUSES,
@@ -34,17 +35,6 @@ Role = Literal["owner", "developer", "viewer"]
 CredentialKind = Literal["secret", "private_key_jwt", "workload"]
 # How a private_key_jwt or workload identity key's application presents its assertion.
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-
-
-class Problem(Schema):
-    """An RFC 9457 problem document; `errors` names the fields at fault, if any."""
-
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str
-    errors: dict[str, list[str]] | None = None
-    key_id: UUID | None = None  # an earlier request with this Idempotency-Key made this key
 
 
 class PermissionOut(Schema):
@@ -562,10 +552,19 @@ class Me(Schema):
     email: str
     name: str
     admin: bool
+    second_factor: bool | None = Field(
+        description="Whether your Keycloak account has a one-time password or a passkey "
+        "(asked of Keycloak now, never stored by the portal); null if Keycloak cannot say."
+    )
 
     @staticmethod
     def resolve_user_id(user: User) -> int:
         return user.pk
+
+    @staticmethod
+    def resolve_second_factor(user: User) -> bool | None:
+        kinds = second_factors_to_show(user)
+        return None if kinds is None else bool(kinds)
 
     @staticmethod
     def resolve_sub(user: User) -> str:
@@ -701,6 +700,20 @@ class TeamIn(Schema):
     name: str = Field(description="1 to 100 printable characters.")
 
 
+class TeamChangeIn(Schema):
+    """What to change of a team; what is left out stays as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, description="1 to 100 printable characters.")
+    requires_second_factor: bool | None = Field(
+        None,
+        description="true: members without a second factor in Keycloak may read but change "
+        "nothing. Turning it on needs one of you; changing it, your second factor used "
+        "recently (else 401 with an RFC 9470 challenge).",
+    )
+
+
 class TeamSummary(Schema):
     """A team you are in, with your role there."""
 
@@ -718,6 +731,9 @@ class TeamOut(TeamSummary):
     live_keys: int = Field(description="How many it holds now.")
     ownerless_since: datetime | None = Field(
         description="Set while the team has no owner: an administrator appoints one."
+    )
+    requires_second_factor: bool = Field(
+        description="Whether members need a second factor in Keycloak to change anything."
     )
 
 

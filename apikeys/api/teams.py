@@ -27,10 +27,12 @@ from apikeys.api.schemas import (
     InviteIn,
     MemberOut,
     RoleIn,
+    TeamChangeIn,
     TeamIn,
     TeamOut,
     TeamSummary,
 )
+from apikeys.assurance import recent_factor_required, require_recent_factor
 from apikeys.client_address import client_ip
 from apikeys.forms import InviteForm, TeamForm
 from apikeys.http import ApiRequest
@@ -62,18 +64,30 @@ def show_team(request: ApiRequest, team_id: uuid.UUID) -> Any:
 
 
 @router.patch(
-    "/teams/{team_id}", response={200: TeamOut, **FAILURES}, summary="Rename a team (owners)"
+    "/teams/{team_id}",
+    response={200: TeamOut, **FAILURES},
+    summary="Change a team's settings (owners): its name, whether members need a second factor",
 )
-def rename_team(request: ApiRequest, team_id: uuid.UUID, body: TeamIn) -> Any:
+def change_team(request: ApiRequest, team_id: uuid.UUID, body: TeamChangeIn) -> Any:
     team = team_for(request.auth, team_id, to=MANAGE)
     _limit(request)
-    form = TeamForm(body.dict())
-    if not form.is_valid():
+    form = TeamForm({"name": body.name})
+    if body.name is not None and not form.is_valid():
         raise Problem(422, "Nothing was changed: see errors.", errors=form_errors(form))
-    renamed = teams.rename_team(
-        team, form.cleaned_data["name"], actor=request.auth, ip_address=client_ip(request)
-    )
-    return _team_out(renamed, TeamRole.OWNER)
+    ip_address = client_ip(request)
+    if body.requires_second_factor is not None:
+        # Like a role, this decides who may change the team: it needs the owner's second
+        # factor, recently used (`recent_factor_required` on the page's own view). A rename
+        # alone does not.
+        require_recent_factor(request, request.auth)
+        team = teams.set_second_factor_rule(
+            team, body.requires_second_factor, actor=request.auth, ip_address=ip_address
+        )
+    if body.name is not None:
+        team = teams.rename_team(
+            team, form.cleaned_data["name"], actor=request.auth, ip_address=ip_address
+        )
+    return _team_out(team, TeamRole.OWNER)
 
 
 @router.get(
@@ -89,6 +103,7 @@ def members(request: ApiRequest, team_id: uuid.UUID) -> Any:
     response={200: MemberOut, **FAILURES},
     summary="Give a member another role (owners); the last owner stays one",
 )
+@recent_factor_required
 def change_role(request: ApiRequest, team_id: uuid.UUID, user_id: int, body: RoleIn) -> Any:
     team = team_for(request.auth, team_id, to=MANAGE)
     member = _member(team, user_id)
@@ -106,6 +121,8 @@ def remove_member(request: ApiRequest, team_id: uuid.UUID, user_id: int) -> Any:
     leaving = user_id == request.auth.pk
     team = team_for(request.auth, team_id, to=SEE if leaving else MANAGE)
     member = _member(team, user_id)
+    if not leaving and member.role == TeamRole.OWNER:  # who owns the team, as a role change
+        require_recent_factor(request, request.auth)
     teams.remove_member(team, member.user, actor=request.auth, ip_address=client_ip(request))
     return Status(204, None)
 
@@ -131,6 +148,8 @@ def invite(request: ApiRequest, team_id: uuid.UUID, body: InviteIn) -> Any:
     form = InviteForm(body.dict())
     if not form.is_valid():
         raise Problem(422, "No one was invited: see errors.", errors=form_errors(form))
+    if form.cleaned_data["role"] == TeamRole.OWNER:  # a new owner, as a role change makes one
+        require_recent_factor(request, request.auth)
     sent = teams.invite(
         team, **form.cleaned_data, actor=request.auth, ip_address=client_ip(request)
     )
@@ -209,4 +228,5 @@ def _team_out(team: Team, role: TeamRole) -> dict[str, Any]:
         "key_quota": team.key_quota,
         "live_keys": ApiKey.objects.filter(team=team).live().count(),
         "ownerless_since": team.ownerless_since,
+        "requires_second_factor": team.requires_second_factor,
     }

@@ -27,6 +27,7 @@ from apikeys.api.schemas import (
     MessagePage,
     SecretRotationIn,
 )
+from apikeys.assurance import recent_factor_required, require_recent_factor
 from apikeys.client_address import client_ip
 from apikeys.http import ApiRequest
 from apikeys.models import WebhookEndpoint, WrongState
@@ -48,6 +49,7 @@ def list_endpoints(request: ApiRequest, team: uuid.UUID | None = None) -> Any:
 @router.post(
     "", response={201: EndpointSecret, **FAILURES}, summary="Add an endpoint (its secret, once)"
 )
+@recent_factor_required
 def create_endpoint(request: ApiRequest, response: HttpResponse, body: EndpointIn) -> Any:
     team = team_for(request.auth, body.team, to=CHANGE) if body.team else None
     _limit(request)
@@ -78,6 +80,8 @@ def show_endpoint(request: ApiRequest, endpoint_id: uuid.UUID) -> WebhookEndpoin
 def change_endpoint(request: ApiRequest, endpoint_id: uuid.UUID, body: EndpointPatch) -> Any:
     endpoint = endpoint_for(request.auth, endpoint_id)
     _limit(request)
+    if body.url is not None and body.url != endpoint.url:  # deliveries go elsewhere: a new endpoint
+        require_recent_factor(request, request.auth)
     try:
         return webhooks.update_endpoint(
             endpoint,

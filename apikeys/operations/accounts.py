@@ -24,11 +24,9 @@ reconcile), and the others go on.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.db import DatabaseError, transaction
 
 from apikeys.keycloak import client as keycloak
@@ -87,38 +85,6 @@ def apply_change(sub: str, change: str, at_ms: int | None = None) -> Outcome:
                 lambda k: lifecycle.reinstate_key(k, actor=None, reason=OWNER_ENABLED),
             )
     return outcome
-
-
-# How long Keycloak's answer to "is this person an administrator?" is reused, per process.
-ADMIN_ROLE_SECONDS = 30
-_admin_answers: dict[str, tuple[float, bool]] = {}
-
-
-def holds_admin_role(sub: str) -> bool:
-    """Whether Keycloak maps the `portal-admin` realm role to the user `sub`.
-
-    Asked of Keycloak's role mappings, not taken from a token's claim: a claim is whatever
-    the client's and scopes' mappers put there, and anyone who may manage clients can add a
-    mapper. If Keycloak cannot be asked, the answer is no (admin rights fail closed).
-    """
-    now = time.monotonic()
-    known = _admin_answers.get(sub)
-    if known is not None and now - known[0] < ADMIN_ROLE_SECONDS:
-        return known[1]
-    try:
-        roles = keycloak.realm_roles_of(keycloak.portal_connection(), sub)
-    except KeycloakFailure as error:
-        log.warning("Could not ask Keycloak whether %s is an administrator: %s", sub, error)
-        return False
-    if len(_admin_answers) > 10_000:
-        _admin_answers.clear()
-    _admin_answers[sub] = (now, settings.OIDC_ADMIN_ROLE in roles)
-    return _admin_answers[sub][1]
-
-
-def forget_admin_answers() -> None:
-    """Ask Keycloak afresh (the tests, after they change a role)."""
-    _admin_answers.clear()
 
 
 def _why(key: ApiKey) -> str:

@@ -14,6 +14,8 @@ Rules kept here:
 - When an account is deleted in Keycloak, its memberships end (audited); a team left with no
   owner is flagged for the administrators (`Team.ownerless_since`), who appoint one. Its keys
   keep working throughout.
+- A team may require a second factor of its members (apikeys/access.py enforces it); only
+  an owner who has one turns that on, or they would lock themselves out.
 - An invitation is single use: accepting it locks its row; it is accepted only by a signed-in
   person whose verified email is the invited one.
 - Moving a key (into a team, or by an administrator to another owner) changes who reaches it,
@@ -34,6 +36,7 @@ from django.utils import timezone
 
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak import desired
+from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import (
     KEY_EVENTS,
     ApiKey,
@@ -48,6 +51,7 @@ from apikeys.models import (
     key_payload,
 )
 from apikeys.operations import notifications
+from apikeys.operations.identity import has_second_factor
 
 
 class TeamRefused(Exception):
@@ -79,6 +83,50 @@ def rename_team(team: Team, name: str, *, actor: User, ip_address: str | None = 
             team, AuditEntry.Action.TEAM_CHANGED, actor=actor, ip_address=ip_address, reason=reason
         )
     return team
+
+
+def set_second_factor_rule(
+    team: Team, required: bool, *, actor: User, ip_address: str | None = None
+) -> Team:
+    """Require a second factor of every member before they change anything (or stop
+    requiring it). The owner who turns it on must have one: without, they would lock
+    themselves out of the team they manage. Keycloak is asked before the team's row is
+    locked: no lock is held while waiting on it.
+    """
+    if required:
+        _require_own_factor(actor)
+    with transaction.atomic():
+        team = Team.objects.select_for_update().get(pk=team.pk)
+        if team.requires_second_factor == required:
+            return team
+        team.requires_second_factor = required
+        team.save(update_fields=["requires_second_factor"])
+        reason = (
+            "A second factor is required of every member before they change anything."
+            if required
+            else "A second factor is no longer required of the members."
+        )
+        AuditEntry.record(
+            team, AuditEntry.Action.TEAM_CHANGED, actor=actor, ip_address=ip_address, reason=reason
+        )
+    return team
+
+
+def _require_own_factor(actor: User) -> None:
+    signing_in = f"{settings.KEYCLOAK_ACCOUNT_URL}account-security/signing-in"
+    try:
+        has = has_second_factor(actor)
+    except KeycloakFailure as error:
+        raise TeamRefused(
+            "Keycloak cannot say now whether you have a second factor, and the team would "
+            "need one of you too: nothing was changed. Try again in a minute."
+        ) from error
+    if not has:
+        raise TeamRefused(
+            "Add a second factor to your own account first: a one-time password or a passkey, "
+            f"in your Keycloak account ({signing_in}). The team would require one of you too, "
+            "and without it you could no longer change anything in it. Nothing was changed."
+        )
 
 
 def set_quota(team: Team, quota: int | None, *, actor: User, reason: str = "") -> Team:

@@ -26,6 +26,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apikeys.access import CHANGE, SEE, key_for, role_in, team_for, teams_of
+from apikeys.assurance import recent_factor_required_keycloak_decides
 from apikeys.client_address import client_ip
 from apikeys.forms import (
     DpopForm,
@@ -134,6 +135,7 @@ def activity(request: PageRequest) -> HttpResponseBase:
 @rate_limited("keys")
 @never_cache
 @require_http_methods(["GET", "POST"])
+@recent_factor_required_keycloak_decides
 def rotate_key(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
     key = key_for(request.user, key_id)
     form = RotateForm(request.POST if request.method == "POST" else None, key=key)
@@ -208,6 +210,7 @@ def end_grace(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
 @sensitive_post_parameters("public_key")
 @rate_limited("keys")
 @require_POST
+@recent_factor_required_keycloak_decides  # a new credential for the key: a rotation by another name
 def add_public_key(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
     key = key_for(request.user, key_id)
     form = PublicKeyForm(request.POST)
@@ -266,6 +269,7 @@ def refresh_public_keys(request: PageRequest, key_id: uuid.UUID) -> HttpResponse
 
 @rate_limited("keys")
 @require_http_methods(["GET", "POST"])
+@recent_factor_required_keycloak_decides
 def revoke_key(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
     key = key_for(request.user, key_id)
     error = None
@@ -364,6 +368,7 @@ def _done(request: PageRequest, key: ApiKey, notice: str, *, error: bool = False
 
 @rate_limited("keys")
 @require_POST
+@recent_factor_required_keycloak_decides
 def set_networks(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
     """The networks the key's tokens may be requested from (Keycloak enforces them)."""
     key = key_for(request.user, key_id)
@@ -413,6 +418,7 @@ def set_dpop(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
 
 @rate_limited("keys")
 @require_POST
+@recent_factor_required_keycloak_decides
 def set_permissions(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
     """What the key's tokens may do: fewer at once, more at once or after approval."""
     key = key_for(request.user, key_id)

@@ -22,6 +22,7 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from apikeys import assurance
 from apikeys.access import any_key
 from apikeys.client_address import client_ip
 from apikeys.forms import (
@@ -55,12 +56,14 @@ PAGE_SIZE = 50
 
 
 def admin_required(view: View) -> View:
-    """404 for signed-in users who are not portal admins (`is_staff`: the portal-admin role)."""
+    """404 for signed-in users who are not portal admins (`is_staff`: the portal-admin role);
+    admins whose sign-in did not use a second factor step up first (apikeys/assurance.py)."""
 
     @wraps(view)
     def guarded(request: PageRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not request.user.is_staff:
             raise Http404
+        assurance.require_admin_level(request)
         return view(request, *args, **kwargs)
 
     return guarded

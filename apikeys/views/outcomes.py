@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from apikeys.access import NotAllowed
+from apikeys.assurance import FactorUnknown
 from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import WrongState
 from apikeys.operations.teams import TeamRefused
@@ -50,7 +51,8 @@ def refusal(failure: KeycloakFailure | WrongState, then: str) -> str:
 
 class RefusalMiddleware:
     """A page's act that the team rules refuse (`NotAllowed`: a viewer rotating; `TeamRefused`:
-    the last owner leaving): a message on the page the person came from, not an error page."""
+    the last owner leaving), or that waits for Keycloak to say whether the person has a second
+    factor (`FactorUnknown`): a message on the page the person came from, not an error page."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -59,7 +61,8 @@ class RefusalMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, error: Exception) -> HttpResponse | None:
-        if request.path.startswith("/api/") or not isinstance(error, NotAllowed | TeamRefused):
+        refusals = NotAllowed | TeamRefused | FactorUnknown
+        if request.path.startswith("/api/") or not isinstance(error, refusals):
             return None
         messages.error(request, str(error))
         back = request.headers.get("Referer", "")

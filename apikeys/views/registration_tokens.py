@@ -39,6 +39,7 @@ from apikeys.access import (
     team_for,
     teams_of,
 )
+from apikeys.assurance import recent_factor_required
 from apikeys.client_address import client_ip
 from apikeys.credentials.networks import BadRanges
 from apikeys.forms import OptionalReasonForm, RegistrationTokenForm
@@ -85,6 +86,7 @@ def token_list(request: PageRequest) -> HttpResponse:
 @rate_limited("keys")
 @never_cache
 @require_http_methods(["GET", "POST"])
+@recent_factor_required
 def token_new(request: PageRequest) -> HttpResponse:
     team = _asked_team(request, to=CHANGE)
     form = RegistrationTokenForm(request.POST or None, team=team)

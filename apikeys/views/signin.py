@@ -31,9 +31,11 @@ from django_htmx.http import HttpResponseClientRedirect
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationRequestView
 
+from apikeys import assurance
 from apikeys.limits import over_limit, too_many_requests
 from apikeys.models import User
-from apikeys.operations.accounts import holds_admin_role
+from apikeys.operations.identity import holds_admin_role
+from apikeys.views import step_up
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,14 @@ class KeycloakBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
         self.request.session[REFRESH_TOKEN] = tokens.get("refresh_token", "")
         self.request.session[CONFIRMED_AT] = time.time()
         return tokens
+
+    def get_or_create_user(self, access_token: str, id_token: str, payload: Claims) -> Any:
+        """The user; and the level and time of this sign-in, from its verified ID token."""
+        user = super().get_or_create_user(access_token, id_token, payload)
+        if user is not None:
+            keep_assurance(self.request, payload)
+            step_up.record(self.request, user, payload)
+        return user
 
     def verify_claims(self, claims: Claims) -> bool:
         # Keycloak enforces email verification before sign-in completes; check it anyway.
@@ -73,7 +83,8 @@ class KeycloakBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
         user.email = claims.get("email", "")
         user.first_name = claims.get("given_name", "")[:150]
         user.last_name = claims.get("family_name", "")[:150]
-        user.set_unusable_password()
+        if user.has_usable_password():  # once: a new one changes the session's hash, and a
+            user.set_unusable_password()  # step-up's sign-in (no new login) would sign them out
         user.save()
         user.set_admin_role(
             granted=_is_admin(claims), how="(seen at sign-in)", at_ms=_issued_ms(claims)
@@ -211,7 +222,16 @@ def _refresh(request: HttpRequest, refresh_token: str) -> Claims | None:
         log.warning("Keycloak's session refresh carried no ID token")
         return None
     request.session[CONFIRMED_AT] = time.time()
+    keep_assurance(request, claims)  # Keycloak keeps the level in the refreshed tokens
     return claims
+
+
+def keep_assurance(request: HttpRequest, claims: Claims) -> None:
+    """The session's level (`acr`) and time of sign-in (`auth_time`), for apikeys/assurance.py."""
+    request.session[assurance.SESSION_KEY] = {
+        "acr": claims.get("acr", ""),
+        "auth_time": claims.get("auth_time", 0),
+    }
 
 
 def _payload(jwt: str) -> Claims:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import AnonymousUser
@@ -24,11 +25,16 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apikeys.access import MANAGE, SEE, team_for, teams_of
+from apikeys.assurance import (
+    has_factor_for_team,
+    recent_factor_required,
+    require_recent_factor,
+)
 from apikeys.client_address import client_ip
-from apikeys.forms import InviteForm, RoleForm, TeamForm
+from apikeys.forms import InviteForm, RoleForm, SecondFactorRuleForm, TeamForm
 from apikeys.http import PageRequest
 from apikeys.limits import rate_limited
-from apikeys.models import AuditEntry, Invitation, Membership, TeamRole, User
+from apikeys.models import AuditEntry, Invitation, Membership, Team, TeamRole, User
 from apikeys.operations import teams
 from apikeys.views.exports import audit_csv
 from apikeys.views.keys import key_list_context
@@ -53,15 +59,28 @@ def team_page(request: PageRequest, team_id: uuid.UUID) -> HttpResponse:
     """A team's keys (the key list, as for personal keys), members and invitations."""
     team = team_for(request.user, team_id, to=SEE)
     context = key_list_context(request.user, team, request.GET.get("page"))
+    has_factor = _has_factor_for(request.user, team)
     context |= {
         "members": team.memberships.select_related("user").order_by("user__email"),
         "is_owner": context["role"] == TeamRole.OWNER,
         "invitations": team.invitations.select_related("invited_by")[:50],
         "invite_form": InviteForm(),
         "rename_form": TeamForm(initial={"name": team.name}),
+        "second_factor_form": SecondFactorRuleForm(
+            initial={"requires_second_factor": team.requires_second_factor}
+        ),
         "roles": TeamRole.choices,
+        "has_factor": has_factor,
+        "can_change": context["can_change"] and has_factor is not False,
+        "account_url": settings.KEYCLOAK_ACCOUNT_URL,
     }
     return render(request, "teams/team.html", context)
+
+
+def _has_factor_for(person: User, team: Team) -> bool | None:
+    """For a team that requires a second factor: whether `person` has one (None: Keycloak
+    cannot say now), so the page says why they cannot act; True for other teams."""
+    return has_factor_for_team(person) if team.requires_second_factor else True
 
 
 @require_GET
@@ -91,6 +110,23 @@ def rename(request: PageRequest, team_id: uuid.UUID) -> HttpResponse:
 
 @rate_limited("keys")
 @require_POST
+@recent_factor_required
+def set_second_factor_rule(request: PageRequest, team_id: uuid.UUID) -> HttpResponse:
+    """Require a second factor of every member, or stop: an owner's act that decides who may
+    change the team, so it needs their own second factor, recently used."""
+    team = team_for(request.user, team_id, to=MANAGE)
+    form = SecondFactorRuleForm(request.POST)
+    required = form.is_valid() and form.cleaned_data["requires_second_factor"]
+    teams.set_second_factor_rule(team, required, actor=request.user, ip_address=client_ip(request))
+    if required:
+        messages.success(request, "Every member now needs a second factor to change anything.")
+    else:
+        messages.success(request, "Members no longer need a second factor.")
+    return redirect("team", team.pk)
+
+
+@rate_limited("keys")
+@require_POST
 def invite(request: PageRequest, team_id: uuid.UUID) -> HttpResponse:
     team = team_for(request.user, team_id, to=MANAGE)
     form = InviteForm(request.POST)
@@ -98,6 +134,8 @@ def invite(request: PageRequest, team_id: uuid.UUID) -> HttpResponse:
         problems = "; ".join(str(e) for errors in form.errors.values() for e in errors)
         messages.error(request, f"Nobody was invited: {problems}")
         return redirect("team", team.pk)
+    if form.cleaned_data["role"] == TeamRole.OWNER:  # a new owner, as a role change makes one
+        require_recent_factor(request, request.user)
     invited = teams.invite(
         team, **form.cleaned_data, actor=request.user, ip_address=client_ip(request)
     )
@@ -125,9 +163,10 @@ def revoke_invitation(
 
 
 @require_POST
+@recent_factor_required
 def set_role(request: PageRequest, team_id: uuid.UUID, user_id: int) -> HttpResponse:
     team = team_for(request.user, team_id, to=MANAGE)
-    member = _member(team_id, user_id)
+    member = _member(team, user_id).user
     form = RoleForm(request.POST)
     if form.is_valid():
         teams.change_role(
@@ -144,22 +183,26 @@ def set_role(request: PageRequest, team_id: uuid.UUID, user_id: int) -> HttpResp
 @require_POST
 def remove(request: PageRequest, team_id: uuid.UUID, user_id: int) -> HttpResponse:
     """An owner takes a member out; anyone may take themselves out (leave)."""
-    member = _member(team_id, user_id)
-    leaving = member == request.user
+    leaving = user_id == request.user.pk
     team = team_for(request.user, team_id, to=SEE if leaving else MANAGE)
-    teams.remove_member(team, member, actor=request.user, ip_address=client_ip(request))
+    member = _member(team, user_id)
+    if not leaving and member.role == TeamRole.OWNER:  # who owns the team, as a role change
+        require_recent_factor(request, request.user)
+    teams.remove_member(team, member.user, actor=request.user, ip_address=client_ip(request))
     if leaving:
         messages.success(request, f"You left the team {team.name}. Its keys keep working.")
         return redirect("home")
-    messages.success(request, f"{member.email} is out of the team. The team's keys keep working.")
+    messages.success(
+        request, f"{member.user.email} is out of the team. The team's keys keep working."
+    )
     return redirect("team", team.pk)
 
 
-def _member(team_id: uuid.UUID, user_id: int) -> User:
-    membership = Membership.objects.filter(team_id=team_id, user_id=user_id).first()
+def _member(team: Team, user_id: int) -> Membership:
+    membership = team.memberships.select_related("user").filter(user_id=user_id).first()
     if membership is None:
         raise Http404("There is no such member.")
-    return membership.user
+    return membership
 
 
 @login_not_required

@@ -19,6 +19,7 @@ from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apikeys.access import CHANGE, SEE, endpoint_for, role_in, team_for, teams_of
+from apikeys.assurance import recent_factor_required, require_recent_factor
 from apikeys.client_address import client_ip
 from apikeys.forms import WebhookForm, WebhookSecretForm
 from apikeys.http import PageRequest
@@ -46,6 +47,7 @@ def webhook_list(request: PageRequest) -> HttpResponse:
 @rate_limited("webhooks")
 @never_cache
 @require_http_methods(["GET", "POST"])
+@recent_factor_required
 def webhook_new(request: PageRequest) -> HttpResponse:
     team_id = request.GET.get("team")
     team = team_for(request.user, team_id, to=CHANGE) if team_id else None
@@ -86,6 +88,8 @@ def webhook_edit(request: PageRequest, endpoint_id: uuid.UUID) -> HttpResponse:
     endpoint = endpoint_for(request.user, endpoint_id)
     form = WebhookForm(request.POST)
     if form.is_valid():
+        if form.cleaned_data["url"] != endpoint.url:  # deliveries go elsewhere: a new endpoint
+            require_recent_factor(request, request.user)
         try:
             webhooks.update_endpoint(
                 endpoint,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -22,6 +23,18 @@ class Usage(Failure):
 
 class NotSignedIn(Failure):
     exit_code = 3
+
+
+class StepUpNeeded(NotSignedIn):
+    """RFC 9470: the portal wants a stronger or more recent sign-in (`acr_values`, `max_age`)."""
+
+    def __init__(
+        self, message: str, *, status: int = 0, body: Any = None, challenge: str = ""
+    ) -> None:
+        super().__init__(message, status=status, body=body)
+        found = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        self.acr_values = found.get("acr_values", "")
+        self.max_age = found.get("max_age", "")
 
 
 class NotFound(Failure):

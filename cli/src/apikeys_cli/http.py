@@ -6,7 +6,15 @@ import json
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
-from apikeys_cli.errors import Failure, NotFound, NotSignedIn, Refused, Unavailable, Usage
+from apikeys_cli.errors import (
+    Failure,
+    NotFound,
+    NotSignedIn,
+    Refused,
+    StepUpNeeded,
+    Unavailable,
+    Usage,
+)
 
 if TYPE_CHECKING:
     import urllib.error
@@ -91,6 +99,9 @@ def _failure(error: urllib.error.HTTPError) -> Failure:
         detail = str(body.get("detail") or body.get("error_description") or body.get("error") or "")
     message = detail or f"{error.code} {error.reason}"
     kind: type[Failure]
+    challenge = error.headers.get("WWW-Authenticate", "") if error.headers else ""
+    if error.code == 401 and "insufficient_user_authentication" in challenge:
+        return StepUpNeeded(message, status=401, body=body, challenge=challenge)
     if error.code == 401:
         kind = NotSignedIn
     elif error.code == 404:

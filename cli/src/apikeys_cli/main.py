@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from apikeys_cli import signin
-from apikeys_cli.errors import Failure, NotFound, NotSignedIn, Usage
+from apikeys_cli.errors import Failure, NotFound, NotSignedIn, StepUpNeeded, Usage
 from apikeys_cli.http import request, require_safe_url
 
 DEFAULT_PORTAL = "http://127.0.0.1:8000"
@@ -78,7 +78,7 @@ def token(args: argparse.Namespace) -> int:
 
 
 def me(args: argparse.Namespace) -> int:
-    return _show(args, _call("GET", "/me"), ("email", "name", "admin", "sub"))
+    return _show(args, _call("GET", "/me"), ("email", "name", "admin", "second_factor", "sub"))
 
 
 def apis(args: argparse.Namespace) -> int:
@@ -551,7 +551,15 @@ def activity(args: argparse.Namespace) -> int:
     return _table(args, found["items"], ("at", "action", "client_id", "actor", "reason"))
 
 
-TEAM_COLUMNS = ("id", "name", "role", "key_quota", "live_keys", "ownerless_since")
+TEAM_COLUMNS = (
+    "id",
+    "name",
+    "role",
+    "key_quota",
+    "live_keys",
+    "ownerless_since",
+    "requires_second_factor",
+)
 
 
 def teams_list(args: argparse.Namespace) -> int:
@@ -564,6 +572,17 @@ def teams_create(args: argparse.Namespace) -> int:
 
 def teams_show(args: argparse.Namespace) -> int:
     return _show(args, _call("GET", f"/teams/{_team_id(args.team)}"), TEAM_COLUMNS)
+
+
+def teams_set(args: argparse.Namespace) -> int:
+    """An owner's: the team's name, and whether members need a second factor to change anything."""
+    body = {"name": args.name, "requires_second_factor": args.require_second_factor}
+    body = {name: value for name, value in body.items() if value is not None}
+    if not body:
+        raise Usage(
+            "say what to change: --name, --require-second-factor or --no-require-second-factor"
+        )
+    return _show(args, _call("PATCH", f"/teams/{_team_id(args.team)}", body=body), TEAM_COLUMNS)
 
 
 def teams_members(args: argparse.Namespace) -> int:
@@ -971,6 +990,14 @@ def _add_teams_commands(commands: Any) -> None:
     _command(teams, "list", teams_list, "the teams you are in, with your role")
     _command(teams, "create", teams_create, "make a team (you its owner)").add_argument("name")
     _team_command(teams, "show", teams_show, "one team: your role, its quota and keys")
+    sub = _team_command(teams, "set", teams_set, "change a team's settings (owners)")
+    sub.add_argument("--name", help="its new name")
+    sub.add_argument(
+        "--require-second-factor",
+        action=argparse.BooleanOptionalAction,
+        help="members without a one-time password or passkey in Keycloak may read but change "
+        "nothing (you need one yourself to turn it on)",
+    )
     _team_command(teams, "members", teams_members, "a team's members and their roles")
     sub = _team_command(teams, "invite", teams_invite, "invite someone by email (owners)")
     sub.add_argument("email")
@@ -1151,6 +1178,29 @@ def _portal(args: argparse.Namespace) -> str:
 
 
 def _call(
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    query: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """One API request; if the portal asks for a second factor (RFC 9470), sign in again in
+    the browser asking for it, and send the request once more."""
+    try:
+        return _send(method, path, body=body, query=query, headers=headers)
+    except StepUpNeeded as needed:
+        if not (sys.stdin.isatty() or os.environ.get("BROWSER")):
+            raise StepUpNeeded(  # a script: nobody would answer the browser for 5 minutes
+                f"{needed} Sign in again in a terminal with a browser: apikeys login."
+            ) from None
+        print(f"{needed} Signing in again for it.", file=sys.stderr, flush=True)
+        wanted = {"acr_values": needed.acr_values, "max_age": needed.max_age}
+        signin.login(signin.load()["portal"], open_browser=True, step_up=wanted)
+    return _send(method, path, body=body, query=query, headers=headers)
+
+
+def _send(
     method: str,
     path: str,
     *,

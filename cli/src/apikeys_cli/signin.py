@@ -83,8 +83,11 @@ def access_token(data: dict[str, Any]) -> str:
     return str(data["access_token"])
 
 
-def login(portal: str, *, open_browser: bool) -> dict[str, Any]:
-    """The authorization-code flow with PKCE, answered on a loopback port of the OS's choice."""
+def login(
+    portal: str, *, open_browser: bool, step_up: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The authorization-code flow with PKCE, answered on a loopback port of the OS's choice;
+    `step_up` adds what an RFC 9470 challenge asked for (`acr_values`, `max_age`)."""
     config = _config(portal)
     verifier, challenge = _pkce()
     state = secrets.token_urlsafe(24)
@@ -98,6 +101,7 @@ def login(portal: str, *, open_browser: bool) -> dict[str, Any]:
         "state": state,
         "code_challenge": challenge,
         "code_challenge_method": "S256",
+        **{name: value for name, value in (step_up or {}).items() if value},
     }
     url = f"{config['authorization_endpoint']}?{urllib.parse.urlencode(query)}"
     print(
