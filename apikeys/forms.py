@@ -12,6 +12,7 @@ from typing import Any, ClassVar, TypedDict, cast
 
 from django import forms
 from django.conf import settings
+from django.db.models import Q, QuerySet
 from django.http import QueryDict
 
 from apikeys.credentials import networks, public_keys, workloads
@@ -22,6 +23,7 @@ from apikeys.models import (
     ApiKey,
     AuditEntry,
     Permission,
+    RegistrationToken,
     Team,
     TeamRole,
     UnknownPermission,
@@ -1039,6 +1041,24 @@ class AdminMoveForm(forms.Form):
 class AppointForm(forms.Form):
     email = forms.EmailField(label="Owner's email", help_text="A person with a portal account.")
     reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class RegistrationTokenSearchForm(forms.Form):
+    """The admin's registration-token search (pages and API): the start of its maker's email,
+    or part of its team's or its name; and its API. Django's fields refuse NUL, which the
+    database would refuse with an error."""
+
+    q = forms.CharField(required=False, max_length=254, label="Maker, team or name")
+    api = forms.CharField(required=False, max_length=100, label="API")
+
+    def filter(self, tokens: QuerySet[RegistrationToken]) -> QuerySet[RegistrationToken]:
+        if q := self.cleaned_data["q"].strip():
+            tokens = tokens.filter(
+                Q(owner__email__istartswith=q) | Q(team__name__icontains=q) | Q(name__icontains=q)
+            )
+        if api := self.cleaned_data["api"]:
+            tokens = tokens.filter(api__slug=api)
+        return tokens
 
 
 class TeamSearchForm(forms.Form):

@@ -464,3 +464,14 @@ def test_administrators_list_and_revoke_every_token_through_the_api(
     again = admin("POST", path, {})
     assert again.status_code == 200, again.content
     assert AuditEntry.objects.filter(action=entry.action).count() == 1
+
+
+def test_an_administrators_token_search_with_a_nul_is_refused_with_a_message_not_a_500(
+    client: Client, admin_user: User
+) -> None:
+    force_login_with_second_factor(client, admin_user)
+
+    page = client.get(reverse("manage_registration_tokens"), {"q": "Sé\x00"})
+
+    assert page.status_code == 200
+    assert "The search was not understood" in page.content.decode()

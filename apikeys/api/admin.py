@@ -54,6 +54,7 @@ from apikeys.forms import (
     KeySearchForm,
     OptionalReasonForm,
     ReasonForm,
+    RegistrationTokenSearchForm,
     TeamSearchForm,
 )
 from apikeys.http import ApiRequest
@@ -245,14 +246,10 @@ class RegistrationTokenFilters(PageQuery):
     summary="Every registration token, newest first",
 )
 def list_registration_tokens(request: ApiRequest, filters: Query[RegistrationTokenFilters]) -> Any:
-    tokens = with_token_details(RegistrationToken.objects.all())
-    if q := filters.q.strip():
-        tokens = tokens.filter(
-            Q(owner__email__istartswith=q) | Q(team__name__icontains=q) | Q(name__icontains=q)
-        )
-    if filters.api:
-        tokens = tokens.filter(api__slug=filters.api)
-    return paginate(tokens, filters)
+    form = RegistrationTokenSearchForm({"q": filters.q, "api": filters.api})
+    if not form.is_valid():
+        raise Problem(422, "The filters are not valid: see errors.", errors=form_errors(form))
+    return paginate(form.filter(with_token_details(RegistrationToken.objects.all())), filters)
 
 
 @router.post(

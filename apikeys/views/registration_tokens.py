@@ -18,7 +18,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -42,7 +42,7 @@ from apikeys.access import (
 from apikeys.assurance import recent_factor_required
 from apikeys.client_address import client_ip
 from apikeys.credentials.networks import BadRanges
-from apikeys.forms import OptionalReasonForm, RegistrationTokenForm
+from apikeys.forms import OptionalReasonForm, RegistrationTokenForm, RegistrationTokenSearchForm
 from apikeys.http import PageRequest
 from apikeys.limits import rate_limited
 from apikeys.models import (
@@ -138,10 +138,12 @@ def token_revoke(request: PageRequest, token_id: uuid.UUID) -> HttpResponse:
 def manage_list(request: PageRequest) -> HttpResponse:
     """Every registration token, newest first; `q` finds the maker, the team or the name."""
     tokens = _with_details(RegistrationToken.objects.select_related("owner", "team"))
-    if q := request.GET.get("q", "").strip():
-        tokens = tokens.filter(
-            Q(owner__email__istartswith=q) | Q(team__name__icontains=q) | Q(name__icontains=q)
-        )
+    form = RegistrationTokenSearchForm({"q": request.GET.get("q", "")})
+    q = ""
+    if form.is_valid():
+        tokens, q = form.filter(tokens), form.cleaned_data["q"].strip()
+    else:
+        messages.error(request, "The search was not understood (no control characters).")
     page = Paginator(tokens, PAGE_SIZE).get_page(request.GET.get("page"))
     query = urlencode({"q": q}) if q else ""
     context = {"page": page, "rows": _rows(page.object_list), "q": q, "query": query}
