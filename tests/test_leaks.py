@@ -265,9 +265,12 @@ def test_check_a_secret_tells_the_owner_which_key_and_others_nothing(
     first = issue(customer, sample)
     second = lifecycle.rotate_secret(first.key, actor=customer)
 
-    def check(user: User, secret: str) -> str:
+    def check(user: User, secret: str, *, level_2: bool = False) -> str:
         browser = Client()
-        browser.force_login(user)
+        if level_2:
+            force_login_with_second_factor(browser, user)
+        else:
+            browser.force_login(user)
         answer = browser.post(reverse("check_secret"), {"secret": secret})
         assert answer.status_code == 200
         assert answer["Cache-Control"].startswith("max-age=0")
@@ -278,7 +281,8 @@ def test_check_a_secret_tells_the_owner_which_key_and_others_nothing(
     mine = check(customer, second.secret)
     retired = check(customer, first.secret)
     theirs = check(other_user, second.secret)
-    for_admin = check(admin_user, second.secret)
+    for_admin = check(admin_user, second.secret, level_2=True)
+    admin_at_level_1 = check(admin_user, second.secret)
     garbage = check(customer, "hello")
 
     assert "the current secret" in mine
@@ -289,6 +293,7 @@ def test_check_a_secret_tells_the_owner_which_key_and_others_nothing(
     assert first.key.client_id not in theirs
     assert "not the secret of any of your keys" in theirs
     assert customer.email in for_admin
+    assert customer.email not in admin_at_level_1  # an administrator's reach needs level 2
     assert "not a secret of this portal" in garbage
 
 
