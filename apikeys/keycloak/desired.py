@@ -100,6 +100,12 @@ CONFIDENTIAL = {
 }
 
 
+def password_policy() -> str:
+    """The realm's password policy, with the hash iterations if set (the test profile's)."""
+    iterations = settings.KEYCLOAK_PASSWORD_HASH_ITERATIONS
+    return f"{PASSWORD_POLICY} and hashIterations({iterations})" if iterations else PASSWORD_POLICY
+
+
 def realm() -> Representation:
     return {
         "realm": settings.KEYCLOAK_REALM,
@@ -114,7 +120,7 @@ def realm() -> Representation:
         "resetPasswordAllowed": True,
         "editUsernameAllowed": False,
         "rememberMe": False,
-        "passwordPolicy": PASSWORD_POLICY,
+        "passwordPolicy": password_policy(),
         "bruteForceProtected": True,
         "permanentLockout": False,
         "failureFactor": 10,
