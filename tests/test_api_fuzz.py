@@ -1,6 +1,7 @@
 """The OpenAPI document, fuzzed with schemathesis against the live server (real Keycloak).
 
-Every operation gets generated requests, signed in as a customer and as an administrator:
+Every operation gets generated requests, signed in as a customer and as an administrator (at
+level 2: the admin API needs their second factor):
 none may answer 500, and every answer must match what the document promises (status code,
 content type, headers, body schema).
 """
@@ -8,12 +9,15 @@ content type, headers, body schema).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import time
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from keycloak import KeycloakAdmin
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -23,7 +27,8 @@ from schemathesis.checks import (
 )
 
 from apikeys.api import api
-from tests.accounts import KeycloakUser
+from apikeys.keycloak.client import Connection
+from tests.accounts import PASSWORD
 from tests.oidc import cli_tokens
 
 pytestmark = pytest.mark.usefixtures("key_clients", "sample")
@@ -44,19 +49,54 @@ def operations() -> list[Any]:
     return [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
 
 
-@pytest.fixture
-def tokens(make_keycloak_user: Callable[..., KeycloakUser]) -> dict[str, str]:
-    customer = make_keycloak_user()
-    admin = make_keycloak_user(roles=("portal-admin",))
-    return {
-        "customer": cli_tokens(customer.email, customer.password)["access_token"],
-        "admin": cli_tokens(admin.email, admin.password)["access_token"],
-    }
+class Callers:
+    """A customer and an administrator in Keycloak for the whole module (made once: each
+    sign-in costs a second, an administrator's a code of their authenticator too), their
+    tokens taken again when a minute old, well before Keycloak's lifespan ends them."""
+
+    def __init__(self, admin: KeycloakAdmin) -> None:
+        self.admin = admin
+        self.people: dict[str, tuple[str, str]] = {}
+        self.tokens: dict[str, tuple[float, str]] = {}
+        for who, roles in (("customer", ()), ("admin", ("portal-admin",))):
+            email = f"fuzz-{who}-{uuid.uuid4().hex[:8]}@example.com"
+            user_id = admin.create_user(
+                {
+                    "username": email,
+                    "email": email,
+                    "emailVerified": True,
+                    "enabled": True,
+                    "firstName": "Fuzz",
+                    "lastName": who.title(),
+                    "credentials": [{"type": "password", "value": PASSWORD, "temporary": False}],
+                }
+            )
+            if roles:
+                admin.assign_realm_roles(user_id, [admin.get_realm_role(r) for r in roles])
+            self.people[who] = (user_id, email)
+
+    def token(self, who: str) -> str:
+        taken, token = self.tokens.get(who, (0.0, ""))
+        if time.monotonic() - taken > 60:
+            token = cli_tokens(self.people[who][1], PASSWORD)["access_token"]
+            self.tokens[who] = (time.monotonic(), token)
+        return token
+
+    def forget(self) -> None:
+        for user_id, _ in self.people.values():
+            self.admin.delete_user(user_id)
+
+
+@pytest.fixture(scope="module")
+def callers(bootstrapped: Connection) -> Iterator[Callers]:
+    made = Callers(bootstrapped.admin)
+    yield made
+    made.forget()
 
 
 @pytest.mark.parametrize("operation", operations(), ids=lambda op: op.label)
 def test_no_operation_fails_or_breaks_its_promise(
-    operation: Any, live_server: Any, tokens: dict[str, str]
+    operation: Any, live_server: Any, callers: Callers
 ) -> None:
     @given(case=operation.as_strategy())
     @settings(
@@ -69,7 +109,7 @@ def test_no_operation_fails_or_breaks_its_promise(
         for who in ("customer", "admin"):
             case.call_and_validate(
                 base_url=live_server.url,
-                headers={"Authorization": f"Bearer {tokens[who]}"},
+                headers={"Authorization": f"Bearer {callers.token(who)}"},
                 checks=CHECKS,
             )
 
