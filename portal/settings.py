@@ -186,14 +186,6 @@ KEYCLOAK_TIMEOUT = int(env("KEYCLOAK_TIMEOUT", "5"))
 # Keycloak 10-60 s on a busy small machine): seconds each may take, and how long in all it
 # waits for a realm Keycloak is still creating.
 KEYCLOAK_BOOTSTRAP_TIMEOUT = int(env("KEYCLOAK_BOOTSTRAP_TIMEOUT", "180"))
-# PBKDF2 iterations of the realm's password hashes; empty: Keycloak's own (210,000). The test
-# profile takes 1,000, for speed only, as Django's tests take a fast hasher: its passwords
-# guard nothing, and each sign-in of the suite would cost a fifth of a second more.
-KEYCLOAK_PASSWORD_HASH_ITERATIONS = env(
-    "KEYCLOAK_PASSWORD_HASH_ITERATIONS", "1000" if PROFILE == "test" else ""
-)
-if KEYCLOAK_PASSWORD_HASH_ITERATIONS and not KEYCLOAK_PASSWORD_HASH_ITERATIONS.isdigit():
-    raise ImproperlyConfigured("KEYCLOAK_PASSWORD_HASH_ITERATIONS must be a number, or empty.")
 # This deployment's name, stamped on every key client it makes: reconcile and the jobs act
 # only on clients stamped with it, so two portals (staging and production, an old and a new
 # deployment) can share a realm. Required in production; never change it once keys exist.

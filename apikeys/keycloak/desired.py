@@ -100,12 +100,6 @@ CONFIDENTIAL = {
 }
 
 
-def password_policy() -> str:
-    """The realm's password policy, with the hash iterations if set (the test profile's)."""
-    iterations = settings.KEYCLOAK_PASSWORD_HASH_ITERATIONS
-    return f"{PASSWORD_POLICY} and hashIterations({iterations})" if iterations else PASSWORD_POLICY
-
-
 def realm() -> Representation:
     return {
         "realm": settings.KEYCLOAK_REALM,
@@ -120,7 +114,7 @@ def realm() -> Representation:
         "resetPasswordAllowed": True,
         "editUsernameAllowed": False,
         "rememberMe": False,
-        "passwordPolicy": password_policy(),
+        "passwordPolicy": PASSWORD_POLICY,
         "bruteForceProtected": True,
         "permanentLockout": False,
         "failureFactor": 10,
