@@ -24,7 +24,6 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import F, Q, QuerySet
 from django.http import Http404
 
-from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import (
     ApiKey,
     Membership,
@@ -34,7 +33,7 @@ from apikeys.models import (
     User,
     WebhookEndpoint,
 )
-from apikeys.operations.identity import has_second_factor
+from apikeys.operations.identity import has_second_factor_if_known
 
 # What each kind of act needs of a team member.
 SEE = TeamRole.VIEWER
@@ -168,13 +167,12 @@ def _require(person: User, team: Team, to: TeamRole, *, missing: str) -> None:
 
 def _require_second_factor(person: User, team: Team) -> None:
     """A team that requires a second factor: its members read, but act only with one."""
-    try:
-        has = has_second_factor(person)
-    except KeycloakFailure:
+    has = has_second_factor_if_known(person)
+    if has is None:
         raise NotAllowed(
             f"The team {team.name} requires a second factor, and Keycloak cannot say now "
             "whether you have one. Try again in a minute."
-        ) from None
+        )
     if not has:
         raise NotAllowed(
             f"The team {team.name} requires its members to have a second factor before they "

@@ -168,13 +168,6 @@ def require_recent_factor(
     )
 
 
-def has_factor_for_team(person: User) -> bool | None:
-    """Whether `person` has a second factor, for a team that requires one; None if Keycloak
-    cannot be asked now."""
-    kinds = second_factors_to_show(person)
-    return None if kinds is None else bool(kinds)
-
-
 def second_factors_to_show(person: User) -> list[str] | None:
     """The kinds of second factor `person` has (`otp`, `webauthn`), for them to see on their
     account page and in the API's `/me`; None if Keycloak cannot be asked now."""
@@ -218,10 +211,17 @@ def _audit_api_step_up(request: HttpRequest, person: User, assurance: Assurance)
         return  # a page session: audited when Keycloak sent it back
     if not cache.add(f"step-up:{person.pk}:{assurance.authenticated_at}", 1, 86400):
         return
+    record_step_up(
+        request, person, f"Used a token of a sign-in at level {assurance.level} (the API)"
+    )
+
+
+def record_step_up(request: HttpRequest, person: User, reason: str) -> None:
+    """The audit trail's entry for a second factor used for a sensitive act (either door)."""
     AuditEntry.record(
         person,
         AuditEntry.Action.STEPPED_UP,
         actor=person,
         ip_address=client_ip(request),
-        reason=f"Used a token of a sign-in at level {assurance.level} (the API)",
+        reason=reason,
     )

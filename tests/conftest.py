@@ -32,7 +32,7 @@ from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection, Representation
 from apikeys.models import Api, ApiKey, Permission, User, WorkloadIssuer
 from apikeys.operations import permissions
-from tests.accounts import PASSWORD, KeycloakUser
+from tests.accounts import KeycloakUser, create_keycloak_user
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.factories import unique_user
 from tests.issuer import Issuer, serving
@@ -182,30 +182,16 @@ def bootstrapped(keycloak_admin: Connection) -> Connection:
 def make_keycloak_user(bootstrapped: Connection) -> Iterator[KeycloakUser]:
     """Factory for verified Keycloak users with a password; deleted after the test."""
     admin: KeycloakAdmin = bootstrapped.admin
-    made: list[str] = []
+    made: list[KeycloakUser] = []
 
     def make(*, roles: tuple[str, ...] = ()) -> KeycloakUser:
-        email = f"user-{uuid.uuid4().hex[:10]}@example.com"
-        user_id = admin.create_user(
-            {
-                "username": email,
-                "email": email,
-                "emailVerified": True,
-                "enabled": True,
-                "firstName": "Test",
-                "lastName": "User",
-                "credentials": [{"type": "password", "value": PASSWORD, "temporary": False}],
-            }
-        )
-        made.append(user_id)
-        if roles:
-            admin.assign_realm_roles(user_id, [admin.get_realm_role(r) for r in roles])
-        return KeycloakUser(user_id, email, PASSWORD)
+        made.append(create_keycloak_user(admin, roles=roles))
+        return made[-1]
 
     yield make  # type: ignore[misc]
-    for user_id in made:
+    for user in made:
         with contextlib.suppress(KeycloakDeleteError):  # the test may have deleted it
-            admin.delete_user(user_id)
+            admin.delete_user(user.id)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,7 +27,7 @@ from schemathesis.checks import (
 
 from apikeys.api import api
 from apikeys.keycloak.client import Connection
-from tests.accounts import PASSWORD
+from tests.accounts import PASSWORD, create_keycloak_user
 from tests.oidc import cli_tokens
 
 pytestmark = pytest.mark.usefixtures("key_clients", "sample")
@@ -59,21 +58,8 @@ class Callers:
         self.people: dict[str, tuple[str, str]] = {}
         self.tokens: dict[str, tuple[float, str]] = {}
         for who, roles in (("customer", ()), ("admin", ("portal-admin",))):
-            email = f"fuzz-{who}-{uuid.uuid4().hex[:8]}@example.com"
-            user_id = admin.create_user(
-                {
-                    "username": email,
-                    "email": email,
-                    "emailVerified": True,
-                    "enabled": True,
-                    "firstName": "Fuzz",
-                    "lastName": who.title(),
-                    "credentials": [{"type": "password", "value": PASSWORD, "temporary": False}],
-                }
-            )
-            if roles:
-                admin.assign_realm_roles(user_id, [admin.get_realm_role(r) for r in roles])
-            self.people[who] = (user_id, email)
+            made = create_keycloak_user(admin, prefix=f"fuzz-{who}", roles=roles)
+            self.people[who] = (made.id, made.email)
 
     def token(self, who: str) -> str:
         taken, token = self.tokens.get(who, (0.0, ""))

@@ -260,15 +260,20 @@ def test_someone_made_admin_during_their_session_enrols_at_the_step_up(
     expect(page.get_by_role("heading", name="Key requests waiting for approval")).to_be_visible()
 
 
-@pytest.mark.embedded
-def test_back_from_a_step_up_still_without_the_level_they_are_told_why_not_sent_round(
-    client: Client, admin_user: User
-) -> None:
-    client.force_login(admin_user)
+def just_back_at_level_1(client: Client, user: User) -> None:
+    """Signed in, and just back from a step-up that reached only a password."""
+    client.force_login(user)
     session = client.session
     session[SESSION_KEY] = {"acr": "password", "auth_time": int(time.time())}
     session[step_up.RETURNED_AT] = time.time()
     session.save()
+
+
+@pytest.mark.embedded
+def test_back_from_a_step_up_still_without_the_level_they_are_told_why_not_sent_round(
+    client: Client, admin_user: User
+) -> None:
+    just_back_at_level_1(client, admin_user)
 
     answer = client.get(reverse("manage_audit"))
     again = client.get(reverse("manage_audit"))
@@ -286,11 +291,7 @@ def test_back_from_a_step_up_still_without_the_level_they_are_told_why_not_sent_
 def test_an_htmx_act_back_from_a_step_up_still_short_is_told_on_the_page_it_came_from(
     client: Client, admin_user: User
 ) -> None:
-    client.force_login(admin_user)
-    session = client.session
-    session[SESSION_KEY] = {"acr": "password", "auth_time": int(time.time())}
-    session[step_up.RETURNED_AT] = time.time()
-    session.save()
+    just_back_at_level_1(client, admin_user)
 
     answer = client.get(
         reverse("manage_audit"),

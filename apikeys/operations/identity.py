@@ -56,6 +56,16 @@ def has_second_factor(user: User, *, briefly_cached: bool = False) -> bool:
     return has
 
 
+def has_second_factor_if_known(user: User) -> bool | None:
+    """`has_second_factor`, or None if Keycloak cannot say now (logged): a team that requires
+    a factor refuses its members' changes then (apikeys/access.py), and its page says why."""
+    try:
+        return has_second_factor(user)
+    except KeycloakFailure as error:
+        log.warning("Could not ask Keycloak whether %s has a second factor: %s", user, error)
+        return None
+
+
 # How long Keycloak's answer to "is this person an administrator?" is reused, per process.
 ADMIN_ROLE_SECONDS = 30
 _admin_answers: dict[str, tuple[float, bool]] = {}

@@ -26,11 +26,10 @@ from django.views.decorators.http import require_GET
 from django_htmx.http import HttpResponseClientRedirect
 from mozilla_django_oidc.views import OIDCAuthenticationRequestView
 
-from apikeys.assurance import StepUpRequired
-from apikeys.client_address import client_ip
+from apikeys.assurance import StepUpRequired, record_step_up
 from apikeys.keycloak.client import KeycloakFailure
 from apikeys.keycloak.desired import SECOND_FACTOR_LEVEL
-from apikeys.models import AuditEntry, User
+from apikeys.models import User
 from apikeys.operations.identity import has_second_factor
 
 PENDING = "step_up_pending"  # session: a step-up was started (max_age asked for)
@@ -69,13 +68,7 @@ def record(request: HttpRequest, user: User, claims: dict[str, Any]) -> None:
     if level == SECOND_FACTOR_LEVEL:
         request.session.pop(RETRIED, None)
         request.session.cycle_key()  # a cookie taken before the step-up is not promoted
-    AuditEntry.record(
-        user,
-        AuditEntry.Action.STEPPED_UP,
-        actor=user,
-        ip_address=client_ip(request),
-        reason=f"Signed in again for a sensitive act; level reached: {level}",
-    )
+    record_step_up(request, user, f"Signed in again for a sensitive act; level reached: {level}")
 
 
 def step_up_url(needed: StepUpRequired, then: str) -> str:

@@ -26,7 +26,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apikeys.access import MANAGE, SEE, team_for, teams_of
 from apikeys.assurance import (
-    has_factor_for_team,
     recent_factor_required,
     require_recent_factor,
 )
@@ -36,6 +35,7 @@ from apikeys.http import PageRequest
 from apikeys.limits import rate_limited
 from apikeys.models import AuditEntry, Invitation, Membership, Team, TeamRole, User
 from apikeys.operations import teams
+from apikeys.operations.identity import has_second_factor_if_known
 from apikeys.views.exports import audit_csv
 from apikeys.views.keys import key_list_context
 
@@ -80,7 +80,7 @@ def team_page(request: PageRequest, team_id: uuid.UUID) -> HttpResponse:
 def _has_factor_for(person: User, team: Team) -> bool | None:
     """For a team that requires a second factor: whether `person` has one (None: Keycloak
     cannot say now), so the page says why they cannot act; True for other teams."""
-    return has_factor_for_team(person) if team.requires_second_factor else True
+    return has_second_factor_if_known(person) if team.requires_second_factor else True
 
 
 @require_GET
