@@ -142,7 +142,7 @@ class JwksServer:
 @contextmanager
 def jwks_server() -> Iterator[JwksServer]:
     served = JwksServer()
-    thread = threading.Thread(target=served.server.serve_forever, daemon=True)
+    thread = threading.Thread(target=served.server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield served

@@ -36,7 +36,9 @@ class Issuer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self.jwks_url = f"{self.url}/jwks"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
 
     def token(self, sub: str, aud: str, lifetime: int = 60, **claims: Any) -> str:
         """A token for the workload `sub`, for the audience `aud`; `claims` add or replace."""

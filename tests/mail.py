@@ -1,23 +1,63 @@
-"""Reading the mail sink's Maildir, where Keycloak and the portal deliver in tests."""
+"""Reading the mail sink's Maildir, where Keycloak and the portal deliver in tests.
+
+The sink keeps every message it was ever sent, so a reader that parsed the whole folder on each
+look spent most of the suite's time in Python's email parser. Each file is read once per test
+session: its `To` header first, the whole message only when a test asks for it. Messages
+delivered before this session started are no test's business and are skipped by their name
+(the sink names them `<seconds>.M<microseconds>P<pid>…`, Python's Maildir format).
+"""
 
 from __future__ import annotations
 
 import email
+import email.parser
 import email.policy
-import mailbox
 import os
 import time
 from email.message import EmailMessage
-from typing import BinaryIO
+from pathlib import Path
+
+_SESSION_START = time.time() - 5  # a little slack for a clock read before the first delivery
+_recipients: dict[str, str] = {}  # a message's file name: its `To`, lower-case
+_messages: dict[str, EmailMessage] = {}
 
 
-def _parse(f: BinaryIO) -> EmailMessage:
-    return email.message_from_binary_file(f, policy=email.policy.default)
+def _delivered_at(name: str) -> tuple[int, int]:
+    seconds, _, rest = name.partition(".")
+    micros = rest[1:].partition("P")[0] if rest.startswith("M") else "0"
+    try:
+        return int(seconds), int(micros)
+    except ValueError:
+        return 0, 0
+
+
+def _files() -> list[Path]:
+    folder = Path(os.environ["PORTAL_TEST_MAILDIR"])
+    found = [entry for sub in ("new", "cur") for entry in (folder / sub).iterdir()]
+    found = [path for path in found if _delivered_at(path.name)[0] >= _SESSION_START]
+    return sorted(found, key=lambda path: _delivered_at(path.name))
+
+
+def _recipient(path: Path) -> str:
+    if path.name not in _recipients:
+        with path.open("rb") as f:
+            headers = email.parser.BytesHeaderParser(policy=email.policy.default).parse(f)
+        _recipients[path.name] = str(headers["To"]).lower()
+    return _recipients[path.name]
+
+
+def _message(path: Path) -> EmailMessage:
+    if path.name not in _messages:
+        with path.open("rb") as f:
+            parsed = email.message_from_binary_file(f, policy=email.policy.default)
+        _messages[path.name] = parsed
+    return _messages[path.name]
 
 
 def messages_to(address: str) -> list[EmailMessage]:
-    box = mailbox.Maildir(os.environ["PORTAL_TEST_MAILDIR"], factory=_parse, create=False)  # type: ignore[arg-type]
-    return [m for m in box if address.lower() in str(m["To"]).lower()]  # type: ignore[misc]
+    """The messages to `address` delivered in this session, oldest first."""
+    wanted = address.lower()
+    return [_message(path) for path in _files() if wanted in _recipient(path)]
 
 
 def wait_for_message(address: str, *, timeout: float = 20) -> EmailMessage:

@@ -27,9 +27,23 @@ from apikeys.operations.teams import TeamRefused
 
 
 class PortalApi(NinjaAPI):
-    """django-ninja's API, whose document says errors come as application/problem+json."""
+    """django-ninja's API, whose document says errors come as application/problem+json.
+
+    The document is made once per process and prefix: the routes are fixed at import, and
+    making it (pydantic's JSON schemas of every model) took seconds of a worker's time. Its
+    readers only serialize it; none may change it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._documents: dict[str, Any] = {}
 
     def get_openapi_schema(self, **kwargs: Any) -> Any:
+        wanted = repr(sorted(kwargs.items()))
+        if wanted not in self._documents:
+            self._documents[wanted] = self._document(**kwargs)
+        return self._documents[wanted]
+
+    def _document(self, **kwargs: Any) -> Any:
         document = super().get_openapi_schema(**kwargs)
         for path in document["paths"].values():
             for operation in path.values():
