@@ -239,14 +239,21 @@ def test_a_token_seen_before_is_not_verified_again_but_still_expires(
     token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     verified = []
-    real = bearer_tokens._RS256
+    key_for = TokenValidator._key_for
 
-    class Spy:
-        def verify(self, *args: Any) -> bool:
+    class SpyKey:  # the realm's key, counting the signatures checked with it
+        def __init__(self, key: Any) -> None:
+            self.key = key
+
+        def verify(self, *args: Any) -> None:
             verified.append(1)
-            return real.verify(*args)
+            self.key.verify(*args)
 
-    monkeypatch.setattr(bearer_tokens, "_RS256", Spy())
+    def spied_key_for(validator: TokenValidator, header: bytes) -> tuple[str, Any]:
+        kid, key = key_for(validator, header)
+        return kid, SpyKey(key)
+
+    monkeypatch.setattr(TokenValidator, "_key_for", spied_key_for)
     clock = Clock()
     validator = make_validator(clock=clock)
 
@@ -484,7 +491,7 @@ class OwnIssuer:
 
         self.server = HTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/certs"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     def publish(self, kid: str) -> None:
         self.keys.setdefault(kid, rsa.generate_private_key(public_exponent=65537, key_size=2048))

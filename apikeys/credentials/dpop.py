@@ -33,7 +33,6 @@ models: resource servers of their own import it.
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import hashlib
 import json
@@ -54,6 +53,7 @@ from jwt import PyJWK
 from jwt.algorithms import Algorithm
 from jwt.exceptions import PyJWTError
 
+from apikeys.credentials import base64url
 from apikeys.credentials.challenge import DPOP_ALGORITHMS, InvalidProof, ProofsUncheckable
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,6 @@ _THUMBPRINT_MEMBERS = {
     "OKP": ("crv", "kty", "x"),
 }
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 
 
 class _ProofKey(NamedTuple):
@@ -320,9 +319,8 @@ def _one_proof(proof: str | None) -> bytes:
 
 def _b64decode(part: bytes) -> bytes:
     try:
-        standard = part.translate(_URLSAFE_TO_STANDARD) + b"=" * (-len(part) % 4)
-        return binascii.a2b_base64(standard, strict_mode=True)
-    except binascii.Error:
+        return base64url.decode(part)
+    except ValueError:
         raise InvalidProof("The proof is not valid base64url.") from None
 
 
