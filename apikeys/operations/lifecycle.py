@@ -34,7 +34,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, prefetch_related_objects
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -186,8 +186,8 @@ def issue_key(owner: User, order: KeyOrder, *, ip_address: str | None = None) ->
 def reserve_key(owner: User, order: KeyOrder) -> ApiKey:
     """Step 1 of `issue_key`, for a caller that reserves under a lock of its own (software
     registering under its registration token's): the order checked, the record made."""
-    _check_order(order)
-    key = _reserve(owner, order)
+    chosen = _check_order(order)
+    key = _reserve(owner, order, chosen)
     crash_point("issue:reserved")
     return key
 
@@ -205,8 +205,9 @@ def complete_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> 
         ) from error
 
 
-def _check_order(order: KeyOrder) -> None:
-    """What the API (as it is now: an admin may have just retired it) allows."""
+def _check_order(order: KeyOrder) -> list[Permission]:
+    """What the API (as it is now: an admin may have just retired it) allows; the
+    permissions the key will have."""
     api = Api.objects.get(pk=order.api.pk)
     if api.retired_at is not None:
         raise KeyNotIssued(f"{api.name} is retired and takes no new keys.")
@@ -227,6 +228,7 @@ def _check_order(order: KeyOrder) -> None:
     if signed and not (order.public_keys or order.jwks_url):
         raise KeyNotIssued("A key signed with a private key needs a public key or a JWKS URL.")
     _check_workload(order)
+    return chosen
 
 
 def _check_workload(order: KeyOrder) -> None:
@@ -268,8 +270,9 @@ def _take_apart(key: ApiKey, error: KeycloakFailure) -> None:
         ) from error
 
 
-def _reserve(owner: User, order: KeyOrder) -> ApiKey:
-    """Step 1: the record (and its public keys), with its clientId fixed, within the quota."""
+def _reserve(owner: User, order: KeyOrder, chosen: list[Permission]) -> ApiKey:
+    """Step 1: the record (its permissions, `chosen`, and its public keys), with its clientId
+    fixed, within the quota."""
     with transaction.atomic():
         # Lock the owner's row, so concurrent requests of one owner count their keys in turn,
         # and the team's, so its members' requests count the team's keys in turn.
@@ -283,34 +286,34 @@ def _reserve(owner: User, order: KeyOrder) -> ApiKey:
         _check_quota(owner, order.team, order.name)
         if order.workload_issuer is not None:
             _check_workload_free(order.workload_issuer, order)
+        # No savepoint: an IntegrityError ends the whole transaction with NameTaken anyway.
         try:
-            with transaction.atomic():
-                key = ApiKey.objects.create(
-                    owner=owner,
-                    team=order.team,
-                    api=order.api,
-                    name=order.name,
-                    description=order.description,
-                    justification=order.justification,
-                    expires_at=timezone.now() + timedelta(days=order.lifetime_days),
-                    request_id=order.request_id,
-                    credential=order.credential,
-                    jwks_url=order.jwks_url,
-                    networks=networks.parse(order.networks),
-                    registered_with=order.registered_with,
-                    registration_access_digest=order.registration_access_digest,
-                    software_metadata=dict(order.software_metadata),
-                    requires_dpop=order.requires_dpop,
-                    workload_issuer=order.workload_issuer,
-                    workload_subject=order.workload_subject,
-                )
+            key = ApiKey.objects.create(
+                owner=owner,
+                team=order.team,
+                api=order.api,
+                name=order.name,
+                description=order.description,
+                justification=order.justification,
+                expires_at=timezone.now() + timedelta(days=order.lifetime_days),
+                request_id=order.request_id,
+                credential=order.credential,
+                jwks_url=order.jwks_url,
+                networks=networks.parse(order.networks),
+                registered_with=order.registered_with,
+                registration_access_digest=order.registration_access_digest,
+                software_metadata=dict(order.software_metadata),
+                requires_dpop=order.requires_dpop,
+                workload_issuer=order.workload_issuer,
+                workload_subject=order.workload_subject,
+            )
         except IntegrityError as error:  # a unique constraint, if a check above was raced
             if "workload" in str(error):
                 raise KeyNotIssued(workloads.TAKEN) from error
             raise NameTaken(f"{_holder(order.team)} a key called “{order.name}”.") from error
         if order.public_keys:
             record_public_keys(key, order.public_keys)
-        key.permissions.set(_chosen_permissions(order.api, order))
+        key.permissions.add(*chosen)
         return key
 
 
@@ -372,6 +375,7 @@ def finish_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> Re
     """
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
+        prefetch_related_objects([key], "permissions")  # read thrice below: once from here
         key.require("finish")
         if key.api.retired_at is not None:
             raise WrongState(f"{key.api.name} is retired and takes no new keys: discard this one.")
