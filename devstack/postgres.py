@@ -1,6 +1,6 @@
 """A private PostgreSQL cluster on loopback for the test suite.
 
-    python -m devstack.postgres start [--port 54329]    # prints the DATABASE_URL
+    python -m devstack.postgres start [--port 54329] [--fresh NAME]    # prints the DATABASE_URL
     python -m devstack.postgres stop
 
 It uses the machine's PostgreSQL binaries (Debian's postgresql package) and its own data
@@ -41,8 +41,8 @@ def data_dir() -> Path:
     return cache_dir() / "postgres"
 
 
-def database_url(port: int) -> str:
-    return f"postgres://postgres@127.0.0.1:{port}/portal"
+def database_url(port: int, name: str = "portal") -> str:
+    return f"postgres://postgres@127.0.0.1:{port}/{name}"
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -112,6 +112,13 @@ def ensure_database(name: str, port: int = DEFAULT_PORT) -> None:
         _run([str(binaries / "createdb"), *client, name])
 
 
+def fresh_database(name: str, port: int = DEFAULT_PORT) -> str:
+    """Drop the database `name` with everything in it, make it again empty; its URL."""
+    execute("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', port)
+    ensure_database(name, port)
+    return database_url(port, name)
+
+
 def stop() -> None:
     data = data_dir()
     if (data / "postmaster.pid").exists():
@@ -126,9 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.postgres")
     parser.add_argument("action", choices=["start", "stop"])
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument(
+        "--fresh", metavar="NAME", help="start, then drop and make the database NAME empty"
+    )
     args = parser.parse_args(argv)
     if args.action == "start":
-        print(start(args.port))
+        url = start(args.port)
+        print(fresh_database(args.fresh, args.port) if args.fresh else url)
     else:
         stop()
     return 0
