@@ -11,10 +11,10 @@ For resource servers written in Django:
 
 A token is accepted only if it is a compact JWS signed with RS256 (the only algorithm
 allowed) by a key in the realm's JWKS, from the realm's issuer, current (`exp`, `nbf`,
-with a small leeway), of type Bearer or DPoP, and with the API's audience in `aud`. PyJWT does
-the cryptography. This module splits the token and checks the claims itself: PyJWT's own
-`decode` costs about five signature checks per token, since it vets base64 one character
-at a time in Python.
+with a small leeway), of type Bearer or DPoP, and with the API's audience in `aud`.
+`cryptography` checks the signature; PyJWT reads the JWKS. This module splits the token and
+checks the claims itself: PyJWT's own `decode` costs about five signature checks per token,
+since it vets base64 one character at a time in Python.
 
 No network call is made on the hot path but one every `JWKS_MAX_AGE_SECONDS`. The JWKS is
 fetched on first use; again when a token names an unknown `kid` (the realm rotated its
