@@ -73,9 +73,11 @@ def add_clients(admin: keycloak.Connection, api: Api, count: int) -> list[tuple[
     return made
 
 
-def grants_per_second(keys: list[tuple[str, str]]) -> tuple[float, float, int]:
-    """Grants per second over SECONDS with THREADS callers; median latency (ms); failures."""
-    deadline = time.monotonic() + SECONDS
+def grants_per_second(
+    keys: list[tuple[str, str]], seconds: float = SECONDS
+) -> tuple[float, float, int]:
+    """Grants per second over `seconds` with THREADS callers; median latency (ms); failures."""
+    deadline = time.monotonic() + seconds
     latencies: list[float] = []
     failures = [0]
     lock = threading.Lock()

@@ -1,0 +1,262 @@
+"""One realm grown from 100 key clients to tens of thousands, measured at each size against
+the first, in the same run: what many keys cost Keycloak and the portal.
+
+Sizes: BENCH_SCALE_SIZES, default "100,1000,10000,30000" (add 100000 for the whole curve: the
+clients are made at Keycloak's pace, about a minute per thousand on this machine's dev node).
+Keys are made the portal's way: `desired.key_client`, each with its own secret, one
+`POST /clients` each (Keycloak makes its service account), by BENCH_MAKERS (3) callers at
+once, each with its portal record. At each size:
+
+- making: the clients a second Keycloak took for this step;
+- grants per second, 8 callers, best of BENCH_RUNS (2) x BENCH_SECONDS (8): the first 100
+  keys (a hot few), then every key in turn (all of the realm read);
+- issuing a key through the portal (`lifecycle.issue_key`), and one raw `POST /clients` of the
+  same representation beside it, median of BENCH_ISSUES (15) each, interleaved;
+- the admin key list (`/manage/keys/`, full request cycle, signed in at level 2): server time
+  and SQL queries, no filter and a search for one key's client id, median of 5;
+- reconcile: the first run after the step, then the median of two more (what a node that has
+  the clients cached costs), per client;
+- Keycloak's heap after a full GC (`jcmd GC.run`, then `GC.heap_info`).
+
+The ratios are against the first size; reconcile's per-client cost against 1,000 (at 100 a
+run is too short to divide). Afterwards the realm is deleted and bootstrapped again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from bench.common import bench_owner, median_ms, setup_django, timed
+from bench.grants import THREADS, grants_per_second
+
+setup_django()
+
+from django.conf import settings
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from apikeys.assurance import SESSION_KEY
+from apikeys.credentials.secret_format import new_secret
+from apikeys.keycloak import bootstrap, desired
+from apikeys.keycloak import client as keycloak
+from apikeys.models import Api, ApiKey, User
+from apikeys.operations import lifecycle
+from apikeys.operations.lifecycle import KeyOrder
+from apikeys.operations.reconcile import reconcile
+from devstack import keycloak_server
+from devstack.process import running_pid
+
+SIZES = [int(n) for n in os.environ.get("BENCH_SCALE_SIZES", "100,1000,10000,30000").split(",")]
+BATCH = 250
+MAKERS = int(os.environ.get("BENCH_MAKERS", "3"))  # callers making the clients
+RUNS = int(os.environ.get("BENCH_RUNS", "2"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
+ISSUES = int(os.environ.get("BENCH_ISSUES", "15"))
+HOT = 100
+INSTANCE = keycloak_server.Instance("bench", 8280)
+
+
+def add_keys(
+    connections: list[keycloak.Connection], owner: User, api: Api, count: int, first: int
+) -> list[tuple[str, str]]:
+    """`count` keys with their clients, service accounts and records, named from `first` on:
+    (client id, secret). Each client is made as the portal makes it, one POST with the whole
+    representation and the id the portal chose (the seal covers it; a partial import would
+    give the clients ids of Keycloak's own), by as many callers as `connections`."""
+    made = []
+    for start in range(0, count, BATCH):
+        keys, reps = [], []
+        for n in range(min(BATCH, count - start)):
+            key = ApiKey(
+                owner=owner,
+                api=api,
+                name=f"scale {first + start + n}",
+                status=ApiKey.Status.ACTIVE,
+                expires_at=timezone.now() + timedelta(days=30),
+            )
+            key.client_id = f"{ApiKey.CLIENT_ID_PREFIX}{key.pk.hex}"
+            key.keycloak_id = str(key.pk)
+            secret = new_secret()
+            keys.append(key)
+            reps.append(desired.key_client(key, now=timezone.now(), secret=secret))
+            made.append((key.client_id, secret))
+        callers = len(connections)
+        shares = [reps[n::callers] for n in range(callers)]
+        with ThreadPoolExecutor(callers) as pool:
+            list(pool.map(make_clients, connections, shares))
+        ApiKey.objects.bulk_create(keys)
+    return made
+
+
+def make_clients(conn: keycloak.Connection, reps: list[dict[str, object]]) -> None:
+    for rep in reps:
+        keycloak.create_client(conn, rep)
+
+
+def best_grants(keys: list[tuple[str, str]]) -> float:
+    runs = []
+    for _ in range(RUNS):
+        rate, _, failed = grants_per_second(keys, seconds=SECONDS)
+        if failed:
+            raise SystemExit(f"{failed} grants failed: the figures would not be grants.")
+        runs.append(rate)
+    return max(runs)
+
+
+def issuing(owner: User, api: Api) -> tuple[float, float]:
+    """Median ms of the portal's issue_key and of one raw POST /clients, interleaved."""
+    conn = keycloak.portal_connection()
+    portal, raw = [], []
+    for _ in range(ISSUES):
+        order = KeyOrder(api=api, name=f"issued {time.monotonic_ns()}", lifetime_days=30)
+        began = time.perf_counter()
+        lifecycle.issue_key(owner, order)
+        portal.append(time.perf_counter() - began)
+        key = ApiKey(owner=owner, api=api, name="raw", expires_at=timezone.now())
+        key.client_id = f"{ApiKey.CLIENT_ID_PREFIX}{key.pk.hex}"
+        rep = desired.key_client(key, now=timezone.now(), secret=new_secret())
+        began = time.perf_counter()
+        client_uuid = keycloak.create_client(conn, rep)
+        raw.append(time.perf_counter() - began)
+        keycloak.delete_client(conn, client_uuid)  # no record: reconcile would recover it
+    return median_ms(portal), median_ms(raw)
+
+
+def admin_list(client: Client, query: dict[str, str]) -> tuple[float, int]:
+    times = []
+    for _ in range(5):
+        with CaptureQueriesContext(connection) as queries:
+            started = time.perf_counter()
+            answer = client.get("/manage/keys/", query)
+            times.append(time.perf_counter() - started)
+        if answer.status_code != 200:
+            raise SystemExit(f"/manage/keys/ {query}: {answer.status_code}")
+    return statistics.median(times) * 1000, len(queries)
+
+
+def admin_client() -> Client:
+    """Signed in as an administrator whose sign-in used a second factor just now."""
+    admin = User.objects.create(
+        username=f"scale-admin-{time.monotonic_ns()}", email="scale@example.com", is_staff=True
+    )
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(admin)
+    session = client.session
+    session[SESSION_KEY] = {"acr": "second-factor", "auth_time": int(time.time()) + 86400}
+    session.save()
+    return client
+
+
+def heap_after_full_gc() -> float:
+    """MB of Keycloak's heap in use after a full collection."""
+    script = running_pid(INSTANCE.pid_file)
+    if script is None:
+        raise SystemExit("The bench Keycloak is not running.")
+    children = subprocess.run(
+        ["pgrep", "-P", str(script)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    pid = int(children[0]) if children else script  # kc.sh runs java as its child
+    jcmd = str(keycloak_server.find_java_home() / "bin" / "jcmd")
+    subprocess.run([jcmd, str(pid), "GC.run"], check=True, capture_output=True, timeout=120)
+    info = subprocess.run(
+        [jcmd, str(pid), "GC.heap_info"], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+    used = re.search(r"used (\d+)K", info)
+    if used is None:
+        raise SystemExit(f"Could not read the heap from jcmd: {info[:300]}")
+    return int(used.group(1)) / 1024
+
+
+def reconcile_runs() -> tuple[float, float, int, int]:
+    """Seconds of the first run and the median of two more; clients seen and problems found
+    by the last."""
+    first = timed(reconcile)
+    again = []
+    for _ in range(2):
+        began = time.perf_counter()
+        report = reconcile()
+        again.append(time.perf_counter() - began)
+    return first, statistics.median(again), report.clients_seen, report.problems
+
+
+def main() -> None:
+    admin, *makers = [
+        keycloak.connect(
+            realm=settings.KEYCLOAK_REALM,
+            username=os.environ["KEYCLOAK_BOOTSTRAP_ADMIN_USERNAME"],
+            password=os.environ["KEYCLOAK_BOOTSTRAP_ADMIN_PASSWORD"],
+            user_realm="master",
+            timeout=600,  # deleting a realm of many clients takes a while
+        )
+        for _ in range(1 + MAKERS)
+    ]
+    api = Api.objects.get(slug="sample")
+    catalog = list(Api.objects.all())
+    owner = bench_owner()
+    client = admin_client()
+    rows: list[dict[str, float]] = []
+    keys: list[tuple[str, str]] = []
+    try:
+        for size in SIZES:
+            step = size - len(keys)
+            began = time.perf_counter()
+            keys.extend(add_keys(makers, owner, api, step, len(keys)))
+            making = time.perf_counter() - began
+            if not rows:
+                grants_per_second(keys[:THREADS], seconds=2)  # warm up
+            row: dict[str, float] = {"size": size, "made/s": step / making}
+            row["grants hot"] = best_grants(keys[:HOT])
+            row["grants all"] = best_grants(keys)
+            row["issue ms"], row["raw ms"] = issuing(owner, api)
+            row["list ms"], row["list q"] = admin_list(client, {})
+            row["search ms"], _ = admin_list(client, {"q": keys[7][0]})  # one key's client id
+            first, warm, seen, problems = reconcile_runs()
+            row["reconcile first ms/client"] = first / seen * 1000
+            row["reconcile ms/client"] = warm / seen * 1000
+            row["problems"] = problems
+            row["heap MB"] = heap_after_full_gc()
+            rows.append(row)
+            print(", ".join(f"{name} {value:,.2f}" for name, value in row.items()), flush=True)
+        report(rows)
+    finally:
+        owner.api_keys.update(status=ApiKey.Status.REVOKED)  # audit entries are append-only
+        keycloak._request(admin, "DELETE", "")
+        bootstrap.run(admin, catalog)
+
+
+def report(rows: list[dict[str, float]]) -> None:
+    print(
+        f"\nKeycloak {settings.KEYCLOAK_URL}; grants: {THREADS} callers, best of {RUNS} x "
+        f"{SECONDS:.0f} s; issuing: median of {ISSUES}; reconcile: median of 2 after a first"
+    )
+    names = [name for name in rows[0] if name != "size"]
+    print(f"{'clients':>9} " + " ".join(f"{name:>13}" for name in names))
+    for row in rows:
+        print(f"{int(row['size']):>9,} " + " ".join(f"{row[name]:>13,.2f}" for name in names))
+    base = rows[0]
+    per_client_base = next((row for row in rows if row["size"] >= 1000), rows[-1])
+    print("\nratios against the first size (reconcile: against the first of 1,000 or more)")
+    for row in rows[1:]:
+        print(
+            f"{int(row['size']):>9,}: grants hot {row['grants hot'] / base['grants hot']:.2f}, "
+            f"all {row['grants all'] / base['grants all']:.2f}; "
+            f"issuing {row['issue ms'] / base['issue ms']:.2f} "
+            f"(portal / raw here {row['issue ms'] / row['raw ms']:.2f}); "
+            f"admin list {row['list ms'] / base['list ms']:.2f}, "
+            f"search {row['search ms'] / base['search ms']:.2f}; "
+            f"reconcile per client "
+            f"{row['reconcile ms/client'] / per_client_base['reconcile ms/client']:.2f}; "
+            f"heap {row['heap MB'] / base['heap MB']:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
