@@ -177,6 +177,32 @@ def test_reconcile_pages_through_more_clients_than_one_page(
     assert [f.client_id for f in report.findings] == [keys[4].client_id]
 
 
+def test_a_search_of_many_pages_is_split_by_the_next_digit_and_every_client_seen_once(
+    owner: User, sample: Api, key_clients: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apikeys.operations import reconcile as module
+
+    monkeypatch.setattr(module, "PAGE", 2)
+    monkeypatch.setattr(keycloak, "_SPLIT_PAST_PAGES", 0)  # as if each search held many pages
+    searched: list[str] = []
+    list_clients = keycloak.list_clients
+
+    def spy(conn: Connection, start: str, first: int, page: int) -> list[Any]:
+        searched.append(start)
+        return list_clients(conn, start, first, page)
+
+    monkeypatch.setattr(keycloak, "list_clients", spy)
+    keys = [issue(owner, sample, f"k{n}", justification="why").key for n in range(5)]
+    keycloak.update_client(key_clients, keys[3].keycloak_id, {"enabled": False})
+
+    report = reconcile(grace=NOW_GRACE)
+
+    assert report.clients_seen == 5
+    assert [f.client_id for f in report.findings] == [keys[3].client_id]
+    prefix = ApiKey.CLIENT_ID_PREFIX
+    assert {prefix + digit for digit in "0123456789abcdef"} <= set(searched)
+
+
 # Crashes between steps
 
 

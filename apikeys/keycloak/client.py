@@ -452,10 +452,53 @@ def list_clients(
     return _request(conn, "GET", "/clients", params=params)  # type: ignore[no-any-return]
 
 
+# What follows the prefix in the clientId of a key's client: the hex of its record's id.
+_KEY_ID_DIGITS = "0123456789abcdef"
+_KEY_ID_LENGTH = 32
+# A search that would take more pages than this is split by the next digit.
+_SPLIT_PAST_PAGES = 16
+
+
 def key_clients(conn: Connection, prefix: str, page: int = 200) -> Iterator[list[KeyClient]]:
-    """Every client whose clientId starts with `prefix` (a key's), a page at a time."""
-    for found in all_pages(lambda first, size: list_clients(conn, prefix, first, size), page):
-        yield [KeyClient.read(c) for c in found if str(c.get("clientId", "")).startswith(prefix)]
+    """Every client whose clientId starts with `prefix` (a key's), a page at a time.
+
+    Keycloak answers a page of a search in time that grows with every client the search
+    matches, not only the page's: a page of 1,000 took 0.7-1.3 s from a search matching
+    100,000 clients, 0.18 s from one matching 6,250 (2026-12-06). Read page after page,
+    100,000 keys cost 2.6 times as much each as 1,000. Keycloak sorts a search by clientId
+    and a key's has uniform hex digits after the prefix, so the last clientId of the first
+    page says how many pages the search holds; one of more than _SPLIT_PAST_PAGES is split by
+    the next digit, each part read on its own (and split again if it is still that large).
+    In a realm that large, a clientId with the prefix and something else after it (never the
+    portal's own) is not read.
+    """
+    yield from _clients_starting(conn, prefix, page)
+
+
+def _clients_starting(conn: Connection, start: str, page: int) -> Iterator[list[KeyClient]]:
+    found = list_clients(conn, start, 0, page)
+    if len(found) == page and _pages_ahead(found, start) > _SPLIT_PAST_PAGES:
+        for digit in _KEY_ID_DIGITS:
+            yield from _clients_starting(conn, start + digit, page)
+        return
+    yield _starting(found, start)
+    if len(found) == page:
+        fetch = lambda first, size: list_clients(conn, start, page + first, size)  # noqa: E731
+        yield from (_starting(more, start) for more in all_pages(fetch, page))
+
+
+def _pages_ahead(first_page: list[Representation], start: str) -> float:
+    """About how many pages a search for `start` holds, from where its first page ends
+    (0 if the clientId there is not a key's, or has no digit left to split by)."""
+    digits = str(first_page[-1].get("clientId", ""))[len(start) : len(start) + 4]
+    if not digits or any(d not in _KEY_ID_DIGITS for d in digits):
+        return 0
+    return float(16 ** len(digits)) / (int(digits, 16) + 1)
+
+
+def _starting(found: list[Representation], start: str) -> list[KeyClient]:
+    """The clients a search found whose clientId starts with `start` (it matches anywhere)."""
+    return [KeyClient.read(c) for c in found if str(c.get("clientId", "")).startswith(start)]
 
 
 def find_key_client(conn: Connection, client_id: str) -> KeyClient | None:
