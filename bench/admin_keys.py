@@ -18,7 +18,7 @@ import time
 import uuid
 from datetime import timedelta
 
-from bench.common import setup_django
+from bench.common import setup_django, sign_in_as_admin
 
 setup_django()
 
@@ -127,7 +127,7 @@ def main() -> None:
     Membership.objects.create(team=teams[0], user=admin, role=TeamRole.OWNER)
     filters = FILTERS | {"one team's keys": {"team": str(teams[0].pk)}}
     client = Client(HTTP_HOST="127.0.0.1")
-    client.force_login(admin)
+    sign_in_as_admin(client, admin)
     results = {}
     try:
         made = 0

@@ -1,8 +1,8 @@
 """Client-credentials grants per second with 100 and with 10,000 key clients in the realm.
 
 One Keycloak client per key must not slow Keycloak down as keys accumulate. The clients are
-made the portal's way (`desired.key_client`, each with its own secret and its service
-account) by partial import, 250 a request. Each round runs THREADS partner applications for
+made the portal's way (bench/keys.py: one POST each, with its own secret; Keycloak makes its
+service account). Each round runs THREADS partner applications for
 SECONDS, each getting tokens for keys taken in turn from the whole realm (so every client is
 read, not a hot few), over kept-alive HTTP connections. The baseline, 100 clients, is
 measured in the same run; with 10,000 clients the hot 100 are measured again too (realm size
@@ -16,24 +16,21 @@ import os
 import statistics
 import threading
 import time
-from datetime import timedelta
 
 import requests
 
 from bench.common import bench_owner, setup_django
+from bench.keys import add_keys, connections
 
 setup_django()
 
 from django.conf import settings
-from django.utils import timezone
 
-from apikeys.credentials.secret_format import new_secret
 from apikeys.keycloak import (
     bootstrap,
-    desired,
 )
 from apikeys.keycloak import client as keycloak
-from apikeys.models import Api, ApiKey
+from apikeys.models import Api
 
 SIZES = (100, 10_000)
 BATCH = 250
@@ -41,36 +38,6 @@ THREADS = int(os.environ.get("BENCH_THREADS", "8"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
 ROUNDS = int(os.environ.get("BENCH_RUNS", "3"))
 GUIDE_PER_VCPU = 120
-
-
-def add_clients(admin: keycloak.Connection, api: Api, count: int) -> list[tuple[str, str]]:
-    owner = bench_owner()
-    made = []
-    for start in range(0, count, BATCH):
-        reps, accounts = [], []
-        for _ in range(min(BATCH, count - start)):
-            key = ApiKey(
-                owner=owner,
-                api=api,
-                status=ApiKey.Status.ACTIVE,
-                expires_at=timezone.now() + timedelta(days=30),
-            )
-            key.client_id = f"{ApiKey.CLIENT_ID_PREFIX}{key.pk.hex}"
-            secret = new_secret()
-            reps.append(desired.key_client(key, now=timezone.now(), secret=secret))
-            made.append((key.client_id, secret))
-            # A partial import makes no service account by itself (a POST /clients does):
-            # without it Keycloak refuses the grant.
-            accounts.append(
-                {
-                    "username": f"service-account-{key.client_id}",
-                    "enabled": True,
-                    "serviceAccountClientId": key.client_id,
-                }
-            )
-        body = {"ifResourceExists": "FAIL", "clients": reps, "users": accounts}
-        keycloak._request(admin, "POST", "/partialImport", body)
-    return made
 
 
 def grants_per_second(
@@ -119,25 +86,20 @@ def best_of(keys: list[tuple[str, str]]) -> tuple[float, float, int]:
 
 
 def main() -> None:
-    admin = keycloak.connect(
-        realm=settings.KEYCLOAK_REALM,
-        username=os.environ["KEYCLOAK_BOOTSTRAP_ADMIN_USERNAME"],
-        password=os.environ["KEYCLOAK_BOOTSTRAP_ADMIN_PASSWORD"],
-        user_realm="master",
-        timeout=300,
-    )
+    admin, *makers = connections(4)
+    owner = bench_owner()
     api = Api.objects.get(slug="sample")
     catalog = list(Api.objects.all())
     results: dict[str, tuple[float, float, int]] = {}
     try:
         small, large = SIZES
-        keys = add_clients(admin, api, small)
+        keys = add_keys(makers, owner, api, small, 0)
         best_of(keys[:THREADS])  # warm up
         if grants_per_second(keys[:1])[2]:
             raise SystemExit("The benchmark's keys get no tokens: nothing to measure.")
         results[f"{small:,} clients in the realm"] = best_of(keys)
         started = time.monotonic()
-        keys += add_clients(admin, api, large - small)
+        keys += add_keys(makers, owner, api, large - small, small)
         print(f"made {large - small:,} more clients in {time.monotonic() - started:.0f} s")
         results[f"{large:,} clients, the first {small} used"] = best_of(keys[:small])
         results[f"{large:,} clients, all used in turn"] = best_of(keys)

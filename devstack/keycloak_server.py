@@ -308,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=actions)
     parser.add_argument("--instance", default="dev")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--fresh", action="store_true", help="start: on an empty database (the old one removed)"
+    )
     args = parser.parse_args(argv)
     instance = Instance(args.instance, args.port)
     if args.action == "fetch":
@@ -317,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.action == "java":
         print(find_java_home())
     elif args.action == "start":
+        if args.fresh:
+            stop_instance(instance)
+            shutil.rmtree(instance.home / "data", ignore_errors=True)  # dev mode's H2 files
         took = start(instance)
         how = "already running" if took == 0 else f"ready in {took:.1f}s"
         print(f"Keycloak {VERSION} ({instance.name}) on {instance.url}: {how}")
