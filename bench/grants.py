@@ -33,7 +33,6 @@ from apikeys.keycloak import client as keycloak
 from apikeys.models import Api
 
 SIZES = (100, 10_000)
-BATCH = 250
 THREADS = int(os.environ.get("BENCH_THREADS", "8"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
 ROUNDS = int(os.environ.get("BENCH_RUNS", "3"))

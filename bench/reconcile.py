@@ -32,7 +32,6 @@ from apikeys.models import Api, ApiKey
 from apikeys.operations.reconcile import PAGE, reconcile
 
 SIZES = (1_000, 10_000)
-BATCH = 250
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 
 

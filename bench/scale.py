@@ -7,7 +7,7 @@ Keys are made the portal's way: `desired.key_client`, each with its own secret, 
 `POST /clients` each (Keycloak makes its service account), by BENCH_MAKERS (3) callers at
 once, each with its portal record. At each size:
 
-- making: the clients a second Keycloak took for this step;
+- making: how many clients a second were made for this step;
 - grants per second, 8 callers, best of BENCH_RUNS (2) x BENCH_SECONDS (8): the first 100
   keys (a hot few), then every key in turn (all of the realm read);
 - issuing a key through the portal (`lifecycle.issue_key`, by a customer of their own, not

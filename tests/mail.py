@@ -25,10 +25,9 @@ _messages: dict[str, EmailMessage] = {}
 def _delivered_at(name: str) -> tuple[int, int]:
     seconds, _, rest = name.partition(".")
     micros = rest[1:].partition("P")[0] if rest.startswith("M") else "0"
-    try:
-        return int(seconds), int(micros)
-    except ValueError:
-        return 0, 0
+    if not seconds.isdigit():
+        return 0, 0  # not the sink's name
+    return int(seconds), int(micros) if micros.isdigit() else 0
 
 
 def _files() -> list[Path]:

@@ -128,17 +128,42 @@ def tamper_signature(token: str) -> str:
     return f"{header}.{payload}.{signature[:middle]}{flipped}{signature[middle + 1 :]}"
 
 
+def standard_base64_signature(token: str) -> str:
+    """The same signature bytes written in standard base64 (`+` and `/`), unpadded."""
+    header, payload, signature = token.split(".")
+    standard = base64.b64encode(base64.urlsafe_b64decode(signature + "==")).decode().rstrip("=")
+    assert standard != signature  # this token's signature has a character that differs
+    return f"{header}.{payload}.{standard}"
+
+
+def padded_signature(token: str) -> str:
+    return token + "=" * (-len(token.rpartition(".")[2]) % 4 or 4)
+
+
 @pytest.mark.parametrize(
     ("forge", "reason"),
     [
         (lambda t: "not-a-jwt", "three dot-separated parts"),
+        (lambda t: t + ".x", "three dot-separated parts"),
+        (standard_base64_signature, "not valid base64url"),
+        (padded_signature, "not valid base64url"),
         (lambda t: "a.b.c", "not valid base64url"),
         (forge_alg_none, "must be signed with RS256"),
         (forge_hs256_with_the_public_key, "must be signed with RS256"),
         (tamper_payload, "signature is not valid"),
         (tamper_signature, "signature is not valid"),
     ],
-    ids=["malformed", "garbage", "alg-none", "hs256-with-public-key", "payload", "signature"],
+    ids=[
+        "malformed",
+        "four-parts",
+        "standard-base64",
+        "padded",
+        "garbage",
+        "alg-none",
+        "hs256-with-public-key",
+        "payload",
+        "signature",
+    ],
 )
 def test_forged_and_tampered_tokens_are_refused(
     token: str, forge: Callable[[str], str], reason: str

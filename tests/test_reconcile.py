@@ -203,6 +203,17 @@ def test_a_search_of_many_pages_is_split_by_the_next_digit_and_every_client_seen
     assert {prefix + digit for digit in "0123456789abcdef"} <= set(searched)
 
 
+def test_where_a_first_page_ends_tells_how_many_pages_a_search_holds() -> None:
+    def ending(client_id: str) -> list[Any]:
+        return [{"clientId": client_id}]
+
+    # A page of 1,000 from 100,000 uniform ids ends about 1% into the hex space.
+    assert 90 < keycloak._pages_ahead(ending("apikey-028f1c"), "apikey-") < 110
+    assert keycloak._pages_ahead(ending("apikey-0A8F1C"), "apikey-0") == 65536 / 0xA8F2
+    assert keycloak._pages_ahead(ending("apikey-made-by-hand"), "apikey-") == 0  # not a key's
+    assert keycloak._pages_ahead(ending("apikey-"), "apikey-") == 0  # nothing left to split by
+
+
 # Crashes between steps
 
 

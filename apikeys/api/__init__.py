@@ -29,9 +29,10 @@ from apikeys.operations.teams import TeamRefused
 class PortalApi(NinjaAPI):
     """django-ninja's API, whose document says errors come as application/problem+json.
 
-    The document is made once per process and prefix: the routes are fixed at import, and
-    making it (pydantic's JSON schemas of every model) took seconds of a worker's time. Its
-    readers only serialize it; none may change it."""
+    The document is made once per process (and arguments): the routes are fixed at import,
+    and making it (pydantic's JSON schemas of every model) took seconds of a worker's time.
+    The portal is served at the root, so every request's document is the same. Its readers
+    only serialize it; none may change it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -9,6 +9,7 @@ callers never see python-keycloak or requests.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -26,6 +27,8 @@ from keycloak.exceptions import KeycloakError
 from apikeys import observability
 from apikeys.keycloak.key_clients import KeyClient
 from apikeys.keycloak.key_clients import Representation as Representation
+
+log = logging.getLogger(__name__)
 
 
 class KeycloakFailure(Exception):
@@ -454,7 +457,6 @@ def list_clients(
 
 # What follows the prefix in the clientId of a key's client: the hex of its record's id.
 _KEY_ID_DIGITS = "0123456789abcdef"
-_KEY_ID_LENGTH = 32
 # A search that would take more pages than this is split by the next digit.
 _SPLIT_PAST_PAGES = 16
 
@@ -469,36 +471,45 @@ def key_clients(conn: Connection, prefix: str, page: int = 200) -> Iterator[list
     and a key's has uniform hex digits after the prefix, so the last clientId of the first
     page says how many pages the search holds; one of more than _SPLIT_PAST_PAGES is split by
     the next digit, each part read on its own (and split again if it is still that large).
-    In a realm that large, a clientId with the prefix and something else after it (never the
-    portal's own) is not read.
+    In a realm that large, a clientId with the prefix and then something other than hex
+    digits (never the portal's own) is not read; it is logged when a search is split.
     """
-    yield from _clients_starting(conn, prefix, page)
+    yield from _clients_starting(conn, prefix, prefix, page)
 
 
-def _clients_starting(conn: Connection, start: str, page: int) -> Iterator[list[KeyClient]]:
+def _clients_starting(
+    conn: Connection, prefix: str, start: str, page: int
+) -> Iterator[list[KeyClient]]:
     found = list_clients(conn, start, 0, page)
     if len(found) == page and _pages_ahead(found, start) > _SPLIT_PAST_PAGES:
+        log.info("Reading the clients starting %s split by their next digit", start)
         for digit in _KEY_ID_DIGITS:
-            yield from _clients_starting(conn, start + digit, page)
+            yield from _clients_starting(conn, prefix, start + digit, page)
         return
-    yield _starting(found, start)
+    yield _starting(found, start, prefix)
     if len(found) == page:
         fetch = lambda first, size: list_clients(conn, start, page + first, size)  # noqa: E731
-        yield from (_starting(more, start) for more in all_pages(fetch, page))
+        yield from (_starting(more, start, prefix) for more in all_pages(fetch, page))
 
 
 def _pages_ahead(first_page: list[Representation], start: str) -> float:
     """About how many pages a search for `start` holds, from where its first page ends
     (0 if the clientId there is not a key's, or has no digit left to split by)."""
-    digits = str(first_page[-1].get("clientId", ""))[len(start) : len(start) + 4]
+    digits = str(first_page[-1].get("clientId", "")).lower()[len(start) : len(start) + 4]
     if not digits or any(d not in _KEY_ID_DIGITS for d in digits):
         return 0
     return float(16 ** len(digits)) / (int(digits, 16) + 1)
 
 
-def _starting(found: list[Representation], start: str) -> list[KeyClient]:
-    """The clients a search found whose clientId starts with `start` (it matches anywhere)."""
-    return [KeyClient.read(c) for c in found if str(c.get("clientId", "")).startswith(start)]
+def _starting(found: list[Representation], start: str, prefix: str) -> list[KeyClient]:
+    """The clients a search found whose clientId starts with `prefix` and, in either case as
+    Keycloak's search matches, with `start` (a search matches anywhere in the clientId)."""
+    return [
+        KeyClient.read(c)
+        for c in found
+        if (client_id := str(c.get("clientId", ""))).startswith(prefix)
+        and client_id.lower().startswith(start.lower())
+    ]
 
 
 def find_key_client(conn: Connection, client_id: str) -> KeyClient | None:
