@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import os
 import random
-import statistics
-import time
 import uuid
 from datetime import timedelta
 
-from bench.common import setup_django, sign_in_as_admin
+from bench.common import page_time, setup_django, sign_in_as_admin
 
 setup_django()
 
 from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apikeys.models import Api, ApiKey, Membership, Team, TeamRole, User
@@ -85,31 +82,11 @@ def make_keys(
         cursor.execute("ANALYZE apikeys_team")
 
 
-def measure_page(client: Client, url: str) -> tuple[float, int]:
-    times = []
-    for _ in range(REPEATS):
-        with CaptureQueriesContext(connection) as queries:
-            started = time.perf_counter()
-            response = client.get(url)
-            times.append(time.perf_counter() - started)
-        if response.status_code != 200:
-            raise SystemExit(f"{url}: {response.status_code}")
-    return statistics.median(times) * 1000, len(queries)
-
-
 def measure(client: Client, filters: dict[str, dict[str, str]]) -> dict[str, tuple[float, int]]:
-    results = {}
-    for label, query in filters.items():
-        times = []
-        for _ in range(REPEATS):
-            with CaptureQueriesContext(connection) as queries:
-                started = time.perf_counter()
-                response = client.get("/manage/keys/", query)
-                times.append(time.perf_counter() - started)
-            if response.status_code != 200:
-                raise SystemExit(f"{label}: {response.status_code}")
-        results[label] = (statistics.median(times) * 1000, len(queries))
-    return results
+    return {
+        label: page_time(client, "/manage/keys/", query, REPEATS)
+        for label, query in filters.items()
+    }
 
 
 def main() -> None:
@@ -136,8 +113,8 @@ def main() -> None:
             made = size
             client.get("/manage/keys/")  # warm up
             results[size] = measure(client, filters)
-            results[size]["the team's page (a member)"] = measure_page(
-                client, f"/teams/{teams[0].pk}/"
+            results[size]["the team's page (a member)"] = page_time(
+                client, f"/teams/{teams[0].pk}/", None, REPEATS
             )
     finally:
         ApiKey.objects.filter(owner__in=owners).delete()

@@ -33,16 +33,21 @@ import statistics
 import subprocess
 import time
 
-from bench.common import bench_owner, median_ms, setup_django, sign_in_as_admin, timed
+from bench.common import (
+    bench_owner,
+    median_ms,
+    page_time,
+    setup_django,
+    sign_in_as_admin,
+    timed,
+)
 from bench.grants import THREADS, grants_per_second
 from bench.keys import add_keys, connections
 
 setup_django()
 
 from django.conf import settings
-from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apikeys.credentials.secret_format import new_secret
@@ -91,18 +96,6 @@ def issuing(owner: User, api: Api) -> tuple[float, float]:
         raw.append(time.perf_counter() - began)
         keycloak.delete_client(conn, client_uuid)  # no record: reconcile would recover it
     return median_ms(portal), median_ms(raw)
-
-
-def admin_list(client: Client, query: dict[str, str]) -> tuple[float, int]:
-    times = []
-    for _ in range(5):
-        with CaptureQueriesContext(connection) as queries:
-            started = time.perf_counter()
-            answer = client.get("/manage/keys/", query)
-            times.append(time.perf_counter() - started)
-        if answer.status_code != 200:
-            raise SystemExit(f"/manage/keys/ {query}: {answer.status_code}")
-    return statistics.median(times) * 1000, len(queries)
 
 
 def admin_client() -> Client:
@@ -168,8 +161,10 @@ def main() -> None:
             row["grants hot"] = best_grants(keys[:HOT])
             row["grants all"] = best_grants(keys)
             row["issue ms"], row["raw ms"] = issuing(customer, api)
-            row["list ms"], row["list q"] = admin_list(client, {})
-            row["search ms"], _ = admin_list(client, {"q": keys[7][0]})  # one key's client id
+            row["list ms"], row["list q"] = page_time(client, "/manage/keys/")
+            row["search ms"], _ = page_time(
+                client, "/manage/keys/", {"q": keys[7][0]}
+            )  # one key's client id
             first, warm, seen, problems = reconcile_runs()
             row["reconcile first ms/client"] = first / seen * 1000
             row["reconcile ms/client"] = warm / seen * 1000
