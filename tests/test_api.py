@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.test import Client
+from django.test.utils import override_script_prefix
 
 from apikeys.credentials import bearer as bearer_tokens
 from apikeys.credentials.secret_format import is_well_formed
@@ -273,6 +274,22 @@ def test_the_openapi_document_is_openapi_3_1_and_valid(client: Client) -> None:
     docs = client.get("/docs/api/")
     assert docs.status_code == 200
     assert "/static/ninja/swagger-ui-bundle.js" in docs.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_openapi_document_names_the_paths_under_which_it_is_served(client: Client) -> None:
+    """The document is made once per process and prefix: a portal mounted below the root (a
+    proxy's SCRIPT_NAME, which Django makes the script prefix) is given its own paths, not the
+    root's cached ones."""
+    at_root = client.get(f"{API}/openapi.json").json()
+    with override_script_prefix("/portal/"):
+        below = client.get(f"{API}/openapi.json").json()
+    again = client.get(f"{API}/openapi.json").json()
+
+    assert f"{API}/keys" in at_root["paths"]
+    assert f"/portal{API}/keys" in below["paths"]
+    assert f"{API}/keys" not in below["paths"]
+    assert again == at_root
 
 
 def test_a_private_key_jwt_key_through_the_api_with_its_rotation(api_customer: Caller) -> None:

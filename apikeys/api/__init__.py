@@ -29,23 +29,26 @@ from apikeys.operations.teams import TeamRefused
 class PortalApi(NinjaAPI):
     """django-ninja's API, whose document says errors come as application/problem+json.
 
-    The document is made once per process (and arguments): the routes are fixed at import,
-    and making it (pydantic's JSON schemas of every model) took seconds of a worker's time.
-    The portal is served at the root, so every request's document is the same. Its readers
-    only serialize it; none may change it."""
+    The document is made once per process for each path it is served under (the script
+    prefix, when the portal is mounted below the root, is part of it): the routes are fixed at
+    import, and making it (pydantic's JSON schemas of every model) took seconds of a worker's
+    time. Its readers only serialize it; none may change it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._documents: dict[str, Any] = {}
 
-    def get_openapi_schema(self, **kwargs: Any) -> Any:
-        wanted = repr(sorted(kwargs.items()))
-        if wanted not in self._documents:
-            self._documents[wanted] = self._document(**kwargs)
-        return self._documents[wanted]
+    def get_openapi_schema(
+        self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None
+    ) -> Any:
+        if path_prefix is None:  # what ninja would use: the API's root, with the script prefix
+            path_prefix = self.get_root_path(path_params or {})
+        if path_prefix not in self._documents:
+            self._documents[path_prefix] = self._document(path_prefix)
+        return self._documents[path_prefix]
 
-    def _document(self, **kwargs: Any) -> Any:
-        document = super().get_openapi_schema(**kwargs)
+    def _document(self, path_prefix: str) -> Any:
+        document = super().get_openapi_schema(path_prefix=path_prefix)
         for path in document["paths"].values():
             for operation in path.values():
                 for status, response in operation.get("responses", {}).items():
