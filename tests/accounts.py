@@ -43,8 +43,12 @@ def create_keycloak_user(
             "credentials": [{"type": "password", "value": PASSWORD, "temporary": False}],
         }
     )
-    if roles:
-        admin.assign_realm_roles(user_id, [admin.get_realm_role(r) for r in roles])
+    try:
+        if roles:
+            admin.assign_realm_roles(user_id, [admin.get_realm_role(r) for r in roles])
+    except Exception:
+        admin.delete_user(user_id)  # the caller never learns its id: it would outlive the run
+        raise
     return KeycloakUser(user_id, email, PASSWORD)
 
 
