@@ -322,3 +322,45 @@ def test_a_proof_from_the_future_is_refused() -> None:
 
     with pytest.raises(InvalidProof, match="iat"):
         check(signed(key, **fresh_claims(iat=int(time.time()) + 120)), key)
+
+
+def reencoded(data: bytes, how: str) -> str:
+    """`data` in base64 as RFC 7515 does not allow: padded, or in the standard alphabet."""
+    if how == "padded":
+        return base64.urlsafe_b64encode(data).decode() + ("=" if len(data) % 3 == 0 else "")
+    return base64.b64encode(data).decode().rstrip("=")
+
+
+def awkward(part: dict[str, Any]) -> dict[str, Any]:
+    """`part` with a filler member that makes its standard base64 hold a '+' or a '/'."""
+    for n in range(1, 64):
+        filled = part | {"fill": "?" * n}
+        if {"+", "/"} & set(base64.b64encode(json.dumps(filled).encode()).decode()):
+            return filled
+    raise AssertionError("no filler gives a '+' or '/'")
+
+
+@pytest.mark.parametrize("how", ["padded", "standard"])
+@pytest.mark.parametrize("part", [0, 1, 2], ids=["header", "payload", "signature"])
+def test_a_proof_in_padded_or_standard_base64_is_refused(part: int, how: str) -> None:
+    """The library's key and proof contents, one part written in a base64 RFC 7515 does not
+    allow, signed over what is sent: refused, with what a proof must look like. Written as the RFC says, the
+    same proof passes."""
+    key = DPoPKey.generate()
+    header = awkward({"typ": "dpop+jwt", "alg": key.alg, "jwk": dict(key.public_jwk)})
+    claims = awkward(fresh_claims())
+
+    def proof(changed: str | None) -> str:
+        sent = [json.dumps(header).encode(), json.dumps(claims).encode()]
+        encoded = [
+            reencoded(d, changed) if changed and n == part else b64(d) for n, d in enumerate(sent)
+        ]
+        while True:  # ECDSA signatures vary: until one's standard base64 holds '+' or '/'
+            signature = bytes(key.private_key.sign(".".join(encoded).encode(), alg=key.alg))
+            last = reencoded(signature, changed) if changed and part == 2 else b64(signature)
+            if part < 2 or not changed or last != b64(signature):
+                return ".".join([*encoded, last])
+
+    with pytest.raises(InvalidProof, match="base64url \\(no '\\+', '/' or padding\\)"):
+        check(proof(how), key)
+    check(proof(None), key)

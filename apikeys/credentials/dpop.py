@@ -312,8 +312,13 @@ def _one_proof(proof: str | None) -> bytes:
     except UnicodeEncodeError:
         raw = b""
     # A comma: several DPoP headers, which the server joined into one.
-    if len(raw) > _MAX_PROOF_LENGTH or not _COMPACT_JWS.fullmatch(raw):
+    if len(raw) > _MAX_PROOF_LENGTH or b"," in raw:
         raise InvalidProof("The DPoP header must hold exactly one proof: one signed JWT.")
+    if not _COMPACT_JWS.fullmatch(raw):
+        raise InvalidProof(
+            "The proof must be a signed JWT: three parts in base64url (no '+', '/' or "
+            "padding) joined by dots."
+        )
     return raw
 
 
