@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -46,8 +47,9 @@ def create_keycloak_user(
     try:
         if roles:
             admin.assign_realm_roles(user_id, [admin.get_realm_role(r) for r in roles])
-    except Exception:
-        admin.delete_user(user_id)  # the caller never learns its id: it would outlive the run
+    except BaseException:
+        with contextlib.suppress(Exception):  # the first error is the one to see
+            admin.delete_user(user_id)  # the caller never learns its id: it would outlive the run
         raise
     return KeycloakUser(user_id, email, PASSWORD)
 

@@ -344,8 +344,8 @@ def awkward(part: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("part", [0, 1, 2], ids=["header", "payload", "signature"])
 def test_a_proof_in_padded_or_standard_base64_is_refused(part: int, how: str) -> None:
     """The library's key and proof contents, one part written in a base64 RFC 7515 does not
-    allow, signed over what is sent: refused, with what a proof must look like. Written as the RFC says, the
-    same proof passes."""
+    allow, signed over what is sent: refused, with what a proof must look like. Written as
+    the RFC says, the same proof passes."""
     key = DPoPKey.generate()
     header = awkward({"typ": "dpop+jwt", "alg": key.alg, "jwk": dict(key.public_jwk)})
     claims = awkward(fresh_claims())

@@ -312,8 +312,10 @@ def _one_proof(proof: str | None) -> bytes:
     except UnicodeEncodeError:
         raw = b""
     # A comma: several DPoP headers, which the server joined into one.
-    if len(raw) > _MAX_PROOF_LENGTH or b"," in raw:
+    if b"," in raw:
         raise InvalidProof("The DPoP header must hold exactly one proof: one signed JWT.")
+    if len(raw) > _MAX_PROOF_LENGTH:
+        raise InvalidProof(f"The proof is longer than {_MAX_PROOF_LENGTH} bytes.")
     if not _COMPACT_JWS.fullmatch(raw):
         raise InvalidProof(
             "The proof must be a signed JWT: three parts in base64url (no '+', '/' or "
