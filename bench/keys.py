@@ -10,10 +10,12 @@ next (what the reconcile figures before 2026-12-06 partly measured).
 from __future__ import annotations
 
 import os
+import statistics
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from bench.common import setup_django
+from bench.common import setup_django, timed
 
 setup_django()
 
@@ -24,6 +26,7 @@ from apikeys.credentials.secret_format import new_secret
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak import desired
 from apikeys.models import Api, ApiKey, User
+from apikeys.operations.reconcile import reconcile
 
 BATCH = 250
 
@@ -77,3 +80,19 @@ def add_keys(
 def make_clients(conn: keycloak.Connection, reps: list[dict[str, object]]) -> None:
     for rep in reps:
         keycloak.create_client(conn, rep)
+
+
+def reconcile_cold_and_warm(
+    admin: keycloak.Connection, warm_runs: int
+) -> tuple[float, float, int, int]:
+    """Seconds of a cold reconcile (Keycloak's realm cache emptied first: every client loaded
+    from its database, as after the nodes start) and the median of `warm_runs` after it;
+    clients seen and problems found by the last."""
+    keycloak._request(admin, "POST", "/clear-realm-cache")
+    cold = timed(reconcile)
+    warm = []
+    for _ in range(warm_runs):
+        began = time.perf_counter()
+        report = reconcile()
+        warm.append(time.perf_counter() - began)
+    return cold, statistics.median(warm), report.clients_seen, report.problems

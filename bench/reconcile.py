@@ -22,11 +22,10 @@ cluster's database is emptied (its next start makes the schema again).
 from __future__ import annotations
 
 import os
-import statistics
 import time
 
-from bench.common import bench_owner, setup_django, timed
-from bench.keys import add_keys, connections
+from bench.common import bench_owner, setup_django
+from bench.keys import add_keys, connections, reconcile_cold_and_warm
 from devstack import keycloak_cluster, postgres
 
 # BENCH_CLUSTER=1: against the production-mode cluster behind nginx instead of the dev node.
@@ -40,22 +39,10 @@ setup_django()
 from apikeys.keycloak import bootstrap
 from apikeys.keycloak import client as keycloak
 from apikeys.models import Api, ApiKey
-from apikeys.operations.reconcile import PAGE, reconcile
+from apikeys.operations.reconcile import PAGE
 
 SIZES = [int(n) for n in os.environ.get("BENCH_RECONCILE_SIZES", "1000,10000").split(",")]
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
-
-
-def measure(admin: keycloak.Connection) -> tuple[float, float, int, int]:
-    """Seconds of a cold run and the median of RUNS warm ones; clients seen, problems found."""
-    keycloak._request(admin, "POST", "/clear-realm-cache")
-    cold = timed(reconcile)
-    warm = []
-    for _ in range(RUNS):
-        began = time.perf_counter()
-        report = reconcile()
-        warm.append(time.perf_counter() - began)
-    return cold, statistics.median(warm), report.clients_seen, report.problems
 
 
 def clean_up(admin: keycloak.Connection) -> None:
@@ -90,7 +77,7 @@ def main() -> None:
             add_keys(makers, owner, api, size - made, made)
             print(f"made {size - made} clients in {time.monotonic() - started:.0f} s", flush=True)
             made = size
-            results[size] = measure(admin)
+            results[size] = reconcile_cold_and_warm(admin, RUNS)
             cold, warm, seen, problems = results[size]
             print(
                 f"{size:,}: cold {cold:.1f} s, warm {warm:.1f} s; {seen} seen, {problems} problems"

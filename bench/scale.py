@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import re
-import statistics
 import subprocess
 import time
 
@@ -40,10 +39,9 @@ from bench.common import (
     page_time,
     setup_django,
     sign_in_as_admin,
-    timed,
 )
 from bench.grants import THREADS, grants_per_second
-from bench.keys import add_keys, connections
+from bench.keys import add_keys, connections, reconcile_cold_and_warm
 
 setup_django()
 
@@ -57,7 +55,6 @@ from apikeys.keycloak import client as keycloak
 from apikeys.models import Api, ApiKey, User
 from apikeys.operations import lifecycle
 from apikeys.operations.lifecycle import KeyOrder
-from apikeys.operations.reconcile import reconcile
 from devstack import keycloak_server
 from devstack.process import running_pid
 
@@ -129,20 +126,6 @@ def heap_after_full_gc() -> float:
     return int(used.group(1)) / 1024
 
 
-def reconcile_runs(admin: keycloak.Connection) -> tuple[float, float, int, int]:
-    """Seconds of a cold run (Keycloak's realm cache emptied first: every client read from
-    its database, as after a node starts) and the median of two warm ones after it; clients
-    seen and problems found by the last."""
-    keycloak._request(admin, "POST", "/clear-realm-cache")
-    first = timed(reconcile)
-    again = []
-    for _ in range(2):
-        began = time.perf_counter()
-        report = reconcile()
-        again.append(time.perf_counter() - began)
-    return first, statistics.median(again), report.clients_seen, report.problems
-
-
 def main() -> None:
     admin, *makers = connections(1 + MAKERS)
     api = Api.objects.get(slug="sample")
@@ -168,7 +151,7 @@ def main() -> None:
             row["search ms"], _ = page_time(
                 client, "/manage/keys/", {"q": keys[7][0]}
             )  # one key's client id
-            cold, warm, seen, problems = reconcile_runs(admin)
+            cold, warm, seen, problems = reconcile_cold_and_warm(admin, 2)
             row["reconcile cold ms/client"] = cold / seen * 1000
             row["reconcile ms/client"] = warm / seen * 1000
             row["problems"] = problems

@@ -459,22 +459,26 @@ def list_clients(
 _KEY_ID_DIGITS = "0123456789abcdef"
 # A search that would take more pages than this is split by the next digit.
 _SPLIT_PAST_PAGES = 16
+# Key clients per request. A node that has the clients cached reads big pages cheapest; one
+# that loads them from its database (after it starts) spends time in each page that grows
+# with the page's square. 250 reads 100,000 clients cold in a quarter of the time 1,000
+# takes, warm in 1.4 times (docs/operators.md, "Many keys", has the figures).
+KEY_CLIENTS_PAGE = 250
 
 
-def key_clients(conn: Connection, prefix: str, page: int = 250) -> Iterator[list[KeyClient]]:
+def key_clients(
+    conn: Connection, prefix: str, page: int = KEY_CLIENTS_PAGE
+) -> Iterator[list[KeyClient]]:
     """Every client whose clientId starts with `prefix` (a key's), a page at a time.
 
     Keycloak answers a page of a search in time that grows with every client the search
-    matches, not only the page's: a page of 1,000 took 0.7-1.3 s from a search matching
-    100,000 clients, 0.18 s from one matching 6,250; one client, 0.44 s from a search matching
-    100,000, 25-45 ms from one matching up to 6,250 (2026-12-06). Read page after page in
-    pages of 1,000, 100,000 keys cost 2.6 times as much each as 1,000 keys. Keycloak sorts a
-    search by clientId and a key's has uniform hex digits after the prefix, so the last
-    clientId of the first page says how many pages the search holds; one of more than
-    _SPLIT_PAST_PAGES is split by the next digit, each part read on its own (and split again
-    if it is still that large: in pages of 250, 100,000 keys are read in 256 searches of
-    about 390). In a realm that large, a clientId with the prefix and then something other than hex
-    digits (never the portal's own) is not read; it is logged when a search is split.
+    matches, not only the page's (docs/operators.md, "Many keys"). It sorts a search by
+    clientId, and a key's has uniform hex digits after the prefix, so the last clientId of the
+    first page says how many pages the search holds; one of more than _SPLIT_PAST_PAGES is
+    split by the next digit, each part read on its own (and split again if it is still that
+    large: in pages of 250, 100,000 keys are read in 256 searches of about 390). In a realm
+    that large, a clientId with the prefix and then something other than hex digits (never
+    the portal's own) is not read; it is logged when a search is split.
     """
     yield from _clients_starting(conn, prefix, prefix, page)
 

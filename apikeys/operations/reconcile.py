@@ -81,11 +81,7 @@ from apikeys.operations import lifecycle, recovery, workload_issuers
 
 log = logging.getLogger(__name__)
 
-# Clients per request. A node that has the clients cached reads big pages cheapest; one that
-# loads them from its database (after it starts) spends time in each page that grows with the
-# page's square. 250 reads 100,000 clients cold in a quarter of the time 1,000 takes, warm in
-# 1.4 times: docs/operators.md, "Many keys".
-PAGE = 250
+PAGE = keycloak.KEY_CLIENTS_PAGE  # clients per request (tests make it smaller)
 ISSUED = (KeyStatus.PENDING, KeyStatus.ACTIVE, KeyStatus.SUSPENDED)
 GRACE = timedelta(minutes=10)  # an issue in flight is not a leftover
 ABANDONED = timedelta(days=1)
