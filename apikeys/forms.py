@@ -525,8 +525,11 @@ class RotateForm(forms.Form):
         label="Keep the old secret working for",
         help_text="Both secrets get tokens until then, while you move your applications over.",
     )
+    # A new one with each blank form: sending the same form again rotates nothing.
+    request_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, key: ApiKey, **kwargs: Any) -> None:
+        kwargs.setdefault("initial", {"request_id": uuid.uuid4()})
         super().__init__(*args, **kwargs)
         bound = 0 if key.secret_exposed_at else key.api.max_rotation_grace_hours
         field = cast(forms.TypedChoiceField, self.fields["grace_hours"])

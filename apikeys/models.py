@@ -615,6 +615,9 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     # The create form's one-time token: a form submitted twice makes one key.
     request_id = models.UUIDField(null=True, blank=True, editable=False)
+    # The rotate form's one-time token of the last rotation: a form sent again (a reload of
+    # the page that showed the new secret) does not rotate a second time.
+    rotation_request_id = models.UUIDField(null=True, blank=True, editable=False)
     # Set by reconcile when the key's client has vanished from Keycloak (not by the portal).
     client_missing_since = models.DateTimeField(null=True, blank=True)
     # The deployment that made it (settings.PORTAL_INSTANCE_ID): a copy of another

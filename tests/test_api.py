@@ -131,6 +131,27 @@ def test_the_same_idempotency_key_makes_one_key(api_customer: Caller) -> None:
     assert ApiKey.objects.count() == 1
 
 
+def test_a_rotation_sent_again_with_its_idempotency_key_rotates_nothing(
+    api_customer: Caller,
+) -> None:
+    made = create(api_customer).json()
+    key_id, client_id = made["key"]["id"], made["client_id"]
+    retry = {"Idempotency-Key": "rotate-7"}
+
+    first = api_customer("POST", f"/keys/{key_id}/rotate", **retry)
+    again = api_customer("POST", f"/keys/{key_id}/rotate", **retry)
+
+    assert first.status_code == 200, first.content
+    problem = assert_problem(again, 409, "already rotated the secret")
+    assert problem["key_id"] == key_id
+    assert "client_secret" not in again.content.decode()
+    assert request_token(client_id, first.json()["client_secret"]).status_code == 200
+    assert AuditEntry.objects.filter(client_id=client_id, action="rotated").count() == 1
+    other = api_customer("POST", f"/keys/{key_id}/rotate", **{"Idempotency-Key": "rotate-8"})
+    assert other.status_code == 200  # another key: another rotation
+    assert request_token(client_id, first.json()["client_secret"]).status_code == 401
+
+
 def test_bad_input_is_a_problem_document_naming_the_fields(api_customer: Caller) -> None:
     response = create(api_customer, name="", lifetime_days=9999)
 

@@ -131,3 +131,31 @@ def test_six_retries_at_once_with_one_idempotency_key_make_one_key_and_name_it(
     named = {r.json()["key_id"] for r in responses if r.status_code == 409}
     assert named == {made["key"]["id"]}
     assert ApiKey.objects.filter(name="retried").count() == 1
+
+
+def test_one_rotate_form_sent_twice_at_once_rotates_once(live_server: Any, sample: Api) -> None:
+    owner = User.objects.create(username=str(uuid.uuid4()), email="rotor@example.com")
+    base = live_server.url
+    sessions = [browser_session(owner, base) for _ in range(2)]
+    made = submit(sessions[0], base, open_form(sessions[0], base), "rotated twice")
+    assert outcome(made) == "made"
+    url = f"{base}/keys/{ApiKey.objects.get(owner=owner).pk}/rotate/"
+    forms = []
+    for session in sessions:
+        html = session.get(url, timeout=30).text
+        fields = dict(re.findall(r'name="(csrfmiddlewaretoken|request_id)" value="([^"]+)"', html))
+        assert set(fields) == {"csrfmiddlewaretoken", "request_id"}, html
+        forms.append(fields)
+    forms[1]["request_id"] = forms[0]["request_id"]  # the same form, sent from two tabs
+
+    def rotate(n: int) -> str:
+        response = sessions[n].post(url, data=forms[n], timeout=60)
+        if 'data-testid="already-rotated"' in response.text:
+            return "already rotated"
+        return outcome(response)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = sorted(pool.map(rotate, range(2)))
+
+    assert outcomes == ["already rotated", "made"]
+    assert ApiKey.objects.get(owner=owner).audit_entries.filter(action="rotated").count() == 1

@@ -181,6 +181,36 @@ def test_rotating_shows_the_new_secret_once(signed_in: Client) -> None:
     assert request_token(key.client_id, second).status_code == 200
 
 
+@pytest.mark.usefixtures("sample")
+@pytest.mark.parametrize("again", [{}, HTMX], ids=["page", "htmx"])
+def test_the_rotate_form_sent_again_rotates_nothing_and_the_shown_secret_keeps_working(
+    signed_in: Client, again: dict[str, str]
+) -> None:
+    submit_key_form(signed_in)
+    key = ApiKey.objects.get()
+    url = reverse("rotate_key", args=[key.pk])
+    form = signed_in.get(url).content.decode()
+    found = re.search(r'name="request_id" value="([^"]+)"', form)
+    assert found is not None
+    sent = {"grace_hours": "0", "request_id": found.group(1)}
+
+    shown = secret_in(signed_in.post(url, sent).content.decode())
+    reloaded = signed_in.post(url, sent, headers=again).content.decode()  # the page reloaded
+
+    assert 'data-testid="already-rotated"' in reloaded
+    assert "This rotation was already made" in reloaded
+    assert PATTERN.search(reloaded) is None
+    assert request_token(key.client_id, shown).status_code == 200
+    assert key.audit_entries.filter(action="rotated").count() == 1
+    fresh = signed_in.get(url).content.decode()  # a new form: a new rotation
+    assert found.group(1) not in fresh
+    request_id = re.search(r'name="request_id" value="([^"]+)"', fresh)
+    assert request_id is not None
+    newer = secret_in(signed_in.post(url, {"request_id": request_id.group(1)}).content.decode())
+    assert request_token(key.client_id, shown).status_code == 401
+    assert request_token(key.client_id, newer).status_code == 200
+
+
 def test_an_htmx_request_after_the_session_ended_redirects_the_whole_page(client: Client) -> None:
     response = client.get(reverse("new_key"), headers=HTMX)
     assert response.status_code == 200

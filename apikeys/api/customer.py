@@ -101,9 +101,7 @@ def create_key(
     team = team_for(owner, body.team, to=CHANGE) if body.team else None
     _limit(request)
     _require_trusted(body.workload_issuer)
-    request_id = (
-        uuid.uuid5(IDEMPOTENCY, f"{owner.pk}:{idempotency_key}") if idempotency_key else None
-    )
+    request_id = _request_id(owner, idempotency_key)
     form = KeyForm(_key_form_data(body) | {"request_id": request_id}, owner=owner, team=team)
     if not form.is_valid():
         # A retry whose first try made the key finds its name taken by that key: a repeat.
@@ -158,7 +156,14 @@ def key_usage(request: ApiRequest, key_id: uuid.UUID) -> UsageOut:
     },
 )
 @recent_factor_required_keycloak_decides
-def rotate_key(request: ApiRequest, response: HttpResponse, key_id: uuid.UUID) -> Any:
+def rotate_key(
+    request: ApiRequest,
+    response: HttpResponse,
+    key_id: uuid.UUID,
+    idempotency_key: str | None = Header(  # type: ignore[type-arg]
+        None, alias="Idempotency-Key", max_length=255
+    ),
+) -> Any:
     key = key_for(request.auth, key_id)
     _limit(request)
     given = request.body.strip() if request.content_type == "application/json" else b""
@@ -175,8 +180,14 @@ def rotate_key(request: ApiRequest, response: HttpResponse, key_id: uuid.UUID) -
     grace = timedelta(seconds=body.grace_seconds)
     try:
         revealed = lifecycle.rotate_secret(
-            key, actor=request.auth, ip_address=client_ip(request), grace=grace
+            key,
+            actor=request.auth,
+            ip_address=client_ip(request),
+            grace=grace,
+            request_id=_request_id(request.auth, idempotency_key, f"rotate:{key.pk}"),
         )
+    except lifecycle.AlreadyRotated as repeat:
+        raise Problem(409, str(repeat), key_id=key.pk) from None
     except ValueError as refusal:
         raise Problem(422, str(refusal), errors={"grace_seconds": [str(refusal)]}) from None
     return _credentials(revealed, response)
@@ -539,6 +550,14 @@ def _as_text(value: str | dict[str, Any] | None) -> str:
     if isinstance(value, dict):
         return json.dumps(value)
     return value or ""
+
+
+def _request_id(person: User, idempotency_key: str | None, scope: str = "") -> uuid.UUID | None:
+    """The one-time id the pages' forms carry, made from a person's Idempotency-Key (and,
+    for a request about one key, `scope`): the same key sent again is the same request."""
+    if not idempotency_key:
+        return None
+    return uuid.uuid5(IDEMPOTENCY, f"{person.pk}:{scope}{idempotency_key}")
 
 
 def _already_made(key: ApiKey) -> Problem:

@@ -123,6 +123,17 @@ class AlreadySubmitted(Exception):
         self.key = key
 
 
+class AlreadyRotated(Exception):
+    """The same rotate form (or Idempotency-Key) was sent before: it rotated the key then."""
+
+    def __init__(self, key: ApiKey) -> None:
+        super().__init__(
+            f"This request already rotated the secret of {key.client_id}: the new secret was "
+            "in the answer to it. If it was lost, rotate the key again."
+        )
+        self.key = key
+
+
 @dataclass(frozen=True)
 class Revealed:
     """A key together with the secret that is shown once and then forgotten.
@@ -514,6 +525,7 @@ def rotate_secret(
     actor: User | None,
     ip_address: str | None = None,
     grace: timedelta = timedelta(0),
+    request_id: uuid.UUID | None = None,
 ) -> Revealed:
     """Replace the key's secret in Keycloak; the old one stops at once, or after `grace`.
 
@@ -531,9 +543,16 @@ def rotate_secret(
     is safe, since the customer sees the secret it carries. But a client deleted outside
     the portal is an operator's restrictive action: an active key is suspended (audited)
     and its new client made disabled, for an administrator to reinstate.
+
+    `request_id`, the rotate form's one-time token (or one made from an Idempotency-Key):
+    sent again, it rotates nothing and raises AlreadyRotated, so a reload of the page that
+    showed the new secret does not kill that secret. Checked under the key's lock: of two
+    racing sends, the second waits and then finds the first's.
     """
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
+        if request_id is not None and key.rotation_request_id == request_id:
+            raise AlreadyRotated(key)
         key.require("rotate")
         if key.uses_workload:
             raise WrongState(
@@ -547,6 +566,7 @@ def rotate_secret(
         rotation = _Rotation(
             until=min(now + grace, key.expires_at) if grace else None,
             back=_back_from_exposure(key),
+            request_id=request_id,
         )
         try:
             _set_secret(key, secret, rotation, now=now)
@@ -560,11 +580,13 @@ def rotate_secret(
 @dataclass
 class _Rotation:
     """What a rotation does besides the new secret: the previous one's end (None: now), the
-    status it gives back (a key suspended for an exposed secret), why (for the audit)."""
+    status it gives back (a key suspended for an exposed secret), why (for the audit), the
+    one-time token of the request that asked for it."""
 
     until: datetime | None
     back: KeyStatus | None
     reason: str = ""
+    request_id: uuid.UUID | None = None
 
 
 @sensitive_variables()  # the secrets
@@ -608,6 +630,7 @@ def _record_rotation(
     key.previous_secret_until = rotation.until
     key.secret_exposed_at = None
     key.client_missing_since = None
+    key.rotation_request_id = rotation.request_id
     key.save(
         update_fields=[
             "secret_rotated_at",
@@ -615,6 +638,7 @@ def _record_rotation(
             "secret_exposed_at",
             "keycloak_id",
             "client_missing_since",
+            "rotation_request_id",
         ]
     )
     reason = rotation.reason

@@ -43,7 +43,7 @@ from apikeys.keycloak.client import KeycloakFailure
 from apikeys.limits import rate_limited
 from apikeys.models import ApiKey, AuditEntry, Team, TeamRole, User, WrongState
 from apikeys.operations import dormancy, lifecycle, permissions, teams, usage
-from apikeys.operations.lifecycle import AlreadySubmitted, KeyNotIssued, Revealed
+from apikeys.operations.lifecycle import AlreadyRotated, AlreadySubmitted, KeyNotIssued, Revealed
 from apikeys.views.exports import audit_csv
 from apikeys.views.outcomes import act_on_key, refusal
 from apikeys.views.public import partner_endpoints
@@ -144,8 +144,14 @@ def rotate_key(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
         grace = timedelta(hours=int(form.cleaned_data["grace_hours"]))
         try:
             revealed = lifecycle.rotate_secret(
-                key, actor=request.user, ip_address=client_ip(request), grace=grace
+                key,
+                actor=request.user,
+                ip_address=client_ip(request),
+                grace=grace,
+                request_id=form.cleaned_data["request_id"],
             )
+        except AlreadyRotated as repeat:
+            return _page(request, "apikeys/already_rotated.html", {"key": repeat.key})
         except KeycloakFailure as failure:
             error = f"{failure.for_people} The old secret still works."
         except (WrongState, ValueError) as failure:

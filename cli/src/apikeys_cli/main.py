@@ -145,7 +145,9 @@ def keys_show(args: argparse.Namespace) -> int:
 
 def keys_rotate(args: argparse.Namespace) -> int:
     body = {"grace_seconds": _seconds(args.grace)}
-    return _secret(args, _call("POST", f"/keys/{_key_id(args.key)}/rotate", body=body))
+    headers = {"Idempotency-Key": args.idempotency_key or str(uuid.uuid4())}
+    path = f"/keys/{_key_id(args.key)}/rotate"
+    return _secret(args, _call("POST", path, body=body, headers=headers))
 
 
 def keys_rename(args: argparse.Namespace) -> int:
@@ -802,6 +804,7 @@ def _add_keys_commands(commands: Any) -> None:
         default="0",
         help="keep the old secret working this long too: 30m, 12h, 7d (default 0)",
     )
+    sub.add_argument("--idempotency-key", help="the same key on a retry rotates nothing more")
     text = "stop the previous secret now, before its grace ends"
     _key_command(keys, "end-grace", keys_end_grace, text)
     sub = _key_command(keys, "rename", keys_rename, "give a key another name or description")
