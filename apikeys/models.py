@@ -14,7 +14,7 @@ from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import connection, models, transaction
-from django.db.models import Q
+from django.db.models import Q, prefetch_related_objects
 from django.utils import timezone
 
 
@@ -410,6 +410,18 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
         """The key an earlier submission of the same create request made, if any."""
         return self.filter(request_id=request_id).first() if request_id else None
 
+    def locked_as_known(self, key: ApiKey) -> ApiKey:
+        """`key` under its row lock, with its permissions, as it is now: the object given
+        when its fields are unchanged since it was read (one light query, no objects built),
+        else read again (locked, then its permissions)."""
+        if key.knows_permissions():
+            now = self.select_for_update(of=("self",)).filter(pk=key.pk).values().get()
+            if now == {f.attname: getattr(key, f.attname) for f in key._meta.concrete_fields}:
+                return key
+        key = self.locked(key.pk)
+        prefetch_related_objects([key], "permissions")
+        return key
+
     def locked(self, pk: uuid.UUID) -> ApiKey:
         """The key as it is now, its row locked until the transaction ends: its row only, not
         its API's, owner's or team's read with it (locking those would stop every insert that
@@ -733,6 +745,18 @@ class ApiKey(models.Model):
     def is_own(self) -> bool:
         """Made by this deployment: a record copied from another's database is not."""
         return self.instance == this_instance()
+
+    def knowing_permissions(self, given: list[Permission]) -> ApiKey:
+        """The key, its permissions read as `given` (the ones just given it), as
+        `prefetch_related("permissions")` would read them, without the query."""
+        read = self.permissions.all()
+        read._result_cache = list(given)
+        read._prefetch_done = True  # type: ignore[attr-defined]  # as Django sets it
+        self._prefetched_objects_cache = {"permissions": read}
+        return self
+
+    def knows_permissions(self) -> bool:
+        return "permissions" in getattr(self, "_prefetched_objects_cache", {})
 
     def require(self, action: str) -> None:
         """Raise WrongState unless the key's status allows `action`."""

@@ -1,8 +1,8 @@
 """Issuing a key: the portal's operation against one raw POST and the naive sequence.
 
 Three ways to make the same credential, interleaved round by round on the same Keycloak:
-- the portal's `issue_key` (database record, one POST with the whole representation,
-  record marked live, audit entry);
+- the portal's `issue_key` (database record committed, then one POST with the whole
+  representation while the record is marked live and audited, committed once it answered);
 - (a) one raw `POST /clients` with the same representation, and nothing else: the floor;
 - (b) the naive python-keycloak sequence: create, look up the id, get the service account,
   add the audience scope, read the secret Keycloak generated.

@@ -231,3 +231,22 @@ def test_concurrent_creates_beyond_the_quota_make_exactly_the_quota(
         if c["attributes"].get("portal.owner") == owner.username
     ]
     assert sorted(c["clientId"] for c in ours) == sorted(r for r in results if r != "refused")
+
+
+def test_a_key_changed_between_its_reservation_and_its_client_is_made_as_it_is_now(
+    owner: User, sample: Api, key_clients: Connection
+) -> None:
+    reserve = lifecycle.reserve_key
+    changed = reserve(owner, lifecycle.KeyOrder(api=sample, name="changed", lifetime_days=30))
+    ended = reserve(owner, lifecycle.KeyOrder(api=sample, name="ended", lifetime_days=30))
+    ApiKey.objects.filter(pk=changed.pk).update(description="changed meanwhile")
+    ApiKey.objects.filter(pk=ended.pk).update(status=ApiKey.Status.REVOKED)
+
+    made = lifecycle.complete_key(changed, actor=owner)  # the objects held are stale
+    with pytest.raises(WrongState, match="revoked"):
+        lifecycle.finish_key(ended, actor=owner)
+
+    assert made.key.description == "changed meanwhile"
+    assert made.key.permission_names == [p.name for p in sample.permissions.filter(default=True)]
+    assert request_token(made.key.client_id, made.secret).status_code == 200
+    assert [c["clientId"] for c in key_clients_in_keycloak(key_clients)] == [made.key.client_id]

@@ -8,11 +8,13 @@ callers never see python-keycloak or requests.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -393,6 +395,28 @@ def find_client(conn: Connection, client_id: str) -> Representation | None:
 def create_client(conn: Connection, rep: Representation) -> str:
     """POST /admin/realms/{realm}/clients; returns the new client's UUID."""
     return _created_id(_request(conn, "POST", "/clients", rep))
+
+
+@sensitive_variables()
+def start_create_client(conn: Connection, rep: Representation) -> Future[str]:
+    """`create_client` in a thread of its own, so that the caller writes its records of the
+    client while Keycloak makes it; the future holds its UUID, or its domain exception.
+
+    The caller must not use `conn` before the future is done (python-keycloak renews its
+    token without a lock), and must wait for it even when its own writes fail. The thread
+    runs in the caller's context: its log lines carry the request's id.
+    """
+    future: Future[str] = Future()
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            future.set_result(context.run(create_client, conn, rep))
+        except BaseException as error:  # to the caller, whatever it is
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="keycloak-create-client", daemon=True).start()
+    return future
 
 
 @sensitive_variables()

@@ -28,13 +28,14 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, prefetch_related_objects
+from django.db.models import Count, Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -49,7 +50,7 @@ from apikeys.keycloak.client import (
     KeycloakRejected,
     KeycloakUnavailable,
 )
-from apikeys.keycloak.key_clients import KeyClient
+from apikeys.keycloak.key_clients import KeyClient, Representation
 from apikeys.models import (
     INTENTS,
     LIVE_STATUSES,
@@ -287,9 +288,9 @@ def _reserve(owner: User, order: KeyOrder, chosen: list[Permission]) -> ApiKey:
     with transaction.atomic():
         # Lock the owner's row, so concurrent requests of one owner count their keys in turn,
         # and the team's, so its members' requests count the team's keys in turn.
-        User.objects.select_for_update().get(pk=owner.pk)
+        User.objects.select_for_update().filter(pk=owner.pk).exists()
         if order.team is not None:
-            Team.objects.select_for_update().get(pk=order.team.pk)
+            Team.objects.select_for_update().filter(pk=order.team.pk).exists()
         if made := owner.api_keys.made_by_request(order.request_id):
             if made.team is not None and not made.team.memberships.filter(user=owner).exists():
                 raise KeyNotIssued("This request was sent before, for a team you are no longer in.")
@@ -325,7 +326,7 @@ def _reserve(owner: User, order: KeyOrder, chosen: list[Permission]) -> ApiKey:
         if order.public_keys:
             record_public_keys(key, order.public_keys)
         key.permissions.add(*chosen)
-        return key
+        return key.knowing_permissions(chosen)
 
 
 def _check_workload_free(issuer: WorkloadIssuer, order: KeyOrder) -> None:
@@ -383,10 +384,14 @@ def finish_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> Re
     Also the retry of an unfinished key. If an earlier attempt made the client and died
     before step 3, the create answers 409. That client is then taken over with the new
     secret, because nobody ever saw the old one. No second client is made.
+
+    The record of step 3 is written while Keycloak makes the client (the client's UUID is
+    the portal's choice), and committed only once Keycloak has answered: if it fails, the
+    transaction rolls back and the key is unfinished as before. Issuing costs the POST and
+    the steps before it, not the writes after it too.
     """
     with transaction.atomic():
-        key = ApiKey.objects.locked(key.pk)
-        prefetch_related_objects([key], "permissions")  # read thrice below: once from here
+        key = ApiKey.objects.locked_as_known(key)  # just reserved: not read again
         key.require("finish")
         if key.api.retired_at is not None:
             raise WrongState(f"{key.api.name} is retired and takes no new keys: discard this one.")
@@ -394,23 +399,38 @@ def finish_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> Re
         secret = new_secret() if key.uses_secret else None
         client = desired.key_client(key, now=now, secret=secret)
         conn = keycloak.portal_connection()
+        creating = keycloak.start_create_client(conn, client)
         try:
-            client_uuid = keycloak.create_client(conn, client)
-        except keycloak.AlreadyExists:
-            made = _own_client(conn, key)
-            if made is None:  # deleted again since the 409: let the caller retry
-                raise
-            client_uuid = made.id
-            keycloak.update_client(conn, client_uuid, client)
+            if secret is not None:  # its first: an attempt that died recorded none
+                fingerprints.record_first(key, secret, now=now)
+            status = ApiKey.Status.PENDING if key.needs_approval else ApiKey.Status.ACTIVE
+            key.set_status(status, keycloak_id=client["id"])
+            AuditEntry.record(key, AuditEntry.Action.CREATED, actor=actor, ip_address=ip_address)
+        finally:
+            creating.exception()  # waits for Keycloak, whatever the writes did
+        client_uuid = _created_or_taken_over(conn, key, client, creating)
         crash_point("issue:client-created")
-        if secret is not None:  # its first: an attempt that died recorded none
-            fingerprints.record_first(key, secret, now=now)
-        status = ApiKey.Status.PENDING if key.needs_approval else ApiKey.Status.ACTIVE
-        key.set_status(status, keycloak_id=client_uuid)
-        AuditEntry.record(key, AuditEntry.Action.CREATED, actor=actor, ip_address=ip_address)
+        if client_uuid != key.keycloak_id:  # an earlier attempt's client, with an id of its own
+            key.keycloak_id = client_uuid
+            key.save(update_fields=["keycloak_id"])
     if key.status == ApiKey.Status.PENDING:
         notifications.request_arrived(key)
     return Revealed(key, secret or "")
+
+
+def _created_or_taken_over(
+    conn: keycloak.Connection, key: ApiKey, client: Representation, creating: Future[str]
+) -> str:
+    """The UUID of the key's client: the one just made, or the one an earlier attempt made
+    (Keycloak answered 409), given the new representation."""
+    try:
+        return creating.result()
+    except keycloak.AlreadyExists:
+        made = _own_client(conn, key)
+        if made is None:  # deleted again since the 409: let the caller retry
+            raise
+        keycloak.update_client(conn, made.id, client)
+        return made.id
 
 
 def discard_key(key: ApiKey, *, actor: User | None = None, ip_address: str | None = None) -> None:
