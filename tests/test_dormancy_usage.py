@@ -44,6 +44,20 @@ def test_the_owner_and_admins_see_the_days_usage_and_a_warning_on_wrong_secrets(
         assert "<td>40</td>" in html  # the numbers, without the picture
 
 
+def test_a_revoked_key_tried_again_is_said_to_get_nothing_not_to_need_a_rotation(
+    client: Client, owner: User, sample: Api
+) -> None:
+    key = issue(owner, sample, name="ended", lifetime_days=30).key
+    lifecycle.revoke_key(key, actor=owner)
+    KeyUsage.objects.create(key=key, day=timezone.now().date(), wrong_credentials=2, refused=3)
+    client.force_login(owner)
+
+    html = client.get(reverse("key_detail", args=[key.pk])).content.decode()
+
+    assert "5 attempts to get a token since yesterday (UTC), refused: the key is revoked." in html
+    assert "rotate" not in html.partition('data-testid="usage-warning"')[2][:300].lower()
+
+
 def test_a_key_never_used_shows_no_chart_and_no_warning(
     client: Client, owner: User, sample: Api
 ) -> None:

@@ -53,6 +53,27 @@ def snippet(html: str, kind: str) -> str:
     return unescape(re.sub(r"<[^>]+>", "", found.group(1)))
 
 
+def assert_a_refusal_is_told_with_its_reason(html: str, key: ApiKey) -> None:
+    """The key's pasted snippets, its key suspended between the token and the call: the
+    call prints the API's 401 and its reason, not the library's word for it."""
+    program = snippet(html, "dpop") + "\nprint('token', flush=True)\ninput()\n"
+    program += snippet(html, "dpopcall")
+    pasted = subprocess.Popen(
+        [sys.executable, "-c", program],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert pasted.stdout is not None
+    assert pasted.stdout.readline() == "token\n"
+    lifecycle.suspend_key(key, actor=None, reason="a test")
+    out, err = pasted.communicate("\n", timeout=30)
+    assert out.startswith("401 "), err
+    assert "suspended" in out, out
+    lifecycle.reinstate_key(key, actor=None)
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("live_server")
 def test_a_dpop_key_from_the_form_needs_proofs_until_a_developer_not_a_viewer_turns_it_off(
@@ -82,6 +103,7 @@ def test_a_dpop_key_from_the_form_needs_proofs_until_a_developer_not_a_viewer_tu
     )
     status, answer = pasted.stdout.split(" ", 1)
     assert (status, json.loads(answer)["key_name"]) == ("200", "bound"), pasted.stderr
+    assert_a_refusal_is_told_with_its_reason(html, key)
     listed = as_developer.get(reverse("team", args=[team.pk])).content.decode()
     assert 'data-testid="dpop-badge"' in listed
 
@@ -157,6 +179,7 @@ def test_an_admin_trusts_an_issuer_and_a_customer_binds_a_workload_key_to_it(
     described |= {"issuer": issuer_url, "jwks_url": f"{issuer_url}jwks"}
     trusted = as_admin.post(reverse("manage_issuer_add"), described, follow=True)
     assert "Test cluster is trusted" in trusted.content.decode()
+    assert "new ones wait for an administrator's approval" in trusted.content.decode()
     assert keycloak.get_identity_provider(key_clients, "workload-test-cluster") is not None
 
     form = as_customer.get(reverse("new_key")).content.decode()
@@ -185,6 +208,12 @@ def test_an_admin_trusts_an_issuer_and_a_customer_binds_a_workload_key_to_it(
     assert f"audience: {settings.TOKEN_ISSUER}" in snippet(reveal, "kubernetes")
     assert "serviceAccountName: invoicer" in snippet(reveal, "kubernetes")
     assert "expirationSeconds: 3600" in snippet(reveal, "kubernetes")
+    trusted_for = WorkloadIssuer.objects.filter(slug="test-cluster")
+    trusted_for.update(max_token_age=300)  # younger than a projected token gets: no fit
+    short = as_customer.get(reverse("key_detail", args=[key.pk])).content.decode()
+    assert "expirationSeconds: 600" in snippet(short, "kubernetes")  # the shortest there is
+    assert "ask an administrator to allow at least 480" in short
+    trusted_for.update(max_token_age=3600)
     assert settings.TOKEN_ENDPOINT in snippet(reveal, "workloadcurl")
     client = keycloak.get_client(key_clients, key.keycloak_id)
     assert client["clientAuthenticatorType"] == "federated-jwt"

@@ -100,6 +100,13 @@ def warning(key: ApiKey, recent: list[Day]) -> str | None:
     wrong = sum(d.wrong_credentials for d in recent)
     refused = sum(d.refused for d in recent)
     outside = sum(d.outside_networks for d in recent)
+    if not key.allows("rotate") and (tried := wrong + refused + outside):
+        # Ended (revoked, expired, rejected) or being ended: nothing to rotate, nothing works.
+        attempts = "attempt" if tried == 1 else "attempts"
+        return (
+            f"{tried} {attempts} to get a token since yesterday (UTC), refused: the key is "
+            f"{key.get_status_display().lower()}. Something still uses it; it gets no token."
+        )
     if outside:
         attempts = "attempt" if outside == 1 else "attempts"
         return (
