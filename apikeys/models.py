@@ -1103,7 +1103,7 @@ class AuditEntry(models.Model):
         """Who acted. To a key's owner (`owner`) or a team's members, anyone but themselves
         (and for a team, its members) is "an administrator"."""
         if self.actor_id is None:
-            return "the portal"
+            return "Keycloak" if self.action in LEARNT_FROM_KEYCLOAK else "the portal"
         if owner is None or self.actor_id == owner.pk or self._by_a_member:
             return self.actor_email
         return "an administrator"
@@ -1178,6 +1178,17 @@ class AuditEntry(models.Model):
             # (apikeys/operations/webhooks.py).
             WebhookMessage.objects.emit(subject, KEY_EVENTS[action], entry=entry)
         return entry
+
+
+# Changes made in Keycloak that the portal learnt of: done by someone there, not the portal.
+LEARNT_FROM_KEYCLOAK = frozenset(
+    {
+        AuditEntry.Action.USER_DEACTIVATED,
+        AuditEntry.Action.USER_REACTIVATED,
+        AuditEntry.Action.ADMIN_GRANTED,
+        AuditEntry.Action.ADMIN_REMOVED,
+    }
+)
 
 
 class ExpiryReminder(models.Model):

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 from django.core.management import call_command
 from django.test import Client
+from django.urls import reverse
 
 from apikeys.keycloak.client import Connection
 from apikeys.models import Api, ApiKey, User
@@ -60,6 +61,11 @@ def test_deleted_and_disabled_users_keys_stop_after_one_sync_and_come_back_when_
     assert works(paused)
     assert not works(gone)
     assert User.objects.get(pk=paused.pk).is_active
+    client.force_login(paused)  # their activity says who did it: someone in Keycloak
+    activity = client.get(reverse("activity")).content.decode()
+    row = activity.partition('data-action="user_off"')[2].partition("</tr>")[0]
+    assert "<td>Keycloak</td>" in row, row
+    assert "the portal" not in row
 
 
 def test_an_admin_suspension_survives_the_owner_being_enabled_again(

@@ -68,7 +68,13 @@ def record(request: HttpRequest, user: User, claims: dict[str, Any]) -> None:
     if level == SECOND_FACTOR_LEVEL:
         request.session.pop(RETRIED, None)
         request.session.cycle_key()  # a cookie taken before the step-up is not promoted
-    record_step_up(request, user, f"Signed in again for a sensitive act; level reached: {level}")
+        reason = f"Signed in again for a sensitive act, with a second factor (level: {level})."
+    else:  # e.g. a second factor set up during this sign-in: it counts from the next one
+        reason = (
+            f"Signed in again for a sensitive act, without a second factor (level: {level}): "
+            "the act still waits for one."
+        )
+    record_step_up(request, user, reason)
 
 
 def step_up_url(needed: StepUpRequired, then: str) -> str:
