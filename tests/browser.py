@@ -75,3 +75,20 @@ def verification_link(email: str) -> str:
     link = re.search(r"https?://\S+/login-actions/action-token\?\S+", text)
     assert link is not None, text
     return link.group(0)
+
+
+def overlapping_header_items(page: Page) -> list[tuple[str, str]]:
+    """The pairs of the page header's items (the name, each link, who is signed in) drawn
+    on one line closer than 8 pixels, or over each other: none on a page that reads well."""
+    boxes = page.evaluate(
+        """() => [...document.querySelectorAll('.top > .brand, .top nav > *')].map(e => {
+            const r = e.getBoundingClientRect();
+            return [e.textContent.trim(), r.left, r.right, r.top, r.bottom];
+        })"""
+    )
+    return [
+        (a[0], b[0])
+        for i, a in enumerate(boxes)
+        for b in boxes[i + 1 :]
+        if a[1] < b[2] + 8 and b[1] < a[2] + 8 and a[3] < b[4] and b[3] < a[4]
+    ]

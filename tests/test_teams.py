@@ -298,8 +298,14 @@ def test_a_team_whose_last_owner_is_deleted_is_flagged_and_an_admin_appoints_one
     eventually(lambda: Team.objects.get(pk=team.pk).ownerless_since is not None)
     eventually(lambda: bool(messages_to(admin_user.email)))  # the administrators are asked
     assert works(made)
-    listed = signed_in_as_admin(admin_user).get(reverse("manage_teams")).content.decode()
+    as_admin = signed_in_as_admin(admin_user)
+    listed = as_admin.get(reverse("manage_teams")).content.decode()
     assert 'data-testid="ownerless"' in listed
+    keys = as_admin.get(reverse("manage_keys"), {"team": str(team.pk)}).content.decode()
+    assert made.key.client_id in keys
+    team_page = reverse("manage_team", args=[team.pk])
+    assert f'Only the keys of the team <a href="{team_page}">' in keys
+    assert ">Team</label>" not in keys  # the filter is said in words, not as an empty field
     teams.appoint_owner(team, dev, actor=admin_user, reason="Asked by the CTO.")
     assert Team.objects.get(pk=team.pk).ownerless_since is None
     assert Membership.objects.get(team=team, user=dev).role == TeamRole.OWNER

@@ -46,6 +46,7 @@ from apikeys.models import (
     Permission,
     PermissionRequest,
     PortalSetting,
+    Team,
 )
 from apikeys.operations import catalog, lifecycle, permissions, usage
 from apikeys.views.exports import audit_csv
@@ -117,8 +118,11 @@ def reject(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
 @require_GET
 def key_list(request: PageRequest) -> HttpResponse:
     form = KeySearchForm(request.GET or None)
-    keys = ApiKey.objects.search(form.cleaned_data if form.is_valid() else {})
-    return render(request, "manage/keys.html", {"form": form, **_paginate(request, keys)})
+    filters = form.cleaned_data if form.is_valid() else {}
+    keys = ApiKey.objects.search(filters)
+    team = Team.objects.filter(pk=filters["team"]).first() if filters.get("team") else None
+    context = {"form": form, "team": team, **_paginate(request, keys)}
+    return render(request, "manage/keys.html", context)
 
 
 @admin_required
