@@ -13,6 +13,7 @@ from apikeys.keycloak.client import Connection
 from apikeys.models import User
 from tests.accounts import PASSWORD, KeycloakUser
 from tests.browser import sign_in, sign_out, start_registration, verification_link
+from tests.mail import plain_text, wait_for_message
 
 MakeUser = Callable[..., KeycloakUser]
 
@@ -92,6 +93,8 @@ def test_a_customer_registers_verifies_the_email_sets_a_password_and_lands_signe
     email = f"new-{uuid.uuid4().hex[:10]}@example.com"
     start_registration(page, email, "Ada", "Lovelace")
     expect(page.get_by_text(re.compile("verify your email", re.IGNORECASE)).first).to_be_visible()
+    mailed = plain_text(wait_for_message(email))
+    assert re.search(r"expire within 1 hour", mailed), mailed  # time to find the mail
 
     page.goto(verification_link(email))
 

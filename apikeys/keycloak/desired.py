@@ -100,6 +100,9 @@ CONFIDENTIAL = {
 }
 
 
+VERIFICATION_LINK_SECONDS = 3600
+
+
 def realm() -> Representation:
     return {
         "realm": settings.KEYCLOAK_REALM,
@@ -132,6 +135,9 @@ def realm() -> Representation:
             "adminEventsExpiration": str(EVENTS_EXPIRATION_SECONDS),
             # The levels a sign-in can reach, named in `acr` (docs/security.md).
             "acr.loa.map": json.dumps(ACR_LEVELS),
+            # The link in the verification mail of a new account: Keycloak's five minutes are
+            # shorter than the wait for a mail can be. Other links keep Keycloak's.
+            "actionTokenGeneratedByUserLifespan.verify-email": str(VERIFICATION_LINK_SECONDS),
         },
     }
 
