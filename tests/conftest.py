@@ -20,6 +20,7 @@ import requests
 from django.conf import settings
 from django.core.cache import caches
 from django.core.servers.basehttp import ThreadedWSGIServer
+from django.db import connection
 from django.test.testcases import LiveServerThread
 from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakDeleteError
@@ -159,6 +160,21 @@ def page(browser: Browser, live_server: Any, bootstrapped: Connection) -> Iterat
     yield tab
     context.close()
     assert problems == [], problems
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """pytest-django's, and at the end of the session, before it drops the test database,
+    the PostgreSQL sessions that threads of the test servers still hold (they answer
+    Keycloak's pushed events to the last moment) are ended: the drop would fail otherwise."""
+    yield
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture(scope="session")
