@@ -1,7 +1,7 @@
 """Crash points: the step boundaries where a process may die mid-operation, for the tests.
 
 An operation that spans the database and Keycloak calls `crash_point(name)` after each
-Keycloak change and before the database records it. Tests arm a point to prove that a
+Keycloak change and before the database commits its record of it. Tests arm a point to prove that a
 retry, or reconcile, converges from there. Armed only in the test profile: in tests by
 `armed[name] = ...`, in their subprocesses by PORTAL_FAULTS (e.g. "issue:client-created=exit").
 """

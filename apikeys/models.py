@@ -411,9 +411,10 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
         return self.filter(request_id=request_id).first() if request_id else None
 
     def locked_as_known(self, key: ApiKey) -> ApiKey:
-        """`key` under its row lock, with its permissions, as it is now: the object given
-        when its fields are unchanged since it was read (one light query, no objects built),
-        else read again (locked, then its permissions)."""
+        """`key` under its row lock, with its permissions: the object given when its row is
+        unchanged since it was read (one light query, no objects built), else read again
+        (locked, then its permissions). The objects it holds (its API, owner, team, issuer)
+        are kept as read: the caller read them just now (`lifecycle.reserve_key`)."""
         if key.knows_permissions():
             now = self.select_for_update(of=("self",)).filter(pk=key.pk).values().get()
             if now == {f.attname: getattr(key, f.attname) for f in key._meta.concrete_fields}:

@@ -88,6 +88,35 @@ def test_a_failure_while_creating_shows_the_new_secret_nowhere(
     assert_nowhere(secret, response.content.decode(), caplog)
 
 
+@pytest.mark.usefixtures("error_reports", "sample")
+def test_a_failure_in_the_thread_that_makes_the_client_shows_the_new_secret_nowhere(
+    client: Client,
+    owner: User,
+    key_clients: Connection,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Keycloak made the client in the worker thread (keycloak.start_create_client), and
+    reading its answer fails there: the frames of that thread hold the representation."""
+
+    def unexpected(answer: Any) -> str:
+        raise RuntimeError("a bug reading Keycloak's answer")
+
+    monkeypatch.setattr(keycloak, "_created_id", unexpected)
+    client.force_login(owner)
+    client.raise_request_exception = False
+
+    response = client.post(
+        reverse("new_key"), {"name": "doomed", "api": "sample", "lifetime_days": "30"}
+    )
+
+    assert response.status_code == 500
+    assert "a bug reading Keycloak" in response.content.decode()  # the thread's own frames
+    key = ApiKey.objects.get()
+    assert key.status == ApiKey.Status.UNFINISHED  # nothing recorded as made
+    assert_nowhere(secret_in_keycloak(key_clients, key), response.content.decode(), caplog)
+
+
 @pytest.mark.usefixtures("error_reports")
 def test_a_failure_while_rotating_shows_the_new_secret_nowhere(
     client: Client,

@@ -7,14 +7,16 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection, transaction
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from apikeys.credentials.secret_format import is_well_formed
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
-from apikeys.models import Api, ApiKey, AuditEntry, User, WrongState
+from apikeys.models import Api, ApiKey, AuditEntry, Permission, User, WrongState
 from apikeys.operations import lifecycle
 from tests.conftest import key_clients_in_keycloak
 from tests.factories import issue
@@ -233,20 +235,41 @@ def test_concurrent_creates_beyond_the_quota_make_exactly_the_quota(
     assert sorted(c["clientId"] for c in ours) == sorted(r for r in results if r != "refused")
 
 
-def test_a_key_changed_between_its_reservation_and_its_client_is_made_as_it_is_now(
-    owner: User, sample: Api, key_clients: Connection
+def test_a_key_just_reserved_is_locked_by_one_light_read_and_a_changed_one_is_read_again(
+    owner: User, sample: Api, orders: dict[str, Permission], key_clients: Connection
 ) -> None:
     reserve = lifecycle.reserve_key
+    fresh = reserve(owner, lifecycle.KeyOrder(api=sample, name="fresh", lifetime_days=30))
     changed = reserve(owner, lifecycle.KeyOrder(api=sample, name="changed", lifetime_days=30))
     ended = reserve(owner, lifecycle.KeyOrder(api=sample, name="ended", lifetime_days=30))
     ApiKey.objects.filter(pk=changed.pk).update(description="changed meanwhile")
     ApiKey.objects.filter(pk=ended.pk).update(status=ApiKey.Status.REVOKED)
 
+    with transaction.atomic(), CaptureQueriesContext(connection) as read:
+        assert ApiKey.objects.locked_as_known(fresh) is fresh  # unchanged: kept as it is
     made = lifecycle.complete_key(changed, actor=owner)  # the objects held are stale
     with pytest.raises(WrongState, match="revoked"):
         lifecycle.finish_key(ended, actor=owner)
 
+    assert sum(q["sql"].startswith("SELECT") for q in read.captured_queries) == 1
     assert made.key.description == "changed meanwhile"
-    assert made.key.permission_names == [p.name for p in sample.permissions.filter(default=True)]
+    assert made.key.permission_names == ["orders:read"]  # the default, read again
     assert request_token(made.key.client_id, made.secret).status_code == 200
     assert [c["clientId"] for c in key_clients_in_keycloak(key_clients)] == [made.key.client_id]
+
+
+def test_a_key_is_made_as_its_api_is_now_not_as_the_form_read_it(
+    owner: User, sample: Api, key_clients: Connection
+) -> None:
+    as_the_form_read_it = Api.objects.get(pk=sample.pk)
+    Api.objects.filter(pk=sample.pk).update(requires_approval=True)  # an admin, meanwhile
+    order = lifecycle.KeyOrder(
+        api=as_the_form_read_it, name="late", lifetime_days=30, justification="Reports"
+    )
+
+    made = lifecycle.issue_key(owner, order)
+
+    assert made.key.status == ApiKey.Status.PENDING
+    client = keycloak.find_client(key_clients, made.key.client_id)
+    assert client is not None
+    assert client["enabled"] is False

@@ -111,6 +111,7 @@ def portal_connection() -> Connection:
     """The portal's run-time identity: its own service account in the portal realm.
 
     One connection per thread: python-keycloak renews tokens without a lock (its issue #708).
+    A thread may lend its connection to a worker while it waits for it (`start_create_client`).
     The settings are part of the key, so a test that points the portal elsewhere gets a new one.
     """
     key = (settings.KEYCLOAK_URL, settings.KEYCLOAK_TIMEOUT, settings.KEYCLOAK_SERVICE_CLIENT_ID)
@@ -392,6 +393,7 @@ def find_client(conn: Connection, client_id: str) -> Representation | None:
 
 
 @sensitive_variables()
+@sensitive_variables()  # the representation may carry a new secret
 def create_client(conn: Connection, rep: Representation) -> str:
     """POST /admin/realms/{realm}/clients; returns the new client's UUID."""
     return _created_id(_request(conn, "POST", "/clients", rep))
@@ -408,15 +410,25 @@ def start_create_client(conn: Connection, rep: Representation) -> Future[str]:
     """
     future: Future[str] = Future()
     context = contextvars.copy_context()
-
-    def run() -> None:
-        try:
-            future.set_result(context.run(create_client, conn, rep))
-        except BaseException as error:  # to the caller, whatever it is
-            future.set_exception(error)
-
-    threading.Thread(target=run, name="keycloak-create-client", daemon=True).start()
+    threading.Thread(
+        target=_create_into,
+        args=(future, context, conn, rep),
+        name="keycloak-create-client",
+        daemon=True,
+    ).start()
     return future
+
+
+# The thread's outermost frame: error reports walk a frame's callers for this decorator, and
+# in a thread of its own nothing above it would hide the secret in `rep`.
+@sensitive_variables()
+def _create_into(
+    future: Future[str], context: contextvars.Context, conn: Connection, rep: Representation
+) -> None:
+    try:
+        future.set_result(context.run(create_client, conn, rep))
+    except BaseException as error:  # to the caller, whatever it is
+        future.set_exception(error)
 
 
 @sensitive_variables()

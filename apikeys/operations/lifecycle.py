@@ -29,7 +29,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -198,7 +198,7 @@ def issue_key(owner: User, order: KeyOrder, *, ip_address: str | None = None) ->
 def reserve_key(owner: User, order: KeyOrder) -> ApiKey:
     """Step 1 of `issue_key`, for a caller that reserves under a lock of its own (software
     registering under its registration token's): the order checked, the record made."""
-    chosen = _check_order(order)
+    order, chosen = _check_order(order)
     key = _reserve(owner, order, chosen)
     crash_point("issue:reserved")
     return key
@@ -217,12 +217,14 @@ def complete_key(key: ApiKey, *, actor: User, ip_address: str | None = None) -> 
         ) from error
 
 
-def _check_order(order: KeyOrder) -> list[Permission]:
-    """What the API (as it is now: an admin may have just retired it) allows; the
-    permissions the key will have."""
+def _check_order(order: KeyOrder) -> tuple[KeyOrder, list[Permission]]:
+    """The order with its API and workload issuer as they are now (an admin may have just
+    retired the API, or changed what needs approval): the key is made from these, and its
+    status decided by them; and the permissions the key will have."""
     api = Api.objects.get(pk=order.api.pk)
     if api.retired_at is not None:
         raise KeyNotIssued(f"{api.name} is retired and takes no new keys.")
+    order = replace(order, api=api, workload_issuer=_issuer_now(order))
     chosen = _chosen_permissions(api, order)
     waits = [p.name for p in chosen if p.requires_approval]
     if order.workload_issuer is not None and order.workload_issuer.keys_need_approval:
@@ -240,7 +242,16 @@ def _check_order(order: KeyOrder) -> list[Permission]:
     if signed and not (order.public_keys or order.jwks_url):
         raise KeyNotIssued("A key signed with a private key needs a public key or a JWKS URL.")
     _check_workload(order)
-    return chosen
+    return order, chosen
+
+
+def _issuer_now(order: KeyOrder) -> WorkloadIssuer | None:
+    if order.workload_issuer is None:
+        return None
+    issuer = WorkloadIssuer.objects.filter(pk=order.workload_issuer.pk).first()
+    if issuer is None:
+        raise KeyNotIssued("That workload issuer is no longer trusted here.")
+    return issuer
 
 
 def _check_workload(order: KeyOrder) -> None:

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 from django.utils import timezone
 
-from apikeys.models import ApiKey, Credential, KeyUsage
+from apikeys.models import ACTIONS_ALLOWED, ApiKey, Credential, KeyUsage
 
 DAYS = 30
 # The chart's drawing area, in SVG user units.
@@ -100,7 +100,7 @@ def warning(key: ApiKey, recent: list[Day]) -> str | None:
     wrong = sum(d.wrong_credentials for d in recent)
     refused = sum(d.refused for d in recent)
     outside = sum(d.outside_networks for d in recent)
-    if not key.allows("rotate") and (tried := wrong + refused + outside):
+    if key.status not in ACTIONS_ALLOWED["rotate"] and (tried := wrong + refused + outside):
         # Ended (revoked, expired, rejected) or being ended: nothing to rotate, nothing works.
         attempts = "attempt" if tried == 1 else "attempts"
         return (
