@@ -700,6 +700,11 @@ class ApiKey(models.Model):
             models.Index(fields=["expires_at"], name="apikey_expires_idx"),
             models.Index(fields=["last_used_at"], name="apikey_last_used_idx"),
             models.Index(fields=["name"], name="apikey_name_idx"),
+            # A space's keys, newest first (a team's page, a person's list, the admin list's
+            # team filter): read in order from here, whatever the space's size. Without it
+            # PostgreSQL may walk the whole table newest first to fill a page of a small team.
+            models.Index(fields=["team", "-created_at"], name="apikey_team_created_idx"),
+            models.Index(fields=["owner", "-created_at"], name="apikey_owner_created_idx"),
         )
 
     def __str__(self) -> str:

@@ -215,6 +215,31 @@ def test_the_admin_key_list_searches_and_filters(
     assert mine.client_id in listed(unused_days="2")
 
 
+def test_a_long_admin_list_counts_ten_pages_ahead_and_says_more_beyond(
+    admin_client: Client, customer: User, sample: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("apikeys.views.manage.PAGE_SIZE", 2)  # 30 keys: 15 pages
+    made = timezone.now()
+    rows = [
+        ApiKey(owner=customer, api=sample, name=f"row {n}", status="active", expires_at=made)
+        for n in range(30)
+    ]
+    for row in rows:  # records only: the list reads the database, not Keycloak
+        row.client_id = f"{ApiKey.CLIENT_ID_PREFIX}{row.pk.hex}"
+    ApiKey.objects.bulk_create(rows)
+
+    def page(number: int) -> str:
+        return unescape(admin_client.get(reverse("manage_keys"), {"page": number}).content.decode())
+
+    first, near_the_end = page(1), page(14)
+
+    assert "More than 22 keys" in first  # counted to page 1 + 10, and one more row
+    assert "Page 1 of more than 11" in first
+    assert first.count("data-client-id=") == 2
+    assert "30 keys" in near_the_end  # from page 14, the count reaches the end: exact
+    assert "Page 14 of 15" in near_the_end
+
+
 def test_each_action_is_audited_and_customers_see_only_their_own_entries(
     admin_client: Client, client: Client, customer: User, sample: Api
 ) -> None:

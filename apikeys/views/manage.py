@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from functools import wraps
+from functools import cached_property, wraps
 from typing import Any
 
 from django.contrib import messages
@@ -323,11 +323,33 @@ def leaks(request: PageRequest) -> HttpResponse:
     return render(request, "manage/leaks.html", {"form": form, **_paginate(request, reports)})
 
 
+class CountingEnough(Paginator):  # type: ignore[type-arg]
+    """Pages that count the matching rows up to ten pages past the one asked for, and say
+    "more" beyond: a count of every match costs time in proportion to them all (20 ms for
+    70,000 active keys of 100,000 on PostgreSQL), a count that stops costs next to nothing."""
+
+    def __init__(self, items: QuerySet[Any], asked: str | None) -> None:
+        super().__init__(items, PAGE_SIZE)
+        self.items = items
+        number = int(asked) if asked and asked.isdigit() else 1
+        self.enough = (min(number, 10**6) + 10) * PAGE_SIZE
+
+    @cached_property
+    def count(self) -> int:
+        return self.items[: self.enough + 1].count()
+
+    @property
+    def more(self) -> bool:
+        """Whether there are more rows than were counted (`count` is then a lower bound)."""
+        return self.count > self.enough
+
+
 def _paginate(request: PageRequest, items: QuerySet[Any]) -> dict[str, Any]:
     """The requested page, and the filters to carry to the other pages' links."""
     query = request.GET.copy()
     query.pop("page", None)
-    page = Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
+    asked = request.GET.get("page")
+    page = CountingEnough(items, asked).get_page(asked)
     return {"page": page, "query": query.urlencode()}
 
 
