@@ -769,6 +769,15 @@ class KeySearchForm(forms.Form):
         ],
     )
 
+    def clean_team(self) -> Team | None:
+        """The team whose keys are asked for (a link from its page): one that exists."""
+        team_id = self.cleaned_data.get("team")
+        if team_id is None:
+            return None
+        if (team := Team.objects.filter(pk=team_id).first()) is None:
+            raise forms.ValidationError("No team has this id: it may have been deleted.")
+        return team
+
 
 class AuditFilterForm(forms.Form):
     actor = forms.CharField(required=False, label="Actor email")

@@ -215,6 +215,41 @@ def test_the_admin_key_list_searches_and_filters(
     assert mine.client_id in listed(unused_days="2")
 
 
+def test_a_filter_the_admin_lists_cannot_read_lists_nothing_and_says_which(
+    admin_client: Client, customer: User, sample: Api
+) -> None:
+    key = ApiKey(owner=customer, api=sample, name="kept", expires_at=timezone.now())
+    key.client_id = f"{ApiKey.CLIENT_ID_PREFIX}{key.pk.hex}"
+    key.save()  # a record only: the lists read the database
+    AuditEntry.record(key, AuditEntry.Action.CREATED, actor=customer)
+
+    wrong_date = admin_client.get(
+        reverse("manage_keys"), {"status": "unfinished", "expires_before": "next tuesday"}
+    )
+    gone_team = admin_client.get(reverse("manage_keys"), {"team": str(uuid.uuid4())})
+    audit = admin_client.get(reverse("manage_audit"), {"action": "created", "since": "soon"})
+    export = admin_client.get(reverse("manage_audit"), {"since": "soon", "format": "csv"})
+
+    for response, error in (
+        (wrong_date, "Enter a valid date."),
+        (gone_team, "No team has this id: it may have been deleted."),
+        (audit, "Enter a valid date."),
+    ):
+        page = unescape(response.content.decode())
+        assert response.status_code == 400
+        assert error in page
+        assert 'data-testid="filters-refused"' in page
+        assert key.client_id not in page  # not the list without the filter
+    assert 'value="next tuesday"' in wrong_date.content.decode()  # the input comes back
+    assert export.status_code == 400
+    assert export["Content-Type"].startswith("text/plain")
+    assert "No export: the filters are not valid (since: Enter a valid date.)" in (
+        export.content.decode()
+    )
+    unfiltered = admin_client.get(reverse("manage_audit"), {"since": ""})
+    assert key.client_id in unfiltered.content.decode()
+
+
 def test_a_long_admin_list_counts_ten_pages_ahead_and_says_more_beyond(
     admin_client: Client, customer: User, sample: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:

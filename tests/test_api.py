@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -231,6 +232,8 @@ def test_an_admin_decides_on_keys_and_reads_the_audit_trail(
     key_id = asked["key"]["id"]
     assert asked["key"]["status"] == "pending"
 
+    gone_team = assert_problem(admin("GET", f"/admin/keys?team={uuid.uuid4()}"), 422, "not valid")
+    assert "No team has this id" in str(gone_team["errors"])
     found = admin("GET", "/admin/keys?status=pending").json()
     assert [k["id"] for k in found["items"]] == [key_id]
     assert found["items"][0]["owner_email"] == api_customer.account.email

@@ -17,7 +17,8 @@ from django.contrib import messages
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, QuerySet
-from django.http import Http404, HttpResponse
+from django.forms import Form
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -46,7 +47,6 @@ from apikeys.models import (
     Permission,
     PermissionRequest,
     PortalSetting,
-    Team,
 )
 from apikeys.operations import catalog, lifecycle, permissions, usage
 from apikeys.views.exports import audit_csv
@@ -118,10 +118,11 @@ def reject(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
 @require_GET
 def key_list(request: PageRequest) -> HttpResponse:
     form = KeySearchForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
+    if form.is_bound and not form.is_valid():
+        return _filters_refused(request, "manage/keys.html", form)
+    filters = form.cleaned_data if form.is_bound else {}
     keys = ApiKey.objects.search(filters)
-    team = Team.objects.filter(pk=filters["team"]).first() if filters.get("team") else None
-    context = {"form": form, "team": team, **_paginate(request, keys)}
+    context = {"form": form, "team": filters.get("team"), **_paginate(request, keys)}
     return render(request, "manage/keys.html", context)
 
 
@@ -293,7 +294,9 @@ def api_retire(request: PageRequest, slug: str) -> HttpResponse:
 @require_GET
 def audit(request: PageRequest) -> HttpResponseBase:
     form = AuditFilterForm(request.GET or None)
-    entries = AuditEntry.objects.matching(form.cleaned_data if form.is_valid() else {})
+    if form.is_bound and not form.is_valid():
+        return _filters_refused(request, "manage/audit.html", form)
+    entries = AuditEntry.objects.matching(form.cleaned_data if form.is_bound else {})
     if request.GET.get("format") == "csv":
         return audit_csv(entries, "audit.csv")
     return render(request, "manage/audit.html", {"form": form, **_paginate(request, entries)})
@@ -342,6 +345,18 @@ class CountingEnough(Paginator):  # type: ignore[type-arg]
     def more(self) -> bool:
         """Whether there are more rows than were counted (`count` is then a lower bound)."""
         return self.count > self.enough
+
+
+def _filters_refused(request: PageRequest, template: str, form: Form) -> HttpResponse:
+    """A list asked for with a filter it cannot read (a date that is not one, a team that
+    is gone): the filters back with their errors and no list, rather than a list that
+    leaves the wrong filter out and looks like an answer; a CSV export is refused too."""
+    if request.GET.get("format") == "csv":
+        errors = "; ".join(f"{name}: {e}" for name, errs in form.errors.items() for e in errs)
+        return HttpResponseBadRequest(
+            f"No export: the filters are not valid ({errors}).", content_type="text/plain"
+        )
+    return render(request, template, {"form": form, "query": ""}, status=400)
 
 
 def _paginate(request: PageRequest, items: QuerySet[Any]) -> dict[str, Any]:
