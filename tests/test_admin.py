@@ -22,7 +22,7 @@ from playwright.sync_api import Page, expect
 
 from apikeys.keycloak import client as keycloak
 from apikeys.keycloak.client import Connection
-from apikeys.models import Api, ApiKey, AuditEntry, ExpiryReminder, User
+from apikeys.models import AUDIT_VIA, Api, ApiKey, AuditEntry, ExpiryReminder, User
 from apikeys.operations import job_runs, jobs, lifecycle
 from tests.accounts import KeycloakUser, force_login_with_second_factor
 from tests.browser import answer_second_factor, sign_in
@@ -282,11 +282,21 @@ def test_each_action_is_audited_and_customers_see_only_their_own_entries(
     mine = issue(customer, sample, name="mine", lifetime_days=30).key
     theirs = issue(other, sample, name="theirs", lifetime_days=30).key
     lifecycle.rotate_secret(mine, actor=customer)
-    lifecycle.revoke_key(theirs, actor=other)
+    through_the_api = AUDIT_VIA.set("api")  # as the JSON API's middleware sets it
+    try:
+        lifecycle.revoke_key(theirs, actor=other)
+    finally:
+        AUDIT_VIA.reset(through_the_api)
 
     audit = admin_client.get(reverse("manage_audit")).content.decode()
     assert mine.client_id in audit
     assert theirs.client_id in audit
+    assert f'<a href="{reverse("manage_key", args=[mine.pk])}">mine</a>' in audit
+    assert audit.count('data-testid="via-api"') == 1  # the revocation only
+    exported = admin_client.get(reverse("manage_audit"), {"format": "csv"})
+    table = list(csv.reader(io.StringIO(exported.getvalue().decode())))
+    assert table[0][-2:] == ["key name", "via"]
+    assert ["theirs", "api"] in [row[-2:] for row in table[1:] if row[2] == "revoked"]
     only_rotations = admin_client.get(reverse("manage_audit"), {"action": "rotated"})
     assert theirs.client_id not in only_rotations.content.decode()
 

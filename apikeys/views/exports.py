@@ -27,7 +27,10 @@ def audit_csv(
     addresses that start with "=".
     """
     writer = csv.writer(_Echo())
-    header = ["time (UTC)", "actor", "action", "client id", "api", "ip address", "reason"]
+    header = [
+        *("time (UTC)", "actor", "action", "client id", "api", "ip address", "reason"),
+        *("key name", "via"),  # added later: new columns go last, so old readers still work
+    ]
     rows = (
         [
             entry.at.isoformat(),
@@ -40,10 +43,12 @@ def audit_csv(
                     entry.api.slug if entry.api else "",
                     entry.address_as_seen_by(viewer),
                     entry.reason,
+                    entry.key.name if entry.key else "",
                 ],
             ),
+            entry.via,
         ]
-        for entry in entries.select_related("api").iterator(chunk_size=2000)
+        for entry in entries.select_related("api", "key").iterator(chunk_size=2000)
     )
     response = StreamingHttpResponse(
         (writer.writerow(row) for row in itertools.chain([header], rows)),
