@@ -175,6 +175,7 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[N
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+    connection.close()  # and this one: the drop below does not always close it
 
 
 @pytest.fixture(scope="session")
