@@ -134,6 +134,9 @@ def sign_in_at_keycloak(page: Page, url: str, account: KeycloakUser) -> None:
 def browser_login(cli: Cli, page: Page, account: KeycloakUser) -> int:
     """`apikeys login --no-browser`, completed in Chromium; the callback's port."""
     process = cli.start("login", "--no-browser")
+    told = line_with(process.stderr, r"^Open this address in a browser on this machine").string
+    assert "`apikeys login --device`" in told
+    assert "waits 5 minutes" in told
     url = line_with(process.stderr, r"https?://\S+/protocol/openid-connect/auth\?\S+").group(0)
     redirect = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["redirect_uri"][0]
     sign_in_at_keycloak(page, url, account)

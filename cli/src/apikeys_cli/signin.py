@@ -104,15 +104,7 @@ def login(
         **{name: value for name, value in (step_up or {}).items() if value},
     }
     url = f"{config['authorization_endpoint']}?{urllib.parse.urlencode(query)}"
-    print(
-        f"Sign in at this address (it is open in your browser if one started):\n{url}",
-        file=sys.stderr,
-        flush=True,
-    )
-    if open_browser:
-        import webbrowser
-
-        webbrowser.open(url)
+    print(f"{_where_to_sign_in(url, open_browser)}\n{url}", file=sys.stderr, flush=True)
     code = catcher.wait(LOGIN_TIMEOUT)
     tokens = post_form(
         config["token_endpoint"],
@@ -125,6 +117,23 @@ def login(
         },
     )
     return _keep(portal, config, tokens)
+
+
+def _where_to_sign_in(url: str, open_browser: bool) -> str:
+    """What the person is told before the address: whether a browser was opened at it. The
+    answer comes back to this machine's loopback, so the browser must run here too."""
+    waiting = f"this command waits {LOGIN_TIMEOUT // 60} minutes for the answer"
+    elsewhere = "(signing in on another device: `apikeys login --device`)"
+    if open_browser:
+        import webbrowser
+
+        if webbrowser.open(url):
+            return f"Your browser is open at Keycloak's sign-in page; {waiting}. If it is not:"
+        return (
+            f"No browser could be started here: open this address in a browser on this machine "
+            f"{elsewhere}; {waiting}:"
+        )
+    return f"Open this address in a browser on this machine {elsewhere}; {waiting}:"
 
 
 def login_device(portal: str) -> dict[str, Any]:
