@@ -80,22 +80,22 @@ def verification_link(email: str) -> str:
 def wrapped_dates(page: Page) -> list[str]:
     """The dates on the page broken over two lines (at a hyphen): none on a page that reads
     well at any width."""
-    return page.evaluate(
+    return page.evaluate(  # type: ignore[no-any-return]
         """() => [...document.querySelectorAll('time')]
             .filter(e => new Set([...e.getClientRects()].map(r => Math.round(r.top))).size > 1)
             .map(e => e.textContent)"""
-    )  # type: ignore[no-any-return]
+    )
 
 
 def signing_out_alone(page: Page) -> bool:
     """Whether "Sign out" sits on a line of the header without the name it signs out."""
-    return page.evaluate(
+    return page.evaluate(  # type: ignore[no-any-return]
         """() => {
             const who = document.querySelector('.top .who').getBoundingClientRect();
             const out = document.querySelector('.top nav form').getBoundingClientRect();
             return Math.abs(who.top - out.top) > who.height / 2;
         }"""
-    )  # type: ignore[no-any-return]
+    )
 
 
 def overlapping_header_items(page: Page) -> list[tuple[str, str]]:
