@@ -775,7 +775,7 @@ class KeySearchForm(forms.Form):
         if team_id is None:
             return None
         if (team := Team.objects.filter(pk=team_id).first()) is None:
-            raise forms.ValidationError("No team has this id: it may have been deleted.")
+            raise forms.ValidationError("No team has this id: filtering again lists every key.")
         return team
 
 

@@ -1125,6 +1125,16 @@ class AuditEntry(models.Model):
             return False
         return self.key_id is None or (self.key is not None and self.key.team_id == self.team_id)
 
+    def key_name_as_seen_by(self, owner: User | None) -> str:
+        """The key's name as it is now. To a customer (`owner`), only while the key is held
+        where the entry was made: a key moved out of a team may have been renamed by its new
+        holder, and the old team reads on by its client id."""
+        if self.key is None:
+            return ""
+        if owner is None or self.key.team_id == self.team_id:
+            return self.key.name
+        return ""
+
     def address_as_seen_by(self, owner: User | None) -> str:
         """Where from. An owner sees their own addresses only, never an administrator's; a
         team's members see each other's."""

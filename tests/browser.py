@@ -102,7 +102,9 @@ def overlapping_header_items(page: Page) -> list[tuple[str, str]]:
     """The pairs of the page header's items (the name, each link, who is signed in) drawn
     on one line closer than 8 pixels, or over each other: none on a page that reads well."""
     boxes = page.evaluate(
-        """() => [...document.querySelectorAll('.top > .brand, .top nav > *')].map(e => {
+        """() => [...document.querySelectorAll(
+            '.top > .brand, .top nav > :not(.session), .top nav .session > *'
+        )].map(e => {
             const r = e.getBoundingClientRect();
             return [e.textContent.trim(), r.left, r.right, r.top, r.bottom];
         })"""

@@ -232,7 +232,7 @@ def test_a_filter_the_admin_lists_cannot_read_lists_nothing_and_says_which(
 
     for response, error in (
         (wrong_date, "Enter a valid date."),
-        (gone_team, "No team has this id: it may have been deleted."),
+        (gone_team, "No team has this id: filtering again lists every key."),
         (audit, "Enter a valid date."),
     ):
         page = unescape(response.content.decode())
@@ -241,6 +241,11 @@ def test_a_filter_the_admin_lists_cannot_read_lists_nothing_and_says_which(
         assert 'data-testid="filters-refused"' in page
         assert key.client_id not in page  # not the list without the filter
     assert 'value="next tuesday"' in wrong_date.content.decode()  # the input comes back
+    assert 'name="team"' not in gone_team.content.decode()  # Filter again: every key
+    long_name = admin_client.get(reverse("manage_teams"), {"q": "x" * 101})
+    assert long_name.status_code == 400
+    assert "at most 100 characters" in unescape(long_name.content.decode())
+    assert 'data-testid="admin-teams"' not in long_name.content.decode()
     assert export.status_code == 400
     assert export["Content-Type"].startswith("text/plain")
     assert "No export: the filters are not valid (since: Enter a valid date.)" in (
@@ -295,7 +300,7 @@ def test_each_action_is_audited_and_customers_see_only_their_own_entries(
     assert audit.count('data-testid="via-api"') == 1  # the revocation only
     exported = admin_client.get(reverse("manage_audit"), {"format": "csv"})
     table = list(csv.reader(io.StringIO(exported.getvalue().decode())))
-    assert table[0][-2:] == ["key name", "via"]
+    assert table[0][-2:] == ["key name now", "via"]
     assert ["theirs", "api"] in [row[-2:] for row in table[1:] if row[2] == "revoked"]
     only_rotations = admin_client.get(reverse("manage_audit"), {"action": "rotated"})
     assert theirs.client_id not in only_rotations.content.decode()
@@ -305,6 +310,8 @@ def test_each_action_is_audited_and_customers_see_only_their_own_entries(
     activity = customer_client.get(reverse("activity")).content.decode()
     assert mine.client_id in activity
     assert theirs.client_id not in activity
+    assert "mine<br>" in activity  # named, without the admin's link
+    assert reverse("manage_key", args=[mine.pk]) not in activity
     exported = customer_client.get(reverse("activity"), {"format": "csv"})
     rows = list(csv.reader(io.StringIO(exported.getvalue().decode())))
     assert rows[0][:3] == ["time (UTC)", "actor", "action"]

@@ -251,6 +251,7 @@ def test_an_admin_decides_on_keys_and_reads_the_audit_trail(
     newest_first = ["revoked", "reinstated", "suspended", "approved", "created"]
     assert [e["action"] for e in trail] == newest_first
     assert all(e["via"] == "api" for e in trail)
+    assert {e["key_name"] for e in trail} == {"nightly"}
     seen_by_owner = api_customer("GET", "/activity").json()["items"]
     assert {e["actor"] for e in seen_by_owner if e["action"] != "created"} == {"an administrator"}
 

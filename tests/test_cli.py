@@ -111,6 +111,9 @@ def cli(tmp_path: Path, live_server: Any) -> Iterator[Cli]:
     tool.stop()
 
 
+AUTHORIZE = r"https?://\S+/protocol/openid-connect/auth\?\S+"  # the address to sign in at
+
+
 def line_with(stream: Any, pattern: str, timeout: float = 30) -> re.Match[str]:
     deadline = time.monotonic() + timeout
     seen = ""
@@ -137,7 +140,7 @@ def browser_login(cli: Cli, page: Page, account: KeycloakUser) -> int:
     told = line_with(process.stderr, r"^Open this address in a browser on this machine").string
     assert "`apikeys login --device`" in told
     assert "waits 5 minutes" in told
-    url = line_with(process.stderr, r"https?://\S+/protocol/openid-connect/auth\?\S+").group(0)
+    url = line_with(process.stderr, AUTHORIZE).group(0)
     redirect = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["redirect_uri"][0]
     sign_in_at_keycloak(page, url, account)
     expect(page.locator("body")).to_contain_text("Signed in. You can close this tab")
@@ -160,6 +163,32 @@ def test_login_opens_keycloak_and_catches_the_answer_on_a_port_of_the_systems_ch
     assert stat.S_IMODE(cli.credentials.stat().st_mode) == 0o600
     me = json.loads(cli("me", "--json").stdout)
     assert me["email"] == account.email
+
+
+def test_login_opens_the_browser_at_the_address_it_prints_and_says_when_none_starts(
+    cli: Cli, page: Page, make_keycloak_user: Callable[..., KeycloakUser], tmp_path: Path
+) -> None:
+    account = make_keycloak_user()
+    opened, browser = tmp_path / "opened", tmp_path / "browser"
+    browser.write_text(f'#!/bin/sh\nprintf %s "$1" > {opened}\n')  # a browser that only notes
+    browser.chmod(0o755)
+    for display in ("DISPLAY", "WAYLAND_DISPLAY"):  # no other browser to fall back on
+        cli.env.pop(display, None)
+    cli.env["BROWSER"] = str(browser)  # Python's webbrowser runs $BROWSER first
+
+    process = cli.start("login")
+    url = line_with(process.stderr, AUTHORIZE).group(0)
+    line_with(process.stderr, r"^Your browser is open at it\.$")
+    assert opened.read_text() == url
+    sign_in_at_keycloak(page, url, account)
+    out, _ = process.communicate(timeout=30)
+    assert f"as {account.email}" in out
+
+    cli.env["BROWSER"] = "false"  # a browser that fails to start
+    process = cli.start("login")
+    line_with(process.stderr, AUTHORIZE)
+    told = line_with(process.stderr, r"^No browser could be started here").string
+    assert "`apikeys login --device`" in told
 
 
 def test_login_with_a_code_on_another_device(
@@ -206,6 +235,9 @@ def test_a_key_made_rotated_and_revoked_from_the_terminal(
     assert cli("keys", "revoke", client_id, "--yes").returncode == 0
     assert request_token(client_id, env["CLIENT_SECRET"]).status_code == 401
     assert ApiKey.objects.get().status == ApiKey.Status.REVOKED
+    activity = cli("activity").stdout.splitlines()
+    assert activity[0].split()[:4] == ["AT", "ACTION", "KEY_NAME", "CLIENT_ID"]
+    assert all("nightly build" in line for line in activity[1:])  # named as it is now
 
 
 def test_a_key_limited_to_networks_from_the_terminal(

@@ -473,5 +473,9 @@ def test_an_administrators_token_search_with_a_nul_is_refused_with_a_message_not
 
     page = client.get(reverse("manage_registration_tokens"), {"q": "Sé\x00"})
 
-    assert page.status_code == 200
-    assert "The search was not understood" in page.content.decode()
+    assert page.status_code == 400
+    assert "The search was not understood: Null characters are not allowed." in (
+        page.content.decode()
+    )
+    assert 'value="Sé"' in page.content.decode()  # as typed, less what no field can hold
+    assert 'data-testid="admin-registration-tokens"' not in page.content.decode()

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -435,6 +436,32 @@ def test_an_admin_moves_a_key_to_another_person_with_a_reason(
     entry = AuditEntry.objects.get(key=key, action=AuditEntry.Action.TRANSFERRED)
     assert entry.actor == admin_user
     assert "Handover" in entry.reason
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_moved_out_of_a_team_is_named_to_the_team_by_its_client_id_only(
+    sample: Api, admin_user: User
+) -> None:
+    boss, contractor = unique_user(), unique_user()
+    team = team_of(boss)
+    made = issue(boss, sample, "team build", team=team)
+    activity = reverse("team_activity", args=[team.pk])
+    assert "team build" in signed_in(boss).get(activity).content.decode()
+
+    signed_in_as_admin(admin_user).post(
+        reverse("manage_move", args=[made.key.pk]),
+        {"to_email": contractor.email, "reason": "Handover."},
+    )
+    moved = ApiKey.objects.get(pk=made.key.pk)
+    lifecycle.rename_key(moved, name="secret project", description="", actor=contractor)
+
+    page = signed_in(boss).get(activity).content.decode()
+    exported = signed_in(boss).get(activity, {"format": "csv"}).getvalue().decode()
+    mine = signed_in(contractor).get(reverse("activity")).content.decode()
+    assert made.key.client_id in page  # the team's entries of it stay the team's to read
+    for read_by_the_old_team in (page, exported):
+        assert "secret project" not in unescape(read_by_the_old_team)
+    assert "secret project" in mine  # its holder reads it by its name
 
 
 def test_invitations_expire_after_the_configured_days(settings: Any, db: None) -> None:

@@ -446,7 +446,7 @@ def move_key(request: ApiRequest, key_id: uuid.UUID, body: MoveIn) -> ApiKey:
 )
 def activity(request: ApiRequest, query: Query[PageQuery]) -> Any:
     owner = request.auth
-    entries = AuditEntry.objects.of_owner(owner).select_related("api")
+    entries = AuditEntry.objects.of_owner(owner).select_related("key", "api")
     return paginate(entries, query, lambda entry: audit_out(entry, viewer=owner))
 
 

@@ -39,6 +39,7 @@ def audit_out(entry: AuditEntry, *, viewer: User | None) -> dict[str, Any]:
         "action": entry.action,
         "action_label": entry.get_action_display(),
         "client_id": entry.client_id,
+        "key_name": entry.key_name_as_seen_by(viewer),
         "api": entry.api.slug if entry.api else None,
         "actor": entry.actor_as_seen_by(viewer),
         "ip_address": entry.address_as_seen_by(viewer),

@@ -521,6 +521,10 @@ class AuditOut(Schema):
     action: str
     action_label: str
     client_id: str
+    key_name: str = Field(
+        description="The key's name now; to a customer, only while the key is held where "
+        "the entry was made (else empty)."
+    )
     api: str | None
     actor: str
     ip_address: str

@@ -188,7 +188,7 @@ def accept_invitation(request: ApiRequest, body: AcceptIn) -> Any:
 def activity(request: ApiRequest, team_id: uuid.UUID, query: Query[PageQuery]) -> Any:
     viewer = request.auth
     team = team_for(viewer, team_id, to=SEE)
-    entries = AuditEntry.objects.of_team(team).select_related("api")
+    entries = AuditEntry.objects.of_team(team).select_related("key", "api")
     return paginate(entries, query, lambda entry: audit_out(entry, viewer=viewer))
 
 

@@ -16,6 +16,11 @@ def actor_for(entry: AuditEntry, viewer: User | str | None) -> str:
 
 
 @register.filter
+def key_name_for(entry: AuditEntry, viewer: User | str | None) -> str:
+    return entry.key_name_as_seen_by(viewer if isinstance(viewer, User) else None)
+
+
+@register.filter
 def address_for(entry: AuditEntry, viewer: User | str | None) -> str:
     return entry.address_as_seen_by(viewer if isinstance(viewer, User) else None)
 

@@ -29,7 +29,7 @@ def audit_csv(
     writer = csv.writer(_Echo())
     header = [
         *("time (UTC)", "actor", "action", "client id", "api", "ip address", "reason"),
-        *("key name", "via"),  # added later: new columns go last, so old readers still work
+        *("key name now", "via"),  # added later: new columns go last, so old readers still work
     ]
     rows = (
         [
@@ -43,7 +43,7 @@ def audit_csv(
                     entry.api.slug if entry.api else "",
                     entry.address_as_seen_by(viewer),
                     entry.reason,
-                    entry.key.name if entry.key else "",
+                    entry.key_name_as_seen_by(viewer),
                 ],
             ),
             entry.via,

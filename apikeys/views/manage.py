@@ -347,6 +347,12 @@ class CountingEnough(Paginator):  # type: ignore[type-arg]
         return self.count > self.enough
 
 
+def search_as_typed(request: PageRequest) -> str:
+    """The search `q` as typed, to show back in its field when it is refused (without the
+    control characters a field cannot hold)."""
+    return "".join(c for c in request.GET.get("q", "") if c.isprintable())
+
+
 def _filters_refused(request: PageRequest, template: str, form: Form) -> HttpResponse:
     """A list asked for with a filter it cannot read (a date that is not one, a team that
     is gone): the filters back with their errors and no list, rather than a list that
@@ -354,7 +360,8 @@ def _filters_refused(request: PageRequest, template: str, form: Form) -> HttpRes
     if request.GET.get("format") == "csv":
         errors = "; ".join(f"{name}: {e}" for name, errs in form.errors.items() for e in errs)
         return HttpResponseBadRequest(
-            f"No export: the filters are not valid ({errors}).", content_type="text/plain"
+            f"No export: the filters are not valid ({errors}).",
+            content_type="text/plain; charset=utf-8",
         )
     return render(request, template, {"form": form, "query": ""}, status=400)
 

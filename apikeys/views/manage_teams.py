@@ -21,14 +21,17 @@ from apikeys.http import PageRequest
 from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import LIVE_STATUSES, Team, User
 from apikeys.operations import teams
-from apikeys.views.manage import PAGE_SIZE, admin_required
+from apikeys.views.manage import PAGE_SIZE, admin_required, search_as_typed
 
 
 @admin_required
 @require_GET
 def team_list(request: PageRequest) -> HttpResponse:
     form = TeamSearchForm(request.GET)
-    q = form.cleaned_data["q"].strip() if form.is_valid() else ""
+    if not form.is_valid():  # nothing listed, rather than every team as if it matched
+        refused = {"q": search_as_typed(request), "refused": form.errors["q"][0]}
+        return render(request, "manage/teams.html", refused, status=400)
+    q = form.cleaned_data["q"].strip()
     found = Team.objects.annotate(
         live_keys=Count("keys", filter=Q(keys__status__in=LIVE_STATUSES)),
         members=Count("memberships", distinct=True),

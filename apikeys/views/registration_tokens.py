@@ -55,7 +55,7 @@ from apikeys.models import (
     WrongState,
 )
 from apikeys.operations import registration_tokens
-from apikeys.views.manage import admin_required
+from apikeys.views.manage import admin_required, search_as_typed
 
 PAGE_SIZE = 50
 KEYS_SHOWN = 5  # of each token's keys, in the list; its page has them all
@@ -139,11 +139,10 @@ def manage_list(request: PageRequest) -> HttpResponse:
     """Every registration token, newest first; `q` finds the maker, the team or the name."""
     tokens = _with_details(RegistrationToken.objects.select_related("owner", "team"))
     form = RegistrationTokenSearchForm({"q": request.GET.get("q", "")})
-    q = ""
-    if form.is_valid():
-        tokens, q = form.filter(tokens), form.cleaned_data["q"].strip()
-    else:
-        messages.error(request, "The search was not understood (no control characters).")
+    if not form.is_valid():  # nothing listed, rather than every token as if it matched
+        refused = {"q": search_as_typed(request), "refused": form.errors["q"][0]}
+        return render(request, "registration/manage_tokens.html", refused, status=400)
+    tokens, q = form.filter(tokens), form.cleaned_data["q"].strip()
     page = Paginator(tokens, PAGE_SIZE).get_page(request.GET.get("page"))
     query = urlencode({"q": q}) if q else ""
     context = {"page": page, "rows": _rows(page.object_list), "q": q, "query": query}

@@ -548,9 +548,14 @@ def keys_discard(args: argparse.Namespace) -> int:
     return 0
 
 
+ACTIVITY_COLUMNS = ("at", "action", "key_name", "client_id", "actor", "reason")
+
+
 def activity(args: argparse.Namespace) -> int:
     found = _call("GET", "/activity", query={"per_page": args.limit})
-    return _table(args, found["items"], ("at", "action", "client_id", "actor", "reason"))
+    return _table(
+        args, found["items"], ("at", "action", "key_name", "client_id", "actor", "reason")
+    )
 
 
 TEAM_COLUMNS = (
@@ -651,7 +656,9 @@ def teams_accept(args: argparse.Namespace) -> int:
 
 def teams_activity(args: argparse.Namespace) -> int:
     found = _call("GET", f"/teams/{_team_id(args.team)}/activity", query={"per_page": args.limit})
-    return _table(args, found["items"], ("at", "action", "client_id", "actor", "reason"))
+    return _table(
+        args, found["items"], ("at", "action", "key_name", "client_id", "actor", "reason")
+    )
 
 
 def admin_keys(args: argparse.Namespace) -> int:
@@ -744,7 +751,7 @@ def admin_audit(args: argparse.Namespace) -> int:
     query = {name: getattr(args, name) for name in ("actor", "action", "key", "since", "until")}
     query["per_page"] = args.limit
     found = _call("GET", "/admin/audit", query={k: v for k, v in query.items() if v})
-    columns = ("at", "actor", "action", "client_id", "ip_address", "via", "reason")
+    columns = ("at", "actor", "action", "key_name", "client_id", "ip_address", "via", "reason")
     return _table(args, found["items"], columns)
 
 

@@ -104,7 +104,7 @@ def login(
         **{name: value for name, value in (step_up or {}).items() if value},
     }
     url = f"{config['authorization_endpoint']}?{urllib.parse.urlencode(query)}"
-    print(f"{_where_to_sign_in(url, open_browser)}\n{url}", file=sys.stderr, flush=True)
+    _send_to_sign_in(url, open_browser)
     code = catcher.wait(LOGIN_TIMEOUT)
     tokens = post_form(
         config["token_endpoint"],
@@ -119,21 +119,27 @@ def login(
     return _keep(portal, config, tokens)
 
 
-def _where_to_sign_in(url: str, open_browser: bool) -> str:
-    """What the person is told before the address: whether a browser was opened at it. The
-    answer comes back to this machine's loopback, so the browser must run here too."""
+def _send_to_sign_in(url: str, open_browser: bool) -> None:
+    """Print the address, then open a browser at it if asked, and say whether one opened.
+    The answer comes back to this machine's loopback, so the browser must run here too. The
+    address comes first: a console browser (or $BROWSER) may hold the terminal until it ends.
+    """
     waiting = f"this command waits {LOGIN_TIMEOUT // 60} minutes for the answer"
     elsewhere = "(signing in on another device: `apikeys login --device`)"
-    if open_browser:
-        import webbrowser
+    if not open_browser:
+        _say(f"Open this address in a browser on this machine {elsewhere}; {waiting}:\n{url}")
+        return
+    _say(f"Sign in at this address; {waiting}:\n{url}")
+    import webbrowser
 
-        if webbrowser.open(url):
-            return f"Your browser is open at Keycloak's sign-in page; {waiting}. If it is not:"
-        return (
-            f"No browser could be started here: open this address in a browser on this machine "
-            f"{elsewhere}; {waiting}:"
-        )
-    return f"Open this address in a browser on this machine {elsewhere}; {waiting}:"
+    if webbrowser.open(url):
+        _say("Your browser is open at it.")
+    else:
+        _say(f"No browser could be started here: open it in a browser on this machine {elsewhere}.")
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def login_device(portal: str) -> dict[str, Any]:
