@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import date
 from typing import Any, ClassVar, TypedDict, cast
 
 from django import forms
 from django.conf import settings
+from django.core.validators import MaxValueValidator
 from django.db.models import Q, QuerySet
 from django.http import QueryDict
 
@@ -725,6 +727,16 @@ class OptionalReasonForm(forms.Form):
     )
 
 
+def filter_date() -> forms.DateField:
+    """A day a list is filtered by: one the database can hold a day after (9999-12-31 cannot
+    be given a day more, and the lists filter up to the end of the day)."""
+    return forms.DateField(
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date", "max": "9998-12-31"}),
+        validators=[MaxValueValidator(date(9998, 12, 31), "Choose a day before the year 9999.")],
+    )
+
+
 class KeySearchForm(forms.Form):
     """The admin key list's filters; every field is optional."""
 
@@ -749,12 +761,13 @@ class KeySearchForm(forms.Form):
         help_text="Keys that hold it.",
     )
     status = forms.ChoiceField(choices=[("", "Any status"), *ApiKey.Status.choices], required=False)
-    created_after = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    created_before = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    expires_before = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    created_after = filter_date()
+    created_before = filter_date()
+    expires_before = filter_date()
     unused_days = forms.IntegerField(
         required=False,
         min_value=1,
+        max_value=36500,  # a hundred years; more cannot be subtracted from today
         label="Unused for (days)",
         help_text="Not used (or never used) for at least this many days.",
     )
@@ -775,7 +788,7 @@ class KeySearchForm(forms.Form):
         if team_id is None:
             return None
         if (team := Team.objects.filter(pk=team_id).first()) is None:
-            raise forms.ValidationError("No team has this id: filtering again lists every key.")
+            raise forms.ValidationError("No team has this id.")
         return team
 
 
@@ -785,8 +798,8 @@ class AuditFilterForm(forms.Form):
         choices=[("", "Any action"), *AuditEntry.Action.choices], required=False
     )
     key = forms.CharField(required=False, label="Client id")
-    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    since = filter_date()
+    until = filter_date()
 
 
 class LeakPolicyForm(forms.Form):

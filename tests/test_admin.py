@@ -232,7 +232,7 @@ def test_a_filter_the_admin_lists_cannot_read_lists_nothing_and_says_which(
 
     for response, error in (
         (wrong_date, "Enter a valid date."),
-        (gone_team, "No team has this id: filtering again lists every key."),
+        (gone_team, "Team filter: No team has this id. Filtering again lists every key."),
         (audit, "Enter a valid date."),
     ):
         page = unescape(response.content.decode())
@@ -242,6 +242,17 @@ def test_a_filter_the_admin_lists_cannot_read_lists_nothing_and_says_which(
         assert key.client_id not in page  # not the list without the filter
     assert 'value="next tuesday"' in wrong_date.content.decode()  # the input comes back
     assert 'name="team"' not in gone_team.content.decode()  # Filter again: every key
+    for far in (
+        {"expires_before": "9999-12-31"},
+        {"created_before": "9999-12-31"},
+        {"unused_days": "3000000"},
+        {"unused_days": "99999999999999999999"},
+    ):  # refused with a message, not a 500 from a date past what Python holds
+        assert admin_client.get(reverse("manage_keys"), far).status_code == 400, far
+    far_audit = admin_client.get(reverse("manage_audit"), {"until": "9999-12-31"})
+    assert "Choose a day before the year 9999." in far_audit.content.decode()
+    far_export = admin_client.get(reverse("manage_audit"), {"until": "9999-12-31", "format": "csv"})
+    assert far_export.status_code == 400
     long_name = admin_client.get(reverse("manage_teams"), {"q": "x" * 101})
     assert long_name.status_code == 400
     assert "at most 100 characters" in unescape(long_name.content.decode())
