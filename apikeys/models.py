@@ -1159,7 +1159,8 @@ class AuditEntry(models.Model):
 
         `key_going`: the key's record is about to be deleted (a discard), so the entry keeps
         its client id and owner instead of a link to it. `client_id`: a Keycloak client the
-        portal has no record of (reconcile's quarantine), when `subject` is None. `team`: the
+        portal has no record of (reconcile's quarantine), when `subject` is None; or the key
+        that left a team, when `subject` is that team. `team`: the
         team an entry about a user is about (they joined or left it).
         """
         about: dict[str, Any]
@@ -1175,7 +1176,7 @@ class AuditEntry(models.Model):
         elif isinstance(subject, User):
             about = {"about_user": subject, "team": team}
         elif isinstance(subject, Team):
-            about = {"team": subject}
+            about = {"team": subject, "client_id": client_id}  # a key that left it, if any
         else:  # a portal-wide setting, or a client with no record
             about = {"client_id": client_id}
         if about.get("team_id") or about.get("team"):

@@ -459,9 +459,29 @@ def test_a_key_moved_out_of_a_team_is_named_to_the_team_by_its_client_id_only(
     exported = signed_in(boss).get(activity, {"format": "csv"}).getvalue().decode()
     mine = signed_in(contractor).get(reverse("activity")).content.decode()
     assert made.key.client_id in page  # the team's entries of it stay the team's to read
+    left = AuditEntry.objects.get(team=team, key=None, action=AuditEntry.Action.TRANSFERRED)
+    assert left.client_id == made.key.client_id
+    assert left.reason == "Moved out of the team Acme. Handover."  # not who holds it now
+    assert left.ip_address  # the admin's address, kept (and not shown to the team)
+    assert 'data-action="transferred"' in page
     for read_by_the_old_team in (page, exported):
         assert "secret project" not in unescape(read_by_the_old_team)
     assert "secret project" in mine  # its holder reads it by its name
+
+
+def test_the_admin_team_list_counts_each_live_key_once_whatever_the_members(
+    sample: Api, admin_user: User
+) -> None:
+    boss, dev, viewer = unique_user(), unique_user(), unique_user()
+    team = team_of(boss, (dev, TeamRole.DEVELOPER), (viewer, TeamRole.VIEWER))
+    for status in ("active", "active", "revoked"):
+        record_key(boss, sample, status, team=team)
+
+    listed = signed_in_as_admin(admin_user).get(reverse("manage_teams")).content.decode()
+
+    row = re.search(rf'<tr data-team="{team.pk}">.*?</tr>', listed, re.S)
+    assert row is not None
+    assert "<td>3</td><td>2</td>" in row.group(0)  # 3 members, 2 live keys (not 3 x 2)
 
 
 def test_invitations_expire_after_the_configured_days(settings: Any, db: None) -> None:

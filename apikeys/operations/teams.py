@@ -417,7 +417,7 @@ def move_key(
             raise TeamRefused(f"{key.client_id} was made by another portal deployment.")
         if team is None and not owner.is_active:
             raise TeamRefused(f"{owner.email} is deactivated: give the key to someone active.")
-        before = key.space
+        before, old_team = key.space, key.team
         old_endpoints = list(WebhookEndpoint.objects.of_space(key))
         if key.team == team and (team is not None or key.owner == owner):
             raise TeamRefused(f"{key.client_id} is {before} already.")
@@ -443,6 +443,15 @@ def move_key(
             reason=f"{said} {reason}".strip(),
         )
         _tell_old_space(key, old_endpoints, entry)
+        if old_team is not None and old_team != team:  # its activity keeps the key's leaving
+            AuditEntry.record(
+                old_team,
+                AuditEntry.Action.TRANSFERRED,
+                actor=actor,
+                ip_address=ip_address,
+                reason=f"Moved out of the team {old_team.name}. {reason}".strip(),
+                client_id=key.client_id,
+            )
         if key.keycloak_id:
             keycloak.update_client(
                 keycloak.portal_connection(), key.keycloak_id, desired.holder_marks(key)

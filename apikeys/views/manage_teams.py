@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from apikeys.access import any_key
+from apikeys.client_address import client_ip
 from apikeys.forms import AdminMoveForm, AppointForm, TeamSearchForm
 from apikeys.http import PageRequest
 from apikeys.keycloak.client import KeycloakFailure
@@ -33,7 +34,7 @@ def team_list(request: PageRequest) -> HttpResponse:
         return render(request, "manage/teams.html", refused, status=400)
     q = form.cleaned_data["q"].strip()
     found = Team.objects.annotate(
-        live_keys=Count("keys", filter=Q(keys__status__in=LIVE_STATUSES)),
+        live_keys=Count("keys", filter=Q(keys__status__in=LIVE_STATUSES), distinct=True),
         members=Count("memberships", distinct=True),
     )
     if q:
@@ -106,7 +107,14 @@ def move_key(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
         messages.error(request, "There is no team with this id.")
         return redirect("manage_key", key.pk)
     try:
-        teams.move_key(key, owner=owner, team=team, actor=request.user, reason=data["reason"])
+        teams.move_key(
+            key,
+            owner=owner,
+            team=team,
+            actor=request.user,
+            reason=data["reason"],
+            ip_address=client_ip(request),
+        )
     except KeycloakFailure as failure:
         messages.error(request, f"{failure.for_people} The key was not moved.")
     else:
