@@ -444,19 +444,26 @@ def move_key(
         )
         _tell_old_space(key, old_endpoints, entry)
         if old_team is not None and old_team != team:  # its activity keeps the key's leaving
-            AuditEntry.record(
-                old_team,
-                AuditEntry.Action.TRANSFERRED,
-                actor=actor,
-                ip_address=ip_address,
-                reason=f"Moved out of the team {old_team.name}. {reason}".strip(),
-                client_id=key.client_id,
-            )
+            _record_leaving(old_team, key, actor=actor, ip_address=ip_address, reason=reason)
         if key.keycloak_id:
             keycloak.update_client(
                 keycloak.portal_connection(), key.keycloak_id, desired.holder_marks(key)
             )
     return key
+
+
+def _record_leaving(
+    team: Team, key: ApiKey, *, actor: User, ip_address: str | None, reason: str
+) -> None:
+    """The team a key left keeps an entry of it, with the key's client id (not its holder)."""
+    AuditEntry.record(
+        team,
+        AuditEntry.Action.TRANSFERRED,
+        actor=actor,
+        ip_address=ip_address,
+        reason=f"Moved out of the team {team.name}. {reason}".strip(),
+        client_id=key.client_id,
+    )
 
 
 def _tell_old_space(key: ApiKey, endpoints: list[WebhookEndpoint], entry: AuditEntry) -> None:
