@@ -258,6 +258,24 @@ def test_a_key_just_reserved_is_locked_by_one_light_read_and_a_changed_one_is_re
     assert [c["clientId"] for c in key_clients_in_keycloak(key_clients)] == [made.key.client_id]
 
 
+def test_issuing_reads_the_api_as_it_is_now_with_its_permissions_in_one_query(
+    owner: User, sample: Api, orders: dict[str, Permission]
+) -> None:
+    Permission.objects.filter(name="orders:write").update(default=True)  # an admin, meanwhile
+    with CaptureQueriesContext(connection) as read:
+        api = Api.objects.now_with_permissions(sample.pk)
+        given = api.permissions_called(None)
+    bare = Api.objects.create(name="Bare", slug="bare", audience="bare")  # no permissions
+    Api.objects.filter(pk=bare.pk).update(retired_at=timezone.now())
+
+    assert len(read) == 1
+    assert [p.name for p in given] == ["orders:read", "orders:write"]
+    assert Api.objects.now_with_permissions(bare.pk).permissions_called(None) == []
+    with pytest.raises(lifecycle.KeyNotIssued, match="Bare is retired"):
+        lifecycle.issue_key(owner, lifecycle.KeyOrder(api=bare, name="late", lifetime_days=30))
+    assert not owner.api_keys.exists()
+
+
 def test_a_key_is_made_as_its_api_is_now_not_as_the_form_read_it(
     owner: User, sample: Api, key_clients: Connection
 ) -> None:

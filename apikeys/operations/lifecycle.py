@@ -221,7 +221,7 @@ def _check_order(order: KeyOrder) -> tuple[KeyOrder, list[Permission]]:
     """The order with its API and workload issuer as they are now (an admin may have just
     retired the API, or changed what needs approval): the key is made from these, and its
     status decided by them; and the permissions the key will have."""
-    api = Api.objects.get(pk=order.api.pk)
+    api = Api.objects.now_with_permissions(order.api.pk)
     if api.retired_at is not None:
         raise KeyNotIssued(f"{api.name} is retired and takes no new keys.")
     order = replace(order, api=api, workload_issuer=_issuer_now(order))
