@@ -347,10 +347,12 @@ class CountingEnough(Paginator):  # type: ignore[type-arg]
         return self.count > self.enough
 
 
-def search_as_typed(request: PageRequest) -> str:
-    """The search `q` as typed, to show back in its field when it is refused (without the
-    control characters a field cannot hold)."""
-    return "".join(c for c in request.GET.get("q", "") if c.isprintable())
+def search_refused(request: PageRequest, template: str, form: Form) -> HttpResponse:
+    """A list's search `q` it cannot read: the search back as typed (without the control
+    characters a field cannot hold) with its error, and nothing listed, rather than every
+    row as if it matched. The template says so (`refused`)."""
+    typed = "".join(c for c in request.GET.get("q", "") if c.isprintable())
+    return render(request, template, {"q": typed, "refused": form.errors["q"][0]}, status=400)
 
 
 def _filters_refused(request: PageRequest, template: str, form: Form) -> HttpResponse:

@@ -22,7 +22,7 @@ from apikeys.http import PageRequest
 from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import LIVE_STATUSES, Team, User
 from apikeys.operations import teams
-from apikeys.views.manage import PAGE_SIZE, admin_required, search_as_typed
+from apikeys.views.manage import PAGE_SIZE, admin_required, search_refused
 
 
 @admin_required
@@ -30,8 +30,7 @@ from apikeys.views.manage import PAGE_SIZE, admin_required, search_as_typed
 def team_list(request: PageRequest) -> HttpResponse:
     form = TeamSearchForm(request.GET)
     if not form.is_valid():  # nothing listed, rather than every team as if it matched
-        refused = {"q": search_as_typed(request), "refused": form.errors["q"][0]}
-        return render(request, "manage/teams.html", refused, status=400)
+        return search_refused(request, "manage/teams.html", form)
     q = form.cleaned_data["q"].strip()
     found = Team.objects.annotate(
         live_keys=Count("keys", filter=Q(keys__status__in=LIVE_STATUSES), distinct=True),

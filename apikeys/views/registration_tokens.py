@@ -55,7 +55,7 @@ from apikeys.models import (
     WrongState,
 )
 from apikeys.operations import registration_tokens
-from apikeys.views.manage import admin_required, search_as_typed
+from apikeys.views.manage import admin_required, search_refused
 
 PAGE_SIZE = 50
 KEYS_SHOWN = 5  # of each token's keys, in the list; its page has them all
@@ -140,8 +140,7 @@ def manage_list(request: PageRequest) -> HttpResponse:
     tokens = _with_details(RegistrationToken.objects.select_related("owner", "team"))
     form = RegistrationTokenSearchForm({"q": request.GET.get("q", "")})
     if not form.is_valid():  # nothing listed, rather than every token as if it matched
-        refused = {"q": search_as_typed(request), "refused": form.errors["q"][0]}
-        return render(request, "registration/manage_tokens.html", refused, status=400)
+        return search_refused(request, "registration/manage_tokens.html", form)
     tokens, q = form.filter(tokens), form.cleaned_data["q"].strip()
     page = Paginator(tokens, PAGE_SIZE).get_page(request.GET.get("page"))
     query = urlencode({"q": q}) if q else ""
