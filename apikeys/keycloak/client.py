@@ -392,7 +392,6 @@ def find_client(conn: Connection, client_id: str) -> Representation | None:
     return matches[0] if matches else None
 
 
-@sensitive_variables()
 @sensitive_variables()  # the representation may carry a new secret
 def create_client(conn: Connection, rep: Representation) -> str:
     """POST /admin/realms/{realm}/clients; returns the new client's UUID."""
