@@ -87,6 +87,20 @@ def wrapped_dates(page: Page) -> list[str]:
     )
 
 
+def sticking_out(page: Page) -> list[str]:
+    """What reaches past the window's right edge, so that the page scrolls sideways (a table
+    may be wider, inside its own scrolling box): nothing on a page that reads well."""
+    return page.evaluate(  # type: ignore[no-any-return]
+        """() => {
+            const edge = document.documentElement.clientWidth + 1;
+            const out = [...document.querySelectorAll('body *')].filter(e =>
+                e.getBoundingClientRect().right > edge && !e.parentElement.closest('.scroll, pre'));
+            if (document.documentElement.scrollWidth > edge) out.push(document.documentElement);
+            return out.map(e => e.tagName.toLowerCase() + (e.className ? '.' + e.className : ''));
+        }"""
+    )
+
+
 def signing_out_alone(page: Page) -> bool:
     """Whether "Sign out" sits on a line of the header without the name it signs out."""
     return page.evaluate(  # type: ignore[no-any-return]

@@ -32,6 +32,7 @@ from tests.browser import (
     overlapping_header_items,
     sign_in,
     signing_out_alone,
+    sticking_out,
     wrapped_dates,
 )
 from tests.conftest import sample_api
@@ -243,12 +244,13 @@ def test_an_admin_enrols_at_sign_in_and_the_admin_area_steps_up_to_the_page_it_w
 
     page.wait_for_url("**/manage/audit/")
     expect(page.get_by_role("heading", name="Audit trail")).to_be_visible()
-    for width in (1440, 1280, 1024, 600):  # every link of an admin's header, none on another
+    for width in (1440, 1280, 1024, 600, 375):  # every link of an admin's header, none on another
         page.set_viewport_size({"width": width, "height": 800})
         assert overlapping_header_items(page) == [], width
         assert not signing_out_alone(page), width
         assert page.locator("[data-testid=audit] time").count() > 0
         assert wrapped_dates(page) == [], width
+        assert sticking_out(page) == [], width  # Sign out too: on the screen
     user = User.objects.get(username=account.id)
     entry = AuditEntry.objects.get(about_user=user, action=AuditEntry.Action.STEPPED_UP)
     assert "second-factor" in entry.reason
