@@ -184,6 +184,24 @@ def test_it_keeps_an_operators_smtp_and_event_settings(bootstrapped: Connection)
         keycloak.update_realm(bootstrapped, {"smtpServer": realm["smtpServer"]})
 
 
+def test_it_words_the_verification_mail_again_and_keeps_an_operators_own_texts(
+    bootstrapped: Connection,
+) -> None:
+    keycloak.set_messages(
+        bootstrapped, "en", {"emailVerificationBody": "changed", "loginTitle": "Acme sign-in"}
+    )
+    try:
+        changes = bootstrap.run(bootstrapped, [sample_api()])
+
+        texts = keycloak.get_messages(bootstrapped, "en")
+        assert changes == ["worded again emailVerificationBody (en)"]
+        assert texts["emailVerificationBody"] == desired.MESSAGES_EN["emailVerificationBody"]
+        assert texts["loginTitle"] == "Acme sign-in"
+        assert bootstrap.run(bootstrapped, [sample_api()]) == []
+    finally:
+        keycloak._request(bootstrapped, "DELETE", "/localization/en/loginTitle")
+
+
 def test_admin_events_expire_like_user_events(bootstrapped: Connection) -> None:
     realm = keycloak.get_realm(bootstrapped)
     assert realm is not None

@@ -95,6 +95,8 @@ def test_a_customer_registers_verifies_the_email_sets_a_password_and_lands_signe
     expect(page.get_by_text(re.compile("verify your email", re.IGNORECASE)).first).to_be_visible()
     mailed = plain_text(wait_for_message(email))
     assert re.search(r"expire within 1 hour", mailed), mailed  # time to find the mail
+    assert "Someone has created an account on the API key portal with this email" in mailed
+    assert "If you didn't create this account" in mailed  # worded again (not "a API key")
 
     page.goto(verification_link(email))
 

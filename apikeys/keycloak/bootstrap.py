@@ -33,6 +33,7 @@ def run(
     scopes and the trusted issuers' providers given (the caller reads them, as it may have
     no database yet); `tell` hears what a long step waits for."""
     changes = ensure_realm(conn, tell=tell)
+    changes += ensure_messages(conn, "en", desired.MESSAGES_EN)
     changes += ensure_realm_role(conn, desired.admin_role())
     changes += signin_flow.ensure_signin(conn)  # the levels the clients' `acr` values name
     changes += ensure_client(conn, desired.login_client())
@@ -110,6 +111,16 @@ def ensure_realm(conn: Connection, *, tell: Callable[[str], None] = lambda line:
     if convergence.differs(current, compared):
         keycloak.update_realm(conn, wanted)
         return [f"updated realm {conn.realm}"]
+    return []
+
+
+def ensure_messages(conn: Connection, locale: str, wanted: dict[str, str]) -> list[str]:
+    """The realm's own wording of Keycloak's texts the portal words again; an operator's
+    other texts stay."""
+    current = keycloak.get_messages(conn, locale)
+    if changed := {key: text for key, text in wanted.items() if current.get(key) != text}:
+        keycloak.set_messages(conn, locale, changed)
+        return [f"worded again {', '.join(sorted(changed))} ({locale})"]
     return []
 
 

@@ -285,6 +285,18 @@ def update_realm(conn: Connection, rep: Representation) -> None:
     _request(conn, "PUT", "", rep)
 
 
+def get_messages(conn: Connection, locale: str) -> dict[str, str]:
+    """GET /admin/realms/{realm}/localization/{locale}: the realm's own texts for Keycloak's
+    pages and mails (those that replace its theme's)."""
+    return _request(conn, "GET", f"/localization/{locale}")  # type: ignore[no-any-return]
+
+
+def set_messages(conn: Connection, locale: str, texts: dict[str, str]) -> None:
+    """POST /admin/realms/{realm}/localization/{locale}: add or replace these texts; the
+    realm's others stay."""
+    _request(conn, "POST", f"/localization/{locale}", texts)
+
+
 def get_events_config(conn: Connection) -> Representation:
     """GET /admin/realms/{realm}/events/config."""
     return _request(conn, "GET", "/events/config")  # type: ignore[no-any-return]

@@ -142,6 +142,24 @@ def realm() -> Representation:
     }
 
 
+# Keycloak's English mails that read wrong with the realm's name in them ("a {2} account":
+# "a API key portal account"), worded again; MessageFormat, as its theme's: {0} the link,
+# {2} the realm's display name, {3} how long the link lasts, '' a quote.
+MESSAGES_EN = {
+    "emailVerificationBody": (
+        "Someone has created an account on the {2} with this email address. If this was you, "
+        "click the link below to verify your email address\n\n{0}\n\nThis link will expire "
+        "within {3}.\n\nIf you didn''t create this account, just ignore this message."
+    ),
+    "emailVerificationBodyHtml": (
+        "<p>Someone has created an account on the {2} with this email address. If this was "
+        'you, click the link below to verify your email address</p><p><a href="{0}">Link to '
+        "e-mail address verification</a></p><p>This link will expire within {3}.</p><p>If you "
+        "didn''t create this account, just ignore this message.</p>"
+    ),
+}
+
+
 def smtp_server() -> dict[str, str]:
     """The SMTP settings the portal sets in the realm; others an operator set stay."""
     server = {
