@@ -1052,15 +1052,32 @@ class MoveKeyForm(forms.Form):
 
 
 class AdminMoveForm(forms.Form):
-    """An administrator's: give a key to another person, or a team."""
+    """An administrator's: give a key to another person, a team, or both (the key page and
+    the JSON API). Valid, its data name the new holder: `owner`, an active account (None:
+    the key's maker stays its owner), and `team` (None: a personal key)."""
 
     to_email = forms.EmailField(
         required=False,
         label="To the person (email)",
         help_text="Their personal key, or the team's key made by them if a team is given too.",
     )
-    to_team = forms.UUIDField(required=False, label="To the team (its id)")
+    to_team = forms.UUIDField(required=False, label="To the team")
     reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        email, team_id = data.get("to_email"), data.get("to_team")
+        if not (email or team_id or self.has_error("to_email") or self.has_error("to_team")):
+            raise forms.ValidationError("Say where to: a person's email, a team, or both.")
+        data["owner"] = None
+        if email:
+            data["owner"] = User.objects.filter(email__iexact=email, is_active=True).first()
+            if data["owner"] is None:
+                self.add_error("to_email", f"No active portal account has the email {email}.")
+        data["team"] = Team.objects.filter(pk=team_id).first() if team_id else None
+        if team_id and data["team"] is None:
+            self.add_error("to_team", "No team has this id.")
+        return data
 
 
 class AppointForm(forms.Form):

@@ -1102,9 +1102,12 @@ class AuditEntry(models.Model):
     team = models.ForeignKey(
         Team, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_entries"
     )
-    # The actor's role in that team when they acted; empty for anyone else (an
-    # administrator): members see each other's addresses, never an administrator's.
+    # The actor's role in that team when they acted; HOLDER for a personal key's holder
+    # acting on it; empty for anyone else (an administrator): members see each other's
+    # addresses, never an administrator's.
     actor_role = models.CharField(max_length=16, blank=True)
+
+    HOLDER = "holder"
 
     objects = AuditEntryQuerySet.as_manager()
 
@@ -1132,13 +1135,15 @@ class AuditEntry(models.Model):
             return "Keycloak" if self.action in LEARNT_FROM_KEYCLOAK else "the portal"
         if owner is None or self.actor_id == owner.pk or self._by_a_member:
             return self.actor_email
+        if self.actor_role == self.HOLDER:  # a personal key since given to someone else
+            return "its holder then"
         return "an administrator"
 
     @property
     def _by_a_member(self) -> bool:
         """Done by a member of the team, about the team or a key still the team's (a key
         moved out of the team does not show its new holder who its old team was)."""
-        if not self.actor_role:
+        if self.actor_role in ("", self.HOLDER):
             return False
         return self.key_id is None or (self.key is not None and self.key.team_id == self.team_id)
 
@@ -1201,6 +1206,9 @@ class AuditEntry(models.Model):
             role = Membership.objects.filter(team_id=team_id, user=actor).values_list("role")
             as_member = actor is not None and not AUDIT_AS_ADMIN.get()
             about["actor_role"] = next(iter(role), ("",))[0] if as_member else ""
+        elif isinstance(subject, ApiKey) and actor is not None and not AUDIT_AS_ADMIN.get():
+            # A personal key: its holder, or an administrator (on the customers' pages too).
+            about["actor_role"] = cls.HOLDER if actor.pk == subject.owner_id else ""
         entry = cls.objects.create(
             **about,
             via=AUDIT_VIA.get(),

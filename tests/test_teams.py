@@ -435,7 +435,57 @@ def test_an_admin_moves_a_key_to_another_person_with_a_reason(
     assert signed_in(leaver).get(reverse("key_detail", args=[key.pk])).status_code == 404
     entry = AuditEntry.objects.get(key=key, action=AuditEntry.Action.TRANSFERRED)
     assert entry.actor == admin_user
-    assert "Handover" in entry.reason
+    moved_to = f"Moved from personal keys to the personal keys of {successor.email}."
+    assert entry.reason == f"{moved_to} Handover before leaving."
+    created = AuditEntry.objects.get(key=key, action=AuditEntry.Action.CREATED)
+    assert created.actor_as_seen_by(successor) == "its holder then"  # not an administrator
+    assert created.actor_as_seen_by(leaver) == leaver.email
+    assert entry.actor_as_seen_by(successor) == "an administrator"
+    activity = signed_in(successor).get(reverse("activity")).content.decode()
+    assert "its holder then" in activity
+    assert leaver.email not in activity
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_admin_picks_the_team_by_name_and_a_refused_move_keeps_what_was_typed(
+    sample: Api, admin_user: User
+) -> None:
+    maker, gone = unique_user(), unique_user(is_active=False)
+    full = team_of(maker, name="Full")
+    Team.objects.filter(pk=full.pk).update(max_live_keys=1)
+    issue(maker, sample, "the one it may hold", team=full)
+    acme = team_of(maker)
+    made = issue(maker, sample, "handover")
+    admin = signed_in_as_admin(admin_user)
+    move = reverse("manage_move", args=[made.key.pk])
+    page = reverse("manage_key", args=[made.key.pk])
+    why = "Ticket 42: the reports team took it over."
+
+    offered = admin.get(page).content.decode()
+    unknown = admin.post(move, {"to_email": gone.email, "to_team": str(acme.pk), "reason": why})
+    nowhere = admin.post(move, {"reason": why})
+    at_quota = admin.post(move, {"to_team": str(full.pk), "reason": why})
+    moved = admin.post(move, {"to_team": str(acme.pk), "reason": why})
+
+    assert f'<option value="{acme.pk}">Acme ({str(acme.pk)[:8]})</option>' in offered
+    assert unknown.status_code == 400
+    shown = unknown.content.decode()
+    assert f"No active portal account has the email {gone.email}." in shown
+    assert f'value="{gone.email}"' in shown
+    assert f'<option value="{acme.pk}" selected>' in shown
+    assert why in shown
+    assert '<details class="card" open>' in shown
+    assert nowhere.status_code == 400
+    assert "Say where to: a person&#x27;s email, a team, or both." in nowhere.content.decode()
+    assert at_quota.status_code == 409
+    assert "The team Full has 1 live keys already." in at_quota.content.decode()
+    assert why in at_quota.content.decode()
+    assert moved.status_code == 302
+    key = ApiKey.objects.get(pk=made.key.pk)
+    assert (key.team, key.owner) == (acme, maker)
+    entry = AuditEntry.objects.get(key=key, action=AuditEntry.Action.TRANSFERRED)
+    assert entry.reason == f"Moved from personal keys to the team Acme. {why}"
+    assert works(made)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -482,6 +532,22 @@ def test_the_admin_team_list_counts_each_live_key_once_whatever_the_members(
     row = re.search(rf'<tr data-team="{team.pk}">.*?</tr>', listed, re.S)
     assert row is not None
     assert "<td>3</td><td>2</td>" in row.group(0)  # 3 members, 2 live keys (not 3 x 2)
+
+
+def test_the_admin_team_list_counts_the_teams_and_pages_through_them(
+    admin_user: User, db: None
+) -> None:
+    Team.objects.bulk_create([Team(name=f"Paged {n:02}") for n in range(51)])
+    admin = signed_in_as_admin(admin_user)
+
+    first = admin.get(reverse("manage_teams"), {"q": "Paged"}).content.decode()
+    second = admin.get(reverse("manage_teams"), {"q": "Paged", "page": "2"}).content.decode()
+
+    assert "51 teams named like “Paged”" in first
+    assert first.count("<tr data-team=") == 50
+    assert 'href="?q=Paged&amp;page=2" rel="next"' in first
+    assert second.count("<tr data-team=") == 1
+    assert "Paged 50" in second
 
 
 def test_invitations_expire_after_the_configured_days(settings: Any, db: None) -> None:

@@ -4,6 +4,7 @@ by a team, moves, and the administrators' routes."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -14,7 +15,7 @@ from django.utils import timezone
 
 from apikeys.models import ApiKey, Invitation, Membership, Team, User
 from tests.accounts import KeycloakUser
-from tests.factories import invitation_link
+from tests.factories import invitation_link, unique_user
 from tests.test_api import API, Caller, assert_problem
 from tests.tokens import request_token
 
@@ -347,6 +348,15 @@ def test_administrators_find_teams_appoint_owners_and_move_keys(person: People) 
     back = admin("POST", f"/admin/keys/{key}/move", {"to_team": team, "reason": "merged"})
     assert (back.json()["team"], back.json()["owner_email"]) == (team, heir.account.email)
     assert_problem(admin("POST", f"/admin/keys/{key}/move", {"reason": "x"}), 422, "Say where")
+    nowhere = {"to_team": str(uuid.uuid4()), "reason": "x"}
+    unknown_team = admin("POST", f"/admin/keys/{key}/move", nowhere)
+    assert_problem(unknown_team, 422, "see errors")
+    assert unknown_team.json()["errors"] == {"to_team": ["No team has this id."]}
+    gone = unique_user(is_active=False)
+    inactive = admin("POST", f"/admin/keys/{key}/move", {"to_email": gone.email, "reason": "x"})
+    assert inactive.json()["errors"]["to_email"] == [
+        f"No active portal account has the email {gone.email}."
+    ]
     nobody = {"email": "nobody@example.com", "reason": "x"}
     assert_problem(admin("POST", f"/admin/teams/{team}/owners", nobody), 422, "No one")
 

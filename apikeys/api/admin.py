@@ -157,15 +157,14 @@ def move_key(request: ApiRequest, key_id: uuid.UUID, body: AdminMoveIn) -> ApiKe
     key = any_key(key_id)
     form = AdminMoveForm(body.dict(exclude_none=True))
     if not form.is_valid():
-        raise Problem(422, "The key was not moved: see errors.", errors=form_errors(form))
+        said = " ".join(str(error) for error in form.non_field_errors())
+        detail = said or "The key was not moved: see errors."
+        raise Problem(422, detail, errors=form_errors(form))
     given = form.cleaned_data
-    if not given["to_email"] and not given["to_team"]:
-        raise Problem(
-            422, "Say where to: to_email, to_team or both.", errors={"to_email": ["Required."]}
-        )
-    team = _team(given["to_team"]) if given["to_team"] else None
-    owner = _person(given["to_email"], field="to_email") if given["to_email"] else key.owner
-    return teams.move_key(key, owner=owner, team=team, reason=given["reason"], **_who(request))
+    owner = given["owner"] or key.owner
+    return teams.move_key(
+        key, owner=owner, team=given["team"], reason=given["reason"], **_who(request)
+    )
 
 
 class TeamFilters(PageQuery):

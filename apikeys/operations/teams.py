@@ -429,12 +429,9 @@ def move_key(
         if clash.exclude(pk=key.pk).exists():
             where = f"the team {team.name}" if team is not None else owner.email
             raise TeamRefused(f"{where} has a live key called “{key.name}” already: rename one.")
+        said = _moved(key, owner, team)
         key.owner, key.team = owner, team
         key.save(update_fields=["owner", "team"])
-        after = key.space
-        said = f"Moved from {before} to {after}" + (
-            f" (made by {owner.email})." if team is None else "."
-        )
         entry = AuditEntry.record(
             key,
             AuditEntry.Action.TRANSFERRED,
@@ -450,6 +447,16 @@ def move_key(
                 keycloak.portal_connection(), key.keycloak_id, desired.holder_marks(key)
             )
     return key
+
+
+def _moved(key: ApiKey, owner: User, team: Team | None) -> str:
+    """The move in words, for its audit entry: where from (not who held it: its new holder
+    reads this), and where to."""
+    source = f"the team {key.team.name}" if key.team is not None else "personal keys"
+    if team is None:
+        return f"Moved from {source} to the personal keys of {owner.email}."
+    made_by = f", made by {owner.email}" if owner != key.owner else ""
+    return f"Moved from {source} to the team {team.name}{made_by}."
 
 
 def _record_leaving(

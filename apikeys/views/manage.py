@@ -27,6 +27,7 @@ from apikeys import assurance
 from apikeys.access import any_key
 from apikeys.client_address import client_ip
 from apikeys.forms import (
+    AdminMoveForm,
     ApiForm,
     AuditFilterForm,
     KeySearchForm,
@@ -47,6 +48,7 @@ from apikeys.models import (
     Permission,
     PermissionRequest,
     PortalSetting,
+    Team,
 )
 from apikeys.operations import catalog, lifecycle, permissions, usage
 from apikeys.views.exports import audit_csv
@@ -129,17 +131,24 @@ def key_list(request: PageRequest) -> HttpResponse:
 @admin_required
 @require_GET
 def key_detail(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
-    key = any_key(key_id)
-    history = key.audit_entries.select_related("api")
+    return key_page(request, any_key(key_id))
+
+
+def key_page(
+    request: PageRequest, key: ApiKey, *, move: AdminMoveForm | None = None, status: int = 200
+) -> HttpResponse:
+    """Any key's page for an administrator; `move`: its move form as sent, refused."""
     context = {
         "key": key,
-        "history": history,
+        "history": key.audit_entries.select_related("api"),
         "reason_form": ReasonForm(),
         "public_keys": key.public_keys.all(),
         "leaks": key.leak_reports.all()[:20],
         "usage": usage.of_key(key),
+        "move": move or AdminMoveForm(),
+        "teams": Team.objects.order_by("name", "id") if key.is_live else Team.objects.none(),
     }
-    return render(request, "manage/key_detail.html", context)
+    return render(request, "manage/key_detail.html", context, status=status)
 
 
 @admin_required

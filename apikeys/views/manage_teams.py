@@ -7,8 +7,10 @@ Admins only (`admin_required`, 404 for everyone else), each act with a reason, a
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.db.models import Count, F, Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -22,7 +24,7 @@ from apikeys.http import PageRequest
 from apikeys.keycloak.client import KeycloakFailure
 from apikeys.models import LIVE_STATUSES, Team, User
 from apikeys.operations import teams
-from apikeys.views.manage import PAGE_SIZE, admin_required, search_refused
+from apikeys.views.manage import PAGE_SIZE, admin_required, key_page, search_refused
 
 
 @admin_required
@@ -39,7 +41,9 @@ def team_list(request: PageRequest) -> HttpResponse:
     if q:
         found = found.filter(name__icontains=q)
     found = found.order_by(F("ownerless_since").desc(nulls_last=True), "name", "id")
-    return render(request, "manage/teams.html", {"teams": found[: PAGE_SIZE * 4], "q": q})
+    page = Paginator(found, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = urlencode({"q": q}) if q else ""
+    return render(request, "manage/teams.html", {"page": page, "q": q, "query": query})
 
 
 @admin_required
@@ -88,34 +92,27 @@ def set_quota(request: PageRequest, team_id: uuid.UUID) -> HttpResponse:
 @admin_required
 @require_POST
 def move_key(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
-    """Give a key to another person or team, with a reason; same client, same secret."""
+    """Give a key to another person or team, with a reason; same client, same secret. A move
+    refused comes back on the key's page with what was typed."""
     key = any_key(key_id)
     form = AdminMoveForm(request.POST)
-    if not form.is_valid() or not (form.cleaned_data["to_email"] or form.cleaned_data["to_team"]):
-        messages.error(request, "Say to whom (a person's email, a team's id, or both) and why.")
-        return redirect("manage_key", key.pk)
-    data = form.cleaned_data
-    owner: User | None = key.owner
-    if data["to_email"]:
-        owner = User.objects.filter(email__iexact=data["to_email"], is_active=True).first()
-    if owner is None:
-        messages.error(request, f"No active portal account has the email {data['to_email']}.")
-        return redirect("manage_key", key.pk)
-    team = Team.objects.filter(pk=data["to_team"]).first() if data["to_team"] else None
-    if data["to_team"] and team is None:
-        messages.error(request, "There is no team with this id.")
-        return redirect("manage_key", key.pk)
+    if not form.is_valid():
+        return key_page(request, key, move=form, status=400)
+    given = form.cleaned_data
     try:
         teams.move_key(
             key,
-            owner=owner,
-            team=team,
+            owner=given["owner"] or key.owner,
+            team=given["team"],
             actor=request.user,
-            reason=data["reason"],
+            reason=given["reason"],
             ip_address=client_ip(request),
         )
+    except teams.TeamRefused as refused:  # ended meanwhile, a team at its quota, a name taken
+        messages.error(request, str(refused))
+        return key_page(request, key, move=form, status=409)
     except KeycloakFailure as failure:
         messages.error(request, f"{failure.for_people} The key was not moved.")
-    else:
-        messages.success(request, "Moved. Its client and secret are unchanged.")
+        return key_page(request, key, move=form, status=503)
+    messages.success(request, "Moved. Its client and secret are unchanged.")
     return redirect("manage_key", key.pk)
