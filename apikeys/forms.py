@@ -1061,23 +1061,41 @@ class AdminMoveForm(forms.Form):
         label="To the person (email)",
         help_text="Their personal key, or the team's key made by them if a team is given too.",
     )
-    to_team = forms.UUIDField(required=False, label="To the team")
+    to_team = forms.CharField(
+        required=False,
+        max_length=100,
+        label="To the team (its name or id)",
+        help_text="A name several teams share needs the id (in the address of its admin page).",
+    )
     reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        email, team_id = data.get("to_email"), data.get("to_team")
-        if not (email or team_id or self.has_error("to_email") or self.has_error("to_team")):
-            raise forms.ValidationError("Say where to: a person's email, a team, or both.")
+        email, named = data.get("to_email"), (data.get("to_team") or "").strip()
+        if not (email or named or self.has_error("to_email") or self.has_error("to_team")):
+            self.add_error("to_email", "Say where to: a person's email, a team, or both.")
+            return data
         data["owner"] = None
         if email:
             data["owner"] = User.objects.filter(email__iexact=email, is_active=True).first()
             if data["owner"] is None:
                 self.add_error("to_email", f"No active portal account has the email {email}.")
-        data["team"] = Team.objects.filter(pk=team_id).first() if team_id else None
-        if team_id and data["team"] is None:
-            self.add_error("to_team", "No team has this id.")
+        data["team"] = self._team(named) if named else None
         return data
+
+    def _team(self, named: str) -> Team | None:
+        """The team of this id, or the one team of this name."""
+        try:
+            found = list(Team.objects.filter(pk=uuid.UUID(named)))
+        except ValueError:
+            found = list(Team.objects.filter(name__iexact=named)[:2])
+        if len(found) == 1:
+            return found[0]
+        if found:
+            self.add_error("to_team", f"Several teams are called {named}: give its id.")
+        else:
+            self.add_error("to_team", f"No team is called {named} or has this id.")
+        return None
 
 
 class AppointForm(forms.Form):

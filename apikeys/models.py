@@ -75,8 +75,9 @@ class ApiQuerySet(models.QuerySet["Api"]):
         """The API as it is now, its permissions read with it: one query (two for an API
         without any), where `prefetch_related("permissions")` makes two. Issuing a key reads
         it so (`lifecycle._check_order`)."""
-        permissions = list(Permission.objects.select_related("api").filter(api=pk))
-        api = permissions[0].api if permissions else self.get(pk=pk)
+        these = self.filter(pk=pk)
+        permissions = list(Permission.objects.select_related("api").filter(api__in=these))
+        api = permissions[0].api if permissions else these.get()
         return as_prefetched(api, "permissions", permissions)
 
 
@@ -1129,14 +1130,19 @@ class AuditEntry(models.Model):
         raise ValueError("Audit entries are append-only.")
 
     def actor_as_seen_by(self, owner: User | None) -> str:
-        """Who acted. To a key's owner (`owner`) or a team's members, anyone but themselves
-        (and for a team, its members) is "an administrator"."""
+        """Who acted. To a key's owner (`owner`) or a team's members: themselves and (for a
+        team's key still the team's) the team's members by their email; the key's holder
+        before it was given to them as "its holder then", a member of the team that held it
+        as "a member of its team then"; anyone else as "an administrator". Entries made
+        before the portal recorded holders say "an administrator" for both."""
         if self.actor_id is None:
             return "Keycloak" if self.action in LEARNT_FROM_KEYCLOAK else "the portal"
         if owner is None or self.actor_id == owner.pk or self._by_a_member:
             return self.actor_email
         if self.actor_role == self.HOLDER:  # a personal key since given to someone else
             return "its holder then"
+        if self.actor_role:  # a key since moved out of the team it was made in
+            return "a member of its team then"
         return "an administrator"
 
     @property

@@ -447,39 +447,55 @@ def test_an_admin_moves_a_key_to_another_person_with_a_reason(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_admin_picks_the_team_by_name_and_a_refused_move_keeps_what_was_typed(
+def test_an_admin_names_the_team_and_a_refused_move_keeps_what_was_typed(
     sample: Api, admin_user: User
 ) -> None:
-    maker, gone = unique_user(), unique_user(is_active=False)
-    full = team_of(maker, name="Full")
+    maker, heir, gone = unique_user(), unique_user(), unique_user(is_active=False)
+    full = team_of(maker, (heir, TeamRole.DEVELOPER), name="Full")
     Team.objects.filter(pk=full.pk).update(max_live_keys=1)
-    issue(maker, sample, "the one it may hold", team=full)
+    held = issue(maker, sample, "the one it may hold", team=full)
     acme = team_of(maker)
+    for _ in range(2):
+        team_of(maker, name="Twin")
     made = issue(maker, sample, "handover")
+    ended = issue(maker, sample, "ended")
+    lifecycle.revoke_key(ended.key, actor=maker)
     admin = signed_in_as_admin(admin_user)
     move = reverse("manage_move", args=[made.key.pk])
-    page = reverse("manage_key", args=[made.key.pk])
     why = "Ticket 42: the reports team took it over."
 
-    offered = admin.get(page).content.decode()
-    unknown = admin.post(move, {"to_email": gone.email, "to_team": str(acme.pk), "reason": why})
+    unknown = admin.post(move, {"to_email": gone.email, "to_team": "Acme", "reason": why})
     nowhere = admin.post(move, {"reason": why})
+    twins = admin.post(move, {"to_team": "twin", "reason": why})
+    missing = admin.post(move, {"to_team": "Nope", "reason": why})
     at_quota = admin.post(move, {"to_team": str(full.pk), "reason": why})
-    moved = admin.post(move, {"to_team": str(acme.pk), "reason": why})
+    too_late = admin.post(reverse("manage_move", args=[ended.key.pk]), {"to_team": "Acme"})
+    within = admin.post(
+        reverse("manage_move", args=[held.key.pk]),
+        {"to_email": heir.email, "to_team": "Full", "reason": "Its maker left."},
+    )  # a team's key stays the team's whoever made it: nothing to move
+    moved = admin.post(move, {"to_team": "acme", "reason": why})
 
-    assert f'<option value="{acme.pk}">Acme ({str(acme.pk)[:8]})</option>' in offered
     assert unknown.status_code == 400
     shown = unknown.content.decode()
     assert f"No active portal account has the email {gone.email}." in shown
     assert f'value="{gone.email}"' in shown
-    assert f'<option value="{acme.pk}" selected>' in shown
+    assert 'value="Acme"' in shown
     assert why in shown
     assert '<details class="card" open>' in shown
     assert nowhere.status_code == 400
     assert "Say where to: a person&#x27;s email, a team, or both." in nowhere.content.decode()
+    assert "Several teams are called twin: give its id." in twins.content.decode()
+    assert "No team is called Nope or has this id." in missing.content.decode()
     assert at_quota.status_code == 409
     assert "The team Full has 1 live keys already." in at_quota.content.decode()
     assert why in at_quota.content.decode()
+    assert too_late.status_code == 409
+    assert f"{ended.key.client_id} has ended: there is nothing to move." in unescape(
+        too_late.content.decode()
+    )
+    assert within.status_code == 409
+    assert f"{held.key.client_id} is the team Full already." in within.content.decode()
     assert moved.status_code == 302
     key = ApiKey.objects.get(pk=made.key.pk)
     assert (key.team, key.owner) == (acme, maker)
@@ -517,6 +533,9 @@ def test_a_key_moved_out_of_a_team_is_named_to_the_team_by_its_client_id_only(
     for read_by_the_old_team in (page, exported):
         assert "secret project" not in unescape(read_by_the_old_team)
     assert "secret project" in mine  # its holder reads it by its name
+    created = AuditEntry.objects.get(key=moved, action=AuditEntry.Action.CREATED)
+    assert created.actor_as_seen_by(contractor) == "a member of its team then"
+    assert boss.email not in mine
 
 
 def test_the_admin_team_list_counts_each_live_key_once_whatever_the_members(

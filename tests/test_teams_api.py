@@ -347,13 +347,20 @@ def test_administrators_find_teams_appoint_owners_and_move_keys(person: People) 
     assert request_token(made["client_id"], made["client_secret"]).status_code == 200
     back = admin("POST", f"/admin/keys/{key}/move", {"to_team": team, "reason": "merged"})
     assert (back.json()["team"], back.json()["owner_email"]) == (team, heir.account.email)
-    assert_problem(admin("POST", f"/admin/keys/{key}/move", {"reason": "x"}), 422, "Say where")
-    nowhere = {"to_team": str(uuid.uuid4()), "reason": "x"}
-    unknown_team = admin("POST", f"/admin/keys/{key}/move", nowhere)
+    nowhere = admin("POST", f"/admin/keys/{key}/move", {"reason": "x"})
+    assert_problem(nowhere, 422, "see errors")
+    assert nowhere.json()["errors"] == {
+        "to_email": ["Say where to: a person's email, a team, or both."]
+    }
+    no_team = str(uuid.uuid4())
+    unknown_team = admin("POST", f"/admin/keys/{key}/move", {"to_team": no_team, "reason": "x"})
     assert_problem(unknown_team, 422, "see errors")
-    assert unknown_team.json()["errors"] == {"to_team": ["No team has this id."]}
+    assert unknown_team.json()["errors"] == {
+        "to_team": [f"No team is called {no_team} or has this id."]
+    }
     gone = unique_user(is_active=False)
     inactive = admin("POST", f"/admin/keys/{key}/move", {"to_email": gone.email, "reason": "x"})
+    assert_problem(inactive, 422, "see errors")
     assert inactive.json()["errors"]["to_email"] == [
         f"No active portal account has the email {gone.email}."
     ]

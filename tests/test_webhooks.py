@@ -114,6 +114,7 @@ def test_each_event_arrives_signed_and_verifies_with_the_standard_webhooks_libra
     assert revoked["data"]["key"]["status"] == "revoked"
     moved = next(p for p in payloads if p["type"] == "key.transferred")  # the space it left
     assert moved["data"]["key"]["team"] == str(team.pk)
+    assert moved["data"]["reason"] == "Moved to another holder."  # not who holds it now
     expiring = next(p for p in payloads if p["type"] == "key.expiring")
     assert expiring["data"]["days_left"] == 1
     forged = inbox.received[0]

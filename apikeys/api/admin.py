@@ -152,18 +152,18 @@ def revoke(request: ApiRequest, key_id: uuid.UUID, body: ReasonIn) -> ApiKey:
     "/keys/{key_id}/move",
     response={200: AdminKeyOut, **FAILURES},
     summary="Give a key to a person (to_email) or a team (to_team); its secret keeps working",
+    description="422 with `errors` by field: neither given, no active account of that email, "
+    "no such team; 409: the key has ended, the team is at its quota or holds a key of that "
+    "name, or the key is there already.",
 )
 def move_key(request: ApiRequest, key_id: uuid.UUID, body: AdminMoveIn) -> ApiKey:
     key = any_key(key_id)
     form = AdminMoveForm(body.dict(exclude_none=True))
     if not form.is_valid():
-        said = " ".join(str(error) for error in form.non_field_errors())
-        detail = said or "The key was not moved: see errors."
-        raise Problem(422, detail, errors=form_errors(form))
+        raise Problem(422, "The key was not moved: see errors.", errors=form_errors(form))
     given = form.cleaned_data
-    owner = given["owner"] or key.owner
     return teams.move_key(
-        key, owner=owner, team=given["team"], reason=given["reason"], **_who(request)
+        key, owner=given["owner"], team=given["team"], reason=given["reason"], **_who(request)
     )
 
 

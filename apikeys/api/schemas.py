@@ -526,8 +526,12 @@ class AuditOut(Schema):
         "the entry was made (else empty)."
     )
     api: str | None
-    actor: str
-    ip_address: str
+    actor: str = Field(
+        description='Who acted: an email, or to a customer "an administrator", "its holder '
+        'then" or "a member of its team then" for someone else; "Keycloak" or "the '
+        'portal" for no one.'
+    )
+    ip_address: str = Field(description="Where from; empty where the reader may not see it.")
     reason: str
     via: str = Field(description="web (the pages) or api (this API and the CLI).")
 

@@ -396,13 +396,14 @@ def account_deleted(user: User) -> list[Team]:
 def move_key(
     key: ApiKey,
     *,
-    owner: User,
+    owner: User | None,
     team: Team | None,
     actor: User,
     reason: str = "",
     ip_address: str | None = None,
 ) -> ApiKey:
-    """Give `key` to another holder: `team` (made by `owner`), or `owner`'s personal keys.
+    """Give `key` to another holder: `team` (made by `owner`), or `owner`'s personal keys;
+    `owner` None: its maker as it is under the lock stays its maker.
 
     Nothing changes for partners: same client, same secret. The record changes first, then
     the client's marks (so recovery after a restore puts it where it is now), under the key's
@@ -411,6 +412,7 @@ def move_key(
     """
     with transaction.atomic():
         key = ApiKey.objects.locked(key.pk)
+        owner = owner or key.owner
         if not key.is_live:
             raise TeamRefused(f"{key.client_id} has ended: there is nothing to move.")
         if not key.is_own:
@@ -439,7 +441,7 @@ def move_key(
             ip_address=ip_address,
             reason=f"{said} {reason}".strip(),
         )
-        _tell_old_space(key, old_endpoints, entry)
+        _tell_old_space(key, old_endpoints, entry, reason=f"Moved to another holder. {reason}")
         if old_team is not None and old_team != team:  # its activity keeps the key's leaving
             _record_leaving(old_team, key, actor=actor, ip_address=ip_address, reason=reason)
         if key.keycloak_id:
@@ -450,9 +452,9 @@ def move_key(
 
 
 def _moved(key: ApiKey, owner: User, team: Team | None) -> str:
-    """The move in words, for its audit entry: where from (not who held it: its new holder
-    reads this), and where to."""
-    source = f"the team {key.team.name}" if key.team is not None else "personal keys"
+    """The move in words, for the key's audit entry, which its new holder reads: where it
+    went, and only what it was before (a team's key, a personal one), not whose."""
+    source = "a team" if key.team is not None else "personal keys"
     if team is None:
         return f"Moved from {source} to the personal keys of {owner.email}."
     made_by = f", made by {owner.email}" if owner != key.owner else ""
@@ -473,11 +475,14 @@ def _record_leaving(
     )
 
 
-def _tell_old_space(key: ApiKey, endpoints: list[WebhookEndpoint], entry: AuditEntry) -> None:
-    """The space a key left hears of it too (the new one heard through the audit entry)."""
+def _tell_old_space(
+    key: ApiKey, endpoints: list[WebhookEndpoint], entry: AuditEntry, *, reason: str
+) -> None:
+    """The space a key left hears of it too (the new one heard through the audit entry), with
+    `reason`: not who holds it now."""
     new = {e.pk for e in WebhookEndpoint.objects.of_space(key)}
     event = KEY_EVENTS[AuditEntry.Action.TRANSFERRED]
-    data = {"key": key_payload(key), "reason": entry.reason, "via": entry.via}
+    data = {"key": key_payload(key), "reason": reason.strip(), "via": entry.via}
     for endpoint in endpoints:
         if endpoint.pk not in new and endpoint.wants(event):
             WebhookMessage.objects.create(endpoint=endpoint, event_type=event, data=data)

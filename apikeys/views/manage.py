@@ -48,7 +48,6 @@ from apikeys.models import (
     Permission,
     PermissionRequest,
     PortalSetting,
-    Team,
 )
 from apikeys.operations import catalog, lifecycle, permissions, usage
 from apikeys.views.exports import audit_csv
@@ -146,7 +145,6 @@ def key_page(
         "leaks": key.leak_reports.all()[:20],
         "usage": usage.of_key(key),
         "move": move or AdminMoveForm(),
-        "teams": Team.objects.order_by("name", "id") if key.is_live else Team.objects.none(),
     }
     return render(request, "manage/key_detail.html", context, status=status)
 

@@ -96,13 +96,16 @@ def move_key(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
     refused comes back on the key's page with what was typed."""
     key = any_key(key_id)
     form = AdminMoveForm(request.POST)
+    if not key.is_live:  # ended since the page was read: no form on its page any more
+        messages.error(request, f"{key.client_id} has ended: there is nothing to move.")
+        return key_page(request, key, status=409)
     if not form.is_valid():
         return key_page(request, key, move=form, status=400)
     given = form.cleaned_data
     try:
         teams.move_key(
             key,
-            owner=given["owner"] or key.owner,
+            owner=given["owner"],
             team=given["team"],
             actor=request.user,
             reason=given["reason"],
@@ -110,7 +113,7 @@ def move_key(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
         )
     except teams.TeamRefused as refused:  # ended meanwhile, a team at its quota, a name taken
         messages.error(request, str(refused))
-        return key_page(request, key, move=form, status=409)
+        return key_page(request, any_key(key.pk), move=form, status=409)
     except KeycloakFailure as failure:
         messages.error(request, f"{failure.for_people} The key was not moved.")
         return key_page(request, key, move=form, status=503)
