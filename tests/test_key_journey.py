@@ -13,7 +13,7 @@ from apikeys.credentials.secret_format import is_well_formed
 from apikeys.keycloak.client import Connection
 from apikeys.models import Api
 from tests.accounts import PASSWORD, KeycloakUser
-from tests.browser import sign_in, start_registration, verification_link
+from tests.browser import sign_in, start_registration, sticking_out, verification_link
 from tests.tokens import request_token
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients", "sample")]
@@ -50,6 +50,10 @@ def test_a_new_customer_creates_a_key_uses_it_and_revokes_it(page: Page) -> None
     expect(page.get_by_role("button", name="Copy").first).to_be_visible()
     expect(page.locator(f"tr[data-client-id='{client_id}']")).to_contain_text("in 89 days")
     assert request_token(client_id, secret).status_code == 200
+    for width in (1024, 600, 375):  # the reveal and the list fit a phone
+        page.set_viewport_size({"width": width, "height": 800})
+        assert sticking_out(page) == [], width
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     page.locator(f"tr[data-client-id='{client_id}']").get_by_role("link", name="Revoke…").click()
     page.get_by_role("button", name="Revoke the key").click()

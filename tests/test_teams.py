@@ -42,7 +42,7 @@ from apikeys.models import (
 from apikeys.operations import lifecycle, teams, webhooks
 from apikeys.operations.reconcile import reconcile
 from tests.accounts import PASSWORD, KeycloakUser, force_login_with_second_factor
-from tests.browser import sign_in
+from tests.browser import sign_in, sticking_out
 from tests.conftest import eventually
 from tests.factories import issue, portal_user, record_key, secret_works, unique_user, works
 from tests.mail import messages_to, plain_text, wait_for_message
@@ -114,6 +114,9 @@ def test_an_invited_colleague_registers_joins_and_the_team_key_outlives_them(
     page.get_by_role("button", name="Send the invitation").click()
     expect(page.get_by_text(f"Invited {colleague_email}")).to_be_visible()
     link = invitation_link(colleague_email)
+    for width in (600, 375):  # members, invitations and settings fit a phone
+        page.set_viewport_size({"width": width, "height": 800})
+        assert sticking_out(page) == [], width
     page.get_by_role("button", name="Sign out").click()
 
     # The colleague has no account: from the link, they register on Keycloak's page first.
