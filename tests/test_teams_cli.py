@@ -121,3 +121,40 @@ def test_a_personal_key_moved_into_a_team_and_team_webhooks_from_the_terminal(
     assert "whsec_" in hook
     assert "http://127.0.0.1:9/hooks" in ok(owner("webhooks", "list", "--team", "Globex"))
     assert ok(owner("webhooks", "list")).strip() == "Nothing."
+
+
+def test_an_administrator_moves_any_key_from_the_terminal(
+    terminal: Terminals,
+    tmp_path: Path,
+    live_server: Any,
+    make_keycloak_user: Callable[..., KeycloakUser],
+) -> None:
+    owner, _ = terminal()
+    heir, heir_account = terminal()
+    admin = Cli(tmp_path / "admin", live_server.url)
+    admin.signed_in_as(make_keycloak_user(roles=("portal-admin",)), live_server.url)
+    try:
+        ok(owner("teams", "create", "Initech"))
+        made = json.loads(ok(owner("keys", "create", "handover", "--api", "sample", "--json")))
+        key = made["client_id"]
+        ok(heir("keys", "list"))  # their portal account, made at their first call
+
+        nowhere = admin("admin", "move", key, "--reason", "x")
+        unknown = admin("admin", "move", key, "--to-team", "Nope", "--reason", "x")
+        gone = admin("admin", "move", key, "--to-email", "nobody@example.com", "--reason", "x")
+        given = ok(admin("admin", "move", key, "--to-email", heir_account.email, "--reason", "x"))
+        into = ok(admin("admin", "move", key, "--to-team", "initech", "--reason", "Merged."))
+
+        assert nowhere.returncode == 2
+        assert "Say where to: --to-email, --to-team, or both." in nowhere.stderr
+        assert unknown.returncode == 4
+        assert "No team is called 'Nope'." in unknown.stderr
+        assert gone.returncode == 5
+        assert "No active portal account has the email nobody@example.com." in gone.stderr
+        assert heir_account.email in given
+        assert "Initech" in into
+        assert key in ok(owner("keys", "list", "--team", "Initech"))  # the team's now
+        assert key not in ok(heir("keys", "list"))
+        assert request_token(made["client_id"], made["client_secret"]).status_code == 200
+    finally:
+        admin.stop()

@@ -682,6 +682,19 @@ def admin_decide(args: argparse.Namespace) -> int:
     return _show(args, found, ("name", "client_id", "owner_email", "status", "status_reason"))
 
 
+def admin_move(args: argparse.Namespace) -> int:
+    """Give any key to another person or team; its client and secret stay."""
+    if not (args.to_email or args.to_team):
+        raise Usage("Say where to: --to-email, --to-team, or both.")
+    body = {"reason": args.reason}
+    if args.to_email:
+        body["to_email"] = args.to_email
+    if args.to_team:
+        body["to_team"] = _any_team_id(args.to_team)
+    key = _call("POST", f"/admin/keys/{_key_id(args.key)}/move", body=body)
+    return _show(args, key, ("name", "client_id", "owner_email", "team_name", "status"))
+
+
 REQUEST_COLUMNS = ("id", "client_id", "owner_email", "held", "permissions", "justification")
 
 
@@ -1072,6 +1085,12 @@ def _add_admin_commands(commands: Any) -> None:
             )
         if decision == "revoke":
             sub.add_argument("--yes", action="store_true", help="do not ask")
+    text = "give any key to another person or team (same client, same secret), with a reason"
+    sub = _command(admin, "move", admin_move, text)
+    sub.add_argument("key")
+    sub.add_argument("--to-email", help="the person: their personal key (with a team: its maker)")
+    sub.add_argument("--to-team", help="the team, by its name or id")
+    sub.add_argument("--reason", required=True, help="the old and new holders read it")
     sub = _command(admin, "audit", admin_audit, "the audit trail")
     for name in ("actor", "action", "key", "since", "until"):
         sub.add_argument(f"--{name}")
@@ -1283,6 +1302,21 @@ def _team_id(given: str) -> str:
         raise NotFound(f"You are in no team called {given!r} (see `apikeys teams list`).")
     if len(named) > 1:
         raise Usage(f"You are in {len(named)} teams called {given!r}: give the team's id.")
+    return str(named[0]["id"])
+
+
+def _any_team_id(given: str) -> str:
+    """Any team's id, for an administrator: from the id itself or the team's name."""
+    try:
+        return str(uuid.UUID(given))
+    except ValueError:
+        pass
+    found = _call("GET", "/admin/teams", query={"q": given, "per_page": 100})["items"]
+    named = [t for t in found if t["name"].casefold() == given.casefold()]
+    if not named:
+        raise NotFound(f"No team is called {given!r}.")
+    if len(named) > 1:
+        raise Usage(f"{len(named)} teams are called {given!r}: give the team's id.")
     return str(named[0]["id"])
 
 
