@@ -101,6 +101,30 @@ def sticking_out(page: Page) -> list[str]:
     )
 
 
+def broken_words(page: Page) -> list[str]:
+    """Words of the page's text broken over two lines (a break at a hyphen or a slash is
+    not one; ids and secrets in `code` may break anywhere): none on a page that reads well
+    at any width."""
+    return page.evaluate(  # type: ignore[no-any-return]
+        """() => {
+            const broken = [];
+            const main = document.querySelector('main');
+            const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
+            for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                if (node.parentElement.closest('code, pre, .visually-hidden')) continue;
+                for (const match of node.textContent.matchAll(/[\\p{L}\\p{N}:.@]+/gu)) {
+                    const range = document.createRange();
+                    range.setStart(node, match.index);
+                    range.setEnd(node, match.index + match[0].length);
+                    const lines = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+                    if (lines.size > 1) broken.push(match[0]);
+                }
+            }
+            return broken;
+        }"""
+    )
+
+
 def signing_out_alone(page: Page) -> bool:
     """Whether "Sign out" sits on a line of the header without the name it signs out."""
     return page.evaluate(  # type: ignore[no-any-return]

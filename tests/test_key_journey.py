@@ -13,7 +13,13 @@ from apikeys.credentials.secret_format import is_well_formed
 from apikeys.keycloak.client import Connection
 from apikeys.models import Api
 from tests.accounts import PASSWORD, KeycloakUser
-from tests.browser import sign_in, start_registration, sticking_out, verification_link
+from tests.browser import (
+    broken_words,
+    sign_in,
+    start_registration,
+    sticking_out,
+    verification_link,
+)
 from tests.tokens import request_token
 
 pytestmark = [pytest.mark.embedded, pytest.mark.usefixtures("key_clients", "sample")]
@@ -124,6 +130,11 @@ def test_rotate_and_revoke_work_from_the_keys_own_page_with_javascript(
     assert request_token(client_id, second).status_code == 200
 
     page.get_by_role("link", name="The key's page").click()
+    for width in (600, 375):  # the key's page reads well on a phone
+        page.set_viewport_size({"width": width, "height": 800})
+        assert sticking_out(page) == [], width
+        assert broken_words(page) == [], width
+    page.set_viewport_size({"width": 1280, "height": 800})
     page.get_by_role("link", name="Revoke…").click()
     expect(page.get_by_role("main")).to_contain_text("refuses the key's tokens already issued")
     page.get_by_role("button", name="Revoke the key").click()
