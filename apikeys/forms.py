@@ -1081,6 +1081,13 @@ class AdminMoveForm(forms.Form):
             if data["owner"] is None:
                 self.add_error("to_email", f"No active portal account has the email {email}.")
         data["team"] = self._team(named) if named else None
+        person, team = data["owner"], data["team"]
+        if person and team and not team.memberships.filter(user=person).exists():
+            self.add_error(
+                "to_email",
+                f"{person.email} is not a member of the team {team.name}: give a member, or "
+                "no email (its maker stays its maker).",
+            )
         return data
 
     def _team(self, named: str) -> Team | None:

@@ -1188,8 +1188,8 @@ class AuditEntry(models.Model):
         `key_going`: the key's record is about to be deleted (a discard), so the entry keeps
         its client id and owner instead of a link to it. `client_id`: a Keycloak client the
         portal has no record of (reconcile's quarantine), when `subject` is None; or the key
-        that left a team, when `subject` is that team. `team`: the
-        team an entry about a user is about (they joined or left it).
+        that left a team or a person's personal keys, when `subject` is that team or person.
+        `team`: the team an entry about a user is about (they joined or left it).
         """
         about: dict[str, Any]
         if isinstance(subject, ApiKey) and key_going:
@@ -1202,7 +1202,7 @@ class AuditEntry(models.Model):
         elif isinstance(subject, Api):
             about = {"api": subject}
         elif isinstance(subject, User):
-            about = {"about_user": subject, "team": team}
+            about = {"about_user": subject, "team": team, "client_id": client_id}
         elif isinstance(subject, Team):
             about = {"team": subject, "client_id": client_id}  # a key that left it, if any
         else:  # a portal-wide setting, or a client with no record

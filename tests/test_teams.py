@@ -447,6 +447,10 @@ def test_an_admin_moves_a_key_to_another_person_with_a_reason(
     activity = signed_in(successor).get(reverse("activity")).content.decode()
     assert "its holder then" in activity
     assert leaver.email not in activity
+    left = signed_in(leaver).get(reverse("activity")).content.decode()  # a trace of it stays
+    assert "Moved out of your personal keys. Handover before leaving." in left
+    assert key.client_id in left
+    assert successor.email not in left
 
 
 @pytest.mark.django_db(transaction=True)
@@ -471,6 +475,7 @@ def test_an_admin_names_the_team_and_a_refused_move_keeps_what_was_typed(
     nowhere = admin.post(move, {"reason": why})
     twins = admin.post(move, {"to_team": "twin", "reason": why})
     missing = admin.post(move, {"to_team": "Nope", "reason": why})
+    stranger = admin.post(move, {"to_email": heir.email, "to_team": "Acme", "reason": why})
     at_quota = admin.post(move, {"to_team": str(full.pk), "reason": why})
     too_late = admin.post(reverse("manage_move", args=[ended.key.pk]), {"to_team": "Acme"})
     within = admin.post(
@@ -490,15 +495,17 @@ def test_an_admin_names_the_team_and_a_refused_move_keeps_what_was_typed(
     assert "Say where to: a person&#x27;s email, a team, or both." in nowhere.content.decode()
     assert "Several teams are called twin: give its id." in twins.content.decode()
     assert "No team is called Nope or has this id." in missing.content.decode()
+    assert f"{heir.email} is not a member of the team Acme" in stranger.content.decode()
     assert at_quota.status_code == 409
-    assert "The team Full has 1 live keys already." in at_quota.content.decode()
+    assert "The team Full is at its quota of 1 live key." in at_quota.content.decode()
+    assert 'role="alert"><p>The team Full' in at_quota.content.decode()  # by the form
     assert why in at_quota.content.decode()
     assert too_late.status_code == 409
     assert f"{ended.key.client_id} has ended: there is nothing to move." in unescape(
         too_late.content.decode()
     )
     assert within.status_code == 409
-    assert f"{held.key.client_id} is the team Full already." in within.content.decode()
+    assert f"{held.key.client_id} is already the team Full&#x27;s." in within.content.decode()
     assert moved.status_code == 302
     key = ApiKey.objects.get(pk=made.key.pk)
     assert (key.team, key.owner) == (acme, maker)

@@ -32,6 +32,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import transaction
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from apikeys.keycloak import client as keycloak
@@ -419,14 +420,17 @@ def move_key(
             raise TeamRefused(f"{key.client_id} was made by another portal deployment.")
         if team is None and not owner.is_active:
             raise TeamRefused(f"{owner.email} is deactivated: give the key to someone active.")
-        before, old_team = key.space, key.team
+        old_holder: Team | User = key.team or key.owner
         old_endpoints = list(WebhookEndpoint.objects.of_space(key))
         if key.team == team and (team is not None or key.owner == owner):
-            raise TeamRefused(f"{key.client_id} is {before} already.")
+            holder = f"the team {team.name}'s" if team else f"a personal key of {owner.email}"
+            raise TeamRefused(f"{key.client_id} is already {holder}.")
         if team is not None:
             team = Team.objects.select_for_update().get(pk=team.pk)
-            if team.keys.live().count() >= team.key_quota:
-                raise TeamRefused(f"The team {team.name} has {team.key_quota} live keys already.")
+            if team.keys.live().count() >= (quota := team.key_quota):
+                raise TeamRefused(
+                    f"The team {team.name} is at its quota of {quota} live key{pluralize(quota)}."
+                )
         clash = ApiKey.objects.held_by(owner, team).live().filter(name=key.name)
         if clash.exclude(pk=key.pk).exists():
             where = f"the team {team.name}" if team is not None else owner.email
@@ -442,8 +446,8 @@ def move_key(
             reason=f"{said} {reason}".strip(),
         )
         _tell_old_space(key, old_endpoints, entry, reason=f"Moved to another holder. {reason}")
-        if old_team is not None and old_team != team:  # its activity keeps the key's leaving
-            _record_leaving(old_team, key, actor=actor, ip_address=ip_address, reason=reason)
+        if old_holder not in (team, owner if team is None else None):  # it left them
+            _record_leaving(old_holder, key, actor=actor, ip_address=ip_address, reason=reason)
         if key.keycloak_id:
             keycloak.update_client(
                 keycloak.portal_connection(), key.keycloak_id, desired.holder_marks(key)
@@ -462,15 +466,17 @@ def _moved(key: ApiKey, owner: User, team: Team | None) -> str:
 
 
 def _record_leaving(
-    team: Team, key: ApiKey, *, actor: User, ip_address: str | None, reason: str
+    holder: Team | User, key: ApiKey, *, actor: User, ip_address: str | None, reason: str
 ) -> None:
-    """The team a key left keeps an entry of it, with the key's client id (not its holder)."""
+    """The team or the person whose personal key it was keeps an entry of its leaving in
+    their activity, with the key's client id (not who holds it now)."""
+    left = f"the team {holder.name}" if isinstance(holder, Team) else "your personal keys"
     AuditEntry.record(
-        team,
+        holder,
         AuditEntry.Action.TRANSFERRED,
         actor=actor,
         ip_address=ip_address,
-        reason=f"Moved out of the team {team.name}. {reason}".strip(),
+        reason=f"Moved out of {left}. {reason}".strip(),
         client_id=key.client_id,
     )
 

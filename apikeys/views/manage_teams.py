@@ -112,8 +112,12 @@ def move_key(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
             ip_address=client_ip(request),
         )
     except teams.TeamRefused as refused:  # ended meanwhile, a team at its quota, a name taken
-        messages.error(request, str(refused))
-        return key_page(request, any_key(key.pk), move=form, status=409)
+        key = any_key(key.pk)
+        if key.is_live:  # said by the form, not at the top of the page
+            form.add_error(None, str(refused))
+        else:  # no form any more
+            messages.error(request, str(refused))
+        return key_page(request, key, move=form, status=409)
     except KeycloakFailure as failure:
         messages.error(request, f"{failure.for_people} The key was not moved.")
         return key_page(request, key, move=form, status=503)
