@@ -437,3 +437,22 @@ def test_a_portal_not_on_https_nor_on_this_machine_is_refused_before_anything_is
 
     assert done.returncode == 2
     assert "not https" in done.stderr
+
+
+def test_output_its_reader_stops_reading_ends_in_a_line_not_a_traceback(tmp_path: Path) -> None:
+    tool = Cli(tmp_path, "http://127.0.0.1:9")
+    with subprocess.Popen(
+        [*tool.command, "logout"],
+        env=tool.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as running:
+        assert running.stdout is not None
+        assert running.stderr is not None
+        running.stdout.close()  # like `| head -1` done before it wrote: nobody reads
+
+        said = running.stderr.read()
+
+        assert running.wait(timeout=60) == 1
+    assert said == "apikeys: the output was cut short: what read it stopped early.\n"

@@ -42,7 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()  # a reader gone shows here, not in a traceback at exit
+        return code
+    except BrokenPipeError:
+        # What read the output stopped early (`| head -1`). Python would complain again when
+        # it flushes at exit: the rest goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("apikeys: the output was cut short: what read it stopped early.", file=sys.stderr)
+        return 1
     except Failure as failure:
         print(f"apikeys: {failure}", file=sys.stderr)
         for field, messages in _field_errors(failure).items():
