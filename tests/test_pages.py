@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from apikeys.models import User
+from apikeys.operations import teams
 from tests.accounts import force_login_with_second_factor
 
 pytestmark = [pytest.mark.embedded, pytest.mark.django_db]
@@ -105,12 +107,19 @@ def test_the_audit_address_trusts_only_the_configured_proxies(
         "/manage/",
         "/manage/leaks/",
         "/manage/apis/",
+        "/manage/issuers/",
+        "/manage/team/",
+        "/teams/",
+        "/registration-tokens/",
     ],
 )
 def test_no_template_syntax_shows_on_a_page(client: Client, admin_user: User, path: str) -> None:
-    """A `{# #}` comment spans one line only: one that spans two prints on the page."""
+    """A `{# #}` comment spans one line only: one that spans two prints on the page. And a
+    field's help that screen readers are told of (`aria-describedby`) is on the page."""
     if path != "/":
         force_login_with_second_factor(client, admin_user)
+    if path == "/manage/team/":  # a team's admin page, with its appoint-an-owner form
+        path = f"/manage/teams/{teams.create_team(admin_user, 'Acme').pk}/"
 
     response = client.get(path)
 
@@ -118,3 +127,6 @@ def test_no_template_syntax_shows_on_a_page(client: Client, admin_user: User, pa
     page = response.content.decode()
     for syntax in ("{#", "#}", "{%", "%}", "{{"):  # "}}" may close JSON in an example
         assert syntax not in page, f"{syntax} on {path}"
+    for described in re.findall(r'aria-describedby="([^"]+)"', page):
+        for target in described.split():
+            assert f'id="{target}"' in page, f"{target} on {path}"
