@@ -14,7 +14,7 @@ from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import connection, models, transaction
-from django.db.models import Q, prefetch_related_objects
+from django.db.models import F, Q, prefetch_related_objects
 from django.utils import timezone
 
 
@@ -254,6 +254,14 @@ class TeamRole(models.TextChoices):
 ROLE_RANK = {TeamRole.VIEWER: 0, TeamRole.DEVELOPER: 1, TeamRole.OWNER: 2}
 
 
+class TeamQuerySet(models.QuerySet["Team"]):
+    def for_admins(self, q: str = "") -> TeamQuerySet:
+        """The administrators' team list (the pages and the API): those without an owner
+        first, then by name; `q`: a part of the name."""
+        found = self.filter(name__icontains=q) if q else self
+        return found.order_by(F("ownerless_since").desc(nulls_last=True), "name", "id")
+
+
 class Team(models.Model):
     """A company's space: its keys and webhooks belong to it, not to the member who made them."""
 
@@ -270,6 +278,8 @@ class Team(models.Model):
     # Members change nothing (keys, webhooks, tokens, the team) without a second factor in
     # Keycloak (apikeys/access.py); they can still read.
     requires_second_factor = models.BooleanField(default=False)
+
+    objects = TeamQuerySet.as_manager()
 
     class Meta:
         ordering = ("name", "id")

@@ -368,6 +368,18 @@ def test_administrators_find_teams_appoint_owners_and_move_keys(person: People) 
     assert_problem(admin("POST", f"/admin/teams/{team}/owners", nobody), 422, "No one")
 
 
+def test_the_admin_team_list_is_in_the_pages_order_ownerless_first_then_by_name(
+    person: People,
+) -> None:
+    admin = person(admin=True)
+    for name in ("Order Zeta", "Order Alpha", "Order Mid"):
+        Team.objects.create(name=name, ownerless_since=timezone.now() if "Mid" in name else None)
+
+    listed = admin("GET", "/admin/teams?q=order").json()["items"]
+
+    assert [t["name"] for t in listed] == ["Order Mid", "Order Alpha", "Order Zeta"]
+
+
 def test_the_openapi_document_lists_the_team_routes(client: Client) -> None:
     document = client.get(f"{API}/openapi.json").json()
 

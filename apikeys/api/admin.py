@@ -176,9 +176,7 @@ def list_teams(request: ApiRequest, filters: Query[TeamFilters]) -> Any:
     form = TeamSearchForm({"q": filters.q})
     if not form.is_valid():
         raise Problem(422, "The filters are not valid: see errors.", errors=form_errors(form))
-    found = _counted(Team.objects.all())
-    if q := form.cleaned_data["q"].strip():
-        found = found.filter(name__icontains=q)
+    found = _counted(Team.objects.for_admins(form.cleaned_data["q"].strip()))
     return paginate(found, filters, _team_summary)
 
 

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Count, F, Q
+from django.db.models import Count, Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -34,13 +34,10 @@ def team_list(request: PageRequest) -> HttpResponse:
     if not form.is_valid():  # nothing listed, rather than every team as if it matched
         return search_refused(request, "manage/teams.html", form)
     q = form.cleaned_data["q"].strip()
-    found = Team.objects.annotate(
+    found = Team.objects.for_admins(q).annotate(
         live_keys=Count("keys", filter=Q(keys__status__in=LIVE_STATUSES), distinct=True),
         members=Count("memberships", distinct=True),
     )
-    if q:
-        found = found.filter(name__icontains=q)
-    found = found.order_by(F("ownerless_since").desc(nulls_last=True), "name", "id")
     page = Paginator(found, PAGE_SIZE).get_page(request.GET.get("page"))
     query = urlencode({"q": q}) if q else ""
     return render(request, "manage/teams.html", {"page": page, "q": q, "query": query})
