@@ -230,6 +230,7 @@ def test_invitations_are_single_use_for_the_invited_address_until_they_expire_or
         teams.accept(other.token, stranger)
     page = signed_in(stranger).get(reverse("invitation", args=[other.token]))
     assert "Sign out and sign in" in page.content.decode()
+    assert "Accept and join" not in page.content.decode()  # it could only be refused
 
     teams.accept(other.token, invited)
     with pytest.raises(teams.TeamRefused, match="used already"):
