@@ -125,6 +125,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            "builtins": ["apikeys.templatetags.dates"],  # `when`, `dates_whole`
         },
     },
 ]

@@ -102,17 +102,18 @@ def sticking_out(page: Page) -> list[str]:
 
 
 def broken_words(page: Page) -> list[str]:
-    """Words of the page's text broken over two lines (a break at a hyphen or a slash is
-    not one; ids and secrets in `code` may break anywhere): none on a page that reads well
-    at any width."""
+    """Words and dates of the page's text broken over two lines (a break at a word's hyphen
+    or slash is not one, at a date's it is; ids and secrets in `code` may break anywhere):
+    none on a page that reads well at any width."""
     return page.evaluate(  # type: ignore[no-any-return]
         """() => {
             const broken = [];
             const main = document.querySelector('main');
             const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
+            const words = /\\d{4}-\\d{2}-\\d{2}|[\\p{L}\\p{N}:.@]+/gu;  // a date, or a word
             for (let node = walker.nextNode(); node; node = walker.nextNode()) {
                 if (node.parentElement.closest('code, pre, .visually-hidden')) continue;
-                for (const match of node.textContent.matchAll(/[\\p{L}\\p{N}:.@]+/gu)) {
+                for (const match of node.textContent.matchAll(words)) {
                     const range = document.createRange();
                     range.setStart(node, match.index);
                     range.setEnd(node, match.index + match[0].length);

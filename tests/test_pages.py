@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from django.template import Context, Template
 from django.test import Client
 from django.urls import reverse
 
@@ -130,3 +132,18 @@ def test_no_template_syntax_shows_on_a_page(client: Client, admin_user: User, pa
     for described in re.findall(r'aria-describedby="([^"]+)"', page):
         for target in described.split():
             assert f'id="{target}"' in page, f"{target} on {path}"
+
+
+def test_dates_on_pages_are_kept_whole_and_text_around_them_escaped() -> None:
+    page = Template(
+        '{{ at|when }} · {{ at|when:"Y-m-d" }} · {{ none|when }} · {{ why|dates_whole }}'
+    )
+    at = datetime(2026, 12, 8, 17, 43, 53, tzinfo=UTC)
+
+    shown = page.render(Context({"at": at, "none": None, "why": "Until 2026-12-08 17:43:53 <b>"}))
+
+    assert shown == (
+        '<time datetime="2026-12-08T17:43:53+00:00">2026-12-08 17:43</time> · '
+        '<time datetime="2026-12-08T17:43:53+00:00">2026-12-08</time> ·  · '
+        'Until <span class="date">2026-12-08 17:43:53</span> &lt;b&gt;'
+    )
