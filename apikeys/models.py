@@ -1391,7 +1391,8 @@ KEY_EVENTS: dict[str, str] = {
 # Sent by the jobs rather than an audited change: a reminder threshold, dormancy; and on demand.
 JOB_EVENTS = ("key.expiring", "key.unused")
 TEST_EVENT = "webhook.test"
-EVENT_TYPES = (*KEY_EVENTS.values(), *JOB_EVENTS)
+# Each once: several actions are one event (key.updated).
+EVENT_TYPES = tuple(dict.fromkeys((*KEY_EVENTS.values(), *JOB_EVENTS)))
 EVENT_LABELS = {
     "key.created": "A key is created",
     "key.approved": "A key is approved",

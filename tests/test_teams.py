@@ -484,6 +484,7 @@ def test_an_admin_names_the_team_and_a_refused_move_keeps_what_was_typed(
         {"to_email": heir.email, "to_team": "Full", "reason": "Its maker left."},
     )  # a team's key stays the team's whoever made it: nothing to move
     moved = admin.post(move, {"to_team": "acme", "reason": why})
+    opened_again = admin.get(move)  # the address a refused move left in the address bar
 
     assert unknown.status_code == 400
     shown = unknown.content.decode()
@@ -508,6 +509,7 @@ def test_an_admin_names_the_team_and_a_refused_move_keeps_what_was_typed(
     assert within.status_code == 409
     assert f"{held.key.client_id} is already the team Full&#x27;s." in within.content.decode()
     assert moved.status_code == 302
+    assert opened_again["Location"] == reverse("manage_key", args=[made.key.pk])
     key = ApiKey.objects.get(pk=made.key.pk)
     assert (key.team, key.owner) == (acme, maker)
     entry = AuditEntry.objects.get(key=key, action=AuditEntry.Action.TRANSFERRED)

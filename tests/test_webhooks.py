@@ -454,3 +454,15 @@ def test_payloads_are_json_with_type_timestamp_and_data(customer: User, sample: 
     assert set(body) == {"type", "timestamp", "data"}
     assert arrived.headers["content-type"] == "application/json"
     assert body["data"]["key"]["name"] == "k"
+
+
+@pytest.mark.embedded
+def test_every_event_is_offered_and_kept_once(customer: User, client: Client) -> None:
+    client.force_login(customer)
+
+    offered = client.get(reverse("webhook_new")).content.decode()
+    made = webhooks.create_endpoint(customer, url="http://127.0.0.1:9/hook", events=EVENT_TYPES)
+
+    assert offered.count('value="key.updated"') == 1  # three actions send it
+    assert made.endpoint.events == list(dict.fromkeys(made.endpoint.events))
+    assert made.endpoint.events.count("key.updated") == 1

@@ -15,7 +15,7 @@ from django.db.models import Count, Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apikeys.access import any_key
 from apikeys.client_address import client_ip
@@ -87,11 +87,14 @@ def set_quota(request: PageRequest, team_id: uuid.UUID) -> HttpResponse:
 
 
 @admin_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def move_key(request: PageRequest, key_id: uuid.UUID) -> HttpResponse:
     """Give a key to another person or team, with a reason; same client, same secret. A move
-    refused comes back on the key's page with what was typed."""
+    refused comes back on the key's page with what was typed (at this address, which opened
+    again goes to the key's page)."""
     key = any_key(key_id)
+    if request.method == "GET":
+        return redirect("manage_key", key.pk)
     form = AdminMoveForm(request.POST)
     if not key.is_live:  # ended since the page was read: no form on its page any more
         messages.error(request, f"{key.client_id} has ended: there is nothing to move.")

@@ -1,7 +1,8 @@
 """apikeys: the API key portal from a terminal (`apikeys --help`).
 
 Exit codes: 0 done; 2 usage; 3 not signed in; 4 not found; 5 refused (quota, state, limits,
-rights); 6 the portal or Keycloak cannot be reached or failed; 1 anything else.
+rights); 6 the portal or Keycloak cannot be reached or failed; 1 anything else (also an output
+cut short: what read it stopped early, as `| head` does).
 """
 
 from __future__ import annotations
@@ -784,7 +785,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="apikeys",
         description="The API key portal from a terminal. Start with `apikeys login`.",
         epilog="Exit codes: 0 done, 2 usage, 3 not signed in, 4 not found, 5 refused, "
-        "6 the portal or Keycloak unavailable.",
+        "6 the portal or Keycloak unavailable, 1 anything else (an output cut short too).",
     )
     parser.add_argument(
         "--portal",

@@ -1,0 +1,18 @@
+"""Webhook endpoints made with every event kept key.updated three times (three audit
+actions send it): each event once, in the order they were chosen."""
+
+from django.db import migrations
+
+
+def each_event_once(apps, schema_editor):
+    endpoints = apps.get_model("apikeys", "WebhookEndpoint")
+    for endpoint in endpoints.objects.all().only("pk", "events"):
+        once = list(dict.fromkeys(endpoint.events))
+        if once != endpoint.events:
+            endpoints.objects.filter(pk=endpoint.pk).update(events=once)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("apikeys", "0025_space_indexes_only_with_time")]
+
+    operations = [migrations.RunPython(each_event_once, migrations.RunPython.noop)]
