@@ -1085,8 +1085,8 @@ class AdminMoveForm(forms.Form):
         if person and team and not team.memberships.filter(user=person).exists():
             self.add_error(
                 "to_email",
-                f"{person.email} is not a member of the team {team.name}: give a member, or "
-                "no email (its maker stays its maker).",
+                f"{person.email} is not a member of the team {team.name}: give a member of "
+                "the team as the key's maker.",
             )
         return data
 

@@ -449,7 +449,7 @@ def test_an_admin_moves_a_key_to_another_person_with_a_reason(
     assert "its holder then" in activity
     assert leaver.email not in activity
     left = signed_in(leaver).get(reverse("activity")).content.decode()  # a trace of it stays
-    assert "Moved out of your personal keys. Handover before leaving." in left
+    assert f"Moved out of the personal keys of {leaver.email}. Handover before leaving." in left
     assert key.client_id in left
     assert successor.email not in left
 
@@ -497,6 +497,7 @@ def test_an_admin_names_the_team_and_a_refused_move_keeps_what_was_typed(
     assert "Say where to: a person&#x27;s email, a team, or both." in nowhere.content.decode()
     assert "Several teams are called twin: give its id." in twins.content.decode()
     assert "No team is called Nope or has this id." in missing.content.decode()
+    assert stranger.status_code == 400
     assert f"{heir.email} is not a member of the team Acme" in stranger.content.decode()
     assert at_quota.status_code == 409
     assert "The team Full is at its quota of 1 live key." in at_quota.content.decode()

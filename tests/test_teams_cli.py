@@ -129,7 +129,7 @@ def test_an_administrator_moves_any_key_from_the_terminal(
     live_server: Any,
     make_keycloak_user: Callable[..., KeycloakUser],
 ) -> None:
-    owner, _ = terminal()
+    owner, owner_account = terminal()
     heir, heir_account = terminal()
     admin = Cli(tmp_path / "admin", live_server.url)
     admin.signed_in_as(make_keycloak_user(roles=("portal-admin",)), live_server.url)
@@ -143,15 +143,30 @@ def test_an_administrator_moves_any_key_from_the_terminal(
         unknown = admin("admin", "move", key, "--to-team", "Nope", "--reason", "x")
         gone = admin("admin", "move", key, "--to-email", "nobody@example.com", "--reason", "x")
         given = ok(admin("admin", "move", key, "--to-email", heir_account.email, "--reason", "x"))
-        into = ok(admin("admin", "move", key, "--to-team", "initech", "--reason", "Merged."))
+        outsider = admin("admin", "move", key, "--to-team", "initech", "--reason", "Merged.")
+        into = ok(
+            admin(
+                "admin",
+                "move",
+                key,
+                "--to-team",
+                "initech",
+                "--to-email",
+                owner_account.email,
+                "--reason",
+                "Merged.",
+            )
+        )
 
         assert nowhere.returncode == 2
         assert "Say where to: --to-email, --to-team, or both." in nowhere.stderr
-        assert unknown.returncode == 4
-        assert "No team is called 'Nope'." in unknown.stderr
+        assert unknown.returncode == 5
+        assert "to_team: No team is called Nope or has this id." in unknown.stderr
         assert gone.returncode == 5
         assert "No active portal account has the email nobody@example.com." in gone.stderr
         assert heir_account.email in given
+        assert outsider.returncode == 5  # its maker, heir, is not in the team
+        assert f"{heir_account.email} is not a member of the team Initech" in outsider.stderr
         assert "Initech" in into
         assert key in ok(owner("keys", "list", "--team", "Initech"))  # the team's now
         assert key not in ok(heir("keys", "list"))

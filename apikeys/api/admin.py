@@ -153,7 +153,8 @@ def revoke(request: ApiRequest, key_id: uuid.UUID, body: ReasonIn) -> ApiKey:
     response={200: AdminKeyOut, **FAILURES},
     summary="Give a key to a person (to_email) or a team (to_team); its secret keeps working",
     description="422 with `errors` by field: neither given, no active account of that email, "
-    "no such team; 409: the key has ended, the team is at its quota or holds a key of that "
+    "no such team (or a name several teams share), a person not in the team; 409: the key "
+    "has ended, its maker is not in the team, the team is at its quota or holds a key of that "
     "name, or the key is there already.",
 )
 def move_key(request: ApiRequest, key_id: uuid.UUID, body: AdminMoveIn) -> ApiKey:

@@ -843,8 +843,10 @@ class AdminMoveIn(Schema):
         description="The person who will hold it (alone: their personal key), or the member "
         "who made it, with to_team.",
     )
-    to_team: UUID | None = Field(
-        None, description="The team that will hold it (alone: its maker stays its maker)."
+    to_team: str | None = Field(
+        None,
+        description="The team that will hold it, by its id or its name (alone: its maker "
+        "stays its maker, who must be a member).",
     )
     reason: str = Field(description="Why: the old and new holders read it.")
 

@@ -426,11 +426,7 @@ def move_key(
             holder = f"the team {team.name}'s" if team else f"a personal key of {owner.email}"
             raise TeamRefused(f"{key.client_id} is already {holder}.")
         if team is not None:
-            team = Team.objects.select_for_update().get(pk=team.pk)
-            if team.keys.live().count() >= (quota := team.key_quota):
-                raise TeamRefused(
-                    f"The team {team.name} is at its quota of {quota} live key{pluralize(quota)}."
-                )
+            team = _taking(team, maker=owner)
         clash = ApiKey.objects.held_by(owner, team).live().filter(name=key.name)
         if clash.exclude(pk=key.pk).exists():
             where = f"the team {team.name}" if team is not None else owner.email
@@ -446,13 +442,29 @@ def move_key(
             reason=f"{said} {reason}".strip(),
         )
         _tell_old_space(key, old_endpoints, entry, reason=f"Moved to another holder. {reason}")
-        if old_holder not in (team, owner if team is None else None):  # it left them
-            _record_leaving(old_holder, key, actor=actor, ip_address=ip_address, reason=reason)
+        # It left them (the checks above refused a move to where it is).
+        _record_leaving(old_holder, key, actor=actor, ip_address=ip_address, reason=reason)
         if key.keycloak_id:
             keycloak.update_client(
                 keycloak.portal_connection(), key.keycloak_id, desired.holder_marks(key)
             )
     return key
+
+
+def _taking(team: Team, *, maker: User) -> Team:
+    """The team that takes a key made by `maker`, locked (its quota counted in turn): a
+    member's key, within its quota."""
+    team = Team.objects.select_for_update().get(pk=team.pk)
+    if not team.memberships.filter(user=maker).exists():
+        raise TeamRefused(
+            f"{maker.email} is not a member of the team {team.name}: give a member of the team "
+            "as the key's maker."
+        )
+    if team.keys.live().count() >= (quota := team.key_quota):
+        raise TeamRefused(
+            f"The team {team.name} is at its quota of {quota} live key{pluralize(quota)}."
+        )
+    return team
 
 
 def _moved(key: ApiKey, owner: User, team: Team | None) -> str:
@@ -469,8 +481,12 @@ def _record_leaving(
     holder: Team | User, key: ApiKey, *, actor: User, ip_address: str | None, reason: str
 ) -> None:
     """The team or the person whose personal key it was keeps an entry of its leaving in
-    their activity, with the key's client id (not who holds it now)."""
-    left = f"the team {holder.name}" if isinstance(holder, Team) else "your personal keys"
+    their activity (only they and administrators read it), with the key's client id, not
+    who holds it now."""
+    if isinstance(holder, Team):
+        left = f"the team {holder.name}"
+    else:
+        left = f"the personal keys of {holder.email}"
     AuditEntry.record(
         holder,
         AuditEntry.Action.TRANSFERRED,

@@ -43,15 +43,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        code = int(args.run(args) or 0)
+        code = _run(args)
         sys.stdout.flush()  # a reader gone shows here, not in a traceback at exit
         return code
     except BrokenPipeError:
         # What read the output stopped early (`| head -1`). Python would complain again when
-        # it flushes at exit: the rest goes nowhere.
+        # it flushes at exit: the rest goes nowhere; so does this line if stderr went too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        print("apikeys: the output was cut short: what read it stopped early.", file=sys.stderr)
+        try:
+            print("apikeys: the output was cut short: what read it stopped early.", file=sys.stderr)
+        except OSError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
         return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command; a failure said on stderr, as its exit code."""
+    try:
+        return int(args.run(args) or 0)
     except Failure as failure:
         print(f"apikeys: {failure}", file=sys.stderr)
         for field, messages in _field_errors(failure).items():
@@ -699,7 +708,7 @@ def admin_move(args: argparse.Namespace) -> int:
     if args.to_email:
         body["to_email"] = args.to_email
     if args.to_team:
-        body["to_team"] = _any_team_id(args.to_team)
+        body["to_team"] = args.to_team  # its id or its name: the portal finds it
     key = _call("POST", f"/admin/keys/{_key_id(args.key)}/move", body=body)
     return _show(args, key, ("name", "client_id", "owner_email", "team_name", "status"))
 
@@ -1311,21 +1320,6 @@ def _team_id(given: str) -> str:
         raise NotFound(f"You are in no team called {given!r} (see `apikeys teams list`).")
     if len(named) > 1:
         raise Usage(f"You are in {len(named)} teams called {given!r}: give the team's id.")
-    return str(named[0]["id"])
-
-
-def _any_team_id(given: str) -> str:
-    """Any team's id, for an administrator: from the id itself or the team's name."""
-    try:
-        return str(uuid.UUID(given))
-    except ValueError:
-        pass
-    found = _call("GET", "/admin/teams", query={"q": given, "per_page": 100})["items"]
-    named = [t for t in found if t["name"].casefold() == given.casefold()]
-    if not named:
-        raise NotFound(f"No team is called {given!r}.")
-    if len(named) > 1:
-        raise Usage(f"{len(named)} teams are called {given!r}: give the team's id.")
     return str(named[0]["id"])
 
 
