@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -138,12 +138,15 @@ def test_dates_on_pages_are_kept_whole_and_text_around_them_escaped() -> None:
     page = Template(
         '{{ at|when }} · {{ at|when:"Y-m-d" }} · {{ none|when }} · {{ why|dates_whole }}'
     )
-    at = datetime(2026, 12, 8, 17, 43, 53, tzinfo=UTC)
+    at = datetime(2026, 12, 8, 19, 43, 53, 123456, tzinfo=timezone(timedelta(hours=2)))
+    mail = Template("{% autoescape off %}{{ at|when }} {{ why|dates_whole }}{% endautoescape %}")
+    why = "Until 2026-12-08 17:43:53 <b>"
 
-    shown = page.render(Context({"at": at, "none": None, "why": "Until 2026-12-08 17:43:53 <b>"}))
+    shown = page.render(Context({"at": at, "none": None, "why": why}))
 
-    assert shown == (
+    assert shown == (  # shown in the portal's time zone (UTC), as the `date` filter does
         '<time datetime="2026-12-08T17:43:53+00:00">2026-12-08 17:43</time> · '
         '<time datetime="2026-12-08T17:43:53+00:00">2026-12-08</time> ·  · '
         'Until <span class="date">2026-12-08 17:43:53</span> &lt;b&gt;'
     )
+    assert mail.render(Context({"at": at, "why": why})) == f"2026-12-08 17:43 {why}"
