@@ -965,11 +965,10 @@ def test_public_keys_do_not_change_through_an_update(
 def test_a_key_moved_to_another_space_is_no_longer_the_softwares(
     client: Client, owner: User, admin_user: User, made: registration.NewRegistrationToken
 ) -> None:
-    from apikeys.models import Team
     from apikeys.operations import teams
 
     body = register(client, made.secret, {"client_name": "moving"}).json()
-    team = Team.objects.create(name="Elsewhere")
+    team = teams.create_team(owner, "Elsewhere")  # a team of its maker's
     key = ApiKey.objects.get(client_id=body["client_id"])
     teams.move_key(key, owner=owner, team=team, actor=admin_user)
 
